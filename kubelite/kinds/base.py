@@ -1,0 +1,133 @@
+"""What a kind contributes to the generic machinery (see STYLE.md: a strategy per kind).
+
+A kind module declares one :class:`Kind` with a :class:`Strategy`. The API server,
+discovery, OpenAPI and Table printing are generated from these declarations and know
+nothing about any particular kind.
+
+Objects are plain dicts (decoded JSON). Hooks mutate in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubelite.api.field import FieldError
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A meta.k8s.io/v1 TableColumnDefinition."""
+
+    name: str
+    type: str = "string"  # string | integer | number | boolean | date
+    format: str = ""  # e.g. "name"
+    description: str = ""
+    priority: int = 0  # 0 = always shown, 1 = only with -o wide
+
+
+class Strategy:
+    """Per-kind hooks, called by the generic registry. Defaults suit a simple kind."""
+
+    # --- create ---------------------------------------------------------------
+    def default(self, obj: Obj) -> None:
+        """Fill in defaults, as the apiserver's defaulting does on every decoded write."""
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        """Reset what a client may not set on create (e.g. status for kinds with a status subresource)."""
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        """Validate a new object. Object metadata (name, labels, …) is validated generically."""
+        return []
+
+    def warnings_on_create(self, obj: Obj) -> list[str]:
+        return []
+
+    # --- update ---------------------------------------------------------------
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        """Main-resource update: e.g. keep old status when the kind has a status subresource."""
+
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return self.validate(new)
+
+    def warnings_on_update(self, new: Obj, old: Obj) -> list[str]:
+        return []
+
+    allow_create_on_update: bool = False
+    allow_unconditional_update: bool = True
+
+    # --- status subresource ---------------------------------------------------
+    def status_prepare_for_update(self, new: Obj, old: Obj) -> None:
+        """Status update: everything but status comes from old."""
+        for k in list(new.keys()):
+            if k not in ("status", "metadata", "apiVersion", "kind"):
+                del new[k]
+        for k, v in old.items():
+            if k not in ("status", "metadata", "apiVersion", "kind"):
+                new[k] = v
+
+    def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return []
+
+    # --- delete ---------------------------------------------------------------
+    def grace_period(self, obj: Obj, requested: int | None) -> int:
+        """Seconds of graceful deletion for this object; 0 deletes at once."""
+        return 0
+
+    # --- reading --------------------------------------------------------------
+    def field_labels(self, obj: Obj) -> dict[str, str]:
+        """Values for field selectors (metadata.name and metadata.namespace are added generically)."""
+        return {}
+
+    columns: tuple[Column, ...] = ()
+
+    def row(self, obj: Obj) -> list[Any]:
+        """Cells for :attr:`columns` (NAME is the first column, added generically is NOT assumed)."""
+        return []
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    strategy: Strategy
+    singular: str = ""
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    # subresources served generically: "status"; others (binding, log, exec, token…) are
+    # named here for discovery and implemented by handlers registered in `extra_routes`.
+    subresources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+    # name of the _definitions entry for the schema, e.g. "io.k8s.api.core.v1.Pod"
+    schema_ref: str = ""
+    # names a client may not pick (e.g. namespaces must be DNS labels): validator for metadata.name
+    name_validator: Callable[[str], list[str]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    @property
+    def singular_name(self) -> str:
+        return self.singular or self.kind.lower()
+
+    def key(self, namespace: str | None, name: str = "") -> str:
+        """Storage key: /registry/<group>/<plural>/<namespace>/<name> (namespace omitted for cluster kinds)."""
+        g = self.group or "core"
+        if self.namespaced:
+            base = f"/registry/{g}/{self.plural}/"
+            if namespace is None:
+                return base
+            return f"{base}{namespace}/{name}"
+        return f"/registry/{g}/{self.plural}/{name}"
