@@ -31,11 +31,12 @@ class StatusError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
         }
-        if self.details:
+        if self.reason:
+            st["reason"] = self.reason
+        if self.details is not None:
             st["details"] = self.details
+        st["code"] = self.code
         return st
 
     def __repr__(self) -> str:

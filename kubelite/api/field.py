@@ -154,7 +154,10 @@ def forbidden(path: Path | str, detail: str) -> FieldError:
 
 
 def too_long(path: Path | str, max_len: int) -> FieldError:
-    detail = f"must have at most {max_len} bytes" if max_len >= 0 else ""
+    if max_len >= 0:
+        detail = f"may not be more than {max_len} {'byte' if max_len == 1 else 'bytes'}"
+    else:
+        detail = "value is too long"
     return FieldError(TOO_LONG, str(path), OMIT, detail)
 
 
