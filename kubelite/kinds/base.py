@@ -58,6 +58,10 @@ class Strategy:
 
     allow_create_on_update: bool = False
     allow_unconditional_update: bool = True
+    # metadata.generation is set on create and bumped when anything but metadata/status changes
+    tracks_generation: bool = False
+    # DELETE answers with the object (pods, namespaces) rather than a Success Status
+    return_deleted_object: bool = False
 
     # --- status subresource ---------------------------------------------------
     def status_prepare_for_update(self, new: Obj, old: Obj) -> None:
@@ -72,10 +76,21 @@ class Strategy:
     def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return []
 
+    def prepare_for_subresource_update(self, subresource: str, new: Obj, old: Obj) -> None:
+        """Other writable subresources (e.g. namespaces/finalize): keep what it may not change."""
+        self.prepare_for_update(new, old)
+
     # --- delete ---------------------------------------------------------------
     def grace_period(self, obj: Obj, requested: int | None) -> int:
         """Seconds of graceful deletion for this object; 0 deletes at once."""
         return 0
+
+    def has_pending_finalizers(self, obj: Obj) -> bool:
+        """Whether deletion must wait (metadata.finalizers; namespaces also spec.finalizers)."""
+        return bool((obj.get("metadata") or {}).get("finalizers"))
+
+    def mark_terminating(self, obj: Obj) -> None:
+        """Called when deletion of ``obj`` begins but must wait (e.g. namespace phase Terminating)."""
 
     # --- reading --------------------------------------------------------------
     def field_labels(self, obj: Obj) -> dict[str, str]:
@@ -89,7 +104,7 @@ class Strategy:
         return []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: a Kind is declared once and used as a key
 class Kind:
     group: str
     version: str
@@ -107,7 +122,7 @@ class Kind:
     # name of the _definitions entry for the schema, e.g. "io.k8s.api.core.v1.Pod"
     schema_ref: str = ""
     # names a client may not pick (e.g. namespaces must be DNS labels): validator for metadata.name
-    name_validator: Callable[[str], list[str]] | None = None
+    name_validator: Callable[[str, bool], list[str]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

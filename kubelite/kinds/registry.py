@@ -1,0 +1,88 @@
+"""The set of served kinds, with lookups by resource and by kind."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from kubelite.kinds.base import Kind
+
+log = logging.getLogger(__name__)
+
+
+class Registry:
+    """An ordered collection of :class:`Kind`; the order is discovery's (core kinds first)."""
+
+    def __init__(self, kinds: list[Kind] | None = None) -> None:
+        self._kinds: list[Kind] = []
+        self._by_resource: dict[tuple[str, str, str], Kind] = {}
+        self._by_kind: dict[tuple[str, str, str], Kind] = {}
+        for k in kinds or ():
+            self.add(k)
+
+    def add(self, kind: Kind) -> None:
+        rkey = (kind.group, kind.version, kind.plural)
+        if rkey in self._by_resource:
+            raise ValueError(f"duplicate resource {kind.plural} in {kind.api_version}")
+        self._kinds.append(kind)
+        self._by_resource[rkey] = kind
+        self._by_kind.setdefault((kind.group, kind.version, kind.kind), kind)
+
+    def by_resource(self, group: str, version: str, plural: str) -> Kind | None:
+        return self._by_resource.get((group, version, plural))
+
+    def by_kind(self, group: str, version: str, kind: str) -> Kind | None:
+        return self._by_kind.get((group, version, kind))
+
+    def by_api_version(self, api_version: str, kind: str) -> Kind | None:
+        """Lookup by an object's ``apiVersion`` ("v1", "coordination.k8s.io/v1") and ``kind``."""
+        group, _, version = api_version.rpartition("/")
+        return self.by_kind(group, version, kind)
+
+    def all(self) -> list[Kind]:
+        return list(self._kinds)
+
+    def groups(self) -> dict[str, list[str]]:
+        """Group name ("" for core) -> its versions, in registration order."""
+        out: dict[str, list[str]] = {}
+        for k in self._kinds:
+            versions = out.setdefault(k.group, [])
+            if k.version not in versions:
+                versions.append(k.version)
+        return out
+
+    def resources(self, group: str, version: str) -> list[Kind]:
+        return [k for k in self._kinds if k.group == group and k.version == version]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._kinds)
+
+    def __len__(self) -> int:
+        return len(self._kinds)
+
+
+# (module, attribute) in registration order: core/v1 first, then the named groups.
+_KINDS: tuple[tuple[str, str], ...] = (
+    ("kubelite.kinds.namespaces", "NAMESPACE"),
+    ("kubelite.kinds.nodes", "NODE"),
+    ("kubelite.kinds.pods", "POD"),
+    ("kubelite.kinds.configmaps", "CONFIGMAP"),
+    ("kubelite.kinds.secrets", "SECRET"),
+    ("kubelite.kinds.serviceaccounts", "SERVICEACCOUNT"),
+    ("kubelite.kinds.events", "EVENT"),
+    ("kubelite.kinds.leases", "LEASE"),
+    ("kubelite.kinds.events", "EVENT_V1"),
+)
+
+
+def default_registry() -> Registry:
+    """Every kind kubelite serves. A kind module that is missing (not written yet) is skipped."""
+    reg = Registry()
+    for module, attr in _KINDS:
+        try:
+            kind = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            log.warning("kind %s.%s unavailable: %s", module, attr, exc)
+            continue
+        reg.add(kind)
+    return reg
