@@ -1,0 +1,5 @@
+import sys
+
+from kubelite.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""Request decoding and response encoding shared by every handler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from kubelite.api import errors
+
+try:  # the C loader is much faster; Debian's python3-yaml and PyPI wheels both ship it
+    _YamlLoader: Any = yaml.CSafeLoader
+    _YamlDumper: Any = yaml.CSafeDumper
+except AttributeError:  # pragma: no cover
+    _YamlLoader = yaml.SafeLoader
+    _YamlDumper = yaml.SafeDumper
+
+JSON = "application/json"
+YAML = "application/yaml"
+MAX_BODY = errors.REQUEST_LIMIT_BYTES
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def yaml_dumps(obj: Any) -> bytes:
+    return yaml.dump(obj, Dumper=_YamlDumper, default_flow_style=False, sort_keys=False,
+                     allow_unicode=True).encode()
+
+
+def load_yaml(raw: bytes) -> Any:
+    try:
+        return yaml.load(raw, Loader=_YamlLoader)
+    except yaml.YAMLError as exc:
+        raise errors.bad_request(f"error converting YAML to JSON: {_yaml_message(exc)}") from exc
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        return f"yaml: line {mark.line + 1}: {problem}"
+    return f"yaml: {problem}"
+
+
+def load_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
+
+
+def media_type(request: web.Request) -> str:
+    ct = request.headers.get("Content-Type", "")
+    return ct.split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise errors.request_entity_too_large()
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise errors.request_entity_too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_object(raw: bytes, ctype: str) -> Any:
+    """A create/update body: JSON or YAML (protobuf and CBOR are not served)."""
+    if not raw.strip():
+        raise errors.bad_request("the body of the request was empty")
+    if ctype in ("", JSON, "*/*"):
+        return load_json(raw)
+    if ctype in (YAML, "application/x-yaml", "text/yaml"):
+        return load_yaml(raw)
+    raise errors.unsupported_media_type("application/json, application/yaml")
+
+
+def wants_yaml(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    for part in accept.split(","):
+        mt = part.split(";", 1)[0].strip().lower()
+        if mt in (JSON, "*/*", "application/*"):
+            return False
+        if mt == YAML:
+            return True
+    return False
+
+
+def table_requested(request: web.Request) -> bool:
+    """True when the client asks for meta.k8s.io Table (kubectl get does) before plain JSON."""
+    accept = request.headers.get("Accept", "")
+    for part in accept.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        params = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
+            return True
+        if fields[0] in (JSON, YAML, "*/*") and "as" not in params:
+            return False
+    return False
+
+
+def respond(request: web.Request, obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    headers = {}
+    if warnings:
+        headers["Warning"] = ", ".join(warning_header(w) for w in warnings)
+    if wants_yaml(request):
+        return web.Response(body=yaml_dumps(obj), status=status, content_type=YAML, headers=headers)
+    return web.Response(body=dumps(obj), status=status, content_type=JSON, headers=headers)
+
+
+def warning_header(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{escaped}"'
+
+
+def status_response(err: errors.StatusError) -> web.Response:
+    return web.Response(body=dumps(err.status()), status=err.code, content_type=JSON)
+
+
+def success_status(details: dict[str, Any] | None = None) -> dict[str, Any]:
+    st: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+    if details:
+        st["details"] = details
+    return st

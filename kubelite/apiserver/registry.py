@@ -1,0 +1,624 @@
+"""The generic registry: CRUD, watch, concurrency and deletion for every kind.
+
+One :class:`ResourceStore` per served :class:`~kubelite.kinds.base.Kind`; everything
+special about a kind comes from its Strategy (see STYLE.md). Objects are stored without
+``metadata.resourceVersion``; on read it is the store's mod revision.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as _dt
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from kubelite.api import errors
+from kubelite.api import field as fld
+from kubelite.api.meta import (
+    generate_name_suffix,
+    new_uid,
+    now_rfc3339,
+    validate_object_meta,
+    validate_object_meta_update,
+)
+from kubelite.api.selectors import FieldSelector, LabelSelector
+from kubelite.kinds.base import Kind, Obj
+from kubelite.store.base import (
+    KV,
+    CompactedError,
+    ConflictError,
+    Event,
+    FutureRevisionError,
+    KeyExistsError,
+    KeyNotFoundError,
+    Store,
+)
+
+# metadata fields only the server sets
+_SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
+_MAX_UPDATE_RETRIES = 16
+
+
+def encode(obj: Obj) -> bytes:
+    meta = obj.get("metadata") or {}
+    rv = meta.pop("resourceVersion", None)
+    try:
+        return orjson.dumps(obj)
+    finally:
+        if rv is not None:
+            meta["resourceVersion"] = rv
+
+
+def decode(kv: KV) -> Obj:
+    obj: Obj = orjson.loads(kv.value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def _spec_part(obj: Obj) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+@dataclass
+class ListOptions:
+    label_selector: LabelSelector | None = None
+    field_selector: FieldSelector | None = None
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
+
+
+@dataclass
+class DeleteOptions:
+    grace_period_seconds: int | None = None
+    preconditions: dict[str, Any] = field(default_factory=dict)
+    propagation_policy: str = ""
+    orphan_dependents: bool | None = None
+    dry_run: bool = False
+
+
+@dataclass
+class WriteOptions:
+    dry_run: bool = False
+    field_manager: str = ""
+    # set by the HTTP layer: called as hook(old, new, manager, subresource) before validation,
+    # used to maintain metadata.managedFields
+    track_fields: Callable[[Obj | None, Obj, str, str], None] | None = None
+
+
+def encode_continue(rv: int, start_key: str) -> str:
+    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start_key})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = orjson.loads(raw)
+        rv, start = int(data["rv"]), str(data["start"])
+        if data.get("v") != "meta.k8s.io/v1" or rv <= 0 or not start:
+            raise ValueError
+        return rv, start
+    except Exception as exc:  # any malformed token is the client's mistake
+        raise errors.bad_request("invalid continue token") from exc
+
+
+def now_plus(seconds: int) -> str:
+    t = _dt.datetime.now(_dt.UTC).replace(microsecond=0) + _dt.timedelta(seconds=seconds)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ResourceStore:
+    """CRUD and watch for one kind, on top of the revisioned store."""
+
+    def __init__(self, kind: Kind, store: Store,
+                 namespace_check: Callable[[Kind, str, str], Awaitable[None]] | None = None,
+                 storage_kind: Kind | None = None) -> None:
+        self.kind = kind
+        # a kind served in another version shares the storage of its stored version
+        # (events.k8s.io/v1 Event is stored as core/v1 Event) and converts on the way
+        self.storage_kind = storage_kind or kind
+        self._to_storage: Callable[[Obj], Obj] | None = kind.extra.get("to_storage") if storage_kind else None
+        self._from_storage: Callable[[Obj], Obj] | None = kind.extra.get("from_storage") if storage_kind else None
+        self.strategy = kind.strategy
+        self.store = store
+        # admission (NamespaceLifecycle): namespace_check(kind, namespace, name) raises NotFound/Forbidden
+        self.namespace_check = namespace_check
+
+    # ------------------------------------------------------------------ helpers
+    def _enc(self, obj: Obj) -> bytes:
+        if self._to_storage is not None:
+            obj = self._to_storage(obj)
+        return encode(obj)
+
+    def _dec(self, kv: KV) -> Obj:
+        obj = decode(kv)
+        if self._from_storage is not None:
+            obj = self._from_storage(obj)
+            obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    def _resource(self) -> str:
+        return self.kind.plural
+
+    def not_found(self, name: str) -> errors.StatusError:
+        return errors.not_found(self.kind.plural, name, self.kind.group)
+
+    def conflict(self, name: str, msg: str = errors.CONFLICT_MODIFIED) -> errors.StatusError:
+        return errors.conflict(self.kind.plural, name, msg, self.kind.group)
+
+    def invalid(self, name: str, errs: list[fld.FieldError]) -> errors.StatusError:
+        return errors.invalid(self.kind.kind, name, errs, self.kind.group)
+
+    def key(self, namespace: str, name: str) -> str:
+        return self.storage_kind.key(namespace if self.kind.namespaced else None, name)
+
+    def prefix(self, namespace: str) -> str:
+        if self.kind.namespaced:
+            base = self.storage_kind.key(None)
+            return f"{base}{namespace}/" if namespace else base
+        return self.storage_kind.key(None, "")
+
+    def field_labels(self, obj: Obj) -> dict[str, str]:
+        meta = obj.get("metadata") or {}
+        labels = {"metadata.name": meta.get("name", "")}
+        if self.kind.namespaced:
+            labels["metadata.namespace"] = meta.get("namespace", "")
+        labels.update(self.strategy.field_labels(obj))
+        return labels
+
+    def check_field_selector(self, sel: FieldSelector | None) -> None:
+        if sel is None:
+            return
+        probe = self.field_labels({"metadata": {}})
+        for f in sel.fields():
+            if f not in probe:
+                raise errors.bad_request(f'field label not supported: {f}')
+
+    def matches(self, obj: Obj, opts: ListOptions) -> bool:
+        if opts.label_selector is not None and not opts.label_selector.matches(
+                (obj.get("metadata") or {}).get("labels") or {}):
+            return False
+        if opts.field_selector is not None and not opts.field_selector.matches(self.field_labels(obj)):
+            return False
+        return True
+
+    def _check_meta_kind(self, obj: Obj) -> None:
+        if not isinstance(obj, dict):
+            raise errors.bad_request("the body of the request must be an object")
+        meta = obj.get("metadata")
+        if meta is None:
+            obj["metadata"] = {}
+        elif not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+
+    # ------------------------------------------------------------------ reads
+    async def get(self, namespace: str, name: str, resource_version: str = "") -> Obj:
+        rev = 0
+        if resource_version not in ("", "0"):
+            rev = _parse_rv(resource_version)
+        try:
+            kv = await self.store.get(self.key(namespace, name), rev)
+        except CompactedError as exc:
+            raise errors.resource_expired(exc.requested, exc.compacted) from exc
+        except FutureRevisionError as exc:
+            raise errors.timeout(f"Too large resource version: {exc.requested}, current: {exc.current}") from exc
+        if kv is None:
+            raise self.not_found(name)
+        return self._dec(kv)
+
+    async def list(self, namespace: str, opts: ListOptions) -> tuple[list[Obj], int, str, int | None]:
+        """Returns (items, list revision, continue token, remainingItemCount or None)."""
+        self.check_field_selector(opts.field_selector)
+        prefix = self.prefix(namespace)
+        start = prefix
+        rev = 0
+        if opts.continue_token:
+            rev, start_suffix = decode_continue(opts.continue_token)
+            start = prefix + start_suffix
+        elif opts.resource_version not in ("", "0"):
+            want = _parse_rv(opts.resource_version)
+            match = opts.resource_version_match
+            if match == "Exact":
+                rev = want
+            elif match not in ("", "NotOlderThan"):
+                raise errors.bad_request(f"resourceVersionMatch: Unsupported value: \"{match}\"")
+            else:
+                cur = await self.store.current_revision()
+                if want > cur:
+                    raise errors.timeout(f"Too large resource version: {want}, current: {cur}")
+        elif opts.resource_version_match and opts.resource_version_match != "NotOlderThan":
+            raise errors.bad_request(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided")
+        items: list[Obj] = []
+        filtering = opts.label_selector is not None or opts.field_selector is not None
+        limit = opts.limit if opts.limit > 0 else 0
+        cont = ""
+        remaining: int | None = None
+        while True:
+            try:
+                page = await self.store.list(prefix, rev, (limit - len(items) + 1) if limit else 0, start)
+            except CompactedError as exc:
+                if opts.continue_token:
+                    raise errors.expired(
+                        "The provided continue parameter is too old to display a consistent list result. "
+                        "You can start a new list without the continue parameter, or use the continue token "
+                        "in this response to retrieve the remainder of the results. Continuing with the "
+                        "provided token results in an inconsistent list - objects that were created, "
+                        "modified, or deleted between the time the first chunk was returned and now may "
+                        "show up in the list.") from exc
+                raise errors.resource_expired(exc.requested, exc.compacted) from exc
+            except FutureRevisionError as exc:
+                raise errors.timeout(f"Too large resource version: {exc.requested}, current: {exc.current}") from exc
+            rev = page.revision
+            kvs = page.kvs
+            for i, kv in enumerate(kvs):
+                if limit and len(items) == limit:
+                    # there is at least this one more key: continue from it
+                    cont = encode_continue(rev, kv.key[len(prefix):])
+                    if not filtering:
+                        remaining = (len(kvs) - i) if not page.more else None
+                    break
+                obj = self._dec(kv)
+                if not filtering or self.matches(obj, opts):
+                    items.append(obj)
+            else:
+                if page.more and kvs:
+                    start = kvs[-1].key + "\x00"
+                    continue
+            break
+        if remaining is None and cont and not filtering:
+            remaining = max(0, await self.store.count(prefix) - len(items)) if not opts.continue_token else None
+        return items, rev, cont, remaining
+
+    # ------------------------------------------------------------------ writes
+    async def create(self, namespace: str, obj: Obj, opts: WriteOptions) -> Obj:
+        self._check_meta_kind(obj)
+        meta = obj["metadata"]
+        if self.kind.namespaced:
+            ns = meta.get("namespace") or namespace
+            if namespace and ns != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request")
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = generate_name_suffix(meta["generateName"])
+        for k in _SYSTEM_META:
+            meta.pop(k, None)
+        meta.pop("resourceVersion", None)
+        meta.pop("selfLink", None)
+        meta["uid"] = new_uid()
+        meta["creationTimestamp"] = now_rfc3339()
+        if self.strategy.tracks_generation:
+            meta["generation"] = 1
+        self.strategy.default(obj)
+        self.strategy.prepare_for_create(obj)
+        errs = validate_object_meta(meta, self.kind.namespaced, self.kind.name_validator, fld.Path("metadata"))
+        errs += self.strategy.validate(obj)
+        name = meta.get("name", "")
+        if errs:
+            raise self.invalid(name, errs)
+        if self.kind.namespaced and self.namespace_check is not None:
+            await self.namespace_check(self.kind, meta["namespace"], name)
+        if opts.track_fields:
+            opts.track_fields(None, obj, opts.field_manager, "")
+        if opts.dry_run:
+            if await self.store.get(self.key(meta.get("namespace", ""), name)) is not None:
+                raise errors.already_exists(self.kind.plural, name, self.kind.group)
+            return obj
+        try:
+            kv = await self.store.create(self.key(meta.get("namespace", ""), name), self._enc(obj))
+        except KeyExistsError as exc:
+            if meta.get("generateName") and not obj.get("__user_named"):
+                raise errors.StatusError(
+                    409, "AlreadyExists",
+                    f'{errors.qualified(self.kind.plural, self.kind.group)} "{name}" already exists, the server '
+                    f"was not able to generate a unique name for the object",
+                    {"name": name, "kind": self.kind.plural, **({"group": self.kind.group} if self.kind.group else {}),
+                     "retryAfterSeconds": 1}) from exc
+            raise errors.already_exists(self.kind.plural, name, self.kind.group) from exc
+        meta["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    async def update(self, namespace: str, name: str, new: Obj, opts: WriteOptions,
+                     subresource: str = "") -> tuple[Obj, bool]:
+        """PUT. Returns (object, created)."""
+        self._check_meta_kind(new)
+        meta = new["metadata"]
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        meta["name"] = name
+        if self.kind.namespaced:
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request")
+            meta["namespace"] = namespace
+        rv = meta.get("resourceVersion") or ""
+        expected = _parse_rv(rv, name) if rv else 0
+        key = self.key(namespace, name)
+        kv = await self.store.get(key)
+        if kv is None:
+            if self.strategy.allow_create_on_update and not subresource:
+                if expected:
+                    raise self.not_found(name)
+                return await self.create(namespace, new, opts), True
+            raise self.not_found(name)
+        if not expected and not self.strategy.allow_unconditional_update:
+            raise self.invalid(name, [fld.required(
+                "metadata.resourceVersion", "must be specified for an update")])
+        return await self._guaranteed_update(
+            key, name, kv, lambda old: copy.deepcopy(new), opts, subresource, expected)
+
+    async def patch(self, namespace: str, name: str, apply_patch: Callable[[Obj], Obj], opts: WriteOptions,
+                    subresource: str = "", create_if_missing: Callable[[], Obj] | None = None) -> tuple[Obj, bool]:
+        """Read-modify-write with retries. ``apply_patch(current)`` returns the patched object."""
+        key = self.key(namespace, name)
+        kv = await self.store.get(key)
+        if kv is None:
+            if create_if_missing is not None and not subresource:
+                obj = create_if_missing()
+                return await self.create(namespace, obj, opts), True
+            raise self.not_found(name)
+
+        def mutate(old: Obj) -> Obj:
+            new = apply_patch(copy.deepcopy(old))
+            if not isinstance(new, dict):
+                raise errors.bad_request("the patched object must be a JSON object")
+            new.setdefault("metadata", {})
+            if not isinstance(new["metadata"], dict):
+                raise errors.bad_request("metadata must be an object")
+            nm = new["metadata"]
+            if nm.get("name", name) != name:
+                raise errors.invalid(self.kind.kind, name, [fld.invalid("metadata.name", nm.get("name"),
+                                                                          "field is immutable")], self.kind.group)
+            nm["name"] = name
+            if self.kind.namespaced:
+                nm["namespace"] = namespace
+            return new
+
+        return await self._guaranteed_update(key, name, kv, mutate, opts, subresource, 0, patch=True)
+
+    async def _guaranteed_update(self, key: str, name: str, kv: KV, mutate: Callable[[Obj], Obj],
+                                 opts: WriteOptions, subresource: str, expected: int,
+                                 patch: bool = False) -> tuple[Obj, bool]:
+        for _ in range(_MAX_UPDATE_RETRIES):
+            old = self._dec(kv)
+            new = mutate(old)
+            meta = new["metadata"]
+            given_rv = meta.get("resourceVersion") or ""
+            want = expected or (_parse_rv(given_rv, name) if (patch and given_rv) else 0)
+            if want and want != kv.mod_revision:
+                raise self.conflict(name)
+            self._prepare_update(new, old, subresource)
+            errs = validate_object_meta_update(new["metadata"], old["metadata"], fld.Path("metadata"))
+            if subresource == "status":
+                errs += self.strategy.validate_status_update(new, old)
+            else:
+                errs += self.strategy.validate_update(new, old)
+            if errs:
+                raise self.invalid(name, errs)
+            if opts.track_fields:
+                opts.track_fields(old, new, opts.field_manager, subresource)
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            if new == old:
+                return old, False  # no-op update: nothing written, same resourceVersion
+            if opts.dry_run:
+                return new, False
+            if self._should_delete_during_update(new):
+                try:
+                    dkv = await self.store.delete(key, kv.mod_revision)
+                except ConflictError as exc:
+                    if want or exc.current is None:
+                        raise self.conflict(name) from exc
+                    kv = exc.current
+                    continue
+                new["metadata"]["resourceVersion"] = str(dkv.mod_revision)
+                return new, False
+            try:
+                nkv = await self.store.update(key, self._enc(new), kv.mod_revision)
+            except ConflictError as exc:
+                if want:
+                    raise self.conflict(name) from exc
+                if exc.current is None:
+                    raise self.not_found(name) from exc
+                kv = exc.current
+                continue
+            except KeyNotFoundError as exc:
+                raise self.not_found(name) from exc
+            new["metadata"]["resourceVersion"] = str(nkv.mod_revision)
+            return new, False
+        raise self.conflict(name, "the object is being modified too often; please try again")
+
+    def _prepare_update(self, new: Obj, old: Obj, subresource: str) -> None:
+        meta, ometa = new["metadata"], old["metadata"]
+        # the server owns these; clients cannot change them through update
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            if k in ometa:
+                meta[k] = ometa[k]
+            else:
+                meta.pop(k, None)
+        meta.pop("selfLink", None)
+        if "generation" in ometa:
+            meta["generation"] = ometa["generation"]
+        self.strategy.default(new)
+        if subresource == "status":
+            self.strategy.status_prepare_for_update(new, old)
+            # metadata other than labels/annotations/finalizers? upstream keeps all of old's metadata
+            keep = {k: ometa[k] for k in ometa}
+            keep["resourceVersion"] = meta.get("resourceVersion", ometa.get("resourceVersion"))
+            if "managedFields" in meta:
+                keep["managedFields"] = meta["managedFields"]
+            new["metadata"] = keep
+        elif subresource:
+            self.strategy.prepare_for_subresource_update(subresource, new, old)
+        else:
+            self.strategy.prepare_for_update(new, old)
+            if self.strategy.tracks_generation and _spec_part(new) != _spec_part(old):
+                new["metadata"]["generation"] = int(ometa.get("generation") or 1) + 1
+
+    def _should_delete_during_update(self, obj: Obj) -> bool:
+        meta = obj["metadata"]
+        return bool(meta.get("deletionTimestamp")) and not self.strategy.has_pending_finalizers(obj) and \
+            int(meta.get("deletionGracePeriodSeconds") or 0) == 0
+
+    # ------------------------------------------------------------------ delete
+    async def delete(self, namespace: str, name: str, opts: DeleteOptions) -> tuple[Obj, bool]:
+        """Returns (object, deleted_now). When not deleted now the object is being finalized or
+        is terminating gracefully and is returned with its deletionTimestamp."""
+        key = self.key(namespace, name)
+        if opts.propagation_policy and opts.propagation_policy not in ("Orphan", "Background", "Foreground"):
+            raise errors.invalid("DeleteOptions", "", [fld.not_supported(
+                "propagationPolicy", opts.propagation_policy, ["Foreground", "Background", "Orphan"])])
+        if opts.grace_period_seconds is not None and opts.grace_period_seconds < 0:
+            opts.grace_period_seconds = 1
+        for _ in range(_MAX_UPDATE_RETRIES):
+            kv = await self.store.get(key)
+            if kv is None:
+                raise self.not_found(name)
+            obj = self._dec(kv)
+            meta = obj["metadata"]
+            pre = opts.preconditions or {}
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise self.conflict(name, f"Precondition failed: UID in precondition: {pre['uid']}, "
+                                          f"UID in object meta: {meta.get('uid', '')}")
+            if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
+                raise self.conflict(name, f"Precondition failed: ResourceVersion in precondition: "
+                                          f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                                          f"{meta.get('resourceVersion')}")
+            grace = self.strategy.grace_period(obj, opts.grace_period_seconds)
+            if meta.get("deletionTimestamp"):
+                # already terminating: only a shorter grace period changes anything
+                cur = int(meta.get("deletionGracePeriodSeconds") or 0)
+                if grace >= cur and not (grace == 0 and not meta.get("finalizers")):
+                    return obj, False
+            has_finalizers = self.strategy.has_pending_finalizers(obj)
+            if grace > 0 or has_finalizers:
+                new = copy.deepcopy(obj)
+                nm = new["metadata"]
+                if not meta.get("deletionTimestamp") or grace < int(meta.get("deletionGracePeriodSeconds") or 0):
+                    nm["deletionTimestamp"] = now_plus(grace)
+                nm["deletionGracePeriodSeconds"] = grace
+                self.strategy.mark_terminating(new)
+                if grace == 0 and not has_finalizers:
+                    pass  # fall through to the real delete below
+                else:
+                    if opts.dry_run:
+                        return new, False
+                    try:
+                        nkv = await self.store.update(key, self._enc(new), kv.mod_revision)
+                    except ConflictError:
+                        continue
+                    except KeyNotFoundError as exc:
+                        raise self.not_found(name) from exc
+                    nm["resourceVersion"] = str(nkv.mod_revision)
+                    return new, False
+            if opts.dry_run:
+                return obj, True
+            try:
+                dkv = await self.store.delete(key, kv.mod_revision)
+            except ConflictError:
+                continue
+            except KeyNotFoundError as exc:
+                raise self.not_found(name) from exc
+            obj["metadata"]["resourceVersion"] = str(dkv.mod_revision)
+            return obj, True
+        raise self.conflict(name, "the object is being modified too often; please try again")
+
+    async def delete_collection(self, namespace: str, lopts: ListOptions, dopts: DeleteOptions) -> list[Obj]:
+        items, _, _, _ = await self.list(namespace, ListOptions(label_selector=lopts.label_selector,
+                                                                field_selector=lopts.field_selector))
+        out = []
+        for obj in items:
+            meta = obj["metadata"]
+            try:
+                deleted, _ = await self.delete(meta.get("namespace", ""), meta["name"],
+                                               DeleteOptions(dopts.grace_period_seconds, {},
+                                                             dopts.propagation_policy, None, dopts.dry_run))
+                out.append(deleted)
+            except errors.StatusError as exc:
+                if exc.code != 404:
+                    raise
+        return out
+
+    # ------------------------------------------------------------------ watch
+    async def watch(self, namespace: str, opts: ListOptions, send_initial: bool | None = None,
+                    name: str = "") -> AsyncIterator[tuple[str, Obj]]:
+        """Yields (type, object). Semantics of resourceVersion as the apiserver:
+        "" or "0" → synthetic ADDED events for the current state, then changes; N → changes after N.
+        ``send_initial`` (sendInitialEvents): True → ADDED for the state then a BOOKMARK marked
+        ``k8s.io/initial-events-end``."""
+        self.check_field_selector(opts.field_selector)
+        prefix = self.key(namespace, name) if name else self.prefix(namespace)
+        rv = opts.resource_version
+        initial = send_initial if send_initial is not None else rv in ("", "0")
+        if initial:
+            page = await self.store.list(prefix, 0)
+            from_rev = page.revision
+            for kv in page.kvs:
+                if name and kv.key != prefix:
+                    continue
+                obj = self._dec(kv)
+                if self.matches(obj, opts):
+                    yield "ADDED", obj
+            if send_initial:
+                yield "BOOKMARK", self.bookmark(from_rev, initial_end=True)
+        else:
+            from_rev = _parse_rv(rv)
+        try:
+            async for ev in self.store.watch(prefix, from_rev):
+                if name and ev.kv.key != prefix:
+                    continue
+                out = self._filter_event(ev, opts)
+                if out is not None:
+                    yield out
+        except CompactedError as exc:
+            raise errors.resource_expired(exc.requested, exc.compacted) from exc
+
+    def _filter_event(self, ev: Event, opts: ListOptions) -> tuple[str, Obj] | None:
+        obj = self._dec(ev.kv)
+        filtering = opts.label_selector is not None or opts.field_selector is not None
+        if ev.type == "DELETE":
+            if filtering and not self.matches(obj, opts):
+                return None
+            return "DELETED", obj
+        if ev.prev is None:
+            if filtering and not self.matches(obj, opts):
+                return None
+            return "ADDED", obj
+        if not filtering:
+            return "MODIFIED", obj
+        cur = self.matches(obj, opts)
+        prev_obj = self._dec(ev.prev)
+        was = self.matches(prev_obj, opts)
+        if cur and was:
+            return "MODIFIED", obj
+        if cur:
+            return "ADDED", obj
+        if was:
+            return "DELETED", obj
+        return None
+
+    def bookmark(self, rev: int, initial_end: bool = False) -> Obj:
+        meta: dict[str, Any] = {"resourceVersion": str(rev)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        return {"kind": self.kind.kind, "apiVersion": self.kind.api_version, "metadata": meta}
+
+
+def _parse_rv(rv: str, name: str = "") -> int:
+    try:
+        n = int(rv)
+        if n < 0:
+            raise ValueError
+        return n
+    except (TypeError, ValueError) as exc:
+        raise errors.bad_request(f'Invalid value: "{rv}": resourceVersion must be an integer'
+                                 if not name else f'invalid resource version: "{rv}"') from exc

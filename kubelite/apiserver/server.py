@@ -1,0 +1,90 @@
+"""`kubelite server`: the API server and the components that run beside it (like k3s)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from kubelite.apiserver import pki as pki_mod
+from kubelite.apiserver.app import build_app
+from kubelite.apiserver.auth import Authenticator, auth_middleware
+from kubelite.apiserver.handlers import APIHandler
+from kubelite.apiserver.registry import ResourceStore
+from kubelite.apiserver.wiring import install_machinery, namespace_lifecycle
+from kubelite.cli.kubeconfig import write_admin_kubeconfig
+from kubelite.config import ServerConfig
+from kubelite.controllers.namespace import NamespaceController
+from kubelite.kinds.registry import default_registry
+from kubelite.store.sqlite import SQLiteStore
+
+log = logging.getLogger("kubelite.server")
+
+
+class Server:
+    """Owns every long-lived part; ``start`` brings them up, ``stop`` takes them down in order."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.store = SQLiteStore(str(cfg.db_path), compact_interval=cfg.compact_interval,
+                                 compact_keep=cfg.compact_keep)
+        self.registry = default_registry()
+        self.stores: dict = {}
+        self.runner: web.AppRunner | None = None
+        self.tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pki = pki_mod.ensure_pki(cfg.data_dir)
+        await self.store.start()
+        ns_check = namespace_lifecycle(self)
+        self.stores = {k: ResourceStore(k, self.store, ns_check, self._storage_kind(k)) for k in self.registry.all()}
+        handler = APIHandler(self.registry, self.stores)
+        install_machinery(handler)
+        authn = Authenticator.for_data_dir(cfg.data_dir)
+        app, self.app_state = build_app(handler, [auth_middleware(authn)])
+        self.runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, cfg.bind_address, cfg.port, ssl_context=pki_mod.server_ssl_context(pki),
+                           backlog=1024, reuse_address=True)
+        await site.start()
+        nsc = NamespaceController(self.stores)
+        await nsc.bootstrap()
+        self.tasks.append(asyncio.create_task(nsc.run(), name="namespace-controller"))
+        write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
+        self.app_state.ready = True
+        log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)
+
+    def _storage_kind(self, kind):
+        if kind.extra.get("storage") == "core/v1":
+            return self.registry.by_kind("", "v1", kind.kind)
+        return None
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        await self.store.close()
+
+
+async def serve(cfg: ServerConfig) -> None:
+    server = Server(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await server.stop()

