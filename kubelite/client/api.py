@@ -1,0 +1,160 @@
+"""The small async API client the components share (scheduler, agent, controllers, bench).
+
+Speaks JSON over HTTPS with a client certificate from a kubeconfig; errors come back as
+:class:`~kubelite.api.errors.StatusError`, watches as async iterators of (type, object).
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+import yaml
+
+from kubelite.api import errors
+
+Obj = dict[str, Any]
+PATCH_TYPES = {
+    "strategic": "application/strategic-merge-patch+json",
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+
+def ssl_context_from_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, str | None]:
+    """(server URL, SSL context with the user's client certificate, bearer token or None)."""
+    cfg = yaml.safe_load(Path(path).read_text())
+    ctx_name = cfg.get("current-context")
+    context = next((c["context"] for c in cfg.get("contexts", []) if c["name"] == ctx_name),
+                   cfg["contexts"][0]["context"])
+    cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == context["cluster"])
+    user = next(u["user"] for u in cfg["users"] if u["name"] == context["user"])
+    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+    ctx = ssl.create_default_context(cadata=ca)
+    if "client-certificate-data" in user:
+        with tempfile.TemporaryDirectory() as d:
+            cert, key = Path(d) / "c.pem", Path(d) / "k.pem"
+            cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+            key.touch(mode=0o600)
+            key.write_bytes(base64.b64decode(user["client-key-data"]))
+            ctx.load_cert_chain(cert, key)
+    return cluster["server"], ctx, user.get("token")
+
+
+def resource_path(api_version: str, plural: str, namespace: str = "", name: str = "", sub: str = "") -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    p = base + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
+    if name:
+        p += f"/{name}"
+    if sub:
+        p += f"/{sub}"
+    return p
+
+
+class Client:
+    def __init__(self, server: str, ssl_context: ssl.SSLContext, token: str | None = None,
+                 user_agent: str = "kubelite", limit: int = 100) -> None:
+        self.server = server.rstrip("/")
+        self._ssl = ssl_context
+        headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._session = aiohttp.ClientSession(
+            headers=headers, connector=aiohttp.TCPConnector(ssl=ssl_context, limit=limit),
+            json_serialize=lambda o: orjson.dumps(o).decode())
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path, user_agent: str = "kubelite", limit: int = 100) -> Client:
+        server, ctx, token = ssl_context_from_kubeconfig(path)
+        return cls(server, ctx, token, user_agent, limit)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
+                      content_type: str = "application/json", timeout: float = 30.0) -> Any:
+        url = self.server + path
+        if params:
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
+        data = None
+        headers = {}
+        if body is not None:
+            data = body if isinstance(body, bytes | str) else orjson.dumps(body)
+            headers["Content-Type"] = content_type
+        async with self._session.request(method, url, data=data, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise _status_error(resp.status, raw)
+            return orjson.loads(raw) if raw else None
+
+    # convenience verbs ---------------------------------------------------------
+    async def get(self, api_version: str, plural: str, name: str, namespace: str = "") -> Obj:
+        return await self.request("GET", resource_path(api_version, plural, namespace, name))
+
+    async def list(self, api_version: str, plural: str, namespace: str = "", **params: Any) -> Obj:
+        return await self.request("GET", resource_path(api_version, plural, namespace), params=params)
+
+    async def create(self, api_version: str, plural: str, obj: Obj, namespace: str = "", **params: Any) -> Obj:
+        return await self.request("POST", resource_path(api_version, plural, namespace), obj, params)
+
+    async def update(self, api_version: str, plural: str, obj: Obj, namespace: str = "", sub: str = "",
+                     **params: Any) -> Obj:
+        name = obj["metadata"]["name"]
+        return await self.request("PUT", resource_path(api_version, plural, namespace, name, sub), obj, params)
+
+    async def patch(self, api_version: str, plural: str, name: str, patch: Any, namespace: str = "",
+                    patch_type: str = "merge", sub: str = "", **params: Any) -> Obj:
+        return await self.request("PATCH", resource_path(api_version, plural, namespace, name, sub), patch,
+                                  params, content_type=PATCH_TYPES[patch_type])
+
+    async def delete(self, api_version: str, plural: str, name: str, namespace: str = "",
+                     grace_period_seconds: int | None = None, **params: Any) -> Obj:
+        if grace_period_seconds is not None:
+            params["gracePeriodSeconds"] = grace_period_seconds
+        return await self.request("DELETE", resource_path(api_version, plural, namespace, name), params=params)
+
+    async def watch(self, api_version: str, plural: str, namespace: str = "", resource_version: str = "",
+                    timeout_seconds: int | None = None, **params: Any) -> AsyncIterator[tuple[str, Obj]]:
+        """Yields (type, object) until the server ends the stream; raises StatusError on ERROR events."""
+        params = dict(params, watch="true", allowWatchBookmarks="true")
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        if timeout_seconds is not None:
+            params["timeoutSeconds"] = timeout_seconds
+        url = self.server + resource_path(api_version, plural, namespace) + "?" + urlencode(params)
+        async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as resp:
+            if resp.status >= 400:
+                raise _status_error(resp.status, await resp.read())
+            async for line in resp.content:
+                if not line.strip():
+                    continue
+                ev = orjson.loads(line)
+                if ev["type"] == "ERROR":
+                    st = ev["object"]
+                    raise errors.StatusError(st.get("code", 500), st.get("reason", ""), st.get("message", ""),
+                                             st.get("details"))
+                yield ev["type"], ev["object"]
+
+
+def _status_error(code: int, raw: bytes) -> errors.StatusError:
+    try:
+        st = orjson.loads(raw)
+        return errors.StatusError(st.get("code", code), st.get("reason", ""), st.get("message", ""),
+                                  st.get("details"))
+    except Exception:
+        return errors.StatusError(code, "", raw[:200].decode(errors="replace"))
