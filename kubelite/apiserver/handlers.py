@@ -278,6 +278,7 @@ class APIHandler:
         if len(fm) > 128:
             raise errors.bad_request("fieldManager: Too long: must have at most 128 bytes")
         opts.field_manager = fm or _manager_from_agent(request.headers.get("User-Agent", ""))
+        opts.user = request.get("user")
         if self.track_fields_factory is not None:
             opts.track_fields = self.track_fields_factory(kind)
         return opts
@@ -378,6 +379,7 @@ class APIHandler:
         opts.dry_run = bool(dry)
         if body.get("orphanDependents") is not None or q.get("orphanDependents"):
             opts.orphan_dependents = True
+        opts.user = request.get("user")
         return opts
 
     async def delete(self, request: web.Request, t: Target) -> web.StreamResponse:

@@ -26,6 +26,7 @@ from kubelite.api.meta import (
     validate_object_meta_update,
 )
 from kubelite.api.selectors import FieldSelector, LabelSelector
+from kubelite.apiserver.admission import CREATE, DELETE, UPDATE, Attributes, Chain
 from kubelite.kinds.base import Kind, Obj
 from kubelite.store.base import (
     KV,
@@ -80,12 +81,14 @@ class DeleteOptions:
     propagation_policy: str = ""
     orphan_dependents: bool | None = None
     dry_run: bool = False
+    user: Any = None
 
 
 @dataclass
 class WriteOptions:
     dry_run: bool = False
     field_manager: str = ""
+    user: Any = None  # who asks (auth.UserInfo); None for in-process components
     # set by the HTTP layer: called as hook(old, new, manager, subresource) before validation,
     # used to maintain metadata.managedFields
     track_fields: Callable[[Obj | None, Obj, str, str], None] | None = None
@@ -129,6 +132,7 @@ class ResourceStore:
         self.store = store
         # admission (NamespaceLifecycle): namespace_check(kind, namespace, name) raises NotFound/Forbidden
         self.namespace_check = namespace_check
+        self.admission: Chain | None = None
 
     # ------------------------------------------------------------------ helpers
     def _enc(self, obj: Obj) -> bytes:
@@ -299,14 +303,22 @@ class ResourceStore:
         if self.strategy.tracks_generation:
             meta["generation"] = 1
         self.strategy.default(obj)
+        attrs = Attributes(CREATE, self.kind, meta.get("namespace", ""), meta.get("name", ""), obj, None,
+                           "", opts.user, opts.dry_run)
+        if self.kind.namespaced and self.namespace_check is not None:
+            await self.namespace_check(self.kind, meta["namespace"], meta.get("name", ""))
+        if self.admission is not None:
+            await self.admission.admit(attrs)
+            obj = attrs.obj or obj
+            meta = obj["metadata"]
         self.strategy.prepare_for_create(obj)
         errs = validate_object_meta(meta, self.kind.namespaced, self.kind.name_validator, fld.Path("metadata"))
         errs += self.strategy.validate(obj)
         name = meta.get("name", "")
         if errs:
             raise self.invalid(name, errs)
-        if self.kind.namespaced and self.namespace_check is not None:
-            await self.namespace_check(self.kind, meta["namespace"], name)
+        if self.admission is not None:
+            await self.admission.validate(attrs)
         if opts.track_fields:
             opts.track_fields(None, obj, opts.field_manager, "")
         if opts.dry_run:
@@ -397,6 +409,11 @@ class ResourceStore:
             want = expected or (_parse_rv(given_rv, name) if (patch and given_rv) else 0)
             if want and want != kv.mod_revision:
                 raise self.conflict(name)
+            attrs = Attributes(UPDATE, self.kind, old["metadata"].get("namespace", ""), name, new, old,
+                               subresource, opts.user, opts.dry_run)
+            if self.admission is not None:
+                await self.admission.admit(attrs)
+                new = attrs.obj or new
             self._prepare_update(new, old, subresource)
             errs = validate_object_meta_update(new["metadata"], old["metadata"], fld.Path("metadata"))
             if subresource == "status":
@@ -405,6 +422,8 @@ class ResourceStore:
                 errs += self.strategy.validate_update(new, old)
             if errs:
                 raise self.invalid(name, errs)
+            if self.admission is not None:
+                await self.admission.validate(attrs)
             if opts.track_fields:
                 opts.track_fields(old, new, opts.field_manager, subresource)
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
@@ -493,6 +512,9 @@ class ResourceStore:
                 raise self.conflict(name, f"Precondition failed: ResourceVersion in precondition: "
                                           f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                           f"{meta.get('resourceVersion')}")
+            if self.admission is not None:
+                await self.admission.validate(Attributes(DELETE, self.kind, meta.get("namespace", ""), name, None,
+                                                         obj, "", opts.user, opts.dry_run))
             grace = self.strategy.grace_period(obj, opts.grace_period_seconds)
             if meta.get("deletionTimestamp"):
                 # already terminating: only a shorter grace period changes anything
