@@ -8,7 +8,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from kubelite.api import errors
+from kubelite.api import errors, protobuf
 
 try:  # the C loader is much faster; Debian's python3-yaml and PyPI wheels both ship it
     _YamlLoader: Any = yaml.CSafeLoader
@@ -82,7 +82,9 @@ def decode_object(raw: bytes, ctype: str) -> Any:
         return load_json(raw)
     if ctype in (YAML, "application/x-yaml", "text/yaml"):
         return load_yaml(raw)
-    raise errors.unsupported_media_type("application/json, application/yaml")
+    if protobuf.is_protobuf(ctype):
+        return protobuf.decode(raw)
+    raise errors.unsupported_media_type("application/json, application/yaml, application/vnd.kubernetes.protobuf")
 
 
 def wants_yaml(request: web.Request) -> bool:

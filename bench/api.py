@@ -1,0 +1,169 @@
+"""API benchmark (not a test): single GET, LIST of 1,000 pods, create, watch fan-out.
+
+Starts its own `kubelite server --disable-agent` on a temporary data dir and drives it over
+HTTPS with the shared async client. Prints latency percentiles and throughput.
+
+    .venv/bin/python bench/api.py [--pods 1000] [--concurrency 50] [--watchers 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from kubelite.client.api import Client
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def fmt(name: str, xs: list[float], extra: str = "") -> str:
+    ms = [x * 1000 for x in xs]
+    return (f"{name:<28} n={len(xs):<6} p50={pct(ms, 50):7.2f} ms  p99={pct(ms, 99):7.2f} ms  "
+            f"mean={statistics.fmean(ms):7.2f} ms {extra}")
+
+
+def start_server(data_dir: Path) -> tuple[subprocess.Popen, int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "kubelite", "server", "--data-dir", str(data_dir),
+                             "--bind-address", "127.0.0.1", "--port", str(port), "--disable-agent"],
+                            stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "server.log", "wb"))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=ctx, timeout=1) as r:
+                if r.read() == b"ok" and (data_dir / "kubeconfig.yaml").exists():
+                    return proc, port
+        except OSError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("server did not become ready")
+
+
+def pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "bench"}},
+            "spec": {"containers": [{"name": "kuard", "image": "kubelite.local/kuard-amd64:blue",
+                                     "ports": [{"containerPort": 8080, "name": "http"}],
+                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
+
+
+async def timed(coro) -> float:
+    t = time.perf_counter()
+    await coro
+    return time.perf_counter() - t
+
+
+async def bench(kubeconfig: Path, n_pods: int, conc: int, n_watchers: int) -> None:
+    async with Client.from_kubeconfig(kubeconfig, user_agent="bench", limit=conc + n_watchers + 10) as c:
+        await c.create("v1", "namespaces", {"metadata": {"name": "bench"}})
+        # create: n_pods with `conc` concurrent clients
+        sem = asyncio.Semaphore(conc)
+
+        async def create(i: int) -> float:
+            async with sem:
+                return await timed(c.create("v1", "pods", pod(f"p{i:05d}"), namespace="bench"))
+
+        t0 = time.perf_counter()
+        lat = await asyncio.gather(*(create(i) for i in range(n_pods)))
+        dt = time.perf_counter() - t0
+        print(fmt(f"create ({conc} concurrent)", lat, f"throughput={n_pods / dt:.0f}/s"))
+        # single-object GET, concurrent
+        names = [f"p{i:05d}" for i in range(n_pods)]
+
+        async def get(i: int) -> float:
+            async with sem:
+                return await timed(c.get("v1", "pods", names[i % n_pods], namespace="bench"))
+
+        t0 = time.perf_counter()
+        lat = await asyncio.gather(*(get(i) for i in range(4 * n_pods)))
+        dt = time.perf_counter() - t0
+        print(fmt(f"get ({conc} concurrent)", lat, f"throughput={4 * n_pods / dt:.0f}/s"))
+        lat = [await timed(c.get("v1", "pods", names[i % n_pods], namespace="bench")) for i in range(1000)]
+        print(fmt("get (sequential)", lat))
+        # LIST of all pods
+        lat = [await timed(c.list("v1", "pods", namespace="bench")) for _ in range(30)]
+        print(fmt(f"list {n_pods} pods", lat))
+        lat = [await timed(c.list("v1", "pods", namespace="bench", limit=500)) for _ in range(30)]
+        print(fmt("list limit=500", lat))
+        # watch fan-out: n_watchers watch the namespace; each new pod must reach all of them
+        rv = (await c.list("v1", "pods", namespace="bench", limit=1))["metadata"]["resourceVersion"]
+        n_events = 100
+        created_at: dict[str, float] = {}
+        delays: list[float] = []
+        done = asyncio.Event()
+        remaining = [n_watchers * n_events]
+
+        async def watcher() -> None:
+            async for etype, obj in c.watch("v1", "pods", namespace="bench", resource_version=rv,
+                                            labelSelector="app=fanout"):
+                if etype != "ADDED":
+                    continue
+                delays.append(time.perf_counter() - created_at[obj["metadata"]["name"]])
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    done.set()
+
+        tasks = [asyncio.create_task(watcher()) for _ in range(n_watchers)]
+        for i in range(n_events):
+            name = f"f{i:04d}"
+            body = pod(name)
+            body["metadata"]["labels"] = {"app": "fanout"}
+            created_at[name] = time.perf_counter()
+            await c.create("v1", "pods", body, namespace="bench")
+        t0 = time.perf_counter()
+        try:
+            await asyncio.wait_for(done.wait(), 60)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        print(fmt(f"watch fan-out ({n_watchers} w.)", delays,
+                  f"events delivered={len(delays)} drain={time.perf_counter() - t0:.2f}s"))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pods", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--watchers", type=int, default=100)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="kubelite-bench-"))
+    proc, port = start_server(tmp / "data")
+    try:
+        print(f"server pid {proc.pid} on :{port}, RSS at start {rss_mb(proc.pid):.0f} MB, cpus {os.cpu_count()}")
+        asyncio.run(bench(tmp / "data" / "kubeconfig.yaml", args.pods, args.concurrency, args.watchers))
+        print(f"server RSS after: {rss_mb(proc.pid):.0f} MB")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
