@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -215,7 +216,7 @@ def test_delete_all_and_namespace_cascade(server):
         server.kubectl("run", f"kuard-{i}", "--image=kubelite.local/kuard-amd64:blue", "-n", name)
     server.kubectl("create", "configmap", "cfg", "--from-literal=a=b", "-n", name)
     out = server.kubectl("delete", "pods", "--all", "-n", name).stdout
-    assert sorted(out.splitlines()) == [f'pod "kuard-{i}" deleted' for i in range(3)]
+    assert sorted(out.splitlines()) == [f'pod "kuard-{i}" deleted from {name} namespace' for i in range(3)]
     server.kubectl("run", "kuard", "--image=kubelite.local/kuard-amd64:blue", "-n", name)
     out = server.kubectl("delete", "namespace", name).stdout  # waits until it is gone
     assert out.strip() == f'namespace "{name}" deleted'
@@ -253,3 +254,16 @@ def test_invalid_manifests_print_kubernetes_errors(server, ns):
     assert p.returncode != 0
     assert 'unknown field "spec.containers[0].colour"' in p.stderr
     assert server.kubectl("get", "pods", "-n", ns, "-o", "name").stdout.strip() == ""
+
+
+def test_kubelite_kubectl_uses_the_admin_kubeconfig(server):
+    import sys
+
+    kubelite = str(Path(sys.executable).parent / "kubelite")
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["HOME"] = str(server.data_dir.parent)
+    p = subprocess.run([kubelite, "kubectl", "--data-dir", str(server.data_dir), "get", "ns", "-o", "name"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert {"namespace/default", "namespace/kube-system", "namespace/kube-public",
+            "namespace/kube-node-lease"} <= set(p.stdout.split())
