@@ -75,33 +75,36 @@ async def timed(coro) -> float:
 async def bench(kubeconfig: Path, n_pods: int, conc: int, n_watchers: int) -> None:
     async with Client.from_kubeconfig(kubeconfig, user_agent="bench", limit=conc + n_watchers + 10) as c:
         await c.create("v1", "namespaces", {"metadata": {"name": "bench"}})
-        # create: n_pods with `conc` concurrent clients
-        sem = asyncio.Semaphore(conc)
+        # create: a third of the pods one at a time, then 8 and `conc` concurrent clients
+        names: list[str] = []
+        for level in (1, 8, conc):
+            sem = asyncio.Semaphore(level)
+            batch = [f"p{level:03d}-{i:05d}" for i in range(n_pods // 3 if level != conc else n_pods - 2 * (n_pods // 3))]
+            names += batch
 
-        async def create(i: int) -> float:
-            async with sem:
-                return await timed(c.create("v1", "pods", pod(f"p{i:05d}"), namespace="bench"))
+            async def create(name: str, sem: asyncio.Semaphore = sem) -> float:
+                async with sem:
+                    return await timed(c.create("v1", "pods", pod(name), namespace="bench"))
 
-        t0 = time.perf_counter()
-        lat = await asyncio.gather(*(create(i) for i in range(n_pods)))
-        dt = time.perf_counter() - t0
-        print(fmt(f"create ({conc} concurrent)", lat, f"throughput={n_pods / dt:.0f}/s"))
-        # single-object GET, concurrent
-        names = [f"p{i:05d}" for i in range(n_pods)]
+            t0 = time.perf_counter()
+            lat = await asyncio.gather(*(create(n) for n in batch))
+            dt = time.perf_counter() - t0
+            print(fmt(f"create ({level} concurrent)", lat, f"throughput={len(batch) / dt:.0f}/s"))
+        # single-object GET
+        for level in (1, 8, conc):
+            sem = asyncio.Semaphore(level)
 
-        async def get(i: int) -> float:
-            async with sem:
-                return await timed(c.get("v1", "pods", names[i % n_pods], namespace="bench"))
+            async def get(i: int, sem: asyncio.Semaphore = sem) -> float:
+                async with sem:
+                    return await timed(c.get("v1", "pods", names[i % len(names)], namespace="bench"))
 
-        t0 = time.perf_counter()
-        lat = await asyncio.gather(*(get(i) for i in range(4 * n_pods)))
-        dt = time.perf_counter() - t0
-        print(fmt(f"get ({conc} concurrent)", lat, f"throughput={4 * n_pods / dt:.0f}/s"))
-        lat = [await timed(c.get("v1", "pods", names[i % n_pods], namespace="bench")) for i in range(1000)]
-        print(fmt("get (sequential)", lat))
+            t0 = time.perf_counter()
+            lat = await asyncio.gather(*(get(i) for i in range(2000)))
+            dt = time.perf_counter() - t0
+            print(fmt(f"get ({level} concurrent)", lat, f"throughput={2000 / dt:.0f}/s"))
         # LIST of all pods
         lat = [await timed(c.list("v1", "pods", namespace="bench")) for _ in range(30)]
-        print(fmt(f"list {n_pods} pods", lat))
+        print(fmt(f"list {len(names)} pods", lat))
         lat = [await timed(c.list("v1", "pods", namespace="bench", limit=500)) for _ in range(30)]
         print(fmt("list limit=500", lat))
         # watch fan-out: n_watchers watch the namespace; each new pod must reach all of them
