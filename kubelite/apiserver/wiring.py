@@ -11,6 +11,7 @@ from kubelite.api.meta import now_rfc3339
 from kubelite.apiserver import http
 from kubelite.apiserver.registry import ResourceStore, WriteOptions
 from kubelite.kinds.base import Kind, Obj
+from kubelite.kinds.binding import bind_pod
 
 if TYPE_CHECKING:
     from kubelite.apiserver.handlers import APIHandler, Target
@@ -51,6 +52,7 @@ def install_machinery(handler: APIHandler) -> None:
         handler.field_validation = validate_fields
     handler.track_fields_factory = track_fields_factory
     handler.apply_hook = server_side_apply
+    handler.subresources[("", "pods", "binding")] = bind_pod
 
 
 def namespace_lifecycle(server: Server) -> Callable[[Kind, str, str], Awaitable[None]]:

@@ -1,0 +1,437 @@
+"""Filtering, scoring and failure messages of the default kube-scheduler profile, as pure
+functions over :class:`PodInfo` and :class:`NodeInfo` (no I/O; the scheduler loop lives in
+:mod:`kubelite.scheduler.scheduler`).
+
+Filters run in the upstream order (NodeUnschedulable, NodeName, TaintToleration,
+NodeAffinity, NodePorts, NodeResourcesFit) and stop at the first one that rejects a node; a
+rejection is a :class:`Status` whose code tells whether preemption could help
+(``UNSCHEDULABLE``) or not (``UNRESOLVABLE``). Messages are upstream's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from kubelite.api.quantity import parse_quantity
+from kubelite.kinds.pods import pod_requests
+
+Obj = dict[str, Any]
+
+UNSCHEDULABLE = 2  # framework.Unschedulable: preemption may help
+UNRESOLVABLE = 3  # framework.UnschedulableAndUnresolvable
+
+# reasons (upstream plugin constants)
+REASON_UNSCHEDULABLE = "node(s) were unschedulable"
+REASON_NODE_NAME = "node(s) didn't match the requested node name"
+REASON_TAINTS = "node(s) had untolerated taint(s)"
+REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
+REASON_PORTS = "node(s) didn't have free ports for the requested pod ports"
+REASON_TOO_MANY_PODS = "Too many pods"
+REASON_NO_VICTIMS = "No preemption victims found for incoming pod"
+REASON_PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
+NO_NODES_AVAILABLE = "no nodes available to schedule pods"
+# The DynamicResources plugin (DRA, on by default since v1.34) runs its PostFilter before
+# DefaultPreemption; for a pod without resource claims it answers this, which upstream joins
+# with the preemption message: "... no new claims to deallocate, preemption: 0/1 nodes ...".
+DRA_POST_FILTER_MSG = "no new claims to deallocate"
+NOT_ELIGIBLE_NEVER = "not eligible due to preemptionPolicy=Never."
+EVENT_MESSAGE_LIMIT = 1024
+
+TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+# taints the node lifecycle controller derives from node conditions (TaintNodesByCondition)
+_CONDITION_TAINTS = (
+    ("MemoryPressure", "True", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "True", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "True", "node.kubernetes.io/pid-pressure"),
+    ("NetworkUnavailable", "True", "node.kubernetes.io/network-unavailable"),
+)
+
+DEFAULT_MILLI_CPU_REQUEST = 100  # schedutil.DefaultMilliCPURequest (scoring only)
+DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024  # schedutil.DefaultMemoryRequest
+MAX_NODE_SCORE = 100
+
+
+def _d(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _l(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _int_value(q: Decimal, milli: bool = False) -> int:
+    """Quantity.Value() / MilliValue(): rounded up to an integer."""
+    return math.ceil(q * 1000) if milli else math.ceil(q)
+
+
+def resource_list(rl: Any) -> dict[str, int]:
+    """A ResourceList as integers: cpu in millicores, everything else in units."""
+    out: dict[str, int] = {}
+    for name, v in _d(rl).items():
+        try:
+            q = parse_quantity(v if isinstance(v, str) else str(v))
+        except (ValueError, TypeError, ArithmeticError):
+            continue
+        out[name] = _int_value(q, milli=(name == "cpu"))
+    return out
+
+
+@dataclass(frozen=True)
+class Status:
+    code: int
+    reasons: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        return ", ".join(self.reasons)
+
+
+# ------------------------------------------------------------------------------------------ pods
+@dataclass
+class PodInfo:
+    uid: str
+    namespace: str
+    name: str
+    priority: int = 0
+    preemption_policy: str = "PreemptLowerPriority"
+    requests: dict[str, int] = field(default_factory=dict)  # cpu in milli
+    nonzero_cpu: int = 0
+    nonzero_memory: int = 0
+    host_ports: list[tuple[str, str, int]] = field(default_factory=list)  # (ip, protocol, port)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    required_terms: list[dict[str, Any]] | None = None  # requiredDuringScheduling nodeSelectorTerms
+    node_name: str = ""
+
+    @classmethod
+    def of(cls, pod: Obj) -> PodInfo:
+        meta, spec = _d(pod.get("metadata")), _d(pod.get("spec"))
+        reqs: dict[str, int] = {}
+        for name, q in pod_requests(pod).items():
+            reqs[name] = _int_value(q, milli=(name == "cpu"))
+        nz_cpu = nz_mem = 0
+        for c in _l(spec.get("containers")):
+            r = resource_list(_d(_d(c).get("resources")).get("requests"))
+            nz_cpu += r.get("cpu") or DEFAULT_MILLI_CPU_REQUEST
+            nz_mem += r.get("memory") or DEFAULT_MEMORY_REQUEST
+        nz_cpu = max(nz_cpu, reqs.get("cpu", 0))
+        nz_mem = max(nz_mem, reqs.get("memory", 0))
+        ports: list[tuple[str, str, int]] = []
+        containers = list(_l(spec.get("containers")))
+        containers += [c for c in _l(spec.get("initContainers")) if _d(c).get("restartPolicy") == "Always"]
+        for c in containers:
+            for p in _l(_d(c).get("ports")):
+                p = _d(p)
+                hp = p.get("hostPort")
+                if isinstance(hp, int) and hp > 0:
+                    ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", hp))
+        affinity = _d(_d(_d(spec.get("affinity")).get("nodeAffinity")).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"))
+        terms = None
+        if "nodeSelectorTerms" in affinity:
+            terms = [_d(t) for t in _l(affinity.get("nodeSelectorTerms"))]
+        prio = spec.get("priority")
+        return cls(
+            uid=meta.get("uid") or f"{meta.get('namespace', '')}/{meta.get('name', '')}",
+            namespace=meta.get("namespace") or "", name=meta.get("name") or "",
+            priority=prio if isinstance(prio, int) else 0,
+            preemption_policy=spec.get("preemptionPolicy") or "PreemptLowerPriority",
+            requests=reqs, nonzero_cpu=nz_cpu, nonzero_memory=nz_mem, host_ports=ports,
+            tolerations=[_d(t) for t in _l(spec.get("tolerations"))],
+            node_selector={str(k): str(v) for k, v in _d(spec.get("nodeSelector")).items()},
+            required_terms=terms, node_name=spec.get("nodeName") or "")
+
+
+# ------------------------------------------------------------------------------------------ nodes
+@dataclass
+class NodeInfo:
+    """A node and what the pods bound (or assumed) to it use."""
+
+    name: str
+    node: Obj | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, Any]] = field(default_factory=list)  # effective: spec + condition taints
+    unschedulable: bool = False
+    allocatable: dict[str, int] = field(default_factory=dict)
+    requested: Counter[str] = field(default_factory=Counter)
+    nonzero_cpu: int = 0
+    nonzero_memory: int = 0
+    pods: dict[str, PodInfo] = field(default_factory=dict)
+    ports: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+
+    def set_node(self, node: Obj | None) -> None:
+        self.node = node
+        if node is None:
+            self.labels, self.taints, self.unschedulable, self.allocatable = {}, [], False, {}
+            return
+        meta, spec, status = _d(node.get("metadata")), _d(node.get("spec")), _d(node.get("status"))
+        self.labels = {str(k): str(v) for k, v in _d(meta.get("labels")).items()}
+        self.unschedulable = bool(spec.get("unschedulable"))
+        self.allocatable = resource_list(status.get("allocatable"))
+        self.taints = effective_taints(node)
+
+    @property
+    def allowed_pods(self) -> int:
+        return self.allocatable.get("pods", 0)
+
+    def add_pod(self, p: PodInfo) -> None:
+        if p.uid in self.pods:
+            self.remove_pod(p.uid)
+        self.pods[p.uid] = p
+        self.requested.update(p.requests)
+        self.nonzero_cpu += p.nonzero_cpu
+        self.nonzero_memory += p.nonzero_memory
+        self.ports.update(p.host_ports)
+
+    def remove_pod(self, uid: str) -> PodInfo | None:
+        p = self.pods.pop(uid, None)
+        if p is None:
+            return None
+        self.requested.subtract(p.requests)
+        self.nonzero_cpu -= p.nonzero_cpu
+        self.nonzero_memory -= p.nonzero_memory
+        self.ports.subtract(p.host_ports)
+        self.ports = +self.ports
+        return p
+
+    def without(self, victims: Iterable[str]) -> NodeInfo:
+        """A copy with the given pods removed (preemption dry run)."""
+        ni = NodeInfo(self.name, self.node, self.labels, self.taints, self.unschedulable, self.allocatable,
+                      Counter(self.requested), self.nonzero_cpu, self.nonzero_memory, dict(self.pods),
+                      Counter(self.ports))
+        for uid in victims:
+            ni.remove_pod(uid)
+        return ni
+
+
+def effective_taints(node: Obj) -> list[dict[str, Any]]:
+    """spec.taints plus the NoSchedule taints the node lifecycle controller would add for the
+    node's conditions (not-ready, unreachable, pressure), when they are not already there."""
+    taints = [_d(t) for t in _l(_d(node.get("spec")).get("taints"))]
+    have = {(t.get("key"), t.get("effect")) for t in taints}
+    conds = {(_d(c).get("type")): _d(c).get("status") for c in _l(_d(node.get("status")).get("conditions"))}
+    extra: list[str] = []
+    ready = conds.get("Ready")
+    if ready == "False" or ready is None:
+        extra.append("node.kubernetes.io/not-ready")
+    elif ready != "True":
+        extra.append("node.kubernetes.io/unreachable")
+    for ctype, cstatus, key in _CONDITION_TAINTS:
+        if conds.get(ctype) == cstatus:
+            extra.append(key)
+    for key in extra:
+        if (key, "NoSchedule") not in have:
+            taints.append({"key": key, "effect": "NoSchedule"})
+    return taints
+
+
+# ------------------------------------------------------------------------------------------ matching
+def toleration_tolerates(tol: dict[str, Any], taint: dict[str, Any]) -> bool:
+    """v1.Toleration.ToleratesTaint."""
+    if tol.get("effect") and tol.get("effect") != taint.get("effect"):
+        return False
+    if tol.get("key") and tol.get("key") != taint.get("key"):
+        return False
+    op = tol.get("operator") or "Equal"
+    if op == "Exists":
+        return True
+    if op == "Equal":
+        return (tol.get("value") or "") == (taint.get("value") or "")
+    return False
+
+
+def tolerates(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
+    return any(toleration_tolerates(t, taint) for t in tolerations)
+
+
+def _match_expression(expr: dict[str, Any], value: str | None) -> bool:
+    op = expr.get("operator")
+    values = [str(v) for v in _l(expr.get("values"))]
+    if op == "In":
+        return value is not None and value in values
+    if op == "NotIn":
+        return value is None or value not in values
+    if op == "Exists":
+        return value is not None
+    if op == "DoesNotExist":
+        return value is None
+    if op in ("Gt", "Lt"):
+        if value is None or len(values) != 1:
+            return False
+        try:
+            have, want = int(value), int(values[0])
+        except ValueError:
+            return False
+        return have > want if op == "Gt" else have < want
+    return False
+
+
+def node_selector_term_matches(term: dict[str, Any], labels: dict[str, str], name: str) -> bool:
+    exprs = _l(term.get("matchExpressions"))
+    fields = _l(term.get("matchFields"))
+    if not exprs and not fields:
+        return False  # an empty term matches no objects
+    for e in exprs:
+        e = _d(e)
+        if not _match_expression(e, labels.get(e.get("key", ""))):
+            return False
+    for f in fields:
+        f = _d(f)
+        if f.get("key") != "metadata.name" or not _match_expression(f, name):
+            return False
+    return True
+
+
+def matches_node_affinity(pod: PodInfo, ni: NodeInfo) -> bool:
+    for k, v in pod.node_selector.items():
+        if ni.labels.get(k) != v:
+            return False
+    if pod.required_terms is not None:
+        return any(node_selector_term_matches(t, ni.labels, ni.name) for t in pod.required_terms)
+    return True
+
+
+def ports_conflict(want: list[tuple[str, str, int]], used: Counter[tuple[str, str, int]]) -> bool:
+    """HostPortInfo.CheckConflict: 0.0.0.0 conflicts with every address on the same port."""
+    if not want or not used:
+        return False
+    for ip, proto, port in want:
+        if ip == "0.0.0.0":
+            if any(u[1] == proto and u[2] == port for u in used):
+                return True
+        elif (ip, proto, port) in used or ("0.0.0.0", proto, port) in used:
+            return True
+    return False
+
+
+# ------------------------------------------------------------------------------------------ filters
+def filter_node(pod: PodInfo, ni: NodeInfo) -> Status | None:
+    """Runs the filter plugins in upstream order; None when the node fits."""
+    if ni.unschedulable and not tolerates(pod.tolerations, {"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}):
+        return Status(UNRESOLVABLE, (REASON_UNSCHEDULABLE,))
+    if pod.node_name and pod.node_name != ni.name:
+        return Status(UNRESOLVABLE, (REASON_NODE_NAME,))
+    for t in ni.taints:
+        if t.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(pod.tolerations, t):
+            return Status(UNRESOLVABLE, (REASON_TAINTS,))
+    if not matches_node_affinity(pod, ni):
+        return Status(UNRESOLVABLE, (REASON_AFFINITY,))
+    if ports_conflict(pod.host_ports, ni.ports):
+        return Status(UNSCHEDULABLE, (REASON_PORTS,))
+    return fit_resources(pod, ni)
+
+
+def fit_resources(pod: PodInfo, ni: NodeInfo) -> Status | None:
+    """NodeResourcesFit: every reason is kept; a request larger than the node's whole
+    allocatable makes the status unresolvable (preemption cannot help)."""
+    reasons: list[str] = []
+    unresolvable = False
+    if len(ni.pods) + 1 > ni.allowed_pods:
+        reasons.append(REASON_TOO_MANY_PODS)
+    for name in ("cpu", "memory", "ephemeral-storage"):
+        want = pod.requests.get(name, 0)
+        if want > 0 and want > ni.allocatable.get(name, 0) - ni.requested.get(name, 0):
+            reasons.append(f"Insufficient {name}")
+            unresolvable = unresolvable or want > ni.allocatable.get(name, 0)
+    for name in sorted(pod.requests):
+        if name in ("cpu", "memory", "ephemeral-storage", "pods"):
+            continue
+        want = pod.requests[name]
+        if want > 0 and want > ni.allocatable.get(name, 0) - ni.requested.get(name, 0):
+            reasons.append(f"Insufficient {name}")
+            unresolvable = unresolvable or want > ni.allocatable.get(name, 0)
+    if not reasons:
+        return None
+    return Status(UNRESOLVABLE if unresolvable else UNSCHEDULABLE, tuple(reasons))
+
+
+# ------------------------------------------------------------------------------------------ scoring
+def score_node(pod: PodInfo, ni: NodeInfo) -> int:
+    """NodeResourcesFit (LeastAllocated, cpu and memory) + NodeResourcesBalancedAllocation, each
+    0-100, plus TaintToleration (PreferNoSchedule taints not tolerated, weight 3) as a penalty."""
+    fractions = []
+    least = 0
+    for want, used, cap in ((pod.nonzero_cpu, ni.nonzero_cpu, ni.allocatable.get("cpu", 0)),
+                            (pod.nonzero_memory, ni.nonzero_memory, ni.allocatable.get("memory", 0))):
+        req = used + want
+        if cap <= 0 or req > cap:
+            fractions.append(1.0)
+            continue
+        least += (cap - req) * MAX_NODE_SCORE // cap
+        fractions.append(req / cap)
+    least //= 2
+    mean = sum(fractions) / 2
+    std = math.sqrt(sum((f - mean) ** 2 for f in fractions) / 2)
+    balanced = int((1 - std) * MAX_NODE_SCORE)
+    prefer_no = sum(1 for t in ni.taints if t.get("effect") == "PreferNoSchedule"
+                    and not tolerates([x for x in pod.tolerations if x.get("effect") in (None, "", "PreferNoSchedule")],
+                                      t))
+    return least + balanced - 3 * min(prefer_no * 10, MAX_NODE_SCORE)
+
+
+def select_host(pod: PodInfo, feasible: list[NodeInfo]) -> NodeInfo:
+    """Highest score wins; ties go to the first node by name (deterministic)."""
+    if len(feasible) == 1:
+        return feasible[0]
+    return max(sorted(feasible, key=lambda n: n.name), key=lambda n: score_node(pod, n))
+
+
+# ------------------------------------------------------------------------------------------ messages
+def fit_error_message(num_all_nodes: int, statuses: dict[str, Status], absent_reason: str = "",
+                      post_filter_msg: str = "") -> str:
+    """framework.FitError.Error(): "0/N nodes are available: <count reason, ...>. <post filter>".
+    Reasons are counted per node and sorted as strings ("10 x" sorts before "2 y", as upstream)."""
+    msg = f"0/{num_all_nodes} nodes are available:"
+    counts: Counter[str] = Counter()
+    for st in statuses.values():
+        counts.update(st.reasons)
+    if absent_reason and len(statuses) < num_all_nodes:
+        counts[absent_reason] += num_all_nodes - len(statuses)
+    parts = sorted(f"{v} {k}" for k, v in counts.items())
+    if parts:
+        msg += f" {', '.join(parts)}."
+    if post_filter_msg:
+        msg += f" {post_filter_msg}"
+    return msg
+
+
+def preemption_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[str, NodeInfo]) -> str:
+    """DefaultPreemption's PostFilter message when no preemption candidate exists, "" when
+    preemption could make room (victims would be evicted upstream)."""
+    if pod.preemption_policy == "Never":
+        return "preemption: " + NOT_ELIGIBLE_NEVER
+    potential = [n for n, st in statuses.items() if st.code == UNSCHEDULABLE and n in nodes]
+    out: dict[str, Status] = {}
+    for name in sorted(potential):
+        ni = nodes[name]
+        victims = [uid for uid, p in ni.pods.items() if p.priority < pod.priority]
+        if not victims:
+            out[name] = Status(UNRESOLVABLE, (REASON_NO_VICTIMS,))
+            continue
+        st = filter_node(pod, ni.without(victims))
+        if st is None:
+            return ""  # a candidate: upstream preempts (not implemented here) and says no more
+        out[name] = st
+    return "preemption: " + fit_error_message(len(nodes), out, REASON_PREEMPTION_NOT_HELPFUL)
+
+
+def failure_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[str, NodeInfo],
+                    dra: bool = True) -> str:
+    """The FailedScheduling message (and PodScheduled condition message) for a pod no node fits."""
+    if not nodes:
+        return NO_NODES_AVAILABLE
+    pre = preemption_message(pod, statuses, nodes)
+    post = ", ".join(m for m in ((DRA_POST_FILTER_MSG if dra and pre else ""), pre) if m)
+    return fit_error_message(len(nodes), statuses, post_filter_msg=post)
+
+
+def truncate_event_message(msg: str) -> str:
+    """schedule_one truncateMessage: events keep at most 1024 characters."""
+    if len(msg) <= EVENT_MESSAGE_LIMIT:
+        return msg
+    return msg[:EVENT_MESSAGE_LIMIT - 3] + "..."

@@ -1,0 +1,435 @@
+"""The scheduler: an API client that binds pending pods to nodes, like kube-scheduler.
+
+It keeps a cache of nodes and pods (list + watch, relisting after 410 Gone or errors), a
+queue of pods waiting to be scheduled (``spec.schedulerName`` is ours, no ``spec.nodeName``,
+not terminating, not finished, no scheduling gates), and schedules them one at a time:
+filter the nodes, score the feasible ones, *assume* the pod on the chosen node in the cache
+at once (so a burst of pods is packed correctly) and bind it in the background through the
+pods/binding subresource, recording a ``Scheduled`` event.
+
+A pod no node fits gets the condition PodScheduled=False/Unschedulable and a
+``FailedScheduling`` warning with upstream's message, and waits: it is tried again after a
+cluster change that may help (node added or changed, a pod deleted or finished, the pod
+itself changed) once its backoff (1s doubling to 10s) has passed, and otherwise after
+``max_unschedulable_seconds`` (upstream flushes unschedulable pods after 5 minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from kubelite.api import errors
+from kubelite.api.meta import now_rfc3339
+from kubelite.client.api import Client, resource_path
+from kubelite.client.events import NORMAL, WARNING, EventRecorder
+from kubelite.scheduler import plugins
+from kubelite.scheduler.plugins import NodeInfo, PodInfo, Status
+
+log = logging.getLogger("kubelite.scheduler")
+
+Obj = dict[str, Any]
+
+INITIAL_BACKOFF = 1.0  # podInitialBackoffSeconds
+MAX_BACKOFF = 10.0  # podMaxBackoffSeconds
+MAX_UNSCHEDULABLE_SECONDS = 300.0  # podMaxInUnschedulablePodsDuration
+WATCH_TIMEOUT_SECONDS = 300
+BIND_CONCURRENCY = 32
+
+
+def _d(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _terminal(pod: Obj) -> bool:
+    return _d(pod.get("status")).get("phase") in ("Succeeded", "Failed")
+
+
+def _pod_key(pod: Obj) -> str:
+    meta = _d(pod.get("metadata"))
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def _scheduling_relevant(old: Obj | None, new: Obj) -> bool:
+    """Whether an update to a waiting pod may change the scheduling result (upstream ignores
+    updates of status, resourceVersion, generation and managedFields)."""
+    if old is None:
+        return True
+    om, nm = _d(old.get("metadata")), _d(new.get("metadata"))
+    return (old.get("spec") != new.get("spec") or om.get("labels") != nm.get("labels")
+            or om.get("annotations") != nm.get("annotations"))
+
+
+def _node_relevant(old: Obj | None, new: Obj) -> bool:
+    """Node updates that may make a pod schedulable: not heartbeats."""
+    if old is None:
+        return True
+    if old.get("spec") != new.get("spec"):
+        return True
+    om, nm = _d(old.get("metadata")), _d(new.get("metadata"))
+    if om.get("labels") != nm.get("labels"):
+        return True
+    os_, ns = _d(old.get("status")), _d(new.get("status"))
+    if os_.get("allocatable") != ns.get("allocatable"):
+        return True
+
+    def conds(st: dict[str, Any]) -> dict[str, Any]:
+        return {_d(c).get("type"): _d(c).get("status") for c in st.get("conditions") or []}
+
+    return conds(os_) != conds(ns)
+
+
+@dataclass
+class _Waiting:
+    attempts: int
+    last_attempt: float
+    retry_at: float  # when it goes back to the active queue without any cluster event
+    moved: bool = False  # a cluster event arrived: retry once the backoff has passed
+
+    @property
+    def backoff_until(self) -> float:
+        return self.last_attempt + min(INITIAL_BACKOFF * 2 ** max(self.attempts - 1, 0), MAX_BACKOFF)
+
+
+class Scheduler:
+    def __init__(self, client: Client, name: str = "default-scheduler", *,
+                 max_unschedulable_seconds: float = MAX_UNSCHEDULABLE_SECONDS,
+                 bind_concurrency: int = BIND_CONCURRENCY, dra_message: bool = True) -> None:
+        self.client = client
+        self.name = name
+        self.recorder = EventRecorder(client, component=name)
+        self.max_unschedulable_seconds = max_unschedulable_seconds
+        self.dra_message = dra_message
+        self.nodes: dict[str, NodeInfo] = {}  # by node name; also holds pods bound to unknown nodes
+        self.node_objs: dict[str, Obj] = {}
+        self.pods: dict[str, Obj] = {}  # by uid: every pod we know of
+        self._placed: dict[str, str] = {}  # uid -> node the pod is counted on
+        self._assumed: dict[str, str] = {}  # uid -> node, bound by us, not yet seen bound
+        self._in_flight: set[str] = set()  # being bound
+        self._heap: list[tuple[int, int, str]] = []  # (-priority, seq, uid)
+        self._active: dict[str, int] = {}  # uid -> seq of its live heap entry
+        self._waiting: dict[str, _Waiting] = {}
+        self._attempts: dict[str, int] = {}
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._synced = {"nodes": asyncio.Event(), "pods": asyncio.Event()}
+        self._bind_sem = asyncio.Semaphore(bind_concurrency)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.scheduled_count = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Runs until cancelled."""
+        loops = [asyncio.create_task(self._informer("nodes", self._replace_nodes, self._on_node)),
+                 asyncio.create_task(self._informer("pods", self._replace_pods, self._on_pod)),
+                 asyncio.create_task(self._schedule_loop())]
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            for t in loops + list(self._tasks):
+                t.cancel()
+            for t in loops + list(self._tasks):
+                with contextlib.suppress(BaseException):
+                    await t
+            await self.recorder.close()
+
+    async def wait_synced(self) -> None:
+        for ev in self._synced.values():
+            await ev.wait()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ informers
+    async def _informer(self, plural: str, replace: Callable[[list[Obj]], None],
+                        handle: Callable[[str, Obj], None]) -> None:
+        rv = ""
+        delay = 0.5
+        while True:
+            try:
+                if not rv:
+                    lst = await self.client.list("v1", plural)
+                    rv = lst["metadata"]["resourceVersion"]
+                    replace(lst.get("items") or [])
+                    self._synced[plural].set()
+                async for etype, obj in self.client.watch("v1", plural, resource_version=rv,
+                                                          timeout_seconds=WATCH_TIMEOUT_SECONDS):
+                    rv = _d(obj.get("metadata")).get("resourceVersion") or rv
+                    if etype != "BOOKMARK":
+                        handle(etype, obj)
+                    delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except errors.StatusError as exc:
+                if exc.code in (410, 404) or exc.reason == "Expired":
+                    rv = ""  # relist
+                    continue
+                log.warning("watching %s: %s", plural, exc)
+                rv = ""
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except (TimeoutError, OSError, aiohttp.ClientError, ValueError) as exc:
+                log.warning("watching %s: %s", plural, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _node_info(self, name: str) -> NodeInfo:
+        ni = self.nodes.get(name)
+        if ni is None:
+            ni = self.nodes[name] = NodeInfo(name)
+        return ni
+
+    def _replace_nodes(self, items: list[Obj]) -> None:
+        names = {_d(n.get("metadata")).get("name") for n in items}
+        for name in list(self.node_objs):
+            if name not in names:
+                self._on_node("DELETED", self.node_objs[name])
+        for n in items:
+            self._on_node("MODIFIED" if _d(n.get("metadata")).get("name") in self.node_objs else "ADDED", n)
+
+    def _on_node(self, etype: str, node: Obj) -> None:
+        name = _d(node.get("metadata")).get("name") or ""
+        if etype == "DELETED":
+            self.node_objs.pop(name, None)
+            ni = self.nodes.get(name)
+            if ni is not None:
+                ni.set_node(None)
+            return
+        old = self.node_objs.get(name)
+        self.node_objs[name] = node
+        self._node_info(name).set_node(node)
+        if _node_relevant(old, node):
+            self._cluster_changed()
+
+    def _replace_pods(self, items: list[Obj]) -> None:
+        uids = {_d(p.get("metadata")).get("uid") for p in items}
+        for uid in list(self.pods):
+            if uid not in uids:
+                self._on_pod("DELETED", self.pods[uid])
+        for p in items:
+            self._on_pod("MODIFIED", p)
+
+    def _on_pod(self, etype: str, pod: Obj) -> None:
+        meta = _d(pod.get("metadata"))
+        uid = meta.get("uid") or _pod_key(pod)
+        if etype == "DELETED":
+            self.pods.pop(uid, None)
+            self._assumed.pop(uid, None)
+            self._forget_queued(uid)
+            self._attempts.pop(uid, None)
+            if self._recount(uid):
+                self._cluster_changed()
+            return
+        old = self.pods.get(uid)
+        self.pods[uid] = pod
+        if _d(pod.get("spec")).get("nodeName"):
+            self._assumed.pop(uid, None)
+        was_counted = uid in self._placed
+        self._recount(uid)
+        if was_counted and uid not in self._placed:
+            self._cluster_changed()  # a bound pod finished
+        if self._wants(uid, pod):
+            w = self._waiting.get(uid)
+            if w is not None:
+                if _scheduling_relevant(old, pod):
+                    w.moved = True
+                    self._wakeup.set()
+            elif uid not in self._active:
+                self._push(uid, pod)
+        else:
+            self._forget_queued(uid)
+
+    def _recount(self, uid: str) -> bool:
+        """Puts the pod's usage on the node it is bound or assumed to; True when it was
+        counted somewhere before and is no longer."""
+        pod = self.pods.get(uid)
+        node = ""
+        if pod is not None and not _terminal(pod):
+            node = _d(pod.get("spec")).get("nodeName") or self._assumed.get(uid, "")
+        prev = self._placed.pop(uid, None)
+        if prev is not None:
+            self._node_info(prev).remove_pod(uid)
+        if node and pod is not None:
+            info = PodInfo.of(pod)
+            info.uid = uid
+            self._node_info(node).add_pod(info)
+            self._placed[uid] = node
+        return prev is not None and not node
+
+    def _wants(self, uid: str, pod: Obj) -> bool:
+        spec, meta = _d(pod.get("spec")), _d(pod.get("metadata"))
+        return (spec.get("schedulerName", "default-scheduler") == self.name and not spec.get("nodeName")
+                and not meta.get("deletionTimestamp") and not _terminal(pod) and not spec.get("schedulingGates")
+                and uid not in self._assumed and uid not in self._in_flight)
+
+    # ------------------------------------------------------------------ queue
+    def _push(self, uid: str, pod: Obj) -> None:
+        seq = next(self._seq)
+        prio = _d(pod.get("spec")).get("priority")
+        self._active[uid] = seq
+        heapq.heappush(self._heap, (-(prio if isinstance(prio, int) else 0), seq, uid))
+        self._wakeup.set()
+
+    def _pop(self) -> str | None:
+        while self._heap:
+            _, seq, uid = heapq.heappop(self._heap)
+            if self._active.get(uid) == seq:
+                del self._active[uid]
+                return uid
+        return None
+
+    def _forget_queued(self, uid: str) -> None:
+        self._active.pop(uid, None)
+        self._waiting.pop(uid, None)
+
+    def _cluster_changed(self) -> None:
+        if self._waiting:
+            for w in self._waiting.values():
+                w.moved = True
+            self._wakeup.set()
+
+    def _flush_waiting(self, now: float) -> float | None:
+        """Moves waiting pods that are due to the active queue; returns the next due time."""
+        nxt: float | None = None
+        for uid, w in list(self._waiting.items()):
+            due = min(w.retry_at, w.backoff_until) if w.moved else w.retry_at
+            if due <= now:
+                del self._waiting[uid]
+                pod = self.pods.get(uid)
+                if pod is not None and self._wants(uid, pod):
+                    self._push(uid, pod)
+            elif nxt is None or due < nxt:
+                nxt = due
+        return nxt
+
+    # ------------------------------------------------------------------ scheduling
+    async def _schedule_loop(self) -> None:
+        await self.wait_synced()
+        n = 0
+        while True:
+            nxt = self._flush_waiting(time.monotonic())
+            uid = self._pop()
+            if uid is None:
+                self._wakeup.clear()
+                timeout = None if nxt is None else max(0.0, nxt - time.monotonic())
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+                continue
+            pod = self.pods.get(uid)
+            if pod is not None and self._wants(uid, pod):
+                self.schedule_one(uid, pod)
+            n += 1
+            if n % 8 == 0:
+                await asyncio.sleep(0)  # let the watches and bindings progress
+
+    def schedule_one(self, uid: str, pod: Obj) -> str | None:
+        """One scheduling cycle; returns the chosen node (binding continues in the background)."""
+        info = PodInfo.of(pod)
+        info.uid = uid
+        nodes = {name: ni for name, ni in self.nodes.items() if ni.node is not None}
+        statuses: dict[str, Status] = {}
+        feasible: list[NodeInfo] = []
+        for name, ni in nodes.items():
+            st = plugins.filter_node(info, ni)
+            if st is None:
+                feasible.append(ni)
+            else:
+                statuses[name] = st
+        if not feasible:
+            msg = plugins.failure_message(info, statuses, nodes, self.dra_message)
+            self._failed(uid, pod, "Unschedulable", msg)
+            return None
+        host = plugins.select_host(info, feasible).name
+        # assume: count the pod on the node now, so the next pods see it
+        self._assumed[uid] = host
+        self._in_flight.add(uid)
+        self._recount(uid)
+        self._spawn(self._bind(uid, pod, host))
+        return host
+
+    def _failed(self, uid: str, pod: Obj, reason: str, msg: str) -> None:
+        attempts = self._attempts.get(uid, 0) + 1
+        self._attempts[uid] = attempts
+        now = time.monotonic()
+        # an error (not a verdict about the cluster) goes straight to the backoff queue
+        self._waiting[uid] = _Waiting(attempts, now, now + self.max_unschedulable_seconds,
+                                      moved=reason != "Unschedulable")
+        self.recorder.emit(pod, WARNING, "FailedScheduling", plugins.truncate_event_message(msg))
+        self._spawn(self._set_unschedulable(pod, reason, msg))
+
+    async def _set_unschedulable(self, pod: Obj, reason: str, msg: str) -> None:
+        """PodScheduled=False with the reason and message (skipped when already so)."""
+        meta = _d(pod.get("metadata"))
+        conds = _d(pod.get("status")).get("conditions") or []
+        old = next((c for c in conds if _d(c).get("type") == "PodScheduled"), None)
+        if old is not None and old.get("status") == "False" and old.get("reason") == reason \
+                and old.get("message") == msg:
+            return
+        cond: dict[str, Any] = {"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                                "lastTransitionTime": now_rfc3339(), "reason": reason, "message": msg}
+        if old is not None and old.get("status") == "False" and old.get("lastTransitionTime"):
+            cond["lastTransitionTime"] = old["lastTransitionTime"]
+        if meta.get("generation"):
+            cond["observedGeneration"] = meta["generation"]
+        try:
+            await self.client.patch("v1", "pods", meta.get("name", ""), {"status": {"conditions": [cond]}},
+                                    namespace=meta.get("namespace", ""), patch_type="strategic", sub="status")
+        except (TimeoutError, errors.StatusError, OSError, aiohttp.ClientError) as exc:
+            log.info("could not update the PodScheduled condition of %s: %s", _pod_key(pod), exc)
+
+    async def _bind(self, uid: str, pod: Obj, node: str) -> None:
+        meta = _d(pod.get("metadata"))
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        binding = {"apiVersion": "v1", "kind": "Binding",
+                   "metadata": {"name": name, "namespace": ns, "uid": meta.get("uid", "")},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        err: str | None = None
+        try:
+            async with self._bind_sem:
+                await self.client.request("POST", resource_path("v1", "pods", ns, name, "binding"), binding)
+        except errors.StatusError as exc:
+            err = exc.message
+            if exc.code in (404, 409):
+                err = None if exc.code == 404 or "already assigned" in exc.message else err
+                if err is None:
+                    self._finish_bind(uid, ok=False)
+                    return
+        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+            err = str(exc) or type(exc).__name__
+        except asyncio.CancelledError:
+            self._finish_bind(uid, ok=False)
+            raise
+        if err is not None:
+            log.info("binding %s/%s to %s failed: %s", ns, name, node, err)
+            self._finish_bind(uid, ok=False)
+            if uid in self.pods and self._wants(uid, self.pods[uid]):
+                self._failed(uid, self.pods[uid], "SchedulerError", f"Binding rejected: {err}")
+            return
+        self._finish_bind(uid, ok=True)
+        self.scheduled_count += 1
+        self._attempts.pop(uid, None)
+        self.recorder.emit(pod, NORMAL, "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
+
+    def _finish_bind(self, uid: str, ok: bool) -> None:
+        self._in_flight.discard(uid)
+        if not ok:
+            self._assumed.pop(uid, None)
+            if self._recount(uid):
+                self._cluster_changed()
+
+
+async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler") -> None:
+    """Runs a scheduler against the API server of a kubeconfig until cancelled."""
+    async with Client.from_kubeconfig(kubeconfig_path, user_agent="kube-scheduler/v1.37.0 kubelite") as client:
+        await Scheduler(client, name).run()
