@@ -5,12 +5,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt
 DATA_DIR ?= /var/lib/kubelite
-APT_PACKAGES := python3-venv python3-dev gcc iproute2 openssl
+APT_PACKAGES := python3-venv python3-dev gcc iproute2 openssl runc containerd containernetworking-plugins catatonit busybox-static iptables
 PYTEST_ARGS ?=
+IMAGES_DIR := build/images
+IMAGES_STAMP := $(IMAGES_DIR)/.built
 
 .PHONY: setup run test test-unit test-e2e lint typecheck bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(IMAGES_STAMP)
+
+# offline container images (pause, busybox, kuard) as OCI image-layout tars, built locally
+$(IMAGES_STAMP): $(STAMP) $(wildcard examples/kuard/*.c kubelite/images/*.py)
+	$(BIN)/python -m kubelite.images.build $(IMAGES_DIR)
+	touch $@
 
 $(APT_STAMP): scripts/setup-apt.sh Makefile
 	./scripts/setup-apt.sh $(APT_PACKAGES)

@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from kubelite.cli.images import register_images_cli
 from kubelite.config import DEFAULT_DATA_DIR, ServerConfig
 
 
@@ -103,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--data-dir", default=default_dir)
     c.add_argument("--output")
     c.add_argument("--server")
+    register_images_cli(sub, default_data_dir=default_dir)
     args = p.parse_args(argv)
+    if args.cmd == "images":
+        return int(args.func(args) or 0)
     if args.cmd == "server":
         return cmd_server(args)
     if args.cmd == "kubeconfig":

@@ -1,0 +1,1 @@
+"""The node agent (kubelet): pod workers, status, probes, volumes, images, logs, CRI, containerd."""
