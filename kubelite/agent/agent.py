@@ -1,0 +1,282 @@
+"""The node agent: containerd, CRI, the Node and its Lease, the pod watch, one worker per
+pod, the relist that wakes workers when containers change (PLEG), re-adoption at start.
+
+    agent = Agent(AgentConfig(data_dir, kubeconfig, node_name="n1"))
+    await agent.start()   # returns once the Node is registered and pods are dispatched
+    ...
+    await agent.stop()    # containers keep running: a restarted agent adopts them
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cri_api.v1 import api_pb2 as cri_pb
+
+from kubelite.agent import crispec
+from kubelite.agent.cgroups import CgroupManager
+from kubelite.agent.crispec import PodRuntime
+from kubelite.agent.node import NodeManager, memory_capacity
+from kubelite.agent.runtime import RuntimeManager
+from kubelite.agent.status import StatusManager
+from kubelite.agent.volumes import VolumeManager
+from kubelite.agent.worker import PodWorkers
+from kubelite.api import errors
+from kubelite.client.api import Client
+from kubelite.client.events import EventRecorder
+
+log = logging.getLogger("kubelite.agent")
+Obj = dict[str, Any]
+RELIST_PERIOD = 1.0
+HOUSEKEEPING_PERIOD = 10.0
+
+
+@dataclass
+class AgentConfig:
+    data_dir: Path
+    kubeconfig: Path
+    node_name: str = ""
+    kubelet_port: int = 10250
+    containerd_socket: Path | None = None  # use a running containerd instead of starting one
+    images_dir: Path | None = None  # offline image archives (default: build/images)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).resolve()
+        self.kubeconfig = Path(self.kubeconfig)
+        if not self.node_name:
+            self.node_name = socket.gethostname().lower()
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.node_name = config.node_name
+        self.client: Client | None = None
+        self.containerd: Any = None
+        self.cri: Any = None
+        self.images: Any = None
+        self.node: NodeManager | None = None
+        self.recorder: EventRecorder | None = None
+        self.runtime: RuntimeManager | None = None
+        self.status: StatusManager | None = None
+        self.workers: PodWorkers | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._api_pods: dict[str, Obj] = {}
+        self._last_relist: dict[str, frozenset[tuple[str, int]]] = {}
+        self.started_at = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        from kubelite.agent.cri import connect
+        from kubelite.agent.images import ImageManager
+
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.client = Client.from_kubeconfig(cfg.kubeconfig, user_agent=f"kubelite-agent/{self.node_name}")
+        socket_path = cfg.containerd_socket
+        if socket_path is None:
+            from kubelite.agent.containerd import Containerd
+
+            self.containerd = Containerd(cfg.data_dir)
+            await self.containerd.start()
+            socket_path = self.containerd.socket_path
+        self.cri = await connect(socket_path)
+        version = await self.cri.version(timeout=30)
+        self.images = ImageManager(self.cri)
+        try:
+            await self.images.ensure_offline_images(cfg.images_dir)
+        except Exception as exc:  # pods with those images will report ErrImagePull
+            log.warning("offline images not imported: %s", exc)
+        self.node = NodeManager(self.client, self.node_name, cfg.data_dir, cfg.kubelet_port,
+                                f"{version.runtime_name}://{version.runtime_version}", self.cri)
+        await self.node.register()  # writes the CNI config for the node's pod CIDR
+        cgroups = CgroupManager()
+        await asyncio.to_thread(cgroups.ensure_qos_roots)
+        self.recorder = EventRecorder(self.client, component="kubelet", host=self.node_name)
+        self.runtime = RuntimeManager(self.cri, self.images, cgroups, VolumeManager(cfg.data_dir), self.recorder,
+                                      self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity())
+        self.status = StatusManager(self.client)
+        self.status.start()
+        self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip)
+        rv = await self._relist_pods()
+        await self._remove_orphans()
+        self.node.start()
+        self._tasks = [asyncio.create_task(self._watch_pods(rv), name="agent-pod-watch"),
+                       asyncio.create_task(self._relist_runtime(), name="agent-pleg"),
+                       asyncio.create_task(self._housekeeping(), name="agent-housekeeping")]
+        self.started_at = time.monotonic()
+        log.info("agent for node %s started (pod CIDR %s, %s)", self.node_name, self.node.pod_cidr,
+                 self.node.runtime_version)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        self._tasks = []
+        if self.workers is not None:
+            await self.workers.stop()
+        if self.status is not None:
+            await self.status.flush(3)
+            await self.status.stop()
+        if self.node is not None:
+            await self.node.stop()
+        if self.recorder is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.recorder.flush(), 3)
+            await self.recorder.close()
+        if self.cri is not None:
+            await self.cri.close()
+        if self.containerd is not None:
+            await self.containerd.stop()
+        if self.client is not None:
+            await self.client.close()
+
+    # ------------------------------------------------------------------ API side
+    async def _fetch(self, kind: str, namespace: str, name: str) -> Obj | None:
+        assert self.client is not None
+        try:
+            return await self.client.get("v1", kind, name, namespace=namespace)
+        except errors.StatusError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def _dispatch(self, pod: Obj) -> None:
+        assert self.workers is not None
+        uid = pod["metadata"]["uid"]
+        self._api_pods[uid] = pod
+        self.workers.update_pod(pod)
+
+    def _forget(self, uid: str) -> None:
+        assert self.workers is not None
+        self._api_pods.pop(uid, None)
+        self.workers.remove_pod(uid)
+
+    async def _relist_pods(self) -> str:
+        assert self.client is not None
+        lst = await self.client.list("v1", "pods", fieldSelector=f"spec.nodeName={self.node_name}")
+        seen = set()
+        for pod in lst.get("items") or []:
+            seen.add(pod["metadata"]["uid"])
+            self._dispatch(pod)
+        for uid in [u for u in self._api_pods if u not in seen]:
+            self._forget(uid)
+        return lst["metadata"].get("resourceVersion", "")
+
+    async def _watch_pods(self, rv: str) -> None:
+        assert self.client is not None
+        while True:
+            try:
+                async for typ, obj in self.client.watch("v1", "pods", resource_version=rv, timeout_seconds=300,
+                                                        fieldSelector=f"spec.nodeName={self.node_name}"):
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if typ == "BOOKMARK":
+                        continue
+                    if typ == "DELETED":
+                        self._forget(obj["metadata"]["uid"])
+                    else:
+                        self._dispatch(obj)
+            except asyncio.CancelledError:
+                raise
+            except errors.StatusError as exc:
+                if exc.code == 410:
+                    rv = await self._safe_relist(rv)
+                    continue
+                log.warning("pod watch: %s", exc)
+                await asyncio.sleep(1)
+                rv = await self._safe_relist(rv)
+            except Exception as exc:
+                log.warning("pod watch broke: %s", exc)
+                await asyncio.sleep(1)
+                rv = await self._safe_relist(rv)
+
+    async def _safe_relist(self, rv: str) -> str:
+        try:
+            return await self._relist_pods()
+        except Exception as exc:
+            log.warning("pod relist failed: %s", exc)
+            return rv
+
+    # ------------------------------------------------------------------ runtime side
+    async def _runtime_snapshot(self) -> dict[str, frozenset[tuple[str, int]]]:
+        assert self.cri is not None
+        rt = self.cri.runtime
+        sbs = await rt.ListPodSandbox(cri_pb.ListPodSandboxRequest(), timeout=10)
+        cts = await rt.ListContainers(cri_pb.ListContainersRequest(), timeout=10)
+        snap: dict[str, set[tuple[str, int]]] = {}
+        for s in sbs.items:
+            uid = s.labels.get(crispec.POD_UID)
+            if uid:
+                snap.setdefault(uid, set()).add((s.id, s.state))
+        for c in cts.containers:
+            uid = c.labels.get(crispec.POD_UID)
+            if uid:
+                snap.setdefault(uid, set()).add((c.id, c.state))
+        return {k: frozenset(v) for k, v in snap.items()}
+
+    async def _relist_runtime(self) -> None:
+        """GenericPLEG: every second, wake the workers of pods whose containers changed."""
+        assert self.workers is not None
+        while True:
+            await asyncio.sleep(RELIST_PERIOD)
+            try:
+                snap = await self._runtime_snapshot()
+            except Exception as exc:
+                log.debug("relist failed: %s", exc)
+                continue
+            for uid in set(snap) | set(self._last_relist):
+                if snap.get(uid) != self._last_relist.get(uid):
+                    self.workers.wake(uid)
+            self._last_relist = snap
+
+    async def _remove_orphans(self) -> None:
+        """Sandboxes, containers, pod dirs and pod cgroups of pods this node no longer has."""
+        assert self.runtime is not None and self.workers is not None
+        known = set(self._api_pods) | self.workers.known()
+        try:
+            by_uid = await crispec.list_pod_runtime(self.cri.runtime)
+        except Exception as exc:
+            log.warning("orphan scan failed: %s", exc)
+            return
+        uids = set(by_uid) | set(self.runtime.volumes.known_pod_dirs()) | set(self.runtime.cgroups.pod_cgroup_names())
+        for uid in uids - known:
+            log.info("removing orphaned pod %s", uid)
+            pr = by_uid.get(uid, PodRuntime(uid))
+            try:
+                await self.runtime.kill_pod(None, pr, grace=2, events=False)
+                await self.runtime.remove_pod(uid, None, pr)
+            except Exception as exc:
+                log.warning("could not remove orphaned pod %s: %s", uid, exc)
+
+    async def _housekeeping(self) -> None:
+        assert self.runtime is not None
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_PERIOD)
+            try:
+                await self._remove_orphans()
+                self.runtime.crash_backoff.gc()
+                self.runtime.image_backoff.gc()
+            except Exception as exc:
+                log.warning("housekeeping: %s", exc)
+
+
+async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str = "", *, kubelet_port: int = 10250,
+                    containerd_socket: Path | str | None = None, images_dir: Path | str | None = None) -> None:
+    """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
+    agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
+                              Path(containerd_socket) if containerd_socket else None,
+                              Path(images_dir) if images_dir else None))
+    await agent.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.shield(agent.stop())

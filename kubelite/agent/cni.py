@@ -1,0 +1,110 @@
+"""The pod network: one bridge ``kubelite0`` with host-local IPAM over the node's pod CIDR.
+
+containerd's CRI plugin reads ``<data_dir>/cni/net.d`` (its ``conf_dir``) and runs the
+plugins from /usr/lib/cni; it adds the loopback interface itself (go-cni's loopback
+network, plugin ``loopback``), so the conflist only names bridge and portmap.
+
+Pod CIDR: when the Node has no ``spec.podCIDR`` (no node-IPAM controller here), the
+agent picks ``10.244.<n>.0/24`` with ``n`` derived from the node name
+(:func:`default_pod_cidr`) and records it on its Node. 10.88/16 and 10.89/24 belong
+to podman's default networks and are never chosen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+log = logging.getLogger("kubelite.agent.cni")
+BRIDGE = "kubelite0"
+NETWORK_NAME = "kubelite"
+CONFLIST_NAME = "10-kubelite.conflist"
+CNI_VERSION = "1.0.0"
+
+
+def default_pod_cidr(node_name: str) -> str:
+    n = int.from_bytes(hashlib.sha256(node_name.encode()).digest()[:2], "big") % 256
+    return f"10.244.{n}.0/24"
+
+
+def conf_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "cni" / "net.d"
+
+
+def ipam_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "cni" / "ipam"
+
+
+def conflist(pod_cidr: str, data_dir: Path) -> dict:
+    net = ipaddress.ip_network(pod_cidr, strict=False)
+    gateway = str(next(net.hosts()))
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": NETWORK_NAME,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                "ipMasq": True,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": str(net), "gateway": gateway}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": str(ipam_dir(data_dir)),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+        ],
+    }
+
+
+def write_conflist(data_dir: Path, pod_cidr: str) -> Path:
+    """Write (atomically, only when it changed) the network config; returns its path."""
+    d = conf_dir(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    ipam_dir(data_dir).mkdir(parents=True, exist_ok=True)
+    path = d / CONFLIST_NAME
+    text = json.dumps(conflist(pod_cidr, data_dir), indent=2) + "\n"
+    if path.exists() and path.read_text() == text:
+        return path
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _bridge_addresses() -> list[str] | None:
+    """IPv4 addresses (CIDR form) of the bridge, or None when it does not exist."""
+    p = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", BRIDGE], capture_output=True, text=True)
+    if p.returncode != 0:
+        return None
+    return [ln.split()[3] for ln in p.stdout.splitlines() if len(ln.split()) > 3]
+
+
+def bridge_ports() -> list[str]:
+    p = subprocess.run(["ip", "-o", "link", "show", "master", BRIDGE], capture_output=True, text=True)
+    return [ln.split(":")[1].strip().split("@")[0] for ln in p.stdout.splitlines() if ln.strip()]
+
+
+def reconcile_bridge(pod_cidr: str) -> None:
+    """The bridge plugin refuses a bridge that carries another gateway address: a bridge left
+    by an earlier node with another pod CIDR is deleted when nothing is attached to it."""
+    addrs = _bridge_addresses()
+    if not addrs:
+        return
+    net = ipaddress.ip_network(pod_cidr, strict=False)
+    gateway = f"{next(net.hosts())}/{net.prefixlen}"
+    if gateway in addrs:
+        return
+    if bridge_ports():
+        log.error("bridge %s has %s and pods attached; pods of pod CIDR %s cannot start", BRIDGE, addrs, pod_cidr)
+        return
+    log.info("deleting stale bridge %s (%s)", BRIDGE, ", ".join(addrs))
+    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)

@@ -1,0 +1,450 @@
+"""The pod's view of the CRI (kuberuntime_sandbox.go, kuberuntime_container.go): sandbox and
+container configs from a Pod, and the runtime state of a pod read back through its labels.
+
+Labels and annotations are the kubelet's (pkg/kubelet/kuberuntime/labels.go), so a kubelet
+and kubelite would recognise each other's containers, and a restarted agent re-adopts its
+own by ``io.kubernetes.pod.uid``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cri_api.v1 import api_pb2 as cri
+
+from kubelite.agent.cgroups import (
+    MIN_SHARES,
+    QUOTA_PERIOD,
+    bytes_of,
+    milli,
+    milli_cpu_to_quota,
+    milli_cpu_to_shares,
+)
+from kubelite.kinds.pods import compute_qos_class
+
+log = logging.getLogger("kubelite.agent.runtime")
+Obj = dict[str, Any]
+
+POD_NAME = "io.kubernetes.pod.name"
+POD_NAMESPACE = "io.kubernetes.pod.namespace"
+POD_UID = "io.kubernetes.pod.uid"
+CONTAINER_NAME = "io.kubernetes.container.name"
+CONTAINER_HASH = "io.kubernetes.container.hash"
+CONTAINER_RESTART_COUNT = "io.kubernetes.container.restartCount"
+CONTAINER_TERMINATION_MESSAGE_PATH = "io.kubernetes.container.terminationMessagePath"
+CONTAINER_TERMINATION_MESSAGE_POLICY = "io.kubernetes.container.terminationMessagePolicy"
+POD_TERMINATION_GRACE_PERIOD = "io.kubernetes.pod.terminationGracePeriod"
+CONTAINER_PORTS = "io.kubernetes.container.ports"
+CONTAINER_TYPE = "io.kubernetes.container.type"  # ours: "init" for init containers
+KUBERNETES_MANAGED_LABEL = "io.kubernetes.pod.uid"
+
+MAX_TERMINATION_MESSAGE = 4096
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
+OOM_GUARANTEED = -997
+OOM_BESTEFFORT = 1000
+
+
+def format_pod(pod: Obj) -> str:
+    """format.Pod: ``name_namespace(uid)``."""
+    m = pod["metadata"]
+    return f"{m['name']}_{m.get('namespace', '')}({m['uid']})"
+
+
+def container_hash(container: Obj) -> str:
+    """A stable hash of the container spec (the kubelet's HashContainer, our own encoding)."""
+    return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:8]
+
+
+# --------------------------------------------------------------------------- runtime state
+@dataclass
+class SandboxState:
+    id: str
+    ready: bool
+    attempt: int
+    created_at: float
+    ip: str = ""
+    ips: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ContainerState:
+    id: str
+    name: str
+    state: str  # created | running | exited | unknown
+    attempt: int
+    sandbox_id: str
+    created_at: float
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    exit_code: int = 0
+    reason: str = ""
+    message: str = ""
+    image: str = ""
+    image_ref: str = ""
+    restart_count: int = 0
+    hash: str = ""
+    termination_message_path: str = ""
+    termination_message_policy: str = ""
+    mounts: list[tuple[str, str]] = field(default_factory=list)  # (container path, host path)
+    log_path: str = ""
+    is_init: bool = False
+
+
+@dataclass
+class PodRuntime:
+    """Everything the runtime has for one pod uid, newest first."""
+    uid: str
+    sandboxes: list[SandboxState] = field(default_factory=list)
+    containers: list[ContainerState] = field(default_factory=list)
+
+    def latest_sandbox(self) -> SandboxState | None:
+        return self.sandboxes[0] if self.sandboxes else None
+
+    def latest(self, name: str) -> ContainerState | None:
+        for c in self.containers:
+            if c.name == name:
+                return c
+        return None
+
+    def running(self) -> list[ContainerState]:
+        return [c for c in self.containers if c.state == "running"]
+
+
+_STATES = {cri.CONTAINER_CREATED: "created", cri.CONTAINER_RUNNING: "running",
+           cri.CONTAINER_EXITED: "exited", cri.CONTAINER_UNKNOWN: "unknown"}
+
+
+def _ns(v: int) -> float:
+    return v / 1e9 if v else 0.0
+
+
+def container_state_from_status(st: Any, sandbox_id: str) -> ContainerState:
+    ann = dict(st.annotations)
+    labels = dict(st.labels)
+    return ContainerState(
+        id=st.id, name=labels.get(CONTAINER_NAME, st.metadata.name), state=_STATES.get(st.state, "unknown"),
+        attempt=st.metadata.attempt, sandbox_id=sandbox_id, created_at=_ns(st.created_at),
+        started_at=_ns(st.started_at), finished_at=_ns(st.finished_at), exit_code=st.exit_code,
+        reason=st.reason, message=st.message, image=st.image.image, image_ref=st.image_ref,
+        restart_count=int(ann.get(CONTAINER_RESTART_COUNT, st.metadata.attempt) or 0),
+        hash=ann.get(CONTAINER_HASH, ""),
+        termination_message_path=ann.get(CONTAINER_TERMINATION_MESSAGE_PATH, ""),
+        termination_message_policy=ann.get(CONTAINER_TERMINATION_MESSAGE_POLICY, ""),
+        mounts=[(m.container_path, m.host_path) for m in st.mounts], log_path=st.log_path,
+        is_init=labels.get(CONTAINER_TYPE) == "init")
+
+
+def termination_message(c: ContainerState) -> str:
+    """getTerminationMessage: the file mounted at terminationMessagePath, else (for
+    FallbackToLogsOnError and a failed container) the tail of its log."""
+    msg = ""
+    if c.termination_message_path:
+        for cpath, hpath in c.mounts:
+            if cpath == c.termination_message_path:
+                try:
+                    with open(hpath, "rb") as f:
+                        msg = f.read(MAX_TERMINATION_MESSAGE).decode(errors="replace")
+                except OSError:
+                    pass
+                break
+    if not msg and c.termination_message_policy == "FallbackToLogsOnError" and c.exit_code != 0 and c.log_path:
+        msg = _log_tail(c.log_path)
+    return msg
+
+
+def _log_tail(path: str) -> str:
+    """The last lines of a CRI log file, payloads only (``<time> <stream> <P|F> <text>``)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            lines = f.read().decode(errors="replace").splitlines()[-FALLBACK_LOG_LINES:]
+    except OSError:
+        return ""
+    out = []
+    for ln in lines:
+        parts = ln.split(" ", 3)
+        if len(parts) == 4:
+            out.append(parts[3] + ("\n" if parts[2] == "F" else ""))
+    text = "".join(out)
+    return text[-FALLBACK_LOG_BYTES:]
+
+
+# --------------------------------------------------------------------------- sandbox config
+def _resolv_conf(path: str = "/etc/resolv.conf") -> tuple[list[str], list[str], list[str]]:
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    try:
+        for line in Path(path).read_text().splitlines():
+            parts = line.split("#", 1)[0].split()
+            if not parts:
+                continue
+            if parts[0] == "nameserver" and len(parts) > 1:
+                servers.append(parts[1])
+            elif parts[0] == "search":
+                searches = parts[1:]
+            elif parts[0] == "options":
+                options.extend(parts[1:])
+    except OSError:
+        pass
+    return servers, searches, options
+
+
+def dns_config(pod: Obj) -> tuple[Any, bool]:
+    """(CRI DNSConfig, whether ClusterFirst fell back to Default: no cluster DNS here)."""
+    spec = pod.get("spec") or {}
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    fell_back = False
+    if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        if spec.get("hostNetwork") and policy == "ClusterFirst":
+            policy = "Default"
+        else:
+            fell_back = True
+            policy = "Default"
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    if policy == "Default":
+        servers, searches, options = _resolv_conf()
+    extra = spec.get("dnsConfig") or {}
+    for s in extra.get("nameservers") or []:
+        if s not in servers:
+            servers.append(s)
+    for s in extra.get("searches") or []:
+        if s not in searches:
+            searches.append(s)
+    for o in extra.get("options") or []:
+        name = o.get("name", "")
+        options = [x for x in options if x.split(":")[0] != name]
+        options.append(f"{name}:{o['value']}" if o.get("value") else name)
+    return cri.DNSConfig(servers=servers, searches=searches, options=options), fell_back
+
+
+def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: str) -> Any:
+    m = pod["metadata"]
+    spec = pod.get("spec") or {}
+    host_network = bool(spec.get("hostNetwork"))
+    hostname = socket.gethostname() if host_network else (spec.get("hostname") or m["name"])
+    labels = dict(m.get("labels") or {})
+    labels.update({POD_NAME: m["name"], POD_NAMESPACE: m.get("namespace", ""), POD_UID: m["uid"]})
+    annotations = dict(m.get("annotations") or {})
+    ports = []
+    for c in spec.get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                proto = {"TCP": cri.TCP, "UDP": cri.UDP, "SCTP": cri.SCTP}.get(p.get("protocol", "TCP"), cri.TCP)
+                ports.append(cri.PortMapping(protocol=proto, container_port=p["containerPort"],
+                                             host_port=p["hostPort"], host_ip=p.get("hostIP", "")))
+    dns, _ = dns_config(pod)
+    psc = spec.get("securityContext") or {}
+    ns_opts = cri.NamespaceOption(
+        network=cri.NODE if host_network else cri.POD,
+        pid=cri.NODE if spec.get("hostPID") else (cri.POD if spec.get("shareProcessNamespace") else cri.CONTAINER),
+        ipc=cri.NODE if spec.get("hostIPC") else cri.POD)
+    sc = cri.LinuxSandboxSecurityContext(
+        namespace_options=ns_opts,
+        privileged=any(((c.get("securityContext") or {}).get("privileged")) for c in spec.get("containers") or []),
+        supplemental_groups=list(psc.get("supplementalGroups") or []) + ([psc["fsGroup"]] if "fsGroup" in psc else []))
+    if "runAsUser" in psc:
+        sc.run_as_user.value = psc["runAsUser"]
+    if "runAsGroup" in psc:
+        sc.run_as_group.value = psc["runAsGroup"]
+    sysctls = {s["name"]: s.get("value", "") for s in psc.get("sysctls") or []}
+    return cri.PodSandboxConfig(
+        metadata=cri.PodSandboxMetadata(name=m["name"], uid=m["uid"], namespace=m.get("namespace", ""),
+                                        attempt=attempt),
+        hostname=hostname, log_directory=log_directory, dns_config=dns, port_mappings=ports,
+        labels=labels, annotations=annotations,
+        linux=cri.LinuxPodSandboxConfig(cgroup_parent=cgroup_parent, security_context=sc, sysctls=sysctls))
+
+
+# --------------------------------------------------------------------------- container config
+def etc_hosts(pod: Obj, pod_ips: list[str]) -> str:
+    """The kubelet's managed /etc/hosts."""
+    spec = pod.get("spec") or {}
+    name = spec.get("hostname") or pod["metadata"]["name"]
+    lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost",
+             "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix",
+             "fe00::1\tip6-allnodes", "fe00::2\tip6-allrouters"]
+    sub = spec.get("subdomain")
+    fqdn = f"{name}.{sub}.{pod['metadata'].get('namespace', '')}.svc.cluster.local" if sub else ""
+    for ip in pod_ips:
+        lines.append(f"{ip}\t{fqdn}\t{name}" if fqdn else f"{ip}\t{name}")
+    for ha in spec.get("hostAliases") or []:
+        lines.append(f"\n# Entries added by HostAliases.\n{ha.get('ip')}\t" + "\t".join(ha.get("hostnames") or []))
+    return "\n".join(lines) + "\n"
+
+
+def _oom_score_adj(pod: Obj, container: Obj, memory_capacity: int) -> int:
+    """GetContainerOOMScoreAdjust (the runtime clamps it under restrict_oom_score_adj)."""
+    qos = compute_qos_class(pod)
+    if qos == "Guaranteed":
+        return OOM_GUARANTEED
+    if qos == "BestEffort":
+        return OOM_BESTEFFORT
+    req = ((container.get("resources") or {}).get("requests") or {}).get("memory")
+    mem_req = bytes_of(req) if req else 0
+    adj = 1000 - (1000 * mem_req) // max(memory_capacity, 1)
+    return int(min(max(adj, 2), 999))
+
+
+def container_resources(pod: Obj, container: Obj, memory_capacity: int) -> Any:
+    res = container.get("resources") or {}
+    req = res.get("requests") or {}
+    lim = res.get("limits") or {}
+    r = cri.LinuxContainerResources(oom_score_adj=_oom_score_adj(pod, container, memory_capacity))
+    cpu_req = req.get("cpu") or lim.get("cpu")
+    r.cpu_shares = milli_cpu_to_shares(milli(cpu_req)) if cpu_req else MIN_SHARES
+    if lim.get("cpu"):
+        r.cpu_quota = milli_cpu_to_quota(milli(lim["cpu"]))
+        r.cpu_period = QUOTA_PERIOD
+    if lim.get("memory"):
+        r.memory_limit_in_bytes = bytes_of(lim["memory"])
+    return r
+
+
+class ContainerConfigError(Exception):
+    """CreateContainerConfigError: the message is shown in the waiting state."""
+
+
+def verify_run_as_non_root(pod: Obj, container: Obj, image_uid: int | None, image_user: str) -> None:
+    """verifyRunAsNonRoot."""
+    csc = container.get("securityContext") or {}
+    psc = (pod.get("spec") or {}).get("securityContext") or {}
+    non_root = csc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+    if not non_root:
+        return
+    run_as_user = csc.get("runAsUser", psc.get("runAsUser"))
+    fp = format_pod(pod)
+    name = container.get("name", "")
+    if run_as_user is not None:
+        if run_as_user == 0:
+            raise ContainerConfigError(f"container's runAsUser breaks non-root policy (pod: \"{fp}\", "
+                                       f"container: {name})")
+        return
+    if image_uid is not None and image_uid == 0:
+        raise ContainerConfigError(f"container has runAsNonRoot and image will run as root (pod: \"{fp}\", "
+                                   f"container: {name})")
+    if image_uid is None and image_user:
+        raise ContainerConfigError(f"container has runAsNonRoot and image has non-numeric user ({image_user}), "
+                                   f"cannot verify user is non-root (pod: \"{fp}\", container: {name})")
+    if image_uid is None and not image_user:
+        raise ContainerConfigError(f"container has runAsNonRoot and image will run as root (pod: \"{fp}\", "
+                                   f"container: {name})")
+
+
+def security_context(pod: Obj, container: Obj) -> Any:
+    spec = pod.get("spec") or {}
+    psc = spec.get("securityContext") or {}
+    csc = container.get("securityContext") or {}
+    host_network = bool(spec.get("hostNetwork"))
+    sc = cri.LinuxContainerSecurityContext(
+        privileged=bool(csc.get("privileged")),
+        readonly_rootfs=bool(csc.get("readOnlyRootFilesystem")),
+        namespace_options=cri.NamespaceOption(
+            network=cri.NODE if host_network else cri.POD,
+            pid=cri.NODE if spec.get("hostPID") else (cri.POD if spec.get("shareProcessNamespace") else cri.CONTAINER),
+            ipc=cri.NODE if spec.get("hostIPC") else cri.POD),
+        supplemental_groups=list(psc.get("supplementalGroups") or []) + ([psc["fsGroup"]] if "fsGroup" in psc else []))
+    caps = csc.get("capabilities") or {}
+    if caps:
+        sc.capabilities.CopyFrom(cri.Capability(add_capabilities=list(caps.get("add") or []),
+                                                drop_capabilities=list(caps.get("drop") or [])))
+    uid = csc.get("runAsUser", psc.get("runAsUser"))
+    gid = csc.get("runAsGroup", psc.get("runAsGroup"))
+    if uid is not None:
+        sc.run_as_user.value = uid
+    if gid is not None:
+        sc.run_as_group.value = gid
+    if csc.get("allowPrivilegeEscalation") is False and not csc.get("privileged"):
+        sc.no_new_privs = True
+    if not csc.get("privileged"):
+        sc.masked_paths.extend(["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                                "/sys/firmware", "/sys/devices/virtual/powercap"])
+        sc.readonly_paths.extend(["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                  "/proc/sysrq-trigger"])
+    return sc
+
+
+def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count: int, command: list[str],
+                     args: list[str], env: list[tuple[str, str]], mounts: list[tuple[str, str, bool]],
+                     memory_capacity: int, is_init: bool = False) -> Any:
+    m = pod["metadata"]
+    name = container["name"]
+    labels = {POD_NAME: m["name"], POD_NAMESPACE: m.get("namespace", ""), POD_UID: m["uid"], CONTAINER_NAME: name}
+    if is_init:
+        labels[CONTAINER_TYPE] = "init"
+    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    annotations = {
+        CONTAINER_HASH: container_hash(container),
+        CONTAINER_RESTART_COUNT: str(restart_count),
+        CONTAINER_TERMINATION_MESSAGE_PATH: container.get("terminationMessagePath", "/dev/termination-log"),
+        CONTAINER_TERMINATION_MESSAGE_POLICY: container.get("terminationMessagePolicy", "File"),
+    }
+    if grace is not None:
+        annotations[POD_TERMINATION_GRACE_PERIOD] = str(grace)
+    if container.get("ports"):
+        annotations[CONTAINER_PORTS] = json.dumps(container["ports"], separators=(",", ":"))
+    return cri.ContainerConfig(
+        metadata=cri.ContainerMetadata(name=name, attempt=restart_count),
+        image=cri.ImageSpec(image=image_ref, user_specified_image=container.get("image", "")),
+        command=command, args=args, working_dir=container.get("workingDir", ""),
+        envs=[cri.KeyValue(key=k, value=v) for k, v in env],
+        mounts=[cri.Mount(host_path=h, container_path=c, readonly=ro) for h, c, ro in mounts],
+        labels=labels, annotations=annotations, log_path=f"{name}/{restart_count}.log",
+        stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")),
+        tty=bool(container.get("tty")),
+        linux=cri.LinuxContainerConfig(resources=container_resources(pod, container, memory_capacity),
+                                       security_context=security_context(pod, container)))
+
+
+# --------------------------------------------------------------------------- reading state
+async def list_pod_runtime(cri_rt: Any, uid: str | None = None) -> dict[str, PodRuntime]:
+    """Sandboxes and containers (with full statuses) grouped by pod uid, newest first."""
+    sel = {POD_UID: uid} if uid else {}
+    sbs = await cri_rt.ListPodSandbox(cri.ListPodSandboxRequest(filter=cri.PodSandboxFilter(label_selector=sel)),
+                                      timeout=30)
+    cts = await cri_rt.ListContainers(cri.ListContainersRequest(filter=cri.ContainerFilter(label_selector=sel)),
+                                      timeout=30)
+    out: dict[str, PodRuntime] = {}
+    for sb in sbs.items:
+        puid = sb.labels.get(POD_UID)
+        if not puid:
+            continue
+        pr = out.setdefault(puid, PodRuntime(puid))
+        st = SandboxState(sb.id, sb.state == cri.SANDBOX_READY, sb.metadata.attempt, _ns(sb.created_at),
+                          labels=dict(sb.labels))
+        if st.ready:
+            try:
+                full = await cri_rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=sb.id), timeout=30)
+                st.ip = full.status.network.ip
+                st.ips = [st.ip] + [a.ip for a in full.status.network.additional_ips] if st.ip else []
+            except Exception as exc:  # raced with removal
+                log.debug("sandbox status %s: %s", sb.id, exc)
+        pr.sandboxes.append(st)
+    for c in cts.containers:
+        puid = c.labels.get(POD_UID)
+        if not puid:
+            continue
+        try:
+            full = await cri_rt.ContainerStatus(cri.ContainerStatusRequest(container_id=c.id), timeout=30)
+        except Exception as exc:  # raced with removal
+            log.debug("container status %s: %s", c.id, exc)
+            continue
+        out.setdefault(puid, PodRuntime(puid)).containers.append(
+            container_state_from_status(full.status, c.pod_sandbox_id))
+    for pr in out.values():
+        pr.sandboxes.sort(key=lambda s: (s.created_at, s.attempt), reverse=True)
+        pr.containers.sort(key=lambda c: (c.created_at, c.attempt), reverse=True)
+    return out

@@ -1,0 +1,430 @@
+"""SyncPod and KillPod against the CRI (kuberuntime_manager.go computePodActions/SyncPod,
+kuberuntime_container.go startContainer/killContainer), with the kubelet's events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cri_api.v1 import api_pb2 as cri
+
+from kubelite.agent import crispec
+from kubelite.agent.backoff import (
+    CONTAINER_BACKOFF_INITIAL,
+    CONTAINER_BACKOFF_MAX,
+    IMAGE_BACKOFF_INITIAL,
+    IMAGE_BACKOFF_MAX,
+    Backoff,
+)
+from kubelite.agent.cgroups import CgroupManager
+from kubelite.agent.crispec import ContainerState, PodRuntime, format_pod
+from kubelite.agent.podenv import EnvError, expand_command_and_args, make_environment
+from kubelite.agent.volumes import VolumeError, VolumeManager
+
+log = logging.getLogger("kubelite.agent.runtime")
+Obj = dict[str, Any]
+MIN_GRACE_PERIOD = 2  # minimumGracePeriodInSeconds
+DEFAULT_GRACE_PERIOD = 30
+
+
+@dataclass
+class SyncResult:
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (reason, message)
+    next_wake: float | None = None  # seconds until a back-off expires
+    changed: bool = False
+
+
+def should_restart(policy: str, c: ContainerState) -> bool:
+    if policy == "Always":
+        return True
+    if policy == "OnFailure":
+        return c.exit_code != 0
+    return False
+
+
+def _rpc_message(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.details() or str(exc.code())
+    return str(exc)
+
+
+class RuntimeManager:
+    def __init__(self, cri_client: Any, images: Any, cgroups: CgroupManager, volumes: VolumeManager,
+                 recorder: Any, fetch: Any, host_ip: str = "", memory_capacity: int = 1 << 40) -> None:
+        self.cri = cri_client
+        self.rt = cri_client.runtime
+        self.images = images
+        self.cgroups = cgroups
+        self.volumes = volumes
+        self.recorder = recorder
+        self.fetch = fetch  # async (kind, namespace, name) -> obj | None
+        self.host_ip = host_ip
+        self.memory_capacity = memory_capacity
+        self.crash_backoff = Backoff(CONTAINER_BACKOFF_INITIAL, CONTAINER_BACKOFF_MAX)
+        self.image_backoff = Backoff(IMAGE_BACKOFF_INITIAL, IMAGE_BACKOFF_MAX)
+        self._pull_errors: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ events
+    def event(self, pod: Obj, type_: str, reason: str, message: str, container: str | None = None,
+              init: bool = False) -> None:
+        ref = {"kind": "Pod", "apiVersion": "v1", "namespace": pod["metadata"].get("namespace", ""),
+               "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"],
+               "resourceVersion": pod["metadata"].get("resourceVersion", "")}
+        if container is not None:
+            ref["fieldPath"] = f"spec.{'initContainers' if init else 'containers'}{{{container}}}"
+        self.recorder.emit(ref, type_, reason, message)
+
+    # ------------------------------------------------------------------ sync
+    async def sync_pod(self, pod: Obj, pr: PodRuntime) -> SyncResult:
+        """One SyncPod pass: sandbox, init containers in order, then the app containers."""
+        res = SyncResult()
+        spec = pod["spec"]
+        policy = spec.get("restartPolicy") or "Always"
+        sb = pr.latest_sandbox()
+        create_sandbox = sb is None or not sb.ready or sum(1 for s in pr.sandboxes if s.ready) > 1
+        if create_sandbox and sb is not None and pr.containers:
+            # A dead sandbox of a pod that will not restart anything stays dead.
+            if policy == "Never" or (policy == "OnFailure" and all(
+                    (c := pr.latest(x["name"])) is not None and c.state == "exited" and c.exit_code == 0
+                    for x in spec.get("containers") or [])):
+                return res
+        if create_sandbox:
+            if sb is not None:
+                await self.kill_pod(pod, pr, grace=MIN_GRACE_PERIOD, events=False)
+                await self._remove_dead_sandboxes(pr)
+                self.event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+            attempt = (sb.attempt + 1) if sb is not None else 0
+            sandbox_id = await self._create_sandbox(pod, attempt, res)
+            if sandbox_id is None:
+                return res
+            res.changed = True
+            pr = (await crispec.list_pod_runtime(self.rt, pod["metadata"]["uid"])).get(
+                pod["metadata"]["uid"], PodRuntime(pod["metadata"]["uid"]))
+            sb = pr.latest_sandbox()
+            if sb is None:
+                return res
+            for c in pr.containers:  # containers of an older sandbox are history now
+                if c.sandbox_id != sb.id and c.state == "running":
+                    await self._stop(c.id, MIN_GRACE_PERIOD)
+        assert sb is not None
+        sb_config = self._sandbox_config(pod, sb.attempt)
+        self._write_etc_hosts(pod, sb.ips)
+        # init containers, one at a time
+        for ic in spec.get("initContainers") or []:
+            c = self._latest_in(pr, ic["name"], sb.id, init=True)
+            if c is None or c.state in ("created",):
+                await self._start(pod, ic, sb.id, sb_config, pr, sb.ips, res, init=True)
+                return res
+            if c.state == "running":
+                return res
+            if c.state == "exited" and c.exit_code == 0:
+                continue
+            if policy == "Never":
+                return res  # pod failed
+            await self._start(pod, ic, sb.id, sb_config, pr, sb.ips, res, init=True)
+            return res
+        for ct in spec.get("containers") or []:
+            c = pr.latest(ct["name"])
+            if c is not None and c.state == "running":
+                if c.sandbox_id == sb.id and c.hash == crispec.container_hash(ct):
+                    continue
+                # spec changed (or it runs in an old sandbox): restart it
+                self.event(pod, "Normal", "Killing", f"Container {ct['name']} definition changed, will be restarted",
+                           ct["name"])
+                await self._stop(c.id, self._grace(pod, None))
+                res.changed = True
+            elif c is not None and c.state == "exited" and c.sandbox_id == sb.id and not should_restart(policy, c):
+                continue
+            elif c is not None and c.state == "created":
+                await self._remove(c.id)
+            await self._start(pod, ct, sb.id, sb_config, pr, sb.ips, res)
+        return res
+
+    async def _remove_dead_sandboxes(self, pr: PodRuntime) -> None:
+        """Sandboxes that are not ready and hold no containers are of no further use."""
+        used = {c.sandbox_id for c in pr.containers}
+        for s in pr.sandboxes:
+            if not s.ready and s.id not in used:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await self.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=s.id), timeout=60)
+
+    def _latest_in(self, pr: PodRuntime, name: str, sandbox_id: str, init: bool) -> ContainerState | None:
+        for c in pr.containers:
+            if c.name == name and c.is_init == init and c.sandbox_id == sandbox_id:
+                return c
+        return None
+
+    def _sandbox_config(self, pod: Obj, attempt: int) -> Any:
+        log_dir = self.volumes.log_dir(pod)
+        cgroup_parent = "/" + crispec_cgroup_name(pod)
+        return crispec.sandbox_config(pod, attempt, str(log_dir), cgroup_parent)
+
+    async def _create_sandbox(self, pod: Obj, attempt: int, res: SyncResult) -> str | None:
+        try:
+            self.cgroups.ensure_pod(pod)
+        except OSError as exc:
+            self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod cgroup: {exc}")
+            res.next_wake = 5
+            return None
+        log_dir = self.volumes.log_dir(pod)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.volumes.pod_dir(pod["metadata"]["uid"]).mkdir(parents=True, exist_ok=True)
+        _, fell_back = crispec.dns_config(pod)
+        if fell_back:
+            self.event(pod, "Warning", "MissingClusterDNS",
+                       f"pod: \"{format_pod(pod)}\". kubelet does not have ClusterDNS IP configured and cannot "
+                       f"create Pod using \"ClusterFirst\" policy. Falling back to \"Default\" policy.")
+        config = self._sandbox_config(pod, attempt)
+        try:
+            resp = await self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config), timeout=120)
+        except grpc.aio.AioRpcError as exc:
+            self.event(pod, "Warning", "FailedCreatePodSandBox",
+                       f"Failed to create pod sandbox: {_rpc_message(exc)}")
+            res.next_wake = 5
+            return None
+        return resp.pod_sandbox_id
+
+    def _write_etc_hosts(self, pod: Obj, ips: list[str]) -> Path:
+        p = self.volumes.pod_dir(pod["metadata"]["uid"]) / "etc-hosts"
+        text = crispec.etc_hosts(pod, ips)
+        if not p.exists() or p.read_text() != text:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, p)
+        return p
+
+    def _grace(self, pod: Obj, override: int | None) -> int:
+        if override is not None:
+            g = override
+        elif pod["metadata"].get("deletionGracePeriodSeconds") is not None:
+            g = pod["metadata"]["deletionGracePeriodSeconds"]
+        else:
+            g = pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE_PERIOD)
+            if g is None:
+                g = DEFAULT_GRACE_PERIOD
+        return max(int(g), MIN_GRACE_PERIOD)
+
+    @staticmethod
+    def backoff_key(pod: Obj, container: Obj) -> str:
+        m = pod["metadata"]
+        return f"{m['name']}_{m.get('namespace', '')}_{m['uid']}_{container['name']}_{crispec.container_hash(container)}"
+
+    async def _start(self, pod: Obj, ct: Obj, sandbox_id: str, sb_config: Any, pr: PodRuntime, pod_ips: list[str],
+                     res: SyncResult, init: bool = False) -> None:
+        name = ct["name"]
+        prev = pr.latest(name)
+        # doBackOff: a container that died recently waits
+        if prev is not None and prev.state == "exited":
+            key = self.backoff_key(pod, ct)
+            if self.crash_backoff.is_in_backoff_since(key, prev.finished_at):
+                delay = self.crash_backoff.get(key)
+                self.event(pod, "Warning", "BackOff",
+                           f"Back-off restarting failed container {name} in pod {format_pod(pod)}", name, init)
+                res.waiting[name] = ("CrashLoopBackOff",
+                                     f"back-off {_dur(delay)} restarting failed container={name} pod={format_pod(pod)}")
+                res.next_wake = _min(res.next_wake, self.crash_backoff.remaining(key, prev.finished_at) + 0.05)
+                return
+            self.crash_backoff.next(key, prev.finished_at)
+        ref = await self._ensure_image(pod, ct, sb_config, res, init)
+        if ref is None:
+            return
+        restart_count = prev.restart_count + 1 if prev is not None else 0
+        try:
+            config = await self._container_config(pod, ct, ref, restart_count, pod_ips, init)
+        except (EnvError, VolumeError, crispec.ContainerConfigError) as exc:
+            msg = str(exc)
+            if isinstance(exc, VolumeError):
+                self.event(pod, "Warning", "FailedMount", msg)
+            self.event(pod, "Warning", "Failed", f"Error: {msg}", name, init)
+            res.waiting[name] = ("CreateContainerConfigError", msg)
+            res.next_wake = _min(res.next_wake, 2)
+            return
+        try:
+            cresp = await self.rt.CreateContainer(cri.CreateContainerRequest(
+                pod_sandbox_id=sandbox_id, config=config, sandbox_config=sb_config), timeout=120)
+        except grpc.aio.AioRpcError as exc:
+            msg = _rpc_message(exc)
+            self.event(pod, "Warning", "Failed", f"Error: {msg}", name, init)
+            res.waiting[name] = ("CreateContainerError", msg)
+            res.next_wake = _min(res.next_wake, 2)
+            return
+        self.event(pod, "Normal", "Created", f"Created container: {name}", name, init)
+        try:
+            await self.rt.StartContainer(cri.StartContainerRequest(container_id=cresp.container_id), timeout=120)
+        except grpc.aio.AioRpcError as exc:
+            msg = _rpc_message(exc)
+            self.event(pod, "Warning", "Failed", f"Error: {msg}", name, init)
+            res.waiting[name] = ("RunContainerError", msg)
+            res.changed = True
+            return
+        self.event(pod, "Normal", "Started", f"Started container {name}", name, init)
+        res.changed = True
+
+    async def _ensure_image(self, pod: Obj, ct: Obj, sb_config: Any, res: SyncResult, init: bool) -> str | None:
+        from kubelite.agent.images import ErrImageNeverPull, ImageError
+
+        name = ct["name"]
+        image = ct.get("image", "")
+        policy = ct.get("imagePullPolicy") or "IfNotPresent"
+        key = f"{pod['metadata']['uid']}_{image}"
+        try:
+            present = await self.images.status(image) if policy != "Always" else None
+        except Exception:  # invalid names surface from ensure_image below
+            present = None
+        if present is not None:
+            self.event(pod, "Normal", "Pulled", f"Container image \"{image}\" already present on machine", name, init)
+            return present.id
+        if policy == "Never":
+            msg = f"Container image \"{image}\" is not present with pull policy of Never"
+            self.event(pod, "Warning", "ErrImageNeverPull", msg, name, init)
+            res.waiting[name] = ("ErrImageNeverPull", msg)
+            return None
+        now = time.time()
+        e = self.image_backoff._entries.get(key)
+        if e is not None and now - e.last_update < e.backoff:
+            self.event(pod, "Normal", "BackOff", f"Back-off pulling image \"{image}\"", name, init)
+            self.event(pod, "Warning", "Failed", "Error: ImagePullBackOff", name, init)
+            prev = res.waiting.get(name, ("", ""))[1]
+            res.waiting[name] = ("ImagePullBackOff", f"Back-off pulling image \"{image}\": ErrImagePull: "
+                                 f"{self._pull_errors.get(key, prev)}")
+            res.next_wake = _min(res.next_wake, e.backoff - (now - e.last_update) + 0.05)
+            return None
+        self.event(pod, "Normal", "Pulling", f"Pulling image \"{image}\"", name, init)
+        t0 = time.monotonic()
+        try:
+            ref = await self.images.ensure_image(image, policy, sandbox_config=sb_config)
+        except ErrImageNeverPull as exc:
+            self.event(pod, "Warning", "ErrImageNeverPull", exc.message, name, init)
+            res.waiting[name] = ("ErrImageNeverPull", exc.message)
+            return None
+        except ImageError as exc:
+            self.image_backoff.next(key, time.time())
+            self._pull_errors[key] = exc.message
+            self.event(pod, "Warning", "Failed", f"Failed to pull image \"{image}\": {exc.message}", name, init)
+            self.event(pod, "Warning", "Failed", f"Error: {exc.reason}", name, init)
+            res.waiting[name] = (exc.reason, exc.message)
+            res.next_wake = _min(res.next_wake, self.image_backoff.get(key) + 0.05)
+            return None
+        self.image_backoff.reset(key)
+        took = time.monotonic() - t0
+        size = ""
+        with contextlib.suppress(Exception):
+            st = await self.images.status(ref)
+            if st is not None:
+                size = f" Image size: {st.size} bytes."
+        self.event(pod, "Normal", "Pulled",
+                   f"Successfully pulled image \"{image}\" in {_dur(took)} ({_dur(took)} including waiting).{size}",
+                   name, init)
+        return ref
+
+    async def _container_config(self, pod: Obj, ct: Obj, image_ref: str, restart_count: int, pod_ips: list[str],
+                                init: bool) -> Any:
+        uid = pod["metadata"]["uid"]
+        env = await make_environment(pod, ct, self.fetch, self.host_ip, pod_ips)
+        img = await self.images.status(image_ref)
+        image_uid = img.uid.value if img is not None and img.HasField("uid") else None
+        image_user = img.username if img is not None else ""
+        crispec.verify_run_as_non_root(pod, ct, image_uid, image_user)
+        vol_paths = await self.volumes.setup(pod, self.fetch)
+        mounts = self.volumes.mounts_for(pod, ct, vol_paths)
+        if not pod["spec"].get("hostNetwork") and not any(m[1] == "/etc/hosts" for m in mounts):
+            mounts.append((str(self.volumes.pod_dir(uid) / "etc-hosts"), "/etc/hosts", False))
+        tmp = ct.get("terminationMessagePath", "/dev/termination-log")
+        if tmp:
+            f = self.volumes.new_termination_file(uid, ct["name"])
+            mounts.append((str(f), tmp, False))
+        (self.volumes.log_dir(pod) / ct["name"]).mkdir(parents=True, exist_ok=True)
+        command, args = expand_command_and_args(ct, dict(env))
+        return crispec.container_config(pod, ct, image_ref=image_ref, restart_count=restart_count, command=command,
+                                        args=args, env=env, mounts=mounts, memory_capacity=self.memory_capacity,
+                                        is_init=init)
+
+    # ------------------------------------------------------------------ kill
+    async def _stop(self, container_id: str, grace: int) -> None:
+        try:
+            await self.rt.StopContainer(cri.StopContainerRequest(container_id=container_id, timeout=grace),
+                                        timeout=grace + 30)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                log.warning("StopContainer %s: %s", container_id[:12], _rpc_message(exc))
+
+    async def _remove(self, container_id: str) -> None:
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await self.rt.RemoveContainer(cri.RemoveContainerRequest(container_id=container_id), timeout=60)
+
+    async def kill_pod(self, pod: Obj | None, pr: PodRuntime, grace: int | None = None, events: bool = True) -> None:
+        """killPodWithSyncResult: stop the running containers (in parallel, each with the grace
+        period), then stop every sandbox of the pod. Nothing is removed."""
+        g = self._grace(pod, grace) if pod is not None else max(grace or MIN_GRACE_PERIOD, MIN_GRACE_PERIOD)
+
+        async def stop_one(c: ContainerState) -> None:
+            if events and pod is not None:
+                self.event(pod, "Normal", "Killing", f"Stopping container {c.name}", c.name, c.is_init)
+            await self._stop(c.id, g)
+
+        await asyncio.gather(*(stop_one(c) for c in pr.running()))
+        for sb in pr.sandboxes:
+            if sb.ready:
+                try:
+                    await self.rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=sb.id), timeout=60)
+                except grpc.aio.AioRpcError as exc:
+                    log.warning("StopPodSandbox %s: %s", sb.id[:12], _rpc_message(exc))
+
+    async def remove_pod(self, uid: str, pod: Obj | None, pr: PodRuntime) -> None:
+        """Remove containers and sandboxes (CNI teardown happens on stop), volumes, the pod dir,
+        the logs and the pod cgroup."""
+        for c in pr.containers:
+            await self._remove(c.id)
+        for sb in pr.sandboxes:
+            try:
+                await self.rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=sb.id), timeout=60)
+                await self.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sb.id), timeout=60)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    log.warning("RemovePodSandbox %s: %s", sb.id[:12], _rpc_message(exc))
+        await asyncio.to_thread(self.volumes.teardown, uid)
+        if pod is not None:
+            await asyncio.to_thread(self.volumes.remove_logs, pod)
+        else:
+            for d in self.volumes.pods_dir.glob(f"*_{uid}") if self.volumes.pods_dir.exists() else []:
+                await asyncio.to_thread(_rmtree, d)
+        names = self.cgroups.pod_cgroup_names()
+        if uid in names:
+            await asyncio.to_thread(self.cgroups.remove, names[uid])
+        for k in [k for k in self.crash_backoff._entries if f"_{uid}_" in k]:
+            self.crash_backoff.reset(k)
+
+
+def crispec_cgroup_name(pod: Obj) -> str:
+    from kubelite.agent.cgroups import pod_cgroup_name
+
+    return pod_cgroup_name(pod)
+
+
+def _rmtree(p: Path) -> None:
+    import shutil
+
+    shutil.rmtree(p, ignore_errors=True)
+
+
+def _min(a: float | None, b: float) -> float:
+    return b if a is None else min(a, b)
+
+
+def _dur(seconds: float) -> str:
+    """Go's time.Duration String for the cases we print (``10s``, ``1m20s``, ``5m0s``, ``1.234s``)."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        s = f"{seconds:.3f}".rstrip("0").rstrip(".")
+        return f"{s}s"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s}s"

@@ -1,0 +1,312 @@
+"""Pod status: what is true (generateAPIPodStatus, getPhase) and one writer that tells the
+API (status/status_manager.go): patches ``pods/<name>/status`` only when something changed,
+keeps the conditions the kubelet does not own (PodScheduled, DisruptionTarget, …) and
+never moves a terminal pod back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kubelite.agent.crispec import ContainerState, PodRuntime, termination_message
+from kubelite.api import errors
+from kubelite.kinds.pods import compute_qos_class
+
+log = logging.getLogger("kubelite.agent.status")
+Obj = dict[str, Any]
+KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
+TERMINAL = ("Succeeded", "Failed")
+
+
+def rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _terminated(c: ContainerState) -> Obj:
+    if c.exit_code == 0:
+        reason = "Completed"
+    elif c.reason == "OOMKilled" and c.exit_code == 137:
+        reason = "OOMKilled"  # the CRI reason is sticky: trust it only with the kill's exit code
+    else:
+        reason = "Error"
+    t: Obj = {"exitCode": c.exit_code, "reason": reason}
+    msg = termination_message(c)
+    if msg:
+        t["message"] = msg
+    t["startedAt"] = rfc3339(c.started_at) if c.started_at else None
+    t["finishedAt"] = rfc3339(c.finished_at) if c.finished_at else None
+    t["containerID"] = f"containerd://{c.id}"
+    return t
+
+
+def container_status(spec_c: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]], old: Obj | None,
+                     init: bool, ready_fn: Any = None) -> Obj:
+    name = spec_c["name"]
+    history = [c for c in pr.containers if c.name == name and c.is_init == init]
+    cur = history[0] if history else None
+    st: Obj = {"name": name, "image": spec_c.get("image", ""), "imageID": "", "ready": False,
+               "restartCount": 0, "started": False}
+    state: Obj
+    last: Obj = {}
+    if cur is None:
+        reason, msg = waiting.get(name, ("ContainerCreating", ""))
+        state = {"waiting": {"reason": reason, **({"message": msg} if msg else {})}}
+        if old:  # containers removed by the runtime keep their history
+            st["restartCount"] = old.get("restartCount", 0)
+            last = old.get("lastState") or {}
+    else:
+        st["containerID"] = f"containerd://{cur.id}"
+        st["imageID"] = cur.image_ref
+        st["restartCount"] = cur.restart_count
+        prev = history[1] if len(history) > 1 else None
+        if cur.state == "running":
+            state = {"running": {"startedAt": rfc3339(cur.started_at)}}
+            st["started"] = True
+            st["ready"] = True if ready_fn is None else bool(ready_fn(cur))
+            if prev is not None and prev.state == "exited":
+                last = {"terminated": _terminated(prev)}
+        elif cur.state == "exited":
+            if name in waiting:
+                reason, msg = waiting[name]
+                state = {"waiting": {"reason": reason, **({"message": msg} if msg else {})}}
+                last = {"terminated": _terminated(cur)}
+            else:
+                state = {"terminated": _terminated(cur)}
+                if prev is not None and prev.state == "exited":
+                    last = {"terminated": _terminated(prev)}
+        else:
+            reason, msg = waiting.get(name, ("ContainerCreating", ""))
+            state = {"waiting": {"reason": reason, **({"message": msg} if msg else {})}}
+            if prev is not None and prev.state == "exited":
+                last = {"terminated": _terminated(prev)}
+    st["state"] = state
+    st["lastState"] = last
+    return st
+
+
+def get_phase(pod: Obj, init_statuses: list[Obj], statuses: list[Obj], pod_is_terminal: bool) -> str:
+    """getPhase (kubelet_pods.go)."""
+    spec = pod["spec"]
+    policy = spec.get("restartPolicy") or "Always"
+    pending_init = False
+    for s in init_statuses:
+        state = s["state"]
+        if "terminated" in state and state["terminated"]["exitCode"] == 0:
+            continue
+        if "terminated" in state or ("waiting" in state and "terminated" in (s.get("lastState") or {})):
+            if policy == "Never":
+                return "Failed"
+        pending_init = True
+        break
+    running = waiting = stopped = succeeded = 0
+    for s in statuses:
+        state = s["state"]
+        if "running" in state:
+            running += 1
+        elif "terminated" in state:
+            stopped += 1
+            if state["terminated"]["exitCode"] == 0:
+                succeeded += 1
+        elif "waiting" in state:
+            if "terminated" in (s.get("lastState") or {}):
+                stopped += 1
+            else:
+                waiting += 1
+    if pending_init:
+        return "Pending"
+    if waiting > 0 and not pod_is_terminal:
+        return "Pending"
+    if running > 0 and not pod_is_terminal:
+        return "Running"
+    if running == 0 and stopped > 0 or pod_is_terminal:
+        if pod_is_terminal:
+            return "Succeeded" if stopped == succeeded and running == 0 and waiting == 0 else "Failed"
+        if policy == "Always":
+            return "Running"
+        if stopped == succeeded:
+            return "Succeeded"
+        if policy == "Never":
+            return "Failed"
+        return "Running"
+    return "Pending"
+
+
+def _cond(ctype: str, ok: bool, reason: str = "", message: str = "") -> Obj:
+    c: Obj = {"type": ctype, "status": "True" if ok else "False", "lastProbeTime": None}
+    if reason:
+        c["reason"] = reason
+    if message:
+        c["message"] = message
+    return c
+
+
+def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]], host_ip: str,
+                    pod_is_terminal: bool = False, ready_fn: Any = None) -> Obj:
+    """generateAPIPodStatus: a complete pod status from the runtime state (timestamps of
+    unchanged conditions are carried over from the API status)."""
+    spec = pod["spec"]
+    old = pod.get("status") or {}
+    old_cs = {s["name"]: s for s in old.get("containerStatuses") or []}
+    old_ics = {s["name"]: s for s in old.get("initContainerStatuses") or []}
+    init_st = [container_status(c, pr, waiting, old_ics.get(c["name"]), True, ready_fn)
+               for c in spec.get("initContainers") or []]
+    cts = [container_status(c, pr, waiting, old_cs.get(c["name"]), False, ready_fn)
+           for c in spec.get("containers") or []]
+    pending_init = any("terminated" not in s["state"] or s["state"]["terminated"]["exitCode"] != 0
+                       for s in init_st)
+    if pending_init:
+        for s in cts:
+            if "waiting" in s["state"] and s["state"]["waiting"]["reason"] == "ContainerCreating":
+                s["state"]["waiting"]["reason"] = "PodInitializing"
+    phase = get_phase(pod, init_st, cts, pod_is_terminal)
+    sb = pr.latest_sandbox()
+    status: Obj = {"phase": phase}
+    conds: list[Obj] = []
+    conds.append(_cond("PodReadyToStartContainers", sb is not None and sb.ready and phase not in TERMINAL))
+    if not pending_init:
+        conds.append(_cond("Initialized", True, "PodCompleted" if phase == "Succeeded" and init_st else ""))
+    else:
+        names = [s["name"] for s in init_st if "terminated" not in s["state"]
+                 or s["state"]["terminated"]["exitCode"] != 0]
+        conds.append(_cond("Initialized", False, "ContainersNotInitialized",
+                           f"containers with incomplete status: [{' '.join(names)}]"))
+    unready = [s["name"] for s in cts if not s["ready"]]
+    if phase == "Succeeded":
+        cr = _cond("ContainersReady", False, "PodCompleted")
+        rd = _cond("Ready", False, "PodCompleted")
+    elif pending_init:
+        msg = f"containers with incomplete status: [{' '.join(s['name'] for s in init_st)}]"
+        cr = _cond("ContainersReady", False, "ContainersNotInitialized", msg)
+        rd = _cond("Ready", False, "ContainersNotInitialized", msg)
+    elif unready:
+        msg = f"containers with unready status: [{' '.join(unready)}]"
+        cr = _cond("ContainersReady", False, "ContainersNotReady", msg)
+        rd = _cond("Ready", False, "ContainersNotReady", msg)
+    else:
+        cr = _cond("ContainersReady", True)
+        rd = _cond("Ready", True)
+    conds += [cr, rd]
+    # keep the conditions others own, in their place; transition times only move on change
+    old_conds = {c.get("type"): c for c in old.get("conditions") or []}
+    now = now_rfc3339()
+    ours = {c["type"]: c for c in conds}
+    merged: list[Obj] = []
+    for c in old.get("conditions") or []:
+        if c.get("type") not in ours:
+            merged.append(c)
+    for c in conds:
+        o = old_conds.get(c["type"])
+        c["lastTransitionTime"] = o.get("lastTransitionTime") if o and o.get("status") == c["status"] else now
+        if o and o.get("status") == c["status"] and "lastProbeTime" in o:
+            c["lastProbeTime"] = o.get("lastProbeTime")
+        merged.append(c)
+    order = {"PodReadyToStartContainers": 0, "Initialized": 1, "Ready": 2, "ContainersReady": 3, "PodScheduled": 4}
+    merged.sort(key=lambda c: order.get(c.get("type", ""), 5))
+    status["conditions"] = merged
+    status["hostIP"] = host_ip
+    status["hostIPs"] = [{"ip": host_ip}] if host_ip else []
+    ips = sb.ips if sb is not None and sb.ready and sb.ips else []
+    if not ips and old.get("podIPs"):
+        ips = [p["ip"] for p in old["podIPs"]]
+    if ips:
+        status["podIP"] = ips[0]
+        status["podIPs"] = [{"ip": ip} for ip in ips]
+    status["startTime"] = old.get("startTime") or now
+    if init_st:
+        status["initContainerStatuses"] = init_st
+    status["containerStatuses"] = cts
+    status["qosClass"] = old.get("qosClass") or compute_qos_class(pod)
+    for k in ("nominatedNodeName", "message", "reason"):
+        if old.get(k) and k != "reason":
+            status[k] = old[k]
+    return status
+
+
+def _comparable(status: Obj) -> Obj:
+    s = copy.deepcopy(status)
+    for c in s.get("conditions") or []:
+        c.pop("lastTransitionTime", None)
+        c.pop("lastProbeTime", None)
+    return s
+
+
+class StatusManager:
+    """The one writer of pod status. Workers call :meth:`set_status`; a single task patches."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._pending: dict[str, tuple[str, str, Obj]] = {}  # uid -> (namespace, name, status)
+        self._last: dict[str, Obj] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="status-manager")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def last_status(self, uid: str) -> Obj | None:
+        return self._last.get(uid)
+
+    def set_status(self, pod: Obj, status: Obj) -> None:
+        uid = pod["metadata"]["uid"]
+        api = pod.get("status") or {}
+        if api.get("phase") in TERMINAL and status.get("phase") not in TERMINAL:
+            return  # never move a terminal pod back
+        if _comparable(status) == _comparable(self._last.get(uid) or {}) and uid not in self._pending:
+            return
+        self._pending[uid] = (pod["metadata"].get("namespace", ""), pod["metadata"]["name"], status)
+        self._idle.clear()
+        self._wake.set()
+
+    def forget(self, uid: str) -> None:
+        self._last.pop(uid, None)
+        self._pending.pop(uid, None)
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                uid, (ns, name, status) = next(iter(self._pending.items()))
+                del self._pending[uid]
+                if _comparable(status) == _comparable(self._last.get(uid) or {}):
+                    continue
+                try:
+                    await self._patch(uid, ns, name, status)
+                    self._last[uid] = status
+                except errors.StatusError as exc:
+                    if exc.code in (404, 409):
+                        log.debug("status of %s/%s not written: %s", ns, name, exc)
+                        continue
+                    log.warning("status of %s/%s: %s; retrying", ns, name, exc)
+                    self._pending.setdefault(uid, (ns, name, status))
+                    await asyncio.sleep(1)
+                except (OSError, TimeoutError) as exc:
+                    log.warning("status of %s/%s: %s; retrying", ns, name, exc)
+                    self._pending.setdefault(uid, (ns, name, status))
+                    await asyncio.sleep(1)
+            self._idle.set()
+
+    async def _patch(self, uid: str, ns: str, name: str, status: Obj) -> None:
+        # metadata.uid in a merge patch is the precondition: a new pod with the same name is not ours
+        body = {"metadata": {"uid": uid}, "status": status}
+        await self.client.patch("v1", "pods", name, body, namespace=ns, patch_type="merge", sub="status")

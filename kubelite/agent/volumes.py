@@ -1,0 +1,227 @@
+"""Pod volumes and per-pod host directories.
+
+``<data_dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`` (tmpfs for medium Memory),
+hostPath with the kubelet's type checks, configMap/secret as files, and per-container
+termination-message files under ``<data_dir>/pods/<uid>/containers/<name>/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from kubelite.agent.cgroups import bytes_of
+
+log = logging.getLogger("kubelite.agent.volumes")
+Obj = dict[str, Any]
+
+
+class VolumeError(Exception):
+    """A volume that cannot be set up (reported as a FailedMount event)."""
+
+
+def _hostpath_check(path: str, typ: str) -> None:
+    """hostPath type checks (pkg/volume/hostpath checkType), creating for the *OrCreate types."""
+    p = Path(path)
+    if typ in ("", None):
+        return
+    if typ == "DirectoryOrCreate":
+        if not p.exists():
+            p.mkdir(mode=0o755, parents=True)
+        elif not p.is_dir():
+            raise VolumeError(f"hostPath type check failed: {path} is not a directory")
+    elif typ == "Directory":
+        if not p.exists():
+            raise VolumeError(f"hostPath type check failed: {path} is not a directory")
+        if not p.is_dir():
+            raise VolumeError(f"hostPath type check failed: {path} is not a directory")
+    elif typ == "FileOrCreate":
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+            os.close(fd)
+        elif not p.is_file():
+            raise VolumeError(f"hostPath type check failed: {path} is not a file")
+    elif typ == "File":
+        if not p.exists() or not p.is_file():
+            raise VolumeError(f"hostPath type check failed: {path} is not a file")
+    else:
+        checks = {"Socket": (stat.S_ISSOCK, "socket file"), "CharDevice": (stat.S_ISCHR, "character device"),
+                  "BlockDevice": (stat.S_ISBLK, "block device")}
+        if typ not in checks:
+            raise VolumeError(f"hostPath type check failed: unsupported type {typ}")
+        fn, what = checks[typ]
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise VolumeError(f"hostPath type check failed: {path} is not a {what}") from None
+        if not fn(mode):
+            raise VolumeError(f"hostPath type check failed: {path} is not a {what}")
+
+
+def _is_mount(path: Path) -> bool:
+    target = str(path)
+    try:
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 1 and parts[1].replace("\\040", " ") == target:
+                return True
+    except OSError:
+        pass
+    return False
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path).rstrip("/") + "/"
+    out = []
+    try:
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 1:
+                mp = parts[1].replace("\\040", " ")
+                if mp.startswith(prefix) or mp == str(path):
+                    out.append(mp)
+    except OSError:
+        pass
+    return sorted(out, key=len, reverse=True)
+
+
+class VolumeManager:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.pods_dir = self.data_dir / "pods"
+
+    def pod_dir(self, uid: str) -> Path:
+        return self.pods_dir / uid
+
+    def log_dir(self, pod: Obj) -> Path:
+        m = pod["metadata"]
+        return self.pods_dir / f"{m['namespace']}_{m['name']}_{m['uid']}"
+
+    def container_dir(self, uid: str, container: str) -> Path:
+        return self.pod_dir(uid) / "containers" / container
+
+    def new_termination_file(self, uid: str, container: str) -> Path:
+        d = self.container_dir(uid, container)
+        d.mkdir(parents=True, exist_ok=True)
+        p = d / os.urandom(4).hex()
+        p.touch()
+        os.chmod(p, 0o666)
+        return p
+
+    async def setup(self, pod: Obj, fetch: Any) -> dict[str, str]:
+        """Make every volume of the pod; returns {volume name: host path}. ``fetch(kind, ns,
+        name)`` reads configmaps/secrets. Raises :class:`VolumeError`."""
+        uid = pod["metadata"]["uid"]
+        ns = pod["metadata"].get("namespace", "default")
+        out: dict[str, str] = {}
+        for v in pod.get("spec", {}).get("volumes") or []:
+            name = v.get("name", "")
+            if "emptyDir" in v:
+                d = self.pod_dir(uid) / "volumes" / "kubernetes.io~empty-dir" / name
+                d.mkdir(parents=True, exist_ok=True)
+                ed = v.get("emptyDir") or {}
+                if ed.get("medium") == "Memory" and not _is_mount(d):
+                    opts = "mode=0777"
+                    if ed.get("sizeLimit"):
+                        opts += f",size={bytes_of(ed['sizeLimit'])}"
+                    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)],
+                                       capture_output=True, text=True)
+                    if r.returncode != 0:
+                        raise VolumeError(f"MountVolume.SetUp failed for volume \"{name}\" : {r.stderr.strip()}")
+                else:
+                    os.chmod(d, 0o777)
+                out[name] = str(d)
+            elif "hostPath" in v:
+                hp = v["hostPath"] or {}
+                try:
+                    _hostpath_check(hp.get("path", ""), hp.get("type") or "")
+                except OSError as exc:
+                    raise VolumeError(f"MountVolume.SetUp failed for volume \"{name}\" : {exc}") from exc
+                except VolumeError as exc:
+                    raise VolumeError(f"MountVolume.SetUp failed for volume \"{name}\" : {exc}") from None
+                out[name] = hp.get("path", "")
+            elif "configMap" in v or "secret" in v:
+                kind = "configmaps" if "configMap" in v else "secrets"
+                src = v.get("configMap") or v.get("secret") or {}
+                obj_name = src.get("name") if kind == "configmaps" else src.get("secretName")
+                obj = await fetch(kind, ns, obj_name or "")
+                plugin = "kubernetes.io~configmap" if kind == "configmaps" else "kubernetes.io~secret"
+                d = self.pod_dir(uid) / "volumes" / plugin / name
+                if obj is None and not src.get("optional"):
+                    what = "configmap" if kind == "configmaps" else "secret"
+                    raise VolumeError(f"MountVolume.SetUp failed for volume \"{name}\" : "
+                                      f"{what} \"{obj_name}\" not found")
+                self._write_files(d, obj or {}, kind, src)
+                out[name] = str(d)
+            else:
+                # unsupported volume sources get an empty directory so containers can start
+                d = self.pod_dir(uid) / "volumes" / "kubernetes.io~empty-dir" / name
+                d.mkdir(parents=True, exist_ok=True)
+                out[name] = str(d)
+        return out
+
+    @staticmethod
+    def _write_files(d: Path, obj: Obj, kind: str, src: Obj) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        data: dict[str, bytes] = {}
+        if kind == "secrets":
+            data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+        else:
+            data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
+            data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+        items = src.get("items")
+        files = {it["path"]: data[it["key"]] for it in items if it.get("key") in data} if items else data
+        mode = src.get("defaultMode", 0o644)
+        for path, content in files.items():
+            p = d / path
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_name("." + p.name + ".tmp")
+            tmp.write_bytes(content)
+            os.chmod(tmp, mode)
+            os.replace(tmp, p)
+
+    def mounts_for(self, pod: Obj, container: Obj, volume_paths: dict[str, str]) -> list[tuple[str, str, bool]]:
+        """(host path, container path, read only) for each volumeMount, subPath made."""
+        out = []
+        for vm in container.get("volumeMounts") or []:
+            host = volume_paths.get(vm.get("name", ""))
+            if host is None:
+                raise VolumeError(f"cannot find volume \"{vm.get('name')}\" to mount into container "
+                                  f"\"{container.get('name')}\"")
+            sub = vm.get("subPath") or ""
+            if sub:
+                if sub.startswith("/") or ".." in Path(sub).parts:
+                    raise VolumeError(f"subPath \"{sub}\" must be a relative path without '..'")
+                target = Path(host) / sub
+                if not target.exists():
+                    target.mkdir(parents=True, mode=0o755)
+                host = str(target)
+            out.append((host, vm.get("mountPath", ""), bool(vm.get("readOnly"))))
+        return out
+
+    def teardown(self, uid: str) -> None:
+        """Unmount and delete everything under the pod dir (volumes, termination files)."""
+        d = self.pod_dir(uid)
+        for mp in _mounts_under(d):
+            r = subprocess.run(["umount", mp], capture_output=True, text=True)
+            if r.returncode != 0:
+                subprocess.run(["umount", "-l", mp], capture_output=True)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(d)
+
+    def remove_logs(self, pod: Obj) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.log_dir(pod))
+
+    def known_pod_dirs(self) -> list[str]:
+        if not self.pods_dir.is_dir():
+            return []
+        return [p.name for p in self.pods_dir.iterdir() if p.is_dir() and "_" not in p.name]
