@@ -14,6 +14,7 @@ class ServerConfig:
     bind_address: str = "0.0.0.0"
     port: int = 6443
     disable_agent: bool = False
+    node_name: str = ""  # the agent's Node (default: the hostname)
     compact_interval: float = 300.0
     compact_keep: int = 1000
 

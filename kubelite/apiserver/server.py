@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
@@ -15,7 +16,7 @@ from kubelite.apiserver.auth import Authenticator, auth_middleware
 from kubelite.apiserver.handlers import APIHandler
 from kubelite.apiserver.registry import ResourceStore
 from kubelite.apiserver.wiring import install_machinery, namespace_lifecycle
-from kubelite.cli.kubeconfig import write_admin_kubeconfig
+from kubelite.cli.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
 from kubelite.config import ServerConfig
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.kinds.registry import default_registry
@@ -59,6 +60,25 @@ class Server:
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
         self.app_state.ready = True
         log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)
+        if not cfg.disable_agent:
+            self._start_components()
+
+    def _start_components(self) -> None:
+        """The scheduler and the node agent run beside the API server (like k3s), each an API
+        client with an identity of its own."""
+        from kubelite.agent.agent import run_agent
+        from kubelite.scheduler.scheduler import run_scheduler
+
+        cfg = self.cfg
+        node = cfg.node_name or socket.gethostname().lower()
+        kcdir = cfg.data_dir / "kubeconfigs"
+        kcdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        sched_kc = kcdir / "scheduler.yaml"
+        mint_user_kubeconfig(cfg.data_dir, "system:kube-scheduler", [], cfg.server_url, out=sched_kc)
+        agent_kc = kcdir / "agent.yaml"
+        mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
+        self.tasks.append(asyncio.create_task(run_scheduler(sched_kc), name="scheduler"))
+        self.tasks.append(asyncio.create_task(run_agent(cfg.data_dir, agent_kc, node_name=node), name="agent"))
 
     def _storage_kind(self, kind):
         if kind.extra.get("storage") == "core/v1":
@@ -66,13 +86,13 @@ class Server:
         return None
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-        for t in self.tasks:
+        # components first (the agent leaves containers running), then the API, then the store
+        for t in reversed(self.tasks):
             t.cancel()
-        for t in self.tasks:
             with contextlib.suppress(BaseException):
                 await t
+        if self.runner is not None:
+            await self.runner.cleanup()
         await self.store.close()
 
 

@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from kubelite.cli.agent import register_agent_cli
 from kubelite.cli.images import register_images_cli
 from kubelite.config import DEFAULT_DATA_DIR, ServerConfig
 
@@ -31,7 +32,7 @@ def cmd_server(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = ServerConfig(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address, port=args.port,
-                       disable_agent=args.disable_agent, compact_interval=args.compact_interval,
+                       disable_agent=args.disable_agent, node_name=args.node_name, compact_interval=args.compact_interval,
                        compact_keep=args.compact_keep)
     try:
         import uvloop
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--bind-address", default="0.0.0.0")
     s.add_argument("--port", type=int, default=6443)
     s.add_argument("--disable-agent", action="store_true")
+    s.add_argument("--node-name", default="", help="the agent's Node name (default: the hostname)")
     s.add_argument("--compact-interval", type=float, default=300.0, help=argparse.SUPPRESS)
     s.add_argument("--compact-keep", type=int, default=1000, help=argparse.SUPPRESS)
     sub.add_parser("kubectl", help="run the bundled kubectl with kubelite's admin kubeconfig")
@@ -105,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--output")
     c.add_argument("--server")
     register_images_cli(sub, default_data_dir=default_dir)
+    register_agent_cli(sub)
     args = p.parse_args(argv)
-    if args.cmd == "images":
+    if args.cmd in ("images", "agent"):
         return int(args.func(args) or 0)
     if args.cmd == "server":
         return cmd_server(args)
