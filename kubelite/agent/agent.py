@@ -46,6 +46,9 @@ class AgentConfig:
     kubelet_port: int = 10250
     containerd_socket: Path | None = None  # use a running containerd instead of starting one
     images_dir: Path | None = None  # offline image archives (default: build/images)
+    # where the cluster CA lives (<dir>/tls): the agent's HTTPS endpoint (logs, exec, port-forward)
+    # gets its serving certificate from it; without one the endpoint is not started
+    pki_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -67,6 +70,7 @@ class Agent:
         self.runtime: RuntimeManager | None = None
         self.status: StatusManager | None = None
         self.workers: PodWorkers | None = None
+        self.server: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._api_pods: dict[str, Obj] = {}
         self._last_relist: dict[str, frozenset[tuple[str, int]]] = {}
@@ -97,6 +101,7 @@ class Agent:
         self.node = NodeManager(self.client, self.node_name, cfg.data_dir, cfg.kubelet_port,
                                 f"{version.runtime_name}://{version.runtime_version}", self.cri)
         await self.node.register()  # writes the CNI config for the node's pod CIDR
+        await self._start_server()
         cgroups = CgroupManager()
         await asyncio.to_thread(cgroups.ensure_qos_roots)
         self.recorder = EventRecorder(self.client, component="kubelet", host=self.node_name)
@@ -115,7 +120,22 @@ class Agent:
         log.info("agent for node %s started (pod CIDR %s, %s)", self.node_name, self.node.pod_cidr,
                  self.node.runtime_version)
 
+    async def _start_server(self) -> None:
+        from kubelite.agent.server import AgentServer
+        from kubelite.apiserver import pki as pki_mod
+
+        cfg = self.config
+        if cfg.pki_dir is None or not (cfg.pki_dir / "tls" / "ca.key").exists():
+            log.warning("no cluster CA under %s: the agent's endpoint (logs, exec, port-forward) is off", cfg.pki_dir)
+            return
+        assert self.node is not None
+        self.server = AgentServer(self.cri, cfg.data_dir, pki_mod.load_pki(cfg.pki_dir), port=cfg.kubelet_port,
+                                  node_addresses=[self.node.host_ip], node_name=self.node_name)
+        await self.server.start()
+
     async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -270,11 +290,13 @@ class Agent:
 
 
 async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str = "", *, kubelet_port: int = 10250,
-                    containerd_socket: Path | str | None = None, images_dir: Path | str | None = None) -> None:
+                    containerd_socket: Path | str | None = None, images_dir: Path | str | None = None,
+                    pki_dir: Path | str | None = None) -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
-                              Path(images_dir) if images_dir else None))
+                              Path(images_dir) if images_dir else None,
+                              Path(pki_dir) if pki_dir else None))
     await agent.start()
     try:
         await asyncio.Event().wait()

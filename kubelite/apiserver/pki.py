@@ -549,3 +549,83 @@ def _load_chain_from_pem(ctx: ssl.SSLContext, cert: Path | bytes, key: Path | by
         with os.fdopen(fd, "wb") as f:
             f.write(cert_b.rstrip(b"\n") + b"\n" + key_b)
         ctx.load_cert_chain(str(p))
+
+
+# --------------------------------------------------------------------------- kubelet (node agent) certs
+
+KUBELET_CLIENT_CN = "kube-apiserver-kubelet-client"
+KUBELET_CLIENT_GROUPS = ("system:masters",)
+
+
+@dataclass(frozen=True)
+class KubeletCerts:
+    """The apiserver→agent client pair and the agent's serving pair (under ``<data_dir>/tls``)."""
+
+    client_cert: Path
+    client_key: Path
+    serving_cert: Path
+    serving_key: Path
+
+
+def _needs_reissue(cert_path: Path, key_path: Path, ca: x509.Certificate, sans: set[str] | None) -> bool:
+    if not (cert_path.exists() and key_path.exists()):
+        return True
+    try:
+        cur = _load_cert(cert_path)
+        _load_key(key_path)
+    except ValueError:
+        return True
+    if not _valid_for(cur) or not _issued_by(cur, ca):
+        return True
+    return sans is not None and cert_sans(cur) != sans
+
+
+def ensure_kubelet_certs(pki: PKI, node_addresses: Iterable[str] = (), node_name: str = "") -> KubeletCerts:
+    """Issue (or reuse) the certificates of the apiserver ↔ node agent channel. Idempotent.
+
+    (a) ``apiserver-kubelet-client``: CN kube-apiserver-kubelet-client, O system:masters,
+        presented by the API server to the agent;
+    (b) ``kubelet``: the agent's serving cert with the node's addresses (plus localhost and
+        the host's own addresses) as SANs.
+    """
+    d = pki.dir
+    kc = KubeletCerts(client_cert=d / "apiserver-kubelet-client.crt", client_key=d / "apiserver-kubelet-client.key",
+                      serving_cert=d / "kubelet.crt", serving_key=d / "kubelet.key")
+    names = ["localhost", "127.0.0.1", "::1", *host_addresses(), *node_addresses]
+    host = node_name or socket.gethostname()
+    if host:
+        names.append(host)
+    want: list[str] = []
+    for n in names:
+        c = _canon_san(n)
+        if c and c not in want:
+            want.append(c)
+    with _locked(d):
+        ca, ca_key = _load_cert(pki.ca_cert), _load_key(pki.ca_key)
+        if _needs_reissue(kc.client_cert, kc.client_key, ca, None):
+            cert, key = _issue(ca, ca_key, cn=KUBELET_CLIENT_CN, orgs=KUBELET_CLIENT_GROUPS, days=CLIENT_DAYS)
+            _write_pair(kc.client_cert, kc.client_key, cert, key)
+        if _needs_reissue(kc.serving_cert, kc.serving_key, ca, set(want)):
+            cert, key = _issue(ca, ca_key, cn=host or "kubelite-node", server=True,
+                               sans=sorted(want, key=_san_sort), days=SERVER_DAYS)
+            _write_pair(kc.serving_cert, kc.serving_key, cert, key)
+    return kc
+
+
+def kubelet_server_ssl_context(pki: PKI, kc: KubeletCerts) -> ssl.SSLContext:
+    """The agent's TLS: its serving cert; a client certificate from the cluster CA is required."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(TLS12_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
+    ctx.load_cert_chain(str(kc.serving_cert), str(kc.serving_key))
+    ctx.load_verify_locations(cafile=str(pki.ca_cert))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def kubelet_client_ssl_context(pki: PKI, kc: KubeletCerts | None = None) -> ssl.SSLContext:
+    """The API server's TLS towards node agents (kubelet-client cert, agent cert checked)."""
+    kc = kc or ensure_kubelet_certs(pki)
+    return client_ssl_context(pki, kc.client_cert, kc.client_key)

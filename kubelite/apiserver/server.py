@@ -15,6 +15,7 @@ from kubelite.apiserver.app import build_app
 from kubelite.apiserver.auth import Authenticator, auth_middleware
 from kubelite.apiserver.handlers import APIHandler
 from kubelite.apiserver.registry import ResourceStore
+from kubelite.apiserver.streams import StreamHandlers, install_stream_handlers
 from kubelite.apiserver.wiring import install_machinery, namespace_lifecycle
 from kubelite.cli.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
 from kubelite.config import ServerConfig
@@ -36,6 +37,7 @@ class Server:
         self.stores: dict = {}
         self.runner: web.AppRunner | None = None
         self.tasks: list[asyncio.Task] = []
+        self.streams: StreamHandlers | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -47,6 +49,7 @@ class Server:
         self.stores = {k: ResourceStore(k, self.store, ns_check, self._storage_kind(k)) for k in self.registry.all()}
         handler = APIHandler(self.registry, self.stores)
         install_machinery(handler)
+        self.streams = install_stream_handlers(handler, pki)
         authn = Authenticator.for_data_dir(cfg.data_dir)
         app, self.app_state = build_app(handler, [auth_middleware(authn)])
         self.runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
@@ -78,7 +81,8 @@ class Server:
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
         self.tasks.append(asyncio.create_task(run_scheduler(sched_kc), name="scheduler"))
-        self.tasks.append(asyncio.create_task(run_agent(cfg.data_dir, agent_kc, node_name=node), name="agent"))
+        self.tasks.append(asyncio.create_task(run_agent(cfg.data_dir, agent_kc, node_name=node,
+                                                          pki_dir=cfg.data_dir), name="agent"))
 
     def _storage_kind(self, kind):
         if kind.extra.get("storage") == "core/v1":
@@ -93,6 +97,8 @@ class Server:
                 await t
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.streams is not None:
+            await self.streams.close()
         await self.store.close()
 
 

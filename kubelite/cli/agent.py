@@ -21,6 +21,8 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--kubelet-port", type=int, default=10250, help="port advertised in daemonEndpoints")
     p.add_argument("--containerd-socket", default="", help="use this running containerd instead of starting one")
     p.add_argument("--images-dir", default="", help="offline image archives (default: build/images)")
+    p.add_argument("--pki-dir", default="", help="directory whose tls/ holds the cluster CA, for the agent's "
+                                                 "HTTPS endpoint (default: DATA_DIR)")
     p.set_defaults(func=cmd_agent)
     return p
 
@@ -39,7 +41,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     async def main() -> None:
         task = asyncio.create_task(run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
                                              containerd_socket=args.containerd_socket or None,
-                                             images_dir=args.images_dir or None))
+                                             images_dir=args.images_dir or None,
+                                             pki_dir=args.pki_dir or data_dir))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)

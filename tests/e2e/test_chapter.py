@@ -1,0 +1,163 @@
+"""The book chapter's flow against `kubelite server` as a user runs it (API + scheduler + agent)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.e2e.harness import KUBECTL, ROOT, ServerProcess, wait_until
+from tests.e2e.test_agent_support import AgentProcess, _unmount_under, bridge_ports, http_get, leftovers
+
+NODE = "kl-e2e-chapter"
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("chapter")
+    server = ServerProcess(base / "data", extra=["--node-name", NODE]).start()
+    node = AgentProcess(server.data_dir, server, NODE)  # to look at the node; the server runs the agent
+
+    def ready() -> bool:
+        p = server.kubectl("get", "node", NODE, "-o", "json", check=False)
+        return p.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
+                                         for c in json.loads(p.stdout)["status"].get("conditions", []))
+
+    try:
+        wait_until(ready, 60, 0.1, "node Ready")
+        yield server, node
+    finally:
+        with contextlib.suppress(Exception):
+            server.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--timeout=60s", check=False)
+        server.stop()
+        _unmount_under(server.data_dir)
+        if not bridge_ports():
+            subprocess.run(["ip", "link", "del", "kubelite0"], capture_output=True)
+
+
+def _watch(server: ServerProcess, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, KUBECONFIG=str(server.kubeconfig), HOME=str(server.data_dir.parent))
+    return subprocess.Popen([KUBECTL, "get", "pods", "-w", "--output-watch-events", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _read_until(w: subprocess.Popen, pred, limit: int = 50) -> list[list[str]]:
+    seen = []
+    assert w.stdout is not None
+    for _ in range(limit):
+        line = w.stdout.readline()
+        if not line:
+            break
+        cells = line.split()
+        seen.append(cells)
+        if pred(cells):
+            return seen
+    raise AssertionError(f"not seen; got {seen}")
+
+
+def test_run_get_delete_leaves_nothing(cluster):
+    server, node = cluster
+    w = _watch(server, "--field-selector=metadata.name=kuard")
+    try:
+        out = server.kubectl("run", "kuard", "--image=kubelite.local/kuard-amd64:blue").stdout
+        assert out.strip() == "pod/kuard created"
+        rows = _read_until(w, lambda c: c[:5] == ["MODIFIED", "kuard", "1/1", "Running", "0"])
+        statuses = [r[3] for r in rows if r[0] in ("ADDED", "MODIFIED")]
+        assert statuses[0] == "Pending"
+        assert "ContainerCreating" in statuses or "Pending" in statuses
+        got = server.kubectl("get", "pods").stdout.splitlines()
+        assert got[1].split()[:4] == ["kuard", "1/1", "Running", "0"]
+        pod = json.loads(server.kubectl("get", "pod", "kuard", "-o", "json").stdout)
+        ip = pod["status"]["podIP"]
+        code, page = http_get(f"http://{ip}:8080/")
+        assert code == 200 and "kuard" in page and ip in page
+        uid = pod["metadata"]["uid"]
+        out = server.kubectl("delete", "pods/kuard").stdout
+        assert out.strip() == 'pod "kuard" deleted from default namespace'
+        rows = _read_until(w, lambda c: c[:2] == ["DELETED", "kuard"])
+        assert any(r[0] == "MODIFIED" and r[3] == "Terminating" for r in rows)
+    finally:
+        w.kill()
+        w.wait()
+    wait_until(lambda: not leftovers(node, uid), 30, 0.1, "nothing left on the host")
+
+
+def test_apply_describe_events(cluster):
+    server, _ = cluster
+    server.kubectl("apply", "-f", str(EXAMPLES / "kuard-pod.yaml"))
+    server.kubectl("wait", "--for=condition=Ready", "pod/kuard", "--timeout=60s")
+    out = server.kubectl("describe", "pods", "kuard").stdout
+    events = out[out.index("Events:"):]
+    for reason in ("Scheduled", "Pulled", "Created", "Started"):
+        assert f"Normal  {reason}" in events or f"Normal   {reason}" in events, events
+    assert f"Successfully assigned default/kuard to {NODE}" in events
+    assert "Status:           Running" in out
+    server.kubectl("delete", "-f", str(EXAMPLES / "kuard-pod.yaml"))
+
+
+def test_unschedulable_requests_stay_pending(cluster):
+    server, _ = cluster
+    big = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "huge"},
+           "spec": {"containers": [{"name": "c", "image": "kubelite.local/kuard-amd64:blue",
+                                    "resources": {"requests": {"cpu": "1000"}}}]}}
+    server.kubectl("apply", "-f", "-", input=json.dumps(big))
+
+    def failed_scheduling() -> str:
+        p = server.kubectl("get", "events", "--field-selector", "involvedObject.name=huge,reason=FailedScheduling",
+                           "-o", "json")
+        items = json.loads(p.stdout)["items"]
+        return items[0]["message"] if items else ""
+
+    msg = wait_until(failed_scheduling, 30, 0.1, "FailedScheduling event")
+    assert msg.startswith("0/1 nodes are available: 1 Insufficient cpu.")
+    pod = json.loads(server.kubectl("get", "pod", "huge", "-o", "json").stdout)
+    assert pod["status"]["phase"] == "Pending"
+    cond = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert cond["status"] == "False" and cond["reason"] == "Unschedulable"
+    server.kubectl("delete", "pod", "huge")
+
+
+def test_server_kill9_keeps_containers(cluster, tmp_path):
+    server, _ = cluster
+    server.kubectl("run", "steady", "--image=kubelite.local/kuard-amd64:blue")
+    server.kubectl("wait", "--for=condition=Ready", "pod/steady", "--timeout=60s")
+    before = json.loads(server.kubectl("get", "pod", "steady", "-o", "json").stdout)["status"]["containerStatuses"][0]
+    server.kill9()
+    server.start()
+    server.kubectl("wait", "--for=condition=Ready", "pod/steady", "--timeout=60s")
+    after = json.loads(server.kubectl("get", "pod", "steady", "-o", "json").stdout)["status"]["containerStatuses"][0]
+    assert after["containerID"] == before["containerID"]
+    assert after["restartCount"] == before["restartCount"] == 0
+    ip = json.loads(server.kubectl("get", "pod", "steady", "-o", "json").stdout)["status"]["podIP"]
+    assert http_get(f"http://{ip}:8080/healthy") == (200, "ok")
+    server.kubectl("delete", "pod", "steady")
+
+
+def test_logs_exec_port_forward(cluster):
+    server, _ = cluster
+    server.kubectl("run", "talk", "--image=kubelite.local/kuard-amd64:blue")
+    server.kubectl("wait", "--for=condition=Ready", "pod/talk", "--timeout=60s")
+    out = server.kubectl("exec", "talk", "--", "sh", "-c", "echo hello from $(hostname)").stdout
+    assert out.strip() == "hello from talk"
+    logs = server.kubectl("logs", "talk").stdout
+    assert logs  # kuard logs its start-up
+    p = server.kubectl("exec", "talk", "--", "sh", "-c", "exit 3", check=False)
+    assert p.returncode == 3
+    env = dict(os.environ, KUBECONFIG=str(server.kubeconfig), HOME=str(server.data_dir.parent))
+    from tests.e2e.harness import free_port
+
+    port = free_port()
+    pf = subprocess.Popen([KUBECTL, "port-forward", "pod/talk", f"{port}:8080"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert pf.stdout is not None
+        assert pf.stdout.readline().startswith(f"Forwarding from 127.0.0.1:{port} -> 8080")
+        assert http_get(f"http://127.0.0.1:{port}/healthy") == (200, "ok")
+    finally:
+        pf.kill()
+        pf.wait()
+    server.kubectl("delete", "pod", "talk")
