@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from kubelite.api import errors
 from kubelite.api import field as fld
 from kubelite.api import schema as sch
@@ -99,7 +101,7 @@ class ManagedEntry:
         if self.time:
             d["time"] = self.time
         d["fieldsType"] = FIELDS_V1
-        d["fieldsV1"] = self.fields.to_fields_v1()
+        d["fieldsV1"] = _encode_fields(self.fields)
         if self.subresource:
             d["subresource"] = self.subresource
         return d
@@ -115,6 +117,47 @@ class ManagedEntry:
 
 
 Managed = dict[str, ManagedEntry]  # keyed by ManagedEntry.ident()
+
+# FieldsV1 <-> field set, memoized by content: objects of a kind mostly share a few shapes
+# (every pod a client creates from one template has the same entry), so the same documents
+# are decoded and encoded over and over. Values are immutable (frozenset / JSON bytes);
+# every caller gets its own FieldSet / dict.
+_MEMO_SIZE = 512
+_DECODED: dict[bytes, frozenset] = {}
+_ENCODED: dict[frozenset, bytes] = {}
+
+
+def _decode_fields(raw: Any) -> FieldSet:
+    """FieldSet.from_fields_v1(raw), memoized on the document's exact JSON."""
+    try:
+        k = orjson.dumps(raw)
+    except (TypeError, orjson.JSONEncodeError):
+        return FieldSet.from_fields_v1(raw)
+    hit = _DECODED.get(k)
+    if hit is None:
+        fs = FieldSet.from_fields_v1(raw)
+        if len(_DECODED) >= _MEMO_SIZE:
+            _DECODED.clear()
+        _DECODED[k] = frozenset(fs.paths)
+        return fs
+    return FieldSet._wrap(set(hit))
+
+
+def _encode_fields(fs: FieldSet) -> dict[str, Any]:
+    """fs.to_fields_v1(), memoized on the set (a fresh dict every call)."""
+    k = frozenset(fs.paths)
+    hit = _ENCODED.get(k)
+    if hit is None:
+        out = fs.to_fields_v1()
+        try:
+            b = orjson.dumps(out)
+        except (TypeError, orjson.JSONEncodeError):
+            return out
+        if len(_ENCODED) >= _MEMO_SIZE:
+            _ENCODED.clear()
+        _ENCODED[k] = b
+        return out
+    return orjson.loads(hit)
 
 
 def decode_managed_fields(entries: Any) -> Managed:
@@ -139,7 +182,7 @@ def decode_managed_fields(entries: Any) -> Managed:
         if ft != FIELDS_V1:
             raise ValueError(f"invalid fieldsType {go_quote(str(ft))} in managed fields entry {i}")
         try:
-            fs = FieldSet.from_fields_v1(e.get("fieldsV1") or {})
+            fs = _decode_fields(e.get("fieldsV1") or {})
         except FieldsDecodeError as err:
             raise ValueError(f"error decoding versioned set: error decoding set: {err}") from None
         entry = ManagedEntry(manager=str(e.get("manager") or ""), operation=op, api_version=av, fields=fs,
@@ -311,15 +354,35 @@ def _zero(s: dict[str, Any], depth: int = 0) -> dict[str, Any]:
     return out
 
 
-def _skeleton(obj: dict[str, Any] | None, schema: dict[str, Any] | None) -> dict[str, Any]:
-    """The object as Go would serialize it: the value structs (metadata, spec, status,
-    template, ...) are always present, and required fields of a zero struct are null."""
-    out = dict(obj or {})
+_ZEROS: dict[int, tuple[Any, list[tuple[str, dict[str, Any]]]]] = {}
+
+
+def _zeros(schema: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+    """(field, zero struct) of the top-level value structs of ``schema``, memoized by schema."""
+    hit = _ZEROS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
     props = (schema or {}).get("properties") or {}
+    parts = []
     for k in ("metadata", "spec", "status"):
         sub = sch.resolve(props[k]) if k in props else None
-        if sub and out.get(k) is None and "properties" in sub:
-            out[k] = _zero(sub)
+        if sub and "properties" in sub:
+            parts.append((k, _zero(sub)))
+    if len(_ZEROS) > 1024:
+        _ZEROS.clear()
+    _ZEROS[id(schema)] = (schema, parts)  # holds the schema: its id is not reused
+    return parts
+
+
+def _skeleton(obj: dict[str, Any] | None, schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The object as Go would serialize it: the value structs (metadata, spec, status,
+    template, ...) are always present, and required fields of a zero struct are null.
+
+    A shallow copy; the zero structs are shared, so the result is for reading (compare)."""
+    out = dict(obj or {})
+    for k, zero in _zeros(schema):
+        if out.get(k) is None:
+            out[k] = zero
     return out
 
 
@@ -328,6 +391,15 @@ def _without_managed(obj: dict[str, Any] | None) -> dict[str, Any]:
     meta = out.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
+    return out
+
+
+def _shallow_without_managed(obj: dict[str, Any] | None) -> dict[str, Any]:
+    """Like :func:`_without_managed` for read-only use: shares everything but metadata."""
+    out = dict(obj or {})
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
     return out
 
 
@@ -391,7 +463,7 @@ class _Ctx:
 
 def _update_sets(ctx: _Ctx, old: dict, new: dict, managed: Managed, workflow: str, force: bool):
     """merge.Updater.update: take changed fields from every other manager (or report conflicts)."""
-    cmp = compare(_skeleton(old, ctx.schema), _skeleton(new, ctx.schema), ctx.schema).exclude(ctx.ignored)
+    cmp = compare(_skeleton(old, ctx.schema), _skeleton(new, ctx.schema), ctx.schema, ctx.ignored)
     changed = cmp.modified.union(cmp.added)
     conflicts: dict[str, FieldSet] = {}
     for ident, e in managed.items():
@@ -418,7 +490,8 @@ def _do_update(ctx: _Ctx, old: dict, new: dict, managed: Managed, manager: str) 
     """Update path below the skip/cap layers: identity, timestamp, strip, ownership."""
     managed = _clone(managed)
     cmp = _update_sets(ctx, old, new, managed, _CURRENT_OPERATION, True)
-    changed = cmp.modified.union(cmp.added).recursive_difference(ctx.ignored).difference(STRIPPED)
+    # (cmp already excludes ctx.ignored and everything below it)
+    changed = cmp.modified.union(cmp.added).difference(STRIPPED)
     if changed:
         entry = ManagedEntry(manager or "unknown", UPDATE, ctx.api_version, changed, ctx.now, ctx.subresource)
         prev = managed.get(entry.ident())
@@ -612,7 +685,7 @@ def update_managed_fields(old: dict[str, Any] | None, new: dict[str, Any], manag
     if not managed and not creating:
         return  # skipNonApplied: objects without managedFields stay untracked
     try:
-        managed = _do_update(ctx, _without_managed(old), new, managed, manager)
+        managed = _do_update(ctx, _shallow_without_managed(old), new, managed, manager)
         managed = _cap_update_managers(managed)
     except Exception:  # UpdateNoErrors: keep what the live object had
         if live_mf is not None:

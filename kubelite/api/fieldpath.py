@@ -21,8 +21,11 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+import orjson
 
 from kubelite.api import schema as sch
 from kubelite.api.field import go_quote
@@ -121,8 +124,13 @@ def _go_float(f: float) -> str:
     return repr(f)
 
 
+_PLAIN_JSON_STR = re.compile(r'[ !#-%\'-;=?-\[\]-~]*')  # printable ASCII but " \\ < > &
+
+
 def go_json(v: Any) -> str:
     """Compact JSON as Go's encoder writes it (sorted keys, HTML-escaped)."""
+    if type(v) is str and _PLAIN_JSON_STR.fullmatch(v):
+        return '"' + v + '"'
     if isinstance(v, float):
         return _go_float(v)
     if isinstance(v, dict):
@@ -194,6 +202,35 @@ def pe_string(pe: PathElement) -> str:
 
 def path_string(p: Path) -> str:
     return "".join(pe_string(pe) for pe in p)
+
+
+_PE_STR: dict[PathElement, str] = {}
+
+
+def _pe_str(pe: PathElement) -> str:
+    """serialize_pe, memoized (path elements repeat across objects of a kind)."""
+    r = _PE_STR.get(pe)
+    if r is None:
+        r = serialize_pe(pe)
+        if len(_PE_STR) > 20000:
+            _PE_STR.clear()
+        _PE_STR[pe] = r
+    return r
+
+
+def _sorted_pes(pes: Iterable[PathElement]) -> list[PathElement]:
+    """Path elements in SMD order; plain field names (the common case) sort by name."""
+    pes = list(pes)
+    if len(pes) < 2:
+        return pes
+    for pe in pes:
+        if pe[0] != "f":
+            return sorted(pes, key=pe_key)
+    return sorted(pes, key=_second)
+
+
+def _second(pe: PathElement) -> Any:
+    return pe[1]
 
 
 def serialize_pe(pe: PathElement) -> str:
@@ -273,6 +310,41 @@ def _trie(paths: Iterable[Path]) -> _Node:
     return root
 
 
+_PE_PARSED: dict[str, Any] = {}  # FieldsV1 key -> path element (None: unknown kind)
+
+
+def _dict_trie(paths: Iterable[Path]) -> dict[PathElement, list]:
+    """A trie of nested dicts: element -> [member?, children]."""
+    root: dict[PathElement, list] = {}
+    for p in paths:
+        ch = root
+        for pe in p[:-1]:
+            n = ch.get(pe)
+            if n is None:
+                n = ch[pe] = [False, {}]
+            ch = n[1]
+        n = ch.get(p[-1])
+        if n is None:
+            ch[p[-1]] = [True, {}]
+        else:
+            n[0] = True
+    return root
+
+
+def _emit(children: dict[PathElement, list]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pe in _sorted_pes(children):
+        member, sub = children[pe]
+        if sub:
+            d = _emit(sub)
+            if member:
+                d = {".": {}, **d}
+        else:
+            d = {}
+        out[_pe_str(pe)] = d
+    return out
+
+
 class FieldSet:
     """A set of field paths (fieldpath.Set), serializable as FieldsV1."""
 
@@ -316,28 +388,37 @@ class FieldSet:
     def __repr__(self) -> str:
         return f"FieldSet({[path_string(p) for p in self]})"
 
+    @classmethod
+    def _wrap(cls, paths: set[Path]) -> FieldSet:
+        """A FieldSet owning ``paths`` (non-empty tuples), without copying them."""
+        fs = cls.__new__(cls)
+        fs.paths = paths
+        return fs
+
     def copy(self) -> FieldSet:
-        return FieldSet(self.paths)
+        return FieldSet._wrap(set(self.paths))
 
     def add(self, p: Path) -> None:
         if p:
             self.paths.add(tuple(p))
 
     def union(self, other: FieldSet) -> FieldSet:
-        return FieldSet(self.paths | other.paths)
+        return FieldSet._wrap(self.paths | other.paths)
 
     def intersection(self, other: FieldSet) -> FieldSet:
-        return FieldSet(self.paths & other.paths)
+        return FieldSet._wrap(self.paths & other.paths)
 
     def difference(self, other: FieldSet) -> FieldSet:
-        return FieldSet(self.paths - other.paths)
+        return FieldSet._wrap(self.paths - other.paths)
 
     def recursive_difference(self, other: FieldSet) -> FieldSet:
         """Remove every path of ``other`` and everything below it."""
         if not other:
             return self.copy()
-        return FieldSet(p for p in self.paths
-                        if not any(p[:i] in other.paths for i in range(1, len(p) + 1)))
+        op = other.paths
+        lens = sorted({len(q) for q in op})
+        return FieldSet._wrap({p for p in self.paths
+                               if not any(p[:i] in op for i in lens if i <= len(p))})
 
     def with_prefix(self, prefix: Path) -> FieldSet:
         n = len(prefix)
@@ -348,19 +429,7 @@ class FieldSet:
 
     # --- FieldsV1
     def to_fields_v1(self) -> dict[str, Any]:
-        def emit(node: _Node) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for pe in sorted(node.children, key=pe_key):
-                child = node.children[pe]
-                d: dict[str, Any] = {}
-                if child.children:
-                    if child.member:
-                        d["."] = {}
-                    d.update(emit(child))
-                out[serialize_pe(pe)] = d
-            return out
-
-        return emit(_trie(self.paths))
+        return _emit(_dict_trie(self.paths))
 
     @classmethod
     def from_fields_v1(cls, fields: Any) -> FieldSet:
@@ -378,17 +447,26 @@ class FieldSet:
                 if k == ".":
                     is_member = True
                     continue
-                try:
-                    pe = deserialize_pe(k)
-                except _UnknownPE:
+                pe = _PE_PARSED.get(k, _MISSING)
+                if pe is _MISSING:
+                    try:
+                        pe = deserialize_pe(k)
+                    except _UnknownPE:
+                        pe = None
+                    if len(_PE_PARSED) > 20000:
+                        _PE_PARSED.clear()
+                    _PE_PARSED[k] = pe
+                if pe is None:
                     continue
                 if not isinstance(v, dict):
                     raise FieldsDecodeError(f"expected an object for {k}")
                 has_children = True
-                if read(v, prefix + (pe,)):
-                    out.add(prefix + (pe,))
+                p = prefix + (pe,)
+                if read(v, p):
+                    paths.add(p)
             return is_member or not has_children
 
+        paths = out.paths
         read(fields, ())
         return out
 
@@ -407,7 +485,42 @@ MISSING = _MISSING
 _KEY_DEFAULTS = {"protocol": "TCP"}
 
 
+class _SInfo:
+    """What the walkers ask of one schema dict, computed once (see :func:`_info`)."""
+
+    __slots__ = ("schema", "atom", "fields", "addl", "items", "keys", "list_atomic", "map_atomic")
+
+    def __init__(self, s: dict) -> None:
+        self.schema = s  # keeps the dict alive, so its id is not reused while cached
+        self.atom = _schema_atom(s)
+        self.fields: dict[str, tuple[dict | None, bool]] = {}
+        addl = s.get("additionalProperties") if s else None
+        self.addl = (sch.resolve(addl), False) if isinstance(addl, dict) else (None, False)
+        self.items: Any = _MISSING
+        self.list_atomic, self.keys = _list_keys(s)
+        self.map_atomic = s.get("x-kubernetes-map-type") == "atomic"
+
+
+_INFO: dict[int, _SInfo] = {}
+
+
+def _info(s: dict) -> _SInfo:
+    i = _INFO.get(id(s))
+    if i is None or i.schema is not s:
+        i = _SInfo(s)
+        if len(_INFO) > 8192:
+            _INFO.clear()
+        _INFO[id(s)] = i
+    return i
+
+
 def schema_atom(s: dict | None) -> str:
+    if s is None:
+        return DEDUCED
+    return _info(s).atom
+
+
+def _schema_atom(s: dict | None) -> str:
     if s is None:
         return DEDUCED
     ts = sch.types_of(s)
@@ -426,6 +539,20 @@ def field_schema(s: dict | None, name: str) -> tuple[dict | None, bool]:
     """(schema of field ``name``, whether it is a declared struct field)."""
     if not s:
         return None, False
+    info = _info(s)
+    r = info.fields.get(name)
+    if r is None:
+        props = s.get("properties")
+        if isinstance(props, dict) and name in props:
+            r = info.fields[name] = _field_schema(s, name)
+        else:
+            r = info.addl
+    return r
+
+
+def _field_schema(s: dict | None, name: str) -> tuple[dict | None, bool]:
+    if not s:
+        return None, False
     props = s.get("properties")
     if isinstance(props, dict) and name in props:
         raw = props[name]
@@ -442,6 +569,21 @@ def field_schema(s: dict | None, name: str) -> tuple[dict | None, bool]:
 
 def list_keys(s: dict) -> tuple[bool, list[str] | None]:
     """(atomic?, keys) of a list schema; keys None means a set of scalars."""
+    i = _info(s)
+    return i.list_atomic, (list(i.keys) if i.keys is not None else None)
+
+
+def _items_schema(s: dict | None) -> dict | None:
+    """sch.items_schema, memoized."""
+    if s is None:
+        return None
+    i = _info(s)
+    if i.items is _MISSING:
+        i.items = sch.items_schema(s)
+    return i.items
+
+
+def _list_keys(s: dict) -> tuple[bool, list[str] | None]:
     lt = s.get("x-kubernetes-list-type")
     if lt == "atomic":
         return True, None
@@ -458,7 +600,7 @@ def list_keys(s: dict) -> tuple[bool, list[str] | None]:
 
 def _kind(s: dict | None, *values: Any) -> tuple[str, dict | None]:
     """The atom used to walk ``values``: (kind, schema). Mismatches become scalar leaves."""
-    atom = schema_atom(s)
+    atom = DEDUCED if s is None else _info(s).atom
     present = [v for v in values if v is not _MISSING and v is not None]
     if atom == DEDUCED:
         if present and all(isinstance(v, dict) for v in present):
@@ -475,15 +617,15 @@ def _kind(s: dict | None, *values: Any) -> tuple[str, dict | None]:
 
 def _is_atomic(kind: str, s: dict | None) -> bool:
     if kind == LIST:
-        return s is None or list_keys(s)[0]
+        return s is None or _info(s).list_atomic
     if kind == MAP:
-        return s is not None and s.get("x-kubernetes-map-type") == "atomic"
+        return s is not None and _info(s).map_atomic
     return True
 
 
 def item_pe(s: dict | None, item: Any) -> PathElement:
     """listItemToPathElement for an associative list."""
-    _, keys = list_keys(s) if s is not None else (True, None)
+    keys = _info(s).keys if s is not None else None
     if keys is None:
         return ("v", freeze(item))
     if item is None:
@@ -532,7 +674,7 @@ def _to_set(v: Any, s: dict | None, path: Path, out: set[Path], errs: list[str])
     if kind == LIST:
         if not isinstance(v, list):
             return
-        items = sch.items_schema(s)
+        items = _items_schema(s)
         pes = []
         seen: set = set()
         dups: set = set()
@@ -585,10 +727,15 @@ class Comparison:
         return self
 
 
-def compare(lhs: Any, rhs: Any, s: dict | None) -> Comparison:
-    """TypedValue.Compare(): fields added, modified and removed going from lhs to rhs."""
+def compare(lhs: Any, rhs: Any, s: dict | None, ignored: FieldSet | None = None) -> Comparison:
+    """TypedValue.Compare(): fields added, modified and removed going from lhs to rhs.
+
+    With ``ignored``, the result is ``compare(lhs, rhs, s).exclude(ignored)``: the walk
+    does not enter ignored subtrees at all."""
     cmp = Comparison()
-    _compare(lhs, rhs, s, (), cmp)
+    skip = ignored.paths if ignored else None
+    w = _Walk(cmp.added.paths, cmp.modified.paths, cmp.removed.paths, skip)
+    w.compare(lhs, rhs, s, ())
     return cmp
 
 
@@ -600,42 +747,158 @@ def _empty_container(v: Any, kind: str) -> bool:
     return not isinstance(v, dict) or not v
 
 
-def _leaf(lhs: Any, rhs: Any, path: Path, cmp: Comparison) -> None:
-    if not path:
-        return
-    if lhs is _MISSING:
-        cmp.added.add(path)
-    elif rhs is _MISSING:
-        cmp.removed.add(path)
-    elif not deep_equal(lhs, rhs):
-        cmp.modified.add(path)
+_DUMPS_OPT = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
-def _compare(lhs: Any, rhs: Any, s: dict | None, path: Path, cmp: Comparison) -> None:
-    kind, s = _kind(s, lhs, rhs)
-    if kind == SCALAR or _is_atomic(kind, s) or (_empty_container(lhs, kind) and _empty_container(rhs, kind)):
-        _leaf(lhs, rhs, path, cmp)
-        return
-    if kind == LIST:
-        _compare_list(lhs if isinstance(lhs, list) else None, rhs if isinstance(rhs, list) else None,
-                      s, path, cmp)
-    else:
-        lm = lhs if isinstance(lhs, dict) else {}
-        rm = rhs if isinstance(rhs, dict) else {}
-        for k in list(lm) + [k for k in rm if k not in lm]:
-            fs, _ = field_schema(s, k)
-            _compare(lm.get(k, _MISSING), rm.get(k, _MISSING), fs, path + (("f", k),), cmp)
-    if path:
+def _unchanged(a: Any, b: Any) -> bool:
+    """A quick ``deep_equal(a, b)`` for subtrees: True only when they are deep_equal.
+
+    Python's ``==`` (C speed) rules out most differences; what it cannot see (``True == 1``,
+    ``1 == 1.0``, NaN) shows in the sorted JSON, else ``deep_equal`` decides."""
+    if a is not b and a != b:
+        return False
+    if type(a) is not dict and type(a) is not list:
+        return deep_equal(a, b)
+    try:
+        ja = orjson.dumps(a, option=_DUMPS_OPT)
+        jb = ja if a is b else orjson.dumps(b, option=_DUMPS_OPT)
+    except (TypeError, orjson.JSONEncodeError):
+        return deep_equal(a, b)
+    if ja == jb and b"null" not in ja:  # NaN and Infinity serialize as null
+        return True
+    return deep_equal(a, b)
+
+
+class _Walk:
+    """TypedValue.Compare into three path sets, skipping the subtrees in ``skip``."""
+
+    __slots__ = ("added", "modified", "removed", "skip", "skip_depth")
+
+    def __init__(self, added: set[Path], modified: set[Path], removed: set[Path],
+                 skip: set[Path] | None) -> None:
+        self.added, self.modified, self.removed = added, modified, removed
+        self.skip = skip or None
+        self.skip_depth = max((len(p) for p in skip), default=0) if skip else 0
+
+    def _skipped(self, p: Path) -> bool:
+        return self.skip is not None and len(p) <= self.skip_depth and p in self.skip
+
+    def compare(self, lhs: Any, rhs: Any, s: dict | None, path: Path) -> None:
         if lhs is _MISSING:
-            cmp.added.add(path)
-        elif rhs is _MISSING:
-            cmp.removed.add(path)
+            self.add_all(rhs, s, path)
+            return
+        kind, s = _kind(s, lhs, rhs)
+        if kind == SCALAR or _is_atomic(kind, s) or (_empty_container(lhs, kind) and _empty_container(rhs, kind)):
+            if not path:
+                return
+            if rhs is _MISSING:
+                self.removed.add(path)
+            elif not deep_equal(lhs, rhs):
+                self.modified.add(path)
+            return
+        if kind == LIST:
+            self.compare_list(lhs if isinstance(lhs, list) else None, rhs if isinstance(rhs, list) else None,
+                              s, path)
+        else:
+            lm = lhs if isinstance(lhs, dict) else {}
+            rm = rhs if isinstance(rhs, dict) else {}
+            for k, lv in lm.items():
+                p = path + (("f", k),)
+                if self.skip is not None and self._skipped(p):
+                    continue
+                rv = rm.get(k, _MISSING)
+                if rv is not _MISSING and _unchanged(lv, rv):
+                    continue
+                self.compare(lv, rv, field_schema(s, k)[0], p)
+            for k, rv in rm.items():
+                if k in lm:
+                    continue
+                p = path + (("f", k),)
+                if self.skip is not None and self._skipped(p):
+                    continue
+                self.add_all(rv, field_schema(s, k)[0], p)
+        if path and rhs is _MISSING:
+            self.removed.add(path)
+
+    def add_all(self, v: Any, s: dict | None, path: Path) -> None:
+        """compare(MISSING, v): everything in ``v`` is added (``_kind``/``_is_atomic``/
+        ``_empty_container`` inlined for one value)."""
+        info = None if s is None else _info(s)
+        atom = DEDUCED if info is None else info.atom
+        if atom == MAP:
+            leaf = not isinstance(v, dict) or not v or info.map_atomic
+            is_map = True
+        elif atom == LIST:
+            leaf = not isinstance(v, list) or not v or info.list_atomic
+            is_map = False
+        elif atom == DEDUCED and isinstance(v, dict):
+            leaf, is_map, s = not v, True, None
+        else:  # scalars, and deduced lists (atomic without a schema)
+            leaf = True
+        if leaf:
+            if path:
+                self.added.add(path)
+            return
+        skip = self.skip
+        if skip is not None and len(path) >= self.skip_depth:
+            skip = None  # nothing below this depth is skipped
+        if is_map:
+            fields = info.fields if s else None
+            for k, val in v.items():
+                p = path + (("f", k),)
+                if skip is not None and p in skip:
+                    continue
+                if fields is None:
+                    fs = None
+                else:
+                    r = fields.get(k)
+                    fs = (r if r is not None else field_schema(s, k))[0]
+                self.add_all(val, fs, p)
+        else:
+            items = _items_schema(s)
+            order, vals = _index(s, v)
+            for pe in order:
+                p = path + (pe,)
+                if skip is not None and p in skip:
+                    continue
+                same = vals[pe]
+                if len(same) == 1:
+                    self.add_all(same[0], items, p)
+                else:
+                    self.added.add(p)
+        if path:
+            self.added.add(path)
+
+    def compare_list(self, lhs: list | None, rhs: list | None, s: dict | None, path: Path) -> None:
+        items = _items_schema(s)
+        lorder, lvals = _index(s, lhs)
+        rorder, rvals = _index(s, rhs)
+        for pe in lorder + [pe for pe in rorder if pe not in lvals]:
+            p = path + (pe,)
+            if self.skip is not None and self._skipped(p):
+                continue
+            ll, rl = lvals.get(pe, ()), rvals.get(pe, ())
+            if len(ll) <= 1 and len(rl) <= 1:
+                if ll and rl and _unchanged(ll[0], rl[0]):
+                    continue
+                self.compare(ll[0] if ll else _MISSING, rl[0] if rl else _MISSING, items, p)
+            elif len(ll) >= 2 and len(rl) >= 2:
+                if not deep_equal(ll, rl):
+                    self.modified.add(p)
+            elif len(ll) >= 2:
+                if rl:
+                    self.add_all(rl[0], items, p)
+                self.removed.add(p)
+            else:
+                if ll:
+                    self.compare(ll[0], _MISSING, items, p)
+                self.added.add(p)
 
 
 def _index(s: dict | None, lst: list | None) -> tuple[list[PathElement], dict[PathElement, list[Any]]]:
     order: list[PathElement] = []
     values: dict[PathElement, list[Any]] = {}
-    for child in lst or []:
+    for child in lst or ():
         try:
             pe = item_pe(s, child)
         except TypedError:
@@ -646,28 +909,6 @@ def _index(s: dict | None, lst: list | None) -> tuple[list[PathElement], dict[Pa
             values[pe] = [child]
             order.append(pe)
     return order, values
-
-
-def _compare_list(lhs: list | None, rhs: list | None, s: dict | None, path: Path, cmp: Comparison) -> None:
-    items = sch.items_schema(s)
-    lorder, lvals = _index(s, lhs)
-    rorder, rvals = _index(s, rhs)
-    for pe in lorder + [pe for pe in rorder if pe not in lvals]:
-        ll, rl = lvals.get(pe, []), rvals.get(pe, [])
-        p = path + (pe,)
-        if len(ll) <= 1 and len(rl) <= 1:
-            _compare(ll[0] if ll else _MISSING, rl[0] if rl else _MISSING, items, p, cmp)
-        elif len(ll) >= 2 and len(rl) >= 2:
-            if not deep_equal(ll, rl):
-                cmp.modified.add(p)
-        elif len(ll) >= 2:
-            if rl:
-                _compare(_MISSING, rl[0], items, p, cmp)
-            cmp.removed.add(p)
-        else:
-            if ll:
-                _compare(ll[0], _MISSING, items, p, cmp)
-            cmp.added.add(p)
 
 
 def merge(lhs: Any, rhs: Any, s: dict | None) -> Any:
@@ -700,7 +941,7 @@ def _merge(lhs: Any, rhs: Any, s: dict | None, path: Path) -> Any:
 
 
 def _merge_list(lhs: list | None, rhs: list | None, s: dict | None, path: Path) -> list[Any]:
-    items = sch.items_schema(s)
+    items = _items_schema(s)
     lhs = lhs or []
     rhs = rhs or []
     rpes: list[PathElement] = []
@@ -781,7 +1022,7 @@ def _remove(v: Any, node: _Node, s: dict | None) -> Any:
     if kind == SCALAR or _is_atomic(kind, s) or _empty_container(v, kind):
         return copy.deepcopy(v)
     if kind == LIST:
-        items = sch.items_schema(s)
+        items = _items_schema(s)
         new: list[Any] = []
         for child in v:
             try:

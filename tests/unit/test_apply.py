@@ -401,3 +401,125 @@ def test_strip_for_diff_and_timestamp_only_changes():
     new["metadata"]["managedFields"][0]["time"] = T3
     ssa.ignore_managed_fields_timestamps(live, new)
     assert new["metadata"]["managedFields"][0]["time"] == T0
+
+
+# --------------------------------------------------------------------------- update fast paths
+
+def _kuard_created() -> dict:
+    from kubelite.kinds.pods import PodStrategy
+
+    probe = {"failureThreshold": 3, "initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 1}
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kuard", "namespace": "default", "labels": {"app": "kuard"}},
+        "spec": {"containers": [{
+            "name": "kuard", "image": "kubelite.local/kuard-amd64:blue",
+            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+            "resources": {"requests": {"cpu": "500m", "memory": "128Mi"},
+                          "limits": {"cpu": "1000m", "memory": "256Mi"}},
+            "livenessProbe": {"httpGet": {"path": "/healthy", "port": 8080}, **probe},
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, **probe},
+        }]},
+    }
+    PodStrategy().default(pod)
+    PodStrategy().prepare_for_create(pod)
+    pod["metadata"].update(uid="uid-1", creationTimestamp=T0, generation=1)
+    return pod
+
+
+# FieldsV1 as the implementation before the fast paths wrote it (byte-for-byte).
+KUARD_CREATE = (
+    '{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:containers":{"k:{\\"name\\":\\"kuard\\"}":'
+    '{".":{},"f:image":{},"f:imagePullPolicy":{},"f:livenessProbe":{".":{},"f:failureThreshold":{},'
+    '"f:httpGet":{".":{},"f:path":{},"f:port":{},"f:scheme":{}},"f:initialDelaySeconds":{},'
+    '"f:periodSeconds":{},"f:successThreshold":{},"f:timeoutSeconds":{}},"f:name":{},"f:ports":{".":{},'
+    '"k:{\\"containerPort\\":8080,\\"protocol\\":\\"TCP\\"}":{".":{},"f:containerPort":{},"f:name":{},'
+    '"f:protocol":{}}},"f:readinessProbe":{".":{},"f:failureThreshold":{},"f:httpGet":{".":{},"f:path":{},'
+    '"f:port":{},"f:scheme":{}},"f:initialDelaySeconds":{},"f:periodSeconds":{},"f:successThreshold":{},'
+    '"f:timeoutSeconds":{}},"f:resources":{".":{},"f:limits":{".":{},"f:cpu":{},"f:memory":{}},'
+    '"f:requests":{".":{},"f:cpu":{},"f:memory":{}}},"f:terminationMessagePath":{},'
+    '"f:terminationMessagePolicy":{}}},"f:dnsPolicy":{},"f:enableServiceLinks":{},"f:preemptionPolicy":{},'
+    '"f:priority":{},"f:restartPolicy":{},"f:schedulerName":{},"f:securityContext":{},"f:serviceAccount":{},'
+    '"f:serviceAccountName":{},"f:terminationGracePeriodSeconds":{},"f:tolerations":{}}}'
+)
+
+
+def _compact(v) -> str:
+    return json.dumps(v, separators=(",", ":"))
+
+
+def _clear_fields_memos() -> None:
+    ssa._DECODED.clear()
+    ssa._ENCODED.clear()
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_update_managed_fields_of_a_kuard_pod_is_byte_identical(warm):
+    _clear_fields_memos()
+    if warm:  # second round: decode/encode served from the memos
+        ssa.update_managed_fields(None, _kuard_created(), "kubectl-create", POD, "v1", T1)
+    live = _kuard_created()
+    ssa.update_managed_fields(None, live, "kubectl-create", POD, "v1", T1)
+    assert _compact(fields_of(live, "kubectl-create")) == KUARD_CREATE
+    live["metadata"]["resourceVersion"] = "1"
+    snapshot = copy.deepcopy(live)
+
+    new = copy.deepcopy(live)
+    new["spec"]["containers"][0]["image"] = "kubelite.local/kuard-amd64:green"
+    ssa.update_managed_fields(live, new, "kubectl-edit", POD, "v1", T2)
+    assert live == snapshot  # the old object is only read
+    assert entries(new) == [("kubectl-create", "Update"), ("kubectl-edit", "Update")]
+    assert _compact(fields_of(new, "kubectl-edit")) == '{"f:spec":{"f:containers":{"k:{\\"name\\":\\"kuard\\"}":{"f:image":{}}}}}'
+    assert _compact(fields_of(new, "kubectl-create")) == KUARD_CREATE.replace('"f:image":{},', "", 1)
+
+    st = copy.deepcopy(live)
+    st["status"] = {"phase": "Running", "podIP": "10.0.0.5", "podIPs": [{"ip": "10.0.0.5"}],
+                    "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": None}]}
+    ssa.update_managed_fields(live, st, "kubelet", POD, "v1", T2, "status")
+    assert _compact(fields_of(st, "kubelet")) == (
+        '{"f:status":{"f:conditions":{".":{},"k:{\\"type\\":\\"Ready\\"}":{".":{},"f:lastProbeTime":{},'
+        '"f:status":{},"f:type":{}}},"f:phase":{},"f:podIP":{},"f:podIPs":{".":{},'
+        '"k:{\\"ip\\":\\"10.0.0.5\\"}":{".":{},"f:ip":{}}}}}')
+    assert _compact(fields_of(st, "kubectl-create")) == KUARD_CREATE
+    assert [e["subresource"] for e in st["metadata"]["managedFields"] if e["manager"] == "kubelet"] == ["status"]
+
+
+def test_memoized_fields_are_fresh_dicts_and_canonical():
+    _clear_fields_memos()
+    # not in canonical order, with an unknown element: re-encoded canonically every time
+    raw = {"f:spec": {"f:b": {}, "f:a": {}}, "z:x": {}, "f:metadata": {"f:labels": {"f:x": {}}}}
+    mf = [{"manager": "m", "operation": "Update", "apiVersion": "v1", "time": T0,
+           "fieldsType": "FieldsV1", "fieldsV1": raw}]
+    outs = []
+    for _ in range(3):
+        out = ssa.encode_managed_fields(ssa.decode_managed_fields(copy.deepcopy(mf)))
+        outs.append(out)
+        assert _compact(out[0]["fieldsV1"]) == '{"f:metadata":{"f:labels":{"f:x":{}}},"f:spec":{"f:a":{},"f:b":{}}}'
+    outs[0][0]["fieldsV1"]["f:spec"]["f:zzz"] = {}  # callers own what they get
+    assert outs[1][0]["fieldsV1"] is not outs[0][0]["fieldsV1"]
+    again = ssa.encode_managed_fields(ssa.decode_managed_fields(mf))
+    assert "f:zzz" not in again[0]["fieldsV1"]["f:spec"]
+    # decoded sets are independent too
+    a = ssa.decode_managed_fields(mf)
+    next(iter(a.values())).fields.add(field("spec", "c"))
+    b = ssa.decode_managed_fields(mf)
+    assert field("spec", "c") not in next(iter(b.values())).fields
+
+
+def test_compare_with_ignored_equals_exclude_and_skips_equal_subtrees():
+    old = _kuard_created()
+    new = copy.deepcopy(old)
+    new["spec"]["containers"][0]["image"] = "other"
+    new["status"]["phase"] = "Running"
+    new["spec"]["priority"] = True  # 0 -> True: Python == says equal, SMD says modified
+    new["metadata"]["labels"]["x"] = "y"
+    ign = FieldSet.of(field("status"))
+    a, b = compare(old, new, POD, ign), compare(old, new, POD).exclude(ign)
+    assert (a.added, a.modified, a.removed) == (b.added, b.modified, b.removed)
+    assert sorted(a.modified.strings()) == ['.spec.containers[name="kuard"].image', ".spec.priority"]
+    old["spec"]["enableServiceLinks"] = 1  # True -> 1: still a modification
+    assert ".spec.enableServiceLinks" in compare(old, new, POD).modified.strings()
+    # 1 and 1.0 are equal values
+    x = {"spec": {"terminationGracePeriodSeconds": 30, "containers": [{"name": "a", "ports": [{"containerPort": 1}]}]}}
+    y = {"spec": {"terminationGracePeriodSeconds": 30.0, "containers": [{"name": "a", "ports": [{"containerPort": 1.0}]}]}}
+    assert compare(x, y, POD).is_same()
