@@ -81,6 +81,10 @@ class APIHandler:
         if target is None:
             raise not_found_path()
         m = request.method
+        if not target.subresource:
+            verb = _verb(m, bool(target.name), _bool_param(request, "watch"))
+            if verb not in target.kind.verbs:
+                raise errors.method_not_supported(target.kind.plural, verb, target.kind.group)
         if target.subresource and target.subresource != "status":
             h = self.subresources.get((target.kind.group, target.kind.plural, target.subresource))
             if h is None:
@@ -437,6 +441,14 @@ def not_found_path() -> errors.StatusError:
 def _bool_param(request: web.Request, name: str) -> bool:
     v = request.query.get(name, "")
     return v.lower() in ("true", "1")
+
+
+def _verb(method: str, named: bool, watch: bool) -> str:
+    if method == "GET":
+        return "get" if named else ("watch" if watch else "list")
+    if method == "DELETE":
+        return "delete" if named else "deletecollection"
+    return _action(method)
 
 
 def _action(method: str) -> str:

@@ -16,7 +16,8 @@ from kubelite.apiserver.auth import Authenticator, auth_middleware
 from kubelite.apiserver.handlers import APIHandler
 from kubelite.apiserver.registry import ResourceStore
 from kubelite.apiserver.streams import StreamHandlers, install_stream_handlers
-from kubelite.apiserver.wiring import install_machinery, namespace_lifecycle
+from kubelite.apiserver.wiring import install_machinery
+from kubelite.auth.setup import install_security
 from kubelite.cli.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
 from kubelite.config import ServerConfig
 from kubelite.controllers.namespace import NamespaceController
@@ -45,18 +46,20 @@ class Server:
         cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         pki = pki_mod.ensure_pki(cfg.data_dir)
         await self.store.start()
-        ns_check = namespace_lifecycle(self)
-        self.stores = {k: ResourceStore(k, self.store, ns_check, self._storage_kind(k)) for k in self.registry.all()}
+        self.stores = {k: ResourceStore(k, self.store, None, self._storage_kind(k)) for k in self.registry.all()}
         handler = APIHandler(self.registry, self.stores)
         install_machinery(handler)
         self.streams = install_stream_handlers(handler, pki)
         authn = Authenticator.for_data_dir(cfg.data_dir)
-        app, self.app_state = build_app(handler, [auth_middleware(authn)])
+        # authorization, admission, reviews, service-account tokens, audit
+        security = install_security(self, handler, authn)
+        app, self.app_state = build_app(handler, [auth_middleware(authn), *security.middlewares])
         self.runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.bind_address, cfg.port, ssl_context=pki_mod.server_ssl_context(pki),
                            backlog=1024, reuse_address=True)
         await site.start()
+        await security.start()  # default RBAC policy, informers, controllers
         nsc = NamespaceController(self.stores)
         await nsc.bootstrap()
         self.tasks.append(asyncio.create_task(nsc.run(), name="namespace-controller"))

@@ -3,7 +3,7 @@ into the generic handlers."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kubelite.api import apply, errors, patch, schema
@@ -15,7 +15,6 @@ from kubelite.kinds.binding import bind_pod
 
 if TYPE_CHECKING:
     from kubelite.apiserver.handlers import APIHandler, Target
-    from kubelite.apiserver.server import Server
 
 
 def _json_patch(kind: Kind, obj: Obj, raw: bytes) -> Obj:
@@ -53,21 +52,6 @@ def install_machinery(handler: APIHandler) -> None:
     handler.track_fields_factory = track_fields_factory
     handler.apply_hook = server_side_apply
     handler.subresources[("", "pods", "binding")] = bind_pod
-
-
-def namespace_lifecycle(server: Server) -> Callable[[Kind, str, str], Awaitable[None]]:
-    """NamespaceLifecycle admission: no content in a missing or Terminating namespace."""
-
-    async def check(kind: Kind, namespace: str, name: str) -> None:
-        nskind = server.registry.by_resource("", "v1", "namespaces")
-        assert nskind is not None
-        store = server.stores[nskind]
-        ns: Any = await store.get("", namespace)  # raises namespaces "x" not found
-        if ns["metadata"].get("deletionTimestamp") or (ns.get("status") or {}).get("phase") == "Terminating":
-            raise errors.forbidden(kind.plural, name, f"unable to create new content in namespace {namespace} "
-                                                      f"because it is being terminated", kind.group)
-
-    return check
 
 
 # ---------------------------------------------------------------------------- managed fields

@@ -72,6 +72,17 @@ _KINDS: tuple[tuple[str, str], ...] = (
     ("kubelite.kinds.events", "EVENT"),
     ("kubelite.kinds.leases", "LEASE"),
     ("kubelite.kinds.events", "EVENT_V1"),
+    ("kubelite.kinds.limitrange", "LIMITRANGE"),
+    ("kubelite.kinds.resourcequota", "RESOURCEQUOTA"),
+    ("kubelite.kinds.rbac", "CLUSTERROLEBINDING"),
+    ("kubelite.kinds.rbac", "CLUSTERROLE"),
+    ("kubelite.kinds.rbac", "ROLEBINDING"),
+    ("kubelite.kinds.rbac", "ROLE"),
+    ("kubelite.kinds.authorization", "LOCALSUBJECTACCESSREVIEW"),
+    ("kubelite.kinds.authorization", "SELFSUBJECTACCESSREVIEW"),
+    ("kubelite.kinds.authorization", "SELFSUBJECTRULESREVIEW"),
+    ("kubelite.kinds.authorization", "SUBJECTACCESSREVIEW"),
+    ("kubelite.kinds.authorization", "SELFSUBJECTREVIEW"),
 )
 
 

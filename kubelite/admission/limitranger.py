@@ -1,0 +1,101 @@
+"""LimitRanger (plugin/pkg/admission/limitranger): containers get the ``default`` limits and
+``defaultRequest`` requests of the namespace's Container LimitRanges, and must stay
+within their ``min`` / ``max``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubelite.admission._resources import containers, qty
+from kubelite.api import errors
+from kubelite.apiserver.admission import CREATE, Attributes
+from kubelite.apiserver.registry import ListOptions
+
+ANNOTATION = "kubernetes.io/limit-ranger"
+
+
+class LimitRanger:
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    def _store(self) -> Any:
+        for k, s in self.server.stores.items():
+            if k.group == "" and k.plural == "limitranges":
+                return s
+        return None
+
+    async def _items(self, namespace: str) -> list[dict[str, Any]]:
+        store = self._store()
+        if store is None:
+            return []
+        ranges, _, _, _ = await store.list(namespace, ListOptions())
+        out = []
+        for lr in sorted(ranges, key=lambda r: r["metadata"]["name"]):
+            out += [i for i in ((lr.get("spec") or {}).get("limits") or []) if (i or {}).get("type") == "Container"]
+        return out
+
+    def _applies(self, a: Attributes) -> bool:
+        return a.operation == CREATE and a.kind.group == "" and a.kind.plural == "pods" and not a.subresource \
+            and a.obj is not None
+
+    async def admit(self, a: Attributes) -> None:
+        if not self._applies(a):
+            return
+        items = await self._items(a.namespace)
+        if not items:
+            return
+        notes = []
+        for c in containers(a.obj):  # type: ignore[arg-type]
+            res = c.setdefault("resources", {})
+            limits = res.setdefault("limits", {})
+            requests = res.setdefault("requests", {})
+            set_req, set_lim = [], []
+            for item in items:
+                for r, v in (item.get("default") or {}).items():
+                    if r not in limits:
+                        limits[r] = v
+                        set_lim.append(r)
+                for r, v in (item.get("defaultRequest") or {}).items():
+                    if r not in requests:
+                        requests[r] = v
+                        set_req.append(r)
+            for r, v in limits.items():  # API defaulting: a limit without a request requests the limit
+                if r not in requests:
+                    requests[r] = v
+            if not limits:
+                res.pop("limits")
+            if not requests:
+                res.pop("requests")
+            name = c.get("name", "")
+            if set_req:
+                notes.append(f"{', '.join(sorted(set_req))} request for container {name}")
+            if set_lim:
+                notes.append(f"{', '.join(sorted(set_lim))} limit for container {name}")
+        if notes:
+            meta = a.obj.setdefault("metadata", {})  # type: ignore[union-attr]
+            meta.setdefault("annotations", {})[ANNOTATION] = "LimitRanger plugin set: " + "; ".join(notes)
+
+    async def validate(self, a: Attributes) -> None:
+        if not self._applies(a):
+            return
+        items = await self._items(a.namespace)
+        name = a.name or (a.obj.get("metadata") or {}).get("name", "")  # type: ignore[union-attr]
+        for item in items:
+            for c in containers(a.obj):  # type: ignore[arg-type]
+                res = c.get("resources") or {}
+                for r, mx in (item.get("max") or {}).items():
+                    lim = (res.get("limits") or {}).get(r)
+                    if lim is None:
+                        raise errors.forbidden("pods", name, f"maximum {r} usage per Container is {mx}.  No limit is "
+                                                             f"specified")
+                    if qty(lim) > qty(mx):
+                        raise errors.forbidden("pods", name, f"maximum {r} usage per Container is {mx}, but limit is "
+                                                             f"{lim}")
+                for r, mn in (item.get("min") or {}).items():
+                    req = (res.get("requests") or {}).get(r)
+                    if req is None:
+                        raise errors.forbidden("pods", name, f"minimum {r} usage per Container is {mn}.  No request "
+                                                             f"is specified")
+                    if qty(req) < qty(mn):
+                        raise errors.forbidden("pods", name, f"minimum {r} usage per Container is {mn}, but request "
+                                                             f"is {req}")

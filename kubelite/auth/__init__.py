@@ -1,0 +1,1 @@
+"""Authorization, service-account tokens and the RBAC machinery of the API server."""

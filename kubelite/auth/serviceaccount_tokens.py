@@ -1,0 +1,161 @@
+"""Service account tokens: the ``serviceaccounts/token`` subresource (TokenRequest) issues
+RS256 JWTs signed with the cluster's service-account key; the token authenticator accepts
+them while the signature, audience and lifetime are good and the service account (and the
+pod the token is bound to) still exist with the same uid
+(pkg/serviceaccount/claims.go, pkg/registry/core/serviceaccount/storage/token.go)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from aiohttp import web
+
+from kubelite.api import errors
+from kubelite.api import field as f
+from kubelite.api.field import Path
+from kubelite.apiserver import http
+from kubelite.apiserver.auth import UserInfo
+from kubelite.apiserver.pki import PKI
+
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+API_AUDIENCES = (ISSUER,)
+DEFAULT_EXPIRATION = 3600
+MIN_EXPIRATION = 600
+MAX_EXPIRATION = 1 << 32
+SA_GROUP = "system:serviceaccounts"
+
+
+def _store(server: Any, plural: str) -> Any:
+    for k, s in server.stores.items():
+        if k.group == "" and k.plural == plural:
+            return s
+    return None
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TokenIssuer:
+    def __init__(self, server: Any, pki: PKI) -> None:
+        self.server = server
+        self.private_key = pki.sa_key.read_bytes()
+        self.public_key = pki.sa_pub.read_bytes()
+
+    # ------------------------------------------------------------------ issuing
+    async def handle(self, handler: Any, request: web.Request, t: Any) -> web.StreamResponse:
+        if request.method != "POST":
+            raise errors.method_not_supported("serviceaccounts/token", request.method.lower())
+        raw = await http.read_body(request)
+        body = http.decode_object(raw, http.media_type(request)) if raw.strip() else {}
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body of the request must be a TokenRequest object")
+        sa = await _store(self.server, "serviceaccounts").get(t.namespace, t.name)
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        exp_s = spec.get("expirationSeconds")
+        exp_s = DEFAULT_EXPIRATION if exp_s is None else exp_s
+        audiences = list(spec.get("audiences") or API_AUDIENCES)
+        errs = []
+        if not isinstance(exp_s, int) or exp_s < MIN_EXPIRATION:
+            errs.append(f.invalid(Path("spec", "expirationSeconds"), exp_s,
+                                  "may not specify a duration less than 10 minutes"))
+        elif exp_s > MAX_EXPIRATION:
+            errs.append(f.too_long(Path("spec", "expirationSeconds"), MAX_EXPIRATION))
+        if errs:
+            raise errors.invalid("TokenRequest", t.name, errs, "authentication.k8s.io")
+        private: dict[str, Any] = {"namespace": t.namespace,
+                                   "serviceaccount": {"name": t.name, "uid": sa["metadata"]["uid"]}}
+        ref = spec.get("boundObjectRef")
+        if isinstance(ref, dict) and ref:
+            kind = ref.get("kind", "")
+            plural = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}.get(kind)
+            if plural is None:
+                raise errors.bad_request(f'cannot bind token for serviceaccount "{t.name}" to object of type '
+                                         f'{ref.get("apiVersion", "")}, Kind={kind}')
+            obj = await _store(self.server, plural).get("" if kind == "Node" else t.namespace, ref.get("name", ""))
+            uid = obj["metadata"]["uid"]
+            if ref.get("uid") and ref["uid"] != uid:
+                raise errors.StatusError(409, "Conflict", f"the UID in the bound object reference ({ref['uid']}) does "
+                                                          f"not match the UID in record. The object might have been "
+                                                          f"deleted and then recreated")
+            private[kind.lower()] = {"name": obj["metadata"]["name"], "uid": uid}
+            if kind == "Pod" and (obj.get("spec") or {}).get("nodeName"):
+                private["node"] = {"name": obj["spec"]["nodeName"]}
+        now = int(time.time())
+        claims = {"aud": audiences, "exp": now + exp_s, "iat": now, "nbf": now, "iss": ISSUER,
+                  "jti": str(uuid.uuid4()), "sub": f"system:serviceaccount:{t.namespace}:{t.name}",
+                  "kubernetes.io": private}
+        token = jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self._kid()})
+        out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+               "metadata": {"name": t.name, "namespace": t.namespace, "creationTimestamp": None},
+               "spec": {"audiences": audiences, "expirationSeconds": exp_s,
+                        "boundObjectRef": ref if isinstance(ref, dict) and ref else None},
+               "status": {"token": token, "expirationTimestamp": _rfc3339(claims["exp"])}}
+        return http.respond(request, out, 201)
+
+    def _kid(self) -> str:
+        import base64
+        import hashlib
+
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_public_key(self.public_key)
+        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
+
+    # ------------------------------------------------------------------ authenticating
+    async def authenticate(self, token: str) -> UserInfo | None:
+        if token.count(".") != 2:
+            return None
+        try:
+            claims = jwt.decode(token, self.public_key, algorithms=["RS256"], audience=list(API_AUDIENCES),
+                                issuer=ISSUER, options={"require": ["exp", "iat", "sub", "aud", "iss"]}, leeway=0)
+        except jwt.PyJWTError:
+            return None
+        private = claims.get("kubernetes.io")
+        if not isinstance(private, dict):
+            return None
+        ns = private.get("namespace", "")
+        sa_ref = private.get("serviceaccount") or {}
+        try:
+            sa = await _store(self.server, "serviceaccounts").get(ns, sa_ref.get("name", ""))
+        except errors.StatusError:
+            return None
+        if sa["metadata"].get("uid") != sa_ref.get("uid") or sa["metadata"].get("deletionTimestamp"):
+            return None
+        extra: dict[str, list[str]] = {"authentication.kubernetes.io/credential-id": [f"JTI={claims.get('jti', '')}"]}
+        for kind, plural in (("pod", "pods"), ("secret", "secrets")):
+            ref = private.get(kind)
+            if not isinstance(ref, dict):
+                continue
+            try:
+                obj = await _store(self.server, plural).get(ns, ref.get("name", ""))
+            except errors.StatusError:
+                return None
+            if obj["metadata"].get("uid") != ref.get("uid") or obj["metadata"].get("deletionTimestamp"):
+                return None
+            if kind == "pod":
+                extra["authentication.kubernetes.io/pod-name"] = [ref.get("name", "")]
+                extra["authentication.kubernetes.io/pod-uid"] = [ref.get("uid", "")]
+        if isinstance(private.get("node"), dict):
+            extra["authentication.kubernetes.io/node-name"] = [private["node"].get("name", "")]
+        name = f"system:serviceaccount:{ns}:{sa_ref.get('name', '')}"
+        if claims.get("sub") != name:
+            return None
+        return UserInfo(name, (SA_GROUP, f"{SA_GROUP}:{ns}"), sa_ref.get("uid", ""), extra)
+
+
+def install(server: Any, handler: Any, authn: Any) -> TokenIssuer:
+    from kubelite.apiserver.pki import load_pki
+
+    issuer = TokenIssuer(server, load_pki(server.cfg.data_dir))
+    handler.subresources[("", "serviceaccounts", "token")] = issuer.handle
+    authn.add_token_authenticator(issuer.authenticate)
+    return issuer
+
+
+__all__ = ["API_AUDIENCES", "ISSUER", "TokenIssuer", "install"]

@@ -1,0 +1,98 @@
+"""Admission with the real kubectl: ServiceAccount, PodSecurity, ResourceQuota, LimitRange."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.harness import ServerProcess, wait_until
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = ServerProcess(tmp_path_factory.mktemp("admission") / "data").start()
+    yield s
+    s.stop()
+
+
+def test_run_right_after_create_namespace(srv):
+    srv.kubectl("create", "namespace", "fresh")
+    srv.kubectl("-n", "fresh", "run", "p", "--image=busybox")
+    pod = json.loads(srv.kubectl("-n", "fresh", "get", "pod", "p", "-o", "json").stdout)
+    assert pod["spec"]["serviceAccountName"] == "default"
+
+
+def test_missing_service_account(srv):
+    r = srv.kubectl("run", "nosa", "--image=busybox", "--overrides",
+                    '{"spec":{"serviceAccountName":"ghost"}}', check=False)
+    assert 'pods "nosa" is forbidden: error looking up service account default/ghost: serviceaccount "ghost" not found' \
+        in r.stderr
+
+
+def test_restricted_namespace_refuses_privileged_pod(srv):
+    srv.kubectl("create", "namespace", "locked")
+    srv.kubectl("label", "namespace", "locked", "pod-security.kubernetes.io/enforce=restricted")
+    r = srv.kubectl("-n", "locked", "apply", "-f", "-", check=False, input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: priv}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    securityContext: {privileged: true}
+""")
+    assert ('pods "priv" is forbidden: violates PodSecurity "restricted:latest": privileged (container "c" must not '
+            'set securityContext.privileged=true), allowPrivilegeEscalation != false (container "c" must set '
+            'securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set '
+            'securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set '
+            'securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set '
+            'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")') in r.stderr
+    ok = srv.kubectl("-n", "locked", "apply", "-f", "-", check=False, input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: fine}
+spec:
+  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: c
+    image: busybox
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+""")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_resource_quota_refuses_pod_over_quota(srv):
+    srv.kubectl("create", "namespace", "q")
+    srv.kubectl("-n", "q", "create", "quota", "q", "--hard=pods=2")
+    srv.kubectl("-n", "q", "run", "a", "--image=busybox")
+    srv.kubectl("-n", "q", "run", "b", "--image=busybox")
+    r = srv.kubectl("-n", "q", "run", "c", "--image=busybox", check=False)
+    assert 'pods "c" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2' in r.stderr
+    wait_until(lambda: "pods: 2/2" in srv.kubectl("-n", "q", "get", "quota", "q").stdout, 10, 0.2, "quota status")
+
+
+def test_limit_range_fills_defaults(srv):
+    srv.kubectl("create", "namespace", "lr")
+    srv.kubectl("-n", "lr", "apply", "-f", "-", input="""
+apiVersion: v1
+kind: LimitRange
+metadata: {name: defaults}
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 500m, memory: 128Mi}
+    defaultRequest: {cpu: 100m, memory: 64Mi}
+    max: {cpu: "1"}
+""")
+    srv.kubectl("-n", "lr", "run", "p", "--image=busybox")
+    pod = json.loads(srv.kubectl("-n", "lr", "get", "pod", "p", "-o", "json").stdout)
+    res = pod["spec"]["containers"][0]["resources"]
+    assert res == {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}}
+    assert pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == \
+        "LimitRanger plugin set: cpu, memory request for container p; cpu, memory limit for container p"
+    r = srv.kubectl("-n", "lr", "run", "big", "--image=busybox", "--overrides",
+                    '{"spec":{"containers":[{"name":"big","image":"busybox","resources":{"limits":{"cpu":"2"}}}]}}',
+                    check=False)
+    assert 'pods "big" is forbidden: maximum cpu usage per Container is 1, but limit is 2' in r.stderr
