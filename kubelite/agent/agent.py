@@ -24,6 +24,7 @@ from kubelite.agent import crispec
 from kubelite.agent.cgroups import CgroupManager
 from kubelite.agent.crispec import PodRuntime
 from kubelite.agent.node import NodeManager, memory_capacity
+from kubelite.agent.prober import ProbeManager
 from kubelite.agent.runtime import RuntimeManager
 from kubelite.agent.status import StatusManager
 from kubelite.agent.volumes import VolumeManager
@@ -70,6 +71,7 @@ class Agent:
         self.runtime: RuntimeManager | None = None
         self.status: StatusManager | None = None
         self.workers: PodWorkers | None = None
+        self.prober: ProbeManager | None = None
         self.server: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._api_pods: dict[str, Obj] = {}
@@ -87,8 +89,10 @@ class Agent:
         socket_path = cfg.containerd_socket
         if socket_path is None:
             from kubelite.agent.containerd import Containerd
+            from kubelite.agent.registries import write_hosts_toml
 
             self.containerd = Containerd(cfg.data_dir)
+            write_hosts_toml(cfg.data_dir)  # <data_dir>/registries.yaml -> containerd/certs.d/*/hosts.toml
             await self.containerd.start()
             socket_path = self.containerd.socket_path
         self.cri = await connect(socket_path)
@@ -109,7 +113,11 @@ class Agent:
                                       self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity())
         self.status = StatusManager(self.client)
         self.status.start()
-        self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip)
+        # probes (agent/prober.py): results wake the pod's worker, which restarts and reports
+        self.prober = ProbeManager(self.cri.runtime, self.runtime.event, on_change=self._probe_result_changed,
+                                   host_ip=self.node.host_ip)
+        self.runtime.prober = self.prober
+        self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober)
         rv = await self._relist_pods()
         await self._remove_orphans()
         self.node.start()
@@ -169,6 +177,10 @@ class Agent:
             if exc.code == 404:
                 return None
             raise
+
+    def _probe_result_changed(self, uid: str) -> None:
+        if self.workers is not None:
+            self.workers.wake(uid)
 
     def _dispatch(self, pod: Obj) -> None:
         assert self.workers is not None
@@ -267,7 +279,10 @@ class Agent:
         except Exception as exc:
             log.warning("orphan scan failed: %s", exc)
             return
-        uids = set(by_uid) | set(self.runtime.volumes.known_pod_dirs()) | set(self.runtime.cgroups.pod_cgroup_names())
+        # only what this node made: its containerd's sandboxes and its data dir's pod dirs. Pod
+        # cgroups alone prove nothing (kubepods is shared by every agent on the host); a pod's
+        # cgroup goes with the rest of it in remove_pod.
+        uids = set(by_uid) | set(self.runtime.volumes.known_pod_dirs())
         for uid in uids - known:
             log.info("removing orphaned pod %s", uid)
             pr = by_uid.get(uid, PodRuntime(uid))
@@ -297,8 +312,8 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                               Path(containerd_socket) if containerd_socket else None,
                               Path(images_dir) if images_dir else None,
                               Path(pki_dir) if pki_dir else None))
-    await agent.start()
     try:
+        await agent.start()
         await asyncio.Event().wait()
-    finally:
+    finally:  # also when cancelled half-way through start: nothing (e.g. containerd) may be left behind
         await asyncio.shield(agent.stop())

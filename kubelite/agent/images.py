@@ -158,7 +158,8 @@ class ImageManager:
             try:
                 resp = await self.cri.image.PullImage(req, timeout=self.pull_timeout)
             except grpc.aio.AioRpcError as e:
-                err = ErrImagePull(f'failed to pull and unpack image "{image}": {e.details()}')
+                code = "".join(w.capitalize() for w in e.code().name.split("_"))  # Go's codes.Code.String()
+                err = ErrImagePull(f"rpc error: code = {code} desc = {e.details()}")
                 fut.set_exception(err)
                 raise err from e
             except TimeoutError as e:

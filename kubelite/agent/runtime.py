@@ -70,6 +70,8 @@ class RuntimeManager:
         self.crash_backoff = Backoff(CONTAINER_BACKOFF_INITIAL, CONTAINER_BACKOFF_MAX)
         self.image_backoff = Backoff(IMAGE_BACKOFF_INITIAL, IMAGE_BACKOFF_MAX)
         self._pull_errors: dict[str, str] = {}
+        # the prober (agent/prober.py ProbeManager), set by the agent: liveness/startup failures
+        self.prober: Any = None
 
     # ------------------------------------------------------------------ events
     def event(self, pod: Obj, type_: str, reason: str, message: str, container: str | None = None,
@@ -133,6 +135,19 @@ class RuntimeManager:
         for ct in spec.get("containers") or []:
             c = pr.latest(ct["name"])
             if c is not None and c.state == "running":
+                probe_failed = self.prober.kill_reason(c.id) if self.prober is not None else None
+                if c.sandbox_id == sb.id and c.hash == crispec.container_hash(ct) and probe_failed:
+                    # computePodActions: a failed liveness/startup probe kills the container;
+                    # it starts again in this pass unless restartPolicy is Never
+                    restart = policy != "Never"
+                    msg = f"Container {ct['name']} failed {probe_failed} probe"
+                    self.event(pod, "Normal", "Killing", f"{msg}, will be restarted" if restart else msg, ct["name"])
+                    await self._stop(c.id, self._probe_grace(pod, ct, probe_failed))
+                    res.changed = True
+                    if not restart:
+                        continue
+                    await self._start(pod, ct, sb.id, sb_config, pr, sb.ips, res)
+                    continue
                 if c.sandbox_id == sb.id and c.hash == crispec.container_hash(ct):
                     continue
                 # spec changed (or it runs in an old sandbox): restart it
@@ -211,6 +226,15 @@ class RuntimeManager:
             if g is None:
                 g = DEFAULT_GRACE_PERIOD
         return max(int(g), MIN_GRACE_PERIOD)
+
+    def _probe_grace(self, pod: Obj, ct: Obj, probe: str) -> int:
+        """setTerminationGracePeriod: the probe's terminationGracePeriodSeconds, unless the
+        pod is being deleted."""
+        probe_spec = ct.get(f"{probe}Probe") or {}
+        if pod["metadata"].get("deletionGracePeriodSeconds") is None and \
+                probe_spec.get("terminationGracePeriodSeconds") is not None:
+            return self._grace(pod, probe_spec["terminationGracePeriodSeconds"])
+        return self._grace(pod, None)
 
     @staticmethod
     def backoff_key(pod: Obj, container: Obj) -> str:
@@ -300,7 +324,12 @@ class RuntimeManager:
         self.event(pod, "Normal", "Pulling", f"Pulling image \"{image}\"", name, init)
         t0 = time.monotonic()
         try:
-            ref = await self.images.ensure_image(image, policy, sandbox_config=sb_config)
+            # --- registry credentials: imagePullSecrets, then registries.yaml (kubelite/agent/pullsecrets.py)
+            from kubelite.agent.pullsecrets import auth_for
+
+            auth = await auth_for(self.fetch, pod, image)
+            # ---
+            ref = await self.images.ensure_image(image, policy, auth=auth, sandbox_config=sb_config)
         except ErrImageNeverPull as exc:
             self.event(pod, "Warning", "ErrImageNeverPull", exc.message, name, init)
             res.waiting[name] = ("ErrImageNeverPull", exc.message)

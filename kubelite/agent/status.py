@@ -48,7 +48,7 @@ def _terminated(c: ContainerState) -> Obj:
 
 
 def container_status(spec_c: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]], old: Obj | None,
-                     init: bool, ready_fn: Any = None) -> Obj:
+                     init: bool, ready_fn: Any = None, started_fn: Any = None) -> Obj:
     name = spec_c["name"]
     history = [c for c in pr.containers if c.name == name and c.is_init == init]
     cur = history[0] if history else None
@@ -69,7 +69,8 @@ def container_status(spec_c: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, 
         prev = history[1] if len(history) > 1 else None
         if cur.state == "running":
             state = {"running": {"startedAt": rfc3339(cur.started_at)}}
-            st["started"] = True
+            # started/ready from the prober's results (startup and readiness probes) when wired in
+            st["started"] = True if started_fn is None else bool(started_fn(cur))
             st["ready"] = True if ready_fn is None else bool(ready_fn(cur))
             if prev is not None and prev.state == "exited":
                 last = {"terminated": _terminated(prev)}
@@ -149,16 +150,16 @@ def _cond(ctype: str, ok: bool, reason: str = "", message: str = "") -> Obj:
 
 
 def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]], host_ip: str,
-                    pod_is_terminal: bool = False, ready_fn: Any = None) -> Obj:
+                    pod_is_terminal: bool = False, ready_fn: Any = None, started_fn: Any = None) -> Obj:
     """generateAPIPodStatus: a complete pod status from the runtime state (timestamps of
     unchanged conditions are carried over from the API status)."""
     spec = pod["spec"]
     old = pod.get("status") or {}
     old_cs = {s["name"]: s for s in old.get("containerStatuses") or []}
     old_ics = {s["name"]: s for s in old.get("initContainerStatuses") or []}
-    init_st = [container_status(c, pr, waiting, old_ics.get(c["name"]), True, ready_fn)
+    init_st = [container_status(c, pr, waiting, old_ics.get(c["name"]), True, ready_fn, started_fn)
                for c in spec.get("initContainers") or []]
-    cts = [container_status(c, pr, waiting, old_cs.get(c["name"]), False, ready_fn)
+    cts = [container_status(c, pr, waiting, old_cs.get(c["name"]), False, ready_fn, started_fn)
            for c in spec.get("containers") or []]
     pending_init = any("terminated" not in s["state"] or s["state"]["terminated"]["exitCode"] != 0
                        for s in init_st)

@@ -73,6 +73,7 @@ class PodWorker:
         pr = await self._runtime()
         if api_phase in TERMINAL or self.terminal_done:
             # a finished pod keeps its status; make sure nothing runs and the IP is released
+            self.owner.probes_remove(self.uid)
             if pr.running() or any(s.ready for s in pr.sandboxes):
                 await rm.kill_pod(pod, pr, events=False)
             return RESYNC_INTERVAL
@@ -85,10 +86,14 @@ class PodWorker:
         self.waiting.update(res.waiting)
         if res.changed:
             pr = await self._runtime()
-        status = generate_status(pod, pr, self.waiting, self.owner.host_ip, ready_fn=self.owner.ready_fn)
+        if self.owner.prober is not None:  # probe workers follow the running containers
+            self.owner.prober.sync_pod(pod, pr)
+        status = generate_status(pod, pr, self.waiting, self.owner.host_ip, ready_fn=self.owner.ready_fn,
+                                 started_fn=self.owner.started_fn)
         self.owner.status.set_status(pod, status)
         if status["phase"] in TERMINAL:
             self.terminal_done = True
+            self.owner.probes_remove(self.uid)
             await rm.kill_pod(pod, pr, events=False)
             return RESYNC_INTERVAL
         wake = res.next_wake if res.next_wake is not None else RESYNC_INTERVAL
@@ -99,6 +104,8 @@ class PodWorker:
         self.state = "terminating"
         rm: RuntimeManager = self.owner.runtime
         pod = self.pod
+        if self.owner.prober is not None:
+            self.owner.prober.stop_liveness_and_startup(pod)
         pr = await self._runtime()
         started = time.monotonic()
         await rm.kill_pod(pod, pr)
@@ -108,9 +115,10 @@ class PodWorker:
             api_phase = (pod.get("status") or {}).get("phase")
             if api_phase not in TERMINAL:
                 status = generate_status(pod, pr, {}, self.owner.host_ip, pod_is_terminal=True,
-                                         ready_fn=self.owner.ready_fn)
+                                         ready_fn=self.owner.ready_fn, started_fn=self.owner.started_fn)
                 self.owner.status.set_status(pod, status)
                 await self.owner.status.flush(5)
+        self.owner.probes_remove(self.uid)
         await rm.remove_pod(self.uid, pod, pr)
         self.state = "terminated"
         log.info("pod %s terminated in %.1fs", _name(pod), time.monotonic() - started)
@@ -126,12 +134,16 @@ def _name(pod: Obj) -> str:
 
 class PodWorkers:
     def __init__(self, runtime: RuntimeManager, status: StatusManager, client: Any, host_ip: str,
-                 ready_fn: Any = None) -> None:
+                 ready_fn: Any = None, prober: Any = None) -> None:
         self.runtime = runtime
         self.status = status
         self.client = client
         self.host_ip = host_ip
-        self.ready_fn = ready_fn
+        # the prober (agent/prober.py ProbeManager): probe workers per running container;
+        # its cached results decide containerStatuses[].ready and .started
+        self.prober = prober
+        self.ready_fn = ready_fn if ready_fn is not None or prober is None else prober.is_ready
+        self.started_fn = prober.is_started if prober is not None else None
         self.workers: dict[str, PodWorker] = {}
         self.first_sync_at: dict[str, float] = {}
 
@@ -157,6 +169,10 @@ class PodWorkers:
 
     def known(self) -> set[str]:
         return set(self.workers)
+
+    def probes_remove(self, uid: str) -> None:
+        if self.prober is not None:
+            self.prober.remove_pod(uid)
 
     async def _run(self, w: PodWorker) -> None:
         try:
@@ -184,3 +200,5 @@ class PodWorkers:
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+        if self.prober is not None:
+            await self.prober.stop()
