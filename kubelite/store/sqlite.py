@@ -421,6 +421,12 @@ class SQLiteStore:
     async def list(self, prefix: str, revision: int = 0, limit: int = 0, start_key: str = "") -> ListResult:
         if revision <= 0 and 0 < limit <= _INLINE_LIST_LIMIT:
             return self._inline(self._r_list, prefix, revision, limit, start_key)
+        if revision <= 0 and limit == 0:
+            # most unlimited lists are small (admission's LimitRanges and quotas, a namespace's
+            # pods): answer them inline; only a list that turns out large goes to a reader thread
+            probe = self._inline(self._r_list, prefix, revision, _INLINE_LIST_LIMIT, start_key)
+            if not probe.more:
+                return probe
         # Large or historical lists run in a reader thread so the event loop is not blocked
         # (sqlite3 releases the GIL while stepping).
         return await self._in_thread(self._r_list, prefix, revision, limit, start_key)
