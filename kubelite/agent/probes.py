@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 
 from kubelite.agent.node import KUBELET_VERSION
 from kubelite.agent.podenv import expand
+from kubelite.api.field import go_quote
 
 Obj = dict[str, Any]
 
@@ -60,26 +61,6 @@ def go_duration(seconds: float) -> str:
         return f"{s}s"
     m, s = divmod(int(seconds), 60)
     return f"{m}m{s}s"
-
-
-def go_quote(s: str) -> str:
-    """strconv.Quote for the strings we print (ASCII escapes like Go's %q)."""
-    out = ['"']
-    for ch in s:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def join_host_port(host: str, port: int) -> str:
