@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from kubelite.api import errors
+from kubelite.apiserver.auth import USER
 from kubelite.apiserver.requestinfo import request_info
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def should_audit(verb: str, subresource: str) -> bool:
 
 
 def build_event(request: web.Request, info: Any, code: int, received: float, audit_id: str) -> dict[str, Any]:
-    user = request.get("user")
+    user = request.get(USER)
     ev: dict[str, Any] = {
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": audit_id,
         "stage": "ResponseComplete", "requestURI": request.raw_path, "verb": info.verb,
@@ -98,7 +99,7 @@ def build_event(request: web.Request, info: Any, code: int, received: float, aud
 
 
 def audit_middleware(data_dir: Path, max_bytes: int = MAX_BYTES) -> Any:
-    """Place right after ``auth_middleware`` (it reads ``request["user"]``) so that refused
+    """Place right after ``auth_middleware`` (it reads ``request[USER]``) so that refused
     requests are audited too."""
     sink = AuditLog(Path(data_dir) / "audit" / "audit.log", max_bytes)
 

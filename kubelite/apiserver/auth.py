@@ -62,6 +62,10 @@ TokenHook = Callable[[str], "UserInfo | None | Awaitable[UserInfo | None]"]
 RequestHook = Callable[[web.Request], "UserInfo | None | Awaitable[UserInfo | None]"]
 
 
+# where the middleware leaves the authenticated user on each request
+USER: web.RequestKey[UserInfo] = web.RequestKey("user", UserInfo)
+
+
 def _with_authenticated(groups: Any) -> tuple[str, ...]:
     out: list[str] = []
     for g in list(groups) + [AUTHENTICATED]:
@@ -295,7 +299,7 @@ def _public(request: web.Request) -> bool:
 
 
 def auth_middleware(authenticator: Authenticator) -> Any:
-    """Sets ``request["user"]`` (``ANONYMOUS`` on public paths without credentials);
+    """Sets ``request[USER]`` (``ANONYMOUS`` on public paths without credentials);
     anonymous requests to any other path get a 401 ``Status``."""
 
     @web.middleware
@@ -311,7 +315,7 @@ def auth_middleware(authenticator: Authenticator) -> Any:
             if not _public(request):
                 return unauthorized_response()
             user = ANONYMOUS
-        request["user"] = user
+        request[USER] = user
         return await handler(request)
 
     return middleware

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from kubelite.api import errors
 from kubelite.apiserver import http
+from kubelite.apiserver.auth import USER
 from kubelite.apiserver.requestinfo import RequestInfo, request_info
 from kubelite.auth.authorizer import ALLOW, Attributes, forbidden_message
 
@@ -37,7 +38,7 @@ def forbidden_error(a: Attributes, reason: str = "") -> errors.StatusError:
 
 
 def authz_middleware(authorizer: Any) -> Any:
-    """Place after ``auth_middleware``: it reads ``request["user"]``. Sets
+    """Place after ``auth_middleware``: it reads ``request[USER]``. Sets
     ``request["request_info"]`` and ``request["authz"]`` for the filters after it."""
 
     @web.middleware
@@ -45,7 +46,7 @@ def authz_middleware(authorizer: Any) -> Any:
                          ) -> web.StreamResponse:
         info = request_info(request.method, request.path, request.query)
         request["request_info"] = info
-        user = request.get("user")
+        user = request.get(USER)
         attrs = attributes_for(user, info, request.query)
         request["authz"] = attrs
         try:

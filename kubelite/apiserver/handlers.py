@@ -19,6 +19,7 @@ from kubelite.api import errors
 from kubelite.api import field as fld
 from kubelite.api.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kubelite.apiserver import http, tables
+from kubelite.apiserver.auth import USER
 from kubelite.apiserver.registry import DeleteOptions, ListOptions, ResourceStore, WriteOptions
 from kubelite.kinds.base import Kind, Obj
 from kubelite.kinds.registry import Registry
@@ -282,7 +283,7 @@ class APIHandler:
         if len(fm) > 128:
             raise errors.bad_request("fieldManager: Too long: must have at most 128 bytes")
         opts.field_manager = fm or _manager_from_agent(request.headers.get("User-Agent", ""))
-        opts.user = request.get("user")
+        opts.user = request.get(USER)
         if self.track_fields_factory is not None:
             opts.track_fields = self.track_fields_factory(kind)
         return opts
@@ -383,7 +384,7 @@ class APIHandler:
         opts.dry_run = bool(dry)
         if body.get("orphanDependents") is not None or q.get("orphanDependents"):
             opts.orphan_dependents = True
-        opts.user = request.get("user")
+        opts.user = request.get(USER)
         return opts
 
     async def delete(self, request: web.Request, t: Target) -> web.StreamResponse:

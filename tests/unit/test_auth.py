@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from kubelite.apiserver.auth import (
     ANONYMOUS,
+    USER,
     Authenticator,
     UserInfo,
     auth_middleware,
@@ -62,7 +63,7 @@ async def _version(request: web.Request) -> web.Response:
 
 
 async def _whoami(request: web.Request) -> web.Response:
-    u: UserInfo = request["user"]
+    u: UserInfo = request[USER]
     return web.json_response({"name": u.name, "groups": list(u.groups), "uid": u.uid})
 
 
