@@ -28,3 +28,12 @@ def core(api_client):
     from kubernetes import client
 
     return client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _host_network_left_as_found():
+    from tests.e2e.harness import links, nat_chains, restore_host_network
+
+    chains, before = nat_chains(), links()
+    yield
+    restore_host_network(chains, before)

@@ -147,3 +147,48 @@ def raw_request(server: ServerProcess, method: str, path: str, body: bytes | Non
         return r.status, dict(r.getheaders()), r.read()
     finally:
         conn.close()
+
+
+# --------------------------------------------------------------------------- the host's network
+# CNI's portmap and bridge plugins leave shared state behind when the last pod goes (the
+# CNI-HOSTPORT-* chains, the bridge). The e2e session removes what appeared while it ran.
+
+def nat_chains() -> set[str]:
+    import subprocess
+
+    res = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True)
+    return {line.split()[1] for line in res.stdout.splitlines() if line.startswith("-N ")}
+
+
+def delete_nat_chain(chain: str) -> None:
+    import shlex
+    import subprocess
+
+    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    for rule in rules.splitlines():
+        parts = shlex.split(rule)
+        if parts[:1] == ["-A"] and "-j" in parts and parts[parts.index("-j") + 1] == chain:
+            subprocess.run(["iptables", "-w", "-t", "nat", "-D", *parts[1:]], capture_output=True)
+    subprocess.run(["iptables", "-w", "-t", "nat", "-F", chain], capture_output=True)
+    subprocess.run(["iptables", "-w", "-t", "nat", "-X", chain], capture_output=True)
+
+
+def links() -> set[str]:
+    import subprocess
+
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return {ln.split(":")[1].strip().split("@")[0] for ln in out.splitlines() if ":" in ln}
+
+
+def restore_host_network(chains_before: set[str], links_before: set[str]) -> None:
+    import subprocess
+
+    for chain in sorted(nat_chains() - chains_before):
+        if chain.startswith("CNI-"):
+            delete_nat_chain(chain)
+    for link in sorted(links() - links_before):
+        if link.startswith("kubelite"):
+            ports = subprocess.run(["ip", "-o", "link", "show", "master", link], capture_output=True,
+                                   text=True).stdout.strip()
+            if not ports:
+                subprocess.run(["ip", "link", "del", link], capture_output=True)

@@ -15,7 +15,6 @@ import ipaddress
 import json
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
@@ -31,6 +30,7 @@ from kubelite.agent.containerd import Containerd, socket_path_for
 from kubelite.agent.cri import pb
 from kubelite.agent.images import ErrImageNeverPull, ErrImagePull, ImageManager
 from kubelite.images import build as image_build
+from tests.e2e.harness import delete_nat_chain, nat_chains
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "build" / "images"
@@ -103,21 +103,6 @@ def _free_pod_cidr() -> str:
         if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
             return str(net)
     raise RuntimeError("no free 10.244.x.0/24")
-
-
-def _nat_chains() -> set[str]:
-    res = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True)
-    return {line.split()[1] for line in res.stdout.splitlines() if line.startswith("-N ")}
-
-
-def _delete_nat_chain(chain: str) -> None:
-    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True).stdout
-    for rule in rules.splitlines():
-        parts = shlex.split(rule)
-        if parts[:1] == ["-A"] and "-j" in parts and parts[parts.index("-j") + 1] == chain:
-            subprocess.run(["iptables", "-w", "-t", "nat", "-D", *parts[1:]], capture_output=True)
-    subprocess.run(["iptables", "-w", "-t", "nat", "-F", chain], capture_output=True)
-    subprocess.run(["iptables", "-w", "-t", "nat", "-X", chain], capture_output=True)
 
 
 def _write_cni_config(conf_dir: Path, ipam_dir: Path, bridge: str, cidr: str) -> None:
@@ -198,7 +183,7 @@ def runtime_env(tmp_path):
         "bridge": f"kubelite-t{rnd}",
         "cgroup_parent": f"/kubelite-e2e-{rnd}",
         "cidr": _free_pod_cidr(),
-        "nat_chains_before": _nat_chains(),
+        "nat_chains_before": nat_chains(),
         "run_containerd_existed": Path("/run/containerd").exists(),
         "var_lib_cni_existed": Path("/var/lib/cni").exists(),
         "netns_before": set(os.listdir("/run/netns")) if Path("/run/netns").exists() else set(),
@@ -213,8 +198,8 @@ def runtime_env(tmp_path):
         subprocess.run(["umount", "-l", mp], capture_output=True)
     if _link_exists(env["bridge"]):
         subprocess.run(["ip", "link", "del", env["bridge"]], capture_output=True)
-    for chain in _nat_chains() - env["nat_chains_before"]:
-        _delete_nat_chain(chain)
+    for chain in nat_chains() - env["nat_chains_before"]:
+        delete_nat_chain(chain)
     for ctrl in CGROUP_ROOT.iterdir():
         d = ctrl / env["cgroup_parent"].lstrip("/")
         if d.is_dir():

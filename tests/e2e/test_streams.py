@@ -25,7 +25,15 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.harness import KUBECTL, ROOT, ServerProcess, free_port, wait_until
+from tests.e2e.harness import (
+    KUBECTL,
+    ROOT,
+    ServerProcess,
+    delete_nat_chain,
+    free_port,
+    nat_chains,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -106,7 +114,7 @@ def env(tmp_path_factory):
     data_dir.mkdir()
     bridge = f"kubelite-s{os.getpid() % 100000}"
     cidr = rt._free_pod_cidr()
-    nat_before = rt._nat_chains()
+    nat_before = nat_chains()
     rt._write_cni_config(data_dir / "cni" / "net.d", data_dir / "cni" / "ipam", bridge, cidr)
 
     server = StreamServer(base / "server")
@@ -123,8 +131,8 @@ def env(tmp_path_factory):
         server.stop()
         if rt._link_exists(bridge):
             subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-        for chain in rt._nat_chains() - nat_before:
-            rt._delete_nat_chain(chain)
+        for chain in nat_chains() - nat_before:
+            delete_nat_chain(chain)
         for mp in sorted(rt._mounts_under(data_dir), key=len, reverse=True):
             subprocess.run(["umount", "-l", mp], capture_output=True)
 
