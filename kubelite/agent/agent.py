@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cri_api.v1 import api_pb2 as cri_pb
-
 from kubelite.agent import crispec
 from kubelite.agent.cgroups import CgroupManager
 from kubelite.agent.crispec import PodRuntime
@@ -50,6 +48,9 @@ class AgentConfig:
     # where the cluster CA lives (<dir>/tls): the agent's HTTPS endpoint (logs, exec, port-forward)
     # gets its serving certificate from it; without one the endpoint is not started
     pki_dir: Path | None = None
+    # sandbox creations / container starts at once (0: 2 per CPU); a burst of pods queues
+    # here, earliest pod first, instead of slowing containerd down for all of them
+    runtime_parallelism: int = 0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -75,7 +76,7 @@ class Agent:
         self.server: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._api_pods: dict[str, Obj] = {}
-        self._last_relist: dict[str, frozenset[tuple[str, int]]] = {}
+        self.runtime_cache: crispec.RuntimeCache | None = None
         self.started_at = 0.0
 
     # ------------------------------------------------------------------ lifecycle
@@ -109,15 +110,21 @@ class Agent:
         cgroups = CgroupManager()
         await asyncio.to_thread(cgroups.ensure_qos_roots)
         self.recorder = EventRecorder(self.client, component="kubelet", host=self.node_name)
-        self.runtime = RuntimeManager(self.cri, self.images, cgroups, VolumeManager(cfg.data_dir), self.recorder,
-                                      self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity())
+        volumes = VolumeManager(cfg.data_dir, client=self.client)  # the client requests projected SA tokens
+        self.runtime = RuntimeManager(self.cri, self.images, cgroups, volumes, self.recorder,
+                                      self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity(),
+                                      parallelism=cfg.runtime_parallelism)
         self.status = StatusManager(self.client)
         self.status.start()
         # probes (agent/prober.py): results wake the pod's worker, which restarts and reports
         self.prober = ProbeManager(self.cri.runtime, self.runtime.event, on_change=self._probe_result_changed,
                                    host_ip=self.node.host_ip)
         self.runtime.prober = self.prober
-        self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober)
+        # the PLEG: one relist of the runtime shared by every worker; changes wake the pod's worker
+        self.runtime_cache = crispec.RuntimeCache(self.cri.runtime, on_change=self._runtime_changed)
+        await self.runtime_cache.refresh()
+        self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
+                                  cache=self.runtime_cache)
         rv = await self._relist_pods()
         await self._remove_orphans()
         self.node.start()
@@ -152,6 +159,10 @@ class Agent:
         self._tasks = []
         if self.workers is not None:
             await self.workers.stop()
+        if self.runtime_cache is not None:
+            await self.runtime_cache.close()
+        if self.runtime is not None:
+            await self.runtime.volumes.close()  # stops token refreshers; mounts stay for running pods
         if self.status is not None:
             await self.status.flush(3)
             await self.status.stop()
@@ -177,6 +188,10 @@ class Agent:
             if exc.code == 404:
                 return None
             raise
+
+    def _runtime_changed(self, uid: str) -> None:
+        if self.workers is not None:
+            self.workers.wake(uid)
 
     def _probe_result_changed(self, uid: str) -> None:
         if self.workers is not None:
@@ -239,46 +254,30 @@ class Agent:
             return rv
 
     # ------------------------------------------------------------------ runtime side
-    async def _runtime_snapshot(self) -> dict[str, frozenset[tuple[str, int]]]:
-        assert self.cri is not None
-        rt = self.cri.runtime
-        sbs = await rt.ListPodSandbox(cri_pb.ListPodSandboxRequest(), timeout=10)
-        cts = await rt.ListContainers(cri_pb.ListContainersRequest(), timeout=10)
-        snap: dict[str, set[tuple[str, int]]] = {}
-        for s in sbs.items:
-            uid = s.labels.get(crispec.POD_UID)
-            if uid:
-                snap.setdefault(uid, set()).add((s.id, s.state))
-        for c in cts.containers:
-            uid = c.labels.get(crispec.POD_UID)
-            if uid:
-                snap.setdefault(uid, set()).add((c.id, c.state))
-        return {k: frozenset(v) for k, v in snap.items()}
-
     async def _relist_runtime(self) -> None:
-        """GenericPLEG: every second, wake the workers of pods whose containers changed."""
-        assert self.workers is not None
+        """GenericPLEG: every second, relist the runtime; the cache wakes the workers of pods
+        whose sandboxes or containers changed. Workers that changed something relist in
+        between (shared, see RuntimeCache), and a relist that recent counts for this period."""
+        assert self.runtime_cache is not None
         while True:
-            await asyncio.sleep(RELIST_PERIOD)
+            await asyncio.sleep(max(0.0, self.runtime_cache.listed_at + RELIST_PERIOD - time.monotonic()))
             try:
-                snap = await self._runtime_snapshot()
+                await self.runtime_cache.refresh(time.monotonic() - RELIST_PERIOD / 2)
             except Exception as exc:
                 log.debug("relist failed: %s", exc)
-                continue
-            for uid in set(snap) | set(self._last_relist):
-                if snap.get(uid) != self._last_relist.get(uid):
-                    self.workers.wake(uid)
-            self._last_relist = snap
+                await asyncio.sleep(RELIST_PERIOD)
 
     async def _remove_orphans(self) -> None:
         """Sandboxes, containers, pod dirs and pod cgroups of pods this node no longer has."""
         assert self.runtime is not None and self.workers is not None
         known = set(self._api_pods) | self.workers.known()
+        assert self.runtime_cache is not None
         try:
-            by_uid = await crispec.list_pod_runtime(self.cri.runtime)
+            await self.runtime_cache.refresh()
         except Exception as exc:
             log.warning("orphan scan failed: %s", exc)
             return
+        by_uid = self.runtime_cache.pods()
         # only what this node made: its containerd's sandboxes and its data dir's pod dirs. Pod
         # cgroups alone prove nothing (kubepods is shared by every agent on the host); a pod's
         # cgroup goes with the rest of it in remove_pod.
@@ -306,12 +305,12 @@ class Agent:
 
 async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str = "", *, kubelet_port: int = 10250,
                     containerd_socket: Path | str | None = None, images_dir: Path | str | None = None,
-                    pki_dir: Path | str | None = None) -> None:
+                    pki_dir: Path | str | None = None, runtime_parallelism: int = 0) -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
                               Path(images_dir) if images_dir else None,
-                              Path(pki_dir) if pki_dir else None))
+                              Path(pki_dir) if pki_dir else None, runtime_parallelism))
     try:
         await agent.start()
         await asyncio.Event().wait()

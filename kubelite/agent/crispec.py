@@ -8,10 +8,13 @@ own by ``io.kubernetes.pod.uid``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -410,8 +413,45 @@ def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count:
 
 
 # --------------------------------------------------------------------------- reading state
+def sandbox_state_from_status(st: Any) -> SandboxState:
+    """A SandboxState from a PodSandboxStatus answer (what RunPodSandbox's caller asks next)."""
+    ready = st.state == cri.SANDBOX_READY
+    ip = st.network.ip if ready else ""
+    return SandboxState(st.id, ready, st.metadata.attempt, _ns(st.created_at), ip=ip,
+                        ips=[ip] + [a.ip for a in st.network.additional_ips] if ip else [], labels=dict(st.labels))
+
+
+async def _sandbox_state(cri_rt: Any, sb: Any) -> SandboxState:
+    st = SandboxState(sb.id, sb.state == cri.SANDBOX_READY, sb.metadata.attempt, _ns(sb.created_at),
+                      labels=dict(sb.labels))
+    if st.ready:
+        try:
+            full = await cri_rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=sb.id), timeout=30)
+            st.ip = full.status.network.ip
+            st.ips = [st.ip] + [a.ip for a in full.status.network.additional_ips] if st.ip else []
+        except Exception as exc:  # raced with removal
+            log.debug("sandbox status %s: %s", sb.id, exc)
+    return st
+
+
+async def _container_state(cri_rt: Any, c: Any) -> ContainerState | None:
+    try:
+        full = await cri_rt.ContainerStatus(cri.ContainerStatusRequest(container_id=c.id), timeout=30)
+    except Exception as exc:  # raced with removal
+        log.debug("container status %s: %s", c.id, exc)
+        return None
+    return container_state_from_status(full.status, c.pod_sandbox_id)
+
+
+def _sort(pr: PodRuntime) -> None:
+    # the id breaks ties: two listings of the same containers always give the same order
+    pr.sandboxes.sort(key=lambda s: (s.created_at, s.attempt, s.id), reverse=True)
+    pr.containers.sort(key=lambda c: (c.created_at, c.attempt, c.id), reverse=True)
+
+
 async def list_pod_runtime(cri_rt: Any, uid: str | None = None) -> dict[str, PodRuntime]:
-    """Sandboxes and containers (with full statuses) grouped by pod uid, newest first."""
+    """Sandboxes and containers (with full statuses) grouped by pod uid, newest first.
+    Uncached: the agent's pod workers read :class:`RuntimeCache` instead."""
     sel = {POD_UID: uid} if uid else {}
     sbs = await cri_rt.ListPodSandbox(cri.ListPodSandboxRequest(filter=cri.PodSandboxFilter(label_selector=sel)),
                                       timeout=30)
@@ -420,31 +460,115 @@ async def list_pod_runtime(cri_rt: Any, uid: str | None = None) -> dict[str, Pod
     out: dict[str, PodRuntime] = {}
     for sb in sbs.items:
         puid = sb.labels.get(POD_UID)
-        if not puid:
-            continue
-        pr = out.setdefault(puid, PodRuntime(puid))
-        st = SandboxState(sb.id, sb.state == cri.SANDBOX_READY, sb.metadata.attempt, _ns(sb.created_at),
-                          labels=dict(sb.labels))
-        if st.ready:
-            try:
-                full = await cri_rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=sb.id), timeout=30)
-                st.ip = full.status.network.ip
-                st.ips = [st.ip] + [a.ip for a in full.status.network.additional_ips] if st.ip else []
-            except Exception as exc:  # raced with removal
-                log.debug("sandbox status %s: %s", sb.id, exc)
-        pr.sandboxes.append(st)
+        if puid:
+            out.setdefault(puid, PodRuntime(puid)).sandboxes.append(await _sandbox_state(cri_rt, sb))
     for c in cts.containers:
         puid = c.labels.get(POD_UID)
         if not puid:
             continue
-        try:
-            full = await cri_rt.ContainerStatus(cri.ContainerStatusRequest(container_id=c.id), timeout=30)
-        except Exception as exc:  # raced with removal
-            log.debug("container status %s: %s", c.id, exc)
-            continue
-        out.setdefault(puid, PodRuntime(puid)).containers.append(
-            container_state_from_status(full.status, c.pod_sandbox_id))
+        st = await _container_state(cri_rt, c)
+        if st is not None:
+            out.setdefault(puid, PodRuntime(puid)).containers.append(st)
     for pr in out.values():
-        pr.sandboxes.sort(key=lambda s: (s.created_at, s.attempt), reverse=True)
-        pr.containers.sort(key=lambda c: (c.created_at, c.attempt), reverse=True)
+        _sort(pr)
     return out
+
+
+class RuntimeCache:
+    """The node's runtime state, shared by every pod worker (the kubelet's PLEG + pod cache).
+
+    One relist is one ListPodSandbox and one ListContainers for the whole node; the full
+    ContainerStatus / PodSandboxStatus is asked only for a container or sandbox whose listed
+    state is new (a container's status does not change while its state does not). Callers
+    say how fresh they need it: ``await cache.get(uid, newer_than=t)`` returns the pod's
+    state from a relist that started after ``t`` (the moment the caller last changed
+    something), so a worker sees its own changes while the many workers of a burst share
+    relists instead of each listing the runtime. ``on_change(uid)`` is called for every pod
+    whose sandboxes or containers changed between two relists.
+
+    The objects handed out are shared and must not be modified.
+    """
+
+    def __init__(self, cri_rt: Any, on_change: Any = None) -> None:
+        self.rt = cri_rt
+        self.on_change = on_change
+        self.relists = 0
+        self._pods: dict[str, PodRuntime] = {}
+        self._fingerprints: dict[str, frozenset[tuple[str, int]]] = {}
+        self._at = float("-inf")  # when the relist behind _pods started (time.monotonic)
+        self._inflight: asyncio.Task[None] | None = None
+        self._containers: dict[str, tuple[int, ContainerState]] = {}  # id -> (listed state, status)
+        self._sandboxes: dict[str, tuple[int, SandboxState]] = {}
+
+    @property
+    def listed_at(self) -> float:
+        return self._at
+
+    def pods(self) -> dict[str, PodRuntime]:
+        """Every pod uid of the last relist."""
+        return dict(self._pods)
+
+    async def get(self, uid: str, newer_than: float = float("-inf")) -> PodRuntime:
+        await self.refresh(newer_than)
+        return self._pods.get(uid) or PodRuntime(uid)
+
+    async def refresh(self, newer_than: float | None = None) -> None:
+        """Make sure the state comes from a relist started after ``newer_than`` (default:
+        now). Joins the relist under way if that one is fresh enough."""
+        if newer_than is None:
+            newer_than = time.monotonic()
+        while self._at < newer_than:
+            task = self._inflight
+            if task is None:
+                task = self._inflight = asyncio.create_task(self._relist(), name="runtime-relist")
+            await asyncio.shield(task)
+
+    async def close(self) -> None:
+        task = self._inflight
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def _relist(self) -> None:
+        try:
+            started = time.monotonic()
+            sbs = await self.rt.ListPodSandbox(cri.ListPodSandboxRequest(), timeout=30)
+            cts = await self.rt.ListContainers(cri.ListContainersRequest(), timeout=30)
+            sb_items = [s for s in sbs.items if s.labels.get(POD_UID)]
+            ct_items = [c for c in cts.containers if c.labels.get(POD_UID)]
+            new_sbs = [s for s in sb_items if self._sandboxes.get(s.id, (None,))[0] != s.state]
+            new_cts = [c for c in ct_items if self._containers.get(c.id, (None,))[0] != c.state]
+            got_sbs = await asyncio.gather(*(_sandbox_state(self.rt, s) for s in new_sbs))
+            got_cts = await asyncio.gather(*(_container_state(self.rt, c) for c in new_cts))
+            sandboxes = {s.id: v for s, v in ((s, self._sandboxes.get(s.id)) for s in sb_items) if v is not None}
+            containers = {c.id: v for c, v in ((c, self._containers.get(c.id)) for c in ct_items) if v is not None}
+            for s, st in zip(new_sbs, got_sbs, strict=True):
+                sandboxes[s.id] = (s.state, st)
+            for c, cst in zip(new_cts, got_cts, strict=True):
+                if cst is not None:
+                    containers[c.id] = (c.state, cst)
+            pods: dict[str, PodRuntime] = {}
+            for s in sb_items:
+                if s.id in sandboxes:
+                    uid = s.labels[POD_UID]
+                    pods.setdefault(uid, PodRuntime(uid)).sandboxes.append(sandboxes[s.id][1])
+            for c in ct_items:
+                if c.id in containers:
+                    uid = c.labels[POD_UID]
+                    pods.setdefault(uid, PodRuntime(uid)).containers.append(containers[c.id][1])
+            fingerprints: dict[str, frozenset[tuple[str, int]]] = {}
+            for uid, pr in pods.items():
+                _sort(pr)
+                fingerprints[uid] = frozenset([(x.id, sandboxes[x.id][0]) for x in pr.sandboxes]
+                                              + [(x.id, containers[x.id][0]) for x in pr.containers])
+            changed = [u for u in set(fingerprints) | set(self._fingerprints)
+                       if fingerprints.get(u) != self._fingerprints.get(u)]
+            self._sandboxes, self._containers = sandboxes, containers
+            self._pods, self._fingerprints, self._at = pods, fingerprints, started
+            self.relists += 1
+        finally:
+            self._inflight = None
+        if self.on_change is not None:
+            for uid in changed:
+                self.on_change(uid)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,57 @@ log = logging.getLogger("kubelite.agent.runtime")
 Obj = dict[str, Any]
 MIN_GRACE_PERIOD = 2  # minimumGracePeriodInSeconds
 DEFAULT_GRACE_PERIOD = 30
+IMAGE_STATUS_TTL = 5.0  # a present image's ImageStatus answer is reused this long
+
+
+def default_parallelism() -> int:
+    """Sandbox creations / container starts at once: enough to keep containerd, runc and
+    CNI busy on every CPU, few enough that a burst does not make each of them crawl."""
+    return 2 * (os.cpu_count() or 1)
+
+
+class RuntimeLimiter:
+    """At most ``limit`` heavy runtime operations (RunPodSandbox, CreateContainer +
+    StartContainer) at once. Waiters are served by priority, then in arrival order: the
+    agent gives each pod the order in which it first synced, so in a burst the pods that
+    came first get their containers started before later pods get sandboxes, and finish
+    first, instead of all of them crawling through containerd together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._busy = 0
+        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    @contextlib.asynccontextmanager
+    async def slot(self, priority: float = 0.0) -> AsyncIterator[None]:
+        if self._busy < self.limit and not self._waiters:
+            self._busy += 1
+        else:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiters, (priority, next(self._seq), fut))
+            try:
+                await fut  # a releasing holder hands its slot over
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._release()  # handed over, but we are gone: pass it on
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._busy -= 1
 
 
 @dataclass
@@ -57,7 +111,8 @@ def _rpc_message(exc: BaseException) -> str:
 
 class RuntimeManager:
     def __init__(self, cri_client: Any, images: Any, cgroups: CgroupManager, volumes: VolumeManager,
-                 recorder: Any, fetch: Any, host_ip: str = "", memory_capacity: int = 1 << 40) -> None:
+                 recorder: Any, fetch: Any, host_ip: str = "", memory_capacity: int = 1 << 40,
+                 parallelism: int = 0) -> None:
         self.cri = cri_client
         self.rt = cri_client.runtime
         self.images = images
@@ -72,6 +127,10 @@ class RuntimeManager:
         self._pull_errors: dict[str, str] = {}
         # the prober (agent/prober.py ProbeManager), set by the agent: liveness/startup failures
         self.prober: Any = None
+        self.limiter = RuntimeLimiter(parallelism or default_parallelism())
+        self._pod_order: dict[str, int] = {}  # uid -> order of first sync: the limiter's priority
+        self._order_seq = itertools.count()
+        self._image_cache: dict[str, tuple[float, Any]] = {}  # image -> (expiry, CRI Image)
 
     # ------------------------------------------------------------------ events
     def event(self, pod: Obj, type_: str, reason: str, message: str, container: str | None = None,
@@ -88,6 +147,9 @@ class RuntimeManager:
         """One SyncPod pass: sandbox, init containers in order, then the app containers."""
         res = SyncResult()
         spec = pod["spec"]
+        uid = pod["metadata"]["uid"]
+        if uid not in self._pod_order:
+            self._pod_order[uid] = next(self._order_seq)
         policy = spec.get("restartPolicy") or "Always"
         sb = pr.latest_sandbox()
         create_sandbox = sb is None or not sb.ready or sum(1 for s in pr.sandboxes if s.ready) > 1
@@ -99,6 +161,7 @@ class RuntimeManager:
                 return res
         if create_sandbox:
             if sb is not None:
+                res.changed = True
                 await self.kill_pod(pod, pr, grace=MIN_GRACE_PERIOD, events=False)
                 await self._remove_dead_sandboxes(pr)
                 self.event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
@@ -107,22 +170,27 @@ class RuntimeManager:
             if sandbox_id is None:
                 return res
             res.changed = True
-            pr = (await crispec.list_pod_runtime(self.rt, pod["metadata"]["uid"])).get(
-                pod["metadata"]["uid"], PodRuntime(pod["metadata"]["uid"]))
-            sb = pr.latest_sandbox()
-            if sb is None:
+            # the new sandbox (and its IP) from PodSandboxStatus: no relist of the whole pod
+            try:
+                full = await self.rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id),
+                                                      timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("PodSandboxStatus %s: %s", sandbox_id[:12], _rpc_message(exc))
                 return res
+            sb = crispec.sandbox_state_from_status(full.status)
+            pr = PodRuntime(uid, [sb, *pr.sandboxes], pr.containers)
             for c in pr.containers:  # containers of an older sandbox are history now
                 if c.sandbox_id != sb.id and c.state == "running":
                     await self._stop(c.id, MIN_GRACE_PERIOD)
         assert sb is not None
         sb_config = self._sandbox_config(pod, sb.attempt)
         self._write_etc_hosts(pod, sb.ips)
+        ctx = _SyncPass(self, pod, sb.id, sb_config, pr, sb.ips, res)
         # init containers, one at a time
         for ic in spec.get("initContainers") or []:
             c = self._latest_in(pr, ic["name"], sb.id, init=True)
             if c is None or c.state in ("created",):
-                await self._start(pod, ic, sb.id, sb_config, pr, sb.ips, res, init=True)
+                await self._start(ctx, ic, init=True)
                 return res
             if c.state == "running":
                 return res
@@ -130,37 +198,42 @@ class RuntimeManager:
                 continue
             if policy == "Never":
                 return res  # pod failed
-            await self._start(pod, ic, sb.id, sb_config, pr, sb.ips, res, init=True)
+            await self._start(ctx, ic, init=True)
             return res
-        for ct in spec.get("containers") or []:
-            c = pr.latest(ct["name"])
-            if c is not None and c.state == "running":
-                probe_failed = self.prober.kill_reason(c.id) if self.prober is not None else None
-                if c.sandbox_id == sb.id and c.hash == crispec.container_hash(ct) and probe_failed:
-                    # computePodActions: a failed liveness/startup probe kills the container;
-                    # it starts again in this pass unless restartPolicy is Never
-                    restart = policy != "Never"
-                    msg = f"Container {ct['name']} failed {probe_failed} probe"
-                    self.event(pod, "Normal", "Killing", f"{msg}, will be restarted" if restart else msg, ct["name"])
-                    await self._stop(c.id, self._probe_grace(pod, ct, probe_failed))
-                    res.changed = True
-                    if not restart:
-                        continue
-                    await self._start(pod, ct, sb.id, sb_config, pr, sb.ips, res)
-                    continue
-                if c.sandbox_id == sb.id and c.hash == crispec.container_hash(ct):
-                    continue
-                # spec changed (or it runs in an old sandbox): restart it
-                self.event(pod, "Normal", "Killing", f"Container {ct['name']} definition changed, will be restarted",
-                           ct["name"])
-                await self._stop(c.id, self._grace(pod, None))
-                res.changed = True
-            elif c is not None and c.state == "exited" and c.sandbox_id == sb.id and not should_restart(policy, c):
-                continue
-            elif c is not None and c.state == "created":
-                await self._remove(c.id)
-            await self._start(pod, ct, sb.id, sb_config, pr, sb.ips, res)
+        # the app containers are independent of each other: all at once
+        await asyncio.gather(*(self._sync_container(ctx, ct, policy) for ct in spec.get("containers") or []))
         return res
+
+    async def _sync_container(self, ctx: _SyncPass, ct: Obj, policy: str) -> None:
+        pod, pr, sb_id, res = ctx.pod, ctx.pr, ctx.sandbox_id, ctx.res
+        c = pr.latest(ct["name"])
+        if c is not None and c.state == "running":
+            probe_failed = self.prober.kill_reason(c.id) if self.prober is not None else None
+            if c.sandbox_id == sb_id and c.hash == crispec.container_hash(ct) and probe_failed:
+                # computePodActions: a failed liveness/startup probe kills the container;
+                # it starts again in this pass unless restartPolicy is Never
+                restart = policy != "Never"
+                msg = f"Container {ct['name']} failed {probe_failed} probe"
+                self.event(pod, "Normal", "Killing", f"{msg}, will be restarted" if restart else msg, ct["name"])
+                await self._stop(c.id, self._probe_grace(pod, ct, probe_failed))
+                res.changed = True
+                if not restart:
+                    return
+                await self._start(ctx, ct)
+                return
+            if c.sandbox_id == sb_id and c.hash == crispec.container_hash(ct):
+                return
+            # spec changed (or it runs in an old sandbox): restart it
+            self.event(pod, "Normal", "Killing", f"Container {ct['name']} definition changed, will be restarted",
+                       ct["name"])
+            await self._stop(c.id, self._grace(pod, None))
+            res.changed = True
+        elif c is not None and c.state == "exited" and c.sandbox_id == sb_id and not should_restart(policy, c):
+            return
+        elif c is not None and c.state == "created":
+            res.changed = True
+            await self._remove(c.id)
+        await self._start(ctx, ct)
 
     async def _remove_dead_sandboxes(self, pr: PodRuntime) -> None:
         """Sandboxes that are not ready and hold no containers are of no further use."""
@@ -198,7 +271,8 @@ class RuntimeManager:
                        f"create Pod using \"ClusterFirst\" policy. Falling back to \"Default\" policy.")
         config = self._sandbox_config(pod, attempt)
         try:
-            resp = await self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config), timeout=120)
+            async with self.limiter.slot(self._priority(pod)):
+                resp = await self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config), timeout=120)
         except grpc.aio.AioRpcError as exc:
             self.event(pod, "Warning", "FailedCreatePodSandBox",
                        f"Failed to create pod sandbox: {_rpc_message(exc)}")
@@ -241,8 +315,11 @@ class RuntimeManager:
         m = pod["metadata"]
         return f"{m['name']}_{m.get('namespace', '')}_{m['uid']}_{container['name']}_{crispec.container_hash(container)}"
 
-    async def _start(self, pod: Obj, ct: Obj, sandbox_id: str, sb_config: Any, pr: PodRuntime, pod_ips: list[str],
-                     res: SyncResult, init: bool = False) -> None:
+    def _priority(self, pod: Obj) -> float:
+        return float(self._pod_order.get(pod["metadata"]["uid"], 0))
+
+    async def _start(self, ctx: _SyncPass, ct: Obj, init: bool = False) -> None:
+        pod, sandbox_id, sb_config, pr, res = ctx.pod, ctx.sandbox_id, ctx.sb_config, ctx.pr, ctx.res
         name = ct["name"]
         prev = pr.latest(name)
         # doBackOff: a container that died recently waits
@@ -257,12 +334,13 @@ class RuntimeManager:
                 res.next_wake = _min(res.next_wake, self.crash_backoff.remaining(key, prev.finished_at) + 0.05)
                 return
             self.crash_backoff.next(key, prev.finished_at)
-        ref = await self._ensure_image(pod, ct, sb_config, res, init)
-        if ref is None:
+        got = await self._ensure_image(pod, ct, sb_config, res, init)
+        if got is None:
             return
+        ref, img = got
         restart_count = prev.restart_count + 1 if prev is not None else 0
         try:
-            config = await self._container_config(pod, ct, ref, restart_count, pod_ips, init)
+            config = await self._container_config(ctx, ct, ref, img, restart_count, init)
         except (EnvError, VolumeError, crispec.ContainerConfigError) as exc:
             msg = str(exc)
             if isinstance(exc, VolumeError):
@@ -271,28 +349,49 @@ class RuntimeManager:
             res.waiting[name] = ("CreateContainerConfigError", msg)
             res.next_wake = _min(res.next_wake, 2)
             return
-        try:
-            cresp = await self.rt.CreateContainer(cri.CreateContainerRequest(
-                pod_sandbox_id=sandbox_id, config=config, sandbox_config=sb_config), timeout=120)
-        except grpc.aio.AioRpcError as exc:
-            msg = _rpc_message(exc)
-            self.event(pod, "Warning", "Failed", f"Error: {msg}", name, init)
-            res.waiting[name] = ("CreateContainerError", msg)
-            res.next_wake = _min(res.next_wake, 2)
-            return
-        self.event(pod, "Normal", "Created", f"Created container: {name}", name, init)
-        try:
-            await self.rt.StartContainer(cri.StartContainerRequest(container_id=cresp.container_id), timeout=120)
-        except grpc.aio.AioRpcError as exc:
-            msg = _rpc_message(exc)
-            self.event(pod, "Warning", "Failed", f"Error: {msg}", name, init)
-            res.waiting[name] = ("RunContainerError", msg)
+        async with self.limiter.slot(self._priority(pod)):
+            try:
+                cresp = await self.rt.CreateContainer(cri.CreateContainerRequest(
+                    pod_sandbox_id=sandbox_id, config=config, sandbox_config=sb_config), timeout=120)
+            except grpc.aio.AioRpcError as exc:
+                self._image_cache.pop(ct.get("image", ""), None)  # perhaps removed since: ask again
+                msg = _rpc_message(exc)
+                self.event(pod, "Warning", "Failed", f"Error: {msg}", name, init)
+                res.waiting[name] = ("CreateContainerError", msg)
+                res.next_wake = _min(res.next_wake, 2)
+                return
+            self.event(pod, "Normal", "Created", f"Created container: {name}", name, init)
             res.changed = True
-            return
+            try:
+                await self.rt.StartContainer(cri.StartContainerRequest(container_id=cresp.container_id),
+                                             timeout=120)
+            except grpc.aio.AioRpcError as exc:
+                msg = _rpc_message(exc)
+                self.event(pod, "Warning", "Failed", f"Error: {msg}", name, init)
+                res.waiting[name] = ("RunContainerError", msg)
+                return
         self.event(pod, "Normal", "Started", f"Started container {name}", name, init)
         res.changed = True
 
-    async def _ensure_image(self, pod: Obj, ct: Obj, sb_config: Any, res: SyncResult, init: bool) -> str | None:
+    async def _image_status(self, image: str) -> Any:
+        """ImageStatus, a present image's answer reused for IMAGE_STATUS_TTL (a burst of pods
+        with the same images asks once)."""
+        now = time.monotonic()
+        hit = self._image_cache.get(image)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        img = await self.images.status(image)
+        if img is not None:
+            self._image_cache[image] = (now + IMAGE_STATUS_TTL, img)
+            if len(self._image_cache) > 256:
+                self._image_cache = {k: v for k, v in self._image_cache.items() if v[0] > now}
+        else:
+            self._image_cache.pop(image, None)
+        return img
+
+    async def _ensure_image(self, pod: Obj, ct: Obj, sb_config: Any, res: SyncResult,
+                            init: bool) -> tuple[str, Any] | None:
+        """(image ref, its CRI Image record) once the image is there."""
         from kubelite.agent.images import ErrImageNeverPull, ImageError
 
         name = ct["name"]
@@ -300,12 +399,12 @@ class RuntimeManager:
         policy = ct.get("imagePullPolicy") or "IfNotPresent"
         key = f"{pod['metadata']['uid']}_{image}"
         try:
-            present = await self.images.status(image) if policy != "Always" else None
+            present = await self._image_status(image) if policy != "Always" else None
         except Exception:  # invalid names surface from ensure_image below
             present = None
         if present is not None:
             self.event(pod, "Normal", "Pulled", f"Container image \"{image}\" already present on machine", name, init)
-            return present.id
+            return present.id, present
         if policy == "Never":
             msg = f"Container image \"{image}\" is not present with pull policy of Never"
             self.event(pod, "Warning", "ErrImageNeverPull", msg, name, init)
@@ -345,6 +444,7 @@ class RuntimeManager:
         self.image_backoff.reset(key)
         took = time.monotonic() - t0
         size = ""
+        st = None
         with contextlib.suppress(Exception):
             st = await self.images.status(ref)
             if st is not None:
@@ -352,17 +452,19 @@ class RuntimeManager:
         self.event(pod, "Normal", "Pulled",
                    f"Successfully pulled image \"{image}\" in {_dur(took)} ({_dur(took)} including waiting).{size}",
                    name, init)
-        return ref
+        return ref, st
 
-    async def _container_config(self, pod: Obj, ct: Obj, image_ref: str, restart_count: int, pod_ips: list[str],
+    async def _container_config(self, ctx: _SyncPass, ct: Obj, image_ref: str, img: Any, restart_count: int,
                                 init: bool) -> Any:
+        pod = ctx.pod
         uid = pod["metadata"]["uid"]
-        env = await make_environment(pod, ct, self.fetch, self.host_ip, pod_ips)
-        img = await self.images.status(image_ref)
+        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips)
+        if img is None:
+            img = await self.images.status(image_ref)
         image_uid = img.uid.value if img is not None and img.HasField("uid") else None
         image_user = img.username if img is not None else ""
         crispec.verify_run_as_non_root(pod, ct, image_uid, image_user)
-        vol_paths = await self.volumes.setup(pod, self.fetch)
+        vol_paths = await ctx.volumes()
         mounts = self.volumes.mounts_for(pod, ct, vol_paths)
         if not pod["spec"].get("hostNetwork") and not any(m[1] == "/etc/hosts" for m in mounts):
             mounts.append((str(self.volumes.pod_dir(uid) / "etc-hosts"), "/etc/hosts", False))
@@ -430,6 +532,29 @@ class RuntimeManager:
             await asyncio.to_thread(self.cgroups.remove, names[uid])
         for k in [k for k in self.crash_backoff._entries if f"_{uid}_" in k]:
             self.crash_backoff.reset(k)
+        self._pod_order.pop(uid, None)
+
+
+class _SyncPass:
+    """What one SyncPod pass shares between its containers: the sandbox, the runtime state
+    it started from, the result, and the pod's volumes (set up once per pass, not once per
+    container)."""
+
+    def __init__(self, rm: RuntimeManager, pod: Obj, sandbox_id: str, sb_config: Any, pr: PodRuntime,
+                 ips: list[str], res: SyncResult) -> None:
+        self.rm = rm
+        self.pod = pod
+        self.sandbox_id = sandbox_id
+        self.sb_config = sb_config
+        self.pr = pr
+        self.ips = ips
+        self.res = res
+        self._volumes: asyncio.Future[dict[str, str]] | None = None
+
+    async def volumes(self) -> dict[str, str]:
+        if self._volumes is None:
+            self._volumes = asyncio.ensure_future(self.rm.volumes.setup(self.pod, self.rm.fetch))
+        return await asyncio.shield(self._volumes)
 
 
 def crispec_cgroup_name(pod: Obj) -> str:

@@ -150,11 +150,21 @@ def _cond(ctype: str, ok: bool, reason: str = "", message: str = "") -> Obj:
 
 
 def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]], host_ip: str,
-                    pod_is_terminal: bool = False, ready_fn: Any = None, started_fn: Any = None) -> Obj:
-    """generateAPIPodStatus: a complete pod status from the runtime state (timestamps of
-    unchanged conditions are carried over from the API status)."""
+                    pod_is_terminal: bool = False, ready_fn: Any = None, started_fn: Any = None,
+                    previous: Obj | None = None) -> Obj:
+    """generateAPIPodStatus: a complete pod status from the runtime state.
+
+    What is carried over (startTime, transition times of unchanged conditions, the history
+    of containers the runtime no longer has, the last pod IPs) comes from ``previous``, the
+    status this agent last computed for the pod (StatusManager.latest), as upstream takes it
+    from its status manager's cache. Only without one (a restarted agent) does it come from
+    the API's status. Never from the API's copy otherwise: that copy is the echo of an
+    earlier write and lags behind — two syncs between a write and its echo would each copy
+    a different startTime/lastState back and re-write the status forever. The conditions
+    other components own (PodScheduled, DisruptionTarget, …) always come from the API."""
     spec = pod["spec"]
-    old = pod.get("status") or {}
+    api = pod.get("status") or {}
+    old = previous if previous is not None else api
     old_cs = {s["name"]: s for s in old.get("containerStatuses") or []}
     old_ics = {s["name"]: s for s in old.get("initContainerStatuses") or []}
     init_st = [container_status(c, pr, waiting, old_ics.get(c["name"]), True, ready_fn, started_fn)
@@ -200,7 +210,7 @@ def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]
     now = now_rfc3339()
     ours = {c["type"]: c for c in conds}
     merged: list[Obj] = []
-    for c in old.get("conditions") or []:
+    for c in api.get("conditions") or []:
         if c.get("type") not in ours:
             merged.append(c)
     for c in conds:
@@ -225,9 +235,9 @@ def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]
         status["initContainerStatuses"] = init_st
     status["containerStatuses"] = cts
     status["qosClass"] = old.get("qosClass") or compute_qos_class(pod)
-    for k in ("nominatedNodeName", "message", "reason"):
-        if old.get(k) and k != "reason":
-            status[k] = old[k]
+    for k in ("nominatedNodeName", "message"):
+        if api.get(k):
+            status[k] = api[k]
     return status
 
 
@@ -262,6 +272,11 @@ class StatusManager:
 
     def last_status(self, uid: str) -> Obj | None:
         return self._last.get(uid)
+
+    def latest(self, uid: str) -> Obj | None:
+        """The newest status computed for the pod: queued for writing, else last written."""
+        pending = self._pending.get(uid)
+        return pending[2] if pending is not None else self._last.get(uid)
 
     def set_status(self, pod: Obj, status: Obj) -> None:
         uid = pod["metadata"]["uid"]

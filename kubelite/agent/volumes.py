@@ -2,11 +2,14 @@
 
 ``<data_dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`` (tmpfs for medium Memory),
 hostPath with the kubelet's type checks, configMap/secret as files, and per-container
-termination-message files under ``<data_dir>/pods/<uid>/containers/<name>/``.
+termination-message files under ``<data_dir>/pods/<uid>/containers/<name>/``, and projected
+volumes (service-account tokens, configMap, secret, downwardAPI; see agent/projected.py) on a
+per-pod tmpfs, kept fresh by a background refresher (tokens at 80% of their lifetime).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import logging
@@ -14,9 +17,12 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from kubelite.agent import projected
 from kubelite.agent.cgroups import bytes_of
 
 log = logging.getLogger("kubelite.agent.volumes")
@@ -93,10 +99,20 @@ def _mounts_under(path: Path) -> list[str]:
     return sorted(out, key=len, reverse=True)
 
 
+PROJECTED_RESYNC_SECONDS = 60.0  # how often projected volumes are re-read (the kubelet's pod resync)
+
+
 class VolumeManager:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, client: Any = None) -> None:
         self.data_dir = Path(data_dir)
         self.pods_dir = self.data_dir / "pods"
+        # projected volumes: the pods to keep fresh (uid -> (pod, fetch)), guarded against teardown
+        # (which runs in a worker thread) by a lock
+        self.tokens = projected.TokenManager(client)
+        self._projected: dict[str, tuple[Obj, Any]] = {}
+        self._projected_lock = threading.Lock()
+        self._refresher: asyncio.Task | None = None
+        self.resync_seconds = PROJECTED_RESYNC_SECONDS
 
     def pod_dir(self, uid: str) -> Path:
         return self.pods_dir / uid
@@ -161,12 +177,84 @@ class VolumeManager:
                                       f"{what} \"{obj_name}\" not found")
                 self._write_files(d, obj or {}, kind, src)
                 out[name] = str(d)
+            elif "projected" in v:
+                d = self._projected_dir(uid, name)
+                with self._projected_lock:
+                    self._projected[uid] = (pod, fetch)
+                try:
+                    await self._materialize(pod, v, fetch, initial=True)
+                except projected.ProjectionError as exc:
+                    raise VolumeError(f"MountVolume.SetUp failed for volume \"{name}\" : {exc}") from None
+                except OSError as exc:
+                    raise VolumeError(f"MountVolume.SetUp failed for volume \"{name}\" : {exc}") from exc
+                self._ensure_refresher()
+                out[name] = str(d)
             else:
                 # unsupported volume sources get an empty directory so containers can start
                 d = self.pod_dir(uid) / "volumes" / "kubernetes.io~empty-dir" / name
                 d.mkdir(parents=True, exist_ok=True)
                 out[name] = str(d)
         return out
+
+    # ------------------------------------------------------------------ projected volumes
+    def _projected_dir(self, uid: str, name: str) -> Path:
+        return self.pod_dir(uid) / "volumes" / projected.PLUGIN_DIR / name
+
+    async def _materialize(self, pod: Obj, volume: Obj, fetch: Any, initial: bool) -> float | None:
+        """Write one projected volume; returns when its token must be refreshed (or None)."""
+        uid = pod["metadata"]["uid"]
+        d = self._projected_dir(uid, volume.get("name", ""))
+        if initial:
+            d.mkdir(parents=True, exist_ok=True)
+            if not _is_mount(d):
+                r = subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(d)],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise OSError(r.stderr.strip() or "mounting tmpfs failed")
+        payload, refresh = await projected.projected_payload(pod, volume, fetch, self.tokens)
+        with self._projected_lock:
+            # a pod torn down meanwhile (teardown runs in a thread) is not written again
+            if uid not in self._projected or not d.is_dir():
+                return None
+            if projected.atomic_write(d, payload):
+                log.debug("projected volume %s of pod %s updated", volume.get("name"), uid)
+        return refresh
+
+    def _ensure_refresher(self) -> None:
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_loop(), name="projected-volume-refresher")
+
+    async def _refresh_loop(self) -> None:
+        """Re-project every pod's projected volumes each resync, and sooner when a token
+        reaches 80% of its lifetime (the kubelet's token manager + pod resync)."""
+        next_at = time.time() + self.resync_seconds
+        while True:
+            await asyncio.sleep(max(1.0, min(self.resync_seconds, next_at - time.time())))
+            with self._projected_lock:
+                pods = list(self._projected.values())
+            live = {p["metadata"]["uid"] for p, _ in pods}
+            for key in [k for k in self.tokens.cache if k[5] not in live]:
+                del self.tokens.cache[key]
+            next_at = time.time() + self.resync_seconds
+            for pod, fetch in pods:
+                for v in (pod.get("spec") or {}).get("volumes") or []:
+                    if "projected" not in v:
+                        continue
+                    try:
+                        at = await self._materialize(pod, v, fetch, initial=False)
+                    except Exception as exc:  # keep the last good payload; try again next round
+                        log.warning("refreshing projected volume %s of pod %s/%s: %s", v.get("name"),
+                                    pod["metadata"].get("namespace"), pod["metadata"].get("name"), exc)
+                        at = time.time() + 10
+                    if at is not None:
+                        next_at = min(next_at, at)
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(BaseException):
+                await self._refresher
+            self._refresher = None
 
     @staticmethod
     def _write_files(d: Path, obj: Obj, kind: str, src: Obj) -> None:
@@ -209,6 +297,8 @@ class VolumeManager:
 
     def teardown(self, uid: str) -> None:
         """Unmount and delete everything under the pod dir (volumes, termination files)."""
+        with self._projected_lock:
+            self._projected.pop(uid, None)
         d = self.pod_dir(uid)
         for mp in _mounts_under(d):
             r = subprocess.run(["umount", mp], capture_output=True, text=True)

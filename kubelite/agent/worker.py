@@ -11,8 +11,7 @@ import logging
 import time
 from typing import Any
 
-from kubelite.agent import crispec
-from kubelite.agent.crispec import PodRuntime
+from kubelite.agent.crispec import PodRuntime, RuntimeCache
 from kubelite.agent.runtime import RuntimeManager
 from kubelite.agent.status import TERMINAL, StatusManager, generate_status
 from kubelite.api import errors
@@ -34,12 +33,17 @@ class PodWorker:
         self._wake.set()
         self.task: asyncio.Task[None] | None = None
         self.terminal_done = False
+        # when this worker last changed the pod's containers: it must see the runtime from after that
+        self.acted_at = float("-inf")
 
     def update(self, pod: Obj | None) -> None:
         if pod is None:
             self.removed = True
         else:
+            needs_sync = _needs_sync(self.pod, pod)
             self.pod = pod
+            if not needs_sync:
+                return
         self._wake.set()
 
     def wake(self) -> None:
@@ -63,8 +67,17 @@ class PodWorker:
                 next_wake = 2.0
 
     async def _runtime(self) -> PodRuntime:
-        got = await crispec.list_pod_runtime(self.owner.runtime.rt, self.uid)
-        return got.get(self.uid, PodRuntime(self.uid))
+        """The pod's runtime state from the shared relist, fresh enough to show what this
+        worker did last."""
+        return await self.owner.cache.get(self.uid, newer_than=self.acted_at)
+
+    def _acted(self) -> None:
+        self.acted_at = time.monotonic()
+
+    def _status(self, pr: PodRuntime, waiting: dict[str, tuple[str, str]], terminal: bool = False) -> Obj:
+        o = self.owner
+        return generate_status(self.pod, pr, waiting, o.host_ip, pod_is_terminal=terminal, ready_fn=o.ready_fn,
+                               started_fn=o.started_fn, previous=o.status.latest(self.uid))
 
     async def _sync(self) -> float:
         rm: RuntimeManager = self.owner.runtime
@@ -76,6 +89,7 @@ class PodWorker:
             self.owner.probes_remove(self.uid)
             if pr.running() or any(s.ready for s in pr.sandboxes):
                 await rm.kill_pod(pod, pr, events=False)
+                self._acted()
             return RESYNC_INTERVAL
         if self.owner.first_sync_at.get(self.uid) is None:
             self.owner.first_sync_at[self.uid] = time.monotonic()
@@ -85,16 +99,17 @@ class PodWorker:
                 del self.waiting[name]
         self.waiting.update(res.waiting)
         if res.changed:
+            self._acted()
             pr = await self._runtime()
         if self.owner.prober is not None:  # probe workers follow the running containers
             self.owner.prober.sync_pod(pod, pr)
-        status = generate_status(pod, pr, self.waiting, self.owner.host_ip, ready_fn=self.owner.ready_fn,
-                                 started_fn=self.owner.started_fn)
+        status = self._status(pr, self.waiting)
         self.owner.status.set_status(pod, status)
         if status["phase"] in TERMINAL:
             self.terminal_done = True
             self.owner.probes_remove(self.uid)
             await rm.kill_pod(pod, pr, events=False)
+            self._acted()
             return RESYNC_INTERVAL
         wake = res.next_wake if res.next_wake is not None else RESYNC_INTERVAL
         return min(wake, RESYNC_INTERVAL)
@@ -109,13 +124,13 @@ class PodWorker:
         pr = await self._runtime()
         started = time.monotonic()
         await rm.kill_pod(pod, pr)
+        self._acted()
         pr = await self._runtime()
         if not self.removed:
             # the final status: every container terminated, the phase terminal
             api_phase = (pod.get("status") or {}).get("phase")
             if api_phase not in TERMINAL:
-                status = generate_status(pod, pr, {}, self.owner.host_ip, pod_is_terminal=True,
-                                         ready_fn=self.owner.ready_fn, started_fn=self.owner.started_fn)
+                status = self._status(pr, {}, terminal=True)
                 self.owner.status.set_status(pod, status)
                 await self.owner.status.flush(5)
         self.owner.probes_remove(self.uid)
@@ -127,6 +142,23 @@ class PodWorker:
         self.owner.status.forget(self.uid)
 
 
+_IGNORED_METADATA = ("resourceVersion", "managedFields")
+
+
+def _needs_sync(old: Obj, new: Obj) -> bool:
+    """Whether an API update of the pod calls for a sync. Not for a change of the status
+    alone — mostly the echo of this agent's own status write, which would re-sync, ask the
+    runtime again and, if anything in the status drifted, write again — unless the new
+    status is terminal (someone else ended the pod)."""
+    if old.get("spec") != new.get("spec"):
+        return True
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    if any(om.get(k) != nm.get(k) for k in set(om) | set(nm) if k not in _IGNORED_METADATA):
+        return True
+    new_phase = (new.get("status") or {}).get("phase")
+    return new_phase in TERMINAL and (old.get("status") or {}).get("phase") != new_phase
+
+
 def _name(pod: Obj) -> str:
     m = pod["metadata"]
     return f"{m.get('namespace', '')}/{m['name']}"
@@ -134,8 +166,10 @@ def _name(pod: Obj) -> str:
 
 class PodWorkers:
     def __init__(self, runtime: RuntimeManager, status: StatusManager, client: Any, host_ip: str,
-                 ready_fn: Any = None, prober: Any = None) -> None:
+                 ready_fn: Any = None, prober: Any = None, cache: RuntimeCache | None = None) -> None:
         self.runtime = runtime
+        # the runtime state every worker reads (the agent's PLEG relists it and wakes workers)
+        self.cache = cache if cache is not None else RuntimeCache(runtime.rt)
         self.status = status
         self.client = client
         self.host_ip = host_ip

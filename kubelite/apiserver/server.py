@@ -18,9 +18,11 @@ from kubelite.apiserver.registry import ResourceStore
 from kubelite.apiserver.streams import StreamHandlers, install_stream_handlers
 from kubelite.apiserver.wiring import install_machinery
 from kubelite.auth.setup import install_security
+from kubelite.cli.certs import ServingCertReloader
 from kubelite.cli.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
 from kubelite.config import ServerConfig
 from kubelite.controllers.namespace import NamespaceController
+from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.kinds.registry import default_registry
 from kubelite.store.sqlite import SQLiteStore
 
@@ -56,13 +58,18 @@ class Server:
         app, self.app_state = build_app(handler, [auth_middleware(authn), *security.middlewares])
         self.runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, cfg.bind_address, cfg.port, ssl_context=pki_mod.server_ssl_context(pki),
+        ssl_context = pki_mod.server_ssl_context(pki)
+        site = web.TCPSite(self.runner, cfg.bind_address, cfg.port, ssl_context=ssl_context,
                            backlog=1024, reuse_address=True)
         await site.start()
         await security.start()  # default RBAC policy, informers, controllers
         nsc = NamespaceController(self.stores)
         await nsc.bootstrap()
         self.tasks.append(asyncio.create_task(nsc.run(), name="namespace-controller"))
+        # kube-root-ca.crt in every namespace; new serving certificates (kubelite certs rotate)
+        # taken into the live TLS context without a restart
+        self.tasks.append(asyncio.create_task(RootCAPublisher(self.stores, pki.ca_cert).run(), name="root-ca-publisher"))
+        self.tasks.append(asyncio.create_task(ServingCertReloader(ssl_context, pki).run(), name="serving-cert-reloader"))
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
         self.app_state.ready = True
         log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from kubelite.cli.agent import register_agent_cli
+from kubelite.cli.certs import register_certs_cli
 from kubelite.cli.images import register_images_cli
 from kubelite.config import DEFAULT_DATA_DIR, ServerConfig
 
@@ -108,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--server")
     register_images_cli(sub, default_data_dir=default_dir)
     register_agent_cli(sub)
+    register_certs_cli(sub, default_data_dir=default_dir)
     args = p.parse_args(argv)
-    if args.cmd in ("images", "agent"):
+    if args.cmd in ("images", "agent", "certs"):
         return int(args.func(args) or 0)
     if args.cmd == "server":
         return cmd_server(args)

@@ -40,8 +40,8 @@ def _stream(server, path: str, until: int, timeout: float = 10) -> list[dict]:
 def test_send_initial_events_then_bookmark(server, core):
     ns = _ns(core)
     for i in range(3):
-        core.create_namespaced_config_map(ns, {"metadata": {"name": f"c{i}"}})
-    events = _stream(server, f"/api/v1/namespaces/{ns}/configmaps?watch=1&sendInitialEvents=true"
+        core.create_namespaced_config_map(ns, {"metadata": {"name": f"c{i}", "labels": {"t": "init"}}})
+    events = _stream(server, f"/api/v1/namespaces/{ns}/configmaps?watch=1&sendInitialEvents=true&labelSelector=t%3Dinit"
                              f"&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=5", 4)
     assert [e["type"] for e in events] == ["ADDED", "ADDED", "ADDED", "BOOKMARK"]
     assert sorted(e["object"]["metadata"]["name"] for e in events[:3]) == ["c0", "c1", "c2"]
@@ -71,7 +71,8 @@ def test_label_selector_watch_sees_enter_and_leave(server, core):
 
 def test_watch_timeout_ends_stream(server, core):
     ns = _ns(core)
-    events = _stream(server, f"/api/v1/namespaces/{ns}/configmaps?watch=1&timeoutSeconds=1", 5, timeout=10)
+    events = _stream(server, f"/api/v1/namespaces/{ns}/configmaps?watch=1&timeoutSeconds=1&labelSelector=none",
+                     5, timeout=10)
     assert events == []
 
 

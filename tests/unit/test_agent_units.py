@@ -106,3 +106,119 @@ def test_run_as_non_root():
         verify_run_as_non_root(pod, c, 0, "")
     verify_run_as_non_root(pod, c, 1000, "")
     verify_run_as_non_root(pod, dict(c, securityContext={"runAsNonRoot": True, "runAsUser": 1}), 0, "")
+
+
+# --------------------------------------------------------------------------- status feedback loop
+def _two_sandbox_runtime():
+    """A pod whose first sandbox died: its containers exited there and run again, restarted,
+    in a second sandbox."""
+    from kubelite.agent.crispec import ContainerState, PodRuntime, SandboxState
+
+    t = 1_700_000_000.0
+    old_sb = SandboxState("s1", False, 0, t)
+    new_sb = SandboxState("s2", True, 1, t + 10, ip="10.244.0.7", ips=["10.244.0.7"])
+    cs = [ContainerState("k1", "kuard", "exited", 0, "s1", t + 1, t + 1.5, t + 9, 137),
+          ContainerState("c1", "sidecar", "exited", 0, "s1", t + 1, t + 1.6, t + 9, 137),
+          ContainerState("k2", "kuard", "running", 1, "s2", t + 11, t + 11.5, restart_count=1),
+          ContainerState("c2", "sidecar", "running", 1, "s2", t + 11, t + 11.6, restart_count=1)]
+    cs.sort(key=lambda c: (c.created_at, c.attempt, c.id), reverse=True)
+    return PodRuntime("u", [new_sb, old_sb], cs)
+
+
+def test_status_is_stable_across_resyncs_and_lagging_echoes(monkeypatch):
+    """Two syncs between a status write and its watch echo used to copy different
+    startTime/transition times back from the lagging API copy, so every echo produced a
+    different status and another write (about every 150 ms, until the pod was deleted)."""
+    import copy
+
+    from kubelite.agent import status as status_mod
+    from kubelite.agent.status import StatusManager, generate_status
+
+    clock = ["2026-01-01T00:00:28Z"]
+    monkeypatch.setattr(status_mod, "now_rfc3339", lambda: clock[0])
+    pod = {"metadata": {"name": "p", "namespace": "default", "uid": "u"},
+           "spec": {"restartPolicy": "Always", "containers": [{"name": "kuard", "image": "k"},
+                                                              {"name": "sidecar", "image": "b"}]},
+           "status": {"phase": "Pending", "conditions": [
+               {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:01Z"}]}}
+    pr = _two_sandbox_runtime()
+    mgr = StatusManager(client=None)  # not started: nothing is sent, writes stay pending
+    writes = []
+
+    def sync(api_pod):
+        st = generate_status(api_pod, pr, {}, "192.0.2.2", previous=mgr.latest("u"))
+        before = mgr.latest("u")
+        mgr.set_status(api_pod, st)
+        if mgr.latest("u") is not before:
+            writes.append(st)
+        return st
+
+    stale = copy.deepcopy(pod)
+    first = sync(stale)
+    # the write is sent; its echo has not arrived yet when the next syncs run a second later
+    mgr._last["u"] = mgr._pending.pop("u")[2]
+    clock[0] = "2026-01-01T00:00:29Z"
+    assert sync(stale) == first
+    # the echo arrives (as the API stores it), then an older one, then the newest again
+    echo = dict(copy.deepcopy(pod), status=copy.deepcopy(first))
+    for api_pod in (echo, stale, echo):
+        clock[0] = "2026-01-01T00:00:31Z"
+        assert sync(api_pod) == first
+    assert len(writes) == 1
+    assert first["startTime"] == "2026-01-01T00:00:28Z" and first["phase"] == "Running"
+    kuard = first["containerStatuses"][0]
+    assert kuard["containerID"] == "containerd://k2" and kuard["restartCount"] == 1
+    assert kuard["lastState"]["terminated"]["containerID"] == "containerd://k1"
+    assert [c["type"] for c in first["conditions"]][-1] == "PodScheduled"
+
+
+def test_runtime_listing_order_is_total():
+    """Containers created in the same instant come back in the same order every relist."""
+    from kubelite.agent.crispec import ContainerState, PodRuntime, _sort
+
+    a = ContainerState("a", "x", "exited", 0, "s", 5.0)
+    b = ContainerState("b", "x", "exited", 0, "s", 5.0)
+    p1, p2 = PodRuntime("u", [], [a, b]), PodRuntime("u", [], [b, a])
+    _sort(p1)
+    _sort(p2)
+    assert [c.id for c in p1.containers] == [c.id for c in p2.containers]
+
+
+def test_status_echo_does_not_wake_the_worker():
+    from kubelite.agent.worker import _needs_sync
+
+    pod = {"metadata": {"name": "p", "uid": "u", "resourceVersion": "1"}, "spec": {"containers": []},
+           "status": {"phase": "Pending"}}
+    echo = {**pod, "metadata": {**pod["metadata"], "resourceVersion": "2"}, "status": {"phase": "Running"}}
+    assert not _needs_sync(pod, echo)
+    assert _needs_sync(echo, {**echo, "status": {"phase": "Failed"}})
+    assert _needs_sync(echo, {**echo, "metadata": {**echo["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}})
+
+
+async def test_runtime_limiter_bounds_and_serves_earliest_pod_first():
+    import asyncio
+
+    from kubelite.agent.runtime import RuntimeLimiter
+
+    lim = RuntimeLimiter(2)
+    running, peak, order = 0, 0, []
+    gate = asyncio.Event()
+
+    async def op(prio, tag):
+        nonlocal running, peak
+        async with lim.slot(prio):
+            running += 1
+            peak = max(peak, running)
+            order.append(tag)
+            await gate.wait()
+            running -= 1
+
+    tasks = [asyncio.create_task(op(p, f"pod{p}")) for p in (0, 1, 5, 4, 3)]
+    await asyncio.sleep(0)
+    cancelled = asyncio.create_task(op(2, "gone"))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert peak == 2 and order == ["pod0", "pod1", "pod3", "pod4", "pod5"] and lim.busy == 0

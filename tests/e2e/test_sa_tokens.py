@@ -1,0 +1,153 @@
+"""Projected service-account tokens end to end: `kubelite server` with its in-process agent
+(a ``system:node:<name>`` identity) projects kube-api-access into a real container; the token
+authenticates as the pod's service account until the pod is deleted."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+
+import jwt
+import pytest
+
+from tests.e2e.harness import ServerProcess, raw_request, wait_until
+from tests.e2e.test_agent_support import BUSYBOX, AgentProcess, _unmount_under, bridge_ports, leftovers
+
+NODE = "kl-e2e-satokens"
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("satokens")
+    server = ServerProcess(base / "data", extra=["--node-name", NODE]).start()
+    node = AgentProcess(server.data_dir, server, NODE)  # to look at the host; the server runs the agent
+
+    def ready() -> bool:
+        p = server.kubectl("get", "node", NODE, "-o", "json", check=False)
+        return p.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
+                                         for c in json.loads(p.stdout)["status"].get("conditions", []))
+
+    try:
+        wait_until(ready, 60, 0.1, "node Ready")
+        yield server, node
+    finally:
+        with contextlib.suppress(Exception):
+            server.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--timeout=60s", check=False)
+        with contextlib.suppress(Exception):
+            server.kubectl("delete", "ns", "satok", "--timeout=60s", check=False)
+        server.stop()
+        _unmount_under(server.data_dir)
+        if not bridge_ports():
+            subprocess.run(["ip", "link", "del", "kubelite0"], capture_output=True)
+
+
+def _pod(name: str, **spec) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"containers": [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                                "terminationGracePeriodSeconds": 1, **spec}})
+
+
+def _whoami(server: ServerProcess, token: str) -> tuple[int, dict]:
+    body = b'{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}'
+    status, _, out = raw_request(server, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body,
+                                 {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, auth=False)
+    return status, json.loads(out)
+
+
+def test_projected_token_authenticates_until_pod_deleted(cluster):
+    server, node = cluster
+    server.kubectl("apply", "-f", "-", input=_pod("tok"))
+    server.kubectl("wait", "--for=condition=Ready", "pod/tok", "--timeout=60s")
+    pod = json.loads(server.kubectl("get", "pod", "tok", "-o", "json").stdout)
+    uid = pod["metadata"]["uid"]
+    vol = next(v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-"))
+    assert pod["spec"]["containers"][0]["volumeMounts"] == [
+        {"mountPath": SA_DIR, "name": vol["name"], "readOnly": True}]
+
+    token = server.kubectl("exec", "tok", "--", "cat", f"{SA_DIR}/token").stdout
+    assert token.count(".") == 2
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["sub"] == "system:serviceaccount:default:default"
+    assert claims["exp"] - claims["iat"] == 3607
+    assert claims["aud"] == ["https://kubernetes.default.svc.cluster.local"]
+    assert claims["kubernetes.io"]["pod"] == {"name": "tok", "uid": uid}
+    assert claims["kubernetes.io"]["node"]["name"] == NODE
+    assert server.kubectl("exec", "tok", "--", "cat", f"{SA_DIR}/namespace").stdout == "default"
+    ca = server.kubectl("exec", "tok", "--", "cat", f"{SA_DIR}/ca.crt").stdout
+    assert ca == (server.data_dir / "tls" / "ca.crt").read_text()
+    listing = server.kubectl("exec", "tok", "--", "ls", "-la", SA_DIR).stdout
+    assert "..data -> ..20" in listing and "token -> ..data/token" in listing, listing
+    # the files are read-only inside the container
+    assert server.kubectl("exec", "tok", "--", "sh", "-c", f"echo x > {SA_DIR}/token", check=False).returncode != 0
+
+    # the in-process agent asked for the token with its node identity
+    audit = (server.data_dir / "audit" / "audit.log").read_text().splitlines()
+    reqs = [json.loads(ln) for ln in audit if '"serviceaccounts"' in ln and '"token"' in ln]
+    assert any(e["user"]["username"] == f"system:node:{NODE}" and e["responseStatus"]["code"] == 201
+               and e["objectRef"].get("subresource") == "token" for e in reqs), reqs[-3:]
+
+    status, review = _whoami(server, token)
+    assert status == 201, review
+    info = review["status"]["userInfo"]
+    assert info["username"] == "system:serviceaccount:default:default"
+    assert info["extra"]["authentication.kubernetes.io/pod-name"] == ["tok"]
+    assert info["extra"]["authentication.kubernetes.io/pod-uid"] == [uid]
+    status, _, out = raw_request(server, "GET", "/api/v1/namespaces/default/secrets", None,
+                                 {"Authorization": f"Bearer {token}"}, auth=False)
+    assert status == 403
+    assert json.loads(out)["message"] == ('secrets is forbidden: User "system:serviceaccount:default:default" '
+                                          'cannot list resource "secrets" in API group "" in the namespace "default"')
+
+    server.kubectl("delete", "pod", "tok", "--timeout=60s")
+    assert _whoami(server, token)[0] == 401
+    wait_until(lambda: not leftovers(node, uid), 30, 0.1, "nothing left on the host")
+
+
+def test_custom_service_account_and_opt_out(cluster):
+    server, node = cluster
+    server.kubectl("create", "namespace", "satok")
+    server.kubectl("-n", "satok", "create", "serviceaccount", "robot")
+    wait_until(lambda: server.kubectl("-n", "satok", "get", "cm", "kube-root-ca.crt", check=False).returncode == 0,
+               10, 0.1, "kube-root-ca.crt in the new namespace")
+    server.kubectl("-n", "satok", "apply", "-f", "-", input=_pod("robo", serviceAccountName="robot"))
+    server.kubectl("-n", "satok", "apply", "-f", "-", input=_pod("quiet", automountServiceAccountToken=False))
+    server.kubectl("-n", "satok", "wait", "--for=condition=Ready", "pod/robo", "pod/quiet", "--timeout=60s")
+    token = server.kubectl("-n", "satok", "exec", "robo", "--", "cat", f"{SA_DIR}/token").stdout
+    status, review = _whoami(server, token)
+    assert status == 201 and review["status"]["userInfo"]["username"] == "system:serviceaccount:satok:robot"
+    assert server.kubectl("-n", "satok", "exec", "robo", "--", "cat", f"{SA_DIR}/namespace").stdout == "satok"
+    quiet = json.loads(server.kubectl("-n", "satok", "get", "pod", "quiet", "-o", "json").stdout)
+    assert not quiet["spec"].get("volumes") and not quiet["spec"]["containers"][0].get("volumeMounts")
+    assert server.kubectl("-n", "satok", "exec", "quiet", "--", "ls", SA_DIR, check=False).returncode != 0
+    # the service account's own opt-out
+    server.kubectl("-n", "satok", "patch", "serviceaccount", "robot", "-p", '{"automountServiceAccountToken":false}')
+    server.kubectl("-n", "satok", "apply", "-f", "-", input=_pod("robo2", serviceAccountName="robot"))
+    robo2 = json.loads(server.kubectl("-n", "satok", "get", "pod", "robo2", "-o", "json").stdout)
+    assert not robo2["spec"].get("volumes")
+    server.kubectl("-n", "satok", "delete", "pods", "--all", "--timeout=60s")
+    assert _whoami(server, token)[0] == 401
+    server.kubectl("delete", "namespace", "satok", "--timeout=60s")
+
+
+def test_root_ca_configmap_published_and_restored(cluster):
+    server, _ = cluster
+    ca = (server.data_dir / "tls" / "ca.crt").read_text()
+    out = json.loads(server.kubectl("get", "configmaps", "-A", "--field-selector", "metadata.name=kube-root-ca.crt",
+                                    "-o", "json").stdout)
+    namespaces = {i["metadata"]["namespace"] for i in out["items"]}
+    assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= namespaces
+    cm = next(i for i in out["items"] if i["metadata"]["namespace"] == "default")
+    assert cm["data"] == {"ca.crt": ca}
+    assert cm["metadata"]["annotations"]["kubernetes.io/description"].startswith(
+        "Contains a CA bundle that can be used to verify the kube-apiserver")
+    server.kubectl("-n", "kube-public", "delete", "configmap", "kube-root-ca.crt")
+
+    def data(ns: str) -> dict:
+        p = server.kubectl("-n", ns, "get", "configmap", "kube-root-ca.crt", "-o", "json", check=False)
+        return json.loads(p.stdout).get("data", {}) if p.returncode == 0 else {}
+
+    wait_until(lambda: data("kube-public") == {"ca.crt": ca}, 10, 0.1, "recreated")
+    server.kubectl("-n", "kube-public", "patch", "configmap", "kube-root-ca.crt", "-p", '{"data":{"ca.crt":"junk"}}')
+    wait_until(lambda: data("kube-public") == {"ca.crt": ca}, 10, 0.1, "restored")
