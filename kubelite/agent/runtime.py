@@ -183,6 +183,9 @@ class RuntimeManager:
                 if c.sandbox_id != sb.id and c.state == "running":
                     await self._stop(c.id, MIN_GRACE_PERIOD)
         assert sb is not None
+        if not create_sandbox:
+            # projected volumes set up before (maybe by an earlier agent) follow this pod version
+            self.volumes.track(pod, self.fetch)
         sb_config = self._sandbox_config(pod, sb.attempt)
         self._write_etc_hosts(pod, sb.ips)
         ctx = _SyncPass(self, pod, sb.id, sb_config, pr, sb.ips, res)

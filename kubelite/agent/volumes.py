@@ -5,6 +5,12 @@ hostPath with the kubelet's type checks, configMap/secret as files, and per-cont
 termination-message files under ``<data_dir>/pods/<uid>/containers/<name>/``, and projected
 volumes (service-account tokens, configMap, secret, downwardAPI; see agent/projected.py) on a
 per-pod tmpfs, kept fresh by a background refresher (tokens at 80% of their lifetime).
+
+The refresher learns a pod when its volumes are set up, and from :meth:`VolumeManager.track`,
+which each sync of a pod that already has a sandbox calls: that adopts the pods an earlier
+agent set up (their tmpfs mounts survive an agent restart; like the kubelet's remount after a
+restart, their tokens are requested anew at once) and hands the refresher the pod's current
+labels and annotations, so downwardAPI files follow them.
 """
 
 from __future__ import annotations
@@ -113,6 +119,9 @@ class VolumeManager:
         self._projected_lock = threading.Lock()
         self._refresher: asyncio.Task | None = None
         self.resync_seconds = PROJECTED_RESYNC_SECONDS
+        # pods to re-project now rather than at the next resync (adopted, or metadata changed)
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
 
     def pod_dir(self, uid: str) -> Path:
         return self.pods_dir / uid
@@ -197,6 +206,44 @@ class VolumeManager:
         return out
 
     # ------------------------------------------------------------------ projected volumes
+    def track(self, pod: Obj, fetch: Any) -> None:
+        """Keep the projected volumes of a pod whose sandbox exists fresh with this version of
+        the pod. A pod the refresher does not know yet is adopted when all its projected
+        volumes are mounted already (set up by an earlier agent): re-projected at once, with
+        new tokens. A known pod whose labels or annotations changed is re-projected at once
+        (downwardAPI items). Cheap enough for every sync."""
+        vols = [v for v in (pod.get("spec") or {}).get("volumes") or [] if "projected" in v]
+        if not vols:
+            return
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        with self._projected_lock:
+            cur = self._projected.get(uid)
+            if cur is not None:
+                old = cur[0].get("metadata") or {}
+                self._projected[uid] = (pod, fetch)
+                if old.get("labels") == meta.get("labels") and old.get("annotations") == meta.get("annotations"):
+                    return
+                self._dirty.add(uid)
+                self._wake.set()
+                return
+        dirs = [self._projected_dir(uid, v.get("name", "")) for v in vols]
+        if not all(d.is_dir() for d in dirs) or not all(_is_mount(d) for d in dirs):
+            return  # not set up yet: setup() registers it
+        with self._projected_lock:
+            if uid in self._projected:
+                return
+            self._projected[uid] = (pod, fetch)
+            self._dirty.add(uid)
+        log.info("refreshing the projected volumes of running pod %s/%s (uid %s) set up before this agent started",
+                 meta.get("namespace", ""), meta.get("name", ""), uid)
+        self._wake.set()
+        self._ensure_refresher()
+
+    def tracked(self, uid: str) -> bool:
+        with self._projected_lock:
+            return uid in self._projected
+
     def _projected_dir(self, uid: str, name: str) -> Path:
         return self.pod_dir(uid) / "volumes" / projected.PLUGIN_DIR / name
 
@@ -225,17 +272,27 @@ class VolumeManager:
             self._refresher = asyncio.create_task(self._refresh_loop(), name="projected-volume-refresher")
 
     async def _refresh_loop(self) -> None:
-        """Re-project every pod's projected volumes each resync, and sooner when a token
-        reaches 80% of its lifetime (the kubelet's token manager + pod resync)."""
+        """Re-project every pod's projected volumes each resync, sooner when a token reaches
+        80% of its lifetime (the kubelet's token manager + pod resync), and the pods
+        :meth:`track` marks at once."""
         next_at = time.time() + self.resync_seconds
         while True:
-            await asyncio.sleep(max(1.0, min(self.resync_seconds, next_at - time.time())))
+            timeout = max(1.0, min(self.resync_seconds, next_at - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            full = time.time() >= next_at - 0.05  # (timers may fire a little early)
             with self._projected_lock:
-                pods = list(self._projected.values())
-            live = {p["metadata"]["uid"] for p, _ in pods}
-            for key in [k for k in self.tokens.cache if k[5] not in live]:
-                del self.tokens.cache[key]
-            next_at = time.time() + self.resync_seconds
+                if full:
+                    pods = list(self._projected.values())
+                else:
+                    pods = [self._projected[u] for u in self._dirty if u in self._projected]
+                self._dirty.clear()
+                live = set(self._projected)
+            if full:
+                for key in [k for k in self.tokens.cache if k[5] not in live]:
+                    del self.tokens.cache[key]
+                next_at = time.time() + self.resync_seconds
             for pod, fetch in pods:
                 for v in (pod.get("spec") or {}).get("volumes") or []:
                     if "projected" not in v:

@@ -2,7 +2,12 @@
 RS256 JWTs signed with the cluster's service-account key; the token authenticator accepts
 them while the signature, audience and lifetime are good and the service account (and the
 pod the token is bound to) still exist with the same uid
-(pkg/serviceaccount/claims.go, pkg/registry/core/serviceaccount/storage/token.go)."""
+(pkg/serviceaccount/claims.go, pkg/registry/core/serviceaccount/storage/token.go).
+
+The subresource is served here rather than through the admission chain, so NodeRestriction's
+TokenRequest checks (admitServiceAccount, with ServiceAccountNodeAudienceRestriction) run in
+:meth:`TokenIssuer.node_restriction`, before the service account is looked up, as a mutating
+admission plugin runs before the REST create upstream."""
 
 from __future__ import annotations
 
@@ -18,8 +23,10 @@ from kubelite.api import errors
 from kubelite.api import field as f
 from kubelite.api.field import Path
 from kubelite.apiserver import http
-from kubelite.apiserver.auth import UserInfo
+from kubelite.apiserver.auth import USER, UserInfo
 from kubelite.apiserver.pki import PKI
+from kubelite.auth.authorizer import ALLOW, Attributes
+from kubelite.auth.node import node_identity
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 API_AUDIENCES = (ISSUER,)
@@ -27,6 +34,7 @@ DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
 MAX_EXPIRATION = 1 << 32
 SA_GROUP = "system:serviceaccounts"
+AUDIENCE_VERB = "request-serviceaccounts-token-audience"
 
 
 def _store(server: Any, plural: str) -> Any:
@@ -41,8 +49,10 @@ def _rfc3339(ts: float) -> str:
 
 
 class TokenIssuer:
-    def __init__(self, server: Any, pki: PKI) -> None:
+    def __init__(self, server: Any, pki: PKI, authorizer: Any = None) -> None:
         self.server = server
+        # NodeRestriction asks it whether a node may request an audience no pod volume names
+        self.authorizer = authorizer
         self.private_key = pki.sa_key.read_bytes()
         self.public_key = pki.sa_pub.read_bytes()
 
@@ -54,8 +64,12 @@ class TokenIssuer:
         body = http.decode_object(raw, http.media_type(request)) if raw.strip() else {}
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a TokenRequest object")
-        sa = await _store(self.server, "serviceaccounts").get(t.namespace, t.name)
         spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        user = request.get(USER)
+        node, is_node = node_identity(user)
+        if is_node:
+            await self.node_restriction(node, user, t.namespace, t.name, spec)
+        sa = await _store(self.server, "serviceaccounts").get(t.namespace, t.name)
         exp_s = spec.get("expirationSeconds")
         exp_s = DEFAULT_EXPIRATION if exp_s is None else exp_s
         audiences = list(spec.get("audiences") or API_AUDIENCES)
@@ -96,6 +110,51 @@ class TokenIssuer:
                         "boundObjectRef": ref if isinstance(ref, dict) and ref else None},
                "status": {"token": token, "expirationTimestamp": _rfc3339(claims["exp"])}}
         return http.respond(request, out, 201)
+
+    # ------------------------------------------------------------------ NodeRestriction
+    async def node_restriction(self, node: str, user: Any, namespace: str, sa_name: str, spec: dict[str, Any]) -> None:
+        """admitServiceAccount (plugin/pkg/admission/noderestriction): a node may request only
+        tokens bound to a pod scheduled on itself, with the pod's current uid, and (with
+        ServiceAccountNodeAudienceRestriction) only an audience one of the pod's volumes uses
+        unless it is authorized for that audience."""
+
+        def forbidden(msg: str) -> errors.StatusError:
+            return errors.forbidden("serviceaccounts", sa_name, msg)
+
+        if not node:
+            raise forbidden(f'could not determine node from user "{getattr(user, "name", "")}"')
+        ref = spec.get("boundObjectRef")
+        if (not isinstance(ref, dict) or ref.get("apiVersion") != "v1" or ref.get("kind") != "Pod"
+                or not ref.get("name")):
+            raise forbidden("node requested token not bound to a pod")
+        if not ref.get("uid"):
+            raise forbidden("node requested token with a pod binding without a uid")
+        try:
+            pod = await _store(self.server, "pods").get(namespace, ref["name"])
+        except errors.StatusError as exc:
+            if exc.code == 404:
+                raise errors.not_found("pod", ref["name"]) from None  # the pod lister's NotFound
+            raise forbidden(exc.message) from None
+        if ref["uid"] != pod["metadata"].get("uid"):
+            raise forbidden(f"the UID in the bound object reference ({ref['uid']}) does not match the UID in record. "
+                            f"The object might have been deleted and then recreated")
+        if ((pod.get("spec") or {}).get("nodeName") or "") != node:
+            raise forbidden("node requested token bound to a pod scheduled on a different node")
+        # validateNodeServiceAccountAudience
+        audiences = spec.get("audiences") or []
+        if not isinstance(audiences, list) or len(audiences) > 1:
+            raise forbidden("node may only request 0 or 1 audiences")
+        audience = audiences[0] if audiences else ""
+        if pod_references_audience(pod, audience):
+            return
+        if self.authorizer is not None:
+            decision, _ = await self.authorizer.authorize(Attributes(
+                user=user, verb=AUDIENCE_VERB, namespace=namespace, api_version="v1", resource=str(audience),
+                name=sa_name))
+            if decision == ALLOW:
+                return
+        raise forbidden(f'audience "{audience}" not found in pod spec volume, {getattr(user, "name", "")} is not '
+                        f"authorized to request tokens for this audience")
 
     def _kid(self) -> str:
         import base64
@@ -149,13 +208,25 @@ class TokenIssuer:
         return UserInfo(name, (SA_GROUP, f"{SA_GROUP}:{ns}"), sa_ref.get("uid", ""), extra)
 
 
-def install(server: Any, handler: Any, authn: Any) -> TokenIssuer:
+def pod_references_audience(pod: dict[str, Any], audience: str) -> bool:
+    """podReferencesAudience: a projected serviceAccountToken source of the pod asks for the
+    audience ("" = the API server's). (Audiences of CSI drivers' tokenRequests: kubelite serves
+    no CSIDriver objects.)"""
+    for v in (pod.get("spec") or {}).get("volumes") or []:
+        for src in ((v.get("projected") or {}).get("sources") or []) if isinstance(v, dict) else []:
+            tok = src.get("serviceAccountToken") if isinstance(src, dict) else None
+            if isinstance(tok, dict) and (tok.get("audience") or "") == audience:
+                return True
+    return False
+
+
+def install(server: Any, handler: Any, authn: Any, authorizer: Any = None) -> TokenIssuer:
     from kubelite.apiserver.pki import load_pki
 
-    issuer = TokenIssuer(server, load_pki(server.cfg.data_dir))
+    issuer = TokenIssuer(server, load_pki(server.cfg.data_dir), authorizer)
     handler.subresources[("", "serviceaccounts", "token")] = issuer.handle
     authn.add_token_authenticator(issuer.authenticate)
     return issuer
 
 
-__all__ = ["API_AUDIENCES", "ISSUER", "TokenIssuer", "install"]
+__all__ = ["API_AUDIENCES", "ISSUER", "TokenIssuer", "install", "pod_references_audience"]

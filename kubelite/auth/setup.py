@@ -16,6 +16,7 @@ import asyncio
 import logging
 from typing import Any
 
+from kubelite.auth import serviceaccount_tokens
 from kubelite.auth.aggregation import AggregationController
 from kubelite.auth.authorizer import PrivilegedGroups, Union
 from kubelite.auth.bootstrap import bootstrap_policy
@@ -69,12 +70,7 @@ class Security:
         from kubelite.apiserver.authz import authz_middleware
 
         self.middlewares.append(authz_middleware(self.authorizer))
-        try:
-            from kubelite.auth import serviceaccount_tokens
-
-            serviceaccount_tokens.install(server, handler, authn)
-        except ImportError:
-            pass
+        serviceaccount_tokens.install(server, handler, authn, authorizer=self.authorizer)
         self.aggregation = AggregationController(self.informers["clusterroles"], self.cluster_role_store)
 
     async def start(self) -> None:

@@ -1,17 +1,20 @@
 """Projected service-account tokens end to end: `kubelite server` with its in-process agent
 (a ``system:node:<name>`` identity) projects kube-api-access into a real container; the token
-authenticates as the pod's service account until the pod is deleted."""
+authenticates as the pod's service account until the pod is deleted; an agent that restarts
+under running pods keeps their projected volumes fresh (new tokens, labels). NodeRestriction
+limits the tokens a node may request (an API-only server and a node's client certificate)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import subprocess
+import sys
 
 import jwt
 import pytest
 
-from tests.e2e.harness import ServerProcess, raw_request, wait_until
+from tests.e2e.harness import ROOT, ServerProcess, raw_request, wait_until
 from tests.e2e.test_agent_support import BUSYBOX, AgentProcess, _unmount_under, bridge_ports, leftovers
 
 NODE = "kl-e2e-satokens"
@@ -151,3 +154,111 @@ def test_root_ca_configmap_published_and_restored(cluster):
     wait_until(lambda: data("kube-public") == {"ca.crt": ca}, 10, 0.1, "recreated")
     server.kubectl("-n", "kube-public", "patch", "configmap", "kube-root-ca.crt", "-p", '{"data":{"ca.crt":"junk"}}')
     wait_until(lambda: data("kube-public") == {"ca.crt": ca}, 10, 0.1, "restored")
+
+
+def test_agent_restart_adopts_projected_volumes(cluster):
+    """kill -9 of the server (and its agent) under a running pod: the new agent re-projects the
+    pod's projected volumes at its first sync of the pod (a new token, as the kubelet's token
+    manager starts empty) and keeps them fresh afterwards; label changes reach downwardAPI files."""
+    server, node = cluster
+    vol = {"name": "short", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}},
+        {"downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]}}
+    spec = json.loads(_pod("adopt"))
+    spec["metadata"]["labels"] = {"app": "adopt"}
+    spec["spec"]["volumes"] = [vol]
+    spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "short", "mountPath": "/short"}]
+    server.kubectl("apply", "-f", "-", input=json.dumps(spec))
+    server.kubectl("wait", "--for=condition=Ready", "pod/adopt", "--timeout=60s")
+    pod = json.loads(server.kubectl("get", "pod", "adopt", "-o", "json").stdout)
+    uid, cid = pod["metadata"]["uid"], pod["status"]["containerStatuses"][0]["containerID"]
+    host = server.data_dir / "pods" / uid / "volumes" / "kubernetes.io~projected" / "short"
+
+    def cat(name: str) -> str:
+        return server.kubectl("exec", "adopt", "--", "cat", f"/short/{name}").stdout
+
+    first = cat("token")
+    assert first == (host / "token").read_text()
+    assert jwt.decode(first, options={"verify_signature": False})["exp"] - \
+        jwt.decode(first, options={"verify_signature": False})["iat"] == 600
+    assert cat("labels") == 'app="adopt"'
+
+    server.kill9()
+    server.start()
+    wait_until(lambda: (host / "token").read_text() != first, 30, 0.2, "the adopted pod's token re-requested")
+    second = cat("token")
+    claims = jwt.decode(second, options={"verify_signature": False})
+    assert claims["kubernetes.io"]["pod"] == {"name": "adopt", "uid": uid}
+    assert _whoami(server, second)[0] == 201
+    assert "set up before this agent started" in server.log_path.read_text()
+    after = json.loads(server.kubectl("get", "pod", "adopt", "-o", "json").stdout)
+    assert after["status"]["containerStatuses"][0]["containerID"] == cid  # the same container, not a new one
+
+    server.kubectl("label", "pod", "adopt", "color=blue")
+    wait_until(lambda: cat("labels") == 'app="adopt"\ncolor="blue"', 20, 0.2, "labels file updated")
+    assert cat("token") == second  # the cached token stays
+
+    server.kubectl("delete", "pod", "adopt", "--timeout=60s")
+    wait_until(lambda: not leftovers(node, uid), 30, 0.1, "nothing left on the host")
+
+
+# --------------------------------------------------------------------------- NodeRestriction
+
+
+@pytest.fixture(scope="module")
+def api_only(tmp_path_factory):
+    base = tmp_path_factory.mktemp("satokens-nr")
+    server = ServerProcess(base / "data").start()  # --disable-agent: the pods only need a spec.nodeName
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _node_kubectl(server: ServerProcess, node: str):
+    out = server.data_dir.parent / f"{node}.kubeconfig"
+    subprocess.run([sys.executable, "-m", "kubelite", "kubeconfig", "create", "--user", f"system:node:{node}",
+                    "--group", "system:nodes", "--data-dir", str(server.data_dir), "--output", str(out)],
+                   check=True, cwd=ROOT, capture_output=True)
+    import yaml
+
+    cfg = yaml.safe_load(out.read_text())
+    cfg["clusters"][0]["cluster"]["server"] = server.url
+    out.write_text(yaml.safe_dump(cfg))
+    return lambda *a: server.kubectl(*a, check=False, env={"KUBECONFIG": str(out)})
+
+
+def test_node_may_request_tokens_only_for_its_pods(api_only):
+    server = api_only
+    wait_until(lambda: server.kubectl("get", "sa", "default", check=False).returncode == 0, 10, 0.1, "default SA")
+    uids = {}
+    for name, node in (("on-n1", "n1"), ("on-n2", "n2")):
+        server.kubectl("apply", "-f", "-", input=_pod(name, nodeName=node))
+        uids[name] = json.loads(server.kubectl("get", "pod", name, "-o", "json").stdout)["metadata"]["uid"]
+    n1 = _node_kubectl(server, "n1")
+
+    def token(*extra: str, pod: str = "on-n1", uid: str | None = None):
+        return n1("create", "token", "default", "--bound-object-kind=Pod", f"--bound-object-name={pod}",
+                  f"--bound-object-uid={uid or uids[pod]}", *extra)
+
+    def forbidden(p, msg: str) -> None:
+        assert p.returncode != 0
+        assert f'serviceaccounts "default" is forbidden: {msg}' in p.stderr, p.stderr
+
+    p = token()
+    assert p.returncode == 0, p.stderr
+    claims = jwt.decode(p.stdout.strip(), options={"verify_signature": False})
+    assert claims["kubernetes.io"]["pod"] == {"name": "on-n1", "uid": uids["on-n1"]}
+    assert claims["kubernetes.io"]["node"]["name"] == "n1"
+    forbidden(token(pod="on-n2"), "node requested token bound to a pod scheduled on a different node")
+    forbidden(n1("create", "token", "default"), "node requested token not bound to a pod")
+    forbidden(token(uid="0f0f0f0f-0000-0000-0000-000000000000"),
+              "the UID in the bound object reference (0f0f0f0f-0000-0000-0000-000000000000) does not match the "
+              "UID in record. The object might have been deleted and then recreated")
+    forbidden(token("--audience=elsewhere"), 'audience "elsewhere" not found in pod spec volume, system:node:n1 is '
+                                             "not authorized to request tokens for this audience")
+    # anyone else (here the admin) is not restricted
+    assert server.kubectl("create", "token", "default").returncode == 0
+    assert server.kubectl("create", "token", "default", "--bound-object-kind=Pod", "--bound-object-name=on-n2",
+                          f"--bound-object-uid={uids['on-n2']}").returncode == 0
+    server.kubectl("delete", "pod", "on-n1", "on-n2", "--grace-period=0", "--force", check=False)

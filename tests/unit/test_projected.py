@@ -22,16 +22,17 @@ def _ts(t: float) -> str:
 
 
 class FakeClient:
-    def __init__(self, exp_s_override: int | None = None, clock=None) -> None:
+    def __init__(self, exp_s_override: int | None = None, clock=None, prefix: str = "tok") -> None:
         self.calls: list[tuple[str, str, dict]] = []
         self.exp_override = exp_s_override
         self.clock = clock or __import__("time").time
+        self.prefix = prefix
 
     async def request(self, method, path, body=None, **kw):
         self.calls.append((method, path, body))
         exp_s = self.exp_override or body["spec"]["expirationSeconds"]
         return {"kind": "TokenRequest", "spec": dict(body["spec"], expirationSeconds=exp_s),
-                "status": {"token": f"tok-{len(self.calls)}", "expirationTimestamp": _ts(self.clock() + exp_s)}}
+                "status": {"token": f"{self.prefix}-{len(self.calls)}", "expirationTimestamp": _ts(self.clock() + exp_s)}}
 
 
 POD = {"metadata": {"name": "p", "namespace": "ns1", "uid": "uid-1", "labels": {"b": "2", "a": 'x"y'},
@@ -171,6 +172,155 @@ def test_volume_manager_tmpfs_refresh_and_teardown(tmp_path):
     finally:
         for mp in _mounts_under(tmp_path):
             subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+async def _wait_for(cond, timeout: float) -> bool:
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return True
+        await asyncio.sleep(0.05)
+    return cond()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+def test_volume_manager_adopts_running_pods_after_restart(tmp_path, monkeypatch):
+    """An agent that starts while a pod runs learns the pod from its first sync (track): the
+    token is requested anew at once and then refreshed at 80% of its lifetime; later label
+    changes reach downwardAPI files without waiting for the resync."""
+    vol = {"name": "kube-api-access-abcde", "projected": {"sources": [
+        *sa_adm.token_volume_source()["sources"],
+        {"downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]}}
+    pod = {**POD, "spec": {**POD["spec"], "volumes": [vol]}}
+    monkeypatch.setattr(projected, "MAX_JITTER", 0.0)  # (10 s of jitter would outweigh a 5 s token)
+
+    async def main():
+        before = VolumeManager(tmp_path, client=FakeClient(exp_s_override=3600, prefix="old"))
+        d = Path((await before.setup(pod, fetch))["kube-api-access-abcde"])
+        assert (d / "token").read_text() == "old-1"
+        await before.close()  # the agent goes away; the pod's tmpfs stays mounted
+
+        client = FakeClient(exp_s_override=5, prefix="new")  # a 5 s token: refreshed at 4 s (80%)
+        vm = VolumeManager(tmp_path, client=client)
+        vm.resync_seconds = 60.0  # only the token's lifetime and track() may cause a refresh here
+        other = {**pod, "metadata": {**pod["metadata"], "uid": "uid-never-set-up"}}
+        vm.track(other, fetch)  # nothing mounted for it: left to setup()
+        assert not vm.tracked("uid-never-set-up")
+        vm.track(pod, fetch)
+        assert vm.tracked("uid-1")
+        assert await _wait_for(lambda: (d / "token").read_text() == "new-1", 3), "adopted pod not re-projected"
+        assert (d / "ca.crt").read_text() == "CA PEM"
+        vm.track(pod, fetch)  # same pod again: nothing to do
+        assert await _wait_for(lambda: (d / "token").read_text() == "new-2", 8), "token of adopted pod not refreshed"
+        assert len(client.calls) == 2
+        relabeled = {**pod, "metadata": {**pod["metadata"], "labels": {"a": "b", "new": "1"}}}
+        vm.track(relabeled, fetch)
+        assert await _wait_for(lambda: (d / "labels").read_text() == 'a="b"\nnew="1"', 2), "labels not updated"
+        assert (d / "token").read_text() == "new-2" and len(client.calls) == 2  # the cached token is kept
+        await asyncio.to_thread(vm.teardown, "uid-1")
+        assert not vm.tracked("uid-1") and not _mounts_under(tmp_path)
+        await vm.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        for mp in _mounts_under(tmp_path):
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+# --------------------------------------------------------------------------- NodeRestriction: TokenRequest
+
+
+class _Store:
+    def __init__(self, plural: str, objs: list[dict]) -> None:
+        self.plural = plural
+        self.objs = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs}
+
+    async def get(self, ns, name):
+        from kubelite.api import errors
+
+        if (ns, name) not in self.objs:
+            raise errors.not_found(self.plural, name)
+        return self.objs[(ns, name)]
+
+
+class _Kind:
+    def __init__(self, plural: str) -> None:
+        self.group, self.plural = "", plural
+
+
+class _Authorizer:
+    def __init__(self) -> None:
+        self.seen = []
+
+    async def authorize(self, a):
+        self.seen.append(a)
+        from kubelite.auth import authorizer as authz
+
+        return (authz.ALLOW if a.resource == "granted-aud" else authz.NO_OPINION), ""
+
+
+def test_token_request_node_restriction():
+    from kubelite.api import errors
+    from kubelite.apiserver.auth import UserInfo
+    from kubelite.auth.serviceaccount_tokens import TokenIssuer
+
+    def pod(name, uid, node, volumes=()):
+        return {"metadata": {"namespace": "ns1", "name": name, "uid": uid},
+                "spec": {"nodeName": node, "volumes": list(volumes)}}
+
+    vault = {"name": "v", "projected": {"sources": [{"serviceAccountToken": {"path": "t", "audience": "vault"}}]}}
+    mine = pod("mine", "mine-uid", "n1", [{"name": "kube-api-access-x", "projected": sa_adm.token_volume_source()},
+                                          vault])
+    server = type("S", (), {})()
+    server.stores = {_Kind("pods"): _Store("pods", [mine, pod("theirs", "theirs-uid", "n2"),
+                                                    pod("bare", "bare-uid", "n1")])}
+    issuer = object.__new__(TokenIssuer)
+    issuer.server, issuer.authorizer = server, None
+    node = UserInfo("system:node:n1", ("system:nodes", "system:authenticated"))
+
+    def check(ref, audiences=None, user=node, name="n1"):
+        spec = {"boundObjectRef": ref} if ref is not None else {}
+        if audiences is not None:
+            spec["audiences"] = audiences
+        return asyncio.run(issuer.node_restriction(name, user, "ns1", "default", spec))
+
+    def denied(msg, *args, **kw):
+        with pytest.raises(errors.StatusError) as ei:
+            check(*args, **kw)
+        assert ei.value.code == 403 and ei.value.reason == "Forbidden"
+        assert ei.value.message == f'serviceaccounts "default" is forbidden: {msg}'
+
+    ref = {"apiVersion": "v1", "kind": "Pod", "name": "mine", "uid": "mine-uid"}
+    check(ref)  # the kubelet's own request: no audiences (the API server's)
+    check(ref, [])
+    check(ref, ["vault"])  # an audience one of the pod's projected volumes asks for
+    denied("node requested token not bound to a pod", None)
+    denied("node requested token not bound to a pod", {**ref, "kind": "Secret"})
+    denied("node requested token not bound to a pod", {**ref, "apiVersion": "v2"})
+    denied("node requested token not bound to a pod", {**ref, "name": ""})
+    denied("node requested token with a pod binding without a uid", {**ref, "uid": ""})
+    denied("the UID in the bound object reference (stale) does not match the UID in record. The object might "
+           "have been deleted and then recreated", {**ref, "uid": "stale"})
+    denied("node requested token bound to a pod scheduled on a different node",
+           {**ref, "name": "theirs", "uid": "theirs-uid"})
+    denied('could not determine node from user "system:node:"', ref, user=UserInfo("system:node:",
+                                                                                   ("system:nodes",)), name="")
+    denied("node may only request 0 or 1 audiences", ref, ["vault", ""])
+    denied('audience "other" not found in pod spec volume, system:node:n1 is not authorized to request tokens '
+           'for this audience', ref, ["other"])
+    denied('audience "" not found in pod spec volume, system:node:n1 is not authorized to request tokens for '
+           'this audience', {**ref, "name": "bare", "uid": "bare-uid"})
+    with pytest.raises(errors.StatusError) as ei:
+        check({**ref, "name": "gone"})
+    assert ei.value.code == 404 and ei.value.message == 'pod "gone" not found'
+    # an audience outside the pod spec is allowed when the node is authorized for it
+    issuer.authorizer = _Authorizer()
+    check(ref, ["granted-aud"])
+    a = issuer.authorizer.seen[-1]
+    assert (a.verb, a.namespace, a.api_group, a.resource, a.name) == (
+        "request-serviceaccounts-token-audience", "ns1", "", "granted-aud", "default")
+    denied('audience "other" not found in pod spec volume, system:node:n1 is not authorized to request tokens '
+           'for this audience', ref, ["other"])
 
 
 # --------------------------------------------------------------------------- admission
