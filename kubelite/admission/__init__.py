@@ -45,6 +45,10 @@ def build_chain(server: Any, authorizer: Any = None, resolver: Any = None) -> Ch
         from kubelite.admission.rbac_escalation import RBACEscalation
 
         chain.add(RBACEscalation(authorizer, resolver))
+    if authorizer is not None:
+        from kubelite.admission.certificates import CertificatesAdmission
+
+        chain.add(CertificatesAdmission(authorizer))
     return chain
 
 

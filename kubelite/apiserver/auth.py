@@ -12,6 +12,9 @@ Order, first match wins (like kube-apiserver's union authenticator):
 
 Every authenticated user gets the group ``system:authenticated``.  No credential is
 ever logged.
+
+Anonymous requests are answered with 401 except on the public paths (health, version and
+``kube-public/cluster-info``, see :func:`is_public_path`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ ADMIN_GROUP = "system:masters"
 TOKEN_FILE = "tokens.csv"
 
 PUBLIC_ROOTS = ("/livez", "/readyz", "/healthz")
+# kube-public/cluster-info: the CA and address a joining node reads before it may send its
+# bootstrap token (RBAC still decides: only `get` is granted to system:anonymous)
+CLUSTER_INFO_PATH = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 
 
 @dataclass
@@ -81,7 +87,7 @@ def is_public_path(path: str) -> bool:
     segs = path.split("/")[1:]
     if any(s in (".", "..") for s in segs):
         return False
-    if path in ("/version", "/version/"):
+    if path in ("/version", "/version/", CLUSTER_INFO_PATH):
         return True
     return any(path == r or path.startswith(r + "/") for r in PUBLIC_ROOTS)
 

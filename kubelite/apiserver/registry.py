@@ -27,7 +27,7 @@ from kubelite.api.meta import (
 )
 from kubelite.api.selectors import FieldSelector, LabelSelector
 from kubelite.apiserver.admission import CREATE, DELETE, UPDATE, Attributes, Chain
-from kubelite.kinds.base import Kind, Obj
+from kubelite.kinds.base import REQUESTING_USER, Kind, Obj
 from kubelite.store.base import (
     KV,
     CompactedError,
@@ -311,7 +311,11 @@ class ResourceStore:
             await self.admission.admit(attrs)
             obj = attrs.obj or obj
             meta = obj["metadata"]
-        self.strategy.prepare_for_create(obj)
+        user_token = REQUESTING_USER.set(opts.user)
+        try:
+            self.strategy.prepare_for_create(obj)
+        finally:
+            REQUESTING_USER.reset(user_token)
         errs = validate_object_meta(meta, self.kind.namespaced, self.kind.name_validator, fld.Path("metadata"))
         errs += self.strategy.validate(obj)
         name = meta.get("name", "")

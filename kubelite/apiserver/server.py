@@ -7,6 +7,8 @@ import contextlib
 import logging
 import signal
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -17,12 +19,16 @@ from kubelite.apiserver.handlers import APIHandler
 from kubelite.apiserver.registry import ResourceStore
 from kubelite.apiserver.streams import StreamHandlers, install_stream_handlers
 from kubelite.apiserver.wiring import install_machinery
+from kubelite.auth import bootstrap_tokens
 from kubelite.auth.setup import install_security
 from kubelite.cli.certs import ServingCertReloader
 from kubelite.cli.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
 from kubelite.config import ServerConfig
+from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
+from kubelite.controllers.csr import CSRApprover, CSRSigner
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.rootca import RootCAPublisher
+from kubelite.kinds import certificates
 from kubelite.kinds.registry import default_registry
 from kubelite.store.sqlite import SQLiteStore
 
@@ -55,6 +61,8 @@ class Server:
         authn = Authenticator.for_data_dir(cfg.data_dir)
         # authorization, admission, reviews, service-account tokens, audit
         security = install_security(self, handler, authn)
+        bootstrap_tokens.install(self, authn)  # node join
+        certificates.install(handler)  # CSR approval subresource
         app, self.app_state = build_app(handler, [auth_middleware(authn), *security.middlewares])
         self.runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
         await self.runner.setup()
@@ -65,16 +73,23 @@ class Server:
         await security.start()  # default RBAC policy, informers, controllers
         nsc = NamespaceController(self.stores)
         await nsc.bootstrap()
-        self.tasks.append(asyncio.create_task(nsc.run(), name="namespace-controller"))
-        # kube-root-ca.crt in every namespace; new serving certificates (kubelite certs rotate)
-        # taken into the live TLS context without a restart
-        self.tasks.append(asyncio.create_task(RootCAPublisher(self.stores, pki.ca_cert).run(), name="root-ca-publisher"))
-        self.tasks.append(asyncio.create_task(ServingCertReloader(ssl_context, pki).run(), name="serving-cert-reloader"))
+        self._run(nsc.run(), "namespace-controller")
+        self._run(RootCAPublisher(self.stores, pki.ca_cert).run(), "root-ca-publisher")  # kube-root-ca.crt
+        # new serving certificates (kubelite certs rotate) go into the live TLS context
+        self._run(ServingCertReloader(ssl_context, pki).run(), "serving-cert-reloader")
+        self._run(CSRApprover(self.stores, security.authorizer).run(), "csr-approver")
+        self._run(CSRSigner(self.stores, cfg.data_dir).run(), "csr-signer")
+        self._run(ClusterInfoPublisher(self.stores, cfg.server_url, pki.ca_cert.read_bytes()).run(),
+                  "cluster-info-publisher")
+        self._run(TokenCleaner(self.stores).run(), "token-cleaner")
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
         self.app_state.ready = True
         log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)
         if not cfg.disable_agent:
             self._start_components()
+
+    def _run(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self.tasks.append(asyncio.create_task(coro, name=name))
 
     def _start_components(self) -> None:
         """The scheduler and the node agent run beside the API server (like k3s), each an API
@@ -90,9 +105,8 @@ class Server:
         mint_user_kubeconfig(cfg.data_dir, "system:kube-scheduler", [], cfg.server_url, out=sched_kc)
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
-        self.tasks.append(asyncio.create_task(run_scheduler(sched_kc), name="scheduler"))
-        self.tasks.append(asyncio.create_task(run_agent(cfg.data_dir, agent_kc, node_name=node,
-                                                          pki_dir=cfg.data_dir), name="agent"))
+        self._run(run_scheduler(sched_kc), "scheduler")
+        self._run(run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir), "agent")
 
     def _storage_kind(self, kind):
         if kind.extra.get("storage") == "core/v1":

@@ -138,6 +138,19 @@ CLUSTER_ROLES: dict[str, dict[str, Any]] = {
     "system:node": {"rules": NODE_RULES},
     "system:node-bootstrapper": {"rules": [
         rule(["certificates.k8s.io"], ["certificatesigningrequests"], ["create", "get", "list", "watch"])]},
+    # certificate signing requests (kubelet TLS bootstrap and rotation) and the signers' approvers
+    "system:certificates.k8s.io:certificatesigningrequests:nodeclient": {"rules": [
+        rule(["certificates.k8s.io"], ["certificatesigningrequests/nodeclient"], ["create"])]},
+    "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient": {"rules": [
+        rule(["certificates.k8s.io"], ["certificatesigningrequests/selfnodeclient"], ["create"])]},
+    "system:certificates.k8s.io:kube-apiserver-client-approver": {"rules": [
+        rule(["certificates.k8s.io"], ["signers"], ["approve"], ["kubernetes.io/kube-apiserver-client"])]},
+    "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver": {"rules": [
+        rule(["certificates.k8s.io"], ["signers"], ["approve"], ["kubernetes.io/kube-apiserver-client-kubelet"])]},
+    "system:certificates.k8s.io:kubelet-serving-approver": {"rules": [
+        rule(["certificates.k8s.io"], ["signers"], ["approve"], ["kubernetes.io/kubelet-serving"])]},
+    "system:certificates.k8s.io:legacy-unknown-approver": {"rules": [
+        rule(["certificates.k8s.io"], ["signers"], ["approve"], ["kubernetes.io/legacy-unknown"])]},
     "system:node-problem-detector": {"rules": [rule([""], ["nodes"], ["get"]), rule([""], ["nodes/status"], ["patch"]),
                                                rule(["", "events.k8s.io"], ["events"], EVENT_WRITE)]},
     "system:node-proxier": {"rules": [rule([""], ["endpoints", "services"], ["list", "watch"]),
@@ -205,6 +218,19 @@ CLUSTER_ROLE_BINDINGS: dict[str, list[dict[str, str]]] = {
     "system:kube-dns": [{"kind": "ServiceAccount", "name": "kube-dns", "namespace": "kube-system"}],
     "system:node-proxier": [_user("system:kube-proxy")],
     "system:node": [],
+    # kubelet TLS bootstrap, with kubeadm's binding names: bootstrap-token users may create CSRs
+    # and get node client certificates auto-approved, nodes may renew their own
+    "kubeadm:kubelet-bootstrap": [_group("system:bootstrappers")],
+    "kubeadm:node-autoapprove-bootstrap": [_group("system:bootstrappers")],
+    "kubeadm:node-autoapprove-certificate-rotation": [_group("system:nodes")],
+}
+
+# bindings whose ClusterRole is not named like the binding
+BINDING_ROLES: dict[str, str] = {
+    "kubeadm:kubelet-bootstrap": "system:node-bootstrapper",
+    "kubeadm:node-autoapprove-bootstrap": "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+    "kubeadm:node-autoapprove-certificate-rotation":
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
 }
 
 
@@ -231,7 +257,7 @@ def default_cluster_role_bindings() -> list[dict[str, Any]]:
     for name, subjects in CLUSTER_ROLE_BINDINGS.items():
         obj: dict[str, Any] = {"apiVersion": f"{GROUP}/v1", "kind": "ClusterRoleBinding",
                                "metadata": _metadata(name),
-                               "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": name}}
+                               "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": BINDING_ROLES.get(name, name)}}
         if subjects:
             obj["subjects"] = copy.deepcopy(subjects)
         out.append(obj)

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
+import sys
 from pathlib import Path
 
 from kubelite.config import DEFAULT_DATA_DIR
@@ -23,6 +25,13 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--images-dir", default="", help="offline image archives (default: build/images)")
     p.add_argument("--pki-dir", default="", help="directory whose tls/ holds the cluster CA, for the agent's "
                                                  "HTTPS endpoint (default: DATA_DIR)")
+    j = p.add_argument_group("joining a cluster", "used only when the kubeconfig does not exist yet: get a node "
+                             "client certificate with a bootstrap token (kubelite token create) and write it")
+    j.add_argument("--server", default="", help="the API server, https://HOST:PORT")
+    j.add_argument("--token", default="", help="bootstrap token <id>.<secret>")
+    j.add_argument("--ca-cert-hash", action="append", default=[], metavar="sha256:HEX",
+                   help="pin of the cluster CA's public key (sha256 of its SubjectPublicKeyInfo)")
+    j.add_argument("--ca-file", default="", help="the cluster CA certificate, instead of discovering it")
     p.set_defaults(func=cmd_agent)
     return p
 
@@ -38,11 +47,29 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
         uvloop.install()
 
+    join = not kubeconfig.exists() and bool(args.token or args.server)
+    if join and not (args.token and args.server):
+        sys.stderr.write("kubelite agent: joining needs both --server and --token\n")
+        return 1
+    failed: list[str] = []
+
+    async def start() -> None:
+        if join:
+            from kubelite.agent.bootstrap import BootstrapError, bootstrap
+
+            node = args.node_name or socket.gethostname().lower()
+            try:
+                await bootstrap(args.server, args.token, kubeconfig, node, ca_cert_hashes=args.ca_cert_hash,
+                                ca_file=Path(args.ca_file) if args.ca_file else None)
+            except BootstrapError as exc:
+                failed.append(str(exc))
+                return
+        await run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
+                        containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
+                        pki_dir=args.pki_dir or data_dir)
+
     async def main() -> None:
-        task = asyncio.create_task(run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
-                                             containerd_socket=args.containerd_socket or None,
-                                             images_dir=args.images_dir or None,
-                                             pki_dir=args.pki_dir or data_dir))
+        task = asyncio.create_task(start())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
@@ -50,4 +77,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
             await task
 
     asyncio.run(main())
+    if failed:
+        sys.stderr.write(f"kubelite agent: cannot join the cluster: {failed[0]}\n")
+        return 1
     return 0

@@ -10,12 +10,18 @@ Objects are plain dicts (decoded JSON). Hooks mutate in place.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubelite.api.field import FieldError
 
 Obj = dict[str, Any]
+
+# The authenticated user (kubelite.apiserver.auth.UserInfo; None for in-process writers) while
+# the registry runs Strategy.prepare_for_create, for kinds that record their requestor
+# (CertificateSigningRequest spec.username/groups/uid, like upstream's genericapirequest.UserFrom).
+REQUESTING_USER: ContextVar[Any] = ContextVar("kubelite_requesting_user", default=None)
 
 
 @dataclass(frozen=True)

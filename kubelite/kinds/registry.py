@@ -83,6 +83,7 @@ _KINDS: tuple[tuple[str, str], ...] = (
     ("kubelite.kinds.authorization", "SELFSUBJECTRULESREVIEW"),
     ("kubelite.kinds.authorization", "SUBJECTACCESSREVIEW"),
     ("kubelite.kinds.authorization", "SELFSUBJECTREVIEW"),
+    ("kubelite.kinds.certificates", "CSR"),
 )
 
 

@@ -1,0 +1,358 @@
+"""The CSR controllers of kube-controller-manager (pkg/controller/certificates):
+
+* :class:`CSRApprover` (csrapproving): auto-approves kubelet client certificate requests —
+  signer ``kubernetes.io/kube-apiserver-client-kubelet``, CN ``system:node:<name>``,
+  O ``system:nodes``, no SANs, usages {digital signature, (key encipherment,) client auth} —
+  when a SubjectAccessReview for the requestor allows ``create`` on
+  ``certificatesigningrequests/selfnodeclient`` (CN is the requestor itself) or
+  ``certificatesigningrequests/nodeclient``;
+* :class:`CSRSigner` (csrsigning): issues certificates from the cluster CA for approved
+  requests of ``kubernetes.io/kube-apiserver-client-kubelet`` and
+  ``kubernetes.io/kube-apiserver-client``, honouring ``spec.expirationSeconds``
+  (at most ``--cluster-signing-duration``, one year; at least 10 minutes), or marks them
+  Failed (``SignerValidationFailure``) when the request does not suit the signer.
+
+Both watch the CSR store and write through it (``/approval`` and ``/status``), like the other
+in-process controllers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kubelite.api import errors
+from kubelite.api.meta import now_rfc3339
+from kubelite.apiserver.registry import ListOptions, WriteOptions
+from kubelite.kinds import certificates as certs
+from kubelite.kinds.base import Obj
+
+log = logging.getLogger("kubelite.controllers.csr")
+
+FIELD_MANAGER = "kube-controller-manager"
+SIGNING_DURATION = dt.timedelta(days=365)  # --cluster-signing-duration default (8760h)
+BACKDATE = dt.timedelta(minutes=5)
+SHORT = dt.timedelta(hours=8)
+MIN_DURATION = dt.timedelta(minutes=10)
+RETRY_SECONDS = 1.0
+
+KUBELET_CLIENT_USAGES = frozenset({"digital signature", "key encipherment", "client auth"})
+KUBELET_CLIENT_USAGES_NO_RSA = frozenset({"digital signature", "client auth"})
+
+_KEY_USAGE = {
+    "signing": "digital_signature", "digital signature": "digital_signature",
+    "content commitment": "content_commitment", "key encipherment": "key_encipherment",
+    "key agreement": "key_agreement", "data encipherment": "data_encipherment", "cert sign": "key_cert_sign",
+    "crl sign": "crl_sign", "encipher only": "encipher_only", "decipher only": "decipher_only",
+}
+_EXT_KEY_USAGE = {
+    "any": x509.ObjectIdentifier("2.5.29.37.0"),
+    "server auth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "client auth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "code signing": ExtendedKeyUsageOID.CODE_SIGNING,
+    "email protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "s/mime": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "ipsec end system": x509.ObjectIdentifier("1.3.6.1.5.5.7.3.5"),
+    "ipsec tunnel": x509.ObjectIdentifier("1.3.6.1.5.5.7.3.6"),
+    "ipsec user": x509.ObjectIdentifier("1.3.6.1.5.5.7.3.7"),
+    "timestamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "ocsp signing": ExtendedKeyUsageOID.OCSP_SIGNING,
+    "microsoft sgc": x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.3"),
+    "netscape sgc": x509.ObjectIdentifier("2.16.840.1.113730.4.1"),
+}
+# Go's x509.ExtKeyUsage order (the signer sorts the extended usages by it)
+_EKU_ORDER = ["any", "server auth", "client auth", "code signing", "email protection", "ipsec end system",
+              "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"]
+
+
+# --------------------------------------------------------------------------- request checks
+
+
+def _subject(req: x509.CertificateSigningRequest) -> tuple[str, list[str]]:
+    cn = req.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    orgs = req.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return (str(cn[0].value) if cn else ""), [str(o.value) for o in orgs]
+
+
+def _sans(req: x509.CertificateSigningRequest) -> x509.SubjectAlternativeName | None:
+    try:
+        return req.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def validate_kubelet_client_csr(req: x509.CertificateSigningRequest, usages: set[str]) -> str | None:
+    """capihelper.ValidateKubeletClientCSR: the error message, or None."""
+    cn, orgs = _subject(req)
+    if orgs != ["system:nodes"]:
+        return "subject organization is not system:nodes"
+    sans = _sans(req)
+    if sans is not None:
+        if sans.get_values_for_type(x509.DNSName):
+            return "DNS subjectAltNames are not allowed"
+        if sans.get_values_for_type(x509.RFC822Name):
+            return "Email subjectAltNames are not allowed"
+        if sans.get_values_for_type(x509.IPAddress):
+            return "IP subjectAltNames are not allowed"
+        if sans.get_values_for_type(x509.UniformResourceIdentifier):
+            return "URI subjectAltNames are not allowed"
+    if not cn.startswith("system:node:"):
+        return "subject common name does not begin with system:node:"
+    if set(usages) not in (KUBELET_CLIENT_USAGES, KUBELET_CLIENT_USAGES_NO_RSA):
+        return "usages did not match [" + " ".join(sorted(KUBELET_CLIENT_USAGES)) + "]"
+    return None
+
+
+def validate_apiserver_client_usages(usages: list[str]) -> str | None:
+    """validAPIServerClientUsages."""
+    has_client_auth = False
+    for u in usages:
+        if u in ("digital signature", "key encipherment"):
+            continue
+        if u == "client auth":
+            has_client_auth = True
+            continue
+        return f"invalid usage for client certificate: {u}"
+    if not has_client_auth:
+        return "missing required usage for client certificate: client auth"
+    return None
+
+
+def signer_check(signer: str, req: x509.CertificateSigningRequest, usages: list[str]) -> tuple[bool, str | None]:
+    """(recognized, error) for the signers kubelite runs (isRequestForSignerFn)."""
+    if signer == certs.KUBE_APISERVER_CLIENT_KUBELET_SIGNER:
+        return True, validate_kubelet_client_csr(req, set(usages))
+    if signer == certs.KUBE_APISERVER_CLIENT_SIGNER:
+        return True, validate_apiserver_client_usages(usages)
+    return False, None
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def signing_duration(expiration_seconds: int | None, max_ttl: dt.timedelta = SIGNING_DURATION) -> dt.timedelta:
+    """signer.duration: the requested duration, capped at the signer's, at least 10 minutes."""
+    if expiration_seconds is None:
+        return max_ttl
+    want = dt.timedelta(seconds=expiration_seconds)
+    if want > max_ttl:
+        return max_ttl
+    if want < MIN_DURATION:
+        return MIN_DURATION
+    return want
+
+
+def sign(ca_cert: x509.Certificate, ca_key: Any, req: x509.CertificateSigningRequest, usages: list[str],
+         ttl: dt.timedelta, now: dt.datetime | None = None) -> bytes:
+    """authority.CertificateAuthority.Sign with the PermissiveSigningPolicy: subject and SANs from
+    the request, usages from the CSR, backdated 5 minutes, never beyond the CA's own notAfter."""
+    unknown = [u for u in usages if u not in _KEY_USAGE and u not in _EXT_KEY_USAGE]
+    if unknown:
+        raise ValueError("unrecognized usage values: [" + " ".join(f'"{u}"' for u in unknown) + "]")
+    now = now or dt.datetime.now(dt.UTC)
+    not_before = now - BACKDATE
+    not_after = now + ttl
+    if ttl < SHORT:  # short-lived certificates live exactly ttl
+        not_after -= BACKDATE
+    ca_not_after = ca_cert.not_valid_after_utc
+    if not_after > ca_not_after:
+        not_after = ca_not_after
+    if not not_before < ca_not_after:
+        raise ValueError("the signer has expired")
+    b = (x509.CertificateBuilder().subject_name(req.subject).issuer_name(ca_cert.subject)
+         .public_key(req.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(not_before).not_valid_after(not_after)
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+    flags = {v: False for v in _KEY_USAGE.values()}
+    for u in usages:
+        if u in _KEY_USAGE:
+            flags[_KEY_USAGE[u]] = True
+    if any(flags.values()):
+        b = b.add_extension(x509.KeyUsage(**flags), critical=True)
+    ekus = [_EXT_KEY_USAGE[u] for u in sorted({u for u in usages if u in _EXT_KEY_USAGE}, key=_EKU_ORDER.index)]
+    ekus = list(dict.fromkeys(ekus))
+    if ekus:
+        b = b.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
+    sans = _sans(req)
+    if sans is not None and len(sans):
+        b = b.add_extension(sans, critical=False)
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+    except x509.ExtensionNotFound:
+        pass
+    algo = None if isinstance(ca_key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) else hashes.SHA256()
+    cert = b.sign(ca_key, algo)
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _load_ca(pki_dir: Path) -> tuple[x509.Certificate, Any]:
+    d = Path(pki_dir) / "tls"
+    cert = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise ValueError("unsupported CA key type")
+    return cert, key
+
+
+# --------------------------------------------------------------------------- controllers
+
+
+class _CSRController:
+    name = "csr"
+
+    def __init__(self, stores: dict[Any, Any]) -> None:
+        self.csrs = next(s for k, s in stores.items()
+                         if k.group == certs.GROUP and k.plural == "certificatesigningrequests")
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+
+    def _enqueue(self, name: str) -> None:
+        if name and name not in self._queued:
+            self._queued.add(name)
+            self._queue.put_nowait(name)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._watch())
+            tg.create_task(self._work())
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                async for etype, obj in self.csrs.watch("", ListOptions()):
+                    if etype in ("ADDED", "MODIFIED"):
+                        self._enqueue(obj["metadata"]["name"])
+            except errors.StatusError as exc:
+                log.info("%s: CSR watch restarted: %s", self.name, exc.message)
+            await asyncio.sleep(0.1)
+
+    async def _work(self) -> None:
+        while True:
+            name = await self._queue.get()
+            self._queued.discard(name)
+            try:
+                try:
+                    csr = await self.csrs.get("", name)
+                except errors.StatusError as exc:
+                    if exc.code == 404:
+                        continue
+                    raise
+                await self.handle(csr)
+            except Exception as exc:
+                log.warning("%s: syncing CSR %s: %s", self.name, name, exc)
+                asyncio.get_running_loop().call_later(RETRY_SECONDS, self._enqueue, name)
+
+    async def handle(self, csr: Obj) -> None:
+        raise NotImplementedError
+
+
+class CSRSigner(_CSRController):
+    """csrsigning for kube-apiserver-client-kubelet and kube-apiserver-client."""
+
+    name = "csrsigning"
+
+    def __init__(self, stores: dict[Any, Any], pki_dir: Path, max_ttl: dt.timedelta = SIGNING_DURATION) -> None:
+        super().__init__(stores)
+        self.pki_dir = Path(pki_dir)
+        self.max_ttl = max_ttl
+
+    async def handle(self, csr: Obj) -> None:
+        status = csr.get("status") or {}
+        if status.get("certificate"):
+            return
+        types = certs.condition_types(csr)
+        if certs.APPROVED not in types or certs.DENIED in types or certs.FAILED in types:
+            return
+        spec = csr.get("spec") or {}
+        signer = spec.get("signerName", "")
+        if signer not in (certs.KUBE_APISERVER_CLIENT_KUBELET_SIGNER, certs.KUBE_APISERVER_CLIENT_SIGNER):
+            return
+        name = csr["metadata"]["name"]
+        req = certs.csr_of(csr)
+        usages = list(spec.get("usages") or [])
+        recognized, err = signer_check(signer, req, usages)
+        if not recognized:
+            return
+        new = copy.deepcopy(csr)
+        new_status = new.setdefault("status", {})
+        if err is not None:
+            new_status.setdefault("conditions", []).append({
+                "type": certs.FAILED, "status": "True", "reason": "SignerValidationFailure", "message": err,
+                "lastUpdateTime": now_rfc3339()})
+            log.info("CSR %s: %s", name, err)
+        else:
+            ca_cert, ca_key = _load_ca(self.pki_dir)
+            exp = spec.get("expirationSeconds")
+            ttl = signing_duration(exp if isinstance(exp, int) else None, self.max_ttl)
+            pem = sign(ca_cert, ca_key, req, usages, ttl)
+            new_status["certificate"] = base64.b64encode(pem).decode("ascii")
+            log.info("CSR %s: certificate issued by %s", name, signer)
+        await self.csrs.update("", name, new, WriteOptions(field_manager=FIELD_MANAGER), "status")
+
+
+class CSRApprover(_CSRController):
+    """csrapproving: the sarapprove recognizers selfnodeclient and nodeclient."""
+
+    name = "csrapproving"
+
+    def __init__(self, stores: dict[Any, Any], authorizer: Any) -> None:
+        super().__init__(stores)
+        self.authorizer = authorizer
+
+    async def _allowed(self, csr: Obj, subresource: str) -> bool:
+        from kubelite.apiserver.auth import UserInfo
+        from kubelite.auth.authorizer import ALLOW, Attributes
+
+        spec = csr.get("spec") or {}
+        user = UserInfo(spec.get("username", ""), tuple(spec.get("groups") or ()), spec.get("uid", ""),
+                        {k: list(v) for k, v in (spec.get("extra") or {}).items()})
+        decision, _ = await self.authorizer.authorize(Attributes(
+            user=user, verb="create", api_group=certs.GROUP, api_version="*",
+            resource="certificatesigningrequests", subresource=subresource))
+        return decision == ALLOW
+
+    async def handle(self, csr: Obj) -> None:
+        if (csr.get("status") or {}).get("certificate"):
+            return
+        types = certs.condition_types(csr)
+        if certs.APPROVED in types or certs.DENIED in types:
+            return
+        spec = csr.get("spec") or {}
+        if spec.get("signerName") != certs.KUBE_APISERVER_CLIENT_KUBELET_SIGNER:
+            return
+        req = certs.csr_of(csr)
+        if validate_kubelet_client_csr(req, set(spec.get("usages") or [])) is not None:
+            return
+        cn, _ = _subject(req)
+        recognizers = []
+        if spec.get("username") == cn:
+            recognizers.append(("selfnodeclient",
+                                "Auto approving self kubelet client certificate after SubjectAccessReview."))
+        recognizers.append(("nodeclient", "Auto approving kubelet client certificate after SubjectAccessReview."))
+        name = csr["metadata"]["name"]
+        for sub, message in recognizers:
+            if not await self._allowed(csr, sub):
+                continue
+            new = copy.deepcopy(csr)
+            new.setdefault("status", {}).setdefault("conditions", []).append({
+                "type": certs.APPROVED, "status": "True", "reason": "AutoApproved", "message": message,
+                "lastUpdateTime": now_rfc3339()})
+            await self.csrs.update("", name, new, WriteOptions(field_manager=FIELD_MANAGER), "approval")
+            log.info("CSR %s: %s", name, message)
+            return
+        log.info("recognized csr %r as %s but subject access review was not approved", name,
+                 [s for s, _ in recognizers])
+
+
+__all__ = ["CSRApprover", "CSRSigner", "sign", "signer_check", "signing_duration", "validate_kubelet_client_csr"]
