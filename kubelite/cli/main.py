@@ -14,6 +14,7 @@ from kubelite.cli.agent import register_agent_cli
 from kubelite.cli.certs import register_certs_cli
 from kubelite.cli.images import register_images_cli
 from kubelite.cli.token import register_token_cli
+from kubelite.cli.uninstall import register_uninstall_cli
 from kubelite.config import DEFAULT_DATA_DIR, ServerConfig
 
 
@@ -111,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     register_images_cli(sub, default_data_dir=default_dir)
     register_agent_cli(sub)
     register_certs_cli(sub, default_data_dir=default_dir)
+    register_uninstall_cli(sub, default_data_dir=default_dir)
     register_token_cli(sub, default_data_dir=default_dir)
     args = p.parse_args(argv)
-    if args.cmd in ("images", "agent", "certs", "token"):
+    if args.cmd in ("images", "agent", "certs", "token", "uninstall"):
         return int(args.func(args) or 0)
     if args.cmd == "server":
         return cmd_server(args)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.e2e.harness import ServerProcess
@@ -32,8 +34,14 @@ def core(api_client):
 
 @pytest.fixture(scope="session", autouse=True)
 def _host_network_left_as_found():
+    from kubelite.cli import uninstall
     from tests.e2e.harness import links, nat_chains, restore_host_network
 
     chains, before = nat_chains(), links()
+    had_runtime_state = any(d.exists() for d in uninstall.RUNTIME_DIRS) or any(
+        Path("/sys/fs/cgroup").glob("*/kubepods"))
     yield
     restore_host_network(chains, before)
+    if not had_runtime_state and not uninstall.pods_left():
+        uninstall.remove_cgroup_roots()
+        uninstall.remove_runtime_dirs()

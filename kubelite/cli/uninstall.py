@@ -1,0 +1,125 @@
+"""`kubelite uninstall`: remove what kubelite leaves on the host outside its data dir.
+
+containerd, runc and the CNI plugins insist on a few places of their own (/run/containerd,
+/var/lib/cni), the bridge plugin leaves its bridge, portmap its iptables chains, and the agent
+its QoS cgroup roots. With no pod left on the host, this removes them (and, with --purge, the
+data dir). It refuses while pods still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from kubelite.agent.cgroups import CGROUP_ROOT, ROOT_NAME
+
+BRIDGE = "kubelite0"
+HOSTPORT_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
+RUNTIME_DIRS = (Path("/run/containerd/fifo"), Path("/run/containerd/s"), Path("/run/containerd/runc/k8s.io"),
+                Path("/run/containerd/runc"), Path("/run/containerd"), Path("/var/lib/cni/results"),
+                Path("/var/lib/cni"))
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True)
+
+
+def pods_left() -> list[str]:
+    """Pod cgroups still on the host: their pods' processes may still run."""
+    found = []
+    for hierarchy in CGROUP_ROOT.iterdir():
+        root = hierarchy / ROOT_NAME
+        for parent in (root, root / "burstable", root / "besteffort"):
+            if parent.is_dir():
+                found += [str(p) for p in parent.glob("pod*") if p.is_dir()]
+    return found
+
+
+def remove_bridge() -> list[str]:
+    if _run("ip", "link", "show", BRIDGE).returncode != 0:
+        return []
+    if _run("ip", "-o", "link", "show", "master", BRIDGE).stdout.strip():
+        return [f"bridge {BRIDGE} still has ports; left"]
+    _run("ip", "link", "del", BRIDGE)
+    return [f"removed bridge {BRIDGE}"]
+
+
+def remove_hostport_chains() -> list[str]:
+    rules = _run("iptables", "-w", "-t", "nat", "-S").stdout.splitlines()
+    chains = {ln.split()[1] for ln in rules if ln.startswith("-N ")}
+    done = []
+    for chain in HOSTPORT_CHAINS:
+        if chain not in chains:
+            continue
+        own = [ln for ln in rules if ln.startswith(f"-A {chain} ")]
+        if chain == "CNI-HOSTPORT-DNAT" and own:  # per-pod jumps: a pod with a hostPort still exists
+            done.append(f"chain {chain} still has rules; left")
+            continue
+        for rule in rules:
+            parts = shlex.split(rule)
+            if parts[:1] == ["-A"] and "-j" in parts and parts[parts.index("-j") + 1] == chain:
+                _run("iptables", "-w", "-t", "nat", "-D", *parts[1:])
+        _run("iptables", "-w", "-t", "nat", "-F", chain)
+        _run("iptables", "-w", "-t", "nat", "-X", chain)
+        done.append(f"removed iptables chain {chain}")
+    return done
+
+
+def remove_cgroup_roots() -> list[str]:
+    done = []
+    for hierarchy in sorted(CGROUP_ROOT.iterdir()):
+        root = hierarchy / ROOT_NAME
+        for d in (root / "burstable", root / "besteffort", root):
+            if d.is_dir():
+                try:
+                    d.rmdir()  # cgroupfs: rmdir of an empty cgroup (its control files do not count)
+                except OSError:
+                    continue
+        if not root.exists() and hierarchy.is_dir():
+            done.append(hierarchy.name)
+    return [f"removed cgroup {ROOT_NAME} in {', '.join(done)}"] if done else []
+
+
+def remove_runtime_dirs() -> list[str]:
+    done = []
+    for d in RUNTIME_DIRS:
+        try:
+            d.rmdir()  # only when empty: anything inside belongs to a runtime still in use
+            done.append(f"removed {d}")
+        except OSError:
+            pass
+    return done
+
+
+def uninstall(data_dir: Path, purge: bool) -> tuple[int, list[str]]:
+    left = pods_left()
+    if left:
+        return 1, [f"pods still run on this host ({len(left)} pod cgroups, e.g. {left[0]}); delete them first"]
+    out = remove_bridge() + remove_hostport_chains() + remove_cgroup_roots() + remove_runtime_dirs()
+    if purge and data_dir.exists():
+        if (data_dir / "containerd" / "containerd.pid").exists():
+            pid = (data_dir / "containerd" / "containerd.pid").read_text().strip()
+            if pid.isdigit() and Path(f"/proc/{pid}").exists():
+                return 1, out + [f"containerd of {data_dir} still runs (pid {pid}); stop kubelite first"]
+        shutil.rmtree(data_dir)
+        out.append(f"removed {data_dir}")
+    return 0, out
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    code, lines = uninstall(Path(args.data_dir), args.purge)
+    for line in lines:
+        print(line, file=sys.stderr if code else sys.stdout)
+    return code
+
+
+def register_uninstall_cli(sub: Any, default_data_dir: str) -> None:
+    u = sub.add_parser("uninstall", help="remove kubelite's state outside its data dir (no pods may run)")
+    u.add_argument("--data-dir", default=default_data_dir)
+    u.add_argument("--purge", action="store_true", help="also remove the data dir")
+    u.set_defaults(func=cmd_uninstall)

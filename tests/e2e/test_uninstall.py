@@ -1,0 +1,40 @@
+"""`kubelite uninstall` refuses while pods run, then leaves nothing of kubelite on the host."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.harness import ServerProcess, wait_until
+
+KUBELITE = str(Path(sys.executable).parent / "kubelite")
+
+
+def _uninstall(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([KUBELITE, "uninstall", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_uninstall_after_the_last_pod(tmp_path):
+    server = ServerProcess(tmp_path / "data", extra=["--node-name", "kl-e2e-uninstall"]).start()
+    try:
+        def ready() -> bool:
+            p = server.kubectl("get", "node", "kl-e2e-uninstall", "-o", "json", check=False)
+            return p.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
+                                             for c in json.loads(p.stdout)["status"].get("conditions", []))
+
+        wait_until(ready, 60, 0.1, "node Ready")
+        server.kubectl("run", "kuard", "--image=kubelite.local/kuard-amd64:blue", "--port=8080")
+        server.kubectl("wait", "--for=condition=Ready", "pod/kuard", "--timeout=60s")
+        refused = _uninstall("--data-dir", str(server.data_dir))
+        assert refused.returncode == 1 and "pods still run on this host" in refused.stderr
+        server.kubectl("delete", "pod", "kuard")
+    finally:
+        server.stop()
+    done = _uninstall("--data-dir", str(server.data_dir), "--purge")
+    assert done.returncode == 0, done.stderr
+    assert not server.data_dir.exists()
+    assert subprocess.run(["ip", "link", "show", "kubelite0"], capture_output=True).returncode != 0
+    assert not any(Path("/sys/fs/cgroup").glob("*/kubepods"))
+    assert not Path("/run/containerd").exists() and not Path("/var/lib/cni").exists()
