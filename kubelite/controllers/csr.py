@@ -33,7 +33,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kubelite.api import errors
 from kubelite.api.meta import now_rfc3339
-from kubelite.apiserver.registry import ListOptions, WriteOptions
+from kubelite.apiserver.registry import WriteOptions
+from kubelite.controllers.base import WorkQueue, store_of, watch_forever
 from kubelite.kinds import certificates as certs
 from kubelite.kinds.base import Obj
 
@@ -212,46 +213,26 @@ class _CSRController:
     name = "csr"
 
     def __init__(self, stores: dict[Any, Any]) -> None:
-        self.csrs = next(s for k, s in stores.items()
-                         if k.group == certs.GROUP and k.plural == "certificatesigningrequests")
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-
-    def _enqueue(self, name: str) -> None:
-        if name and name not in self._queued:
-            self._queued.add(name)
-            self._queue.put_nowait(name)
+        self.csrs = store_of(stores, "certificatesigningrequests", certs.GROUP)
+        self.queue = WorkQueue(self.name, self._sync, RETRY_SECONDS)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._watch())
-            tg.create_task(self._work())
+            tg.create_task(watch_forever(self.csrs, self._event, "CSR"))
+            tg.create_task(self.queue.run())
 
-    async def _watch(self) -> None:
-        while True:
-            try:
-                async for etype, obj in self.csrs.watch("", ListOptions()):
-                    if etype in ("ADDED", "MODIFIED"):
-                        self._enqueue(obj["metadata"]["name"])
-            except errors.StatusError as exc:
-                log.info("%s: CSR watch restarted: %s", self.name, exc.message)
-            await asyncio.sleep(0.1)
+    def _event(self, etype: str, obj: Obj) -> None:
+        if etype in ("ADDED", "MODIFIED"):
+            self.queue.add(obj["metadata"]["name"])
 
-    async def _work(self) -> None:
-        while True:
-            name = await self._queue.get()
-            self._queued.discard(name)
-            try:
-                try:
-                    csr = await self.csrs.get("", name)
-                except errors.StatusError as exc:
-                    if exc.code == 404:
-                        continue
-                    raise
-                await self.handle(csr)
-            except Exception as exc:
-                log.warning("%s: syncing CSR %s: %s", self.name, name, exc)
-                asyncio.get_running_loop().call_later(RETRY_SECONDS, self._enqueue, name)
+    async def _sync(self, name: str) -> None:
+        try:
+            csr = await self.csrs.get("", name)
+        except errors.StatusError as exc:
+            if exc.code == 404:
+                return
+            raise
+        await self.handle(csr)
 
     async def handle(self, csr: Obj) -> None:
         raise NotImplementedError

@@ -9,22 +9,20 @@ import logging
 
 from kubelite.api import errors
 from kubelite.apiserver.registry import DeleteOptions, ListOptions, ResourceStore, WriteOptions
+from kubelite.controllers.base import WorkQueue, store_of, watch_forever
 from kubelite.kinds.base import Kind, Obj
 
 log = logging.getLogger("kubelite.controllers.namespace")
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-RETRY_SECONDS = 2.0
 
 
 class NamespaceController:
     def __init__(self, stores: dict[Kind, ResourceStore]) -> None:
         self.stores = stores
-        self.namespaces = next(s for k, s in stores.items() if k.plural == "namespaces" and k.group == "")
-        self.serviceaccounts = next((s for k, s in stores.items()
-                                     if k.plural == "serviceaccounts" and k.group == ""), None)
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
+        self.namespaces = store_of(stores, "namespaces")
+        self.serviceaccounts = store_of(stores, "serviceaccounts")
+        self.queue = WorkQueue("namespace", self.sync)
 
     async def bootstrap(self) -> None:
         for name in SYSTEM_NAMESPACES:
@@ -33,36 +31,11 @@ class NamespaceController:
                                                   "metadata": {"name": name}}, WriteOptions(
                     field_manager="kube-apiserver"))
 
-    def _enqueue(self, name: str) -> None:
-        if name not in self._queued:
-            self._queued.add(name)
-            self._queue.put_nowait(name)
-
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._watch())
-            tg.create_task(self._work())
-
-    async def _watch(self) -> None:
-        while True:
-            try:
-                async for _etype, obj in self.namespaces.watch("", ListOptions()):
-                    self._enqueue(obj["metadata"]["name"])
-            except errors.StatusError as exc:  # e.g. compacted: re-list
-                log.info("namespace watch restarted: %s", exc.message)
-            await asyncio.sleep(0.1)
-
-    async def _work(self) -> None:
-        while True:
-            name = await self._queue.get()
-            self._queued.discard(name)
-            try:
-                again = await self.sync(name)
-            except Exception:
-                log.exception("syncing namespace %s", name)
-                again = True
-            if again:
-                asyncio.get_running_loop().call_later(RETRY_SECONDS, self._enqueue, name)
+            tg.create_task(watch_forever(self.namespaces, lambda _t, obj: self.queue.add(obj["metadata"]["name"]),
+                                        "namespace"))
+            tg.create_task(self.queue.run())
 
     async def sync(self, name: str) -> bool:
         """Returns True when the namespace needs another look later."""
@@ -78,8 +51,6 @@ class NamespaceController:
         return await self._delete_contents(ns)
 
     async def _ensure_default_sa(self, namespace: str) -> None:
-        if self.serviceaccounts is None:
-            return
         try:
             await self.serviceaccounts.get(namespace, "default")
         except errors.StatusError as exc:

@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 
 from kubelite.api import errors
-from kubelite.apiserver.registry import ListOptions, ResourceStore, WriteOptions
+from kubelite.apiserver.registry import ResourceStore, WriteOptions
+from kubelite.controllers.base import WorkQueue, store_of, watch_forever
 from kubelite.kinds.base import Kind, Obj
 
 log = logging.getLogger("kubelite.controllers.rootca")
@@ -25,59 +26,26 @@ FIELD_MANAGER = "kube-controller-manager"
 RETRY_SECONDS = 1.0
 
 
-def _store(stores: dict[Kind, ResourceStore], plural: str) -> ResourceStore:
-    return next(s for k, s in stores.items() if k.plural == plural and k.group == "")
-
-
 class RootCAPublisher:
     def __init__(self, stores: dict[Kind, ResourceStore], root_ca: bytes | Path) -> None:
-        self.namespaces = _store(stores, "namespaces")
-        self.configmaps = _store(stores, "configmaps")
+        self.namespaces = store_of(stores, "namespaces")
+        self.configmaps = store_of(stores, "configmaps")
         self.root_ca = (Path(root_ca).read_bytes() if isinstance(root_ca, Path) else root_ca).decode()
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-
-    def _enqueue(self, ns: str) -> None:
-        if ns and ns not in self._queued:
-            self._queued.add(ns)
-            self._queue.put_nowait(ns)
+        self.queue = WorkQueue("root-ca-publisher", self.sync, RETRY_SECONDS)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._watch_namespaces())
-            tg.create_task(self._watch_configmaps())
-            tg.create_task(self._work())
+            tg.create_task(watch_forever(self.namespaces, self._namespace_event, "namespace"))
+            tg.create_task(watch_forever(self.configmaps, self._configmap_event, "configmap"))
+            tg.create_task(self.queue.run())
 
-    async def _watch_namespaces(self) -> None:
-        while True:
-            try:
-                async for etype, ns in self.namespaces.watch("", ListOptions()):
-                    if etype == "DELETED" or ns["metadata"].get("deletionTimestamp"):
-                        continue
-                    self._enqueue(ns["metadata"]["name"])
-            except errors.StatusError as exc:
-                log.info("namespace watch restarted: %s", exc.message)
-            await asyncio.sleep(0.1)
+    def _namespace_event(self, etype: str, ns: Obj) -> None:
+        if etype != "DELETED" and not ns["metadata"].get("deletionTimestamp"):
+            self.queue.add(ns["metadata"]["name"])
 
-    async def _watch_configmaps(self) -> None:
-        while True:
-            try:
-                async for etype, cm in self.configmaps.watch("", ListOptions()):
-                    if cm.get("metadata", {}).get("name") == ROOT_CA_CONFIGMAP and etype in ("MODIFIED", "DELETED"):
-                        self._enqueue(cm["metadata"].get("namespace", ""))
-            except errors.StatusError as exc:
-                log.info("configmap watch restarted: %s", exc.message)
-            await asyncio.sleep(0.1)
-
-    async def _work(self) -> None:
-        while True:
-            ns = await self._queue.get()
-            self._queued.discard(ns)
-            try:
-                await self.sync(ns)
-            except Exception:
-                log.exception("publishing %s in namespace %s", ROOT_CA_CONFIGMAP, ns)
-                asyncio.get_running_loop().call_later(RETRY_SECONDS, self._enqueue, ns)
+    def _configmap_event(self, etype: str, cm: Obj) -> None:
+        if cm.get("metadata", {}).get("name") == ROOT_CA_CONFIGMAP and etype in ("MODIFIED", "DELETED"):
+            self.queue.add(cm["metadata"].get("namespace", ""))
 
     async def sync(self, namespace: str) -> None:
         try:

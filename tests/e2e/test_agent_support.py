@@ -201,3 +201,30 @@ def _unmount_under(d: Path) -> None:
            if ln.split()[1].startswith(prefix)]
     for mp in sorted(mps, key=len, reverse=True):
         subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+def node_ready(server: ServerProcess, node: str) -> bool:
+    p = server.kubectl("get", "node", node, "-o", "json", check=False)
+    return p.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
+                                     for c in json.loads(p.stdout)["status"].get("conditions", []))
+
+
+@contextlib.contextmanager
+def full_cluster(data_dir: Path, node: str, *cleanup_namespaces: str):
+    """`kubelite server` as users run it (API + scheduler + agent) with the node Ready; yields
+    (server, AgentProcess view of its node); at the end pods go, the server stops, the host is left clean."""
+    server = ServerProcess(data_dir, extra=["--node-name", node]).start()
+    view = AgentProcess(server.data_dir, server, node)  # to look at the host; the server runs the agent
+    try:
+        wait_until(lambda: node_ready(server, node), 60, 0.1, "node Ready")
+        yield server, view
+    finally:
+        with contextlib.suppress(Exception):
+            server.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--timeout=60s", check=False)
+        for ns in cleanup_namespaces:
+            with contextlib.suppress(Exception):
+                server.kubectl("delete", "ns", ns, "--timeout=60s", check=False)
+        server.stop()
+        _unmount_under(server.data_dir)
+        if not bridge_ports():
+            subprocess.run(["ip", "link", "del", "kubelite0"], capture_output=True)

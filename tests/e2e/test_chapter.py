@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -10,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.e2e.harness import KUBECTL, ROOT, ServerProcess, wait_until
-from tests.e2e.test_agent_support import AgentProcess, _unmount_under, bridge_ports, http_get, leftovers
+from tests.e2e.test_agent_support import full_cluster, http_get, leftovers
 
 NODE = "kl-e2e-chapter"
 EXAMPLES = ROOT / "examples"
@@ -18,25 +17,8 @@ EXAMPLES = ROOT / "examples"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    base = tmp_path_factory.mktemp("chapter")
-    server = ServerProcess(base / "data", extra=["--node-name", NODE]).start()
-    node = AgentProcess(server.data_dir, server, NODE)  # to look at the node; the server runs the agent
-
-    def ready() -> bool:
-        p = server.kubectl("get", "node", NODE, "-o", "json", check=False)
-        return p.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in json.loads(p.stdout)["status"].get("conditions", []))
-
-    try:
-        wait_until(ready, 60, 0.1, "node Ready")
-        yield server, node
-    finally:
-        with contextlib.suppress(Exception):
-            server.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--timeout=60s", check=False)
-        server.stop()
-        _unmount_under(server.data_dir)
-        if not bridge_ports():
-            subprocess.run(["ip", "link", "del", "kubelite0"], capture_output=True)
+    with full_cluster(tmp_path_factory.mktemp("chapter") / "data", NODE) as c:
+        yield c
 
 
 def _watch(server: ServerProcess, *args: str) -> subprocess.Popen:

@@ -6,7 +6,6 @@ limits the tokens a node may request (an API-only server and a node's client cer
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import jwt
 import pytest
 
 from tests.e2e.harness import ROOT, ServerProcess, raw_request, wait_until
-from tests.e2e.test_agent_support import BUSYBOX, AgentProcess, _unmount_under, bridge_ports, leftovers
+from tests.e2e.test_agent_support import BUSYBOX, full_cluster, leftovers
 
 NODE = "kl-e2e-satokens"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -23,27 +22,8 @@ SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    base = tmp_path_factory.mktemp("satokens")
-    server = ServerProcess(base / "data", extra=["--node-name", NODE]).start()
-    node = AgentProcess(server.data_dir, server, NODE)  # to look at the host; the server runs the agent
-
-    def ready() -> bool:
-        p = server.kubectl("get", "node", NODE, "-o", "json", check=False)
-        return p.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in json.loads(p.stdout)["status"].get("conditions", []))
-
-    try:
-        wait_until(ready, 60, 0.1, "node Ready")
-        yield server, node
-    finally:
-        with contextlib.suppress(Exception):
-            server.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--timeout=60s", check=False)
-        with contextlib.suppress(Exception):
-            server.kubectl("delete", "ns", "satok", "--timeout=60s", check=False)
-        server.stop()
-        _unmount_under(server.data_dir)
-        if not bridge_ports():
-            subprocess.run(["ip", "link", "del", "kubelite0"], capture_output=True)
+    with full_cluster(tmp_path_factory.mktemp("satokens") / "data", NODE, "satok") as c:
+        yield c
 
 
 def _pod(name: str, **spec) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.e2e.harness import ServerProcess, wait_until
+from tests.e2e.test_agent_support import node_ready
 
 KUBELITE = str(Path(sys.executable).parent / "kubelite")
 
@@ -19,12 +19,7 @@ def _uninstall(*args: str) -> subprocess.CompletedProcess:
 def test_uninstall_after_the_last_pod(tmp_path):
     server = ServerProcess(tmp_path / "data", extra=["--node-name", "kl-e2e-uninstall"]).start()
     try:
-        def ready() -> bool:
-            p = server.kubectl("get", "node", "kl-e2e-uninstall", "-o", "json", check=False)
-            return p.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
-                                             for c in json.loads(p.stdout)["status"].get("conditions", []))
-
-        wait_until(ready, 60, 0.1, "node Ready")
+        wait_until(lambda: node_ready(server, "kl-e2e-uninstall"), 60, 0.1, "node Ready")
         server.kubectl("run", "kuard", "--image=kubelite.local/kuard-amd64:blue", "--port=8080")
         server.kubectl("wait", "--for=condition=Ready", "pod/kuard", "--timeout=60s")
         refused = _uninstall("--data-dir", str(server.data_dir))
