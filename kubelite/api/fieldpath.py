@@ -675,7 +675,7 @@ def _to_set(v: Any, s: dict | None, path: Path, out: set[Path], errs: list[str])
         if not isinstance(v, list):
             return
         items = _items_schema(s)
-        pes = []
+        pes: list[Any] = []
         seen: set = set()
         dups: set = set()
         for i, child in enumerate(v):
@@ -826,9 +826,11 @@ class _Walk:
         info = None if s is None else _info(s)
         atom = DEDUCED if info is None else info.atom
         if atom == MAP:
+            assert info is not None
             leaf = not isinstance(v, dict) or not v or info.map_atomic
             is_map = True
         elif atom == LIST:
+            assert info is not None
             leaf = not isinstance(v, list) or not v or info.list_atomic
             is_map = False
         elif atom == DEDUCED and isinstance(v, dict):
@@ -843,7 +845,7 @@ class _Walk:
         if skip is not None and len(path) >= self.skip_depth:
             skip = None  # nothing below this depth is skipped
         if is_map:
-            fields = info.fields if s else None
+            fields = info.fields if s and info is not None else None
             for k, val in v.items():
                 p = path + (("f", k),)
                 if skip is not None and p in skip:
@@ -1050,7 +1052,7 @@ def _remove(v: Any, node: _Node, s: dict | None) -> Any:
             fs, declared = field_schema(s, k)
             val = _remove(val, sub, fs)
             if val is _MISSING:
-                if declared and schema_atom(fs) == MAP and not fs.get("additionalProperties"):
+                if declared and fs is not None and schema_atom(fs) == MAP and not fs.get("additionalProperties"):
                     res[k] = {}
                 continue
             res[k] = val

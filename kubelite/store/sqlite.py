@@ -46,6 +46,7 @@ wait on readers.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import concurrent.futures
 import contextlib
@@ -585,7 +586,7 @@ class SQLiteStore:
         if not fut.done():
             fut.set_exception(exc)
 
-    def _write_batch(self, conn: sqlite3.Connection, ops: list[_WriteOp], rev: int) -> int:
+    def _write_batch(self, conn: sqlite3.Connection, ops: builtins.list[_WriteOp], rev: int) -> int:
         results: list[Any] = []
         events: list[Event] = []
         start_rev = rev
@@ -715,7 +716,7 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ publish (event loop)
 
-    def _publish(self, ops: list[_WriteOp], results: list[Any], events: list[Event]) -> None:
+    def _publish(self, ops: builtins.list[_WriteOp], results: builtins.list[Any], events: builtins.list[Event]) -> None:
         if events:
             ring = self._ring
             for ev in events:
@@ -746,7 +747,7 @@ class SQLiteStore:
         return _Watcher(self, prefix, from_revision)
 
     @staticmethod
-    def _r_replay(conn: sqlite3.Connection, prefix: str, after: int, upto: int, limit: int) -> list[Event]:
+    def _r_replay(conn: sqlite3.Connection, prefix: str, after: int, upto: int, limit: int) -> builtins.list[Event]:
         cond, params = _cond("k.name", prefix)
         conn.execute("BEGIN")
         try:
@@ -769,7 +770,7 @@ class SQLiteStore:
             events.append(Event("DELETE" if deleted else "PUT", kv, prev))
         return events
 
-    async def _replay_page(self, prefix: str, after: int, upto: int) -> tuple[list[Event], int]:
+    async def _replay_page(self, prefix: str, after: int, upto: int) -> tuple[builtins.list[Event], int]:
         """Events in (after, upto] under prefix, at most one page; returns (events, new after)."""
         events = await self._in_thread(self._r_replay, prefix, after, upto, _REPLAY_PAGE)
         if len(events) < _REPLAY_PAGE:
@@ -809,7 +810,7 @@ class _Watcher:
         store._watchers.add(self)
 
     # called by the store on the event loop thread, once per committed batch
-    def _offer(self, events: list[Event]) -> None:
+    def _offer(self, events: builtins.list[Event]) -> None:
         if self._done:
             return
         prefix = self._prefix
