@@ -33,6 +33,8 @@ run: setup
 	$(BIN)/kubelite server --data-dir $(DATA_DIR)
 
 test: setup
+	$(BIN)/ruff check kubelite tests bench
+	$(BIN)/mypy kubelite/api kubelite/store
 	$(BIN)/pytest -q $(PYTEST_ARGS) tests
 
 test-unit: setup
