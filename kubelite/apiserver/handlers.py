@@ -382,8 +382,9 @@ class APIHandler:
             if d != "All":
                 raise errors.bad_request(f'Invalid dryRun: Unsupported value: "{d}": supported values: "All"')
         opts.dry_run = bool(dry)
-        if body.get("orphanDependents") is not None or q.get("orphanDependents"):
-            opts.orphan_dependents = True
+        orphan = q.get("orphanDependents", body.get("orphanDependents"))
+        if orphan is not None and orphan != "":
+            opts.orphan_dependents = orphan is True or orphan == "true"
         opts.user = request.get(USER)
         return opts
 

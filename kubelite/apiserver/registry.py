@@ -19,6 +19,8 @@ import orjson
 from kubelite.api import errors
 from kubelite.api import field as fld
 from kubelite.api.meta import (
+    FINALIZER_DELETE_DEPENDENTS,
+    FINALIZER_ORPHAN_DEPENDENTS,
     generate_name_suffix,
     new_uid,
     now_rfc3339,
@@ -497,9 +499,15 @@ class ResourceStore:
         """Returns (object, deleted_now). When not deleted now the object is being finalized or
         is terminating gracefully and is returned with its deletionTimestamp."""
         key = self.key(namespace, name)
+        opt_errs = []
+        if opts.orphan_dependents is not None and opts.propagation_policy:
+            opt_errs.append(fld.invalid("propagationPolicy", opts.propagation_policy,
+                                        "orphanDependents and deletionPropagation cannot be both set"))
         if opts.propagation_policy and opts.propagation_policy not in ("Orphan", "Background", "Foreground"):
-            raise errors.invalid("DeleteOptions", "", [fld.not_supported(
-                "propagationPolicy", opts.propagation_policy, ["Foreground", "Background", "Orphan"])])
+            opt_errs.append(fld.not_supported(
+                "propagationPolicy", opts.propagation_policy, ["Foreground", "Background", "Orphan"]))
+        if opt_errs:
+            raise errors.invalid("DeleteOptions", "", opt_errs)
         if opts.grace_period_seconds is not None and opts.grace_period_seconds < 0:
             opts.grace_period_seconds = 1
         for _ in range(_MAX_UPDATE_RETRIES):
@@ -520,14 +528,21 @@ class ResourceStore:
                 await self.admission.validate(Attributes(DELETE, self.kind, meta.get("namespace", ""), name, None,
                                                          obj, "", opts.user, opts.dry_run))
             grace = self.strategy.grace_period(obj, opts.grace_period_seconds)
+            finalizers = meta.get("finalizers") or []
+            gc_finalizers = _gc_finalizers(finalizers, opts)
             if meta.get("deletionTimestamp"):
-                # already terminating: only a shorter grace period changes anything
+                # already terminating: only a shorter grace period changes anything, and the
+                # garbage collector's finalizers only while no graceful deletion is pending
                 cur = int(meta.get("deletionGracePeriodSeconds") or 0)
-                if grace >= cur and not (grace == 0 and not meta.get("finalizers")):
+                if grace >= cur and not (grace == 0 and not finalizers) and (cur > 0 or gc_finalizers == finalizers):
                     return obj, False
-            has_finalizers = self.strategy.has_pending_finalizers(obj)
+            new = copy.deepcopy(obj)
+            if gc_finalizers != finalizers:
+                new["metadata"]["finalizers"] = gc_finalizers
+                if not gc_finalizers:
+                    del new["metadata"]["finalizers"]
+            has_finalizers = self.strategy.has_pending_finalizers(new)
             if grace > 0 or has_finalizers:
-                new = copy.deepcopy(obj)
                 nm = new["metadata"]
                 if not meta.get("deletionTimestamp") or grace < int(meta.get("deletionGracePeriodSeconds") or 0):
                     nm["deletionTimestamp"] = now_plus(grace)
@@ -567,7 +582,8 @@ class ResourceStore:
             try:
                 deleted, _ = await self.delete(meta.get("namespace", ""), meta["name"],
                                                DeleteOptions(dopts.grace_period_seconds, {},
-                                                             dopts.propagation_policy, None, dopts.dry_run))
+                                                             dopts.propagation_policy, dopts.orphan_dependents,
+                                                             dopts.dry_run))
                 out.append(deleted)
             except errors.StatusError as exc:
                 if exc.code != 404:
@@ -637,6 +653,23 @@ class ResourceStore:
         if initial_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
         return {"kind": self.kind.kind, "apiVersion": self.kind.api_version, "metadata": meta}
+
+
+def _gc_finalizers(finalizers: list[str], opts: DeleteOptions) -> list[str]:
+    """The finalizers a delete request leaves for the garbage collector (the apiserver's
+    deletionFinalizersForGarbageCollection): ``orphan`` or ``foregroundDeletion`` as
+    orphanDependents, else propagationPolicy, else the object's own finalizers ask; the default
+    policy of every kind served here is Background, which needs neither. Unchanged when equal."""
+    gc = (FINALIZER_ORPHAN_DEPENDENTS, FINALIZER_DELETE_DEPENDENTS)
+    if opts.orphan_dependents is not None:
+        want = FINALIZER_ORPHAN_DEPENDENTS if opts.orphan_dependents else None
+    elif opts.propagation_policy:
+        want = {"Orphan": FINALIZER_ORPHAN_DEPENDENTS, "Foreground": FINALIZER_DELETE_DEPENDENTS}.get(
+            opts.propagation_policy)
+    else:
+        want = next((f for f in finalizers if f in gc), None)
+    out = [f for f in finalizers if f not in gc] + ([want] if want else [])
+    return finalizers if set(out) == set(finalizers) else out
 
 
 def _parse_rv(rv: str, name: str = "") -> int:

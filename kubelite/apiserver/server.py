@@ -26,6 +26,7 @@ from kubelite.cli.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
 from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
 from kubelite.controllers.csr import CSRApprover, CSRSigner
+from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.kinds import certificates
@@ -82,6 +83,7 @@ class Server:
         self._run(ClusterInfoPublisher(self.stores, cfg.server_url, pki.ca_cert.read_bytes()).run(),
                   "cluster-info-publisher")
         self._run(TokenCleaner(self.stores).run(), "token-cleaner")
+        self._run(GarbageCollector(self.stores).run(), "garbage-collector")
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
         self.app_state.ready = True
         log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)
