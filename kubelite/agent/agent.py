@@ -20,6 +20,7 @@ from typing import Any
 
 from kubelite.agent import crispec
 from kubelite.agent.cgroups import CgroupManager
+from kubelite.agent.containergc import CONTAINER_GC_PERIOD
 from kubelite.agent.crispec import PodRuntime
 from kubelite.agent.node import NodeManager, memory_capacity
 from kubelite.agent.prober import ProbeManager
@@ -51,6 +52,9 @@ class AgentConfig:
     # sandbox creations / container starts at once (0: 2 per CPU); a burst of pods queues
     # here, earliest pod first, instead of slowing containerd down for all of them
     runtime_parallelism: int = 0
+    # the container GC's period (the kubelet's ContainerGCPeriod, 1 min); <= 0 turns the
+    # periodic pass off (a pod's sync still collects after it restarted something)
+    container_gc_interval: float = CONTAINER_GC_PERIOD
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -131,6 +135,8 @@ class Agent:
         self._tasks = [asyncio.create_task(self._watch_pods(rv), name="agent-pod-watch"),
                        asyncio.create_task(self._relist_runtime(), name="agent-pleg"),
                        asyncio.create_task(self._housekeeping(), name="agent-housekeeping")]
+        if cfg.container_gc_interval > 0:
+            self._tasks.append(asyncio.create_task(self._container_gc_forever(), name="agent-container-gc"))
         self.started_at = time.monotonic()
         log.info("agent for node %s started (pod CIDR %s, %s)", self.node_name, self.node.pod_cidr,
                  self.node.runtime_version)
@@ -146,7 +152,23 @@ class Agent:
         assert self.node is not None
         self.server = AgentServer(self.cri, cfg.data_dir, pki_mod.load_pki(cfg.pki_dir), port=cfg.kubelet_port,
                                   node_addresses=[self.node.host_ip], node_name=self.node_name)
+        self.server.container_status = self._container_status
         await self.server.start()
+
+    def _container_status(self, namespace: str, name: str, container: str, uid: str = "") -> Obj | None:
+        """The newest status this agent computed for a container of one of its pods."""
+        if self.status is None:
+            return None
+        for puid, pod in self._api_pods.items():
+            m = pod["metadata"]
+            if m.get("namespace") != namespace or m.get("name") != name or (uid and puid != uid):
+                continue
+            st = self.status.latest(puid) or pod.get("status") or {}
+            for key in ("containerStatuses", "initContainerStatuses"):
+                for cs in st.get(key) or []:
+                    if cs.get("name") == container:
+                        return cs
+        return None
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -302,15 +324,47 @@ class Agent:
             except Exception as exc:
                 log.warning("housekeeping: %s", exc)
 
+    async def container_gc(self) -> list[str]:
+        """One pass of the container GC over the live pods of this node (kuberuntime_gc.go
+        GarbageCollect with evictNonDeletedPods false): per pod, exited containers but the
+        newest per container name and dead sandboxes but the newest go, with their logs.
+        Pods being deleted are left to their worker, runtime state of pods this agent does not
+        know (other nodes sharing a containerd, orphans) is not touched. Returns what was removed."""
+        assert self.runtime is not None and self.runtime_cache is not None
+        await self.runtime_cache.refresh()
+        by_uid = self.runtime_cache.pods()
+        removed: list[str] = []
+        for uid, pod in list(self._api_pods.items()):
+            if pod["metadata"].get("deletionTimestamp") or pod.get("spec", {}).get("nodeName") != self.node_name:
+                continue
+            pr = by_uid.get(uid)
+            if pr is None:
+                continue
+            try:
+                removed += await self.runtime.garbage_collect(pod, pr)
+            except Exception as exc:
+                log.warning("container GC of pod %s: %s", uid, exc)
+        return removed
+
+    async def _container_gc_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.container_gc_interval)
+            try:
+                await self.container_gc()
+            except Exception as exc:
+                log.warning("container GC: %s", exc)
+
 
 async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str = "", *, kubelet_port: int = 10250,
                     containerd_socket: Path | str | None = None, images_dir: Path | str | None = None,
-                    pki_dir: Path | str | None = None, runtime_parallelism: int = 0) -> None:
+                    pki_dir: Path | str | None = None, runtime_parallelism: int = 0,
+                    container_gc_interval: float = CONTAINER_GC_PERIOD) -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
                               Path(images_dir) if images_dir else None,
-                              Path(pki_dir) if pki_dir else None, runtime_parallelism))
+                              Path(pki_dir) if pki_dir else None, runtime_parallelism,
+                              container_gc_interval))
     try:
         await agent.start()
         await asyncio.Event().wait()

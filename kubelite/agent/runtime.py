@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from cri_api.v1 import api_pb2 as cri
 
-from kubelite.agent import crispec
+from kubelite.agent import containergc, crispec
 from kubelite.agent.backoff import (
     CONTAINER_BACKOFF_INITIAL,
     CONTAINER_BACKOFF_MAX,
@@ -131,6 +131,7 @@ class RuntimeManager:
         self._pod_order: dict[str, int] = {}  # uid -> order of first sync: the limiter's priority
         self._order_seq = itertools.count()
         self._image_cache: dict[str, tuple[float, Any]] = {}  # image -> (expiry, CRI Image)
+        self.gc_policy = containergc.DEFAULT_POLICY  # containerGC (see garbage_collect)
 
     # ------------------------------------------------------------------ events
     def event(self, pod: Obj, type_: str, reason: str, message: str, container: str | None = None,
@@ -245,6 +246,42 @@ class RuntimeManager:
             if not s.ready and s.id not in used:
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await self.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=s.id), timeout=60)
+
+    async def garbage_collect(self, pod: Obj, pr: PodRuntime, now: float | None = None,
+                              policy: containergc.GCPolicy | None = None) -> list[str]:
+        """containerGC for one live pod: remove its exited containers but the newest per container
+        name (with their log files), then its dead sandboxes but the newest. Returns the removed
+        container and sandbox ids. Running containers and the newest sandbox are never touched."""
+        uid = pod["metadata"]["uid"]
+        if pr.uid != uid:
+            return []
+        victims = [c for _, c in containergc.select_containers({uid: pr.containers},
+                                                               time.time() if now is None else now,
+                                                               policy or self.gc_policy)]
+        removed: list[str] = []
+        log_dir = self.volumes.log_dir(pod)
+        for c in victims:
+            try:
+                await self.rt.RemoveContainer(cri.RemoveContainerRequest(container_id=c.id), timeout=60)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    log.warning("RemoveContainer %s: %s", c.id[:12], _rpc_message(exc))
+                    continue
+            removed.append(c.id)
+            path = containergc.container_log_path(c, log_dir)
+            if path is not None:
+                await asyncio.to_thread(containergc.remove_log_files, path)
+        for s in containergc.select_sandboxes(pr, removed):
+            try:
+                await self.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=s.id), timeout=60)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    log.warning("RemovePodSandbox %s: %s", s.id[:12], _rpc_message(exc))
+                    continue
+            removed.append(s.id)
+        if removed:
+            log.info("container GC of pod %s removed %d container(s)/sandbox(es)", format_pod(pod), len(removed))
+        return removed
 
     def _latest_in(self, pr: PodRuntime, name: str, sandbox_id: str, init: bool) -> ContainerState | None:
         for c in pr.containers:

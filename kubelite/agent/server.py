@@ -26,6 +26,7 @@ import os
 import re
 import ssl
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,9 @@ class AgentServer:
         self.log_rotation = log_rotation
         self.log_rotation_period = log_rotation_period
         self._rotation_task: asyncio.Task | None = None
+        # (namespace, pod, container, uid or "") -> the container's status as the agent computed
+        # it, or None: `logs --previous` follows its lastState like the kubelet
+        self.container_status: Callable[[str, str, str, str], dict | None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def ssl_context(self) -> ssl.SSLContext:
@@ -242,10 +246,17 @@ class AgentServer:
         if containers:
             cur = containers[0]
             if previous:
+                # validateContainerLogStatus: --previous is the container of lastState.terminated
+                # (in CrashLoopBackOff the newest exited one; older instances may be GC'd by now)
+                last_id = self._last_terminated_id(namespace, name, container, uid)
+                byid = [c for c in containers if c.id == last_id]
                 older = [c for c in containers[1:] if c.metadata.attempt < cur.metadata.attempt]
-                if not older:
+                if byid:
+                    cur = byid[0]
+                elif not older:
                     raise AgentError(400, f'previous terminated container "{container}" in pod "{name}" not found')
-                cur = older[0]
+                else:
+                    cur = older[0]
             st = await self.cri.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=cur.id), timeout=10)
             path = st.status.log_path
             if path and not os.path.isabs(path):
@@ -267,6 +278,18 @@ class AgentServer:
         if previous:
             raise AgentError(400, f'previous terminated container "{container}" in pod "{name}" not found')
         raise AgentError(404, f'container "{container}" in pod "{name}" is not available')
+
+    def _last_terminated_id(self, namespace: str, name: str, container: str, uid: str) -> str:
+        """The CRI id in lastState.terminated of the container's status as the agent last
+        computed it ("" when unknown); the agent sets :attr:`container_status`."""
+        if self.container_status is None:
+            return ""
+        try:
+            cs = self.container_status(namespace, name, container, uid) or {}
+        except Exception:
+            return ""
+        term = (cs.get("lastState") or {}).get("terminated") or {}
+        return str(term.get("containerID", "")).partition("://")[2]
 
     async def _is_running(self, cid: str | None) -> bool:
         if cid is None:

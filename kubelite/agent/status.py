@@ -83,6 +83,9 @@ def container_status(spec_c: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, 
                 state = {"terminated": _terminated(cur)}
                 if prev is not None and prev.state == "exited":
                     last = {"terminated": _terminated(prev)}
+                elif old and old.get("containerID") == st["containerID"]:
+                    # the previous instance was garbage-collected since: its record stays
+                    last = old.get("lastState") or {}
         else:
             reason, msg = waiting.get(name, ("ContainerCreating", ""))
             state = {"waiting": {"reason": reason, **({"message": msg} if msg else {})}}

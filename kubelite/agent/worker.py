@@ -105,6 +105,14 @@ class PodWorker:
             self.owner.prober.sync_pod(pod, pr)
         status = self._status(pr, self.waiting)
         self.owner.status.set_status(pod, status)
+        if res.changed and status["phase"] not in TERMINAL:
+            # a (re)start happened: the container GC's pass for this pod, right away (the
+            # periodic pass in the agent covers the rest)
+            try:
+                if await rm.garbage_collect(pod, pr):
+                    self._acted()
+            except Exception as exc:
+                log.warning("container GC of pod %s: %s", _name(pod), exc)
         if status["phase"] in TERMINAL:
             self.terminal_done = True
             self.owner.probes_remove(self.uid)

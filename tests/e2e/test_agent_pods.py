@@ -16,6 +16,7 @@ from tests.e2e.test_agent_support import (
     create,
     cstatus,
     delete,
+    full_cluster,
     get_pod,
     http_get,
     leftovers,
@@ -302,3 +303,48 @@ def test_agent_kill9_keeps_containers(node):
         time.sleep(0.5)
     assert agent.exec(cid(after), "true") == ""
     delete(server, "survivor")
+
+
+def test_container_gc_of_a_crash_looping_pod(node):
+    """The container GC (kuberuntime_gc.go): a crash-looping pod keeps only the newest exited
+    container per container name besides the current one, with its log; --previous still works."""
+    server, agent = node
+    create(server, pod_manifest("gc-crash", agent.node_name,
+                                [{"name": "c", "image": BUSYBOX, "command": ["sh", "-c", "echo bye; exit 1"]}]))
+    pod = wait_pod(server, "gc-crash", lambda p: cstatus(p).get("restartCount", 0) >= 2, 45, "2 restarts")
+    uid = pod["metadata"]["uid"]
+    log_dir = agent.data_dir / "pods" / f"default_gc-crash_{uid}" / "c"
+
+    def app_containers() -> list[str]:
+        return agent.ctr("containers", "ls", "-q", f'labels."io.kubernetes.pod.uid"=={uid},'
+                         'labels."io.cri-containerd.kind"==container').stdout.split()
+
+    # the sync that started attempt 2 removed attempt 0 (container and log); the periodic pass
+    # may also have taken attempt 1 once attempt 2 exited
+    wait_until(lambda: len(app_containers()) <= 2 and not (log_dir / "0.log").exists(), 10, 0.2, "GC")
+    logs = sorted(p.name for p in log_dir.iterdir())
+    assert "0.log" not in logs and set(logs) <= {"1.log", "2.log", "3.log"} and logs, logs
+    sandboxes = agent.ctr("containers", "ls", "-q", f'labels."io.kubernetes.pod.uid"=={uid},'
+                          'labels."io.cri-containerd.kind"==sandbox').stdout.split()
+    assert len(sandboxes) == 1
+    pod = get_pod(server, "gc-crash")
+    assert cstatus(pod)["lastState"]["terminated"]["exitCode"] == 1
+    delete(server, "gc-crash")
+    assert leftovers(agent, uid) == []
+
+
+def test_logs_previous_after_container_gc(tmp_path):
+    """`kubectl logs --previous` follows lastState like the kubelet: in CrashLoopBackOff the
+    newest exited container, which the GC keeps (this needs the agent's endpoint: a full server)."""
+    with full_cluster(tmp_path / "data", "kl-e2e-gc") as (server, view):
+        create(server, pod_manifest("gc-logs", "kl-e2e-gc", [{"name": "c", "image": BUSYBOX, "command": [
+            "sh", "-c", "echo run $(ls /tmp | wc -l); touch /tmp/x; exit 1"]}]))
+        pod = wait_pod(server, "gc-logs", lambda p: cstatus(p).get("restartCount", 0) >= 2
+                       and "waiting" in cstatus(p).get("state", {}), 45, "2 restarts")
+        uid = pod["metadata"]["uid"]
+        log_dir = view.data_dir / "pods" / f"default_gc-logs_{uid}" / "c"
+        wait_until(lambda: not (log_dir / "0.log").exists(), 10, 0.2, "GC of attempt 0")
+        assert server.kubectl("logs", "gc-logs", "--previous").stdout == "run 0\n"
+        assert server.kubectl("logs", "gc-logs").stdout == "run 0\n"
+        delete(server, "gc-logs")
+        assert leftovers(view, uid) == []

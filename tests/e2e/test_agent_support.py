@@ -206,7 +206,7 @@ def _unmount_under(d: Path) -> None:
 def node_ready(server: ServerProcess, node: str) -> bool:
     p = server.kubectl("get", "node", node, "-o", "json", check=False)
     return p.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
-                                     for c in json.loads(p.stdout)["status"].get("conditions", []))
+                                     for c in json.loads(p.stdout).get("status", {}).get("conditions", []))
 
 
 @contextlib.contextmanager

@@ -222,3 +222,116 @@ async def test_runtime_limiter_bounds_and_serves_earliest_pod_first():
     gate.set()
     await asyncio.gather(*tasks)
     assert peak == 2 and order == ["pod0", "pod1", "pod3", "pod4", "pod5"] and lim.busy == 0
+
+
+# --------------------------------------------------------------------------- container GC
+def _ct(cid: str, name: str, state: str, attempt: int, sandbox: str = "s1", log_path: str = ""):
+    from kubelite.agent.crispec import ContainerState
+
+    return ContainerState(cid, name, state, attempt, sandbox, created_at=100.0 + attempt, log_path=log_path)
+
+
+def test_container_gc_keeps_newest_exited_per_container_name():
+    from kubelite.agent.containergc import select_containers
+
+    pods = {
+        "u1": [_ct("a0", "a", "exited", 0), _ct("a1", "a", "exited", 1), _ct("a2", "a", "exited", 2),
+               _ct("a3", "a", "running", 3),
+               _ct("b0", "b", "exited", 0), _ct("b1", "b", "created", 1),
+               _ct("c0", "c", "running", 0)],
+        "u2": [_ct("x0", "a", "exited", 0), _ct("x1", "a", "exited", 1), _ct("x2", "a", "unknown", 2)],
+    }
+    got = sorted((uid, c.id) for uid, c in select_containers(pods, now=1000.0))
+    # running, created and unknown containers stay; so does the newest exited per (pod, name)
+    assert got == [("u1", "a0"), ("u1", "a1"), ("u2", "x0")]
+    # nothing exited twice: nothing to do
+    assert select_containers({"u": [_ct("a0", "a", "exited", 0), _ct("a1", "a", "running", 1)]}, 1000.0) == []
+
+
+def test_container_gc_policy_min_age_and_limits():
+    from kubelite.agent.containergc import GCPolicy, select_containers
+
+    pods = {"u": [_ct(f"a{i}", "a", "exited", i) for i in range(4)] + [_ct(f"b{i}", "b", "exited", i)
+                                                                       for i in range(2)]}
+    # MinAge: containers created less than min_age ago are not evictable yet (a2: 102, a3: 103);
+    # of the rest the newest per name stays (a1, b1)
+    got = {c.id for _, c in select_containers(pods, now=110.0, policy=GCPolicy(min_age=8.5))}
+    assert got == {"a0", "b0"}
+    # MaxPerPodContainer 2
+    got = {c.id for _, c in select_containers(pods, now=1000.0, policy=GCPolicy(max_per_pod_container=2))}
+    assert got == {"a0", "a1"}
+    # MaxContainers 1 on top of the per-container limit: the oldest of what is left (b1) goes too
+    got = {c.id for _, c in select_containers(pods, now=1000.0, policy=GCPolicy(max_containers=1))}
+    assert got == {"a0", "a1", "a2", "b0", "b1"}
+
+
+def test_sandbox_gc_keeps_newest_and_used_ones():
+    from kubelite.agent.containergc import select_sandboxes
+    from kubelite.agent.crispec import PodRuntime, SandboxState
+
+    s0 = SandboxState("s0", False, 0, 10.0)
+    s1 = SandboxState("s1", False, 1, 20.0)
+    s2 = SandboxState("s2", False, 2, 30.0)
+    s3 = SandboxState("s3", True, 3, 40.0)
+    pr = PodRuntime("u", [s3, s2, s1, s0], [_ct("c0", "c", "exited", 0, sandbox="s1"),
+                                           _ct("c1", "c", "running", 1, sandbox="s3")])
+    assert [s.id for s in select_sandboxes(pr)] == ["s2", "s0"]
+    # once its container is removed, s1 goes too
+    assert [s.id for s in select_sandboxes(pr, removed=["c0"])] == ["s2", "s1", "s0"]
+    # the newest sandbox stays even when dead and empty (the pod still exists)
+    dead = PodRuntime("u", [s2, s1], [])
+    assert [s.id for s in select_sandboxes(dead)] == ["s1"]
+    assert [s.id for s in select_sandboxes(dead, pod_exists=False)] == ["s2", "s1"]
+
+
+def test_container_gc_log_files(tmp_path):
+    from kubelite.agent.containergc import container_log_path, remove_log_files
+
+    d = tmp_path / "default_p_uid" / "c"
+    d.mkdir(parents=True)
+    for f in ("0.log", "0.log.20260101-000000", "0.log.20260101-000001.gz", "1.log", "10.log"):
+        (d / f).write_text("x")
+    c = _ct("c0", "c", "exited", 0, log_path=str(d / "0.log"))
+    p = container_log_path(c, tmp_path / "default_p_uid")
+    assert p == d / "0.log"
+    assert len(remove_log_files(p)) == 3
+    assert sorted(f.name for f in d.iterdir()) == ["1.log", "10.log"]
+    assert container_log_path(_ct("c1", "c", "exited", 1, log_path="c/1.log"), tmp_path / "default_p_uid") \
+        == d / "1.log"
+    # never outside the pod's log directory
+    assert container_log_path(_ct("x", "c", "exited", 1, log_path="/etc/passwd"), tmp_path / "default_p_uid") is None
+    assert container_log_path(_ct("x", "c", "exited", 1, log_path="../../x.log"), tmp_path / "default_p_uid") is None
+    assert container_log_path(_ct("x", "c", "exited", 1), tmp_path) is None
+
+
+async def test_runtime_garbage_collect_calls_cri_and_removes_logs(tmp_path):
+    from types import SimpleNamespace
+
+    from kubelite.agent.crispec import PodRuntime, SandboxState
+    from kubelite.agent.runtime import RuntimeManager
+
+    calls: list[tuple[str, str]] = []
+
+    class FakeRT:
+        async def RemoveContainer(self, req, timeout=None):
+            calls.append(("container", req.container_id))
+
+        async def RemovePodSandbox(self, req, timeout=None):
+            calls.append(("sandbox", req.pod_sandbox_id))
+
+    pod = {"metadata": {"name": "p", "namespace": "default", "uid": "u"}, "spec": {}}
+    log_dir = tmp_path / "default_p_u"
+    (log_dir / "c").mkdir(parents=True)
+    for i in range(3):
+        (log_dir / "c" / f"{i}.log").write_text(str(i))
+    volumes = SimpleNamespace(log_dir=lambda p: log_dir)
+    rm = RuntimeManager(SimpleNamespace(runtime=FakeRT()), None, None, volumes, None, None)
+    pr = PodRuntime("u", [SandboxState("s1", True, 1, 20.0), SandboxState("s0", False, 0, 10.0)],
+                    [_ct("c2", "c", "running", 2, log_path=str(log_dir / "c/2.log")),
+                     _ct("c1", "c", "exited", 1, log_path=str(log_dir / "c/1.log")),
+                     _ct("c0", "c", "exited", 0, sandbox="s0", log_path=str(log_dir / "c/0.log"))])
+    removed = await rm.garbage_collect(pod, pr, now=1000.0)
+    assert removed == ["c0", "s0"] and calls == [("container", "c0"), ("sandbox", "s0")]
+    assert sorted(f.name for f in (log_dir / "c").iterdir()) == ["1.log", "2.log"]
+    # another pod's runtime state is never touched
+    assert await rm.garbage_collect(pod, PodRuntime("other", [], pr.containers), now=1000.0) == []
