@@ -294,7 +294,8 @@ class ResourceStore:
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
-        if not meta.get("name") and meta.get("generateName"):
+        generated = not meta.get("name") and bool(meta.get("generateName"))
+        if generated:
             meta["name"] = generate_name_suffix(meta["generateName"])
         for k in _SYSTEM_META:
             meta.pop(k, None)
@@ -334,7 +335,7 @@ class ResourceStore:
         try:
             kv = await self.store.create(self.key(meta.get("namespace", ""), name), self._enc(obj))
         except KeyExistsError as exc:
-            if meta.get("generateName") and not obj.get("__user_named"):
+            if generated:
                 raise errors.StatusError(
                     409, "AlreadyExists",
                     f'{errors.qualified(self.kind.plural, self.kind.group)} "{name}" already exists, the server '
