@@ -101,15 +101,13 @@ async def test_follow_sees_new_data_and_rotation(tmp_path):
 
     task = asyncio.create_task(logs.read_logs(p, logs.LogOptions(follow=True), write, is_running,
                                               poll_interval=0.01, state_check_period=0.05))
-    await asyncio.sleep(0.1)
+    await _until(lambda: b"".join(out) == b"one\n")
     _write(p, [(1, "stdout", "two", False)])
-    await asyncio.sleep(0.1)
-    assert b"".join(out) == b"one\ntwo\n"
+    await _until(lambda: b"".join(out) == b"one\ntwo\n")
     # rotation: rename, the runtime reopens a fresh file
     p.rename(tmp_path / "0.log.20200101-000000")
     _write(p, [(2, "stdout", "three", False)])
-    await asyncio.sleep(0.1)
-    assert b"".join(out) == b"one\ntwo\nthree\n"
+    await _until(lambda: b"".join(out) == b"one\ntwo\nthree\n")
     running = False
     await asyncio.wait_for(task, 2)
 
@@ -204,3 +202,12 @@ def test_log_options_validation():
         streams._validate_log_options("x", {"sinceSeconds": "5", "sinceTime": "2020-01-01T00:00:00Z"})
     assert "at most one of `sinceTime` or `sinceSeconds` may be specified" in exc.value.message
     streams._validate_log_options("x", {"tailLines": "0", "sinceSeconds": "5"})
+
+
+async def _until(cond, timeout: float = 5.0) -> None:
+    """Poll ``cond`` with a deadline (the follower runs in the background)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "condition not reached before the deadline"
+        await asyncio.sleep(0.01)
