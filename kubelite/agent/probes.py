@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 
 from kubelite.agent.node import KUBELET_VERSION
 from kubelite.agent.podenv import expand
+from kubelite.api import protobuf
 from kubelite.api.field import go_quote
 
 Obj = dict[str, Any]
@@ -305,60 +306,20 @@ SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKN
 
 def _encode_health_request(service: str) -> bytes:
     """grpc.health.v1.HealthCheckRequest{service} in protobuf wire format."""
-    data = service.encode()
-    if not data:
-        return b""
-    return b"\x0a" + _varint(len(data)) + data
-
-
-def _varint(n: int) -> bytes:
     out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    if service:
+        protobuf.put_bytes(out, 1, service.encode())
+    return bytes(out)
 
 
 def _decode_health_status(data: bytes) -> int:
-    """HealthCheckResponse.status (field 1, varint); 0 when absent."""
-    i = 0
-    status = 0
-    while i < len(data):
-        key = data[i]
-        i += 1
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            v = shift = 0
-            while True:
-                b = data[i]
-                i += 1
-                v |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    break
-            if field == 1:
-                status = v
-        elif wire == 2:
-            ln = shift = 0
-            while True:
-                b = data[i]
-                i += 1
-                ln |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    break
-            i += ln
-        elif wire == 5:
-            i += 4
-        elif wire == 1:
-            i += 8
-        else:
-            break
-    return status
+    """HealthCheckResponse.status (field 1, varint); 0 when absent or unreadable."""
+    try:
+        fields = protobuf.parse_fields(data)
+    except protobuf.MalformedError:
+        return 0
+    varints = [v for wt, v in fields.get(1, []) if wt == 0]
+    return varints[-1] if varints else 0
 
 
 async def grpc_probe(host: str, service: str, port: int, timeout: float) -> tuple[str, str]:

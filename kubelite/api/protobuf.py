@@ -99,8 +99,8 @@ def is_protobuf(content_type: str | None) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == MEDIA_TYPE
 
 
-class _Malformed(Exception):
-    pass
+class MalformedError(Exception):
+    """Bytes that are not a well-formed protobuf message."""
 
 
 # --------------------------------------------------------------------------- wire reading
@@ -110,7 +110,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf):
-            raise _Malformed("truncated varint")
+            raise MalformedError("truncated varint")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
@@ -118,10 +118,10 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             return result, pos
         shift += 7
         if shift >= 70:
-            raise _Malformed("varint too long")
+            raise MalformedError("varint too long")
 
 
-def _fields(buf: bytes) -> dict[int, list[tuple[int, Any]]]:
+def parse_fields(buf: bytes) -> dict[int, list[tuple[int, Any]]]:
     """Split a message into {field number: [(wire type, value)]} in wire order."""
     out: dict[int, list[tuple[int, Any]]] = {}
     pos, n = 0, len(buf)
@@ -130,24 +130,24 @@ def _fields(buf: bytes) -> dict[int, list[tuple[int, Any]]]:
         tag, pos = _varint(buf, pos)
         num, wt = tag >> 3, tag & 7
         if num == 0:
-            raise _Malformed("field number 0")
+            raise MalformedError("field number 0")
         if wt == 0:
             val, pos = _varint(buf, pos)
         elif wt == 1:
             if pos + 8 > n:
-                raise _Malformed("truncated fixed64")
+                raise MalformedError("truncated fixed64")
             val, pos = buf[pos:pos + 8], pos + 8
         elif wt == 2:
             ln, pos = _varint(buf, pos)
             if pos + ln > n:
-                raise _Malformed(f"truncated length-delimited field {num}")
+                raise MalformedError(f"truncated length-delimited field {num}")
             val, pos = buf[pos:pos + ln], pos + ln
         elif wt == 5:
             if pos + 4 > n:
-                raise _Malformed("truncated fixed32")
+                raise MalformedError("truncated fixed32")
             val, pos = buf[pos:pos + 4], pos + 4
         else:
-            raise _Malformed(f"unsupported wire type {wt} for field {num}")
+            raise MalformedError(f"unsupported wire type {wt} for field {num}")
         out.setdefault(num, []).append((wt, val))
     return out
 
@@ -164,7 +164,7 @@ def _signed(v: int, bits: int) -> int:
 def _scalar(typ: str, wt: int, val: Any) -> Any:
     if typ in _VARINT_TYPES:
         if wt != 0:
-            raise _Malformed(f"{typ} field with wire type {wt}")
+            raise MalformedError(f"{typ} field with wire type {wt}")
         if typ == "bool":
             return val != 0
         if typ == "int32":
@@ -176,24 +176,24 @@ def _scalar(typ: str, wt: int, val: Any) -> Any:
         return val
     if typ == "string":
         if wt != 2:
-            raise _Malformed(f"string field with wire type {wt}")
+            raise MalformedError(f"string field with wire type {wt}")
         try:
             return val.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise _Malformed("invalid UTF-8 in string field") from e
+            raise MalformedError("invalid UTF-8 in string field") from e
     if typ == "bytes":
         if wt != 2:
-            raise _Malformed(f"bytes field with wire type {wt}")
+            raise MalformedError(f"bytes field with wire type {wt}")
         return base64.b64encode(val).decode("ascii")
     if typ in ("double", "fixed64", "sfixed64"):
         if wt != 1:
-            raise _Malformed(f"{typ} field with wire type {wt}")
+            raise MalformedError(f"{typ} field with wire type {wt}")
         return struct.unpack("<" + {"double": "d", "fixed64": "Q", "sfixed64": "q"}[typ], val)[0]
     if typ in ("float", "fixed32", "sfixed32"):
         if wt != 5:
-            raise _Malformed(f"{typ} field with wire type {wt}")
+            raise MalformedError(f"{typ} field with wire type {wt}")
         return struct.unpack("<" + {"float": "f", "fixed32": "I", "sfixed32": "i"}[typ], val)[0]
-    raise _Malformed(f"unknown scalar type {typ}")
+    raise MalformedError(f"unknown scalar type {typ}")
 
 
 def _repeated_scalars(typ: str, vals: list[tuple[int, Any]]) -> list[Any]:
@@ -208,7 +208,7 @@ def _repeated_scalars(typ: str, vals: list[tuple[int, Any]]) -> list[Any]:
             else:
                 size, wt2 = (8, 1) if typ in ("double", "fixed64", "sfixed64") else (4, 5)
                 if len(val) % size:
-                    raise _Malformed(f"bad packed {typ} length")
+                    raise MalformedError(f"bad packed {typ} length")
                 out.extend(_scalar(typ, wt2, val[i:i + size]) for i in range(0, len(val), size))
         else:
             out.append(_scalar(typ, wt, val))
@@ -225,7 +225,7 @@ def _msg_bytes(vals: list[tuple[int, Any]], what: str) -> bytes:
     parts = []
     for wt, val in vals:
         if wt != 2:
-            raise _Malformed(f"message field {what} with wire type {wt}")
+            raise MalformedError(f"message field {what} with wire type {wt}")
         parts.append(val)
     return b"".join(parts)
 
@@ -239,7 +239,7 @@ def _rfc3339(seconds: int, micros: int | None = None) -> str | None:
     try:
         t = _EPOCH + timedelta(seconds=seconds, microseconds=micros or 0)
     except OverflowError as e:
-        raise _Malformed(f"timestamp out of range: {seconds}") from e
+        raise MalformedError(f"timestamp out of range: {seconds}") from e
     base = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
     return base + ("Z" if micros is None else f".{t.microsecond:06d}Z")
 
@@ -316,36 +316,36 @@ def _json_raw(raw: bytes, what: str) -> Any:
     try:
         return json.loads(raw)
     except ValueError as e:
-        raise _Malformed(f"{what} does not hold JSON") from e
+        raise MalformedError(f"{what} does not hold JSON") from e
 
 
 def _special(name: str, buf: bytes) -> tuple[bool, Any]:
     if name in (_TIME, _MICROTIME):
         if not buf:
             return True, None
-        f = _fields(buf)
+        f = parse_fields(buf)
         secs = _last_scalar(f, 1, "int64", 0)
         if name == _TIME:
             return True, _rfc3339(secs)  # nanos are dropped, as by metav1.Time.Unmarshal
         nanos = _last_scalar(f, 2, "int32", 0)
         return True, _rfc3339(secs, nanos // 1000)
     if name == _DURATION:
-        return True, go_duration(_last_scalar(_fields(buf), 1, "int64", 0))
+        return True, go_duration(_last_scalar(parse_fields(buf), 1, "int64", 0))
     if name in (_QUANTITY, _QUANTITY_VALUE):
-        return True, _last_scalar(_fields(buf), 1, "string", "") or "0"
+        return True, _last_scalar(parse_fields(buf), 1, "string", "") or "0"
     if name == _INTSTR:
-        f = _fields(buf)
+        f = parse_fields(buf)
         if _last_scalar(f, 1, "int64", 0) == 1:
             return True, _last_scalar(f, 3, "string", "")
         return True, _last_scalar(f, 2, "int32", 0)
     if name == _RAWEXT:
-        raw = _fields(buf).get(1)
+        raw = parse_fields(buf).get(1)
         return True, _json_raw(raw[-1][1], "RawExtension") if raw and raw[-1][1] else None
     if name == _FIELDSV1:
-        raw = _fields(buf).get(1)
+        raw = parse_fields(buf).get(1)
         return True, _json_raw(raw[-1][1], "FieldsV1") if raw and raw[-1][1] else None
     if name == _UNKNOWN:
-        raw = _fields(buf).get(2)
+        raw = parse_fields(buf).get(2)
         return True, _json_raw(raw[-1][1], "Unknown") if raw and raw[-1][1] else None
     return False, None
 
@@ -360,8 +360,8 @@ def _message(name: str, buf: bytes) -> Any:
         return value
     msg = _table()[1].get(name)
     if msg is None:
-        raise _Malformed(f"no protobuf schema for message {name}")
-    fields = _fields(buf)
+        raise MalformedError(f"no protobuf schema for message {name}")
+    fields = parse_fields(buf)
     if msg.is_list:
         items = msg.by_num[1]
         vals = fields.get(1)
@@ -376,7 +376,7 @@ def _message(name: str, buf: bytes) -> Any:
 def _element(f: _Field, wt: int, val: Any) -> Any:
     if f.type in _message_types():
         if wt != 2:
-            raise _Malformed(f"message field {f.json} with wire type {wt}")
+            raise MalformedError(f"message field {f.json} with wire type {wt}")
         return _message(f.type, val)
     return _scalar(f.type, wt, val)
 
@@ -398,8 +398,8 @@ def _map(f: _Field, vals: list[tuple[int, Any]]) -> dict[str, Any]:
     is_msg = f.type in _message_types()
     for wt, entry in vals:
         if wt != 2:
-            raise _Malformed(f"map field {f.json} with wire type {wt}")
-        ef = _fields(entry)
+            raise MalformedError(f"map field {f.json} with wire type {wt}")
+        ef = parse_fields(entry)
         key = _last_scalar(ef, 1, f.key or "string", "")
         v = ef.get(2)
         if is_msg:
@@ -424,8 +424,8 @@ def _fill(msg: _Message, fields: dict[int, list[tuple[int, Any]]], out: dict[str
                 continue
             sub = _table()[1].get(f.type)
             if sub is None:
-                raise _Malformed(f"no protobuf schema for message {f.type}")
-            _fill(sub, _fields(_msg_bytes(vals, f.json)) if vals else {}, out)
+                raise MalformedError(f"no protobuf schema for message {f.type}")
+            _fill(sub, parse_fields(_msg_bytes(vals, f.json)) if vals else {}, out)
             continue
         value: Any
         if f.label == "r":
@@ -470,24 +470,24 @@ def message_name(api_version: str, kind: str) -> str | None:
 
 def _decode_envelope(raw: bytes) -> dict[str, Any]:
     if not raw.startswith(MAGIC):
-        raise _Malformed("missing the k8s protobuf magic prefix")
-    env = _fields(raw[len(MAGIC):])
+        raise MalformedError("missing the k8s protobuf magic prefix")
+    env = parse_fields(raw[len(MAGIC):])
     tm_vals = env.get(1)
-    tm = _fields(_msg_bytes(tm_vals, "typeMeta")) if tm_vals else {}
+    tm = parse_fields(_msg_bytes(tm_vals, "typeMeta")) if tm_vals else {}
     api_version = _last_scalar(tm, 1, "string", "")
     kind = _last_scalar(tm, 2, "string", "")
     if not kind:
-        raise _Malformed("object kind is not set in the protobuf envelope")
+        raise MalformedError("object kind is not set in the protobuf envelope")
     encoding = _last_scalar(env, 3, "string", "")
     if encoding:
-        raise _Malformed(f"unsupported protobuf content encoding {encoding!r}")
+        raise MalformedError(f"unsupported protobuf content encoding {encoding!r}")
     name = message_name(api_version, kind)
     if name is None:
-        raise _Malformed(f"no protobuf decoder for kind {kind!r} in version {api_version!r}")
+        raise MalformedError(f"no protobuf decoder for kind {kind!r} in version {api_version!r}")
     body = env.get(2)
     obj = _message(name, _msg_bytes(body, "raw") if body else b"")
     if not isinstance(obj, dict):
-        raise _Malformed(f"{kind} does not decode to an object")
+        raise MalformedError(f"{kind} does not decode to an object")
     return {"kind": kind, "apiVersion": api_version, **obj}
 
 
@@ -501,7 +501,7 @@ def decode(raw: bytes) -> dict[str, Any]:
         return _decode_envelope(bytes(raw))
     except StatusError:
         raise
-    except _Malformed as e:
+    except MalformedError as e:
         raise bad_request(f"unable to decode protobuf body: {e}") from None
     except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError) as e:
         raise bad_request(f"unable to decode protobuf body: {type(e).__name__}: {e}") from None
@@ -526,7 +526,7 @@ def _put_tag(out: bytearray, num: int, wt: int) -> None:
     _put_varint(out, num << 3 | wt)
 
 
-def _put_bytes(out: bytearray, num: int, data: bytes) -> None:
+def put_bytes(out: bytearray, num: int, data: bytes) -> None:
     _put_tag(out, num, 2)
     _put_varint(out, len(data))
     out += data
@@ -539,9 +539,9 @@ def _put_scalar(out: bytearray, num: int, typ: str, v: Any) -> None:
             v = (v << 1) ^ (v >> 63)
         _put_varint(out, int(v))
     elif typ == "string":
-        _put_bytes(out, num, str(v).encode("utf-8"))
+        put_bytes(out, num, str(v).encode("utf-8"))
     elif typ == "bytes":
-        _put_bytes(out, num, base64.b64decode(v) if isinstance(v, str) else bytes(v))
+        put_bytes(out, num, base64.b64decode(v) if isinstance(v, str) else bytes(v))
     elif typ in ("double", "fixed64", "sfixed64"):
         _put_tag(out, num, 1)
         out += struct.pack("<" + {"double": "d", "fixed64": "Q", "sfixed64": "q"}[typ], v)
@@ -583,7 +583,7 @@ def _encode_special(name: str, v: Any) -> bytes | None:
         return bytes(out)
     if name in (_RAWEXT, _FIELDSV1):
         if v is not None:
-            _put_bytes(out, 1, json.dumps(v, separators=(",", ":")).encode())
+            put_bytes(out, 1, json.dumps(v, separators=(",", ":")).encode())
         return bytes(out)
     if name == _UNKNOWN:
         raise ValueError("encoding runtime.Unknown fields is not supported")
@@ -616,13 +616,13 @@ def _encode_fields(msg: _Message, obj: dict[str, Any], out: bytearray) -> None:
                 continue
             buf = bytearray()
             _encode_fields(sub, obj, buf)
-            _put_bytes(out, f.num, bytes(buf))
+            put_bytes(out, f.num, bytes(buf))
             continue
         v = obj.get(f.json)
         if f.label == "r":
             for item in v or []:
                 if is_msg:
-                    _put_bytes(out, f.num, _encode_message(f.type, item))
+                    put_bytes(out, f.num, _encode_message(f.type, item))
                 else:
                     _put_scalar(out, f.num, f.type, item)
         elif f.label == "m":
@@ -631,22 +631,22 @@ def _encode_fields(msg: _Message, obj: dict[str, Any], out: bytearray) -> None:
                 entry = bytearray()
                 _put_scalar(entry, 1, f.key or "string", key)
                 if is_msg:
-                    _put_bytes(entry, 2, _encode_message(f.type, v[key]))
+                    put_bytes(entry, 2, _encode_message(f.type, v[key]))
                 else:
                     _put_scalar(entry, 2, f.type, v[key])
-                _put_bytes(out, f.num, bytes(entry))
+                put_bytes(out, f.num, bytes(entry))
         elif v is None:
             # gogo always writes non-pointer (non-nullable) fields, even when zero
             if f.flags & (F_POINTER | F_COLLECTION):
                 continue
             if is_msg:
-                _put_bytes(out, f.num, _encode_message(f.type, None))
+                put_bytes(out, f.num, _encode_message(f.type, None))
             else:
                 _put_scalar(out, f.num, f.type, _ZERO.get(f.type, 0))
         elif is_msg:
             if f.flags & F_COLLECTION and not v:
                 continue
-            _put_bytes(out, f.num, _encode_message(f.type, v))
+            put_bytes(out, f.num, _encode_message(f.type, v))
         else:
             _put_scalar(out, f.num, f.type, v)
 
@@ -663,8 +663,8 @@ def encode(obj: dict[str, Any]) -> bytes:
     _put_scalar(tm, 1, "string", api_version)
     _put_scalar(tm, 2, "string", kind)
     env = bytearray()
-    _put_bytes(env, 1, bytes(tm))
-    _put_bytes(env, 2, _encode_message(name, body))
+    put_bytes(env, 1, bytes(tm))
+    put_bytes(env, 2, _encode_message(name, body))
     _put_scalar(env, 3, "string", "")
     _put_scalar(env, 4, "string", "")
     return MAGIC + bytes(env)
