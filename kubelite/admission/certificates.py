@@ -16,8 +16,8 @@ from typing import Any
 
 from kubelite.api import errors
 from kubelite.apiserver.admission import CREATE, UPDATE, Attributes
-from kubelite.auth.authorizer import ALLOW
-from kubelite.auth.authorizer import Attributes as AuthzAttributes
+from kubelite.apiserver.authorizer import ALLOW
+from kubelite.apiserver.authorizer import Attributes as AuthzAttributes
 
 GROUP = "certificates.k8s.io"
 PLURAL = "certificatesigningrequests"

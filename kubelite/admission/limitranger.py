@@ -6,23 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubelite.admission._resources import containers, qty
+from kubelite.admission.quota import qty
 from kubelite.api import errors
 from kubelite.apiserver.admission import CREATE, Attributes
 from kubelite.apiserver.registry import ListOptions
+from kubelite.apiserver.stores import Stores
 
 ANNOTATION = "kubernetes.io/limit-ranger"
 
 
+def containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in ((pod.get("spec") or {}).get("containers") or []) if isinstance(c, dict)]
+
+
 class LimitRanger:
-    def __init__(self, server: Any) -> None:
-        self.server = server
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
 
     def _store(self) -> Any:
-        for k, s in self.server.stores.items():
-            if k.group == "" and k.plural == "limitranges":
-                return s
-        return None
+        return self.stores.find("", "limitranges")
 
     async def _items(self, namespace: str) -> list[dict[str, Any]]:
         store = self._store()

@@ -15,6 +15,7 @@ from typing import Any
 
 from kubelite.api import errors
 from kubelite.apiserver.admission import CREATE, UPDATE, Attributes
+from kubelite.apiserver.stores import Stores
 
 LABEL = "pod-security.kubernetes.io/enforce"
 LEVELS = ("privileged", "baseline", "restricted")
@@ -236,14 +237,11 @@ def violations(pod: Pod, level: str) -> list[str]:
 
 
 class PodSecurity:
-    def __init__(self, server: Any) -> None:
-        self.server = server
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
 
     def _ns_store(self) -> Any:
-        for k, s in self.server.stores.items():
-            if k.group == "" and k.plural == "namespaces":
-                return s
-        return None
+        return self.stores.find("", "namespaces")
 
     async def admit(self, a: Attributes) -> None:
         return None

@@ -9,8 +9,8 @@ from typing import Any
 
 from kubelite.api import errors
 from kubelite.apiserver.admission import CREATE, UPDATE, Attributes
-from kubelite.auth.authorizer import ALLOW, PRIVILEGED_GROUP
-from kubelite.auth.authorizer import Attributes as AuthzAttributes
+from kubelite.apiserver.authorizer import ALLOW, PRIVILEGED_GROUP
+from kubelite.apiserver.authorizer import Attributes as AuthzAttributes
 from kubelite.auth.rbac import confirm_no_escalation
 
 GROUP = "rbac.authorization.k8s.io"

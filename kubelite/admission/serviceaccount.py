@@ -18,9 +18,11 @@ from typing import Any
 
 from kubelite.api import errors
 from kubelite.apiserver.admission import CREATE, Attributes
+from kubelite.apiserver.stores import Stores
+from kubelite.kinds.podutil import DEFAULT_SERVICE_ACCOUNT
 
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
-DEFAULT_SA = "default"
+DEFAULT_SA = DEFAULT_SERVICE_ACCOUNT
 WAIT_SECONDS = 3.0
 SERVICE_ACCOUNT_VOLUME_NAME = "kube-api-access"
 DEFAULT_API_TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -83,14 +85,11 @@ def mount_service_account_token(pod: dict[str, Any]) -> None:
 
 
 class ServiceAccountAdmission:
-    def __init__(self, server: Any) -> None:
-        self.server = server
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
 
     def _sa_store(self) -> Any:
-        for k, s in self.server.stores.items():
-            if k.group == "" and k.plural == "serviceaccounts":
-                return s
-        return None
+        return self.stores.find("", "serviceaccounts")
 
     async def admit(self, a: Attributes) -> None:
         if a.operation != CREATE or a.kind.group != "" or a.kind.plural != "pods" or a.subresource or a.obj is None:

@@ -143,7 +143,7 @@ class Agent:
 
     async def _start_server(self) -> None:
         from kubelite.agent.server import AgentServer
-        from kubelite.apiserver import pki as pki_mod
+        from kubelite.tls import pki as pki_mod
 
         cfg = self.config
         if cfg.pki_dir is None or not (cfg.pki_dir / "tls" / "ca.key").exists():

@@ -196,7 +196,7 @@ async def request_certificate(server: str, ca_pem: bytes, token: str, node_name:
 async def bootstrap(server: str, token: str, kubeconfig: Path, node_name: str, *, ca_cert_hashes: list[str] | None = None,
                     ca_file: Path | None = None, timeout: float = WAIT_TIMEOUT) -> Path:
     """Join: discovery, TLS bootstrap, then write ``kubeconfig`` (mode 0600). Returns its path."""
-    from kubelite.apiserver.pki import write_kubeconfig
+    from kubelite.tls.pki import write_kubeconfig
 
     pins = list(ca_cert_hashes or [])
     _split_token(token)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelite.api import quantity
-from kubelite.kinds.pods import compute_qos_class, pod_requests
+from kubelite.kinds.podutil import compute_qos_class, pod_requests
 
 log = logging.getLogger("kubelite.agent.cgroups")
 

@@ -29,7 +29,7 @@ from kubelite.agent.cgroups import (
     milli_cpu_to_quota,
     milli_cpu_to_shares,
 )
-from kubelite.kinds.pods import compute_qos_class
+from kubelite.kinds.podutil import compute_qos_class
 
 log = logging.getLogger("kubelite.agent.runtime")
 Obj = dict[str, Any]

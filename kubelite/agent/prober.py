@@ -34,6 +34,7 @@ from typing import Any
 from kubelite.agent import probes
 from kubelite.agent.crispec import ContainerState, PodRuntime, format_pod
 from kubelite.agent.probes import FAILURE, SUCCESS, UNKNOWN, WARNING, ProbeError
+from kubelite.kinds.podutil import PROBE_DEFAULTS, is_terminal
 
 log = logging.getLogger("kubelite.agent.prober")
 Obj = dict[str, Any]
@@ -45,8 +46,7 @@ FIELDS = {LIVENESS: "livenessProbe", READINESS: "readinessProbe", STARTUP: "star
 TITLES = {LIVENESS: "Liveness", READINESS: "Readiness", STARTUP: "Startup"}  # probeType.String()
 INITIAL = {LIVENESS: SUCCESS, READINESS: FAILURE, STARTUP: UNKNOWN}
 MAX_PROBE_RETRIES = 3
-DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3,
-            "initialDelaySeconds": 0}
+DEFAULTS = {**PROBE_DEFAULTS, "initialDelaySeconds": 0}
 
 EventFn = Callable[..., None]  # (pod, type, reason, message, container_name, init)
 
@@ -301,7 +301,7 @@ class ProbeManager:
         stopped or replaced (a new container ID starts from the initial results)."""
         uid = pod["metadata"]["uid"]
         spec = pod.get("spec") or {}
-        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        if is_terminal(pod):
             self.remove_pod(uid)
             return
         pod_ip = self._pod_ip(pod, pr)

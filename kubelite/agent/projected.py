@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelite.api import errors
+from kubelite.kinds.podutil import DEFAULT_SERVICE_ACCOUNT
 
 log = logging.getLogger("kubelite.agent.projected")
 Obj = dict[str, Any]
@@ -247,7 +248,7 @@ async def projected_payload(pod: Obj, volume: Obj, fetch: Any, tokens: TokenMana
                 out[it.get("path", "")] = (downward_value(pod, it).encode(), mode if m is None else m)
         elif src.get("serviceAccountToken") is not None:
             t = src["serviceAccountToken"]
-            sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+            sa = (pod.get("spec") or {}).get("serviceAccountName") or DEFAULT_SERVICE_ACCOUNT
             aud = [t["audience"]] if t.get("audience") else []
             exp_s = t.get("expirationSeconds") or DEFAULT_TOKEN_EXPIRATION
             tr = await tokens.get_token(ns, sa, aud, exp_s, pod)

@@ -34,8 +34,8 @@ import aiohttp
 from aiohttp import web
 
 from kubelite.agent import logs
-from kubelite.apiserver import pki as pki_mod
-from kubelite.apiserver import spdy
+from kubelite.net import spdy
+from kubelite.tls import pki as pki_mod
 
 log = logging.getLogger("kubelite.agent.server")
 

@@ -14,12 +14,12 @@ from typing import Any
 
 from kubelite.agent.crispec import ContainerState, PodRuntime, termination_message
 from kubelite.api import errors
-from kubelite.kinds.pods import compute_qos_class
+from kubelite.kinds.podutil import TERMINAL_PHASES, compute_qos_class
 
 log = logging.getLogger("kubelite.agent.status")
 Obj = dict[str, Any]
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
-TERMINAL = ("Succeeded", "Failed")
+TERMINAL = TERMINAL_PHASES
 
 
 def rfc3339(t: float) -> str:

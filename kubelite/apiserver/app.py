@@ -32,10 +32,15 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return http.status_response(errors.internal(type(exc).__name__))
 
 
+# (name, healthy) of each check /readyz reports besides ping: components of the process
+HealthChecks = Callable[[], list[tuple[str, bool]]]
+
+
 class App:
-    def __init__(self, handler: APIHandler) -> None:
+    def __init__(self, handler: APIHandler, health: HealthChecks | None = None) -> None:
         self.handler = handler
         self.ready = False
+        self.health = health or (lambda: [])
         self._discovery_cache: dict[str, bytes] = {}
 
     def kinds(self) -> list:
@@ -43,12 +48,21 @@ class App:
 
     # ------------------------------------------------------------------ health
     async def healthz(self, request: web.Request) -> web.StreamResponse:
+        """/healthz, /livez, /readyz (healthz.InstallHandler): ``?verbose`` lists every check;
+        a failing check fails the endpoint with 500. /readyz also checks that the server has
+        finished starting and that every supervised component is running (a component that
+        crashed and waits for its restart fails it, named)."""
         name = request.path.strip("/").split("/", 1)[0]
-        if name == "readyz" and not self.ready:
-            return web.Response(status=500, text="[-]kubelite-bootstrap failed: not ready yet\nreadyz check failed\n")
-        if "verbose" in request.query:
-            return web.Response(text=f"[+]ping ok\n[+]etcd ok\n{name} check passed\n")
-        return web.Response(text="ok")
+        checks: list[tuple[str, bool]] = [("ping", True), ("etcd", True)]
+        if name == "readyz":
+            checks.append(("kubelite-bootstrap", self.ready))
+            checks += self.health()
+        ok = all(passed for _, passed in checks)
+        if "verbose" not in request.query and ok:
+            return web.Response(text="ok")
+        lines = [f"[+]{n} ok" if passed else f"[-]{n} failed: reason withheld" for n, passed in checks]
+        lines.append(f"{name} check passed" if ok else f"{name} check failed")
+        return web.Response(status=200 if ok else 500, text="\n".join(lines) + "\n")
 
     async def version(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=http.dumps(discovery.version_info()), content_type=http.JSON)
@@ -127,8 +141,9 @@ class App:
         raise not_found_path()
 
 
-def build_app(handler: APIHandler, middlewares: list | None = None) -> tuple[web.Application, App]:
-    a = App(handler)
+def build_app(handler: APIHandler, middlewares: list | None = None,
+              health: HealthChecks | None = None) -> tuple[web.Application, App]:
+    a = App(handler, health)
     app = web.Application(middlewares=[status_errors, *(middlewares or [])],
                           client_max_size=http.MAX_BODY + 1)
     r = app.router

@@ -13,8 +13,8 @@ from aiohttp import web
 from kubelite.api import errors
 from kubelite.apiserver import http
 from kubelite.apiserver.auth import USER
+from kubelite.apiserver.authorizer import ALLOW, Attributes, forbidden_message
 from kubelite.apiserver.requestinfo import RequestInfo, request_info
-from kubelite.auth.authorizer import ALLOW, Attributes, forbidden_message
 
 log = logging.getLogger(__name__)
 

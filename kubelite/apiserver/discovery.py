@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from kubelite.api.schema import K8S_VERSION
-from kubelite.kinds.base import Kind
+from kubelite.kinds.base import Kind, Subresource
 
 AGGREGATED_GROUP = "apidiscovery.k8s.io"
 AGGREGATED_VERSION = "v2"
@@ -41,49 +41,21 @@ _GROUP_ORDER = (
     "internal.apiserver.k8s.io", "resource.k8s.io", "storagemigration.k8s.io",
 )
 
-_UPDATE_VERBS = ("get", "patch", "update")
-_PROXY_VERBS = ("create", "delete", "get", "patch", "update")
-
-# (resource, subresource) → (group, version, kind, verbs). group/version None = the parent's.
-# "status" and "scale" are generic and handled in _subresource().
-_SUBRESOURCES: dict[tuple[str, str], tuple[str | None, str | None, str, tuple[str, ...]]] = {
-    ("pods", "attach"): (None, None, "PodAttachOptions", ("create", "get")),
-    ("pods", "binding"): (None, None, "Binding", ("create",)),
-    ("pods", "ephemeralcontainers"): (None, None, "Pod", _UPDATE_VERBS),
-    ("pods", "eviction"): ("policy", "v1", "Eviction", ("create",)),
-    ("pods", "exec"): (None, None, "PodExecOptions", ("create", "get")),
-    ("pods", "log"): (None, None, "Pod", ("get",)),
-    ("pods", "portforward"): (None, None, "PodPortForwardOptions", ("create", "get")),
-    ("pods", "proxy"): (None, None, "PodProxyOptions", _PROXY_VERBS),
-    ("pods", "resize"): (None, None, "Pod", _UPDATE_VERBS),
-    ("nodes", "proxy"): (None, None, "NodeProxyOptions", _PROXY_VERBS),
-    ("services", "proxy"): (None, None, "ServiceProxyOptions", _PROXY_VERBS),
-    ("namespaces", "finalize"): (None, None, "Namespace", ("update",)),
-    ("serviceaccounts", "token"): ("authentication.k8s.io", "v1", "TokenRequest", ("create",)),
-    ("certificatesigningrequests", "approval"): (None, None, "CertificateSigningRequest", _UPDATE_VERBS),
-}
-
-
 def storage_version_hash(group: str, version: str, kind: str) -> str:
     """discovery.StorageVersionHash: base64 of the first 8 bytes of sha256("group/version/kind")."""
     return base64.b64encode(hashlib.sha256(f"{group}/{version}/{kind}".encode()).digest()[:8]).decode()
 
 
-def _subresource(k: Kind, sub: str) -> tuple[str, str, str, list[str]]:
+def _subresource(k: Kind, sub: Subresource) -> tuple[str, str, str, list[str]]:
     """(group, version, kind, sorted verbs) of subresource ``sub`` of kind ``k``."""
-    if sub == "status":
-        return k.group, k.version, k.kind, list(_UPDATE_VERBS)
-    if sub == "scale":
-        return "autoscaling", "v1", "Scale", list(_UPDATE_VERBS)
-    spec = _SUBRESOURCES.get((k.plural, sub))
-    declared = k.extra.get("subresource_verbs", {}).get(sub) if isinstance(k.extra, dict) else None
-    if spec is None:
-        verbs = tuple(declared) if declared else _UPDATE_VERBS
-        return k.group, k.version, k.kind, sorted(verbs)
-    g, v, kind, verbs = spec
-    if declared:
-        verbs = tuple(declared)
-    return (k.group if g is None else g), (k.version if v is None else v), kind, sorted(verbs)
+    g, v, kind = subresource_gvk(k, sub)
+    return g, v, kind, sorted(sub.verbs)
+
+
+def subresource_gvk(k: Kind, sub: Subresource) -> tuple[str, str, str]:
+    """The group, version and kind a subresource takes and answers."""
+    return (k.group if sub.group is None else sub.group, k.version if sub.version is None else sub.version,
+            sub.kind or k.kind)
 
 
 def _group_sort_key(group: str) -> tuple[int, str]:
@@ -170,7 +142,7 @@ def _resource_entries(k: Kind) -> list[dict[str, Any]]:
     out = [main]
     for sub in k.subresources:
         g, v, kind, verbs = _subresource(k, sub)
-        e: dict[str, Any] = {"name": f"{k.plural}/{sub}", "singularName": "", "namespaced": k.namespaced}
+        e: dict[str, Any] = {"name": f"{k.plural}/{sub.name}", "singularName": "", "namespaced": k.namespaced}
         if (g, v) != (k.group, k.version):
             e["group"] = g
             e["version"] = v
@@ -212,9 +184,9 @@ def _aggregated_resource(k: Kind) -> dict[str, Any]:
     if k.categories:
         r["categories"] = list(k.categories)
     subs = []
-    for sub in sorted(k.subresources):
+    for sub in sorted(k.subresources, key=lambda s: s.name):
         g, v, kind, verbs = _subresource(k, sub)
-        subs.append({"subresource": sub, "responseKind": {"group": g, "version": v, "kind": kind}, "verbs": verbs})
+        subs.append({"subresource": sub.name, "responseKind": {"group": g, "version": v, "kind": kind}, "verbs": verbs})
     if subs:
         r["subresources"] = subs
     return r

@@ -20,11 +20,11 @@ from kubelite.api import field as fld
 from kubelite.api.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kubelite.apiserver import http, tables
 from kubelite.apiserver.auth import USER
-from kubelite.apiserver.registry import DeleteOptions, ListOptions, ResourceStore, WriteOptions
+from kubelite.apiserver.registry import DeleteOptions, ListOptions, WriteOptions
+from kubelite.apiserver.rest import Handler, RESTContext, method_not_allowed
+from kubelite.apiserver.stores import Stores
 from kubelite.kinds.base import Kind, Obj
 from kubelite.kinds.registry import Registry
-
-SubresourceHandler = Callable[["APIHandler", web.Request, "Target"], Awaitable[web.StreamResponse]]
 
 MIN_REQUEST_TIMEOUT = 1800  # seconds; a watch without timeoutSeconds lasts 1-2x this, as upstream
 BOOKMARK_INTERVAL = 60.0
@@ -36,13 +36,15 @@ class Target:
     namespace: str
     name: str
     subresource: str
+    path: str = ""  # what follows a subresource that takes a path (nodes/NAME/proxy/PATH)
 
 
 class APIHandler:
-    def __init__(self, registry: Registry, stores: dict[Kind, ResourceStore]) -> None:
+    def __init__(self, registry: Registry, stores: Stores) -> None:
         self.registry = registry
         self.stores = stores
-        self.subresources: dict[tuple[str, str, str], SubresourceHandler] = {}
+        # built by install_rest from the kinds' Subresource.rest factories
+        self.subresource_handlers: dict[tuple[Kind, str], Handler] = {}
         # hooks set by the server: patch appliers and field tracking (server-side apply)
         self.patchers: dict[str, Callable[[Kind, Obj, bytes], Obj]] = {}
         self.apply_hook: Callable[..., Awaitable[tuple[Obj, bool]]] | None = None
@@ -50,8 +52,18 @@ class APIHandler:
         self.field_validation: Callable[[Kind, Obj, bytes, str, str], list[str]] | None = None
         self.watch_bookmark_interval = BOOKMARK_INTERVAL
 
-    def store_for(self, kind: Kind) -> ResourceStore:
-        return self.stores[kind]
+    def install_rest(self, context: RESTContext) -> None:
+        """Build every declared subresource's handler and the virtual kinds' objects. A factory
+        whose service is missing fails here, at start-up."""
+        self.stores.attach_virtual(context)
+        for kind in self.registry.all():
+            for sub in kind.subresources:
+                if sub.rest is not None:
+                    self.subresource_handlers[(kind, sub.name)] = sub.rest(context)
+
+    def store_for(self, kind: Kind) -> Any:
+        """The ResourceStore of ``kind`` (or the object that answers a virtual kind's POST)."""
+        return self.stores.for_request(kind)
 
     # ------------------------------------------------------------------ routing
     def resolve(self, parts: list[str], group: str, version: str) -> Target | None:
@@ -61,7 +73,7 @@ class APIHandler:
         ns = ""
         if parts[0] == "namespaces" and len(parts) >= 3:
             nskind = self.registry.by_resource("", "v1", "namespaces")
-            if not (group == "" and len(parts) == 3 and nskind is not None and parts[2] in nskind.subresources):
+            if not (group == "" and len(parts) == 3 and nskind is not None and nskind.subresource(parts[2])):
                 ns = parts[1]
                 parts = parts[2:]
         kind = self.registry.by_resource(group, version, parts[0])
@@ -71,27 +83,27 @@ class APIHandler:
             return None
         name = parts[1] if len(parts) > 1 else ""
         sub = parts[2] if len(parts) > 2 else ""
-        if len(parts) > 3:
-            return None
-        if sub and sub not in kind.subresources:
-            return None
-        return Target(kind, ns, name, sub)
+        rest = ""
+        if sub:
+            decl = kind.subresource(sub)
+            if decl is None:
+                return None
+            if len(parts) > 3:
+                if not decl.takes_path:
+                    return None
+                rest = "/".join(parts[3:])
+        return Target(kind, ns, name, sub, rest)
 
     async def handle(self, request: web.Request, parts: list[str], group: str, version: str) -> web.StreamResponse:
         target = self.resolve(parts, group, version)
         if target is None:
             raise not_found_path()
         m = request.method
-        if not target.subresource:
-            verb = _verb(m, bool(target.name), _bool_param(request, "watch"))
-            if verb not in target.kind.verbs:
-                raise errors.method_not_supported(target.kind.plural, verb, target.kind.group)
-        if target.subresource and target.subresource != "status":
-            h = self.subresources.get((target.kind.group, target.kind.plural, target.subresource))
-            if h is None:
-                raise errors.method_not_supported(target.kind.plural + "/" + target.subresource, _action(m),
-                                                  target.kind.group)
-            return await h(self, request, target)
+        if target.subresource:
+            return await self._subresource(request, target)
+        verb = _verb(m, bool(target.name), _bool_param(request, "watch"))
+        if verb not in target.kind.verbs:
+            raise errors.method_not_supported(target.kind.plural, verb, target.kind.group)
         if m == "GET":
             if target.name:
                 return await self.get(request, target)
@@ -107,11 +119,26 @@ class APIHandler:
         if m == "PATCH" and target.name:
             return await self.patch(request, target)
         if m == "DELETE":
-            if target.name and not target.subresource:
+            if target.name:
                 return await self.delete(request, target)
-            if not target.name:
-                return await self.delete_collection(request, target)
+            return await self.delete_collection(request, target)
         raise errors.method_not_supported(target.kind.plural, _action(m), target.kind.group)
+
+    async def _subresource(self, request: web.Request, target: Target) -> web.StreamResponse:
+        h = self.subresource_handlers.get((target.kind, target.subresource))
+        if h is not None:
+            return await h(self, request, target)
+        # the parent object, read and written through the strategy's subresource hooks
+        decl = target.kind.subresource(target.subresource)
+        assert decl is not None
+        action = {"GET": "get", "PUT": "update", "PATCH": "patch"}.get(request.method)
+        if not target.name or action is None or action not in decl.verbs:
+            raise method_not_allowed(target, request.method)
+        if action == "get":
+            return await self.get(request, target)
+        if action == "update":
+            return await self.update(request, target)
+        return await self.patch(request, target)
 
     # ------------------------------------------------------------------ reads
     async def get(self, request: web.Request, t: Target) -> web.StreamResponse:

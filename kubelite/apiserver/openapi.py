@@ -29,7 +29,8 @@ from typing import Any
 import orjson
 
 from kubelite.api import schema as sch
-from kubelite.kinds.base import Kind
+from kubelite.apiserver.discovery import subresource_gvk
+from kubelite.kinds.base import Kind, Subresource
 
 TITLE = "Kubernetes"
 VERSION = f"v{sch.K8S_VERSION}"
@@ -208,37 +209,12 @@ DELETECOLLECTION_PARAMS = ("continue", "dryRun", "fieldSelector", "gracePeriodSe
                            "orphanDependents", "propagationPolicy", "resourceVersion", "resourceVersionMatch",
                            "sendInitialEvents", "timeoutSeconds")
 
-# Kinds whose delete returns the deleted object rather than a Status (ReturnDeletedObject).
-_DELETE_RETURNS_OBJECT = {("", "pods"), ("", "namespaces"), ("", "persistentvolumeclaims"),
-                          ("", "persistentvolumes"), ("", "services")}
-
-# Subresources: (resource, subresource) → (group, version, kind, operations) where an operation is
-# (http method, verb prefix, action). group/version None = the parent's.
-_SUB_OPS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "update": (("get", "read", "get"), ("put", "replace", "put"), ("patch", "patch", "patch")),
-    "create": (("post", "create", "post"),),
-    "get": (("get", "read", "get"),),
-    "connect_gp": (("get", "connectGet", "connect"), ("post", "connectPost", "connect")),
-    "connect_all": (("delete", "connectDelete", "connect"), ("get", "connectGet", "connect"),
-                    ("head", "connectHead", "connect"), ("options", "connectOptions", "connect"),
-                    ("patch", "connectPatch", "connect"), ("post", "connectPost", "connect"),
-                    ("put", "connectPut", "connect")),
-    "finalize": (("put", "replace", "put"),),
-}
-_SUBRESOURCES: dict[tuple[str, str], tuple[str | None, str | None, str, str]] = {
-    ("pods", "attach"): (None, None, "PodAttachOptions", "connect_gp"),
-    ("pods", "binding"): (None, None, "Binding", "create"),
-    ("pods", "ephemeralcontainers"): (None, None, "Pod", "update"),
-    ("pods", "eviction"): ("policy", "v1", "Eviction", "create"),
-    ("pods", "exec"): (None, None, "PodExecOptions", "connect_gp"),
-    ("pods", "log"): (None, None, "Pod", "get"),
-    ("pods", "portforward"): (None, None, "PodPortForwardOptions", "connect_gp"),
-    ("pods", "proxy"): (None, None, "PodProxyOptions", "connect_all"),
-    ("pods", "resize"): (None, None, "Pod", "update"),
-    ("nodes", "proxy"): (None, None, "NodeProxyOptions", "connect_all"),
-    ("services", "proxy"): (None, None, "ServiceProxyOptions", "connect_all"),
-    ("namespaces", "finalize"): (None, None, "Namespace", "finalize"),
-    ("serviceaccounts", "token"): ("authentication.k8s.io", "v1", "TokenRequest", "create"),
+# a subresource's operations: (http method, verb prefix, action) per discovery verb
+_VERB_OPS: dict[str, tuple[str, str, str]] = {
+    "get": ("get", "read", "get"),
+    "update": ("put", "replace", "put"),
+    "patch": ("patch", "patch", "patch"),
+    "create": ("post", "create", "post"),
 }
 
 
@@ -296,17 +272,14 @@ def _list_ref(k: Kind) -> str:
     return base + "List" if base else ""
 
 
-def _sub_info(k: Kind, sub: str) -> tuple[str, str, str, str] | None:
-    """(group, version, kind, ops-key) of a subresource's operations."""
-    if sub == "status":
-        return k.group, k.version, k.kind, "update"
-    if sub == "scale":
-        return "autoscaling", "v1", "Scale", "update"
-    spec = _SUBRESOURCES.get((k.plural, sub))
-    if spec is None:
-        return k.group, k.version, k.kind, "update"
-    g, v, kind, ops = spec
-    return (k.group if g is None else g), (k.version if v is None else v), kind, ops
+def _sub_info(k: Kind, sub: Subresource) -> tuple[str, str, str, list[tuple[str, str, str]]]:
+    """(group, version, kind, operations) of a subresource."""
+    g, v, kind = subresource_gvk(k, sub)
+    if sub.connect:
+        ops = [(m.lower(), "connect" + m.capitalize(), "connect") for m in sorted(sub.connect)]
+    else:
+        ops = [_VERB_OPS[verb] for verb in ("get", "update", "patch", "create") if verb in sub.verbs]
+    return g, v, kind, ops
 
 
 # --------------------------------------------------------------------------- schema conversion
@@ -449,11 +422,10 @@ def _roots(kinds: Iterable[Kind], extra: Iterable[str] = ()) -> list[str]:
     for k in kinds:
         roots.extend(x for x in (_kind_ref(k), _list_ref(k)) if x)
         for sub in k.subresources:
-            info = _sub_info(k, sub)
-            if info:
-                r = _def_for(info[0], info[1], info[2])
-                if r:
-                    roots.append(r)
+            g, v, kind, _ = _sub_info(k, sub)
+            r = _def_for(g, v, kind)
+            if r:
+                roots.append(r)
     return roots
 
 
@@ -575,10 +547,7 @@ def _gvk(group: str, version: str, kind: str) -> dict[str, str]:
 
 
 def _returns_deleted_object(k: Kind) -> bool:
-    flag = getattr(k.strategy, "return_deleted_object", None)
-    if flag is not None and flag is not False:
-        return True
-    return (k.group, k.plural) in _DELETE_RETURNS_OBJECT or bool(k.extra.get("delete_returns_object"))
+    return k.strategy.return_deleted_object
 
 
 def _kind_paths(k: Kind, b: _Ops) -> dict[str, dict[str, Any]]:
@@ -641,18 +610,16 @@ def _kind_paths(k: Kind, b: _Ops) -> dict[str, dict[str, Any]]:
         paths[item] = pi
 
     # subresources
-    for sub in k.subresources:
-        info = _sub_info(k, sub)
-        if info is None:
-            continue
-        sg, sv, skind, ops_key = info
+    for subres in k.subresources:
+        sub = subres.name
+        sg, sv, skind, ops = _sub_info(k, subres)
         sref = _def_for(sg, sv, skind)
         sgvk = _gvk(sg, sv, skind)
         subcap = sub[:1].upper() + sub[1:]
         pi = {}
-        for method, prefix, action in _SUB_OPS[ops_key]:
-            if ops_key in ("connect_gp", "connect_all"):
-                word = method.upper() if method in ("get", "post", "put", "delete", "head", "options", "patch") else ""
+        for method, prefix, action in ops:
+            if subres.connect:
+                word = method.upper()
                 pi[method] = b.operation(
                     description=f"connect {word} requests to {sub} of {k.kind}",
                     op_id=f"connect{gv}{method.capitalize()}{scope}{k.kind}{subcap}", tag=tag, action=action,
@@ -662,10 +629,10 @@ def _kind_paths(k: Kind, b: _Ops) -> dict[str, dict[str, Any]]:
             desc_sub = f"{sub} of "
             if prefix == "read":
                 desc = f"read {desc_sub}the specified {k.kind}"
-                resp = {"200": "string"} if sub == "log" else {"200": sref or kref}
+                resp = {"200": "string"} if subres.text else {"200": sref or kref}
                 pi[method] = b.operation(description=desc, op_id=f"read{gv}{scope}{k.kind}{subcap}", tag=tag,
                                          action=action, gvk=sgvk, params=[], responses=resp,
-                                         plain_text=sub == "log")
+                                         plain_text=subres.text)
             elif prefix == "replace":
                 pi[method] = b.operation(
                     description=f"replace {desc_sub}the specified {k.kind}", op_id=f"replace{gv}{scope}{k.kind}{subcap}",
@@ -684,9 +651,15 @@ def _kind_paths(k: Kind, b: _Ops) -> dict[str, dict[str, Any]]:
                     params=b.query(WRITE_PARAMS), body=sref or kref,
                     responses={"200": sref or kref, "201": sref or kref, "202": sref or kref})
         if pi:
-            name_desc = f"name of the {skind}" if ops_key in ("create",) else f"name of the {k.kind}"
+            name_desc = f"name of the {skind}" if list(subres.verbs) == ["create"] else f"name of the {k.kind}"
             pi["parameters"] = b.path_params(k, True, ns, name_desc) + pretty
             paths[f"{item}/{sub}"] = pi
+            if subres.takes_path:
+                pi2 = {m: dict(op, operationId=op["operationId"] + "WithPath",
+                               description=op["description"]) for m, op in pi.items() if m != "parameters"}
+                pi2["parameters"] = b.path_params(k, True, ns, name_desc) + [
+                    b.param("path", "path", "path to the resource", required=True)]
+                paths[f"{item}/{sub}/{{path}}"] = pi2
 
     # all-namespaces list and the deprecated watch paths
     list_path_params = b.query(sorted([*LIST_PARAMS, "pretty"]))

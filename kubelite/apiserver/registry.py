@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as _dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,19 +121,16 @@ def now_plus(seconds: int) -> str:
 class ResourceStore:
     """CRUD and watch for one kind, on top of the revisioned store."""
 
-    def __init__(self, kind: Kind, store: Store,
-                 namespace_check: Callable[[Kind, str, str], Awaitable[None]] | None = None,
-                 storage_kind: Kind | None = None) -> None:
+    def __init__(self, kind: Kind, store: Store, storage_kind: Kind | None = None) -> None:
         self.kind = kind
         # a kind served in another version shares the storage of its stored version
         # (events.k8s.io/v1 Event is stored as core/v1 Event) and converts on the way
         self.storage_kind = storage_kind or kind
-        self._to_storage: Callable[[Obj], Obj] | None = kind.extra.get("to_storage") if storage_kind else None
-        self._from_storage: Callable[[Obj], Obj] | None = kind.extra.get("from_storage") if storage_kind else None
+        conv = kind.stored_as if storage_kind is not None else None
+        self._to_storage: Callable[[Obj], Obj] | None = conv.to_storage if conv else None
+        self._from_storage: Callable[[Obj], Obj] | None = conv.from_storage if conv else None
         self.strategy = kind.strategy
         self.store = store
-        # admission (NamespaceLifecycle): namespace_check(kind, namespace, name) raises NotFound/Forbidden
-        self.namespace_check = namespace_check
         self.admission: Chain | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -308,8 +305,6 @@ class ResourceStore:
         self.strategy.default(obj)
         attrs = Attributes(CREATE, self.kind, meta.get("namespace", ""), meta.get("name", ""), obj, None,
                            "", opts.user, opts.dry_run)
-        if self.kind.namespaced and self.namespace_check is not None:
-            await self.namespace_check(self.kind, meta["namespace"], meta.get("name", ""))
         if self.admission is not None:
             await self.admission.admit(attrs)
             obj = attrs.obj or obj
@@ -425,6 +420,8 @@ class ResourceStore:
             errs = validate_object_meta_update(new["metadata"], old["metadata"], fld.Path("metadata"))
             if subresource == "status":
                 errs += self.strategy.validate_status_update(new, old)
+            elif subresource:
+                errs += self.strategy.validate_subresource_update(subresource, new, old)
             else:
                 errs += self.strategy.validate_update(new, old)
             if errs:
@@ -461,6 +458,30 @@ class ResourceStore:
                 raise self.not_found(name) from exc
             new["metadata"]["resourceVersion"] = str(nkv.mod_revision)
             return new, False
+        raise self.conflict(name, "the object is being modified too often; please try again")
+
+    async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[Obj], Obj],
+                                dry_run: bool = False) -> Obj:
+        """Read-modify-write of the stored object, retried on conflicts, that bypasses the
+        strategy and admission: upstream's ``Storage.GuaranteedUpdate``, for REST handlers that
+        change what the strategy keeps immutable (pods/binding sets spec.nodeName).
+        ``mutate(current)`` returns the new object or raises a StatusError to refuse."""
+        key = self.key(namespace, name)
+        for _ in range(_MAX_UPDATE_RETRIES):
+            kv = await self.store.get(key)
+            if kv is None:
+                raise self.not_found(name)
+            new = mutate(self._dec(kv))
+            if dry_run:
+                return new
+            try:
+                nkv = await self.store.update(key, self._enc(new), kv.mod_revision)
+            except ConflictError:
+                continue
+            except KeyNotFoundError as exc:
+                raise self.not_found(name) from exc
+            new.setdefault("metadata", {})["resourceVersion"] = str(nkv.mod_revision)
+            return new
         raise self.conflict(name, "the object is being modified too often; please try again")
 
     def _prepare_update(self, new: Obj, old: Obj, subresource: str) -> None:

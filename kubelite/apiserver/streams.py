@@ -29,9 +29,11 @@ from aiohttp import web
 
 from kubelite.api import errors
 from kubelite.api import field as fld
-from kubelite.apiserver import pki as pki_mod
-from kubelite.apiserver import spdy
 from kubelite.apiserver.handlers import APIHandler, Target
+from kubelite.apiserver.stores import Stores
+from kubelite.kinds.podutil import is_terminal
+from kubelite.net import spdy
+from kubelite.tls import pki as pki_mod
 
 log = logging.getLogger("kubelite.apiserver.streams")
 
@@ -50,6 +52,11 @@ _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotF
             504: "Timeout"}
 
 
+# what crosses the node proxy (never the client's credentials)
+_PROXIED_REQUEST_HEADERS = ("accept", "accept-encoding", "content-type", "user-agent")
+_PROXIED_RESPONSE_HEADERS = ("content-type", "content-encoding", "cache-control", "date")
+
+
 def _qbool(v: str | None) -> bool:
     return (v or "").lower() in ("1", "true", "t", "yes")
 
@@ -57,8 +64,8 @@ def _qbool(v: str | None) -> bool:
 class StreamHandlers:
     """The four pod stream subresources; one instance per API server."""
 
-    def __init__(self, handler: APIHandler, ssl_factory: Callable[[], ssl.SSLContext]) -> None:
-        self.handler = handler
+    def __init__(self, stores: Stores, ssl_factory: Callable[[], ssl.SSLContext]) -> None:
+        self.stores = stores
         self._ssl_factory = ssl_factory
         self._ssl: ssl.SSLContext | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -78,13 +85,11 @@ class StreamHandlers:
             await self._session.close()
 
     async def _pod(self, t: Target) -> dict[str, Any]:
-        return await self.handler.store_for(t.kind).get(t.namespace, t.name)
+        return await self.stores[t.kind].get(t.namespace, t.name)
 
     async def _agent_base(self, node_name: str) -> str:
-        nodes = self.handler.registry.by_resource("", "v1", "nodes")
-        assert nodes is not None
         try:
-            node = await self.handler.store_for(nodes).get("", node_name)
+            node = await self.stores.get("", "nodes").get("", node_name)
         except errors.StatusError as exc:
             if exc.code == 404:
                 raise errors.not_found("nodes", node_name) from exc
@@ -135,6 +140,34 @@ class StreamHandlers:
         finally:
             upstream.close()  # a follow the client left: drop the agent connection too
 
+    # ------------------------------------------------------------------ nodes/proxy
+    async def node_proxy(self, handler: APIHandler, request: web.Request, t: Target) -> web.StreamResponse:
+        """``/api/v1/nodes/NAME/proxy/PATH``: the request relayed to the node agent's endpoint
+        (its /metrics, /stats/summary, /healthz, …), as the apiserver's node proxy does."""
+        if not t.name:
+            raise errors.method_not_supported("nodes/proxy", _action(request.method))
+        base = await self._agent_base(t.name)
+        url = f"{base}/{t.path}"
+        if request.query_string:
+            url += "?" + request.query_string
+        headers = {k: v for k, v in request.headers.items() if k.lower() in _PROXIED_REQUEST_HEADERS}
+        body = await request.read() if request.can_read_body else None
+        try:
+            upstream = await self.session().request(request.method, url, headers=headers, data=body,
+                                                    allow_redirects=False)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _agent_unreachable(t.name, exc) from exc
+        try:
+            out = web.StreamResponse(status=upstream.status, headers={
+                k: v for k, v in upstream.headers.items() if k.lower() in _PROXIED_RESPONSE_HEADERS})
+            await out.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+        finally:
+            upstream.close()
+
     # ------------------------------------------------------------------ pods/exec, pods/attach
     async def exec(self, handler: APIHandler, request: web.Request, t: Target) -> web.StreamResponse:
         return await self._remote_command(request, t, "exec")
@@ -155,7 +188,7 @@ class StreamHandlers:
         pod = await self._pod(t)
         container = _validate_container(pod, q.get("container", ""))
         phase = (pod.get("status") or {}).get("phase", "")
-        if phase in ("Succeeded", "Failed"):
+        if is_terminal(pod):
             what = "exec into" if verb == "exec" else "attach to"
             raise errors.bad_request(f"cannot {what} a container in a completed pod; current phase is {phase}")
         node = (pod.get("spec") or {}).get("nodeName", "")
@@ -570,18 +603,9 @@ def _agent_unreachable(node: str, exc: BaseException) -> errors.StatusError:
 # --------------------------------------------------------------------------- wiring
 
 
-def install_stream_handlers(handler: APIHandler, pki: pki_mod.PKI,
-                            client_ssl_context_factory: Callable[[], ssl.SSLContext] | None = None,
-                            ) -> StreamHandlers:
-    """Register pods/log, exec, attach and portforward on ``handler``.
-
-    ``client_ssl_context_factory()`` returns the TLS context for calls to node agents; by
-    default the kube-apiserver-kubelet-client certificate (issued on first use).
-    """
+def node_streams(stores: Stores, pki: pki_mod.PKI,
+                 client_ssl_context_factory: Callable[[], ssl.SSLContext] | None = None) -> StreamHandlers:
+    """The NodeStreams service of an API server: calls to node agents use ``client_ssl_context_factory()``,
+    by default the kube-apiserver-kubelet-client certificate (issued on first use)."""
     factory = client_ssl_context_factory or (lambda: pki_mod.kubelet_client_ssl_context(pki))
-    sh = StreamHandlers(handler, factory)
-    handler.subresources[("", "pods", "log")] = sh.log
-    handler.subresources[("", "pods", "exec")] = sh.exec
-    handler.subresources[("", "pods", "attach")] = sh.attach
-    handler.subresources[("", "pods", "portforward")] = sh.portforward
-    return sh
+    return StreamHandlers(stores, factory)

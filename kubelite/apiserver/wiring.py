@@ -1,17 +1,16 @@
-"""Plugs the object machinery (patches, server-side apply, field validation) and admission
-into the generic handlers."""
+"""Plugs the object machinery (patches, server-side apply, field validation) into the generic
+handlers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kubelite.api import apply, errors, patch, schema
+from kubelite.api import apply, errors, fieldvalidation, patch, schema
 from kubelite.api.meta import now_rfc3339
 from kubelite.apiserver import http
 from kubelite.apiserver.registry import ResourceStore, WriteOptions
 from kubelite.kinds.base import Kind, Obj
-from kubelite.kinds.binding import bind_pod
 
 if TYPE_CHECKING:
     from kubelite.apiserver.handlers import APIHandler, Target
@@ -35,23 +34,18 @@ def install_machinery(handler: APIHandler) -> None:
         "application/merge-patch+json": _merge_patch,
         "application/strategic-merge-patch+json": _strategic_patch,
     }
-    try:
-        from kubelite.api import fieldvalidation
-    except ImportError:  # pragma: no cover
-        fieldvalidation = None  # type: ignore[assignment]
-    if fieldvalidation is not None:
-        def validate_fields(kind: Kind, obj: Obj, raw: bytes, ctype: str, mode: str) -> list[str]:
-            if not kind.schema_ref:
-                return []
-            err, warnings = fieldvalidation.check(obj, raw, ctype or http.JSON, kind.schema_ref, mode)
-            if err is not None:
-                raise err
-            return list(warnings)
 
-        handler.field_validation = validate_fields
+    def validate_fields(kind: Kind, obj: Obj, raw: bytes, ctype: str, mode: str) -> list[str]:
+        if not kind.schema_ref:
+            return []
+        err, warnings = fieldvalidation.check(obj, raw, ctype or http.JSON, kind.schema_ref, mode)
+        if err is not None:
+            raise err
+        return list(warnings)
+
+    handler.field_validation = validate_fields
     handler.track_fields_factory = track_fields_factory
     handler.apply_hook = server_side_apply
-    handler.subresources[("", "pods", "binding")] = bind_pod
 
 
 # ---------------------------------------------------------------------------- managed fields

@@ -9,7 +9,7 @@ the keys ``token-id``, ``token-secret``, ``expiration`` (RFC 3339, optional),
 ``system:bootstrappers`` plus the secret's extra groups (each must match
 ``system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]``).
 
-``install(server, authn)`` adds the authenticator to the API server.
+The launcher adds :class:`BootstrapTokenAuthenticator` to the API server's authenticator.
 """
 
 from __future__ import annotations
@@ -219,12 +219,5 @@ class BootstrapTokenAuthenticator:
         return user_for(secret, tid, tsecret)
 
 
-def install(server: Any, authn: Any) -> BootstrapTokenAuthenticator:
-    secrets = next(s for k, s in server.stores.items() if k.group == "" and k.plural == "secrets")
-    hook = BootstrapTokenAuthenticator(secrets)
-    authn.add_token_authenticator(hook)
-    return hook
-
-
 __all__ = ["BootstrapTokenAuthenticator", "GROUP", "NAMESPACE", "SECRET_TYPE", "USER_PREFIX", "generate_token",
-           "groups_of", "has_expired", "install", "parse_token", "secret_name", "token_secret", "user_for"]
+           "groups_of", "has_expired", "parse_token", "secret_name", "token_secret", "user_for"]

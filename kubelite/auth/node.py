@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from kubelite.auth.authorizer import ALLOW, NO_OPINION, Attributes, Rules
+from kubelite.apiserver.authorizer import ALLOW, NO_OPINION, Attributes, Rules
 from kubelite.auth.bootstrap import NODE_RULES
 from kubelite.auth.rbac import rules_allow
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kubelite.auth.authorizer import ALLOW, NO_OPINION, Attributes, Rules
+from kubelite.apiserver.authorizer import ALLOW, NO_OPINION, Attributes, Rules
 
 GROUP = "rbac.authorization.k8s.io"
 ALL = "*"

@@ -9,7 +9,7 @@ from typing import Any
 from kubelite.api import errors
 from kubelite.api import field as f
 from kubelite.api.field import Path
-from kubelite.auth.authorizer import ALLOW, DENY, Attributes
+from kubelite.apiserver.authorizer import ALLOW, DENY, Attributes
 from kubelite.kinds.base import Kind, Obj
 
 

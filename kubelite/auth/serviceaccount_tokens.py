@@ -24,9 +24,10 @@ from kubelite.api import field as f
 from kubelite.api.field import Path
 from kubelite.apiserver import http
 from kubelite.apiserver.auth import USER, UserInfo
-from kubelite.apiserver.pki import PKI
-from kubelite.auth.authorizer import ALLOW, Attributes
+from kubelite.apiserver.authorizer import ALLOW, Attributes
+from kubelite.apiserver.stores import Stores
 from kubelite.auth.node import node_identity
+from kubelite.tls.pki import PKI
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 API_AUDIENCES = (ISSUER,)
@@ -37,20 +38,13 @@ SA_GROUP = "system:serviceaccounts"
 AUDIENCE_VERB = "request-serviceaccounts-token-audience"
 
 
-def _store(server: Any, plural: str) -> Any:
-    for k, s in server.stores.items():
-        if k.group == "" and k.plural == plural:
-            return s
-    return None
-
-
 def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class TokenIssuer:
-    def __init__(self, server: Any, pki: PKI, authorizer: Any = None) -> None:
-        self.server = server
+    def __init__(self, stores: Stores, pki: PKI, authorizer: Any = None) -> None:
+        self.stores = stores
         # NodeRestriction asks it whether a node may request an audience no pod volume names
         self.authorizer = authorizer
         self.private_key = pki.sa_key.read_bytes()
@@ -69,7 +63,7 @@ class TokenIssuer:
         node, is_node = node_identity(user)
         if is_node:
             await self.node_restriction(node, user, t.namespace, t.name, spec)
-        sa = await _store(self.server, "serviceaccounts").get(t.namespace, t.name)
+        sa = await self.stores.get("", "serviceaccounts").get(t.namespace, t.name)
         exp_s = spec.get("expirationSeconds")
         exp_s = DEFAULT_EXPIRATION if exp_s is None else exp_s
         audiences = list(spec.get("audiences") or API_AUDIENCES)
@@ -90,7 +84,7 @@ class TokenIssuer:
             if plural is None:
                 raise errors.bad_request(f'cannot bind token for serviceaccount "{t.name}" to object of type '
                                          f'{ref.get("apiVersion", "")}, Kind={kind}')
-            obj = await _store(self.server, plural).get("" if kind == "Node" else t.namespace, ref.get("name", ""))
+            obj = await self.stores.get("", plural).get("" if kind == "Node" else t.namespace, ref.get("name", ""))
             uid = obj["metadata"]["uid"]
             if ref.get("uid") and ref["uid"] != uid:
                 raise errors.StatusError(409, "Conflict", f"the UID in the bound object reference ({ref['uid']}) does "
@@ -130,7 +124,7 @@ class TokenIssuer:
         if not ref.get("uid"):
             raise forbidden("node requested token with a pod binding without a uid")
         try:
-            pod = await _store(self.server, "pods").get(namespace, ref["name"])
+            pod = await self.stores.get("", "pods").get(namespace, ref["name"])
         except errors.StatusError as exc:
             if exc.code == 404:
                 raise errors.not_found("pod", ref["name"]) from None  # the pod lister's NotFound
@@ -181,7 +175,7 @@ class TokenIssuer:
         ns = private.get("namespace", "")
         sa_ref = private.get("serviceaccount") or {}
         try:
-            sa = await _store(self.server, "serviceaccounts").get(ns, sa_ref.get("name", ""))
+            sa = await self.stores.get("", "serviceaccounts").get(ns, sa_ref.get("name", ""))
         except errors.StatusError:
             return None
         if sa["metadata"].get("uid") != sa_ref.get("uid") or sa["metadata"].get("deletionTimestamp"):
@@ -192,7 +186,7 @@ class TokenIssuer:
             if not isinstance(ref, dict):
                 continue
             try:
-                obj = await _store(self.server, plural).get(ns, ref.get("name", ""))
+                obj = await self.stores.get("", plural).get(ns, ref.get("name", ""))
             except errors.StatusError:
                 return None
             if obj["metadata"].get("uid") != ref.get("uid") or obj["metadata"].get("deletionTimestamp"):
@@ -220,13 +214,4 @@ def pod_references_audience(pod: dict[str, Any], audience: str) -> bool:
     return False
 
 
-def install(server: Any, handler: Any, authn: Any, authorizer: Any = None) -> TokenIssuer:
-    from kubelite.apiserver.pki import load_pki
-
-    issuer = TokenIssuer(server, load_pki(server.cfg.data_dir), authorizer)
-    handler.subresources[("", "serviceaccounts", "token")] = issuer.handle
-    authn.add_token_authenticator(issuer.authenticate)
-    return issuer
-
-
-__all__ = ["API_AUDIENCES", "ISSUER", "TokenIssuer", "install", "pod_references_audience"]
+__all__ = ["API_AUDIENCES", "ISSUER", "TokenIssuer", "pod_references_audience"]

@@ -1,99 +1,90 @@
-"""One call wires authorization, admission, reviews, service-account tokens and audit
-into the server (``kubelite server``)::
+"""Authorization, admission, reviews, service-account tokens and audit, built for the
+launcher from the API server's stores::
 
-    security = install_security(server, handler, authn)          # after the stores exist
-    app, state = build_app(handler, [auth_middleware(authn), *security.middlewares])
-    ...
-    await security.start()                                         # before ready
+    security = Security(stores, data_dir, pki)
+    handler.install_rest(...)    # security.provide(services) gives TokenRequests and AccessReviews
+    app = build_app(handler, [auth_middleware(authn), *security.middlewares])
+    await security.bootstrap()   # default RBAC policy, informers synced, roles aggregated
+    for name, run in security.components(): supervisor.add(name, run)
 
-``start`` bootstraps the default RBAC policy and starts the informers and controllers;
-their tasks are appended to ``server.tasks`` so ``Server.stop`` cancels them.
+Nothing here starts a task of its own: the informers and controllers are coroutines the
+launcher supervises.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from kubelite.auth import serviceaccount_tokens
+from kubelite.admission import build_chain
+from kubelite.admission.resourcequota import ResourceQuotaAdmission
+from kubelite.apiserver.audit import audit_middleware
+from kubelite.apiserver.authorizer import PrivilegedGroups, Union
+from kubelite.apiserver.authz import authz_middleware
+from kubelite.apiserver.listwatch import StoreListWatch
+from kubelite.apiserver.rest import AccessReviews, Services, TokenRequests
+from kubelite.apiserver.stores import Stores
 from kubelite.auth.aggregation import AggregationController
-from kubelite.auth.authorizer import PrivilegedGroups, Union
 from kubelite.auth.bootstrap import bootstrap_policy
-from kubelite.auth.informer import Informer
 from kubelite.auth.node import NodeAuthorizer, NodeGraph
 from kubelite.auth.rbac import RBACAuthorizer, RuleResolver
 from kubelite.auth.reviews import ReviewStore
+from kubelite.auth.serviceaccount_tokens import TokenIssuer
+from kubelite.client.informer import Informer
+from kubelite.kinds.base import Kind
+from kubelite.tls.pki import PKI
 
-log = logging.getLogger(__name__)
+RBAC = "rbac.authorization.k8s.io"
+INFORMER_SYNC_TIMEOUT = 30.0
 
 
-def _find(stores: dict[Any, Any], group: str, plural: str) -> tuple[Any, Any]:
-    for k, s in stores.items():
-        if k.group == group and k.plural == plural:
-            return k, s
-    raise LookupError(f"{plural}.{group} is not served")
+class _Reviews:
+    def __init__(self, authorizer: Any) -> None:
+        self.authorizer = authorizer
+
+    def for_kind(self, kind: Kind) -> ReviewStore:
+        return ReviewStore(kind, self.authorizer)
 
 
 class Security:
-    def __init__(self, server: Any, handler: Any, authn: Any) -> None:
-        self.server = server
-        stores = server.stores
-        rbac = "rbac.authorization.k8s.io"
-        self.cluster_role_store = _find(stores, rbac, "clusterroles")[1]
-        self.cluster_role_binding_store = _find(stores, rbac, "clusterrolebindings")[1]
-        self.informers = {name: Informer(_find(stores, group, name)[1]) for group, name in (
-            (rbac, "roles"), (rbac, "clusterroles"), (rbac, "rolebindings"), (rbac, "clusterrolebindings"),
-            ("", "pods"))}
+    def __init__(self, stores: Stores, data_dir: Path, pki: PKI) -> None:
+        self.stores = stores
+        self.cluster_role_store = stores.get(RBAC, "clusterroles")
+        self.cluster_role_binding_store = stores.get(RBAC, "clusterrolebindings")
+        self.informers: dict[str, Informer] = {
+            name: Informer(StoreListWatch(stores.get(group, name)))
+            for group, name in ((RBAC, "roles"), (RBAC, "clusterroles"), (RBAC, "rolebindings"),
+                                (RBAC, "clusterrolebindings"), ("", "pods"))}
         self.resolver = RuleResolver(self.informers["roles"], self.informers["clusterroles"],
                                      self.informers["rolebindings"], self.informers["clusterrolebindings"])
         self.graph = NodeGraph()
         self.informers["pods"].add_handler(self.graph.on_pod)
         self.authorizer = Union(PrivilegedGroups(), NodeAuthorizer(self.graph, self.informers["pods"]),
                                 RBACAuthorizer(self.resolver))
-        # create-only review kinds answer from the authorizer instead of the store
-        for kind in list(stores):
-            if kind.extra.get("virtual"):
-                review = ReviewStore(kind, self.authorizer)
-                stores[kind] = review
-                handler.stores[kind] = review
-        from kubelite.admission import install_admission
-
-        install_admission(server, self.authorizer, self.resolver)
-        self.middlewares: list[Any] = []
-        try:
-            from kubelite.apiserver.audit import audit_middleware
-
-            self.middlewares.append(audit_middleware(server.cfg.data_dir))
-        except ImportError:
-            pass
-        from kubelite.apiserver.authz import authz_middleware
-
-        self.middlewares.append(authz_middleware(self.authorizer))
-        serviceaccount_tokens.install(server, handler, authn, authorizer=self.authorizer)
+        self.quota = ResourceQuotaAdmission(stores)
+        self.admission = build_chain(stores, self.quota, self.authorizer, self.resolver)
+        stores.set_admission(self.admission)
+        self.middlewares = [audit_middleware(data_dir), authz_middleware(self.authorizer)]
+        self.token_issuer = TokenIssuer(stores, pki, self.authorizer)
         self.aggregation = AggregationController(self.informers["clusterroles"], self.cluster_role_store)
 
-    async def start(self) -> None:
+    def provide(self, services: Services) -> None:
+        services.provide(TokenRequests, self.token_issuer)
+        services.provide(AccessReviews, _Reviews(self.authorizer))
+
+    def components(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        out: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            (f"informer/{name}", inf.run) for name, inf in self.informers.items()]
+        out.append(("clusterrole-aggregation", self.aggregation.run))
+        return out
+
+    async def bootstrap(self) -> None:
+        """The default policy, then (once the supervised informers have synced) aggregation."""
         await bootstrap_policy(self.cluster_role_store, self.cluster_role_binding_store)
-        for inf in self.informers.values():
-            inf.start()
-            self.server.tasks.append(inf._task)
-        self.server.tasks.append(asyncio.create_task(self.aggregation.run(), name="clusterrole-aggregation"))
-        for inf in self.informers.values():
-            await inf.wait_synced(30)
+        await asyncio.gather(*(inf.wait_synced(INFORMER_SYNC_TIMEOUT) for inf in self.informers.values()))
         await self.aggregation.sync_all()
-        for name in ("resourcequota_controller",):
-            try:
-                import importlib
-
-                mod = importlib.import_module(f"kubelite.admission.{name}")
-                self.server.tasks.append(asyncio.create_task(mod.run(self.server), name=name))
-            except ImportError:
-                pass
 
 
-def install_security(server: Any, handler: Any, authn: Any) -> Security:
-    return Security(server, handler, authn)
-
-
-__all__ = ["Security", "install_security"]
+__all__ = ["Security"]

@@ -3,7 +3,7 @@ admin client certificate and the components' kubeconfigs (``DIR/kubeconfigs/*.ya
 existing cluster CA, and rewrite ``DIR/kubeconfig.yaml``.
 
 A running server picks the new serving certificate up without a restart: its
-:class:`ServingCertReloader` watches the certificate files and loads the new pair into the
+:class:`kubelite.tls.reload.ServingCertReloader` watches the certificate files and loads the new pair into the
 live ``SSLContext`` (``load_cert_chain`` on the same object), so every new TLS handshake
 presents it; connections already open keep the old one until they close. Credentials that
 are already in use (the in-process agent's and scheduler's client certificates) stay valid:
@@ -13,11 +13,8 @@ the CA does not change, and the components get freshly minted kubeconfigs at the
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
-import os
-import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,10 +23,10 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from kubelite.apiserver import pki as pkimod
+from kubelite.tls import pki as pkimod
+from kubelite.tls.reload import RELOAD_INTERVAL
 
 log = logging.getLogger("kubelite.certs")
-RELOAD_INTERVAL = 1.0
 
 
 def _subject(cert: x509.Certificate) -> tuple[str, list[str]]:
@@ -62,7 +59,7 @@ def _kubeconfig_user(path: Path) -> tuple[str, list[str], str] | None:
 def rotate(data_dir: Path) -> dict[str, Any]:
     """Re-issue the leaf certificates of ``data_dir`` from its CA; returns what was done
     (old and new serving-certificate serials, the files rewritten)."""
-    from kubelite.cli.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
+    from kubelite.tls.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
 
     data_dir = Path(data_dir)
     pki = pkimod.load_pki(data_dir)
@@ -102,57 +99,6 @@ def rotate(data_dir: Path) -> dict[str, Any]:
     return done
 
 
-# --------------------------------------------------------------------------- hot reload
-
-
-def _stamp(*paths: Path) -> tuple:
-    out = []
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            return ()
-        out.append((st.st_ino, st.st_mtime_ns, st.st_size))
-    return tuple(out)
-
-
-class ServingCertReloader:
-    """Loads a renewed serving certificate into the server's live SSLContext (new handshakes
-    present it). The pair is first loaded into a scratch context, so a half-written pair
-    (certificate and key are replaced one after the other) is skipped until it matches."""
-
-    def __init__(self, ctx: ssl.SSLContext, pki: pkimod.PKI, interval: float = RELOAD_INTERVAL) -> None:
-        self.ctx = ctx
-        self.cert = pki.server_cert
-        self.key = pki.server_key
-        self.interval = interval
-        self._seen = _stamp(self.cert, self.key)
-
-    def check(self) -> bool:
-        """Reload when the files changed; True when a new pair was loaded."""
-        now = _stamp(self.cert, self.key)
-        if not now or now == self._seen:
-            return False
-        try:
-            scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            scratch.load_cert_chain(str(self.cert), str(self.key))
-        except (ssl.SSLError, OSError) as exc:  # mid-rotation: try again next tick
-            log.debug("serving certificate not reloadable yet: %s", exc)
-            return False
-        self.ctx.load_cert_chain(str(self.cert), str(self.key))
-        self._seen = now
-        log.info("reloaded the serving certificate from %s", self.cert)
-        return True
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                self.check()
-            except Exception:
-                log.exception("reloading the serving certificate")
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -178,4 +124,4 @@ def register_certs_cli(sub: Any, default_data_dir: str) -> None:
     r.set_defaults(func=cmd_rotate)
 
 
-__all__ = ["ServingCertReloader", "register_certs_cli", "rotate"]
+__all__ = ["register_certs_cli", "rotate"]

@@ -31,7 +31,7 @@ def _kubectl_binary() -> str:
 def cmd_server(args: argparse.Namespace) -> int:
     import asyncio
 
-    from kubelite.apiserver.server import serve
+    from kubelite.launcher.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = ServerConfig(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address, port=args.port,
@@ -59,7 +59,7 @@ def cmd_kubectl(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_kubeconfig_create(args: argparse.Namespace) -> int:
-    from kubelite.cli.kubeconfig import mint_user_kubeconfig
+    from kubelite.tls.kubeconfig import mint_user_kubeconfig
 
     data_dir = Path(args.data_dir)
     server = args.server or _server_from_admin(data_dir)

@@ -1,63 +1,64 @@
-"""What every in-process controller needs: a de-duplicating work queue with retries, and a
-watch that restarts by itself (a re-list after 410 or any interruption)."""
+"""What every in-process controller needs: a de-duplicating work queue whose failed keys come
+back with a per-key exponential back-off (client-go's rate-limited workqueue, simplified), and
+informers over the API server's stores (:func:`informer`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from kubelite.api import errors
-from kubelite.apiserver.registry import ListOptions, ResourceStore
-from kubelite.kinds.base import Kind, Obj
+from kubelite.apiserver.listwatch import StoreListWatch
+from kubelite.apiserver.registry import ResourceStore
+from kubelite.client.informer import Informer
 
 log = logging.getLogger("kubelite.controllers")
 RETRY_SECONDS = 2.0
-RESTART_SECONDS = 0.1
+MAX_RETRY_SECONDS = 60.0
 
 
-def store_of(stores: dict[Kind, ResourceStore], plural: str, group: str = "") -> ResourceStore:
-    return next(s for k, s in stores.items() if k.plural == plural and k.group == group)
+def informer(store: ResourceStore, namespace: str = "", *, resync: float = 0.0) -> Informer:
+    return Informer(StoreListWatch(store, namespace), resync=resync)
 
 
 class WorkQueue:
-    """Keys to sync, each queued at most once; ``sync(key)`` returning True, or raising, puts
-    the key back after ``retry`` seconds (a controller's rate-limited requeue, simplified)."""
+    """Keys to sync, each queued at most once. ``sync(key)`` returning True puts the key back
+    after ``retry`` seconds; raising logs the traceback and puts it back after a back-off that
+    doubles per consecutive failure of that key (up to ``max_retry``)."""
 
-    def __init__(self, name: str, sync: Callable[[str], Awaitable[bool | None]], retry: float = RETRY_SECONDS) -> None:
+    def __init__(self, name: str, sync: Callable[[str], Awaitable[bool | None]], retry: float = RETRY_SECONDS,
+                 max_retry: float = MAX_RETRY_SECONDS) -> None:
         self.name = name
         self.sync = sync
         self.retry = retry
+        self.max_retry = max_retry
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
+        self._failures: dict[str, int] = {}
 
     def add(self, key: str) -> None:
         if key and key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
 
+    def __len__(self) -> int:
+        return len(self._queued)
+
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
             try:
                 again = await self.sync(key)
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.exception("%s: syncing %s", self.name, key)
-                again = True
+                n = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(self.retry * 2 ** (n - 1), self.max_retry)
+                log.exception("%s: syncing %r failed (%d in a row); retrying in %.0fs", self.name, key, n, delay)
+                loop.call_later(delay, self.add, key)
+                continue
+            self._failures.pop(key, None)
             if again:
-                asyncio.get_running_loop().call_later(self.retry, self.add, key)
-
-
-async def watch_forever(store: ResourceStore, on_event: Callable[[str, Obj], Any], what: str,
-                        namespace: str = "") -> None:
-    """Call ``on_event(type, object)`` for the store's objects (the current ones as ADDED, then
-    every change) until cancelled; an ended or expired watch starts over."""
-    while True:
-        try:
-            async for etype, obj in store.watch(namespace, ListOptions()):
-                on_event(etype, obj)
-        except errors.StatusError as exc:
-            log.info("%s watch restarted: %s", what, exc.message)
-        await asyncio.sleep(RESTART_SECONDS)
+                loop.call_later(self.retry, self.add, key)

@@ -28,7 +28,9 @@ import yaml
 
 from kubelite.api import errors
 from kubelite.apiserver.registry import DeleteOptions, ListOptions, WriteOptions
+from kubelite.apiserver.stores import Stores
 from kubelite.auth import bootstrap_tokens as bt
+from kubelite.controllers.base import informer
 
 log = logging.getLogger("kubelite.controllers.bootstrapsigner")
 
@@ -61,34 +63,26 @@ def cluster_info_kubeconfig(server_url: str, ca_pem: bytes) -> str:
     return yaml.safe_dump(cfg, sort_keys=True)
 
 
-def _store(stores: dict[Any, Any], group: str, plural: str) -> Any:
-    return next(s for k, s in stores.items() if k.group == group and k.plural == plural)
-
-
 class ClusterInfoPublisher:
-    def __init__(self, stores: dict[Any, Any], server_url: str, ca_pem: bytes) -> None:
-        self.namespaces = _store(stores, "", "namespaces")
-        self.configmaps = _store(stores, "", "configmaps")
-        self.secrets = _store(stores, "", "secrets")
-        self.roles = _store(stores, "rbac.authorization.k8s.io", "roles")
-        self.rolebindings = _store(stores, "rbac.authorization.k8s.io", "rolebindings")
+    def __init__(self, stores: Stores, server_url: str, ca_pem: bytes) -> None:
+        self.namespaces = stores.get("", "namespaces")
+        self.configmaps = stores.get("", "configmaps")
+        self.secrets = stores.get("", "secrets")
+        self.roles = stores.get("rbac.authorization.k8s.io", "roles")
+        self.rolebindings = stores.get("rbac.authorization.k8s.io", "rolebindings")
         self.kubeconfig = cluster_info_kubeconfig(server_url, ca_pem)
         self._wake = asyncio.Event()
+        self.secret_informer = informer(self.secrets, bt.NAMESPACE)
+        self.secret_informer.add_handler(self._secret_event)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._watch_secrets())
+            tg.create_task(self.secret_informer.run())
             tg.create_task(self._loop())
 
-    async def _watch_secrets(self) -> None:
-        while True:
-            try:
-                async for _, s in self.secrets.watch(bt.NAMESPACE, ListOptions()):
-                    if s.get("type") == bt.SECRET_TYPE:
-                        self._wake.set()
-            except errors.StatusError as exc:
-                log.info("secret watch restarted: %s", exc.message)
-            await asyncio.sleep(0.1)
+    def _secret_event(self, etype: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        if (new or old or {}).get("type") == bt.SECRET_TYPE:
+            self._wake.set()
 
     async def _loop(self) -> None:
         while True:
@@ -154,8 +148,8 @@ class ClusterInfoPublisher:
 class TokenCleaner:
     """tokencleaner: expired bootstrap-token Secrets are deleted."""
 
-    def __init__(self, stores: dict[Any, Any], interval: float = RESYNC_SECONDS) -> None:
-        self.secrets = _store(stores, "", "secrets")
+    def __init__(self, stores: Stores, interval: float = RESYNC_SECONDS) -> None:
+        self.secrets = stores.get("", "secrets")
         self.interval = interval
 
     async def sweep(self, now: dt.datetime | None = None) -> list[str]:

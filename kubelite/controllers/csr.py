@@ -34,7 +34,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubelite.api import errors
 from kubelite.api.meta import now_rfc3339
 from kubelite.apiserver.registry import WriteOptions
-from kubelite.controllers.base import WorkQueue, store_of, watch_forever
+from kubelite.apiserver.stores import Stores
+from kubelite.controllers.base import WorkQueue, informer
 from kubelite.kinds import certificates as certs
 from kubelite.kinds.base import Obj
 
@@ -212,18 +213,20 @@ def _load_ca(pki_dir: Path) -> tuple[x509.Certificate, Any]:
 class _CSRController:
     name = "csr"
 
-    def __init__(self, stores: dict[Any, Any]) -> None:
-        self.csrs = store_of(stores, "certificatesigningrequests", certs.GROUP)
+    def __init__(self, stores: Stores) -> None:
+        self.csrs = stores.get(certs.GROUP, "certificatesigningrequests")
         self.queue = WorkQueue(self.name, self._sync, RETRY_SECONDS)
+        self.informer = informer(self.csrs)
+        self.informer.add_handler(self._event)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(watch_forever(self.csrs, self._event, "CSR"))
+            tg.create_task(self.informer.run())
             tg.create_task(self.queue.run())
 
-    def _event(self, etype: str, obj: Obj) -> None:
-        if etype in ("ADDED", "MODIFIED"):
-            self.queue.add(obj["metadata"]["name"])
+    def _event(self, etype: str, old: Obj | None, new: Obj | None) -> None:
+        if new is not None:
+            self.queue.add(new["metadata"]["name"])
 
     async def _sync(self, name: str) -> None:
         try:
@@ -243,7 +246,7 @@ class CSRSigner(_CSRController):
 
     name = "csrsigning"
 
-    def __init__(self, stores: dict[Any, Any], pki_dir: Path, max_ttl: dt.timedelta = SIGNING_DURATION) -> None:
+    def __init__(self, stores: Stores, pki_dir: Path, max_ttl: dt.timedelta = SIGNING_DURATION) -> None:
         super().__init__(stores)
         self.pki_dir = Path(pki_dir)
         self.max_ttl = max_ttl
@@ -287,13 +290,13 @@ class CSRApprover(_CSRController):
 
     name = "csrapproving"
 
-    def __init__(self, stores: dict[Any, Any], authorizer: Any) -> None:
+    def __init__(self, stores: Stores, authorizer: Any) -> None:
         super().__init__(stores)
         self.authorizer = authorizer
 
     async def _allowed(self, csr: Obj, subresource: str) -> bool:
         from kubelite.apiserver.auth import UserInfo
-        from kubelite.auth.authorizer import ALLOW, Attributes
+        from kubelite.apiserver.authorizer import ALLOW, Attributes
 
         spec = csr.get("spec") or {}
         user = UserInfo(spec.get("username", ""), tuple(spec.get("groups") or ()), spec.get("uid", ""),

@@ -23,8 +23,9 @@ from typing import Any
 
 from kubelite.api import errors
 from kubelite.api.meta import FINALIZER_DELETE_DEPENDENTS, FINALIZER_ORPHAN_DEPENDENTS
-from kubelite.apiserver.registry import DeleteOptions, ListOptions, ResourceStore, WriteOptions
-from kubelite.controllers.base import RESTART_SECONDS, WorkQueue
+from kubelite.apiserver.registry import DeleteOptions, ResourceStore, WriteOptions
+from kubelite.apiserver.stores import Stores
+from kubelite.controllers.base import WorkQueue, informer
 from kubelite.kinds.base import Kind, Obj
 
 log = logging.getLogger("kubelite.controllers.garbagecollector")
@@ -58,11 +59,18 @@ class _Node:
         return self.deleting and FINALIZER_ORPHAN_DEPENDENTS in self.finalizers
 
 
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
 def _node(kind: Kind, obj: Obj) -> _Node:
-    meta = obj.get("metadata") or {}
-    return _Node(kind, meta.get("namespace", "") if kind.namespaced else "", meta.get("name", ""),
-                 meta.get("uid", ""), [r for r in meta.get("ownerReferences") or [] if isinstance(r, dict)],
-                 bool(meta.get("deletionTimestamp")), tuple(meta.get("finalizers") or ()))
+    """What the graph keeps of ``obj``; tolerant of any shape the API let through."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    return _Node(kind, str(meta.get("namespace") or "") if kind.namespaced else "", str(meta.get("name") or ""),
+                 str(meta.get("uid") or ""),
+                 [r for r in _list(meta.get("ownerReferences")) if isinstance(r, dict)],
+                 bool(meta.get("deletionTimestamp")),
+                 tuple(f for f in _list(meta.get("finalizers")) if isinstance(f, str)))
 
 
 class _Unresolvable(Exception):
@@ -71,7 +79,7 @@ class _Unresolvable(Exception):
 
 
 class GarbageCollector:
-    def __init__(self, stores: dict[Kind, ResourceStore]) -> None:
+    def __init__(self, stores: Stores) -> None:
         # every kind that is listed and watched, except events (upstream's DefaultIgnoredResources)
         self.stores = {k: s for k, s in stores.items()
                        if "list" in k.verbs and "watch" in k.verbs and k.plural != "events"}
@@ -80,44 +88,31 @@ class GarbageCollector:
         self.attempt_to_delete = WorkQueue("garbage-collector-delete", self._attempt_to_delete)
         self.attempt_to_orphan = WorkQueue("garbage-collector-orphan", self._attempt_to_orphan)
         self.opts = WriteOptions(field_manager=FIELD_MANAGER)
+        # a re-list reports what vanished while the watch was down as DELETED: the graph forgets it
+        self.informers = []
+        for kind, store in self.stores.items():
+            inf = informer(store)
+            inf.add_handler(self._handler(kind))
+            self.informers.append(inf)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            synced = []
-            for kind, store in self.stores.items():
-                ev = asyncio.Event()
-                synced.append(ev)
-                tg.create_task(self._reflect(kind, store, ev))
+            for inf in self.informers:
+                tg.create_task(inf.run())
             # like upstream, act only once the graph holds every kind
-            for ev in synced:
-                await ev.wait()
+            for inf in self.informers:
+                await inf.wait_synced()
             tg.create_task(self.attempt_to_delete.run())
             tg.create_task(self.attempt_to_orphan.run())
 
     # ------------------------------------------------------------------ the graph
-    async def _reflect(self, kind: Kind, store: ResourceStore, synced: asyncio.Event) -> None:
-        """List, then watch from the list's revision; every re-list replaces the kind's nodes,
-        so an object deleted while the watch was down still counts as deleted."""
-        while True:
-            try:
-                items, rev, _, _ = await store.list("", ListOptions())
-                self._replace(kind, items)
-                synced.set()
-                async for etype, obj in store.watch("", ListOptions(resource_version=str(rev))):
-                    if etype in ("ADDED", "MODIFIED"):
-                        self._observe(kind, obj)
-                    elif etype == "DELETED":
-                        self._forget((obj.get("metadata") or {}).get("uid", ""))
-            except errors.StatusError as exc:
-                log.info("garbage collector: %s watch restarted: %s", kind.plural, exc.message)
-            await asyncio.sleep(RESTART_SECONDS)
-
-    def _replace(self, kind: Kind, items: list[Obj]) -> None:
-        present = {(o.get("metadata") or {}).get("uid", "") for o in items}
-        for uid in [u for u, n in self.nodes.items() if n.kind is kind and u not in present]:
-            self._forget(uid)
-        for obj in items:
-            self._observe(kind, obj)
+    def _handler(self, kind: Kind) -> Callable[[str, Obj | None, Obj | None], None]:
+        def on_event(etype: str, old: Obj | None, new: Obj | None) -> None:
+            if new is not None:
+                self._observe(kind, new)
+            elif old is not None:
+                self._forget(_node(kind, old).uid)
+        return on_event
 
     def _observe(self, kind: Kind, obj: Obj) -> None:
         node = _node(kind, obj)
@@ -167,7 +162,9 @@ class GarbageCollector:
 
     # ------------------------------------------------------------------ lookups
     def _store_for_ref(self, ref: dict[str, Any]) -> ResourceStore | None:
-        api_version = str(ref.get("apiVersion") or "")
+        api_version = ref.get("apiVersion")
+        if not isinstance(api_version, str):
+            return None
         group = api_version.rpartition("/")[0]
         return next((s for k, s in self.stores.items() if k.group == group and k.kind == ref.get("kind")), None)
 
@@ -219,7 +216,7 @@ class GarbageCollector:
                 if owner is None:
                     dangling.append(ref)
                 elif (owner["metadata"].get("deletionTimestamp")
-                      and FINALIZER_DELETE_DEPENDENTS in (owner["metadata"].get("finalizers") or [])):
+                      and FINALIZER_DELETE_DEPENDENTS in _list(owner["metadata"].get("finalizers"))):
                     waiting.append(ref)
                 else:
                     solid.append(ref)
@@ -324,7 +321,7 @@ class GarbageCollector:
                  node.namespace, node.name)
 
         def drop(meta: dict[str, Any]) -> None:
-            rest = [f for f in meta.get("finalizers") or [] if f != finalizer]
+            rest = [f for f in _list(meta.get("finalizers")) if f != finalizer]
             if rest:
                 meta["finalizers"] = rest
             else:
@@ -340,7 +337,7 @@ def _matches(ref: dict[str, Any], owner: _Node, dependent: _Node) -> bool:
 
 
 def _drop_owner_refs(meta: dict[str, Any], uids: set[Any]) -> None:
-    refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") not in uids]
+    refs = [r for r in _list(meta.get("ownerReferences")) if isinstance(r, dict) and r.get("uid") not in uids]
     if refs:
         meta["ownerReferences"] = refs
     else:
@@ -348,6 +345,6 @@ def _drop_owner_refs(meta: dict[str, Any], uids: set[Any]) -> None:
 
 
 def _unblock_owner_refs(meta: dict[str, Any]) -> None:
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("blockOwnerDeletion"):
+    for ref in _list(meta.get("ownerReferences")):
+        if isinstance(ref, dict) and ref.get("blockOwnerDeletion"):
             ref["blockOwnerDeletion"] = False

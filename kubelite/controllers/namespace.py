@@ -8,9 +8,10 @@ import contextlib
 import logging
 
 from kubelite.api import errors
-from kubelite.apiserver.registry import DeleteOptions, ListOptions, ResourceStore, WriteOptions
-from kubelite.controllers.base import WorkQueue, store_of, watch_forever
-from kubelite.kinds.base import Kind, Obj
+from kubelite.apiserver.registry import DeleteOptions, ListOptions, WriteOptions
+from kubelite.apiserver.stores import Stores
+from kubelite.controllers.base import WorkQueue, informer
+from kubelite.kinds.base import Obj
 
 log = logging.getLogger("kubelite.controllers.namespace")
 
@@ -18,11 +19,13 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 class NamespaceController:
-    def __init__(self, stores: dict[Kind, ResourceStore]) -> None:
+    def __init__(self, stores: Stores) -> None:
         self.stores = stores
-        self.namespaces = store_of(stores, "namespaces")
-        self.serviceaccounts = store_of(stores, "serviceaccounts")
+        self.namespaces = stores.get("", "namespaces")
+        self.serviceaccounts = stores.get("", "serviceaccounts")
         self.queue = WorkQueue("namespace", self.sync)
+        self.informer = informer(self.namespaces)
+        self.informer.add_handler(lambda _t, old, new: self.queue.add(((new or old) or {})["metadata"]["name"]))
 
     async def bootstrap(self) -> None:
         for name in SYSTEM_NAMESPACES:
@@ -33,8 +36,7 @@ class NamespaceController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(watch_forever(self.namespaces, lambda _t, obj: self.queue.add(obj["metadata"]["name"]),
-                                        "namespace"))
+            tg.create_task(self.informer.run())
             tg.create_task(self.queue.run())
 
     async def sync(self, name: str) -> bool:

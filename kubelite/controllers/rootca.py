@@ -11,9 +11,10 @@ import logging
 from pathlib import Path
 
 from kubelite.api import errors
-from kubelite.apiserver.registry import ResourceStore, WriteOptions
-from kubelite.controllers.base import WorkQueue, store_of, watch_forever
-from kubelite.kinds.base import Kind, Obj
+from kubelite.apiserver.registry import WriteOptions
+from kubelite.apiserver.stores import Stores
+from kubelite.controllers.base import WorkQueue, informer
+from kubelite.kinds.base import Obj
 
 log = logging.getLogger("kubelite.controllers.rootca")
 
@@ -27,24 +28,29 @@ RETRY_SECONDS = 1.0
 
 
 class RootCAPublisher:
-    def __init__(self, stores: dict[Kind, ResourceStore], root_ca: bytes | Path) -> None:
-        self.namespaces = store_of(stores, "namespaces")
-        self.configmaps = store_of(stores, "configmaps")
+    def __init__(self, stores: Stores, root_ca: bytes | Path) -> None:
+        self.namespaces = stores.get("", "namespaces")
+        self.configmaps = stores.get("", "configmaps")
         self.root_ca = (Path(root_ca).read_bytes() if isinstance(root_ca, Path) else root_ca).decode()
         self.queue = WorkQueue("root-ca-publisher", self.sync, RETRY_SECONDS)
+        self.namespace_informer = informer(self.namespaces)
+        self.namespace_informer.add_handler(self._namespace_event)
+        self.configmap_informer = informer(self.configmaps)
+        self.configmap_informer.add_handler(self._configmap_event)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(watch_forever(self.namespaces, self._namespace_event, "namespace"))
-            tg.create_task(watch_forever(self.configmaps, self._configmap_event, "configmap"))
+            tg.create_task(self.namespace_informer.run())
+            tg.create_task(self.configmap_informer.run())
             tg.create_task(self.queue.run())
 
-    def _namespace_event(self, etype: str, ns: Obj) -> None:
-        if etype != "DELETED" and not ns["metadata"].get("deletionTimestamp"):
+    def _namespace_event(self, etype: str, old: Obj | None, ns: Obj | None) -> None:
+        if ns is not None and not ns["metadata"].get("deletionTimestamp"):
             self.queue.add(ns["metadata"]["name"])
 
-    def _configmap_event(self, etype: str, cm: Obj) -> None:
-        if cm.get("metadata", {}).get("name") == ROOT_CA_CONFIGMAP and etype in ("MODIFIED", "DELETED"):
+    def _configmap_event(self, etype: str, old: Obj | None, new: Obj | None) -> None:
+        cm = new or old or {}
+        if cm["metadata"].get("name") == ROOT_CA_CONFIGMAP and etype in ("MODIFIED", "DELETED"):
             self.queue.add(cm["metadata"].get("namespace", ""))
 
     async def sync(self, namespace: str) -> None:

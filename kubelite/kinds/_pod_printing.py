@@ -10,6 +10,7 @@ from typing import Any
 
 from kubelite.kinds._printing import age, age_column, doc, name_column, parse_time
 from kubelite.kinds.base import Column
+from kubelite.kinds.podutil import TERMINAL_PHASES
 
 _POD_STATUS = "io.k8s.api.core.v1.PodStatus"
 _POD_SPEC = "io.k8s.api.core.v1.PodSpec"
@@ -158,7 +159,7 @@ def pod_row(pod: dict[str, Any], now: float | None = None) -> list[Any]:
 
     if meta.get("deletionTimestamp") and status.get("reason") == NODE_UNREACHABLE_POD_REASON:
         reason = "Unknown"
-    elif meta.get("deletionTimestamp") and phase not in ("Failed", "Succeeded"):
+    elif meta.get("deletionTimestamp") and phase not in TERMINAL_PHASES:
         reason = "Terminating"
 
     restarts_str = str(restarts)

@@ -1253,6 +1253,24 @@ def validate_pod_create(pod: dict[str, Any]) -> Errs:
     return errs
 
 
+def validate_pod_ephemeral_containers_update(new: dict[str, Any], old: dict[str, Any]) -> Errs:
+    """ValidatePodEphemeralContainersUpdate: the pod is valid with its new ephemeral
+    containers, and existing ones are neither removed nor changed (order may change)."""
+    errs = _pod_metadata_and_spec(new)
+    if "kubernetes.io/config.mirror" in (_d(_d(old.get("metadata")).get("annotations"))):
+        return [fld.forbidden(Path(""), "static pods do not support ephemeral containers")]
+    spec_path = Path("spec", "ephemeralContainers")
+    by_name = {_d(c).get("name"): c for c in _l(_d(new.get("spec")).get("ephemeralContainers"))}
+    for oc in _l(_d(old.get("spec")).get("ephemeralContainers")):
+        name = _d(oc).get("name")
+        nc = by_name.get(name)
+        if nc is None:
+            errs.append(fld.forbidden(spec_path, f'existing ephemeral containers "{name}" may not be removed\n'))
+        elif _norm(nc) != _norm(oc):
+            errs.append(fld.forbidden(spec_path, f'existing ephemeral containers "{name}" may not be changed\n'))
+    return errs
+
+
 # ----------------------------------------------------------------------------- update
 def _container_updates(new: list[Any], old: list[Any], path: Path) -> tuple[Errs, bool]:
     if len(new) != len(old):

@@ -9,14 +9,23 @@ Objects are plain dicts (decoded JSON). Hooks mutate in place.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from kubelite.api.field import FieldError
 
+if TYPE_CHECKING:
+    from kubelite.apiserver.rest import RESTContext
+
 Obj = dict[str, Any]
+
+# A subresource's HTTP handler: (api handler, request, target) -> response. Typed loosely here so
+# that kinds/ does not import the HTTP layer; kubelite.apiserver.rest has the precise types.
+SubresourceHandler = Callable[[Any, Any, Any], Awaitable[Any]]
+RESTFactory = Callable[["RESTContext"], SubresourceHandler]
 
 # The authenticated user (kubelite.apiserver.auth.UserInfo; None for in-process writers) while
 # the registry runs Strategy.prepare_for_create, for kinds that record their requestor
@@ -86,6 +95,9 @@ class Strategy:
         """Other writable subresources (e.g. namespaces/finalize): keep what it may not change."""
         self.prepare_for_update(new, old)
 
+    def validate_subresource_update(self, subresource: str, new: Obj, old: Obj) -> list[FieldError]:
+        return self.validate_update(new, old)
+
     # --- delete ---------------------------------------------------------------
     def grace_period(self, obj: Obj, requested: int | None) -> int:
         """Seconds of graceful deletion for this object; 0 deletes at once."""
@@ -97,6 +109,13 @@ class Strategy:
 
     def mark_terminating(self, obj: Obj) -> None:
         """Called when deletion of ``obj`` begins but must wait (e.g. namespace phase Terminating)."""
+
+    # --- quota ----------------------------------------------------------------
+    def usage(self, obj: Obj) -> dict[str, Decimal]:
+        """What one object counts against a ResourceQuota besides ``count/<resource>`` (which is
+        generic): e.g. a pod's ``pods``, ``requests.cpu``… (upstream's per-kind quota evaluators).
+        An empty result for objects that count nothing (a terminal pod)."""
+        return {}
 
     # --- reading --------------------------------------------------------------
     def field_labels(self, obj: Obj) -> dict[str, str]:
@@ -110,6 +129,53 @@ class Strategy:
         return []
 
 
+@dataclass(frozen=True)
+class Subresource:
+    """One subresource of a kind, as discovery, OpenAPI and routing see it.
+
+    ``rest`` builds the handler from the API server's :class:`~kubelite.apiserver.rest.RESTContext`
+    (once, at start-up); without it the subresource is the parent object read and written
+    through the strategy (``status``, ``finalize``, ``approval``, ``ephemeralcontainers``: GET
+    returns the object, PUT/PATCH call the strategy's subresource hooks)."""
+
+    name: str
+    verbs: tuple[str, ...] = ("get", "patch", "update")
+    kind: str = ""  # request/response kind; "" = the parent's
+    group: str | None = None  # None = the parent's
+    version: str | None = None
+    # a connect subresource (exec, attach, portforward, proxy): the HTTP methods it takes
+    connect: tuple[str, ...] = ()
+    text: bool = False  # GET answers text/plain (pods/log)
+    rest: RESTFactory | None = None
+    # the URL may go on after the subresource (nodes/NAME/proxy/metrics)
+    takes_path: bool = False
+
+
+STATUS = Subresource("status")
+SCALE = Subresource("scale", group="autoscaling", version="v1", kind="Scale")
+
+
+@dataclass(frozen=True)
+class StoredAs:
+    """A kind served in one version and stored as another kind's objects (events.k8s.io/v1
+    Event is stored as core/v1 Event), converted on the way in and out."""
+
+    group: str
+    version: str
+    kind: str
+    to_storage: Callable[[Obj], Obj]
+    from_storage: Callable[[Obj], Obj]
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    """Where a kind keeps what its ``/scale`` subresource (autoscaling/v1 Scale) shows."""
+
+    spec_replicas: tuple[str, ...] = ("spec", "replicas")
+    status_replicas: tuple[str, ...] = ("status", "replicas")
+    selector: tuple[str, ...] = ("spec", "selector")  # a LabelSelector object
+
+
 @dataclass(frozen=True, eq=False)  # identity: a Kind is declared once and used as a key
 class Kind:
     group: str
@@ -121,15 +187,32 @@ class Kind:
     singular: str = ""
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    # subresources served generically: "status"; others (binding, log, exec, token…) are
-    # named here for discovery and implemented by handlers registered in `extra_routes`.
-    subresources: tuple[str, ...] = ()
+    subresources: tuple[Subresource, ...] = ()
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
     # name of the _definitions entry for the schema, e.g. "io.k8s.api.core.v1.Pod"
     schema_ref: str = ""
     # names a client may not pick (e.g. namespaces must be DNS labels): validator for metadata.name
     name_validator: Callable[[str, bool], list[str]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # served in this version, stored as another kind (see StoredAs)
+    stored_as: StoredAs | None = None
+    # create-only kinds that are never stored (access reviews): the API server asks this
+    # factory for the object that answers their POST instead of a store
+    virtual: Callable[[RESTContext, Kind], Any] | None = None
+    # the /scale subresource reads and writes these fields
+    scale: ScaleSpec | None = None
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.subresources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.plural}: duplicate subresources {names}")
+        if self.scale is not None and "scale" not in names:
+            raise ValueError(f"{self.plural}: a ScaleSpec needs the scale subresource")
+
+    def subresource(self, name: str) -> Subresource | None:
+        for s in self.subresources:
+            if s.name == name:
+                return s
+        return None
 
     @property
     def api_version(self) -> str:

@@ -25,7 +25,7 @@ from kubelite.api import field as f
 from kubelite.api.field import FieldError, Path
 from kubelite.api.meta import now_rfc3339, validate_path_segment_name
 from kubelite.kinds._printing import GoJSON, age, age_column, doc, get, human_duration, meta, name_column
-from kubelite.kinds.base import REQUESTING_USER, Column, Kind, Obj, Strategy
+from kubelite.kinds.base import REQUESTING_USER, STATUS, Column, Kind, Obj, Strategy, Subresource
 
 GROUP = "certificates.k8s.io"
 
@@ -389,37 +389,12 @@ CSR = Kind(
     namespaced=False,
     strategy=CSRStrategy(),
     short_names=("csr",),
-    subresources=("approval", "status"),
+    subresources=(Subresource("approval"), STATUS),
     schema_ref="io.k8s.api.certificates.v1.CertificateSigningRequest",
     name_validator=validate_certificate_request_name,
 )
 
 
-# --------------------------------------------------------------------------- approval subresource
-
-
-async def serve_approval(handler: Any, request: Any, target: Any) -> Any:
-    """GET/PUT/PATCH .../certificatesigningrequests/<name>/approval through the generic
-    handlers; the strategy's ``prepare_for_subresource_update("approval", …)`` keeps all but
-    the conditions."""
-    from kubelite.api import errors
-
-    m = request.method
-    if not target.name:
-        raise errors.method_not_supported(target.kind.plural + "/approval", m.lower(), target.kind.group)
-    if m == "GET":
-        return await handler.get(request, target)
-    if m == "PUT":
-        return await handler.update(request, target)
-    if m == "PATCH":
-        return await handler.patch(request, target)
-    raise errors.method_not_supported(target.kind.plural + "/approval", m.lower(), target.kind.group)
-
-
-def install(handler: Any) -> None:
-    handler.subresources[(GROUP, "certificatesigningrequests", "approval")] = serve_approval
-
-
 __all__ = ["APPROVED", "CSR", "DENIED", "FAILED", "KUBE_APISERVER_CLIENT_KUBELET_SIGNER",
-           "KUBE_APISERVER_CLIENT_SIGNER", "KUBELET_SERVING_SIGNER", "condition_summary", "csr_of", "install",
+           "KUBE_APISERVER_CLIENT_SIGNER", "KUBELET_SERVING_SIGNER", "condition_summary", "csr_of",
            "is_approved", "is_denied", "parse_csr", "validate_csr"]

@@ -22,7 +22,7 @@ from kubelite.api import field as f
 from kubelite.api.field import FieldError, Path
 from kubelite.api.meta import is_dns1123_subdomain, is_qualified_name, name_is_dns_subdomain
 from kubelite.kinds._printing import GoJSON, age, doc, meta, name_column, parse_time
-from kubelite.kinds.base import Column, Kind, Obj, Strategy
+from kubelite.kinds.base import Column, Kind, Obj, StoredAs, Strategy
 
 EVENT_TYPE_NORMAL = "Normal"
 EVENT_TYPE_WARNING = "Warning"
@@ -390,7 +390,7 @@ EVENT_V1 = Kind(
     short_names=("ev",),
     schema_ref="io.k8s.api.events.v1.Event",
     name_validator=name_is_dns_subdomain,
-    extra={"storage": "core/v1", "to_storage": events_v1_to_core, "from_storage": core_to_events_v1},
+    stored_as=StoredAs("", "v1", "Event", events_v1_to_core, core_to_events_v1),
 )
 
 

@@ -8,7 +8,7 @@ from kubelite.api import field as f
 from kubelite.api.field import FieldError, Path
 from kubelite.api.meta import is_qualified_name, name_is_dns_label
 from kubelite.kinds._printing import age, age_column, get, meta, name_column
-from kubelite.kinds.base import Column, Kind, Obj, Strategy
+from kubelite.kinds.base import STATUS, Column, Kind, Obj, Strategy, Subresource
 
 FINALIZER_KUBERNETES = "kubernetes"
 LABEL_METADATA_NAME = "kubernetes.io/metadata.name"
@@ -177,7 +177,7 @@ NAMESPACE = Kind(
     namespaced=False,
     strategy=NamespaceStrategy(),
     short_names=("ns",),
-    subresources=("status", "finalize"),
+    subresources=(STATUS, Subresource("finalize", ("update",))),
     # the namespace REST storage has no DeleteCollection
     verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
     schema_ref="io.k8s.api.core.v1.Namespace",

@@ -8,8 +8,12 @@ from typing import Any
 from kubelite.api import field as f
 from kubelite.api.field import FieldError, Path
 from kubelite.api.meta import is_qualified_name, is_valid_label_value, name_is_dns_subdomain
+from kubelite.apiserver.rest import NodeStreams
 from kubelite.kinds._printing import GoJSON, age, age_column, doc, get, meta, name_column
-from kubelite.kinds.base import Column, Kind, Obj, Strategy
+from kubelite.kinds.base import STATUS, Column, Kind, Obj, Strategy, Subresource
+
+# the HTTP methods a proxy subresource relays (upstream's connect verbs)
+PROXY_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 LABEL_NODE_ROLE_PREFIX = "node-role.kubernetes.io/"
 NODE_LABEL_ROLE = "kubernetes.io/role"
@@ -258,7 +262,11 @@ NODE = Kind(
     namespaced=False,
     strategy=NodeStrategy(),
     short_names=("no",),
-    subresources=("status", "proxy"),
+    subresources=(
+        STATUS,
+        Subresource("proxy", ("create", "delete", "get", "patch", "update"), kind="NodeProxyOptions",
+                    connect=PROXY_METHODS, takes_path=True, rest=lambda ctx: ctx.services.require(NodeStreams).node_proxy),
+    ),
     schema_ref="io.k8s.api.core.v1.Node",
     name_validator=name_is_dns_subdomain,
 )

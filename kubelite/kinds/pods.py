@@ -15,14 +15,23 @@ from typing import Any
 
 from kubelite.api import errors, meta
 from kubelite.api.field import FieldError
+from kubelite.apiserver.rest import NodeStreams
 from kubelite.kinds import _pod_validation as pv
+from kubelite.kinds import pod_rest
 from kubelite.kinds._pod_printing import pod_columns, pod_row
 from kubelite.kinds._printing import age, human_duration
-from kubelite.kinds.base import Column, Kind, Obj, Strategy
+from kubelite.kinds.base import STATUS, Column, Kind, Obj, Strategy, Subresource
+from kubelite.kinds.podutil import (
+    DEFAULT_SERVICE_ACCOUNT,
+    PROBE_DEFAULTS,
+    compute_qos_class,
+    is_terminal,
+    quota_usage,
+)
 
 __all__ = [
-    "POD", "PodStrategy", "age", "human_duration", "qos_class", "compute_qos_class", "pod_requests",
-    "validate_binding", "image_pull_policy", "default_pod", "admit_pod",
+    "POD", "PodStrategy", "age", "human_duration", "validate_binding", "image_pull_policy", "default_pod",
+    "admit_pod",
 ]
 
 DEFAULT_TOLERATION_SECONDS = 300
@@ -106,7 +115,7 @@ def _default_handler(h: Any) -> None:
 def _default_probe(p: Any) -> None:
     if not isinstance(p, dict):
         return
-    for k, v in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)):
+    for k, v in PROBE_DEFAULTS.items():
         if not p.get(k):
             p[k] = v
     _default_handler(p)
@@ -274,7 +283,7 @@ def admit_pod(pod: Obj) -> None:
         pod["spec"] = spec = {}
     # ServiceAccount admission
     if not spec.get("serviceAccountName"):
-        spec["serviceAccountName"] = "default"
+        spec["serviceAccountName"] = DEFAULT_SERVICE_ACCOUNT
     spec["serviceAccount"] = spec["serviceAccountName"]
     # Priority admission (no PriorityClass objects: no global default, priority 0)
     if spec.get("priority") is None and not spec.get("priorityClassName"):
@@ -296,115 +305,6 @@ def admit_pod(pod: Obj) -> None:
 
 def _is_ephemeral(spec: dict[str, Any], c: Any) -> bool:
     return any(c is e for e in _l(spec.get("ephemeralContainers")))
-
-
-# ----------------------------------------------------------------------------- QoS and requests
-def _q(v: Any) -> Decimal | None:
-    from kubelite.api import quantity
-
-    try:
-        return quantity.parse_quantity(v if isinstance(v, str) else str(v))
-    except (ValueError, TypeError, ArithmeticError):
-        return None
-
-
-def _qos_resource(name: str) -> bool:
-    return name in ("cpu", "memory") or name.startswith("hugepages-")
-
-
-def compute_qos_class(pod: Obj) -> str:
-    """qos.ComputePodQOS: BestEffort, Burstable or Guaranteed."""
-    spec = _d(pod.get("spec"))
-    requests: dict[str, Decimal] = {}
-    limits: dict[str, Decimal] = {}
-    guaranteed = True
-
-    def take(rl: Any, into: dict[str, Decimal]) -> set[str]:
-        found: set[str] = set()
-        for name, qv in _d(rl).items():
-            if not _qos_resource(name):
-                continue
-            q = _q(qv)
-            if q is not None and q > 0:
-                found.add(name)
-                into[name] = into.get(name, Decimal(0)) + q
-        return found
-
-    pres = _d(spec.get("resources"))
-    if pres and (pres.get("requests") or pres.get("limits")):
-        take(pres.get("requests"), requests)
-        if pres.get("limits"):
-            if not {"cpu", "memory"} <= take(pres.get("limits"), limits):
-                guaranteed = False
-    else:
-        for c in _l(spec.get("containers")) + _l(spec.get("initContainers")):
-            res = _d(_d(c).get("resources"))
-            take(res.get("requests"), requests)
-            if not {"cpu", "memory"} <= take(res.get("limits"), limits):
-                guaranteed = False
-    if not requests and not limits:
-        return "BestEffort"
-    if guaranteed:
-        for name, req in requests.items():
-            if name not in limits or limits[name] != req:
-                guaranteed = False
-                break
-    if guaranteed and len(requests) == len(limits):
-        return "Guaranteed"
-    return "Burstable"
-
-
-def qos_class(pod: Obj) -> str:
-    """qos.GetPodQOS: status.qosClass when set, otherwise computed."""
-    q = _d(pod.get("status")).get("qosClass")
-    return q if q else compute_qos_class(pod)
-
-
-def pod_requests(pod: Obj) -> dict[str, Decimal]:
-    """Effective requests (resourcehelper.PodRequests): containers summed, init containers in order
-    (restartable sidecars accumulate), the max taken, plus spec.overhead; pod-level requests win."""
-    spec = _d(pod.get("spec"))
-    pres = _d(_d(spec.get("resources")).get("requests"))
-    reqs: dict[str, Decimal] = {}
-    for c in _l(spec.get("containers")):
-        for name, v in _d(_d(_d(c).get("resources")).get("requests")).items():
-            q = _q(v)
-            if q is not None:
-                reqs[name] = reqs.get(name, Decimal(0)) + q
-    restartable: dict[str, Decimal] = {}
-    init_max: dict[str, Decimal] = {}
-    for c in _l(spec.get("initContainers")):
-        c = _d(c)
-        creq: dict[str, Decimal] = {}
-        for name, v in _d(_d(c.get("resources")).get("requests")).items():
-            q = _q(v)
-            if q is not None:
-                creq[name] = q
-        if c.get("restartPolicy") == "Always":
-            for name, q in creq.items():
-                reqs[name] = reqs.get(name, Decimal(0)) + q
-                restartable[name] = restartable.get(name, Decimal(0)) + q
-            tmp = dict(restartable)
-        else:
-            tmp = dict(restartable)
-            for name, q in creq.items():
-                tmp[name] = tmp.get(name, Decimal(0)) + q
-        for name, q in tmp.items():
-            if q > init_max.get(name, Decimal(-1)):
-                init_max[name] = q
-    for name, q in init_max.items():
-        if q > reqs.get(name, Decimal(0)):
-            reqs[name] = q
-    for name, v in pres.items():
-        if name in ("cpu", "memory") or name.startswith("hugepages-"):
-            q = _q(v)
-            if q is not None:
-                reqs[name] = q
-    for name, v in _d(spec.get("overhead")).items():
-        q = _q(v)
-        if q is not None:
-            reqs[name] = reqs.get(name, Decimal(0)) + q
-    return reqs
 
 
 def validate_binding(binding: Obj) -> list[FieldError]:
@@ -446,6 +346,26 @@ class PodStrategy(Strategy):
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return pv.validate_pod_update(new, old)
 
+    def prepare_for_subresource_update(self, subresource: str, new: Obj, old: Obj) -> None:
+        if subresource != "ephemeralcontainers":
+            return super().prepare_for_subresource_update(subresource, new, old)
+        # dropNonEphemeralContainerUpdates: every change but spec.ephemeralContainers is dropped
+        ephemeral = _d(new.get("spec")).get("ephemeralContainers")
+        meta = new.get("metadata") or {}
+        keep = {k: meta[k] for k in ("name", "namespace", "resourceVersion", "uid", "managedFields") if k in meta}
+        new.clear()
+        new.update(copy.deepcopy(old))
+        new["metadata"].update(keep)
+        if ephemeral is None:
+            new["spec"].pop("ephemeralContainers", None)
+        else:
+            new["spec"]["ephemeralContainers"] = ephemeral  # defaulted with the rest of ``new``
+
+    def validate_subresource_update(self, subresource: str, new: Obj, old: Obj) -> list[FieldError]:
+        if subresource == "ephemeralcontainers":
+            return pv.validate_pod_ephemeral_containers_update(new, old)
+        return super().validate_subresource_update(subresource, new, old)
+
     def status_prepare_for_update(self, new: Obj, old: Obj) -> None:
         super().status_prepare_for_update(new, old)
         nst = new.get("status")
@@ -470,6 +390,9 @@ class PodStrategy(Strategy):
     def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return pv.validate_pod_status_update(new, old)
 
+    def usage(self, obj: Obj) -> dict[str, Decimal]:
+        return quota_usage(obj)
+
     def grace_period(self, obj: Obj, requested: int | None) -> int:
         spec = _d(obj.get("spec"))
         if requested is not None:
@@ -479,7 +402,7 @@ class PodStrategy(Strategy):
             period = int(tgps) if tgps is not None else 0
         if not spec.get("nodeName"):
             period = 0
-        if _d(obj.get("status")).get("phase") in ("Failed", "Succeeded"):
+        if is_terminal(obj):
             period = 0
         if period < 0:
             period = 1
@@ -515,7 +438,20 @@ POD = Kind(
     strategy=PodStrategy(),
     short_names=("po",),
     categories=("all",),
-    subresources=("status", "binding", "log", "exec", "attach", "portforward", "eviction", "ephemeralcontainers"),
+    subresources=(
+        STATUS,
+        Subresource("binding", ("create",), kind="Binding", rest=pod_rest.binding_rest),
+        Subresource("log", ("get",), kind="Pod", text=True, rest=lambda ctx: ctx.services.require(NodeStreams).log),
+        Subresource("exec", ("create", "get"), kind="PodExecOptions", connect=("GET", "POST"),
+                    rest=lambda ctx: ctx.services.require(NodeStreams).exec),
+        Subresource("attach", ("create", "get"), kind="PodAttachOptions", connect=("GET", "POST"),
+                    rest=lambda ctx: ctx.services.require(NodeStreams).attach),
+        Subresource("portforward", ("create", "get"), kind="PodPortForwardOptions", connect=("GET", "POST"),
+                    rest=lambda ctx: ctx.services.require(NodeStreams).portforward),
+        Subresource("eviction", ("create",), group="policy", version="v1", kind="Eviction",
+                    rest=pod_rest.eviction_rest),
+        Subresource("ephemeralcontainers"),
+    ),
     schema_ref="io.k8s.api.core.v1.Pod",
     name_validator=meta.name_is_dns_subdomain,
 )

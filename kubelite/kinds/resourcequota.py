@@ -10,7 +10,7 @@ from kubelite.api.field import FieldError, Path
 from kubelite.api.meta import name_is_dns_subdomain
 from kubelite.api.quantity import Quantity
 from kubelite.kinds._printing import age, age_column, get, meta, name_column
-from kubelite.kinds.base import Column, Kind, Obj, Strategy
+from kubelite.kinds.base import STATUS, Column, Kind, Obj, Strategy
 
 
 class ResourceQuotaStrategy(Strategy):
@@ -51,5 +51,5 @@ class ResourceQuotaStrategy(Strategy):
 
 
 RESOURCEQUOTA = Kind(group="", version="v1", kind="ResourceQuota", plural="resourcequotas", namespaced=True,
-                     strategy=ResourceQuotaStrategy(), short_names=("quota",), subresources=("status",),
+                     strategy=ResourceQuotaStrategy(), short_names=("quota",), subresources=(STATUS,),
                      schema_ref="io.k8s.api.core.v1.ResourceQuota", name_validator=name_is_dns_subdomain)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from kubelite.api.meta import name_is_dns_subdomain
+from kubelite.apiserver.rest import TokenRequests
 from kubelite.kinds._printing import age, age_column, doc, get, meta, name_column
-from kubelite.kinds.base import Column, Kind, Obj, Strategy
+from kubelite.kinds.base import Column, Kind, Obj, Strategy, Subresource
 
 
 class ServiceAccountStrategy(Strategy):
@@ -35,7 +36,8 @@ SERVICEACCOUNT = Kind(
     namespaced=True,
     strategy=ServiceAccountStrategy(),
     short_names=("sa",),
-    subresources=("token",),
+    subresources=(Subresource("token", ("create",), group="authentication.k8s.io", version="v1", kind="TokenRequest",
+                              rest=lambda ctx: ctx.services.require(TokenRequests).handle),),
     schema_ref="io.k8s.api.core.v1.ServiceAccount",
     # apimachinery ValidateServiceAccountName = NameIsDNSSubdomain
     name_validator=name_is_dns_subdomain,

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from kubelite.api.quantity import parse_quantity
-from kubelite.kinds.pods import pod_requests
+from kubelite.kinds.podutil import pod_requests
 
 Obj = dict[str, Any]
 

@@ -13,9 +13,9 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from kubelite.apiserver import pki as pkimod
 from kubelite.cli.certs import rotate
-from kubelite.cli.kubeconfig import mint_user_kubeconfig
+from kubelite.tls import pki as pkimod
+from kubelite.tls.kubeconfig import mint_user_kubeconfig
 from tests.e2e.harness import ROOT, ServerProcess, wait_until
 
 

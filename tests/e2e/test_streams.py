@@ -17,7 +17,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -45,35 +44,6 @@ pytestmark = [
 BUILD_DIR = ROOT / "build" / "images"
 KUARD = "kubelite.local/kuard-amd64:blue"
 BUSYBOX = "kubelite.local/busybox:latest"
-
-# Until the lead wires install_stream_handlers into the server, the test server does it itself.
-_SERVER_WRAPPER = """
-import inspect, sys
-from kubelite.apiserver import server as srv
-if "install_stream_handlers" not in inspect.getsource(srv):
-    from pathlib import Path
-    from kubelite.apiserver import pki, streams
-    data_dir = Path(sys.argv[sys.argv.index("--data-dir") + 1])
-    orig = srv.install_machinery
-    def patched(handler):
-        orig(handler)
-        streams.install_stream_handlers(handler, pki.load_pki(data_dir))
-    srv.install_machinery = patched
-from kubelite.cli.main import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-class StreamServer(ServerProcess):
-    def start(self, timeout: float = 30.0) -> StreamServer:
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER_WRAPPER, "server", "--data-dir", str(self.data_dir),
-             "--bind-address", "127.0.0.1", "--port", str(self.port), *self.extra],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        self.wait_ready(timeout)
-        return self
-
 
 class Loop:
     """An event loop in a thread: the agent must keep serving while kubectl blocks the test."""
@@ -117,7 +87,7 @@ def env(tmp_path_factory):
     nat_before = nat_chains()
     rt._write_cni_config(data_dir / "cni" / "net.d", data_dir / "cni" / "ipam", bridge, cidr)
 
-    server = StreamServer(base / "server")
+    server = ServerProcess(base / "server")
     server.start()
     loop = Loop()
     state: dict = {"server": server, "loop": loop, "data_dir": data_dir, "sandboxes": []}
@@ -142,8 +112,8 @@ async def _start_agent(state: dict) -> None:
     from kubelite.agent.containerd import Containerd
     from kubelite.agent.images import ImageManager
     from kubelite.agent.server import AgentServer
-    from kubelite.apiserver import pki as pki_mod
     from kubelite.images import build as image_build
+    from kubelite.tls import pki as pki_mod
 
     await asyncio.to_thread(image_build.ensure_built, BUILD_DIR)
     cd = Containerd(state["data_dir"])
@@ -452,7 +422,7 @@ def test_python_client_exec_and_portforward(env, pods):
 
 
 def test_agent_refuses_other_clients(env, pods):
-    from kubelite.apiserver import pki as pki_mod
+    from kubelite.tls import pki as pki_mod
 
     pki = env["pki"]
     port = env["agent"].port

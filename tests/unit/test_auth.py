@@ -30,8 +30,8 @@ from kubelite.apiserver.auth import (
     parse_token_file,
     read_admin_token,
 )
-from kubelite.apiserver.pki import client_ssl_context, ensure_pki, server_ssl_context
-from kubelite.cli.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
+from kubelite.tls.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
+from kubelite.tls.pki import client_ssl_context, ensure_pki, server_ssl_context
 
 VERSION = {
     "major": "1", "minor": "37", "gitVersion": "v1.37.0-kubelite", "gitCommit": "0" * 40,
@@ -221,7 +221,7 @@ async def test_admin_client_cert(server, pki):
 
 
 async def test_issued_user_cert_multiple_groups(server, pki):
-    from kubelite.apiserver.pki import issue_client_cert
+    from kubelite.tls.pki import issue_client_cert
     cert, key = issue_client_cert(pki, "alice", ["dev", "ops"])
     status, _, body = await _get(server.url + "/api/v1/pods", client_ssl_context(pki, cert, key))
     assert status == 200

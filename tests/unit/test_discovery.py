@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 from kubelite.apiserver import discovery
-from kubelite.kinds.base import Kind, Strategy
+from kubelite.kinds.base import SCALE, Kind, Strategy, Subresource
+from kubelite.kinds.namespaces import NAMESPACE as _NS
+from kubelite.kinds.pods import POD as _POD
+from kubelite.kinds.serviceaccounts import SERVICEACCOUNT as _SA
 
-POD = Kind(group="", version="v1", kind="Pod", plural="pods", namespaced=True, strategy=Strategy(),
+
+def _subs(kind: Kind, *names: str) -> tuple[Subresource, ...]:
+    """The real declarations of the named subresources (scale: the generic one)."""
+    return tuple(SCALE if n == "scale" else next(s for s in kind.subresources if s.name == n) for n in names)
+
+
+POD = Kind(group="", version="v1", kind="Pod", plural="pods", namespaced=True, strategy=_POD.strategy,
            short_names=("po",), categories=("all",),
-           subresources=("status", "binding", "log", "exec", "eviction", "ephemeralcontainers"),
+           subresources=_subs(_POD, "status", "binding", "log", "exec", "eviction", "ephemeralcontainers"),
            schema_ref="io.k8s.api.core.v1.Pod")
-NS = Kind(group="", version="v1", kind="Namespace", plural="namespaces", namespaced=False, strategy=Strategy(),
-          short_names=("ns",), subresources=("status", "finalize"),
+NS = Kind(group="", version="v1", kind="Namespace", plural="namespaces", namespaced=False, strategy=_NS.strategy,
+          short_names=("ns",), subresources=_subs(_NS, "status", "finalize"),
           verbs=("create", "delete", "get", "list", "patch", "update", "watch"))
 SA = Kind(group="", version="v1", kind="ServiceAccount", plural="serviceaccounts", namespaced=True,
-          strategy=Strategy(), short_names=("sa",), subresources=("token",))
+          strategy=Strategy(), short_names=("sa",), subresources=_subs(_SA, "token"))
 LEASE = Kind(group="coordination.k8s.io", version="v1", kind="Lease", plural="leases", namespaced=True,
              strategy=Strategy())
 DEPLOY = Kind(group="apps", version="v1", kind="Deployment", plural="deployments", namespaced=True,
-              strategy=Strategy(), short_names=("deploy",), categories=("all",), subresources=("status", "scale"))
+              strategy=Strategy(), short_names=("deploy",), categories=("all",), subresources=_subs(_POD, "status", "scale"))
 KINDS = [POD, NS, SA, LEASE, DEPLOY]
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]

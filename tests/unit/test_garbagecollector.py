@@ -10,7 +10,7 @@ import pytest
 
 from kubelite.api import errors
 from kubelite.apiserver.registry import DeleteOptions, ResourceStore, WriteOptions
-from kubelite.controllers.base import store_of
+from kubelite.apiserver.stores import Stores
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.kinds.registry import default_registry
 from kubelite.store.sqlite import SQLiteStore
@@ -23,11 +23,10 @@ async def stores(tmp_path: Path):
     kv = SQLiteStore(str(tmp_path / "state.db"), compact_interval=0)
     await kv.start()
     registry = default_registry()
-    by_kind = {k: ResourceStore(k, kv, None, registry.by_kind("", "v1", k.kind)
-                                if k.extra.get("storage") == "core/v1" else None) for k in registry.all()}
-    gc = asyncio.create_task(GarbageCollector(by_kind).run())
+    stores = Stores.build(registry, kv)
+    gc = asyncio.create_task(GarbageCollector(stores).run())
     try:
-        yield by_kind
+        yield stores
     finally:
         gc.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -69,27 +68,27 @@ async def configmap(stores, name: str, ns: str = "default", owners: list[dict] |
         meta["ownerReferences"] = owners
     if finalizers:
         meta["finalizers"] = finalizers
-    obj = await store_of(stores, "configmaps").create(ns, {"apiVersion": "v1", "kind": "ConfigMap",
+    obj = await stores.get("", "configmaps").create(ns, {"apiVersion": "v1", "kind": "ConfigMap",
                                                            "metadata": meta}, W)
     obj.update(apiVersion="v1", kind="ConfigMap")
     return obj
 
 
 async def gone(stores, name: str, ns: str = "default") -> bool:
-    return await get_or_none(store_of(stores, "configmaps"), ns, name) is None
+    return await get_or_none(stores.get("", "configmaps"), ns, name) is None
 
 
 async def test_background_collects_dependents_and_their_dependents(stores) -> None:
     owner = await configmap(stores, "owner")
     child = await configmap(stores, "child", owners=[ref(owner)])
     await configmap(stores, "grandchild", owners=[ref(child)])
-    await store_of(stores, "configmaps").delete("default", "owner", DeleteOptions())
+    await stores.get("", "configmaps").delete("default", "owner", DeleteOptions())
     await eventually(lambda: gone(stores, "child"), what="child collected")
     await eventually(lambda: gone(stores, "grandchild"), what="grandchild collected")
 
 
 async def test_owner_that_never_existed_or_was_replaced(stores) -> None:
-    cms = store_of(stores, "configmaps")
+    cms = stores.get("", "configmaps")
     await configmap(stores, "ghost-child", owners=[{"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost",
                                                     "uid": "00000000-0000-0000-0000-000000000001"}])
     await configmap(stores, "real")  # same name, another uid
@@ -104,19 +103,19 @@ async def test_dangling_reference_is_dropped_when_another_owner_remains(stores) 
     a = await configmap(stores, "a")
     b = await configmap(stores, "b")
     await configmap(stores, "shared", owners=[ref(a), ref(b)])
-    await store_of(stores, "configmaps").delete("default", "a", DeleteOptions())
+    await stores.get("", "configmaps").delete("default", "a", DeleteOptions())
 
     async def only_b():
-        obj = await get_or_none(store_of(stores, "configmaps"), "default", "shared")
+        obj = await get_or_none(stores.get("", "configmaps"), "default", "shared")
         return obj is not None and [r["name"] for r in obj["metadata"].get("ownerReferences", [])] == ["b"]
 
     await eventually(only_b, what="reference to a removed")
-    await store_of(stores, "configmaps").delete("default", "b", DeleteOptions())
+    await stores.get("", "configmaps").delete("default", "b", DeleteOptions())
     await eventually(lambda: gone(stores, "shared"), what="shared collected once both owners are gone")
 
 
 async def test_orphan(stores) -> None:
-    cms = store_of(stores, "configmaps")
+    cms = stores.get("", "configmaps")
     owner = await configmap(stores, "owner")
     other = await configmap(stores, "other")
     await configmap(stores, "dep", owners=[ref(owner), ref(other)])
@@ -128,7 +127,7 @@ async def test_orphan(stores) -> None:
 
 
 async def test_orphan_dependents_legacy_option(stores) -> None:
-    cms = store_of(stores, "configmaps")
+    cms = stores.get("", "configmaps")
     owner = await configmap(stores, "owner")
     await configmap(stores, "dep", owners=[ref(owner)])
     with pytest.raises(errors.StatusError) as exc:
@@ -140,7 +139,7 @@ async def test_orphan_dependents_legacy_option(stores) -> None:
 
 
 async def test_foreground_waits_for_blocking_dependents(stores) -> None:
-    cms = store_of(stores, "configmaps")
+    cms = stores.get("", "configmaps")
     owner = await configmap(stores, "owner")
     held = await configmap(stores, "held", owners=[ref(owner, block=True)], finalizers=["example.com/hold"])
     await configmap(stores, "held-child", owners=[ref(held, block=True)])
@@ -168,8 +167,8 @@ async def test_foreground_waits_for_blocking_dependents(stores) -> None:
 
 
 async def test_namespaces_of_owners(stores) -> None:
-    roles = store_of(stores, "clusterroles", "rbac.authorization.k8s.io")
-    await store_of(stores, "namespaces").create("", {"apiVersion": "v1", "kind": "Namespace",
+    roles = stores.get("rbac.authorization.k8s.io", "clusterroles")
+    await stores.get("", "namespaces").create("", {"apiVersion": "v1", "kind": "Namespace",
                                                      "metadata": {"name": "other"}}, W)
     elsewhere = await configmap(stores, "elsewhere", ns="other")
     # a namespaced owner is looked for in the dependent's namespace: one elsewhere reads as absent
@@ -187,13 +186,13 @@ async def test_namespaces_of_owners(stores) -> None:
                                                  "uid": "00000000-0000-0000-0000-000000000003"}])
     await eventually(lambda: gone(stores, "sentinel"), what="sentinel collected")  # the GC has had its look
     assert await roles.get("", "gc-bad")
-    assert await store_of(stores, "configmaps").get("default", "by-cluster-owner")
+    assert await stores.get("", "configmaps").get("default", "by-cluster-owner")
     await roles.delete("", "gc-owner", DeleteOptions())
     await eventually(lambda: gone(stores, "by-cluster-owner"), what="dependent of a cluster-scoped owner collected")
 
 
 async def test_delete_options_set_the_gc_finalizers(stores) -> None:
-    cms = store_of(stores, "configmaps")
+    cms = stores.get("", "configmaps")
     await configmap(stores, "x", finalizers=["orphan"])
     # an explicit Background drops the object's own orphan finalizer and deletes at once
     _, deleted = await cms.delete("default", "x", DeleteOptions(propagation_policy="Background"))

@@ -429,7 +429,7 @@ def test_serviceaccount():
     sa = {"metadata": {"name": "default", "creationTimestamp": ts(1)}, "secrets": [{"name": "x"}]}
     assert SERVICEACCOUNT.strategy.row(sa)[:2] == ["default", 1]
     assert [c.name for c in SERVICEACCOUNT.strategy.columns] == ["Name", "Secrets", "Age"]
-    assert SERVICEACCOUNT.subresources == ("token",) and SERVICEACCOUNT.short_names == ("sa",)
+    assert [s.name for s in SERVICEACCOUNT.subresources] == ["token"] and SERVICEACCOUNT.short_names == ("sa",)
 
 
 def test_lease():

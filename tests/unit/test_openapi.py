@@ -14,13 +14,21 @@ from aiohttp import web
 
 from kubelite.api import fieldvalidation
 from kubelite.apiserver import discovery, openapi
-from kubelite.kinds.base import Kind, Strategy
+from kubelite.kinds.base import SCALE, Kind, Strategy, Subresource
+from kubelite.kinds.namespaces import NAMESPACE as _NS
+from kubelite.kinds.pods import POD as _POD
 
-POD = Kind(group="", version="v1", kind="Pod", plural="pods", namespaced=True, strategy=Strategy(),
-           short_names=("po",), categories=("all",), subresources=("status", "log", "exec", "binding", "eviction"),
+
+def _subs(kind: Kind, *names: str) -> tuple[Subresource, ...]:
+    """The real declarations of the named subresources (scale: the generic one)."""
+    return tuple(SCALE if n == "scale" else next(s for s in kind.subresources if s.name == n) for n in names)
+
+
+POD = Kind(group="", version="v1", kind="Pod", plural="pods", namespaced=True, strategy=_POD.strategy,
+           short_names=("po",), categories=("all",), subresources=_subs(_POD, "status", "log", "exec", "binding", "eviction"),
            schema_ref="io.k8s.api.core.v1.Pod")
 NAMESPACE = Kind(group="", version="v1", kind="Namespace", plural="namespaces", namespaced=False,
-                 strategy=Strategy(), short_names=("ns",), subresources=("status", "finalize"),
+                 strategy=_NS.strategy, short_names=("ns",), subresources=_subs(_NS, "status", "finalize"),
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
                  schema_ref="io.k8s.api.core.v1.Namespace")
 LEASE = Kind(group="coordination.k8s.io", version="v1", kind="Lease", plural="leases", namespaced=True,

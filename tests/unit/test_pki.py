@@ -13,8 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kubelite.apiserver import pki as pkimod
-from kubelite.apiserver.pki import (
+from kubelite.tls import pki as pkimod
+from kubelite.tls.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
+from kubelite.tls.pki import (
     PKI,
     cert_sans,
     client_ssl_context,
@@ -25,7 +26,6 @@ from kubelite.apiserver.pki import (
     server_ssl_context,
     write_kubeconfig,
 )
-from kubelite.cli.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
 
 
 def _cert(path) -> x509.Certificate:

@@ -10,13 +10,11 @@ import pytest
 from kubelite.kinds._printing import parse_time
 from kubelite.kinds.pods import (
     POD,
-    compute_qos_class,
     human_duration,
     image_pull_policy,
-    pod_requests,
-    qos_class,
     validate_binding,
 )
+from kubelite.kinds.podutil import compute_qos_class, pod_requests, qos_class
 
 S = POD.strategy
 
@@ -58,7 +56,7 @@ def errors_for(mutate):
 def test_kind_declaration():
     assert POD.api_version == "v1" and POD.plural == "pods" and POD.short_names == ("po",)
     assert POD.categories == ("all",) and POD.namespaced
-    assert "status" in POD.subresources and "binding" in POD.subresources
+    assert POD.subresource("status") is not None and POD.subresource("binding") is not None
     assert POD.name_validator is not None and POD.name_validator("Bad_Name", False)
 
 

@@ -243,18 +243,13 @@ class _Store:
         return self.objs[(ns, name)]
 
 
-class _Kind:
-    def __init__(self, plural: str) -> None:
-        self.group, self.plural = "", plural
-
-
 class _Authorizer:
     def __init__(self) -> None:
         self.seen = []
 
     async def authorize(self, a):
         self.seen.append(a)
-        from kubelite.auth import authorizer as authz
+        from kubelite.apiserver import authorizer as authz
 
         return (authz.ALLOW if a.resource == "granted-aud" else authz.NO_OPINION), ""
 
@@ -271,11 +266,10 @@ def test_token_request_node_restriction():
     vault = {"name": "v", "projected": {"sources": [{"serviceAccountToken": {"path": "t", "audience": "vault"}}]}}
     mine = pod("mine", "mine-uid", "n1", [{"name": "kube-api-access-x", "projected": sa_adm.token_volume_source()},
                                           vault])
-    server = type("S", (), {})()
-    server.stores = {_Kind("pods"): _Store("pods", [mine, pod("theirs", "theirs-uid", "n2"),
-                                                    pod("bare", "bare-uid", "n1")])}
+    pods = _Store("pods", [mine, pod("theirs", "theirs-uid", "n2"), pod("bare", "bare-uid", "n1")])
+    stores = type("Stores", (), {"get": lambda self, group, plural: pods})()
     issuer = object.__new__(TokenIssuer)
-    issuer.server, issuer.authorizer = server, None
+    issuer.stores, issuer.authorizer = stores, None
     node = UserInfo("system:node:n1", ("system:nodes", "system:authenticated"))
 
     def check(ref, audiences=None, user=node, name="n1"):

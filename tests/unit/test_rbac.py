@@ -1,4 +1,4 @@
-from kubelite.auth.authorizer import Attributes, forbidden_message
+from kubelite.apiserver.authorizer import Attributes, forbidden_message
 from kubelite.auth.rbac import compact_rules, compact_string, covers, rule_allows
 
 

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from kubelite.apiserver import spdy
+from kubelite.net import spdy
 
 
 def test_dictionary_is_the_spdy3_one():

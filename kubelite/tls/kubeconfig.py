@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from kubelite.apiserver.pki import (
+from kubelite.tls.pki import (
     ADMIN_USER,
     PKI,
     atomic_write,

@@ -1,0 +1,229 @@
+"""Pod rules every component shares: whether a pod is terminal, its effective requests and
+limits (sidecars and overhead included), its QoS class, and the defaults more than one
+component needs. Pure functions over pod dicts — the API server (admission, quota), the
+scheduler and the node agent all use these, so they count a pod the same way.
+
+Upstream: k8s.io/component-helpers/resource (PodRequests, PodLimits), pkg/apis/core/helper/qos,
+pkg/api/v1/pod (IsPodTerminal), pkg/apis/core/v1/defaults.go (probe defaults).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from kubelite.api import quantity
+
+Obj = dict[str, Any]
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+DEFAULT_SERVICE_ACCOUNT = "default"
+# SetDefaults_Probe
+PROBE_DEFAULTS: dict[str, int] = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1,
+                                  "failureThreshold": 3}
+
+
+def _d(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _l(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def is_terminal(pod: Obj) -> bool:
+    """Succeeded or Failed: its containers will not run again (podutil.IsPodTerminal)."""
+    return _d(pod.get("status")).get("phase") in TERMINAL_PHASES
+
+
+def is_terminating(pod: Obj) -> bool:
+    return bool(_d(pod.get("metadata")).get("deletionTimestamp"))
+
+
+def counts_for_quota(pod: Obj, now: datetime | None = None) -> bool:
+    """QuotaV1Pod: not terminal, and not stuck terminating past its grace period (a lost node
+    must not keep charging the namespace)."""
+    if is_terminal(pod):
+        return False
+    meta = _d(pod.get("metadata"))
+    ts, grace = meta.get("deletionTimestamp"), meta.get("deletionGracePeriodSeconds")
+    if isinstance(ts, str) and isinstance(grace, int) and not isinstance(grace, bool):
+        try:
+            deleted = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return True
+        if (now or datetime.now(UTC)) > deleted + timedelta(seconds=grace):
+            return False
+    return True
+
+
+def quota_usage(pod: Obj) -> dict[str, Decimal]:
+    """What a pod counts against a ResourceQuota besides count/pods (podComputeUsageHelper):
+    ``pods`` and its effective requests and limits, the same figures the scheduler counts."""
+    if not counts_for_quota(pod):
+        return {}
+    out: dict[str, Decimal] = {"pods": Decimal(1)}
+    requests, limits = pod_requests(pod), pod_limits(pod)
+    for name in ("cpu", "memory", "ephemeral-storage"):
+        if name in requests:
+            out[name] = out[f"requests.{name}"] = requests[name]
+        if name in limits:
+            out[f"limits.{name}"] = limits[name]
+    for name, q in requests.items():
+        if name.startswith("hugepages-"):
+            out[name] = out[f"requests.{name}"] = q
+        elif "/" in name and not name.startswith("kubernetes.io/") and not name.startswith("requests."):
+            out[f"requests.{name}"] = q  # extended resources: only requests.<name> is allowed in quotas
+    return out
+
+
+# ----------------------------------------------------------------------------- QoS and requests
+def _q(v: Any) -> Decimal | None:
+    try:
+        return quantity.parse_quantity(v if isinstance(v, str) else str(v))
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+
+
+def _qos_resource(name: str) -> bool:
+    return name in ("cpu", "memory") or name.startswith("hugepages-")
+
+
+def compute_qos_class(pod: Obj) -> str:
+    """qos.ComputePodQOS: BestEffort, Burstable or Guaranteed."""
+    spec = _d(pod.get("spec"))
+    requests: dict[str, Decimal] = {}
+    limits: dict[str, Decimal] = {}
+    guaranteed = True
+
+    def take(rl: Any, into: dict[str, Decimal]) -> set[str]:
+        found: set[str] = set()
+        for name, qv in _d(rl).items():
+            if not _qos_resource(name):
+                continue
+            q = _q(qv)
+            if q is not None and q > 0:
+                found.add(name)
+                into[name] = into.get(name, Decimal(0)) + q
+        return found
+
+    pres = _d(spec.get("resources"))
+    if pres and (pres.get("requests") or pres.get("limits")):
+        take(pres.get("requests"), requests)
+        if pres.get("limits"):
+            if not {"cpu", "memory"} <= take(pres.get("limits"), limits):
+                guaranteed = False
+    else:
+        for c in _l(spec.get("containers")) + _l(spec.get("initContainers")):
+            res = _d(_d(c).get("resources"))
+            take(res.get("requests"), requests)
+            if not {"cpu", "memory"} <= take(res.get("limits"), limits):
+                guaranteed = False
+    if not requests and not limits:
+        return "BestEffort"
+    if guaranteed:
+        for name, req in requests.items():
+            if name not in limits or limits[name] != req:
+                guaranteed = False
+                break
+    if guaranteed and len(requests) == len(limits):
+        return "Guaranteed"
+    return "Burstable"
+
+
+def qos_class(pod: Obj) -> str:
+    """qos.GetPodQOS: status.qosClass when set, otherwise computed."""
+    q = _d(pod.get("status")).get("qosClass")
+    return q if q else compute_qos_class(pod)
+
+
+def pod_requests(pod: Obj) -> dict[str, Decimal]:
+    """Effective requests (resourcehelper.PodRequests): containers summed, init containers in order
+    (restartable sidecars accumulate), the max taken, plus spec.overhead; pod-level requests win."""
+    spec = _d(pod.get("spec"))
+    pres = _d(_d(spec.get("resources")).get("requests"))
+    reqs: dict[str, Decimal] = {}
+    for c in _l(spec.get("containers")):
+        for name, v in _d(_d(_d(c).get("resources")).get("requests")).items():
+            q = _q(v)
+            if q is not None:
+                reqs[name] = reqs.get(name, Decimal(0)) + q
+    restartable: dict[str, Decimal] = {}
+    init_max: dict[str, Decimal] = {}
+    for c in _l(spec.get("initContainers")):
+        c = _d(c)
+        creq: dict[str, Decimal] = {}
+        for name, v in _d(_d(c.get("resources")).get("requests")).items():
+            q = _q(v)
+            if q is not None:
+                creq[name] = q
+        if c.get("restartPolicy") == "Always":
+            for name, q in creq.items():
+                reqs[name] = reqs.get(name, Decimal(0)) + q
+                restartable[name] = restartable.get(name, Decimal(0)) + q
+            tmp = dict(restartable)
+        else:
+            tmp = dict(restartable)
+            for name, q in creq.items():
+                tmp[name] = tmp.get(name, Decimal(0)) + q
+        for name, q in tmp.items():
+            if q > init_max.get(name, Decimal(-1)):
+                init_max[name] = q
+    for name, q in init_max.items():
+        if q > reqs.get(name, Decimal(0)):
+            reqs[name] = q
+    for name, v in pres.items():
+        if name in ("cpu", "memory") or name.startswith("hugepages-"):
+            q = _q(v)
+            if q is not None:
+                reqs[name] = q
+    for name, v in _d(spec.get("overhead")).items():
+        q = _q(v)
+        if q is not None:
+            reqs[name] = reqs.get(name, Decimal(0)) + q
+    return reqs
+
+
+def pod_limits(pod: Obj) -> dict[str, Decimal]:
+    """Effective limits (resourcehelper.PodLimits): as :func:`pod_requests` over limits —
+    containers and restartable sidecars summed, the largest init container, plus overhead for
+    resources that have a limit; pod-level limits win."""
+    spec = _d(pod.get("spec"))
+    plim = _d(_d(spec.get("resources")).get("limits"))
+    out: dict[str, Decimal] = {}
+    for c in _l(spec.get("containers")):
+        for name, v in _d(_d(_d(c).get("resources")).get("limits")).items():
+            q = _q(v)
+            if q is not None:
+                out[name] = out.get(name, Decimal(0)) + q
+    restartable: dict[str, Decimal] = {}
+    init_max: dict[str, Decimal] = {}
+    for c in _l(spec.get("initContainers")):
+        c = _d(c)
+        clim = {n: q for n, v in _d(_d(c.get("resources")).get("limits")).items() if (q := _q(v)) is not None}
+        if c.get("restartPolicy") == "Always":
+            for name, q in clim.items():
+                out[name] = out.get(name, Decimal(0)) + q
+                restartable[name] = restartable.get(name, Decimal(0)) + q
+            tmp = dict(restartable)
+        else:
+            tmp = dict(restartable)
+            for name, q in clim.items():
+                tmp[name] = tmp.get(name, Decimal(0)) + q
+        for name, q in tmp.items():
+            if q > init_max.get(name, Decimal(-1)):
+                init_max[name] = q
+    for name, q in init_max.items():
+        if q > out.get(name, Decimal(0)):
+            out[name] = q
+    for name, v in plim.items():
+        if name in ("cpu", "memory") or name.startswith("hugepages-"):
+            q = _q(v)
+            if q is not None:
+                out[name] = q
+    for name, v in _d(spec.get("overhead")).items():
+        q = _q(v)
+        if q is not None and name in out:
+            out[name] += q
+    return out

@@ -1,0 +1,148 @@
+"""`kubelite server`: the API server and the components that run beside it, as k3s wires
+kube-apiserver, the controllers, the scheduler and the kubelet into one process.
+
+Each component gets narrow, typed dependencies (its stores, an authorizer, a kubeconfig) and
+runs as a coroutine under the :class:`~kubelite.launcher.supervisor.Supervisor`, which logs and
+restarts it when it ends and reports it in /readyz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+from kubelite.agent.agent import run_agent
+from kubelite.apiserver.auth import Authenticator, auth_middleware
+from kubelite.apiserver.handlers import APIHandler
+from kubelite.apiserver.rest import NodeStreams, RESTContext
+from kubelite.apiserver.server import APIServer
+from kubelite.apiserver.stores import Stores
+from kubelite.apiserver.streams import StreamHandlers, node_streams
+from kubelite.apiserver.wiring import install_machinery
+from kubelite.auth.bootstrap_tokens import BootstrapTokenAuthenticator
+from kubelite.auth.setup import Security
+from kubelite.config import ServerConfig
+from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
+from kubelite.controllers.csr import CSRApprover, CSRSigner
+from kubelite.controllers.garbagecollector import GarbageCollector
+from kubelite.controllers.namespace import NamespaceController
+from kubelite.controllers.resourcequota import ResourceQuotaController
+from kubelite.controllers.rootca import RootCAPublisher
+from kubelite.kinds.registry import default_registry
+from kubelite.launcher.supervisor import Supervisor
+from kubelite.scheduler.scheduler import run_scheduler
+from kubelite.store.base import Store
+from kubelite.store.sqlite import SQLiteStore
+from kubelite.tls import pki as pki_mod
+from kubelite.tls.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
+from kubelite.tls.reload import ServingCertReloader
+
+log = logging.getLogger("kubelite.server")
+
+
+def make_store(cfg: ServerConfig) -> Store:
+    return SQLiteStore(str(cfg.db_path), compact_interval=cfg.compact_interval, compact_keep=cfg.compact_keep)
+
+
+class Server:
+    """Owns every long-lived part; ``start`` brings them up, ``stop`` takes them down in order."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.store = make_store(cfg)
+        self.registry = default_registry()
+        self.supervisor = Supervisor()
+        self.api: APIServer | None = None
+        self.streams: StreamHandlers | None = None
+        self.stores: Stores | None = None
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pki = pki_mod.ensure_pki(cfg.data_dir)
+        await self.store.start()
+        stores = self.stores = Stores.build(self.registry, self.store)
+
+        # the API: handlers, REST services, authentication, authorization, admission, audit
+        handler = APIHandler(self.registry, stores)
+        install_machinery(handler)
+        security = Security(stores, cfg.data_dir, pki)
+        authn = Authenticator.for_data_dir(cfg.data_dir)
+        authn.add_token_authenticator(security.token_issuer.authenticate)
+        authn.add_token_authenticator(BootstrapTokenAuthenticator(stores.get("", "secrets")))  # node join
+        context = RESTContext(handler, stores)
+        security.provide(context.services)
+        self.streams = node_streams(stores, pki)
+        context.services.provide(NodeStreams, self.streams)
+        handler.install_rest(context)
+        ssl_context = pki_mod.server_ssl_context(pki)
+        self.api = APIServer(handler, [auth_middleware(authn), *security.middlewares], ssl_context,
+                             cfg.bind_address, cfg.port, self.supervisor.health)
+        await self.api.start()
+
+        # what the API needs before it is ready: RBAC policy, informers, system namespaces
+        run = self.supervisor.add
+        for name, component in security.components():
+            run(name, component)
+        await security.bootstrap()
+        namespaces = NamespaceController(stores)
+        await namespaces.bootstrap()
+
+        # the controllers (kube-controller-manager's share of k3s)
+        run("namespace-controller", namespaces.run)
+        run("root-ca-publisher", RootCAPublisher(stores, pki.ca_cert).run)  # kube-root-ca.crt
+        run("serving-cert-reloader", ServingCertReloader(ssl_context, pki).run)  # kubelite certs rotate
+        run("csr-approver", CSRApprover(stores, security.authorizer).run)
+        run("csr-signer", CSRSigner(stores, cfg.data_dir).run)
+        run("cluster-info-publisher", ClusterInfoPublisher(stores, cfg.server_url, pki.ca_cert.read_bytes()).run)
+        run("token-cleaner", TokenCleaner(stores).run)
+        run("garbage-collector", GarbageCollector(stores).run)
+        run("resourcequota-controller", ResourceQuotaController(stores, security.quota.lock).run)
+        write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
+        self.api.ready = True
+        log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)
+        if not cfg.disable_agent:
+            self._start_node_components()
+
+    def _start_node_components(self) -> None:
+        """The scheduler and the node agent run beside the API server (like k3s), each an API
+        client with an identity of its own."""
+        cfg = self.cfg
+        node = cfg.node_name or socket.gethostname().lower()
+        kcdir = cfg.data_dir / "kubeconfigs"
+        kcdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        sched_kc = kcdir / "scheduler.yaml"
+        mint_user_kubeconfig(cfg.data_dir, "system:kube-scheduler", [], cfg.server_url, out=sched_kc)
+        agent_kc = kcdir / "agent.yaml"
+        mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
+        self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc))
+        self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir))
+
+    async def stop(self) -> None:
+        # components first (the agent leaves containers running), then the API, then the store
+        await self.supervisor.stop()
+        if self.api is not None:
+            await self.api.stop()
+        if self.streams is not None:
+            await self.streams.close()
+        await self.store.close()
+
+
+async def serve(cfg: ServerConfig) -> None:
+    server = Server(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await server.stop()
+
+
+__all__ = ["Server", "make_store", "serve"]

@@ -1,0 +1,1 @@
+"""Wire protocols shared by the API server and the node agent."""
