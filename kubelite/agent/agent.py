@@ -31,6 +31,7 @@ from kubelite.agent.worker import PodWorkers
 from kubelite.api import errors
 from kubelite.client.api import Client
 from kubelite.client.events import EventRecorder
+from kubelite.client.informer import ClientListWatch, Informer
 
 log = logging.getLogger("kubelite.agent")
 Obj = dict[str, Any]
@@ -78,6 +79,7 @@ class Agent:
         self.workers: PodWorkers | None = None
         self.prober: ProbeManager | None = None
         self.server: Any = None
+        self.pods: Informer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._api_pods: dict[str, Obj] = {}
         self.runtime_cache: crispec.RuntimeCache | None = None
@@ -129,11 +131,14 @@ class Agent:
         await self.runtime_cache.refresh()
         self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
                                   cache=self.runtime_cache)
-        rv = await self._relist_pods()
+        # the pods bound to this node: dispatched to their workers as they come and go
+        self.pods = Informer(ClientListWatch(self.client, "v1", "pods", fieldSelector=f"spec.nodeName={self.node_name}"))
+        self.pods.add_handler(self._pod_event)
+        self._tasks = [asyncio.create_task(self.pods.run(), name="agent-pod-informer")]
+        await self.pods.wait_synced()
         await self._remove_orphans()
         self.node.start()
-        self._tasks = [asyncio.create_task(self._watch_pods(rv), name="agent-pod-watch"),
-                       asyncio.create_task(self._relist_runtime(), name="agent-pleg"),
+        self._tasks += [asyncio.create_task(self._relist_runtime(), name="agent-pleg"),
                        asyncio.create_task(self._housekeeping(), name="agent-housekeeping")]
         if cfg.container_gc_interval > 0:
             self._tasks.append(asyncio.create_task(self._container_gc_forever(), name="agent-container-gc"))
@@ -230,50 +235,11 @@ class Agent:
         self._api_pods.pop(uid, None)
         self.workers.remove_pod(uid)
 
-    async def _relist_pods(self) -> str:
-        assert self.client is not None
-        lst = await self.client.list("v1", "pods", fieldSelector=f"spec.nodeName={self.node_name}")
-        seen = set()
-        for pod in lst.get("items") or []:
-            seen.add(pod["metadata"]["uid"])
-            self._dispatch(pod)
-        for uid in [u for u in self._api_pods if u not in seen]:
-            self._forget(uid)
-        return lst["metadata"].get("resourceVersion", "")
-
-    async def _watch_pods(self, rv: str) -> None:
-        assert self.client is not None
-        while True:
-            try:
-                async for typ, obj in self.client.watch("v1", "pods", resource_version=rv, timeout_seconds=300,
-                                                        fieldSelector=f"spec.nodeName={self.node_name}"):
-                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    if typ == "BOOKMARK":
-                        continue
-                    if typ == "DELETED":
-                        self._forget(obj["metadata"]["uid"])
-                    else:
-                        self._dispatch(obj)
-            except asyncio.CancelledError:
-                raise
-            except errors.StatusError as exc:
-                if exc.code == 410:
-                    rv = await self._safe_relist(rv)
-                    continue
-                log.warning("pod watch: %s", exc)
-                await asyncio.sleep(1)
-                rv = await self._safe_relist(rv)
-            except Exception as exc:
-                log.warning("pod watch broke: %s", exc)
-                await asyncio.sleep(1)
-                rv = await self._safe_relist(rv)
-
-    async def _safe_relist(self, rv: str) -> str:
-        try:
-            return await self._relist_pods()
-        except Exception as exc:
-            log.warning("pod relist failed: %s", exc)
-            return rv
+    def _pod_event(self, etype: str, old: Obj | None, new: Obj | None) -> None:
+        if new is not None:
+            self._dispatch(new)
+        elif old is not None:
+            self._forget(old["metadata"]["uid"])
 
     # ------------------------------------------------------------------ runtime side
     async def _relist_runtime(self) -> None:

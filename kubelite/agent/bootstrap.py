@@ -70,7 +70,7 @@ def check_pin(ca_pem: bytes, pins: list[str]) -> None:
 
 
 def _split_token(token: str) -> tuple[str, str]:
-    from kubelite.auth.bootstrap_tokens import TOKEN_RE, parse_token
+    from kubelite.api.bootstraptoken import TOKEN_RE, parse_token
 
     parsed = parse_token(token)
     if parsed is None:
@@ -80,7 +80,7 @@ def _split_token(token: str) -> tuple[str, str]:
 
 def verify_cluster_info(cm: dict[str, Any], token: str, pins: list[str]) -> tuple[bytes, str]:
     """(CA PEM, server) of a cluster-info ConfigMap, after the JWS and pin checks."""
-    from kubelite.controllers.bootstrapsigner import JWS_PREFIX, KUBECONFIG_KEY, detached_signature
+    from kubelite.api.bootstraptoken import JWS_PREFIX, KUBECONFIG_KEY, detached_signature
 
     tid, tsecret = _split_token(token)
     data = cm.get("data") or {}

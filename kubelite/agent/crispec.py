@@ -346,7 +346,9 @@ def verify_run_as_non_root(pod: Obj, container: Obj, image_uid: int | None, imag
                                    f"container: {name})")
 
 
-def security_context(pod: Obj, container: Obj) -> Any:
+def security_context(pod: Obj, container: Obj, target_id: str = "") -> Any:
+    """The container's Linux security context; ``target_id`` (an ephemeral container's target)
+    puts it in that container's process namespace."""
     spec = pod.get("spec") or {}
     psc = spec.get("securityContext") or {}
     csc = container.get("securityContext") or {}
@@ -359,6 +361,9 @@ def security_context(pod: Obj, container: Obj) -> Any:
             pid=cri.NODE if spec.get("hostPID") else (cri.POD if spec.get("shareProcessNamespace") else cri.CONTAINER),
             ipc=cri.NODE if spec.get("hostIPC") else cri.POD),
         supplemental_groups=list(psc.get("supplementalGroups") or []) + ([psc["fsGroup"]] if "fsGroup" in psc else []))
+    if target_id and not spec.get("hostPID") and not spec.get("shareProcessNamespace"):
+        sc.namespace_options.pid = cri.TARGET
+        sc.namespace_options.target_id = target_id
     caps = csc.get("capabilities") or {}
     if caps:
         sc.capabilities.CopyFrom(cri.Capability(add_capabilities=list(caps.get("add") or []),
@@ -382,12 +387,15 @@ def security_context(pod: Obj, container: Obj) -> Any:
 
 def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count: int, command: list[str],
                      args: list[str], env: list[tuple[str, str]], mounts: list[tuple[str, str, bool]],
-                     memory_capacity: int, is_init: bool = False) -> Any:
+                     memory_capacity: int, is_init: bool = False, target_id: str | None = None) -> Any:
+    """The CRI ContainerConfig; ``target_id`` is not None for an ephemeral container."""
     m = pod["metadata"]
     name = container["name"]
     labels = {POD_NAME: m["name"], POD_NAMESPACE: m.get("namespace", ""), POD_UID: m["uid"], CONTAINER_NAME: name}
     if is_init:
         labels[CONTAINER_TYPE] = "init"
+    elif target_id is not None:
+        labels[CONTAINER_TYPE] = "ephemeral"
     grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
     annotations = {
         CONTAINER_HASH: container_hash(container),
@@ -409,7 +417,7 @@ def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count:
         stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")),
         tty=bool(container.get("tty")),
         linux=cri.LinuxContainerConfig(resources=container_resources(pod, container, memory_capacity),
-                                       security_context=security_context(pod, container)))
+                                       security_context=security_context(pod, container, target_id or "")))
 
 
 # --------------------------------------------------------------------------- reading state

@@ -140,7 +140,9 @@ class RuntimeManager:
                "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"],
                "resourceVersion": pod["metadata"].get("resourceVersion", "")}
         if container is not None:
-            ref["fieldPath"] = f"spec.{'initContainers' if init else 'containers'}{{{container}}}"
+            ephemeral = any(c.get("name") == container for c in pod["spec"].get("ephemeralContainers") or [])
+            where = "ephemeralContainers" if ephemeral else "initContainers" if init else "containers"
+            ref["fieldPath"] = f"spec.{where}{{{container}}}"
         self.recorder.emit(ref, type_, reason, message)
 
     # ------------------------------------------------------------------ sync
@@ -206,7 +208,20 @@ class RuntimeManager:
             return res
         # the app containers are independent of each other: all at once
         await asyncio.gather(*(self._sync_container(ctx, ct, policy) for ct in spec.get("containers") or []))
+        # ephemeral containers (kubectl debug) start once and are never restarted
+        for ec in spec.get("ephemeralContainers") or []:
+            if pr.latest(ec["name"]) is None:
+                await self._start(ctx, ec, target=self._target_id(pr, sb.id, ec.get("targetContainerName") or ""))
         return res
+
+    @staticmethod
+    def _target_id(pr: PodRuntime, sandbox_id: str, name: str) -> str:
+        """The running container of the pod's current sandbox whose process namespace an
+        ephemeral container joins (targetContainerName); "" for the pod's own namespace."""
+        if not name:
+            return ""
+        c = pr.latest(name)
+        return c.id if c is not None and c.state == "running" and c.sandbox_id == sandbox_id else ""
 
     async def _sync_container(self, ctx: _SyncPass, ct: Obj, policy: str) -> None:
         pod, pr, sb_id, res = ctx.pod, ctx.pr, ctx.sandbox_id, ctx.res
@@ -358,7 +373,9 @@ class RuntimeManager:
     def _priority(self, pod: Obj) -> float:
         return float(self._pod_order.get(pod["metadata"]["uid"], 0))
 
-    async def _start(self, ctx: _SyncPass, ct: Obj, init: bool = False) -> None:
+    async def _start(self, ctx: _SyncPass, ct: Obj, init: bool = False, target: str | None = None) -> None:
+        """Create and start ``ct``; ``target`` is set for an ephemeral container (the id of the
+        container whose process namespace it joins, or "")."""
         pod, sandbox_id, sb_config, pr, res = ctx.pod, ctx.sandbox_id, ctx.sb_config, ctx.pr, ctx.res
         name = ct["name"]
         prev = pr.latest(name)
@@ -380,7 +397,7 @@ class RuntimeManager:
         ref, img = got
         restart_count = prev.restart_count + 1 if prev is not None else 0
         try:
-            config = await self._container_config(ctx, ct, ref, img, restart_count, init)
+            config = await self._container_config(ctx, ct, ref, img, restart_count, init, target)
         except (EnvError, VolumeError, crispec.ContainerConfigError) as exc:
             msg = str(exc)
             if isinstance(exc, VolumeError):
@@ -495,7 +512,7 @@ class RuntimeManager:
         return ref, st
 
     async def _container_config(self, ctx: _SyncPass, ct: Obj, image_ref: str, img: Any, restart_count: int,
-                                init: bool) -> Any:
+                                init: bool, target: str | None = None) -> Any:
         pod = ctx.pod
         uid = pod["metadata"]["uid"]
         env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips)
@@ -516,7 +533,7 @@ class RuntimeManager:
         command, args = expand_command_and_args(ct, dict(env))
         return crispec.container_config(pod, ct, image_ref=image_ref, restart_count=restart_count, command=command,
                                         args=args, env=env, mounts=mounts, memory_capacity=self.memory_capacity,
-                                        is_init=init)
+                                        is_init=init, target_id=target)
 
     # ------------------------------------------------------------------ kill
     async def _stop(self, container_id: str, grace: int) -> None:

@@ -237,6 +237,11 @@ def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]
     if init_st:
         status["initContainerStatuses"] = init_st
     status["containerStatuses"] = cts
+    ephemeral = spec.get("ephemeralContainers") or []
+    if ephemeral:
+        old_ecs = {s["name"]: s for s in old.get("ephemeralContainerStatuses") or []}
+        status["ephemeralContainerStatuses"] = [
+            container_status(c, pr, waiting, old_ecs.get(c["name"]), False) for c in ephemeral]
     status["qosClass"] = old.get("qosClass") or compute_qos_class(pod)
     for k in ("nominatedNodeName", "message"):
         if api.get(k):

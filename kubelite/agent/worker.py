@@ -27,7 +27,6 @@ class PodWorker:
         self.uid: str = pod["metadata"]["uid"]
         self.pod: Obj = pod
         self.removed = False  # gone from the API (DELETED event or missing on relist)
-        self.state = "syncing"
         self.waiting: dict[str, tuple[str, str]] = {}
         self._wake = asyncio.Event()
         self._wake.set()
@@ -124,7 +123,6 @@ class PodWorker:
 
     async def _terminate(self) -> None:
         """Kill with the grace period, tear everything down, then confirm the deletion."""
-        self.state = "terminating"
         rm: RuntimeManager = self.owner.runtime
         pod = self.pod
         if self.owner.prober is not None:
@@ -143,7 +141,6 @@ class PodWorker:
                 await self.owner.status.flush(5)
         self.owner.probes_remove(self.uid)
         await rm.remove_pod(self.uid, pod, pr)
-        self.state = "terminated"
         log.info("pod %s terminated in %.1fs", _name(pod), time.monotonic() - started)
         if not self.removed:
             await self.owner.confirm_deletion(pod)

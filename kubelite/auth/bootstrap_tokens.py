@@ -23,6 +23,7 @@ import secrets as pysecrets
 from typing import Any
 
 from kubelite.api import errors
+from kubelite.api.bootstraptoken import TOKEN_RE, parse_token
 from kubelite.apiserver.auth import UserInfo
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,9 @@ GROUP = "system:bootstrappers"
 # kubeadm's default extra group for node join tokens
 DEFAULT_NODE_TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 
-TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 TOKEN_ID_RE = re.compile(r"^[a-z0-9]{6}$")
 GROUP_RE = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-
-def parse_token(token: str) -> tuple[str, str] | None:
-    """(id, secret) of a well-formed bootstrap token, else None."""
-    m = TOKEN_RE.match(token or "")
-    return (m.group(1), m.group(2)) if m else None
 
 
 def _random(n: int) -> str:

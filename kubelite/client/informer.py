@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from kubelite.api import errors
+from kubelite.store.base import StoreError
 
 log = logging.getLogger("kubelite.informer")
 
@@ -138,10 +139,11 @@ class Informer:
                     if _expired(exc):
                         log.info("informer %s: watch expired (%s); listing again", self.name, exc)
                         continue
-                    if isinstance(exc, errors.StatusError | OSError | TimeoutError):
-                        log.warning("informer %s: %s; listing again in %.1fs", self.name, self.last_error, backoff)
-                    else:
-                        log.warning("informer %s: listing again in %.1fs after", self.name, backoff, exc_info=True)
+                    # the failures a watch meets (API errors, the network, the store ending a
+                    # watch) are expected; anything else is a bug and gets its traceback
+                    known = isinstance(exc, errors.StatusError | OSError | TimeoutError | StoreError)
+                    log.warning("informer %s: %s; listing again in %.1fs", self.name, self.last_error, backoff,
+                                exc_info=not known)
                     await asyncio.sleep(backoff * (1 + random.random() / 2))
                     backoff = min(backoff * 2, MAX_BACKOFF)
         finally:

@@ -18,15 +18,19 @@ import base64
 import contextlib
 import copy
 import datetime as dt
-import hashlib
-import hmac
-import json
 import logging
 from typing import Any
 
 import yaml
 
 from kubelite.api import errors
+from kubelite.api.bootstraptoken import (
+    CLUSTER_INFO,
+    JWS_PREFIX,
+    KUBECONFIG_KEY,
+    PUBLIC_NAMESPACE,
+    detached_signature,
+)
 from kubelite.apiserver.registry import DeleteOptions, ListOptions, WriteOptions
 from kubelite.apiserver.stores import Stores
 from kubelite.auth import bootstrap_tokens as bt
@@ -34,25 +38,9 @@ from kubelite.controllers.base import informer
 
 log = logging.getLogger("kubelite.controllers.bootstrapsigner")
 
-PUBLIC_NAMESPACE = "kube-public"
-CLUSTER_INFO = "cluster-info"
-KUBECONFIG_KEY = "kubeconfig"
-JWS_PREFIX = "jws-kubeconfig-"
 ROLE_NAME = "kubeadm:bootstrap-signer-clusterinfo"
 FIELD_MANAGER = "kube-controller-manager"
 RESYNC_SECONDS = 30.0
-
-
-def _b64url(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).decode("ascii").rstrip("=")
-
-
-def detached_signature(content: str, token_id: str, token_secret: str) -> str:
-    """jws.ComputeDetachedSignature: a compact HS256 JWS with the payload left out (``header..sig``)."""
-    header = _b64url(json.dumps({"alg": "HS256", "kid": token_id}, separators=(",", ":")).encode())
-    payload = _b64url(content.encode())
-    sig = hmac.new(token_secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    return f"{header}..{_b64url(sig)}"
 
 
 def cluster_info_kubeconfig(server_url: str, ca_pem: bytes) -> str:

@@ -30,7 +30,7 @@ from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
-from kubelite.kinds.registry import default_registry
+from kubelite.kinds.registry import Registry, default_registry
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.scheduler.scheduler import run_scheduler
 from kubelite.store.base import Store
@@ -49,11 +49,12 @@ def make_store(cfg: ServerConfig) -> Store:
 class Server:
     """Owns every long-lived part; ``start`` brings them up, ``stop`` takes them down in order."""
 
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, *, store: Store | None = None, registry: Registry | None = None,
+                 supervisor: Supervisor | None = None) -> None:
         self.cfg = cfg
-        self.store = make_store(cfg)
-        self.registry = default_registry()
-        self.supervisor = Supervisor()
+        self.store = store if store is not None else make_store(cfg)
+        self.registry = registry if registry is not None else default_registry()
+        self.supervisor = supervisor if supervisor is not None else Supervisor()
         self.api: APIServer | None = None
         self.streams: StreamHandlers | None = None
         self.stores: Stores | None = None

@@ -63,14 +63,55 @@ spec:
     assert ok.returncode == 0, ok.stderr
 
 
+def _quota_counted(srv, ns: str, name: str) -> bool:
+    """The quota controller has computed the quota's status (until then admission refuses with
+    "status unknown for quota", as upstream)."""
+    p = srv.kubectl("-n", ns, "get", "quota", name, "-o", "json", check=False)
+    return p.returncode == 0 and "used" in (json.loads(p.stdout).get("status") or {})
+
+
 def test_resource_quota_refuses_pod_over_quota(srv):
     srv.kubectl("create", "namespace", "q")
     srv.kubectl("-n", "q", "create", "quota", "q", "--hard=pods=2")
+    wait_until(lambda: _quota_counted(srv, "q", "q"), 10, 0.1, "quota status")
     srv.kubectl("-n", "q", "run", "a", "--image=busybox")
     srv.kubectl("-n", "q", "run", "b", "--image=busybox")
     r = srv.kubectl("-n", "q", "run", "c", "--image=busybox", check=False)
     assert 'pods "c" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2' in r.stderr
     wait_until(lambda: "pods: 2/2" in srv.kubectl("-n", "q", "get", "quota", "q").stdout, 10, 0.2, "quota status")
+
+
+def test_concurrent_creates_cannot_exceed_a_quota(srv):
+    """20 pods created at once against pods=10: admission charges the quota with a
+    compare-and-swap, so exactly 10 get in; the rest hear upstream's 403."""
+    import asyncio
+
+    from kubelite.api import errors
+    from kubelite.client.api import Client
+
+    srv.kubectl("create", "namespace", "race")
+    srv.kubectl("-n", "race", "create", "quota", "ten", "--hard=pods=10,count/configmaps=100")
+    wait_until(lambda: _quota_counted(srv, "race", "ten"), 10, 0.1, "quota status")
+
+    async def go() -> list[object]:
+        async with Client.from_kubeconfig(srv.kubeconfig, limit=40) as c:
+            async def one(i: int) -> object:
+                pod = {"metadata": {"name": f"p{i}"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+                try:
+                    return await c.create("v1", "pods", pod, namespace="race")
+                except errors.StatusError as exc:
+                    return exc
+            return await asyncio.gather(*(one(i) for i in range(20)))
+
+    results = asyncio.run(go())
+    refused = [r for r in results if isinstance(r, errors.StatusError)]
+    assert len(results) - len(refused) == 10
+    assert all(r.code == 403 and "exceeded quota: ten, requested: pods=1, used: pods=10, limited: pods=10"
+               in r.message for r in refused), [r.message for r in refused]
+    pods = json.loads(srv.kubectl("-n", "race", "get", "pods", "-o", "json").stdout)["items"]
+    assert len(pods) == 10
+    wait_until(lambda: "pods: 10/10" in srv.kubectl("-n", "race", "get", "quota", "ten").stdout, 10, 0.2,
+               "quota status recounted")
 
 
 def test_limit_range_fills_defaults(srv):
