@@ -34,7 +34,7 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check kubelite tests bench
-	$(BIN)/mypy kubelite/api kubelite/store
+	$(BIN)/mypy kubelite
 	$(BIN)/pytest -q $(PYTEST_ARGS) tests
 
 test-unit: setup
@@ -47,7 +47,7 @@ lint: setup
 	$(BIN)/ruff check kubelite tests bench
 
 typecheck: setup
-	$(BIN)/mypy kubelite/api kubelite/store
+	$(BIN)/mypy kubelite
 
 bench: setup
 	$(BIN)/python bench/api.py

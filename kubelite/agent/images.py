@@ -14,6 +14,7 @@ like ``IfNotPresent`` when the image is present, since nothing could be pulled a
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import logging
@@ -178,7 +179,7 @@ class ImageManager:
                 fut.exception()  # mark retrieved: no "exception never retrieved" noise
 
     # ------------------------------------------------------------------ offline archives
-    async def import_archive(self, path: str | Path, *, timeout: float = 300.0) -> list[str]:
+    async def import_archive(self, path: str | Path, *, timeout: float = 300.0) -> builtins.list[str]:
         """Import an OCI image-layout or docker-save tar into containerd (``ctr images import``).
 
         Returns the image names that were imported.
@@ -210,7 +211,7 @@ class ImageManager:
         return names
 
     async def ensure_offline_images(self, build_dir: str | Path | None = None,
-                                    references: list[str] | None = None) -> list[str]:
+                                    references: builtins.list[str] | None = None) -> builtins.list[str]:
         """Import kubelite's offline images (pause, busybox, kuard) that containerd lacks.
 
         Builds the archives first if ``build_dir`` has none (needs gcc and the source

@@ -60,8 +60,8 @@ def go_duration(seconds: float) -> str:
     if seconds < 60:
         s = f"{seconds:.3f}".rstrip("0").rstrip(".")
         return f"{s}s"
-    m, s = divmod(int(seconds), 60)
-    return f"{m}m{s}s"
+    m, rest = divmod(int(seconds), 60)
+    return f"{m}m{rest}s"
 
 
 def join_host_port(host: str, port: int) -> str:

@@ -77,11 +77,11 @@ def atomic_write(target: Path, payload: dict[str, tuple[bytes, int]]) -> bool:
     ts_dir = Path(tempfile.mkdtemp(prefix=stamp, dir=target))
     os.chmod(ts_dir, 0o755)
     for rel, (content, mode) in payload.items():
-        p = ts_dir / rel
-        p.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        with open(p, "wb") as f:
+        dest = ts_dir / rel
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        with open(dest, "wb") as f:
             f.write(content)
-        os.chmod(p, mode)
+        os.chmod(dest, mode)
     tmp_link = target / DATA_DIR_TMP_NAME
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp_link)

@@ -224,12 +224,12 @@ async def _get(fetch: Fetch, kind: str, ns: str, name: str) -> Obj | None:
 async def pull_secret_names(fetch: Fetch, pod: Obj) -> list[str]:
     spec = pod.get("spec") or {}
     ns = (pod.get("metadata") or {}).get("namespace") or "default"
-    names = [s.get("name") for s in spec.get("imagePullSecrets") or [] if isinstance(s, dict) and s.get("name")]
+    names = [str(s["name"]) for s in spec.get("imagePullSecrets") or [] if isinstance(s, dict) and s.get("name")]
     if not names:
         sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount")
         if sa_name:
             sa = await _get(fetch, "serviceaccounts", ns, sa_name)
-            names = [s.get("name") for s in (sa or {}).get("imagePullSecrets") or []
+            names = [str(s["name"]) for s in (sa or {}).get("imagePullSecrets") or []
                      if isinstance(s, dict) and s.get("name")]
     return list(dict.fromkeys(names))
 

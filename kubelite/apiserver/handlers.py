@@ -7,6 +7,7 @@ Strategy (kinds/) and in subresource handlers registered in :attr:`APIHandler.su
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
@@ -315,7 +316,7 @@ class APIHandler:
             opts.track_fields = self.track_fields_factory(kind)
         return opts
 
-    async def _decode(self, request: web.Request, t: Target) -> tuple[Obj, list[str]]:
+    async def _decode(self, request: web.Request, t: Target) -> tuple[Obj, builtins.list[str]]:
         raw = await http.read_body(request)
         ctype = http.media_type(request)
         obj = http.decode_object(raw, ctype)

@@ -655,8 +655,8 @@ def _kind_paths(k: Kind, b: _Ops) -> dict[str, dict[str, Any]]:
             pi["parameters"] = b.path_params(k, True, ns, name_desc) + pretty
             paths[f"{item}/{sub}"] = pi
             if subres.takes_path:
-                pi2 = {m: dict(op, operationId=op["operationId"] + "WithPath",
-                               description=op["description"]) for m, op in pi.items() if m != "parameters"}
+                pi2: dict[str, Any] = {m: dict(op, operationId=op["operationId"] + "WithPath")
+                                       for m, op in pi.items() if m != "parameters"}
                 pi2["parameters"] = b.path_params(k, True, ns, name_desc) + [
                     b.param("path", "path", "path to the resource", required=True)]
                 paths[f"{item}/{sub}/{{path}}"] = pi2

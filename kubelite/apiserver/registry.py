@@ -8,6 +8,7 @@ special about a kind comes from its Strategy (see STYLE.md). Objects are stored 
 from __future__ import annotations
 
 import base64
+import builtins
 import copy
 import datetime as _dt
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,7 @@ from kubelite.api.meta import (
     FINALIZER_DELETE_DEPENDENTS,
     FINALIZER_ORPHAN_DEPENDENTS,
     generate_name_suffix,
+    name_is_dns_subdomain,
     new_uid,
     now_rfc3339,
     validate_object_meta,
@@ -314,7 +316,8 @@ class ResourceStore:
             self.strategy.prepare_for_create(obj)
         finally:
             REQUESTING_USER.reset(user_token)
-        errs = validate_object_meta(meta, self.kind.namespaced, self.kind.name_validator, fld.Path("metadata"))
+        errs = validate_object_meta(meta, self.kind.namespaced, self.kind.name_validator or name_is_dns_subdomain,
+                                    fld.Path("metadata"))
         errs += self.strategy.validate(obj)
         name = meta.get("name", "")
         if errs:
@@ -595,7 +598,7 @@ class ResourceStore:
             return obj, True
         raise self.conflict(name, "the object is being modified too often; please try again")
 
-    async def delete_collection(self, namespace: str, lopts: ListOptions, dopts: DeleteOptions) -> list[Obj]:
+    async def delete_collection(self, namespace: str, lopts: ListOptions, dopts: DeleteOptions) -> builtins.list[Obj]:
         items, _, _, _ = await self.list(namespace, ListOptions(label_selector=lopts.label_selector,
                                                                 field_selector=lopts.field_selector))
         out = []

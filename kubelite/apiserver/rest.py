@@ -4,11 +4,11 @@ Upstream's REST storage constructors (pkg/registry/core/pod/storage.NewStorage a
 get their dependencies passed in; here a kind's :class:`~kubelite.kinds.base.Subresource`
 names a factory that receives one :class:`RESTContext` at start-up and returns its handler.
 Services that live outside the API server's own layer (the token issuer, the access
-reviews, the node connections for streams) are provided by the launcher under the Protocol
-they implement, and looked up by it::
+reviews, the node connections for streams) are provided by the launcher under a typed key
+naming the Protocol they implement, and looked up by it::
 
-    ctx.services.provide(TokenRequests, issuer)
-    handler = ctx.services.require(TokenRequests).handle
+    ctx.services.provide(TOKEN_REQUESTS, issuer)
+    handler = ctx.services.require(TOKEN_REQUESTS).handle
 
 A subresource whose service nobody provided fails at start-up, never with a 405 later.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from aiohttp import web
 
@@ -59,22 +59,37 @@ class AccessReviews(Protocol):
     def for_kind(self, kind: Kind) -> CreateOnly: ...
 
 
+class ServiceKey(Generic[T]):
+    """Names one service and the type its implementation has."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ServiceKey({self.name})"
+
+
+TOKEN_REQUESTS: ServiceKey[TokenRequests] = ServiceKey("TokenRequests")
+NODE_STREAMS: ServiceKey[NodeStreams] = ServiceKey("NodeStreams")
+ACCESS_REVIEWS: ServiceKey[AccessReviews] = ServiceKey("AccessReviews")
+
+
 class Services:
-    """Implementations provided by the launcher, keyed by the Protocol they implement."""
+    """Implementations provided by the launcher, by key."""
 
     def __init__(self) -> None:
-        self._by_key: dict[type, object] = {}
+        self._by_key: dict[ServiceKey[Any], object] = {}
 
-    def provide(self, key: type[T], impl: T) -> None:
+    def provide(self, key: ServiceKey[T], impl: T) -> None:
         self._by_key[key] = impl
 
-    def get(self, key: type[T]) -> T | None:
+    def get(self, key: ServiceKey[T]) -> T | None:
         return cast("T | None", self._by_key.get(key))
 
-    def require(self, key: type[T]) -> T:
+    def require(self, key: ServiceKey[T]) -> T:
         impl = self._by_key.get(key)
         if impl is None:
-            raise LookupError(f"no {key.__name__} was provided to the API server")
+            raise LookupError(f"no {key.name} was provided to the API server")
         return cast(T, impl)
 
 
@@ -91,5 +106,5 @@ def method_not_allowed(target: Target, method: str) -> errors.StatusError:
     return errors.method_not_supported(f"{target.kind.plural}/{target.subresource}", action, target.kind.group)
 
 
-__all__ = ["AccessReviews", "Handler", "NodeStreams", "RESTContext", "Services", "TokenRequests",
-           "method_not_allowed"]
+__all__ = ["ACCESS_REVIEWS", "NODE_STREAMS", "TOKEN_REQUESTS", "AccessReviews", "Handler", "NodeStreams",
+           "RESTContext", "ServiceKey", "Services", "TokenRequests", "method_not_allowed"]

@@ -89,9 +89,9 @@ class ReviewStore:
         user = opts.user
         if user is None:
             raise errors.bad_request("no user present on request")
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
         obj["metadata"] = {k: v for k, v in meta.items() if k in ("name", "namespace", "labels", "annotations")}
-        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        spec: dict[str, Any] = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
         kind = self.kind.kind
         if kind == "SelfSubjectReview":
             obj["status"] = {"userInfo": {k: v for k, v in (

@@ -58,7 +58,7 @@ class TokenIssuer:
         body = http.decode_object(raw, http.media_type(request)) if raw.strip() else {}
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a TokenRequest object")
-        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        spec: dict[str, Any] = body["spec"] if isinstance(body.get("spec"), dict) else {}
         user = request.get(USER)
         node, is_node = node_identity(user)
         if is_node:
@@ -94,7 +94,8 @@ class TokenIssuer:
             if kind == "Pod" and (obj.get("spec") or {}).get("nodeName"):
                 private["node"] = {"name": obj["spec"]["nodeName"]}
         now = int(time.time())
-        claims = {"aud": audiences, "exp": now + exp_s, "iat": now, "nbf": now, "iss": ISSUER,
+        expires = now + exp_s
+        claims = {"aud": audiences, "exp": expires, "iat": now, "nbf": now, "iss": ISSUER,
                   "jti": str(uuid.uuid4()), "sub": f"system:serviceaccount:{t.namespace}:{t.name}",
                   "kubernetes.io": private}
         token = jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self._kid()})
@@ -102,7 +103,7 @@ class TokenIssuer:
                "metadata": {"name": t.name, "namespace": t.namespace, "creationTimestamp": None},
                "spec": {"audiences": audiences, "expirationSeconds": exp_s,
                         "boundObjectRef": ref if isinstance(ref, dict) and ref else None},
-               "status": {"token": token, "expirationTimestamp": _rfc3339(claims["exp"])}}
+               "status": {"token": token, "expirationTimestamp": _rfc3339(expires)}}
         return http.respond(request, out, 201)
 
     # ------------------------------------------------------------------ NodeRestriction

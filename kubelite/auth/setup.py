@@ -24,7 +24,7 @@ from kubelite.apiserver.audit import audit_middleware
 from kubelite.apiserver.authorizer import PrivilegedGroups, Union
 from kubelite.apiserver.authz import authz_middleware
 from kubelite.apiserver.listwatch import StoreListWatch
-from kubelite.apiserver.rest import AccessReviews, Services, TokenRequests
+from kubelite.apiserver.rest import ACCESS_REVIEWS, TOKEN_REQUESTS, Services
 from kubelite.apiserver.stores import Stores
 from kubelite.auth.aggregation import AggregationController
 from kubelite.auth.bootstrap import bootstrap_policy
@@ -71,8 +71,8 @@ class Security:
         self.aggregation = AggregationController(self.informers["clusterroles"], self.cluster_role_store)
 
     def provide(self, services: Services) -> None:
-        services.provide(TokenRequests, self.token_issuer)
-        services.provide(AccessReviews, _Reviews(self.authorizer))
+        services.provide(TOKEN_REQUESTS, self.token_issuer)
+        services.provide(ACCESS_REVIEWS, _Reviews(self.authorizer))
 
     def components(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         out: list[tuple[str, Callable[[], Awaitable[None]]]] = [

@@ -90,7 +90,8 @@ def cmd_images_import(args: argparse.Namespace) -> int:
     return _run(args.data_dir, go)
 
 
-def _size(n: int) -> str:
+def _size(size: int) -> str:
+    n = float(size)
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"

@@ -37,11 +37,9 @@ def cmd_server(args: argparse.Namespace) -> int:
     cfg = ServerConfig(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address, port=args.port,
                        disable_agent=args.disable_agent, node_name=args.node_name, compact_interval=args.compact_interval,
                        compact_keep=args.compact_keep)
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
+    import uvloop
+
+    uvloop.install()
     # The server's heap is mostly long-lived (schemas, caches); a young-generation threshold
     # this high keeps cyclic GC from running many times per large LIST or burst of writes.
     gc.freeze()

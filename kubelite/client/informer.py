@@ -20,6 +20,7 @@ controllers, straight over the API server's stores).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -111,7 +112,7 @@ class Informer:
             return list(self.objects.values())
         return self.by_index(NAMESPACE_INDEX, namespace)
 
-    def by_index(self, index: str, value: str) -> list[Obj]:
+    def by_index(self, index: str, value: str) -> builtins.list[Obj]:
         keys = self._indexes[index].get(value, ())
         return [self.objects[k] for k in keys if k in self.objects]
 
@@ -212,7 +213,7 @@ class Informer:
         self._reindex(key, old, None)
         self._notify("DELETED", old, None)
 
-    def _index_values(self, fn: IndexFunc, obj: Obj) -> list[str]:
+    def _index_values(self, fn: IndexFunc, obj: Obj) -> builtins.list[str]:
         try:
             return [v for v in fn(obj) if isinstance(v, str)]
         except Exception:  # an indexer must not stop the informer; the object is just not indexed

@@ -44,7 +44,7 @@ RESYNC_SECONDS = 30.0
 
 
 def cluster_info_kubeconfig(server_url: str, ca_pem: bytes) -> str:
-    cfg = {"apiVersion": "v1", "kind": "Config", "preferences": {},
+    cfg: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "preferences": {},
            "clusters": [{"name": "", "cluster": {"server": server_url,
                                                  "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
            "contexts": None, "current-context": "", "users": None}

@@ -65,7 +65,7 @@ def _list(v: Any) -> list[Any]:
 
 def _node(kind: Kind, obj: Obj) -> _Node:
     """What the graph keeps of ``obj``; tolerant of any shape the API let through."""
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
     return _Node(kind, str(meta.get("namespace") or "") if kind.namespaced else "", str(meta.get("name") or ""),
                  str(meta.get("uid") or ""),
                  [r for r in _list(meta.get("ownerReferences")) if isinstance(r, dict)],

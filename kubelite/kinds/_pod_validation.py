@@ -1076,7 +1076,7 @@ def validate_pod_spec(spec: dict[str, Any], pod_name: str, path: Path) -> Errs:
     restart = spec.get("restartPolicy") or ""
     vols, verrs = validate_volumes(spec.get("volumes"), pod_name, path.child("volumes"))
     errs += verrs
-    claim_names = {_d(c).get("name") for c in _l(spec.get("resourceClaims")) if _d(c).get("name")}
+    claim_names = {str(_d(c).get("name")) for c in _l(spec.get("resourceClaims")) if _d(c).get("name")}
     seen_claims: set[str] = set()
     for i, c in enumerate(_l(spec.get("resourceClaims"))):
         c = _d(c)

@@ -5,7 +5,7 @@ the object and its status filled in). Their stores are :class:`kubelite.auth.rev
 
 from __future__ import annotations
 
-from kubelite.apiserver.rest import AccessReviews
+from kubelite.apiserver.rest import ACCESS_REVIEWS
 from kubelite.kinds.base import Kind, Strategy
 
 AUTHZ = "authorization.k8s.io"
@@ -19,7 +19,7 @@ class ReviewStrategy(Strategy):
 def _review(group: str, kind: str, plural: str, namespaced: bool = False) -> Kind:
     return Kind(group=group, version="v1", kind=kind, plural=plural, namespaced=namespaced,
                 strategy=ReviewStrategy(), verbs=("create",), schema_ref=f"io.k8s.api.{group.split('.')[0]}.v1.{kind}",
-                virtual=lambda ctx, kind: ctx.services.require(AccessReviews).for_kind(kind))
+                virtual=lambda ctx, kind: ctx.services.require(ACCESS_REVIEWS).for_kind(kind))
 
 
 LOCALSUBJECTACCESSREVIEW = _review(AUTHZ, "LocalSubjectAccessReview", "localsubjectaccessreviews", namespaced=True)

@@ -336,7 +336,7 @@ class CSRStrategy(Strategy):
         for k, v in old.items():
             if k not in ("metadata", "apiVersion", "kind"):
                 new[k] = copy.deepcopy(v)
-        status = new.get("status") if isinstance(new.get("status"), dict) else {}
+        status: dict[str, Any] = new["status"] if isinstance(new.get("status"), dict) else {}
         new["status"] = status
         if conditions:
             status["conditions"] = conditions

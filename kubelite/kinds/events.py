@@ -477,7 +477,7 @@ def observe(existing: Obj, new: Obj) -> Obj:
     namespace, resourceVersion and firstTimestamp stay those of ``existing``.
     """
     out = copy.deepcopy(existing)
-    count = existing.get("count") if isinstance(existing.get("count"), int) else 1
+    count: int = existing["count"] if isinstance(existing.get("count"), int) else 1
     out["count"] = max(count, 1) + 1
     out["lastTimestamp"] = new.get("lastTimestamp") or _rfc3339(time.time())
     out["message"] = new.get("message", existing.get("message", ""))

@@ -8,7 +8,7 @@ from typing import Any
 from kubelite.api import field as f
 from kubelite.api.field import FieldError, Path
 from kubelite.api.meta import is_qualified_name, is_valid_label_value, name_is_dns_subdomain
-from kubelite.apiserver.rest import NodeStreams
+from kubelite.apiserver.rest import NODE_STREAMS
 from kubelite.kinds._printing import GoJSON, age, age_column, doc, get, meta, name_column
 from kubelite.kinds.base import STATUS, Column, Kind, Obj, Strategy, Subresource
 
@@ -265,7 +265,7 @@ NODE = Kind(
     subresources=(
         STATUS,
         Subresource("proxy", ("create", "delete", "get", "patch", "update"), kind="NodeProxyOptions",
-                    connect=PROXY_METHODS, takes_path=True, rest=lambda ctx: ctx.services.require(NodeStreams).node_proxy),
+                    connect=PROXY_METHODS, takes_path=True, rest=lambda ctx: ctx.services.require(NODE_STREAMS).node_proxy),
     ),
     schema_ref="io.k8s.api.core.v1.Node",
     name_validator=name_is_dns_subdomain,

@@ -15,7 +15,7 @@ from typing import Any
 
 from kubelite.api import errors, meta
 from kubelite.api.field import FieldError
-from kubelite.apiserver.rest import NodeStreams
+from kubelite.apiserver.rest import NODE_STREAMS
 from kubelite.kinds import _pod_validation as pv
 from kubelite.kinds import pod_rest
 from kubelite.kinds._pod_printing import pod_columns, pod_row
@@ -441,13 +441,13 @@ POD = Kind(
     subresources=(
         STATUS,
         Subresource("binding", ("create",), kind="Binding", rest=pod_rest.binding_rest),
-        Subresource("log", ("get",), kind="Pod", text=True, rest=lambda ctx: ctx.services.require(NodeStreams).log),
+        Subresource("log", ("get",), kind="Pod", text=True, rest=lambda ctx: ctx.services.require(NODE_STREAMS).log),
         Subresource("exec", ("create", "get"), kind="PodExecOptions", connect=("GET", "POST"),
-                    rest=lambda ctx: ctx.services.require(NodeStreams).exec),
+                    rest=lambda ctx: ctx.services.require(NODE_STREAMS).exec),
         Subresource("attach", ("create", "get"), kind="PodAttachOptions", connect=("GET", "POST"),
-                    rest=lambda ctx: ctx.services.require(NodeStreams).attach),
+                    rest=lambda ctx: ctx.services.require(NODE_STREAMS).attach),
         Subresource("portforward", ("create", "get"), kind="PodPortForwardOptions", connect=("GET", "POST"),
-                    rest=lambda ctx: ctx.services.require(NodeStreams).portforward),
+                    rest=lambda ctx: ctx.services.require(NODE_STREAMS).portforward),
         Subresource("eviction", ("create",), group="policy", version="v1", kind="Eviction",
                     rest=pod_rest.eviction_rest),
         Subresource("ephemeralcontainers"),

@@ -74,7 +74,7 @@ def validate_subject(subject: Any, namespaced: bool, path: Path) -> list[FieldEr
 
 def _validate_binding(obj: Obj, namespaced: bool) -> list[FieldError]:
     errs: list[FieldError] = []
-    ref = obj.get("roleRef") if isinstance(obj.get("roleRef"), dict) else {}
+    ref: dict[str, Any] = obj["roleRef"] if isinstance(obj.get("roleRef"), dict) else {}
     if ref.get("apiGroup", "") != GROUP:
         errs.append(f.not_supported(Path("roleRef", "apiGroup"), ref.get("apiGroup", ""), [GROUP]))
     kinds = ["Role", "ClusterRole"] if namespaced else ["ClusterRole"]

@@ -42,7 +42,8 @@ class ResourceQuotaStrategy(Strategy):
     def row(self, obj: Obj) -> list[Any]:
         hard = get(obj, "status", "hard", default=None) or get(obj, "spec", "hard", default={}) or {}
         used = get(obj, "status", "used", default={}) or {}
-        req, lim = [], []
+        req: list[str] = []
+        lim: list[str] = []
         for name in sorted(hard):
             cell = f"{name}: {used.get(name, '0')}/{hard[name]}"
             (lim if name.startswith("limits.") else req).append(cell)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubelite.api.meta import name_is_dns_subdomain
-from kubelite.apiserver.rest import TokenRequests
+from kubelite.apiserver.rest import TOKEN_REQUESTS
 from kubelite.kinds._printing import age, age_column, doc, get, meta, name_column
 from kubelite.kinds.base import Column, Kind, Obj, Strategy, Subresource
 
@@ -37,7 +37,7 @@ SERVICEACCOUNT = Kind(
     strategy=ServiceAccountStrategy(),
     short_names=("sa",),
     subresources=(Subresource("token", ("create",), group="authentication.k8s.io", version="v1", kind="TokenRequest",
-                              rest=lambda ctx: ctx.services.require(TokenRequests).handle),),
+                              rest=lambda ctx: ctx.services.require(TOKEN_REQUESTS).handle),),
     schema_ref="io.k8s.api.core.v1.ServiceAccount",
     # apimachinery ValidateServiceAccountName = NameIsDNSSubdomain
     name_validator=name_is_dns_subdomain,

@@ -16,7 +16,7 @@ import socket
 from kubelite.agent.agent import run_agent
 from kubelite.apiserver.auth import Authenticator, auth_middleware
 from kubelite.apiserver.handlers import APIHandler
-from kubelite.apiserver.rest import NodeStreams, RESTContext
+from kubelite.apiserver.rest import NODE_STREAMS, RESTContext
 from kubelite.apiserver.server import APIServer
 from kubelite.apiserver.stores import Stores
 from kubelite.apiserver.streams import StreamHandlers, node_streams
@@ -77,7 +77,7 @@ class Server:
         context = RESTContext(handler, stores)
         security.provide(context.services)
         self.streams = node_streams(stores, pki)
-        context.services.provide(NodeStreams, self.streams)
+        context.services.provide(NODE_STREAMS, self.streams)
         handler.install_rest(context)
         ssl_context = pki_mod.server_ssl_context(pki)
         self.api = APIServer(handler, [auth_middleware(authn), *security.middlewares], ssl_context,

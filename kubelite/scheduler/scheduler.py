@@ -83,7 +83,7 @@ def _node_relevant(old: Obj | None, new: Obj) -> bool:
         return True
 
     def conds(st: dict[str, Any]) -> dict[str, Any]:
-        return {_d(c).get("type"): _d(c).get("status") for c in st.get("conditions") or []}
+        return {str(_d(c).get("type")): _d(c).get("status") for c in st.get("conditions") or []}
 
     return conds(os_) != conds(ns)
 
