@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubelite.agent import crispec
+from kubelite.agent import crispec, registries
 from kubelite.agent.cgroups import CgroupManager
 from kubelite.agent.containergc import CONTAINER_GC_PERIOD
 from kubelite.agent.crispec import PodRuntime
@@ -94,12 +94,12 @@ class Agent:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.client = Client.from_kubeconfig(cfg.kubeconfig, user_agent=f"kubelite-agent/{self.node_name}")
         socket_path = cfg.containerd_socket
+        self.registries = registries.load(cfg.data_dir)  # <data_dir>/registries.yaml
         if socket_path is None:
             from kubelite.agent.containerd import Containerd
-            from kubelite.agent.registries import write_hosts_toml
 
             self.containerd = Containerd(cfg.data_dir)
-            write_hosts_toml(cfg.data_dir)  # <data_dir>/registries.yaml -> containerd/certs.d/*/hosts.toml
+            registries.write_hosts_toml(cfg.data_dir, self.registries)  # -> containerd/certs.d/*/hosts.toml
             await self.containerd.start()
             socket_path = self.containerd.socket_path
         self.cri = await connect(socket_path)
@@ -119,7 +119,7 @@ class Agent:
         volumes = VolumeManager(cfg.data_dir, client=self.client)  # the client requests projected SA tokens
         self.runtime = RuntimeManager(self.cri, self.images, cgroups, volumes, self.recorder,
                                       self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity(),
-                                      parallelism=cfg.runtime_parallelism)
+                                      parallelism=cfg.runtime_parallelism, registries=self.registries)
         self.status = StatusManager(self.client)
         self.status.start()
         # probes (agent/prober.py): results wake the pod's worker, which restarts and reports

@@ -16,10 +16,10 @@ each part matches its glob (``*.example.com``), and the image path starts with t
 path. Keys are tried most specific first (reverse-sorted). ``index.docker.io`` (the
 docker CLI's ``https://index.docker.io/v1/``) stands for Docker Hub images.
 
-The pod's own list is used. When it has none, the service account's ``imagePullSecrets``
-are read instead (what the ServiceAccount admission plugin would have copied into the
-pod); secrets the node may not read are skipped. Missing secrets are logged and skipped,
-as the kubelet does ("Unable to retrieve some image pull secrets").
+Only the pod's own list is used, as by the kubelet: the ServiceAccount admission plugin has
+copied the service account's ``imagePullSecrets`` into the pod when it had none (and the
+node authorizer lets a node read no service account). Missing secrets are logged and
+skipped, as the kubelet does ("Unable to retrieve some image pull secrets").
 
 ``client`` is either the agent's ``fetch(kind, namespace, name) -> obj | None`` or a
 ``kubelite.client`` Client (``get(api_version, plural, name, namespace=)``).
@@ -221,16 +221,9 @@ async def _get(fetch: Fetch, kind: str, ns: str, name: str) -> Obj | None:
         return None
 
 
-async def pull_secret_names(fetch: Fetch, pod: Obj) -> list[str]:
+def pull_secret_names(pod: Obj) -> list[str]:
     spec = pod.get("spec") or {}
-    ns = (pod.get("metadata") or {}).get("namespace") or "default"
     names = [str(s["name"]) for s in spec.get("imagePullSecrets") or [] if isinstance(s, dict) and s.get("name")]
-    if not names:
-        sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount")
-        if sa_name:
-            sa = await _get(fetch, "serviceaccounts", ns, sa_name)
-            names = [str(s["name"]) for s in (sa or {}).get("imagePullSecrets") or []
-                     if isinstance(s, dict) and s.get("name")]
     return list(dict.fromkeys(names))
 
 
@@ -239,7 +232,7 @@ async def keyring_for(client: Any, pod: Obj) -> Keyring:
     ns = (pod.get("metadata") or {}).get("namespace") or "default"
     ring = Keyring()
     missing = []
-    for name in await pull_secret_names(fetch, pod):
+    for name in pull_secret_names(pod):
         secret = await _get(fetch, "secrets", ns, name)
         if secret is None:
             missing.append(name)
@@ -253,23 +246,25 @@ async def keyring_for(client: Any, pod: Obj) -> Keyring:
     return ring
 
 
-async def auths_for(client: Any, pod: Obj, image: str) -> list[pb.AuthConfig]:
+async def auths_for(client: Any, pod: Obj, image: str,
+                    configured: registries.Registries | None = None) -> list[pb.AuthConfig]:
     """Every matching AuthConfig in the kubelet's order (secrets, then registries.yaml)."""
     ring = await keyring_for(client, pod)
     out = [c.auth_config() for c in ring.lookup(image)]
     if not out:
         host = normalize_image(image).split("/", 1)[0]
-        conf = registries.configured_auth(host)
+        conf = registries.configured_auth(host, configured) if configured is not None else None
         if conf:
             out.append(pb.AuthConfig(**conf))
     return out
 
 
-async def auth_for(client: Any, pod: Obj, image: str) -> pb.AuthConfig | None:
+async def auth_for(client: Any, pod: Obj, image: str,
+                   configured: registries.Registries | None = None) -> pb.AuthConfig | None:
     """The AuthConfig for pulling ``image`` for ``pod``, or None (pull anonymously). Never raises
     for unreadable secrets (they are logged and skipped)."""
     try:
-        auths = await auths_for(client, pod, image)
+        auths = await auths_for(client, pod, image, configured)
     except Exception:
         log.exception("image pull credentials for %s", image)
         return None

@@ -86,10 +86,6 @@ class Registries:
     configs: dict[str, HostSettings] = field(default_factory=dict)
 
 
-# the settings of the last write_hosts_toml() in this process (for configured_auth)
-_current = Registries()
-
-
 # ---------------------------------------------------------------------- hosts and URLs
 def is_loopback(host: str) -> bool:
     """``localhost[:port]``, ``127.x.x.x[:port]``, ``[::1][:port]`` (containerd's IsLocalhost)."""
@@ -268,16 +264,17 @@ def render(reg: Registries) -> dict[str, str]:
     return out
 
 
-def write_hosts_toml(data_dir: str | Path) -> list[Path]:
-    """Render ``<data_dir>/registries.yaml`` into ``<data_dir>/containerd/certs.d/*/hosts.toml``.
+def write_hosts_toml(data_dir: str | Path, reg: Registries | None = None) -> list[Path]:
+    """Render ``reg`` (by default ``<data_dir>/registries.yaml``) into
+    ``<data_dir>/containerd/certs.d/*/hosts.toml``.
 
     Returns the files written. Raises RegistriesError for a malformed registries.yaml
     (nothing is changed then). Removes hosts.toml files an earlier call wrote that are no
-    longer configured. Remembers the credentials for ``configured_auth``.
+    longer configured.
     """
-    global _current
     data_dir = Path(data_dir)
-    reg = load(data_dir)
+    if reg is None:
+        reg = load(data_dir)
     certs = data_dir / "containerd" / "certs.d"
     certs.mkdir(parents=True, exist_ok=True)
     files = render(reg)
@@ -301,20 +298,18 @@ def write_hosts_toml(data_dir: str | Path) -> list[Path]:
                 path.unlink()
                 if not any(d.iterdir()):
                     shutil.rmtree(d, ignore_errors=True)
-    _current = reg
     if written:
         log.info("registry settings: %s", ", ".join(sorted(files)))
     return written
 
 
 # ---------------------------------------------------------------------- credentials
-def configured_auth(host: str, reg: Registries | None = None) -> dict[str, str] | None:
+def configured_auth(host: str, reg: Registries) -> dict[str, str] | None:
     """The registries.yaml credentials for pulling from registry ``host``.
 
     Tries the mirror endpoints of ``host`` (or of ``*``) in order, then ``host`` itself; the
     result carries ``server_address`` so containerd hands it only to that endpoint.
     """
-    reg = _current if reg is None else reg
     if not reg.configs:
         return None
     mirror = reg.mirrors.get(host) or reg.mirrors.get("*")

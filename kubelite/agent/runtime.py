@@ -29,6 +29,8 @@ from kubelite.agent.backoff import (
 from kubelite.agent.cgroups import CgroupManager
 from kubelite.agent.crispec import ContainerState, PodRuntime, format_pod
 from kubelite.agent.podenv import EnvError, expand_command_and_args, make_environment
+from kubelite.agent.pullsecrets import auth_for
+from kubelite.agent.registries import Registries
 from kubelite.agent.volumes import VolumeError, VolumeManager
 
 log = logging.getLogger("kubelite.agent.runtime")
@@ -112,7 +114,7 @@ def _rpc_message(exc: BaseException) -> str:
 class RuntimeManager:
     def __init__(self, cri_client: Any, images: Any, cgroups: CgroupManager, volumes: VolumeManager,
                  recorder: Any, fetch: Any, host_ip: str = "", memory_capacity: int = 1 << 40,
-                 parallelism: int = 0) -> None:
+                 parallelism: int = 0, registries: Registries | None = None) -> None:
         self.cri = cri_client
         self.rt = cri_client.runtime
         self.images = images
@@ -120,6 +122,7 @@ class RuntimeManager:
         self.volumes = volumes
         self.recorder = recorder
         self.fetch = fetch  # async (kind, namespace, name) -> obj | None
+        self.registries = registries or Registries()  # registries.yaml: mirrors and credentials
         self.host_ip = host_ip
         self.memory_capacity = memory_capacity
         self.crash_backoff = Backoff(CONTAINER_BACKOFF_INITIAL, CONTAINER_BACKOFF_MAX)
@@ -480,11 +483,8 @@ class RuntimeManager:
         self.event(pod, "Normal", "Pulling", f"Pulling image \"{image}\"", name, init)
         t0 = time.monotonic()
         try:
-            # --- registry credentials: imagePullSecrets, then registries.yaml (kubelite/agent/pullsecrets.py)
-            from kubelite.agent.pullsecrets import auth_for
-
-            auth = await auth_for(self.fetch, pod, image)
-            # ---
+            # registry credentials: imagePullSecrets, then registries.yaml (kubelite/agent/pullsecrets.py)
+            auth = await auth_for(self.fetch, pod, image, self.registries)
             ref = await self.images.ensure_image(image, policy, auth=auth, sandbox_config=sb_config)
         except ErrImageNeverPull as exc:
             self.event(pod, "Warning", "ErrImageNeverPull", exc.message, name, init)
