@@ -17,6 +17,10 @@ class ServerConfig:
     node_name: str = ""  # the agent's Node (default: the hostname)
     compact_interval: float = 300.0
     compact_keep: int = 1000
+    # the node lifecycle controller (kube-controller-manager's flags of the same names)
+    node_monitor_period: float = 5.0
+    node_monitor_grace_period: float = 50.0
+    node_startup_grace_period: float = 60.0
 
     @property
     def db_path(self) -> Path:

@@ -36,7 +36,9 @@ def cmd_server(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = ServerConfig(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address, port=args.port,
                        disable_agent=args.disable_agent, node_name=args.node_name, compact_interval=args.compact_interval,
-                       compact_keep=args.compact_keep)
+                       compact_keep=args.compact_keep, node_monitor_period=args.node_monitor_period,
+                       node_monitor_grace_period=args.node_monitor_grace_period,
+                       node_startup_grace_period=args.node_startup_grace_period)
     import uvloop
 
     uvloop.install()
@@ -98,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--node-name", default="", help="the agent's Node name (default: the hostname)")
     s.add_argument("--compact-interval", type=float, default=300.0, help=argparse.SUPPRESS)
     s.add_argument("--compact-keep", type=int, default=1000, help=argparse.SUPPRESS)
+    s.add_argument("--node-monitor-period", type=float, default=5.0, metavar="SECONDS",
+                   help="how often node health is checked (default 5)")
+    s.add_argument("--node-monitor-grace-period", type=float, default=50.0, metavar="SECONDS",
+                   help="how long a node may post no status before it is Unknown (default 50)")
+    s.add_argument("--node-startup-grace-period", type=float, default=60.0, metavar="SECONDS",
+                   help="the same for a node never heard from (default 60)")
     sub.add_parser("kubectl", help="run the bundled kubectl with kubelite's admin kubeconfig")
     kc = sub.add_parser("kubeconfig", help="kubeconfig files")
     kcs = kc.add_subparsers(dest="kcmd", required=True)

@@ -8,10 +8,9 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
 from kubelite.api import errors
-from kubelite.client.api import Client
 from kubelite.kinds.events import event_key, make_event, observe_patch
 
 log = logging.getLogger("kubelite.events")
@@ -21,8 +20,18 @@ NORMAL = "Normal"
 WARNING = "Warning"
 
 
+class EventSink(Protocol):
+    """Where events go: the API client (``kubelite.client.api.Client``) or, in process, the
+    events store (``kubelite.controllers.events.StoreEventSink``)."""
+
+    async def create(self, api_version: str, plural: str, obj: dict[str, Any], namespace: str = "") -> Any: ...
+
+    async def patch(self, api_version: str, plural: str, name: str, patch: Any, namespace: str = "",
+                    patch_type: str = "merge") -> Any: ...
+
+
 class EventRecorder:
-    def __init__(self, client: Client, component: str, host: str = "") -> None:
+    def __init__(self, client: EventSink, component: str, host: str = "") -> None:
         self.client = client
         self.component = component
         self.host = host

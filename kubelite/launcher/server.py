@@ -26,10 +26,13 @@ from kubelite.auth.setup import Security
 from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
 from kubelite.controllers.csr import CSRApprover, CSRSigner
+from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
+from kubelite.controllers.nodelifecycle import NodeLifecycleController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
+from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.kinds.registry import Registry, default_registry
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.scheduler.scheduler import run_scheduler
@@ -102,6 +105,11 @@ class Server:
         run("token-cleaner", TokenCleaner(stores).run)
         run("garbage-collector", GarbageCollector(stores).run)
         run("resourcequota-controller", ResourceQuotaController(stores, security.quota.lock).run)
+        run("node-lifecycle-controller", NodeLifecycleController(
+            stores, monitor_period=cfg.node_monitor_period, grace_period=cfg.node_monitor_grace_period,
+            startup_grace_period=cfg.node_startup_grace_period, recorder=recorder(stores, "node-controller")).run)
+        run("taint-eviction-controller", TaintEvictionController(
+            stores, recorder(stores, "taint-eviction-controller")).run)
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
         self.api.ready = True
         log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)
