@@ -30,6 +30,7 @@ from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
+from kubelite.controllers.podgc import PodGC
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
@@ -110,6 +111,7 @@ class Server:
             startup_grace_period=cfg.node_startup_grace_period, recorder=recorder(stores, "node-controller")).run)
         run("taint-eviction-controller", TaintEvictionController(
             stores, recorder(stores, "taint-eviction-controller")).run)
+        run("pod-garbage-collector", PodGC(stores).run)
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
         self.api.ready = True
         log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)
