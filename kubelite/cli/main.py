@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from kubelite.cli.advise import register_advise_cli
 from kubelite.cli.agent import register_agent_cli
 from kubelite.cli.certs import register_certs_cli
 from kubelite.cli.images import register_images_cli
@@ -120,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     register_certs_cli(sub, default_data_dir=default_dir)
     register_uninstall_cli(sub, default_data_dir=default_dir)
     register_token_cli(sub, default_data_dir=default_dir)
+    register_advise_cli(sub)
     args = p.parse_args(argv)
-    if args.cmd in ("images", "agent", "certs", "token", "uninstall"):
+    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise"):
         return int(args.func(args) or 0)
     if args.cmd == "server":
         return cmd_server(args)
