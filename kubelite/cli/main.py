@@ -13,6 +13,7 @@ from pathlib import Path
 from kubelite.cli.advise import register_advise_cli
 from kubelite.cli.agent import register_agent_cli
 from kubelite.cli.certs import register_certs_cli
+from kubelite.cli.doctor import register_doctor_cli
 from kubelite.cli.images import register_images_cli
 from kubelite.cli.token import register_token_cli
 from kubelite.cli.uninstall import register_uninstall_cli
@@ -122,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     register_uninstall_cli(sub, default_data_dir=default_dir)
     register_token_cli(sub, default_data_dir=default_dir)
     register_advise_cli(sub)
+    register_doctor_cli(sub, default_data_dir=default_dir)
     args = p.parse_args(argv)
-    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise"):
+    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise", "doctor"):
         return int(args.func(args) or 0)
     if args.cmd == "server":
         return cmd_server(args)
