@@ -45,6 +45,7 @@ DATABASE_PORTS: dict[int, str] = {
 }
 # volume sources that are copies of API objects: every Pod can mount its own
 CONFIG_VOLUMES = ("configMap", "secret", "downwardAPI", "projected")
+_IPC = re.compile(r"\b(ipcmk|ipcs|ipcrm|shmget|msgget|semget|mq_open)\b|/dev/mqueue|/dev/shm")
 _LOCALHOST = re.compile(r"(?<![\w.-])(localhost|127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?(?![\w-])")
 
 
@@ -209,6 +210,12 @@ def analyse(spec: Obj) -> Colocation:
                     else:
                         ties.append(Tie("localhost", order(me, t),
                                         f'"{me}" talks to "{t}" at {shown} ({where})'))
+
+    # System V IPC or POSIX message queues / shared memory named in what two containers run
+    ipc = [str(c.get("name", "")) for c in containers if any(_IPC.search(t) for _, t in _texts(c))]
+    if len(ipc) >= 2 and not any(t.kind == "ipc" for t in ties):
+        ties.append(Tie("ipc", order(*ipc), ", ".join(f'"{n}"' for n in order(*ipc)) + " use the Pod's shared IPC "
+                        "namespace (System V IPC, POSIX shared memory or message queues)"))
 
     # probes aimed at another container's port (probes go to the pod's shared IP)
     for c in containers:

@@ -155,6 +155,14 @@ def test_share_process_namespace_and_shm_are_ties():
     assert c.verdict == "one-pod" and c.ties[0].kind == "ipc"
 
 
+def test_ipc_named_in_two_containers_ties_them():
+    spec = {"containers": [_c("producer", command=["sh", "-c", "ipcmk -Q && serve"]),
+                           _c("consumer", args=["--queue=/dev/mqueue/jobs"]), _c("other")]}
+    c = analyse(spec)
+    assert c.groups == (("producer", "consumer"), ("other",))
+    assert [t.kind for t in c.ties] == ["ipc"]
+
+
 def test_config_volumes_do_not_tie():
     spec = {"volumes": [{"name": "cfg", "configMap": {"name": "x"}}, {"name": "pw", "secret": {"secretName": "y"}}],
             "containers": [_c("a", volumeMounts=[{"name": "cfg", "mountPath": "/c"}, {"name": "pw", "mountPath": "/p"}]),
