@@ -10,8 +10,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from kubelite.cli.advise import register_advise_cli
 from kubelite.cli.agent import register_agent_cli
 from kubelite.cli.certs import register_certs_cli
+from kubelite.cli.doctor import register_doctor_cli
 from kubelite.cli.images import register_images_cli
 from kubelite.cli.token import register_token_cli
 from kubelite.cli.uninstall import register_uninstall_cli
@@ -120,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     register_certs_cli(sub, default_data_dir=default_dir)
     register_uninstall_cli(sub, default_data_dir=default_dir)
     register_token_cli(sub, default_data_dir=default_dir)
+    register_advise_cli(sub)
+    register_doctor_cli(sub, default_data_dir=default_dir)
     args = p.parse_args(argv)
-    if args.cmd in ("images", "agent", "certs", "token", "uninstall"):
+    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise", "doctor"):
         return int(args.func(args) or 0)
     if args.cmd == "server":
         return cmd_server(args)

@@ -102,6 +102,18 @@ class Client:
                 raise _status_error(resp.status, raw)
             return orjson.loads(raw) if raw else None
 
+    async def text(self, path: str, params: dict[str, Any] | None = None, timeout: float = 30.0) -> str:
+        """GET of a plain-text resource (``pods/<name>/log``)."""
+        url = self.server + path
+        if params:
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
+        async with self._session.get(url, headers={"Accept": "*/*"},
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise _status_error(resp.status, raw)
+            return raw.decode(errors="replace")
+
     # convenience verbs ---------------------------------------------------------
     async def get(self, api_version: str, plural: str, name: str, namespace: str = "") -> Obj:
         return await self.request("GET", resource_path(api_version, plural, namespace, name))
