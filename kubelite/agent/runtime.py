@@ -28,6 +28,7 @@ from kubelite.agent.backoff import (
 )
 from kubelite.agent.cgroups import CgroupManager
 from kubelite.agent.crispec import ContainerState, PodRuntime, format_pod
+from kubelite.agent.hooks import run_hook
 from kubelite.agent.podenv import EnvError, expand_command_and_args, make_environment
 from kubelite.agent.pullsecrets import auth_for
 from kubelite.agent.registries import Registries
@@ -236,8 +237,8 @@ class RuntimeManager:
                 # it starts again in this pass unless restartPolicy is Never
                 restart = policy != "Never"
                 msg = f"Container {ct['name']} failed {probe_failed} probe"
-                self.event(pod, "Normal", "Killing", f"{msg}, will be restarted" if restart else msg, ct["name"])
-                await self._stop(c.id, self._probe_grace(pod, ct, probe_failed))
+                await self.kill_container(pod, ct, c, self._probe_grace(pod, ct, probe_failed),
+                                          f"{msg}, will be restarted" if restart else msg, ctx.ips)
                 res.changed = True
                 if not restart:
                     return
@@ -246,9 +247,8 @@ class RuntimeManager:
             if c.sandbox_id == sb_id and c.hash == crispec.container_hash(ct):
                 return
             # spec changed (or it runs in an old sandbox): restart it
-            self.event(pod, "Normal", "Killing", f"Container {ct['name']} definition changed, will be restarted",
-                       ct["name"])
-            await self._stop(c.id, self._grace(pod, None))
+            await self.kill_container(pod, ct, c, self._grace(pod, None),
+                                      f"Container {ct['name']} definition changed, will be restarted", ctx.ips)
             res.changed = True
         elif c is not None and c.state == "exited" and c.sandbox_id == sb_id and not should_restart(policy, c):
             return
@@ -432,6 +432,15 @@ class RuntimeManager:
                 return
         self.event(pod, "Normal", "Started", f"Started container {name}", name, init)
         res.changed = True
+        post_start = (ct.get("lifecycle") or {}).get("postStart")
+        if isinstance(post_start, dict):
+            # the kubelet runs the hook right after the start; a failure kills the container
+            failed = await run_hook(self.rt, pod, ct, cresp.container_id, post_start, ctx.ips[0] if ctx.ips else "")
+            if failed is not None:
+                self.event(pod, "Warning", "FailedPostStartHook", failed, name, init)
+                self.event(pod, "Normal", "Killing", "FailedPostStartHook", name, init)
+                await self._stop(cresp.container_id, self._grace(pod, None))
+                res.waiting[name] = ("PostStartHookError", failed)
 
     async def _image_status(self, image: str) -> Any:
         """ImageStatus, a present image's answer reused for IMAGE_STATUS_TTL (a burst of pods
@@ -548,15 +557,39 @@ class RuntimeManager:
         with contextlib.suppress(grpc.aio.AioRpcError):
             await self.rt.RemoveContainer(cri.RemoveContainerRequest(container_id=container_id), timeout=60)
 
+    async def kill_container(self, pod: Obj, spec_c: Obj | None, c: ContainerState, grace: int, message: str = "",
+                             ips: list[str] | None = None, events: bool = True) -> None:
+        """killContainer: the Killing event, the preStop hook (within the grace period; a
+        failure is a FailedPreStopHook event), then the stop with what is left of the grace
+        period (never under the 2 s minimum)."""
+        if events:
+            self.event(pod, "Normal", "Killing", message or f"Stopping container {c.name}", c.name, c.is_init)
+        pre_stop = ((spec_c or {}).get("lifecycle") or {}).get("preStop")
+        if isinstance(pre_stop, dict) and grace > 0:
+            t0 = time.monotonic()
+            pod_ip = (ips or [""])[0] if ips else ((pod.get("status") or {}).get("podIP") or "")
+            try:
+                failed = await asyncio.wait_for(run_hook(self.rt, pod, spec_c or {}, c.id, pre_stop, pod_ip), grace)
+            except TimeoutError:
+                failed = None
+                log.info("preStop hook of %s/%s not completed in its grace period", format_pod(pod), c.name)
+            if failed is not None:
+                log.info("preStop hook failed: %s", failed)
+                # the kubelet keeps the message out of the event, lest secrets leak
+                self.event(pod, "Warning", "FailedPreStopHook", "PreStopHook failed", c.name, c.is_init)
+            grace -= int(time.monotonic() - t0)
+        await self._stop(c.id, max(grace, MIN_GRACE_PERIOD))
+
     async def kill_pod(self, pod: Obj | None, pr: PodRuntime, grace: int | None = None, events: bool = True) -> None:
         """killPodWithSyncResult: stop the running containers (in parallel, each with the grace
-        period), then stop every sandbox of the pod. Nothing is removed."""
+        period and its preStop hook), then stop every sandbox of the pod. Nothing is removed."""
         g = self._grace(pod, grace) if pod is not None else max(grace or MIN_GRACE_PERIOD, MIN_GRACE_PERIOD)
 
         async def stop_one(c: ContainerState) -> None:
-            if events and pod is not None:
-                self.event(pod, "Normal", "Killing", f"Stopping container {c.name}", c.name, c.is_init)
-            await self._stop(c.id, g)
+            if pod is None:
+                await self._stop(c.id, g)
+                return
+            await self.kill_container(pod, _spec_of(pod, c.name), c, g, events=events)
 
         await asyncio.gather(*(stop_one(c) for c in pr.running()))
         for sb in pr.sandboxes:
@@ -612,6 +645,15 @@ class _SyncPass:
         if self._volumes is None:
             self._volumes = asyncio.ensure_future(self.rm.volumes.setup(self.pod, self.rm.fetch))
         return await asyncio.shield(self._volumes)
+
+
+def _spec_of(pod: Obj, name: str) -> Obj | None:
+    spec = pod.get("spec") or {}
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        for c in spec.get(key) or []:
+            if isinstance(c, dict) and c.get("name") == name:
+                return c
+    return None
 
 
 def crispec_cgroup_name(pod: Obj) -> str:

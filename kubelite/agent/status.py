@@ -152,6 +152,23 @@ def _cond(ctype: str, ok: bool, reason: str = "", message: str = "") -> Obj:
     return c
 
 
+def _ready_with_gates(spec: Obj, api_conditions: list[Obj]) -> Obj:
+    """generatePodReadyCondition once the containers are ready: every readiness gate's
+    condition (written by others into the pod's status) must be True as well."""
+    have = {c.get("type"): c for c in api_conditions if isinstance(c, dict)}
+    unready = []
+    for gate in spec.get("readinessGates") or []:
+        t = gate.get("conditionType") if isinstance(gate, dict) else None
+        c = have.get(t)
+        if c is None:
+            unready.append(f'corresponding condition of pod readiness gate "{t}" does not exist.')
+        elif c.get("status") != "True":
+            unready.append(f'the status of pod readiness gate "{t}" is not "True", but {c.get("status")}')
+    if unready:
+        return _cond("Ready", False, "ReadinessGatesNotReady", ", ".join(unready))
+    return _cond("Ready", True)
+
+
 def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]], host_ip: str,
                     pod_is_terminal: bool = False, ready_fn: Any = None, started_fn: Any = None,
                     previous: Obj | None = None) -> Obj:
@@ -206,7 +223,7 @@ def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]
         rd = _cond("Ready", False, "ContainersNotReady", msg)
     else:
         cr = _cond("ContainersReady", True)
-        rd = _cond("Ready", True)
+        rd = _ready_with_gates(spec, api.get("conditions") or [])
     conds += [cr, rd]
     # keep the conditions others own, in their place; transition times only move on change
     old_conds = {c.get("type"): c for c in old.get("conditions") or []}

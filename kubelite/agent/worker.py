@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from kubelite.agent.crispec import PodRuntime, RuntimeCache
@@ -92,6 +93,10 @@ class PodWorker:
             return RESYNC_INTERVAL
         if self.owner.first_sync_at.get(self.uid) is None:
             self.owner.first_sync_at[self.uid] = time.monotonic()
+        left = deadline_left(pod, self.owner.status.latest(self.uid))
+        if left is not None and left <= 0:
+            await self._deadline_exceeded(pr)
+            return RESYNC_INTERVAL
         res = await rm.sync_pod(pod, pr)
         for name in list(self.waiting):
             if name not in res.waiting:
@@ -119,7 +124,23 @@ class PodWorker:
             self._acted()
             return RESYNC_INTERVAL
         wake = res.next_wake if res.next_wake is not None else RESYNC_INTERVAL
+        if left is not None:
+            wake = min(wake, left + 0.05)  # wake up when the active deadline passes
         return min(wake, RESYNC_INTERVAL)
+
+    async def _deadline_exceeded(self, pr: PodRuntime) -> None:
+        """The kubelet's active deadline handler: the pod fails with DeadlineExceeded and its
+        containers are killed."""
+        rm: RuntimeManager = self.owner.runtime
+        pod = self.pod
+        rm.event(pod, "Normal", DEADLINE_EXCEEDED, DEADLINE_MESSAGE)
+        self.terminal_done = True
+        self.owner.probes_remove(self.uid)
+        await rm.kill_pod(pod, pr)
+        self._acted()
+        status = self._status(await self._runtime(), {}, terminal=True)
+        status.update(phase="Failed", reason=DEADLINE_EXCEEDED, message=DEADLINE_MESSAGE)
+        self.owner.status.set_status(pod, status)
 
     async def _terminate(self) -> None:
         """Kill with the grace period, tear everything down, then confirm the deletion."""
@@ -148,6 +169,23 @@ class PodWorker:
 
 
 _IGNORED_METADATA = ("resourceVersion", "managedFields")
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+
+
+def deadline_left(pod: Obj, latest: Obj | None) -> float | None:
+    """Seconds until spec.activeDeadlineSeconds has passed since the pod's startTime (None: no deadline)."""
+    ads = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    if not isinstance(ads, int) or isinstance(ads, bool):
+        return None
+    start = (latest or {}).get("startTime") or (pod.get("status") or {}).get("startTime")
+    if not isinstance(start, str):
+        return float(ads)
+    try:
+        t0 = datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return float(ads)
+    return t0 + ads - time.time()
 
 
 def _needs_sync(old: Obj, new: Obj) -> bool:
@@ -157,11 +195,19 @@ def _needs_sync(old: Obj, new: Obj) -> bool:
     status is terminal (someone else ended the pod)."""
     if old.get("spec") != new.get("spec"):
         return True
+    gates = {g.get("conditionType") for g in (new.get("spec") or {}).get("readinessGates") or [] if isinstance(g, dict)}
+    if gates and _gate_conditions(old, gates) != _gate_conditions(new, gates):
+        return True  # a readiness gate's condition (set by a client) decides Ready
     om, nm = old.get("metadata") or {}, new.get("metadata") or {}
     if any(om.get(k) != nm.get(k) for k in set(om) | set(nm) if k not in _IGNORED_METADATA):
         return True
     new_phase = (new.get("status") or {}).get("phase")
     return new_phase in TERMINAL and (old.get("status") or {}).get("phase") != new_phase
+
+
+def _gate_conditions(pod: Obj, gates: set[Any]) -> list[tuple[Any, Any]]:
+    return sorted((c.get("type"), c.get("status")) for c in (pod.get("status") or {}).get("conditions") or []
+                  if isinstance(c, dict) and c.get("type") in gates)
 
 
 def _name(pod: Obj) -> str:

@@ -55,6 +55,19 @@ def _in_terminal(server, *args: str, script: list[tuple[str, str]], timeout: flo
                     except OSError:  # kubectl exited and closed the terminal
                         break
             os.write(leader, send.encode())
+        # what kubectl prints after the last input, until it exits and the terminal closes
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
         proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if proc.poll() is None:

@@ -1,0 +1,137 @@
+"""Pod fields the kubelet acts on, as the node conformance tests check them: lifecycle hooks
+(postStart/preStop, exec and httpGet, a failing postStart), activeDeadlineSeconds and
+readinessGates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.harness import wait_until
+from tests.e2e.test_agent_support import BUSYBOX, KUARD, full_cluster, get_pod, http_get
+
+NODE = "kl-e2e-fields"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with full_cluster(tmp_path_factory.mktemp("fields") / "data", NODE) as c:
+        yield c
+
+
+def _apply(server, manifest: dict) -> None:
+    server.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def _pod(name: str, containers: list[dict], **spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": containers, **spec}}
+
+
+def _cond(pod: dict, ctype: str) -> dict:
+    return next((c for c in pod["status"].get("conditions") or [] if c["type"] == ctype), {})
+
+
+def _running(server, name: str) -> dict:
+    return wait_until(lambda: (p := get_pod(server, name)) and p["status"].get("phase") == "Running" and p,
+                      90, 0.2, f"{name} running")
+
+
+def _logs(server, name: str, container: str) -> str:
+    return server.kubectl("logs", name, "-c", container, check=False).stdout
+
+
+def _events(server, name: str) -> list[dict]:
+    out = server.kubectl("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json").stdout
+    return json.loads(out)["items"]
+
+
+def test_prestop_exec_runs_before_the_stop_signal(cluster):
+    server, _ = cluster
+    shared = [{"name": "shared", "mountPath": "/shared"}]
+    _apply(server, _pod("prestop", [
+        {"name": "main", "image": BUSYBOX, "volumeMounts": shared,
+         "command": ["sh", "-c", "trap 'test -f /shared/marker && echo term-after-marker; exit 0' TERM; "
+                                 "while :; do sleep 0.2; done"],
+         "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo bye > /shared/marker; sleep 2"]}}}},
+        {"name": "watcher", "image": BUSYBOX, "volumeMounts": shared,
+         "command": ["sh", "-c", "while [ ! -f /shared/marker ]; do sleep 0.1; done; echo saw-marker; "
+                                 "while :; do sleep 1; done"]}],
+        volumes=[{"name": "shared", "emptyDir": {}}], terminationGracePeriodSeconds=15))
+    _running(server, "prestop")
+    server.kubectl("delete", "pod", "prestop", "--wait=false")
+    # while the pod terminates: the sidecar saw the hook's marker, and the main container got
+    # its SIGTERM only after the hook had written it
+    wait_until(lambda: "saw-marker" in _logs(server, "prestop", "watcher"), 30, 0.3, "the sidecar saw the marker")
+    wait_until(lambda: "term-after-marker" in _logs(server, "prestop", "main"), 30, 0.3, "TERM after the hook")
+    wait_until(lambda: get_pod(server, "prestop") is None, 60, 0.3, "pod gone")
+
+
+def test_poststart_exec_and_http_hooks(cluster):
+    server, _ = cluster
+    _apply(server, _pod("handler", [{"name": "kuard", "image": KUARD}]))
+    handler = _running(server, "handler")
+    hip = handler["status"]["podIP"]
+    _apply(server, _pod("hooked", [
+        {"name": "c", "image": BUSYBOX,
+         "command": ["sh", "-c", "while [ ! -f /tmp/post ]; do sleep 0.1; done; cat /tmp/post; sleep 3600"],
+         "lifecycle": {
+             "postStart": {"exec": {"command": ["sh", "-c", "echo poststart-ran > /tmp/post"]}},
+             "preStop": {"httpGet": {"host": hip, "port": 8080, "path": "/ready/api/fail?n=7"}}}}],
+        terminationGracePeriodSeconds=5))
+    _running(server, "hooked")
+    wait_until(lambda: "poststart-ran" in _logs(server, "hooked", "c"), 30, 0.3, "postStart ran")
+    server.kubectl("delete", "pod", "hooked", "--wait=true", "--timeout=60s")
+    # the preStop GET reached the handler: its readiness is now armed to fail 7 times
+    code, body = http_get(f"http://{hip}:8080/ready/api/config")
+    assert code == 200 and json.loads(body)["failNext"] == 7, body
+
+
+def test_failing_poststart_kills_the_container(cluster):
+    server, _ = cluster
+    # (the kill uses the pod's grace period, as the kubelet's: keep it short, sleep ignores SIGTERM)
+    _apply(server, _pod("badhook", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                                     "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "exit 3"]}}}}],
+                        terminationGracePeriodSeconds=2))
+    ev = wait_until(lambda: next((e for e in _events(server, "badhook") if e["reason"] == "FailedPostStartHook"), None),
+                    60, 0.3, "FailedPostStartHook event")
+    pod = get_pod(server, "badhook")
+    uid = pod["metadata"]["uid"]
+    assert ev["type"] == "Warning"
+    assert ev["message"] == (f'Exec lifecycle hook ([sh -c exit 3]) for Container "c" in Pod "badhook_default({uid})" '
+                             f"failed - error: command 'sh -c exit 3' exited with 3: , message: \"\"")
+    # killed, and started again by the restart policy
+    wait_until(lambda: (get_pod(server, "badhook")["status"].get("containerStatuses") or [{}])[0].get(
+        "restartCount", 0) >= 1, 60, 0.3, "restarted")
+    server.kubectl("delete", "pod", "badhook", "--grace-period=1", "--wait=false")
+
+
+def test_active_deadline_fails_the_pod(cluster):
+    server, _ = cluster
+    _apply(server, _pod("deadline", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        activeDeadlineSeconds=3, terminationGracePeriodSeconds=1))
+    pod = wait_until(lambda: (p := get_pod(server, "deadline")) and p["status"].get("phase") == "Failed" and p,
+                     40, 0.3, "Failed")
+    assert pod["status"]["reason"] == "DeadlineExceeded"
+    assert pod["status"]["message"] == "Pod was active on the node longer than the specified deadline"
+    assert any(e["reason"] == "DeadlineExceeded" for e in _events(server, "deadline"))
+
+
+def test_readiness_gates(cluster):
+    server, _ = cluster
+    _apply(server, _pod("gated", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        readinessGates=[{"conditionType": "example.com/feature-1"}]))
+    pod = wait_until(lambda: (p := get_pod(server, "gated")) and _cond(p, "ContainersReady").get("status") == "True"
+                     and p, 60, 0.3, "containers ready")
+    ready = _cond(pod, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ReadinessGatesNotReady"
+    assert ready["message"] == 'corresponding condition of pod readiness gate "example.com/feature-1" does not exist.'
+    server.kubectl("patch", "pod", "gated", "--subresource=status", "--type=strategic", "-p", json.dumps(
+        {"status": {"conditions": [{"type": "example.com/feature-1", "status": "False"}]}}))
+    wait_until(lambda: _cond(get_pod(server, "gated"), "Ready").get("message") ==
+               'the status of pod readiness gate "example.com/feature-1" is not "True", but False', 20, 0.3,
+               "gate False")
+    server.kubectl("patch", "pod", "gated", "--subresource=status", "--type=strategic", "-p", json.dumps(
+        {"status": {"conditions": [{"type": "example.com/feature-1", "status": "True"}]}}))
+    wait_until(lambda: _cond(get_pod(server, "gated"), "Ready").get("status") == "True", 20, 0.3, "Ready")
