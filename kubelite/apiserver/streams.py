@@ -131,12 +131,7 @@ class StreamHandlers:
             if upstream.status != 200:
                 text = (await upstream.text()).strip()
                 raise _agent_error(upstream.status, text, "pods/log", t.name)
-            out = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
-            await out.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await out.write(chunk)
-            await out.write_eof()
-            return out
+            return await _relay_body(request, upstream, 200, {"Content-Type": "text/plain"})
         finally:
             upstream.close()  # a follow the client left: drop the agent connection too
 
@@ -158,13 +153,8 @@ class StreamHandlers:
         except (aiohttp.ClientError, OSError) as exc:
             raise _agent_unreachable(t.name, exc) from exc
         try:
-            out = web.StreamResponse(status=upstream.status, headers={
+            return await _relay_body(request, upstream, upstream.status, {
                 k: v for k, v in upstream.headers.items() if k.lower() in _PROXIED_RESPONSE_HEADERS})
-            await out.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await out.write(chunk)
-            await out.write_eof()
-            return out
         finally:
             upstream.close()
 
@@ -404,6 +394,17 @@ class StreamHandlers:
             for a in agents:
                 if a is not None:
                     await a.close()
+
+
+async def _relay_body(request: web.Request, upstream: aiohttp.ClientResponse, status: int,
+                      headers: dict[str, str]) -> web.StreamResponse:
+    """Stream an agent's response body to the client as it comes."""
+    out = web.StreamResponse(status=status, headers=headers)
+    await out.prepare(request)
+    async for chunk in upstream.content.iter_any():
+        await out.write(chunk)
+    await out.write_eof()
+    return out
 
 
 async def _finish(data: spdy.SpdyStream, err: spdy.SpdyStream, message: str) -> None:

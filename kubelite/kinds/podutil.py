@@ -138,78 +138,32 @@ def qos_class(pod: Obj) -> str:
     return q if q else compute_qos_class(pod)
 
 
-def pod_requests(pod: Obj) -> dict[str, Decimal]:
-    """Effective requests (resourcehelper.PodRequests): containers summed, init containers in order
-    (restartable sidecars accumulate), the max taken, plus spec.overhead; pod-level requests win."""
+def _effective(pod: Obj, which: str) -> dict[str, Decimal]:
+    """resourcehelper.PodRequests / PodLimits over ``which`` ("requests" or "limits"): app
+    containers summed, init containers in order (restartable sidecars accumulate and stay),
+    the largest of the two taken, pod-level values winning for cpu/memory/hugepages, plus
+    spec.overhead (for limits only where a limit exists)."""
     spec = _d(pod.get("spec"))
-    pres = _d(_d(spec.get("resources")).get("requests"))
-    reqs: dict[str, Decimal] = {}
-    for c in _l(spec.get("containers")):
-        for name, v in _d(_d(_d(c).get("resources")).get("requests")).items():
-            q = _q(v)
-            if q is not None:
-                reqs[name] = reqs.get(name, Decimal(0)) + q
-    restartable: dict[str, Decimal] = {}
-    init_max: dict[str, Decimal] = {}
-    for c in _l(spec.get("initContainers")):
-        c = _d(c)
-        creq: dict[str, Decimal] = {}
-        for name, v in _d(_d(c.get("resources")).get("requests")).items():
-            q = _q(v)
-            if q is not None:
-                creq[name] = q
-        if c.get("restartPolicy") == "Always":
-            for name, q in creq.items():
-                reqs[name] = reqs.get(name, Decimal(0)) + q
-                restartable[name] = restartable.get(name, Decimal(0)) + q
-            tmp = dict(restartable)
-        else:
-            tmp = dict(restartable)
-            for name, q in creq.items():
-                tmp[name] = tmp.get(name, Decimal(0)) + q
-        for name, q in tmp.items():
-            if q > init_max.get(name, Decimal(-1)):
-                init_max[name] = q
-    for name, q in init_max.items():
-        if q > reqs.get(name, Decimal(0)):
-            reqs[name] = q
-    for name, v in pres.items():
-        if name in ("cpu", "memory") or name.startswith("hugepages-"):
-            q = _q(v)
-            if q is not None:
-                reqs[name] = q
-    for name, v in _d(spec.get("overhead")).items():
-        q = _q(v)
-        if q is not None:
-            reqs[name] = reqs.get(name, Decimal(0)) + q
-    return reqs
 
+    def of(c: Any) -> dict[str, Decimal]:
+        return {n: q for n, v in _d(_d(_d(c).get("resources")).get(which)).items() if (q := _q(v)) is not None}
 
-def pod_limits(pod: Obj) -> dict[str, Decimal]:
-    """Effective limits (resourcehelper.PodLimits): as :func:`pod_requests` over limits —
-    containers and restartable sidecars summed, the largest init container, plus overhead for
-    resources that have a limit; pod-level limits win."""
-    spec = _d(pod.get("spec"))
-    plim = _d(_d(spec.get("resources")).get("limits"))
     out: dict[str, Decimal] = {}
     for c in _l(spec.get("containers")):
-        for name, v in _d(_d(_d(c).get("resources")).get("limits")).items():
-            q = _q(v)
-            if q is not None:
-                out[name] = out.get(name, Decimal(0)) + q
+        for name, q in of(c).items():
+            out[name] = out.get(name, Decimal(0)) + q
     restartable: dict[str, Decimal] = {}
     init_max: dict[str, Decimal] = {}
     for c in _l(spec.get("initContainers")):
-        c = _d(c)
-        clim = {n: q for n, v in _d(_d(c.get("resources")).get("limits")).items() if (q := _q(v)) is not None}
-        if c.get("restartPolicy") == "Always":
-            for name, q in clim.items():
+        cres = of(c)
+        if _d(c).get("restartPolicy") == "Always":
+            for name, q in cres.items():
                 out[name] = out.get(name, Decimal(0)) + q
                 restartable[name] = restartable.get(name, Decimal(0)) + q
             tmp = dict(restartable)
         else:
             tmp = dict(restartable)
-            for name, q in clim.items():
+            for name, q in cres.items():
                 tmp[name] = tmp.get(name, Decimal(0)) + q
         for name, q in tmp.items():
             if q > init_max.get(name, Decimal(-1)):
@@ -217,13 +171,20 @@ def pod_limits(pod: Obj) -> dict[str, Decimal]:
     for name, q in init_max.items():
         if q > out.get(name, Decimal(0)):
             out[name] = q
-    for name, v in plim.items():
-        if name in ("cpu", "memory") or name.startswith("hugepages-"):
-            q = _q(v)
-            if q is not None:
-                out[name] = q
+    for name, v in _d(_d(spec.get("resources")).get(which)).items():
+        if (name in ("cpu", "memory") or name.startswith("hugepages-")) and (pq := _q(v)) is not None:
+            out[name] = pq
     for name, v in _d(spec.get("overhead")).items():
-        q = _q(v)
-        if q is not None and name in out:
-            out[name] += q
+        if (oq := _q(v)) is not None and (which == "requests" or name in out):
+            out[name] = out.get(name, Decimal(0)) + oq
     return out
+
+
+def pod_requests(pod: Obj) -> dict[str, Decimal]:
+    """Effective requests (resourcehelper.PodRequests), what the scheduler and quota count."""
+    return _effective(pod, "requests")
+
+
+def pod_limits(pod: Obj) -> dict[str, Decimal]:
+    """Effective limits (resourcehelper.PodLimits)."""
+    return _effective(pod, "limits")
