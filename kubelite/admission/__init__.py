@@ -12,6 +12,7 @@ from kubelite.admission.limitranger import LimitRanger
 from kubelite.admission.namespace_lifecycle import NamespaceLifecycle
 from kubelite.admission.noderestriction import NodeRestriction
 from kubelite.admission.podsecurity import PodSecurity
+from kubelite.admission.priority import PriorityAdmission
 from kubelite.admission.rbac_escalation import RBACEscalation
 from kubelite.admission.resourcequota import ResourceQuotaAdmission
 from kubelite.admission.serviceaccount import ServiceAccountAdmission
@@ -25,6 +26,7 @@ def build_chain(stores: Stores, quota: ResourceQuotaAdmission | None = None, aut
     chain.add(NamespaceLifecycle(stores.get("", "namespaces")))
     chain.add(LimitRanger(stores))
     chain.add(ServiceAccountAdmission(stores))
+    chain.add(PriorityAdmission(stores))
     chain.add(NodeRestriction())
     chain.add(PodSecurity(stores))
     chain.add(quota or ResourceQuotaAdmission(stores))

@@ -276,7 +276,7 @@ def default_pod(pod: Obj) -> None:
 
 
 def admit_pod(pod: Obj) -> None:
-    """The create-time mutations of the default admission chain (ServiceAccount, Priority,
+    """The create-time mutations of the default admission chain (ServiceAccount,
     DefaultTolerationSeconds). Upstream they run on create only, so updates do not re-add them."""
     spec = pod.get("spec")
     if not isinstance(spec, dict):
@@ -285,7 +285,8 @@ def admit_pod(pod: Obj) -> None:
     if not spec.get("serviceAccountName"):
         spec["serviceAccountName"] = DEFAULT_SERVICE_ACCOUNT
     spec["serviceAccount"] = spec["serviceAccountName"]
-    # Priority admission (no PriorityClass objects: no global default, priority 0)
+    # Priority: kubelite/admission/priority.py resolves priorityClassName before this runs;
+    # what it leaves unset (no class named, no admission chain) is upstream's "no default" 0
     if spec.get("priority") is None and not spec.get("priorityClassName"):
         spec["priority"] = 0
     if not spec.get("preemptionPolicy"):

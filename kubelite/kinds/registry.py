@@ -69,6 +69,7 @@ def default_registry() -> Registry:
         namespaces,
         nodes,
         pods,
+        priorityclasses,
         rbac,
         resourcequota,
         secrets,
@@ -97,4 +98,5 @@ def default_registry() -> Registry:
         authorization.SUBJECTACCESSREVIEW,
         authorization.SELFSUBJECTREVIEW,
         certificates.CSR,
+        priorityclasses.PRIORITYCLASS,
     ])

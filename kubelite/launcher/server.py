@@ -9,13 +9,16 @@ restarts it when it ends and reports it in /readyz.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 
 from kubelite.agent.agent import run_agent
+from kubelite.api import errors
 from kubelite.apiserver.auth import Authenticator, auth_middleware
 from kubelite.apiserver.handlers import APIHandler
+from kubelite.apiserver.registry import WriteOptions
 from kubelite.apiserver.rest import NODE_STREAMS, RESTContext
 from kubelite.apiserver.server import APIServer
 from kubelite.apiserver.stores import Stores
@@ -34,6 +37,7 @@ from kubelite.controllers.podgc import PodGC
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
+from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.scheduler.scheduler import run_scheduler
@@ -44,6 +48,14 @@ from kubelite.tls.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
 from kubelite.tls.reload import ServingCertReloader
 
 log = logging.getLogger("kubelite.server")
+
+
+async def bootstrap_priority_classes(stores: Stores) -> None:
+    """The apiserver's scheduling/bootstrap-system-priority-classes post-start hook."""
+    pcs = stores.get("scheduling.k8s.io", "priorityclasses")
+    for name in SYSTEM_CLASSES:
+        with contextlib.suppress(errors.StatusError):  # already there
+            await pcs.create("", system_class(name), WriteOptions(field_manager="kube-apiserver"))
 
 
 def make_store(cfg: ServerConfig) -> Store:
@@ -95,6 +107,7 @@ class Server:
         await security.bootstrap()
         namespaces = NamespaceController(stores)
         await namespaces.bootstrap()
+        await bootstrap_priority_classes(stores)
 
         # the controllers (kube-controller-manager's share of k3s)
         run("namespace-controller", namespaces.run)

@@ -137,3 +137,29 @@ spec:
                     '{"spec":{"containers":[{"name":"big","image":"busybox","resources":{"limits":{"cpu":"2"}}}]}}',
                     check=False)
     assert 'pods "big" is forbidden: maximum cpu usage per Container is 1, but limit is 2' in r.stderr
+
+
+def test_priority_classes(srv):
+    rows = srv.kubectl("get", "priorityclasses").stdout.splitlines()
+    assert rows[0].split() == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
+    names = {r.split()[0]: r.split()[1] for r in rows[1:]}
+    assert names == {"system-cluster-critical": "2000000000", "system-node-critical": "2000001000"}
+    srv.kubectl("create", "namespace", "prio")
+    srv.kubectl("-n", "prio", "run", "crit", "--image=busybox", "--overrides",
+                '{"spec":{"priorityClassName":"system-node-critical"}}')
+    pod = json.loads(srv.kubectl("-n", "prio", "get", "pod", "crit", "-o", "json").stdout)
+    assert pod["spec"]["priority"] == 2000001000 and pod["spec"]["preemptionPolicy"] == "PreemptLowerPriority"
+    r = srv.kubectl("-n", "prio", "run", "ghost", "--image=busybox", "--overrides",
+                    '{"spec":{"priorityClassName":"no-such-class"}}', check=False)
+    assert 'pods "ghost" is forbidden: no PriorityClass with name no-such-class was found' in r.stderr
+    srv.kubectl("create", "priorityclass", "batch-low", "--value=10", "--global-default=true",
+                "--preemption-policy=Never")
+    srv.kubectl("-n", "prio", "run", "plain", "--image=busybox")
+    pod = json.loads(srv.kubectl("-n", "prio", "get", "pod", "plain", "-o", "json").stdout)
+    assert (pod["spec"]["priorityClassName"], pod["spec"]["priority"], pod["spec"]["preemptionPolicy"]) == \
+        ("batch-low", 10, "Never")
+    two = srv.kubectl("create", "priorityclass", "another", "--value=20", "--global-default=true", check=False)
+    assert "PriorityClass batch-low is already marked as default. Only one default can exist" in two.stderr
+    sys_bad = srv.kubectl("create", "priorityclass", "system-mine", "--value=5", check=False)
+    assert "priority class names with 'system-' prefix are reserved for system use only" in sys_bad.stderr
+    srv.kubectl("delete", "priorityclass", "batch-low")

@@ -23,7 +23,7 @@ from tests.e2e import throwaway_kind
 default = registry.default_registry
 def with_throwaway():
     reg = default()
-    reg.add(throwaway_kind.PRIORITYCLASS)  # the one registry line
+    reg.add(throwaway_kind.INGRESSCLASS)  # the one registry line
     return reg
 registry.default_registry = with_throwaway
 import kubelite.launcher.server as launcher
@@ -50,27 +50,26 @@ def srv(tmp_path_factory):
 
 
 MANIFEST = """
-apiVersion: scheduling.k8s.io/v1
-kind: PriorityClass
-metadata: {name: high}
-value: 1000
-description: for the test
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: edge}
+spec: {controller: example.com/edge, parameters: {apiGroup: example.com, kind: Params, name: p1}}
 """
 
 
 def test_discovery_openapi_and_tables(srv):
-    rows = srv.kubectl("api-resources", "--api-group=scheduling.k8s.io").stdout.splitlines()
-    assert rows[1].split() == ["priorityclasses", "pc", "scheduling.k8s.io/v1", "false", "PriorityClass"]
-    explain = srv.kubectl("explain", "priorityclass.value").stdout
-    assert "FIELD: value <integer>" in explain and "actual priority that pods receive" in explain
-    assert srv.kubectl("apply", "-f", "-", input=MANIFEST).stdout.strip() == "priorityclass.scheduling.k8s.io/high created"
-    table = srv.kubectl("get", "pc").stdout.splitlines()
-    assert table[0].split() == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
-    assert table[1].split()[:3] == ["high", "1000", "false"] and table[1].split()[-1] == "PreemptLowerPriority"
-    bad = srv.kubectl("apply", "-f", "-", check=False, input=MANIFEST.replace("high", "huge").replace(
-        "1000", "2000000000"))
-    assert bad.returncode != 0 and ('The PriorityClass "huge" is invalid: value: Forbidden: maximum allowed value '
-                                    'of a user defined priority is 1000000000') in bad.stderr
+    rows = srv.kubectl("api-resources", "--api-group=networking.k8s.io").stdout.splitlines()
+    assert rows[1].split() == ["ingressclasses", "networking.k8s.io/v1", "false", "IngressClass"]
+    explain = srv.kubectl("explain", "ingressclass.spec.controller").stdout
+    assert "FIELD: controller <string>" in explain and "controller refers to the name of the controller" in explain
+    assert srv.kubectl("apply", "-f", "-", input=MANIFEST).stdout.strip() == "ingressclass.networking.k8s.io/edge created"
+    table = srv.kubectl("get", "ingressclasses").stdout.splitlines()
+    assert table[0].split() == ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]
+    assert table[1].split()[:3] == ["edge", "example.com/edge", "Params/p1"]
+    bad = srv.kubectl("apply", "-f", "-", check=False, input=MANIFEST.replace("edge", "bad").replace(
+        "example.com/bad", "nodomain"))
+    assert bad.returncode != 0 and ('The IngressClass "bad" is invalid: spec.controller: Invalid value: "nodomain": '
+                                    'must be a domain-prefixed path') in bad.stderr
 
 
 def test_crud_and_watch_with_the_official_client(srv):
@@ -78,34 +77,35 @@ def test_crud_and_watch_with_the_official_client(srv):
 
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(srv.kubeconfig), client_configuration=cfg)
-    api = client.SchedulingV1Api(client.ApiClient(cfg))
+    api = client.NetworkingV1Api(client.ApiClient(cfg))
     seen: list[tuple[str, str]] = []
-    rv = api.list_priority_class().metadata.resource_version
+    rv = api.list_ingress_class().metadata.resource_version
 
     def watch_events() -> None:
         w = watch.Watch()
-        for ev in w.stream(api.list_priority_class, resource_version=rv, timeout_seconds=20):
+        for ev in w.stream(api.list_ingress_class, resource_version=rv, timeout_seconds=20):
             seen.append((ev["type"], ev["object"].metadata.name))
             if ev["type"] == "DELETED":
                 w.stop()
 
     t = threading.Thread(target=watch_events, daemon=True)
     t.start()
-    api.create_priority_class(client.V1PriorityClass(metadata=client.V1ObjectMeta(name="w1"), value=7))
-    api.patch_priority_class("w1", {"description": "patched"})
-    assert api.read_priority_class("w1").description == "patched"
-    api.delete_priority_class("w1")
+    api.create_ingress_class(client.V1IngressClass(metadata=client.V1ObjectMeta(name="w1"),
+                                                   spec=client.V1IngressClassSpec(controller="example.com/w")))
+    api.patch_ingress_class("w1", {"metadata": {"labels": {"patched": "yes"}}})
+    assert api.read_ingress_class("w1").metadata.labels == {"patched": "yes"}
+    api.delete_ingress_class("w1")
     t.join(25)
     assert seen == [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w1")]
 
 
 def test_protobuf_body(srv):
-    body = protobuf.encode({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                            "metadata": {"name": "proto"}, "value": 42})
-    status, _, raw = raw_request(srv, "POST", "/apis/scheduling.k8s.io/v1/priorityclasses", body,
+    body = protobuf.encode({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                            "metadata": {"name": "proto"}, "spec": {"controller": "example.com/proto"}})
+    status, _, raw = raw_request(srv, "POST", "/apis/networking.k8s.io/v1/ingressclasses", body,
                                  {"Content-Type": "application/vnd.kubernetes.protobuf", "Accept": "application/json"})
     assert status == 201, raw
-    assert json.loads(raw)["value"] == 42
+    assert json.loads(raw)["spec"]["controller"] == "example.com/proto"
 
 
 def test_rbac(srv, tmp_path):
@@ -113,11 +113,12 @@ def test_rbac(srv, tmp_path):
     subprocess.run([sys.executable, "-m", "kubelite", "kubeconfig", "create", "--user", "alice", "--data-dir",
                     str(srv.data_dir), "--output", str(kc)], check=True, cwd=ROOT)
     env = {"KUBECONFIG": str(kc)}
-    denied = srv.kubectl("get", "pc", env=env, check=False)
-    assert ('priorityclasses.scheduling.k8s.io is forbidden: User "alice" cannot list resource "priorityclasses" in '
-            'API group "scheduling.k8s.io" at the cluster scope') in denied.stderr
-    srv.kubectl("create", "clusterrole", "pc-reader", "--verb=get,list", "--resource=priorityclasses")
-    srv.kubectl("create", "clusterrolebinding", "alice-pc", "--clusterrole=pc-reader", "--user=alice")
-    wait_until(lambda: srv.kubectl("get", "pc", env=env, check=False).returncode == 0, 10, 0.1, "RBAC applied")
-    no = srv.kubectl("delete", "pc", "high", env=env, check=False)
-    assert 'cannot delete resource "priorityclasses"' in no.stderr
+    denied = srv.kubectl("get", "ingressclasses", env=env, check=False)
+    assert ('ingressclasses.networking.k8s.io is forbidden: User "alice" cannot list resource "ingressclasses" in '
+            'API group "networking.k8s.io" at the cluster scope') in denied.stderr
+    srv.kubectl("create", "clusterrole", "ic-reader", "--verb=get,list", "--resource=ingressclasses")
+    srv.kubectl("create", "clusterrolebinding", "alice-ic", "--clusterrole=ic-reader", "--user=alice")
+    wait_until(lambda: srv.kubectl("get", "ingressclasses", env=env, check=False).returncode == 0, 10, 0.1,
+               "RBAC applied")
+    no = srv.kubectl("delete", "ingressclass", "edge", env=env, check=False)
+    assert 'cannot delete resource "ingressclasses"' in no.stderr

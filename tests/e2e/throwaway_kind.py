@@ -1,5 +1,5 @@
 """A kind added the way every kind is added: this one module (and one line in the registry).
-It serves scheduling.k8s.io/v1 PriorityClass, a shape kubectl and the official client know,
+It serves networking.k8s.io/v1 IngressClass, a shape kubectl and the official client know,
 so that schemas and protobuf come from the shipped definitions."""
 
 from __future__ import annotations
@@ -12,34 +12,38 @@ from kubelite.api.meta import name_is_dns_subdomain
 from kubelite.kinds._printing import age, age_column, doc, get, meta, name_column
 from kubelite.kinds.base import Column, Kind, Obj, Strategy
 
-D = "io.k8s.api.scheduling.v1.PriorityClass"
+D = "io.k8s.api.networking.v1.IngressClassSpec"
+_CONTROLLER = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/.+$"
 
 
-class PriorityClassStrategy(Strategy):
-    def default(self, obj: Obj) -> None:
-        obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
-
+class IngressClassStrategy(Strategy):
     def validate(self, obj: Obj) -> list[FieldError]:
-        v = obj.get("value")
-        if not isinstance(v, int) or isinstance(v, bool):
-            return [f.required(Path("value"), "")]
-        if v > 1_000_000_000:
-            return [f.forbidden(Path("value"), "maximum allowed value of a user defined priority is 1000000000")]
+        import re
+
+        controller = get(obj, "spec", "controller", default="")
+        if not controller:
+            return [f.required(Path("spec", "controller"), "")]
+        if not re.match(_CONTROLLER, controller):
+            return [f.invalid(Path("spec", "controller"), controller, "must be a domain-prefixed path "
+                                                                      "(such as \"acme.io/foo\")")]
         return []
 
     columns = (
         name_column(),
-        Column("Value", "integer", "", doc(D, "value")),
-        Column("Global-Default", "boolean", "", doc(D, "globalDefault")),
+        Column("Controller", "string", "", doc(D, "controller")),
+        Column("Parameters", "string", "", doc(D, "parameters")),
         age_column(),
-        Column("PreemptionPolicy", "string", "", doc(D, "preemptionPolicy")),
     )
 
     def row(self, obj: Obj) -> list[Any]:
-        return [meta(obj).get("name", ""), obj.get("value", 0), bool(obj.get("globalDefault")),
-                age(get(obj, "metadata", "creationTimestamp")), obj.get("preemptionPolicy") or ""]
+        params = get(obj, "spec", "parameters", default=None)
+        shown = "<none>"
+        if isinstance(params, dict) and params.get("kind"):
+            shown = f"{params.get('kind')}/{params.get('name', '')}"
+        return [meta(obj).get("name", ""), get(obj, "spec", "controller", default=""), shown,
+                age(get(obj, "metadata", "creationTimestamp"))]
 
 
-PRIORITYCLASS = Kind(group="scheduling.k8s.io", version="v1", kind="PriorityClass", plural="priorityclasses",
-                     namespaced=False, strategy=PriorityClassStrategy(), short_names=("pc",), schema_ref=D,
-                     name_validator=name_is_dns_subdomain)
+INGRESSCLASS = Kind(group="networking.k8s.io", version="v1", kind="IngressClass", plural="ingressclasses",
+                    namespaced=False, strategy=IngressClassStrategy(), schema_ref="io.k8s.api.networking.v1.IngressClass",
+                    name_validator=name_is_dns_subdomain)
