@@ -23,6 +23,7 @@ from kubelite.admission.resourcequota import ResourceQuotaAdmission
 from kubelite.apiserver.audit import audit_middleware
 from kubelite.apiserver.authorizer import PrivilegedGroups, Union
 from kubelite.apiserver.authz import authz_middleware
+from kubelite.apiserver.impersonation import impersonation_middleware
 from kubelite.apiserver.listwatch import StoreListWatch
 from kubelite.apiserver.rest import ACCESS_REVIEWS, TOKEN_REQUESTS, Services
 from kubelite.apiserver.stores import Stores
@@ -66,7 +67,8 @@ class Security:
         self.quota = ResourceQuotaAdmission(stores)
         self.admission = build_chain(stores, self.quota, self.authorizer, self.resolver)
         stores.set_admission(self.admission)
-        self.middlewares = [audit_middleware(data_dir), authz_middleware(self.authorizer)]
+        self.middlewares = [audit_middleware(data_dir), impersonation_middleware(self.authorizer),
+                            authz_middleware(self.authorizer)]
         self.token_issuer = TokenIssuer(stores, pki, self.authorizer)
         self.aggregation = AggregationController(self.informers["clusterroles"], self.cluster_role_store)
 
