@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from kubelite.api import errors, protobuf
+from kubelite.net.listener import BODY_DEADLINE
 
 try:  # the C loader is much faster; Debian's python3-yaml and PyPI wheels both ship it
     _YamlLoader: Any = yaml.CSafeLoader
@@ -60,13 +62,30 @@ def media_type(request: web.Request) -> str:
     return ct.split(";", 1)[0].strip().lower()
 
 
+BODY_TIMEOUT = errors.StatusError(504, "Timeout", "Timeout: request did not complete within the allotted timeout",
+                                  {})
+
+
 async def read_body(request: web.Request) -> bytes:
+    """The request body, at most 3 MiB; a body that does not arrive by the listener's body
+    deadline ends the request with the apiserver's request-timeout 504 (and the connection)."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise errors.request_entity_too_large()
     chunks: list[bytes] = []
     size = 0
+    deadline = request.get(BODY_DEADLINE)
     while True:
-        chunk = await request.content.read(65536)
+        if deadline is None:
+            chunk = await request.content.read(65536)
+        else:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await request.content.read(65536)
+            except TimeoutError:
+                # answered as the apiserver's request timeout, and the connection closed after it
+                exc = web.HTTPGatewayTimeout(text=dumps(BODY_TIMEOUT.status()).decode(), content_type=JSON)
+                exc.force_close()
+                raise exc from None
         if not chunk:
             break
         size += len(chunk)
