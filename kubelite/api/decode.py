@@ -20,7 +20,7 @@ What decoding does, as upstream:
   (quantities, int-or-string, times) end it at once. Integers must fit the field
   (int32/int64), ``[]byte`` is base64 (``illegal base64 data at input byte 4``);
 * unknown fields are dropped and reported (``spec.containers[0].foo``);
-* the result is what ``json.Marshal`` writes: fields in Go order, ``omitempty`` ones
+* the result holds what ``json.Marshal`` writes (key order aside): ``omitempty`` fields
   left out when empty, every other one written, with its zero value when absent
   (Node ``status.nodeInfo.kubeProxyVersion: ""``), quantities and times canonical.
 
@@ -99,6 +99,7 @@ class _Field:
     name: str
     type: _Type
     flags: int
+    rule: int = 0
 
     @property
     def omitempty(self) -> bool:
@@ -110,6 +111,38 @@ class _Struct:
     go_name: str
     fields: dict[str, _Field] = field(default_factory=dict)
     order: list[_Field] = field(default_factory=list)
+    _absent: list[tuple[str, Any]] | None = None
+
+    @property
+    def absent(self) -> list[tuple[str, Any]]:
+        """(name, zero) of the fields json.Marshal writes when they are absent; ``zero`` is the
+        value or, for a struct, a callable making a fresh one."""
+        if self._absent is None:
+            out: list[tuple[str, Any]] = []
+            for f in self.order:
+                write, val = _emit(f, None, False)
+                if write:
+                    out.append((f.name, _zero_struct_maker(f.type.struct) if isinstance(val, dict) else val))
+            self._absent = out
+        return self._absent
+
+
+R_POINTER, R_PLAIN, R_OMITEMPTY, R_OMITZERO = range(4)
+
+
+def _rule(f: _Field) -> int:
+    if f.flags & F_POINTER:
+        return R_POINTER
+    if f.flags & F_OMITZERO:
+        return R_OMITZERO
+    if f.flags & F_OMITEMPTY and f.type.kind not in _STRUCTLIKE:
+        return R_OMITEMPTY
+    return R_PLAIN
+
+
+def _zero_struct_maker(st: _Struct | None) -> Any:
+    template = orjson.dumps(_zero_struct(st)) if st is not None else b"{}"
+    return lambda: orjson.loads(template)
 
 
 @functools.cache
@@ -142,6 +175,7 @@ def _struct(defname: str) -> _Struct | None:
         rows = [(n, [], 0 if n in required else F_OMITEMPTY) for n in props]
     for name, chain, flags in rows:
         f = _Field(name, _type(props[name], list(chain)), flags)
+        f.rule = _rule(f)
         st.fields[name] = f
         st.order.append(f)
     return st
@@ -292,6 +326,7 @@ class _JSONDecoder:
         self.want_unknown = want_unknown
         self.unknown: list[str] = []
         self.error: str | None = None
+        self.keys = 0  # object keys seen (duplicate detection compares with the body's)
 
     def _type_error(self, what: str, t: _Type, struct: str, gpath: str) -> None:
         if self.error is None:
@@ -363,6 +398,7 @@ class _JSONDecoder:
                 elem = t.elem
                 assert elem is not None
                 out_m: dict[str, Any] = {}
+                self.keys += len(v)
                 keys = sorted(v) if self.sort_keys else v
                 for key in keys:
                     d = self.value(v[key], elem, struct, gpath, f"{spath}.{key}" if spath else key)
@@ -409,26 +445,45 @@ class _JSONDecoder:
                 return 0
             self._type_error(json_kind(v), t, struct, gpath)
             return 0
+        if isinstance(v, dict | list):
+            self.keys += count_keys(v)
         return _plain(v) if self.exact else v  # any
 
     def struct(self, v: dict[str, Any], st: _Struct, gpath: str, spath: str) -> dict[str, Any]:
         fields = st.fields
-        got: dict[str, Any] = {}
+        out: dict[str, Any] = {}
+        self.keys += len(v)
         keys = sorted(v) if self.sort_keys else v
+        name = st.go_name
         for key in keys:
             f = fields.get(key)
             if f is None:
                 if self.want_unknown:
                     self.unknown.append(f"{spath}.{key}" if spath else key)
+                if isinstance(v[key], dict | list):
+                    self.keys += count_keys(v[key])
                 continue
-            got[key] = self.value(v[key], f.type, st.go_name, f"{gpath}.{key}" if gpath else key,
-                                  f"{spath}.{key}" if spath else key)
-        out: dict[str, Any] = {}
-        for f in st.order:
-            present = f.name in got
-            write, val = _emit(f, got.get(f.name), present)
-            if write:
-                out[f.name] = val
+            val = self.value(v[key], f.type, name, f"{gpath}.{key}" if gpath else key,
+                             f"{spath}.{key}" if spath else key)
+            rule = f.rule
+            if rule == R_PLAIN:
+                out[key] = val if val is not None else _zero(f.type)
+            elif rule == R_OMITEMPTY:
+                if val is None:
+                    val = _zero(f.type)
+                if not _is_empty(val):
+                    out[key] = val
+            elif rule == R_POINTER:
+                if val is not None or not f.flags & (F_OMITEMPTY | F_OMITZERO):
+                    out[key] = val
+            else:
+                if val is None:
+                    val = _zero(f.type)
+                if not _is_zero(val):
+                    out[key] = val
+        for key, zero in st.absent:
+            if key not in out and key not in v:
+                out[key] = zero() if callable(zero) else zero
         return out
 
 
@@ -525,10 +580,20 @@ def _has_lit(v: Any) -> bool:
     return False
 
 
+def count_keys(v: Any) -> int:
+    """Object keys in a decoded JSON value."""
+    if isinstance(v, dict):
+        return len(v) + sum(count_keys(x) for x in v.values() if isinstance(x, dict | list))
+    if isinstance(v, list):
+        return sum(count_keys(x) for x in v if isinstance(x, dict | list))
+    return 0
+
+
 @dataclass
 class Decoded:
     obj: dict[str, Any]
     unknown: list[str]
+    keys: int = -1  # object keys of the input (-1: not counted)
 
 
 def decode(obj: dict[str, Any], schema_ref: str, *, sort_keys: bool = False, unknown: bool = True,
@@ -552,7 +617,7 @@ def decode(obj: dict[str, Any], schema_ref: str, *, sort_keys: bool = False, unk
         raise DecodeError("exceeded max depth") from None
     if dec.error is not None:
         raise DecodeError(dec.error)
-    return Decoded(out, dec.unknown)
+    return Decoded(out, dec.unknown, dec.keys)
 
 
 # --------------------------------------------------------------------------- the unstructured converter

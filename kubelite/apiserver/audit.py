@@ -122,6 +122,7 @@ def audit_middleware(data_dir: Path, max_bytes: int = MAX_BYTES) -> Any:
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
         info = request_info(request.method, request.path, request.query)
+        request["request_info"] = info  # the filters after this one reuse it
         if not should_audit(info.verb, info.subresource):
             return await handler(request)
         received = time.time()

@@ -44,7 +44,7 @@ def authz_middleware(authorizer: Any) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
-        info = request_info(request.method, request.path, request.query)
+        info = request.get("request_info") or request_info(request.method, request.path, request.query)
         request["request_info"] = info
         user = request.get(USER)
         attrs = attributes_for(user, info, request.query)

@@ -30,25 +30,18 @@ from kubelite.api import patch as patches
 from kubelite.kinds.base import Kind, Obj
 
 MAX_STRICT_ERRORS = 100  # sigs.k8s.io/json stops collecting strict errors there
-_KEY_OR_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?', re.S)
+_KEY_OR_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?', re.S)
 
 
 def _unknown(paths: list[str]) -> list[str]:
     return [f"unknown field {fld.go_quote(p)}" for p in paths]
 
 
-def _count_keys(v: Any) -> int:
-    if isinstance(v, dict):
-        return len(v) + sum(_count_keys(x) for x in v.values() if isinstance(x, dict | list))
-    if isinstance(v, list):
-        return sum(_count_keys(x) for x in v if isinstance(x, dict | list))
-    return 0
-
-
-def has_duplicate_keys(raw: bytes, tree: Any) -> bool:
-    """Whether a JSON body repeats a key: it has more keys than the object decoded from it."""
+def has_duplicate_keys(raw: bytes, tree: Any, tree_keys: int = -1) -> bool:
+    """Whether a JSON body repeats a key: it has more keys than the object decoded from it
+    (``tree_keys``: that count, when known)."""
     keys = sum(1 for colon in _KEY_OR_STRING.findall(raw) if colon)
-    return keys > _count_keys(tree)
+    return keys > (tree_keys if tree_keys >= 0 else dec.count_keys(tree))
 
 
 def _is_yaml(ctype: str) -> bool:
@@ -101,7 +94,7 @@ def decode_write(kind: Kind, obj: Obj, raw: bytes, ctype: str, mode_param: str,
     if yaml_body:
         yaml_lines = fv.find_duplicate_fields(raw, ctype)
         msgs = _unknown(res.unknown)
-    elif _is_json(ctype) and has_duplicate_keys(raw, obj):
+    elif _is_json(ctype) and has_duplicate_keys(raw, obj, res.keys):
         _, msgs = fv.problems(obj, raw, ctype, ref)  # document order, unknown and duplicate interleaved
     else:
         msgs = _unknown(res.unknown)

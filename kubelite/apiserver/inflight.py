@@ -47,7 +47,8 @@ def inflight_middleware(max_readonly: int = 400, max_mutating: int = 200) -> Any
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
-        info = request_info(request.method, request.path, request.query)
+        info = request.get("request_info") or request_info(request.method, request.path, request.query)
+        request["request_info"] = info
         if long_running(info):
             return await handler(request)
         mutating = info.verb not in NON_MUTATING_VERBS
