@@ -21,7 +21,7 @@ from aiohttp import web
 from kubelite.api import errors
 from kubelite.apiserver.auth import USER
 from kubelite.apiserver.impersonation import CONSTRAINT, IMPERSONATOR
-from kubelite.apiserver.requestinfo import request_info
+from kubelite.apiserver.requestinfo import REQUEST_INFO, request_info
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def audit_middleware(data_dir: Path, max_bytes: int = MAX_BYTES) -> Any:
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
         info = request_info(request.method, request.path, request.query)
-        request["request_info"] = info  # the filters after this one reuse it
+        request[REQUEST_INFO] = info  # the filters after this one reuse it
         if not should_audit(info.verb, info.subresource):
             return await handler(request)
         received = time.time()

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from kubelite.apiserver.auth import USER
-from kubelite.apiserver.requestinfo import RequestInfo, request_info
+from kubelite.apiserver.requestinfo import REQUEST_INFO, RequestInfo, request_info
 
 LONG_RUNNING_VERBS = frozenset(("watch", "proxy"))
 LONG_RUNNING_SUBRESOURCES = frozenset(("attach", "exec", "proxy", "log", "portforward"))
@@ -47,8 +47,8 @@ def inflight_middleware(max_readonly: int = 400, max_mutating: int = 200) -> Any
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
-        info = request.get("request_info") or request_info(request.method, request.path, request.query)
-        request["request_info"] = info
+        info = request.get(REQUEST_INFO) or request_info(request.method, request.path, request.query)
+        request[REQUEST_INFO] = info
         if long_running(info):
             return await handler(request)
         mutating = info.verb not in NON_MUTATING_VERBS
