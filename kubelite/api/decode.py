@@ -463,9 +463,13 @@ class _JSONDecoder:
                 if isinstance(v[key], dict | list):
                     self.keys += count_keys(v[key])
                 continue
+            rule = f.rule
+            if rule == R_POINTER and v[key] is None:  # null sets a pointer to nil
+                if not f.flags & (F_OMITEMPTY | F_OMITZERO):
+                    out[key] = None
+                continue
             val = self.value(v[key], f.type, name, f"{gpath}.{key}" if gpath else key,
                              f"{spath}.{key}" if spath else key)
-            rule = f.rule
             if rule == R_PLAIN:
                 out[key] = val if val is not None else _zero(f.type)
             elif rule == R_OMITEMPTY:

@@ -659,11 +659,11 @@ def test_kubernetes_asyncio_interactive_exec(env, pods):
         await aconfig.load_kube_config(config_file=str(s.kubeconfig), client_configuration=cfg)
         async with WsApiClient(configuration=cfg) as api:
             core = aclient.CoreV1Api(api_client=api)
-            ws = await core.connect_get_namespaced_pod_exec("duo", "default", container="a", command=["/bin/sh"],
-                                                            stderr=True, stdin=True, stdout=True, tty=False,
-                                                            _preload_content=False)
+            connect = await core.connect_get_namespaced_pod_exec("duo", "default", container="a",
+                                                                 command=["/bin/sh"], stderr=True, stdin=True,
+                                                                 stdout=True, tty=False, _preload_content=False)
             out, err, status = b"", b"", b""
-            async with ws:
+            async with connect as ws:
                 await ws.send_str("\x00echo test string 1\n")
                 await ws.send_bytes(b"\x00echo test string 2 >&2\n")
                 while not (out.endswith(b"test string 1\n") and err.endswith(b"test string 2\n")):

@@ -286,3 +286,11 @@ def test_every_served_kind_decodes_its_own_empty_object():
     for kind in REG.all():
         if kind.schema_ref:
             assert isinstance(dec.decode({}, kind.schema_ref).obj, dict)
+
+
+def test_null_sets_pointers_to_nil():
+    spec = dec.decode({"spec": {"expirationSeconds": None, "audiences": None}},
+                      "io.k8s.api.authentication.v1.TokenRequest").obj["spec"]
+    assert spec["expirationSeconds"] is None and spec["audiences"] is None
+    pod = dec.decode({"spec": {"terminationGracePeriodSeconds": None, "containers": []}}, POD).obj
+    assert "terminationGracePeriodSeconds" not in pod["spec"]
