@@ -15,13 +15,12 @@ import re
 import tempfile
 import time
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
-import urllib3
 import yaml
 
 PATH_RE = re.compile(r"^/api/v1/(namespaces/\{namespace\}/(pods|configmaps|secrets|events)(/\{name\}(/status)?)?"
@@ -61,16 +60,22 @@ class Target:
         d = Path(self._dir.name)
         (d / "c.pem").write_bytes(base64.b64decode(user["client-certificate-data"]))
         (d / "k.pem").write_bytes(base64.b64decode(user["client-key-data"]))
+        (d / "ca.pem").write_bytes(base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"]))
         self.cert = (str(d / "c.pem"), str(d / "k.pem"))
+        self.ca = str(d / "ca.pem")
         self.session = requests.Session()
         self.session.cert = self.cert
-        self.session.verify = False
-        urllib3.disable_warnings()
+        self.session.verify = self.ca
 
     def openapi(self) -> dict[str, Any]:
-        r = self.session.get(self.url + "/openapi/v3/api/v1", timeout=30)
+        r = self.session.get(self.url + "/openapi/v3/api/v1", timeout=30, verify=self.ca)
         r.raise_for_status()
         return r.json()  # type: ignore[no-any-return]
+
+
+def _plural(path: str) -> str:
+    m = re.match(r"^/api/v1/(?:namespaces/\{namespace\}/)?([a-z]+)", path)
+    return m.group(1) if m else ""
 
 
 def _core_client(kubeconfig: Path) -> Any:
@@ -119,6 +124,7 @@ def run(kubeconfig: Path, examples_per_operation: int, seed: int = 0, check_clie
     ops = [r.ok() for r in schema.get_all_operations()]
     ops = [op for op in ops if PATH_RE.match(op.path) and op.method.upper() in ("GET", "POST", "PUT", "PATCH",
                                                                                  "DELETE")]
+    made: dict[str, list[str]] = defaultdict(list)  # names created, per resource
     for op in ops:
         strategy = op.as_strategy()
 
@@ -131,13 +137,24 @@ def run(kubeconfig: Path, examples_per_operation: int, seed: int = 0, check_clie
             if str(q.get("watch", "")).lower() in ("true", "1"):
                 q["watch"] = "false"  # a watch streams until its timeout: not a fuzzing target
             case.query = q
-            if case.path_parameters and "namespace" in case.path_parameters:
-                case.path_parameters["namespace"] = namespace  # random ones do not exist: little to learn
+            params = case.path_parameters or {}
+            if "namespace" in params:
+                params["namespace"] = namespace  # random ones do not exist: little to learn
+            path = case.operation.path
+            plural = _plural(path)
+            if "name" in params and made[plural] and res.requests % 2 == 0:
+                params["name"] = made[plural][res.requests % len(made[plural])]  # an object that exists
+            if isinstance(case.body, dict) and case.method.upper() in ("POST", "PUT"):
+                meta = case.body.get("metadata")
+                if not isinstance(meta, dict):
+                    meta = case.body["metadata"] = {}
+                meta["name"] = params.get("name") or f"fz-{res.requests}"  # a name that validates
+                meta.pop("namespace", None)
             res.requests += 1
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    resp = case.call(base_url=target.url, session=target.session, timeout=30, verify=False,
+                    resp = case.call(base_url=target.url, session=target.session, timeout=30, verify=target.ca,
                                      cert=target.cert)
             except requests.RequestException as exc:
                 res.dropped.append(f"{case.method} {case.formatted_path}: {type(exc).__name__}")
@@ -146,6 +163,9 @@ def run(kubeconfig: Path, examples_per_operation: int, seed: int = 0, check_clie
             res.by_status[code] += 1
             if code >= 500:
                 res.server_errors.append(f"{case.method} {case.formatted_path} -> {code}: {resp.text[:300]}")
+            if code < 300 and case.method.upper() == "POST" and isinstance(case.body, dict) and \
+                    "/{name}" not in path:
+                made[plural].append(case.body["metadata"]["name"])
             if code < 300 and case.method.upper() in WRITES:
                 res.accepted_writes += 1
                 if core is not None:
