@@ -21,6 +21,14 @@ class ServerConfig:
     node_monitor_period: float = 5.0
     node_monitor_grace_period: float = 50.0
     node_startup_grace_period: float = 60.0
+    # kube-apiserver's --max-requests-inflight / --max-mutating-requests-inflight
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
+    # the listener's timeouts (seconds) and bound on untrusted connections (apiserver/listener.py)
+    request_header_timeout: float = 32.0
+    idle_timeout: float = 90.0
+    body_timeout: float = 60.0
+    max_pending_connections: int = 1024
 
     @property
     def db_path(self) -> Path:

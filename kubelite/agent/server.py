@@ -34,7 +34,7 @@ import aiohttp
 from aiohttp import web
 
 from kubelite.agent import logs
-from kubelite.net import spdy
+from kubelite.net import listener, spdy
 from kubelite.tls import pki as pki_mod
 
 log = logging.getLogger("kubelite.agent.server")
@@ -113,6 +113,7 @@ class AgentServer:
         self.node_name = node_name
         self.certs = certs  # None: issue them from the cluster CA (needs the CA key)
         self.runner: web.AppRunner | None = None
+        self.guard: listener.Guard | None = None
         self.rotator = logs.LogRotator(self._running_logs, self._reopen_log, log_max_size, log_max_files)
         self.log_rotation = log_rotation
         self.log_rotation_period = log_rotation_period
@@ -126,8 +127,8 @@ class AgentServer:
         kc = self.certs or pki_mod.ensure_kubelet_certs(self.pki, self.node_addresses, self.node_name)
         return pki_mod.kubelet_server_ssl_context(self.pki, kc)
 
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[_only_apiserver])
+    def app(self, front: tuple[Any, ...] = ()) -> web.Application:
+        app = web.Application(middlewares=[*front, _only_apiserver])
         r = app.router
         r.add_get("/containerLogs/{ns}/{pod}/{container}", self.container_logs)
         for verb in ("exec", "attach"):
@@ -140,14 +141,15 @@ class AgentServer:
 
     async def start(self) -> None:
         ctx = self.ssl_context()
-        self.runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+        # the apiserver's listener hygiene; only the apiserver's connections become trusted
+        self.guard = listener.prepare(listener.ListenerLimits(),
+                                      trusted=lambda r: peer_common_name(r) == ALLOWED_CLIENT_CN)
+        self.runner = web.AppRunner(self.app((self.guard.middleware(),)), access_log=None, handler_cancellation=True,
+                                    shutdown_timeout=1.0, keepalive_timeout=self.guard.limits.idle_timeout)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.bind, self.port, ssl_context=ctx, reuse_address=True)
-        await site.start()
+        await listener.serve_https(self.runner, self.guard, self.bind, self.port, ctx)
         if self.port == 0:  # pick up the kernel's choice
-            server = getattr(site, "_server", None)
-            if server is not None and server.sockets:
-                self.port = server.sockets[0].getsockname()[1]
+            self.port = listener.bound_port(self.guard)
         log.info("agent endpoint listening on %s:%d", self.bind, self.port)
         if self.log_rotation:
             self._rotation_task = asyncio.create_task(self._rotate_logs_forever(), name="agent-log-rotation")
@@ -158,6 +160,9 @@ class AgentServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._rotation_task
             self._rotation_task = None
+        if self.guard is not None:
+            await self.guard.close()
+            self.guard = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
@@ -426,9 +431,16 @@ async def bridge_remotecommand(ws: web.WebSocketResponse, streams: dict[int, spd
 
     async def ws_to_spdy() -> None:
         async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+            # text frames carry channel bytes too (wsstream reads every message as []byte)
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                frame = str(msg.data).encode("utf-8")
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                frame = bytes(msg.data)
+            else:
                 continue
-            ch, payload = msg.data[0], msg.data[1:]
+            if not frame:
+                continue
+            ch, payload = frame[0], frame[1:]
             if ch == CLOSE and payload:
                 st = streams.get(payload[0])
                 if st is not None and payload[0] in (STDIN, RESIZE):

@@ -630,8 +630,9 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], manager: str, for
             return _structured_apply(ctx, base, config, managed, manager, force_)
         except TypedError as e:
             meta = config.get("metadata") or {}
-            raise errors.StatusError(
-                500, "", f"failed to create typed patch object ({meta.get('namespace', '')}/"
+            # upstream answers a plain error (500); a bad apply configuration is the client's: 400
+            raise errors.bad_request(
+                f"failed to create typed patch object ({meta.get('namespace', '')}/"
                 f"{meta.get('name', '')}; {_gvk_string(api_version, kind)}): {e}") from None
 
     try:

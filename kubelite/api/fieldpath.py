@@ -655,17 +655,91 @@ def to_field_set(obj: Any, s: dict | None, *, strict: bool = False) -> FieldSet:
     """TypedValue.ToFieldSet(): every leaf, list item and non-struct map entry."""
     out = FieldSet()
     errs: list[str] = []
-    _to_set(obj, s, (), out.paths, errs)
-    if strict and errs:
-        raise TypedError(errs[0])
+    _to_set(obj, s, (), out.paths, errs, strict)
+    if strict and errs:  # typed.ValidationErrors.Error()
+        raise TypedError(errs[0] if len(errs) == 1 else "errors:\n" + "\n".join("  " + e for e in errs))
     return out
 
 
-def _to_set(v: Any, s: dict | None, path: Path, out: set[Path], errs: list[str]) -> None:
+def _go_value(v: Any, sharp: bool) -> str:
+    """fmt's %v (or %#v) of SMD's *value.valueUnstructured holding ``v``."""
+    if sharp:
+        return f"&value.valueUnstructured{{Value:{_go_sharp(v)}}}"
+    from kubelite.api.patch import _gv
+
+    return "&{" + _gv(v) + "}"
+
+
+def _go_sharp(v: Any) -> str:
+    if isinstance(v, str):
+        return go_quote(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "interface {}(nil)"
+    if isinstance(v, int | float):
+        from kubelite.api.patch import _go_float
+
+        return str(v) if isinstance(v, int) else _go_float(v)
+    if isinstance(v, list):
+        return "[]interface {}{" + ", ".join(_go_sharp_iface(x) for x in v) + "}"
+    return "map[string]interface {}{" + ", ".join(f"{go_quote(k)}:{_go_sharp_iface(x)}" for k, x in sorted(
+        v.items())) + "}"
+
+
+def _go_sharp_iface(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v}"
+    if isinstance(v, float):
+        return _go_sharp(v)
+    return _go_sharp(v)
+
+
+def _go_type(v: Any) -> str:
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, list):
+        return "[]interface {}"
+    return "map[string]interface {}"
+
+
+def _scalar_error(v: Any, s: dict | None) -> str | None:
+    """typed.validateScalar / listValue / mapValue messages for a value under schema ``s``."""
+    if s is None or v is None:
+        return None
+    atom = _info(s).atom
+    if atom == LIST:
+        return None if isinstance(v, list) else f"expected list, got {_go_value(v, False)}"
+    if atom == MAP:
+        return None if isinstance(v, dict) else f"expected map, got {_go_value(v, False)}"
+    if atom != SCALAR:
+        return None
+    ts = sch.types_of(s)
+    if len(ts) != 1 or s.get("x-kubernetes-int-or-string"):
+        if isinstance(v, dict | list):
+            return f"expected any scalar, got {_go_value(v, False)}"
+        return None
+    t = next(iter(ts))
+    if t == "string" and not isinstance(v, str):
+        return f"expected string, got {_go_value(v, True)}"
+    if t in ("integer", "number") and (isinstance(v, bool) or not isinstance(v, int | float)):
+        return f"expected numeric (int or float), got {_go_type(v)}"
+    if t == "boolean" and not isinstance(v, bool):
+        return f"expected boolean, got {_go_value(v, False)}"
+    return None
+
+
+def _to_set(v: Any, s: dict | None, path: Path, out: set[Path], errs: list[str], check: bool = False) -> None:
     kind, s = _kind(s, v)
     if kind == SCALAR:
         if path:
             out.add(path)
+        if check:
+            bad = _scalar_error(v, s)
+            if bad is not None:
+                errs.append(f"{path_string(path)}: {bad}")
         return
     if _is_atomic(kind, s):
         if path:
@@ -695,7 +769,7 @@ def _to_set(v: Any, s: dict | None, path: Path, out: set[Path], errs: list[str])
         for child, pe in zip(v, pes, strict=True):
             if pe is None or pe in dups:
                 continue
-            _to_set(child, items, path + (pe,), out, errs)
+            _to_set(child, items, path + (pe,), out, errs, check)
             out.add(path + (pe,))
         return
     if not isinstance(v, dict):
@@ -703,7 +777,7 @@ def _to_set(v: Any, s: dict | None, path: Path, out: set[Path], errs: list[str])
     for k, val in v.items():
         fs, declared = field_schema(s, k)
         p = path + (("f", k),)
-        _to_set(val, fs, p, out, errs)
+        _to_set(val, fs, p, out, errs, check)
         if val is None or (isinstance(val, dict) and not val) or not declared:
             out.add(p)
 

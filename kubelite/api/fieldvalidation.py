@@ -152,10 +152,10 @@ def _walk_json(node: Any, schema: sch.Schema | None, path: str, out: list[str], 
             if shape == _STRUCT and detail is not None and k not in detail:
                 if k not in unknown:
                     unknown.add(k)
-                    out.append(f'unknown field "{p}"')
+                    out.append(f"unknown field {fld.go_quote(p)}")
                 continue
             if k in seen:
-                out.append(f'duplicate field "{p}"')
+                out.append(f"duplicate field {fld.go_quote(p)}")
             seen.add(k)
             child = detail[k] if shape == _STRUCT and detail is not None else detail
             _walk_json(v, child, p, out, with_unknown)
@@ -242,11 +242,14 @@ def _json_patch_op_errors(raw: bytes | str) -> list[str]:
         seen: set[str] = set()
         for k, _ in op:
             if k not in _JSON_PATCH_OP_FIELDS:
-                out.append(f'json patch unknown field "[{i}].{k}"')
+                out.append(f"json patch unknown field {fld.go_quote(f'[{i}].{k}')}")
             elif k in seen:
-                out.append(f'json patch duplicate field "[{i}].{k}"')
+                out.append(f"json patch duplicate field {fld.go_quote(f'[{i}].{k}')}")
             seen.add(k)
     return out
+
+
+json_patch_op_errors = _json_patch_op_errors
 
 
 # --------------------------------------------------------------------------- the check
@@ -271,14 +274,14 @@ def problems(obj: Any, raw: bytes | str | None, content_type: str, schema_ref: s
         elif raw:
             msgs.extend(find_duplicate_fields(raw, "application/json"))
         if root is not None and obj is not None:
-            msgs.extend(f'unknown field "{p}"' for p in find_unknown_fields(
+            msgs.extend(f"unknown field {fld.go_quote(p)}" for p in find_unknown_fields(
                 obj, schema_ref, sort_keys=True, skip_directives=patch_type == STRATEGIC_MERGE_PATCH))
         return yaml_lines, msgs
     if _is_yaml(content_type):
         if raw:
             yaml_lines.extend(_yaml_duplicates(raw))
         if root is not None and obj is not None:
-            msgs.extend(f'unknown field "{p}"' for p in find_unknown_fields(obj, schema_ref, sort_keys=True))
+            msgs.extend(f"unknown field {fld.go_quote(p)}" for p in find_unknown_fields(obj, schema_ref, sort_keys=True))
         return yaml_lines, msgs
     if raw:
         try:
@@ -292,7 +295,7 @@ def problems(obj: Any, raw: bytes | str | None, content_type: str, schema_ref: s
                 _walk_json(tree, root, "", msgs, with_unknown=True)
             return yaml_lines, msgs
     if root is not None and obj is not None:
-        msgs.extend(f'unknown field "{p}"' for p in find_unknown_fields(obj, schema_ref))
+        msgs.extend(f"unknown field {fld.go_quote(p)}" for p in find_unknown_fields(obj, schema_ref))
     return yaml_lines, msgs
 
 
@@ -303,7 +306,7 @@ def strict_message(yaml_lines: list[str], msgs: list[str], *, apply: bool = Fals
         parts.append("yaml: unmarshal errors:\n  " + "\n  ".join(yaml_lines))
     parts.extend(msgs)
     if apply:
-        return "error strict decoding YAML: error converting YAML to JSON: " + ", ".join(parts)
+        return "error strict decoding patch: error converting YAML to JSON: " + ", ".join(parts)
     return "strict decoding error: " + ", ".join(parts)
 
 

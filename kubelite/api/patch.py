@@ -15,7 +15,8 @@ Behaviour follows what a v1.37 kube-apiserver does, quirks included:
   with the patch metadata (``x-kubernetes-patch-strategy`` / ``-merge-key``) taken from
   the schema definitions.  Errors map as in ``interpretStrategicMergePatchError``:
   sentinel format errors are 400, "lists of lists" is the generic 422, anything else is
-  a plain error, which apiserver reports as a 500 with an empty reason.
+  a plain error, which apiserver reports as a 500 with an empty reason and kubelite as a
+  400 BadRequest with the same text (bad input is never a 500).
 
 The result of a patch is the map upstream would decode into the typed object; fields
 the type does not know (including stray ``$`` directives inside newly added list
@@ -60,12 +61,15 @@ def _generic_invalid() -> StatusError:
 
 
 def _plain_error(message: str) -> StatusError:
-    """A non-Status Go error surfacing from a handler: responsewriters.ErrorToAPIStatus."""
-    return StatusError(500, "", message)
+    """A non-Status Go error surfacing from a handler. Upstream's responsewriters.ErrorToAPIStatus
+    makes it a 500; every such error here comes from the patch a client sent, and bad input
+    is never a 500 in kubelite: a 400 BadRequest with upstream's text."""
+    return errors.bad_request(message)
 
 
 def _panic_error() -> StatusError:
-    return StatusError(500, "InternalError", PANIC_MESSAGE)
+    """The strategic merge code panicked on the patch (upstream: a 500 with this text)."""
+    return errors.bad_request(PANIC_MESSAGE)
 
 
 # --------------------------------------------------------------------------------------

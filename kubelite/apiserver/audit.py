@@ -20,7 +20,8 @@ from aiohttp import web
 
 from kubelite.api import errors
 from kubelite.apiserver.auth import USER
-from kubelite.apiserver.requestinfo import request_info
+from kubelite.apiserver.impersonation import CONSTRAINT, IMPERSONATOR
+from kubelite.apiserver.requestinfo import REQUEST_INFO, request_info
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,32 @@ def should_audit(verb: str, subresource: str) -> bool:
     return verb in MUTATING_VERBS or subresource in STREAM_SUBRESOURCES
 
 
+def _user_info(user: Any) -> dict[str, Any]:
+    """authentication.k8s.io/v1 UserInfo of a user."""
+    out: dict[str, Any] = {"username": getattr(user, "name", "")}
+    if user is not None:
+        if getattr(user, "uid", ""):
+            out["uid"] = user.uid
+        out["groups"] = list(user.groups)
+        if getattr(user, "extra", None):
+            out["extra"] = {k: list(v) for k, v in user.extra.items()}
+    return out
+
+
 def build_event(request: web.Request, info: Any, code: int, received: float, audit_id: str) -> dict[str, Any]:
     user = request.get(USER)
+    impersonator = request.get(IMPERSONATOR)
     ev: dict[str, Any] = {
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": audit_id,
         "stage": "ResponseComplete", "requestURI": request.raw_path, "verb": info.verb,
-        "user": {"username": getattr(user, "name", "")},
-        "sourceIPs": [request.remote or ""], "userAgent": request.headers.get("User-Agent", ""),
+        "user": _user_info(impersonator if impersonator is not None else user),
     }
-    if user is not None:
-        if getattr(user, "uid", ""):
-            ev["user"]["uid"] = user.uid
-        ev["user"]["groups"] = list(user.groups)
+    if impersonator is not None:  # audit.LogImpersonatedUser
+        ev["impersonatedUser"] = _user_info(user)
+        if request.get(CONSTRAINT):
+            ev["authenticationMetadata"] = {"impersonationConstraint": request[CONSTRAINT]}
+    ev["sourceIPs"] = [request.remote or ""]
+    ev["userAgent"] = request.headers.get("User-Agent", "")
     if info.is_resource_request:
         ref: dict[str, Any] = {"resource": info.resource}
         if info.namespace:
@@ -107,6 +122,7 @@ def audit_middleware(data_dir: Path, max_bytes: int = MAX_BYTES) -> Any:
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
         info = request_info(request.method, request.path, request.query)
+        request[REQUEST_INFO] = info  # the filters after this one reuse it
         if not should_audit(info.verb, info.subresource):
             return await handler(request)
         received = time.time()

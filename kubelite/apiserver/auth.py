@@ -318,7 +318,10 @@ def auth_middleware(authenticator: Authenticator) -> Any:
             log.warning("authentication error: %s", type(e).__name__)
             user = None
         if user is None:
-            if not _public(request):
+            # a credential that does not authenticate is a 401 everywhere: the apiserver's
+            # anonymous fallback is union.NewFailOnError ("don't consider a bad bearer token
+            # ... anonymous"), pkg/kubeapiserver/authenticator/config.go
+            if not _public(request) or bearer_token(request) is not None:
                 return unauthorized_response()
             user = ANONYMOUS
         request[USER] = user

@@ -14,7 +14,7 @@ from kubelite.api import errors
 from kubelite.apiserver import http
 from kubelite.apiserver.auth import USER
 from kubelite.apiserver.authorizer import ALLOW, Attributes, forbidden_message
-from kubelite.apiserver.requestinfo import RequestInfo, request_info
+from kubelite.apiserver.requestinfo import REQUEST_INFO, RequestInfo, request_info
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ def authz_middleware(authorizer: Any) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
-        info = request_info(request.method, request.path, request.query)
-        request["request_info"] = info
+        info = request.get(REQUEST_INFO) or request_info(request.method, request.path, request.query)
+        request[REQUEST_INFO] = info
         user = request.get(USER)
         attrs = attributes_for(user, info, request.query)
         request["authz"] = attrs

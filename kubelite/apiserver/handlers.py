@@ -16,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from kubelite.api import errors
+from kubelite.api import decode, errors, fieldvalidation
 from kubelite.api import field as fld
 from kubelite.api.selectors import SelectorError, parse_field_selector, parse_label_selector
-from kubelite.apiserver import http, tables
+from kubelite.apiserver import bodies, http, tables
 from kubelite.apiserver.auth import USER
 from kubelite.apiserver.registry import DeleteOptions, ListOptions, WriteOptions
 from kubelite.apiserver.rest import Handler, RESTContext, method_not_allowed
@@ -161,10 +161,7 @@ class APIHandler:
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
         if q.get("limit"):
-            try:
-                opts.limit = max(0, int(q["limit"]))
-            except ValueError as exc:
-                raise errors.bad_request(f'invalid limit: "{q["limit"]}"') from exc
+            opts.limit = max(0, parse_int64(q["limit"]))
         opts.continue_token = q.get("continue", "")
         opts.resource_version = q.get("resourceVersion", "")
         opts.resource_version_match = q.get("resourceVersionMatch", "")
@@ -209,10 +206,7 @@ class APIHandler:
         bookmarks = _bool_param(request, "allowWatchBookmarks")
         timeout = float(MIN_REQUEST_TIMEOUT) * (1 + random.random())
         if q.get("timeoutSeconds"):
-            try:
-                timeout = float(int(q["timeoutSeconds"]))
-            except ValueError as exc:
-                raise errors.bad_request(f'invalid timeoutSeconds: "{q["timeoutSeconds"]}"') from exc
+            timeout = float(parse_int64(q["timeoutSeconds"]))
         as_table = http.table_requested(request)
         include = q.get("includeObject", "Metadata")
         store = self.store_for(t.kind)
@@ -316,17 +310,15 @@ class APIHandler:
             opts.track_fields = self.track_fields_factory(kind)
         return opts
 
-    async def _decode(self, request: web.Request, t: Target) -> tuple[Obj, builtins.list[str]]:
+    async def _decode(self, request: web.Request, t: Target,
+                      options_kind: str = "CreateOptions") -> tuple[Obj, builtins.list[str]]:
         raw = await http.read_body(request)
         ctype = http.media_type(request)
         obj = http.decode_object(raw, ctype)
-        if not isinstance(obj, dict):
-            raise errors.bad_request("the body of the request must be a JSON or YAML object")
+        if obj is None:  # a JSON null decodes into an empty object
+            obj = {}
         check_type(obj, t.kind, request)
-        warnings: list[str] = []
-        if self.field_validation is not None:
-            warnings = self.field_validation(t.kind, obj, raw, ctype, request.query.get("fieldValidation", ""))
-        return obj, warnings
+        return bodies.decode_write(t.kind, obj, raw, ctype, request.query.get("fieldValidation", ""), options_kind)
 
     async def create(self, request: web.Request, t: Target) -> web.StreamResponse:
         obj, warnings = await self._decode(request, t)
@@ -337,7 +329,7 @@ class APIHandler:
         return http.respond(request, created, 201, warnings)
 
     async def update(self, request: web.Request, t: Target) -> web.StreamResponse:
-        obj, warnings = await self._decode(request, t)
+        obj, warnings = await self._decode(request, t, "UpdateOptions")
         opts = self.write_options(request, t.kind)
         out, created = await self.store_for(t.kind).update(t.namespace, t.name, obj, opts, t.subresource)
         _set_type(out, t.kind)
@@ -370,14 +362,14 @@ class APIHandler:
 
         warnings: list[str] = []
         mode = request.query.get("fieldValidation", "")
+        fieldvalidation.validate_mode(mode, "PatchOptions")
 
         def apply(cur: Obj) -> Obj:
             _set_type(cur, t.kind)
             new = patcher(t.kind, cur, raw)
             if isinstance(new, dict):
                 check_type(new, t.kind, request)
-                if self.field_validation is not None:
-                    warnings[:] = self.field_validation(t.kind, new, raw, ctype, mode)
+                new, warnings[:] = bodies.decode_patched(t.kind, new, raw, ctype, mode)
             return new
 
         out, _ = await store.patch(t.namespace, t.name, apply, opts, t.subresource)
@@ -444,14 +436,25 @@ def _set_type(obj: Obj, kind: Kind) -> None:
     obj["apiVersion"] = kind.api_version
 
 
-def check_type(obj: Obj, kind: Kind, request: web.Request) -> None:
-    """The body's apiVersion/kind must name the kind of the URL (empty means "the URL's")."""
+_TYPE_META = 'struct { APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }'
+
+
+def check_type(obj: Any, kind: Kind, request: web.Request | None = None) -> None:
+    """The body's apiVersion/kind must name the kind of the URL (empty means "the URL's").
+
+    Upstream first reads them into a small struct (runtime/serializer/json.go's
+    ``Interpret``), so a body that is no object, or a type field that is no string, fails
+    with that struct's decode error."""
+    if not isinstance(obj, dict):
+        raise errors.bad_request(f"couldn't get version/kind; json parse error: json: cannot unmarshal "
+                                 f"{decode.json_kind(obj) if obj is not None else 'null'} into Go value of type "
+                                 f"{_TYPE_META}")
     av = obj.get("apiVersion")
     k = obj.get("kind")
-    if av is not None and not isinstance(av, str):
-        raise errors.bad_request("apiVersion must be a string")
-    if k is not None and not isinstance(k, str):
-        raise errors.bad_request("kind must be a string")
+    for name, v in (("apiVersion", av), ("kind", k)):
+        if v is not None and not isinstance(v, str):
+            raise errors.bad_request(f"couldn't get version/kind; json parse error: json: cannot unmarshal "
+                                     f"{decode.json_kind(v)} into Go struct field .{name} of type string")
     if av and av != kind.api_version:
         raise errors.bad_request(
             f"the API version in the data ({av}) does not match the expected API version ({kind.api_version})")
@@ -466,6 +469,19 @@ def check_type(obj: Obj, kind: Kind, request: web.Request) -> None:
 def not_found_path() -> errors.StatusError:
     return errors.StatusError(404, "NotFound", "the server could not find the requested resource",
                               {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+
+
+def parse_int64(value: str) -> int:
+    """A query parameter of type int64, as the parameter codec converts it
+    (runtime.Convert_Slice_string_To_int64: strconv.ParseInt's errors, as a 400)."""
+    v = value
+    digits = v[1:] if v[:1] in "+-" else v
+    if not digits or not digits.isascii() or not digits.isdigit():
+        raise errors.bad_request(f'strconv.ParseInt: parsing {fld.go_quote(v)}: invalid syntax')
+    n = int(v)
+    if not -(1 << 63) <= n < (1 << 63):
+        raise errors.bad_request(f'strconv.ParseInt: parsing {fld.go_quote(v)}: value out of range')
+    return n
 
 
 def _bool_param(request: web.Request, name: str) -> bool:

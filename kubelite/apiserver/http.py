@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import unicodedata
 from typing import Any
 
 import orjson
 import yaml
 from aiohttp import web
+from multidict import CIMultiDict
 
 from kubelite.api import errors, protobuf
+from kubelite.net.listener import BODY_DEADLINE
 
 try:  # the C loader is much faster; Debian's python3-yaml and PyPI wheels both ship it
     _YamlLoader: Any = yaml.CSafeLoader
@@ -58,13 +62,30 @@ def media_type(request: web.Request) -> str:
     return ct.split(";", 1)[0].strip().lower()
 
 
+BODY_TIMEOUT = errors.StatusError(504, "Timeout", "Timeout: request did not complete within the allotted timeout",
+                                  {})
+
+
 async def read_body(request: web.Request) -> bytes:
+    """The request body, at most 3 MiB; a body that does not arrive by the listener's body
+    deadline ends the request with the apiserver's request-timeout 504 (and the connection)."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise errors.request_entity_too_large()
     chunks: list[bytes] = []
     size = 0
+    deadline = request.get(BODY_DEADLINE)
     while True:
-        chunk = await request.content.read(65536)
+        if deadline is None:
+            chunk = await request.content.read(65536)
+        else:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await request.content.read(65536)
+            except TimeoutError:
+                # answered as the apiserver's request timeout, and the connection closed after it
+                exc = web.HTTPGatewayTimeout(text=dumps(BODY_TIMEOUT.status()).decode(), content_type=JSON)
+                exc.force_close()
+                raise exc from None
         if not chunk:
             break
         size += len(chunk)
@@ -112,12 +133,58 @@ def table_requested(request: web.Request) -> bool:
 
 
 def respond(request: web.Request, obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    headers = {}
-    if warnings:
-        headers["Warning"] = ", ".join(warning_header(w) for w in warnings)
+    headers = CIMultiDict[str]()
+    for h in warning_headers(warnings or ()):
+        headers.add("Warning", h)
     if wants_yaml(request):
         return web.Response(body=yaml_dumps(obj), status=status, content_type=YAML, headers=headers)
     return web.Response(body=dumps(obj), status=status, content_type=JSON, headers=headers)
+
+
+WARNING_TOTAL_RUNES = 4 * 1024
+WARNING_ITEM_RUNES = 256
+
+
+def _valid_warning(text: str) -> bool:
+    """net.NewWarningHeader refuses text that is not UTF-8 or holds control characters."""
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def warning_headers(warnings: Any) -> list[str]:
+    """One ``Warning`` header value per warning, as the apiserver's warning recorder writes
+    them (k8s.io/apiserver/pkg/endpoints/filters/warning.go): duplicates dropped, texts with
+    control characters dropped, quotes and backslashes escaped, and once the texts pass 4096
+    runes every text cut to 256 runes."""
+    recorded: set[str] = set()
+    ordered: list[str] = []
+    out: list[str] = []
+    written, truncating = 0, False
+    for text in warnings:
+        if not text or (written >= WARNING_TOTAL_RUNES and truncating) or text in recorded:
+            continue
+        recorded.add(text)
+        ordered.append(text)
+        if truncating and len(text) > WARNING_ITEM_RUNES:
+            text = text[:WARNING_ITEM_RUNES]
+        if not _valid_warning(text):
+            continue
+        if written + len(text) <= WARNING_TOTAL_RUNES or truncating:
+            written += len(text)
+            out.append(warning_header(text))
+            continue
+        truncating, written, out = True, 0, []
+        for t in ordered:
+            t = t[:WARNING_ITEM_RUNES]
+            if _valid_warning(t):
+                written += len(t)
+                out.append(warning_header(t))
+    return out
 
 
 def warning_header(text: str) -> str:

@@ -371,6 +371,12 @@ class ResourceStore:
         if not expected and not self.strategy.allow_unconditional_update:
             raise self.invalid(name, [fld.required(
                 "metadata.resourceVersion", "must be specified for an update")])
+        given_uid = meta.get("uid")
+        if given_uid:  # the object's uid is a precondition of the update (rest.DefaultUpdatedObjectInfo)
+            old_uid = (orjson.loads(kv.value).get("metadata") or {}).get("uid", "")
+            if given_uid != old_uid:
+                raise self.conflict(name, f"Precondition failed: UID in precondition: {given_uid}, "
+                                          f"UID in object meta: {old_uid}")
         return await self._guaranteed_update(
             key, name, kv, lambda old: copy.deepcopy(new), opts, subresource, expected)
 
@@ -397,8 +403,14 @@ class ResourceStore:
                 raise errors.invalid(self.kind.kind, name, [fld.invalid("metadata.name", nm.get("name"),
                                                                           "field is immutable")], self.kind.group)
             nm["name"] = name
+            # rest.EnsureObjectNamespaceMatchesRequestNamespace
             if self.kind.namespaced:
+                if nm.get("namespace") and nm["namespace"] != namespace:
+                    raise errors.bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request")
                 nm["namespace"] = namespace
+            else:
+                nm.pop("namespace", None)
             return new
 
         return await self._guaranteed_update(key, name, kv, mutate, opts, subresource, 0, patch=True)
@@ -419,6 +431,9 @@ class ResourceStore:
             if self.admission is not None:
                 await self.admission.admit(attrs)
                 new = attrs.obj or new
+            new_uid = new["metadata"].get("uid")
+            if new_uid and new_uid != old["metadata"].get("uid"):  # rest.BeforeUpdate keeps a given uid
+                raise self.invalid(name, [fld.invalid("metadata.uid", new_uid, "field is immutable")])
             self._prepare_update(new, old, subresource)
             errs = validate_object_meta_update(new["metadata"], old["metadata"], fld.Path("metadata"))
             if subresource == "status":
@@ -552,16 +567,25 @@ class ResourceStore:
             if self.admission is not None:
                 await self.admission.validate(Attributes(DELETE, self.kind, meta.get("namespace", ""), name, None,
                                                          obj, "", opts.user, opts.dry_run))
-            grace = self.strategy.grace_period(obj, opts.grace_period_seconds)
-            finalizers = meta.get("finalizers") or []
+            try:
+                grace = self.strategy.grace_period(obj, opts.grace_period_seconds)
+            except (TypeError, ValueError, AttributeError):  # a malformed stored object: delete it now
+                grace = 0
+            stored_finalizers = meta.get("finalizers")
+            finalizers = _finalizer_list(stored_finalizers)
             gc_finalizers = _gc_finalizers(finalizers, opts)
             if meta.get("deletionTimestamp"):
                 # already terminating: only a shorter grace period changes anything, and the
                 # garbage collector's finalizers only while no graceful deletion is pending
-                cur = int(meta.get("deletionGracePeriodSeconds") or 0)
-                if grace >= cur and not (grace == 0 and not finalizers) and (cur > 0 or gc_finalizers == finalizers):
+                cur = _int_or_zero(meta.get("deletionGracePeriodSeconds"))
+                if grace >= cur and not (grace == 0 and not finalizers) and (cur > 0 or gc_finalizers == finalizers) \
+                        and stored_finalizers in (None, finalizers):
                     return obj, False
             new = copy.deepcopy(obj)
+            if stored_finalizers not in (None, finalizers):  # stored before bodies were type-checked
+                new["metadata"]["finalizers"] = finalizers
+                if not finalizers:
+                    del new["metadata"]["finalizers"]
             if gc_finalizers != finalizers:
                 new["metadata"]["finalizers"] = gc_finalizers
                 if not gc_finalizers:
@@ -569,7 +593,7 @@ class ResourceStore:
             has_finalizers = self.strategy.has_pending_finalizers(new)
             if grace > 0 or has_finalizers:
                 nm = new["metadata"]
-                if not meta.get("deletionTimestamp") or grace < int(meta.get("deletionGracePeriodSeconds") or 0):
+                if not meta.get("deletionTimestamp") or grace < _int_or_zero(meta.get("deletionGracePeriodSeconds")):
                     nm["deletionTimestamp"] = now_plus(grace)
                 nm["deletionGracePeriodSeconds"] = grace
                 self.strategy.mark_terminating(new)
@@ -680,6 +704,15 @@ class ResourceStore:
         return {"kind": self.kind.kind, "apiVersion": self.kind.api_version, "metadata": meta}
 
 
+def _finalizer_list(value: Any) -> list[str]:
+    """metadata.finalizers as a list of strings, whatever a malformed stored object holds."""
+    return [f for f in value if isinstance(f, str)] if isinstance(value, list) else []
+
+
+def _int_or_zero(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _gc_finalizers(finalizers: list[str], opts: DeleteOptions) -> list[str]:
     """The finalizers a delete request leaves for the garbage collector (the apiserver's
     deletionFinalizersForGarbageCollection): ``orphan`` or ``foregroundDeletion`` as
@@ -700,7 +733,7 @@ def _gc_finalizers(finalizers: list[str], opts: DeleteOptions) -> list[str]:
 def _parse_rv(rv: str, name: str = "") -> int:
     try:
         n = int(rv)
-        if n < 0:
+        if n < 0 or n >= 1 << 63:
             raise ValueError
         return n
     except (TypeError, ValueError) as exc:

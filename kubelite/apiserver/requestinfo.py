@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from kubelite.api.meta import is_valid_path_segment_name
 
 API_PREFIXES = ("api", "apis")
@@ -112,4 +114,7 @@ def request_info(method: str, path: str, query: Mapping[str, str] | None = None)
     return info
 
 
-__all__ = ["RequestInfo", "request_info"]
+# where the first filter that needs it leaves a request's RequestInfo for the others
+REQUEST_INFO: web.RequestKey[RequestInfo] = web.RequestKey("request_info", RequestInfo)
+
+__all__ = ["REQUEST_INFO", "RequestInfo", "request_info"]

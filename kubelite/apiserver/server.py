@@ -11,15 +11,26 @@ import ssl
 from aiohttp import web
 
 from kubelite.apiserver.app import App, HealthChecks, build_app
+from kubelite.apiserver.auth import ANONYMOUS_USER, USER
 from kubelite.apiserver.handlers import APIHandler
+from kubelite.net import listener
 
 log = logging.getLogger("kubelite.apiserver")
 
 
+def _authenticated(request: web.Request) -> bool:
+    """A connection is trusted once a request on it authenticated as someone."""
+    user = request.get(USER)
+    return user is not None and user.name != ANONYMOUS_USER
+
+
 class APIServer:
     def __init__(self, handler: APIHandler, middlewares: list, ssl_context: ssl.SSLContext, bind_address: str,
-                 port: int, health: HealthChecks | None = None) -> None:
-        self.app, self.state = build_app(handler, middlewares, health)
+                 port: int, health: HealthChecks | None = None,
+                 limits: listener.ListenerLimits | None = None) -> None:
+        # connection hygiene (kubelite/net/listener.py): its middleware goes first
+        self.guard = listener.prepare(limits or listener.ListenerLimits(), trusted=_authenticated)
+        self.app, self.state = build_app(handler, [self.guard.middleware(), *middlewares], health)
         self.ssl_context = ssl_context
         self.bind_address = bind_address
         self.port = port
@@ -34,13 +45,13 @@ class APIServer:
         self.state.ready = value
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
+        self.runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0,
+                                    keepalive_timeout=self.guard.limits.idle_timeout)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.bind_address, self.port, ssl_context=self.ssl_context,
-                           backlog=1024, reuse_address=True)
-        await site.start()
+        await listener.serve_https(self.runner, self.guard, self.bind_address, self.port, self.ssl_context)
 
     async def stop(self) -> None:
+        await self.guard.close()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

@@ -363,9 +363,10 @@ class StreamHandlers:
 
             async def up() -> None:
                 async for msg in ws:
-                    if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+                    frame = _frame_bytes(msg)
+                    if not frame:
                         continue
-                    ch, payload = msg.data[0], msg.data[1:]
+                    ch, payload = frame[0], frame[1:]
                     i = ch // 2
                     if ch % 2 == 0 and i < len(agents) and payload and (a := agents[i]) is not None:
                         with contextlib.suppress(ConnectionError):
@@ -407,6 +408,17 @@ async def _relay_body(request: web.Request, upstream: aiohttp.ClientResponse, st
     return out
 
 
+def _frame_bytes(msg: aiohttp.WSMessage) -> bytes | None:
+    """A channel frame's bytes: binary frames as sent, text frames as their UTF-8 bytes. The
+    raw channel protocols (v4/v5.channel.k8s.io) read both kinds alike (wsstream reads every
+    message into a []byte), and the official Python client sends str input as text frames."""
+    if msg.type == aiohttp.WSMsgType.BINARY:
+        return bytes(msg.data)
+    if msg.type == aiohttp.WSMsgType.TEXT:
+        return str(msg.data).encode("utf-8")
+    return None
+
+
 async def _finish(data: spdy.SpdyStream, err: spdy.SpdyStream, message: str) -> None:
     with contextlib.suppress(ConnectionError):
         if message:
@@ -421,12 +433,12 @@ async def _relay_frames(client: web.WebSocketResponse, agent: aiohttp.ClientWebS
 
     async def up() -> None:
         async for msg in client:
-            if msg.type == aiohttp.WSMsgType.BINARY:
-                if msg.data[:1] == b"\xff" and not allow_close_signal:
-                    continue
-                await agent.send_bytes(msg.data)
-            elif msg.type == aiohttp.WSMsgType.TEXT:  # base64 protocols are not offered
+            data = _frame_bytes(msg)
+            if data is None:
                 continue
+            if data[:1] == b"\xff" and not allow_close_signal:
+                continue
+            await agent.send_bytes(data)
         await agent.close()
 
     up_t = asyncio.create_task(up())

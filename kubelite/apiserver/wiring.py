@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubelite.api import apply, errors, fieldvalidation, patch, schema
 from kubelite.api.meta import now_rfc3339
-from kubelite.apiserver import http
+from kubelite.apiserver import bodies, http
 from kubelite.apiserver.registry import ResourceStore, WriteOptions
 from kubelite.kinds.base import Kind, Obj
 
@@ -87,11 +87,12 @@ async def server_side_apply(handler: APIHandler, store: ResourceStore, t: Target
     opts.track_fields = None  # apply maintains managedFields itself
 
     def mutate(cur: Obj) -> Obj:
-        return apply.apply(cur, config, manager, force, sch, kind.api_version, now, kind=kind.kind,
-                           subresource=t.subresource)
+        return bodies.decode_applied(kind, apply.apply(cur, config, manager, force, sch, kind.api_version, now,
+                                                       kind=kind.kind, subresource=t.subresource))
 
     def create() -> Obj:
-        obj = apply.apply(None, config, manager, force, sch, kind.api_version, now, kind=kind.kind)
+        obj = bodies.decode_applied(kind, apply.apply(None, config, manager, force, sch, kind.api_version, now,
+                                                      kind=kind.kind))
         obj.setdefault("metadata", {})["name"] = t.name
         if kind.namespaced:
             obj["metadata"]["namespace"] = t.namespace

@@ -22,7 +22,7 @@ from aiohttp import web
 from kubelite.api import errors
 from kubelite.api import field as f
 from kubelite.api.field import Path
-from kubelite.apiserver import http
+from kubelite.apiserver import bodies, http
 from kubelite.apiserver.auth import USER, UserInfo
 from kubelite.apiserver.authorizer import ALLOW, Attributes
 from kubelite.apiserver.stores import Stores
@@ -55,9 +55,13 @@ class TokenIssuer:
         if request.method != "POST":
             raise errors.method_not_supported("serviceaccounts/token", request.method.lower())
         raw = await http.read_body(request)
-        body = http.decode_object(raw, http.media_type(request)) if raw.strip() else {}
+        ctype = http.media_type(request)
+        body = http.decode_object(raw, ctype) if raw.strip() else {}
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a TokenRequest object")
+        body, _ = bodies.decode_write(t.kind, body, raw, ctype, request.query.get("fieldValidation", ""),
+                                      schema_ref="io.k8s.api.authentication.v1.TokenRequest",
+                                      kind_name="TokenRequest", version="v1")
         spec: dict[str, Any] = body["spec"] if isinstance(body.get("spec"), dict) else {}
         user = request.get(USER)
         node, is_node = node_identity(user)

@@ -23,6 +23,8 @@ from kubelite.admission.resourcequota import ResourceQuotaAdmission
 from kubelite.apiserver.audit import audit_middleware
 from kubelite.apiserver.authorizer import PrivilegedGroups, Union
 from kubelite.apiserver.authz import authz_middleware
+from kubelite.apiserver.impersonation import impersonation_middleware
+from kubelite.apiserver.inflight import inflight_middleware
 from kubelite.apiserver.listwatch import StoreListWatch
 from kubelite.apiserver.rest import ACCESS_REVIEWS, TOKEN_REQUESTS, Services
 from kubelite.apiserver.stores import Stores
@@ -49,7 +51,7 @@ class _Reviews:
 
 
 class Security:
-    def __init__(self, stores: Stores, data_dir: Path, pki: PKI) -> None:
+    def __init__(self, stores: Stores, data_dir: Path, pki: PKI, max_inflight: tuple[int, int] = (400, 200)) -> None:
         self.stores = stores
         self.cluster_role_store = stores.get(RBAC, "clusterroles")
         self.cluster_role_binding_store = stores.get(RBAC, "clusterrolebindings")
@@ -66,7 +68,9 @@ class Security:
         self.quota = ResourceQuotaAdmission(stores)
         self.admission = build_chain(stores, self.quota, self.authorizer, self.resolver)
         stores.set_admission(self.admission)
-        self.middlewares = [audit_middleware(data_dir), authz_middleware(self.authorizer)]
+        # upstream's order: audit, impersonation, max-inflight, authorization
+        self.middlewares = [audit_middleware(data_dir), impersonation_middleware(self.authorizer),
+                            inflight_middleware(*max_inflight), authz_middleware(self.authorizer)]
         self.token_issuer = TokenIssuer(stores, pki, self.authorizer)
         self.aggregation = AggregationController(self.informers["clusterroles"], self.cluster_role_store)
 

@@ -40,7 +40,11 @@ def cmd_server(args: argparse.Namespace) -> int:
                        disable_agent=args.disable_agent, node_name=args.node_name, compact_interval=args.compact_interval,
                        compact_keep=args.compact_keep, node_monitor_period=args.node_monitor_period,
                        node_monitor_grace_period=args.node_monitor_grace_period,
-                       node_startup_grace_period=args.node_startup_grace_period)
+                       node_startup_grace_period=args.node_startup_grace_period,
+                       max_requests_inflight=args.max_requests_inflight,
+                       max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+                       request_header_timeout=args.request_header_timeout, idle_timeout=args.idle_timeout,
+                       body_timeout=args.body_timeout, max_pending_connections=args.max_pending_connections)
     import uvloop
 
     uvloop.install()
@@ -108,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="how long a node may post no status before it is Unknown (default 50)")
     s.add_argument("--node-startup-grace-period", type=float, default=60.0, metavar="SECONDS",
                    help="the same for a node never heard from (default 60)")
+    s.add_argument("--max-requests-inflight", type=int, default=400,
+                   help="bound on non-mutating requests in flight (0: none)")
+    s.add_argument("--max-mutating-requests-inflight", type=int, default=200,
+                   help="bound on mutating requests in flight (0: none)")
+    s.add_argument("--request-header-timeout", type=float, default=32.0, help=argparse.SUPPRESS)
+    s.add_argument("--idle-timeout", type=float, default=90.0, help=argparse.SUPPRESS)
+    s.add_argument("--body-timeout", type=float, default=60.0, help=argparse.SUPPRESS)
+    s.add_argument("--max-pending-connections", type=int, default=1024, help=argparse.SUPPRESS)
     sub.add_parser("kubectl", help="run the bundled kubectl with kubelite's admin kubeconfig")
     kc = sub.add_parser("kubeconfig", help="kubeconfig files")
     kcs = kc.add_subparsers(dest="kcmd", required=True)

@@ -21,7 +21,7 @@ from kubelite.api import errors
 from kubelite.api import field as fld
 from kubelite.api.meta import now_rfc3339
 from kubelite.api.selectors import SelectorError, label_selector_from_object
-from kubelite.apiserver import http
+from kubelite.apiserver import bodies, http
 from kubelite.apiserver.auth import USER
 from kubelite.apiserver.registry import DeleteOptions, ListOptions, WriteOptions
 from kubelite.apiserver.rest import RESTContext, method_not_allowed
@@ -63,13 +63,16 @@ async def bind_pod(handler: APIHandler, request: web.Request, target: Target) ->
     if request.method != "POST":
         raise method_not_allowed(target, request.method)
     raw = await http.read_body(request)
-    body = http.decode_object(raw, http.media_type(request))
+    ctype = http.media_type(request)
+    body = http.decode_object(raw, ctype)
     if not isinstance(body, dict):
         raise errors.bad_request("the body of the request must be a JSON or YAML object")
     av, kind = body.get("apiVersion"), body.get("kind")
     if (kind and kind != "Binding") or (av and av != "v1"):
         raise errors.bad_request(f'{kind or "Binding"} in version "{av or "v1"}" cannot be handled as a Binding: '
                                  f'no kind "{kind}" is registered for version "{av}" in scheme "kubelite"')
+    body, _ = bodies.decode_write(target.kind, body, raw, ctype, request.query.get("fieldValidation", ""),
+                                  schema_ref="io.k8s.api.core.v1.Binding", kind_name="Binding", version="v1")
     meta = body.get("metadata") or {}
     if not isinstance(meta, dict):
         raise errors.bad_request("metadata must be an object")

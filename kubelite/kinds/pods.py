@@ -245,8 +245,12 @@ def default_pod(pod: Obj) -> None:
         spec["restartPolicy"] = "Always"
     if spec.get("securityContext") is None:
         spec["securityContext"] = {}
-    if spec.get("terminationGracePeriodSeconds") is None:
+    tgps = spec.get("terminationGracePeriodSeconds")
+    if tgps is None:
         spec["terminationGracePeriodSeconds"] = 30
+    elif isinstance(tgps, int) and tgps < 0:
+        # Convert_v1_Pod_To_core_Pod (kubernetes#115606): a negative grace period is treated as 1
+        spec["terminationGracePeriodSeconds"] = 1
     if not spec.get("schedulerName"):
         spec["schedulerName"] = "default-scheduler"
     host_network = bool(spec.get("hostNetwork"))

@@ -40,6 +40,7 @@ from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
 from kubelite.launcher.supervisor import Supervisor
+from kubelite.net import listener
 from kubelite.scheduler.scheduler import run_scheduler
 from kubelite.store.base import Store
 from kubelite.store.sqlite import SQLiteStore
@@ -86,7 +87,8 @@ class Server:
         # the API: handlers, REST services, authentication, authorization, admission, audit
         handler = APIHandler(self.registry, stores)
         install_machinery(handler)
-        security = Security(stores, cfg.data_dir, pki)
+        security = Security(stores, cfg.data_dir, pki,
+                            max_inflight=(cfg.max_requests_inflight, cfg.max_mutating_requests_inflight))
         authn = Authenticator.for_data_dir(cfg.data_dir)
         authn.add_token_authenticator(security.token_issuer.authenticate)
         authn.add_token_authenticator(BootstrapTokenAuthenticator(stores.get("", "secrets")))  # node join
@@ -97,7 +99,10 @@ class Server:
         handler.install_rest(context)
         ssl_context = pki_mod.server_ssl_context(pki)
         self.api = APIServer(handler, [auth_middleware(authn), *security.middlewares], ssl_context,
-                             cfg.bind_address, cfg.port, self.supervisor.health)
+                             cfg.bind_address, cfg.port, self.supervisor.health, listener.ListenerLimits(
+                                 handshake_timeout=cfg.request_header_timeout, header_timeout=cfg.request_header_timeout,
+                                 idle_timeout=cfg.idle_timeout, body_timeout=cfg.body_timeout,
+                                 max_pending=cfg.max_pending_connections))
         await self.api.start()
 
         # what the API needs before it is ready: RBAC policy, informers, system namespaces

@@ -602,3 +602,110 @@ def test_python_client_multi_port_forward(env, pods):
             bad.recv(10)
         wait_until(lambda: pf.error(9) is not None, 10, what="port 9 error")
         assert "connection refused" in pf.error(9)
+
+
+# --------------------------------------------------------------------------- interactive exec, text frames
+
+
+def test_python_client_interactive_exec(env, pods):
+    """The official client's interactive session: str input goes out as text frames (v5)."""
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+
+    s: ServerProcess = env["server"]
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(s.kubeconfig), client_configuration=cfg)
+    with client.ApiClient(cfg) as api:
+        core = client.CoreV1Api(api)
+        resp = stream(core.connect_get_namespaced_pod_exec, "duo", "default", container="a", command=["/bin/sh"],
+                      stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+        try:
+            assert resp.subprotocol == "v5.channel.k8s.io"
+            resp.write_stdin("echo test string 1\n")
+            assert resp.readline_stdout(timeout=10) == "test string 1"
+            resp.write_stdin("echo test string 2 >&2\n")
+            assert resp.readline_stderr(timeout=10) == "test string 2"
+            resp.write_stdin(b"echo binary frame\n")
+            assert resp.readline_stdout(timeout=10) == "binary frame"
+            resp.write_stdin("exit\n")
+            resp.run_forever(timeout=10)
+            assert resp.returncode == 0
+        finally:
+            resp.close()
+        # cat ends when stdin is closed (v5 close of channel 0)
+        cat = stream(core.connect_get_namespaced_pod_exec, "duo", "default", container="a", command=["cat"],
+                     stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+        try:
+            cat.write_stdin("meow\n")
+            assert cat.readline_stdout(timeout=10) == "meow"
+            cat.close_channel(0)
+            cat.run_forever(timeout=10)
+            assert cat.returncode == 0
+        finally:
+            cat.close()
+
+
+def test_kubernetes_asyncio_interactive_exec(env, pods):
+    """kubernetes_asyncio speaks v4: text and binary frames both reach the command."""
+    import aiohttp
+    from kubernetes_asyncio import client as aclient
+    from kubernetes_asyncio import config as aconfig
+    from kubernetes_asyncio.stream import WsApiClient
+
+    s: ServerProcess = env["server"]
+
+    async def session() -> tuple[bytes, bytes, dict]:
+        cfg = aclient.Configuration()
+        await aconfig.load_kube_config(config_file=str(s.kubeconfig), client_configuration=cfg)
+        async with WsApiClient(configuration=cfg) as api:
+            core = aclient.CoreV1Api(api_client=api)
+            connect = await core.connect_get_namespaced_pod_exec("duo", "default", container="a",
+                                                                 command=["/bin/sh"], stderr=True, stdin=True,
+                                                                 stdout=True, tty=False, _preload_content=False)
+            out, err, status = b"", b"", b""
+            async with connect as ws:
+                await ws.send_str("\x00echo test string 1\n")
+                await ws.send_bytes(b"\x00echo test string 2 >&2\n")
+                while not (out.endswith(b"test string 1\n") and err.endswith(b"test string 2\n")):
+                    msg = await asyncio.wait_for(ws.receive(), 10)
+                    assert msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), msg
+                    data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+                    if data[:1] == b"\x01":
+                        out += data[1:]
+                    elif data[:1] == b"\x02":
+                        err += data[1:]
+                await ws.send_str("\x00exit 0\n")
+                async for msg in ws:
+                    data = msg.data if isinstance(msg.data, bytes) else str(msg.data).encode()
+                    if data[:1] == b"\x03":
+                        status += data[1:]
+            return out, err, json.loads(status)
+
+    out, err, status = asyncio.run(session())
+    assert (out, err) == (b"test string 1\n", b"test string 2\n")
+    assert status["status"] == "Success"
+
+
+def test_raw_websocket_text_frames_v4_and_v5(env, pods):
+    import aiohttp
+
+    from tests.e2e.harness import admin_ssl_context
+
+    s: ServerProcess = env["server"]
+    ctx = admin_ssl_context(s.kubeconfig)
+    url = f"{s.url}/api/v1/namespaces/default/pods/kuard/exec?command=cat&stdin=true&stdout=true&stderr=true"
+
+    async def session(proto: str) -> bytes:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url, protocols=[proto], ssl=ctx) as ws:
+            await ws.send_str("\x00text frame\n")
+            out = b""
+            while not out.endswith(b"text frame\n"):
+                msg = await asyncio.wait_for(ws.receive(), 10)
+                if msg.type == aiohttp.WSMsgType.BINARY and msg.data[:1] == b"\x01":
+                    out += msg.data[1:]
+            return out
+
+    async def both():
+        return await session("v4.channel.k8s.io"), await session("v5.channel.k8s.io")
+
+    assert asyncio.run(both()) == (b"text frame\n", b"text frame\n")

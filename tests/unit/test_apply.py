@@ -350,7 +350,7 @@ def test_apply_typed_errors():
     cfg["spec"]["containers"].append({"image": "x"})
     with pytest.raises(StatusError) as ei:
         ssa.apply(None, cfg, "kubectl", False, POD, "v1", T0)
-    assert ei.value.code == 500
+    assert ei.value.code == 400 and ei.value.reason == "BadRequest"  # upstream: 500; bad input is never a 500 here
     assert "associative list with keys has an element that omits all key fields" in ei.value.message
 
 

@@ -147,7 +147,7 @@ def test_apply_patch_duplicates():
     body = "apiVersion: apps/v1\nkind: Deployment\nspec:\n  paused: false\n  paused: true\n"
     err, _ = fv.check(None, body, fv.APPLY_PATCH, DEPLOY, "Strict", patch_type=fv.APPLY_PATCH)
     assert err is not None and err.code == 400
-    assert err.message.endswith('error strict decoding YAML: error converting YAML to JSON: yaml: unmarshal '
+    assert err.message.endswith('error strict decoding patch: error converting YAML to JSON: yaml: unmarshal '
                                 'errors:\n  line 5: key "paused" already set in map')
 
 

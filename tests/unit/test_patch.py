@@ -250,13 +250,13 @@ def test_smp_strategic_for_kind():
     ({"spec": {"volumes": [{"name": "v2", "$retainKeys": ["name"], "secret": {}}]}},
      400, "BadRequest", "invalid patch format of retainKeys"),
     ({"metadata": {"$deleteFromPrimitiveList": ["f1"]}}, 400, "BadRequest", "invalid patch format of primitive list"),
-    ({"metadata": {"finalizers": [["x"]]}}, 500, "", "list element types are not identical: [[f1 f2 f3] [[x]]]"),
-    ({"spec": {"containers": [{"image": "nokey"}]}}, 500, "",
+    ({"metadata": {"finalizers": [["x"]]}}, 400, "BadRequest", "list element types are not identical: [[f1 f2 f3] [[x]]]"),
+    ({"spec": {"containers": [{"image": "nokey"}]}}, 400, "BadRequest",
      "map: map[image:nokey] does not contain declared merge key: name"),
-    ({"spec": {"containers": [{"$patch": "merge"}]}}, 500, "", "merging lists cannot yet be specified in the patch"),
-    ({"spec": {"containers": [{"name": "x", "$patch": "bogus"}]}}, 500, "",
+    ({"spec": {"containers": [{"$patch": "merge"}]}}, 400, "BadRequest", "merging lists cannot yet be specified in the patch"),
+    ({"spec": {"containers": [{"name": "x", "$patch": "bogus"}]}}, 400, "BadRequest",
      "unknown patch type: bogus in map: map[$patch:bogus name:x]"),
-    ({"spec": {"$setElementOrder/containers": "bad"}}, 500, "", "expected a []interface {}, but received a string"),
+    ({"spec": {"$setElementOrder/containers": "bad"}}, 400, "BadRequest", "expected a []interface {}, but received a string"),
 ])
 def test_smp_errors(patch, code, reason, message):
     with pytest.raises(StatusError) as ei:
