@@ -36,6 +36,14 @@ def cmd_server(args: argparse.Namespace) -> int:
     from kubelite.launcher.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.disable_agent:
+        from kubelite.agent.cgroups import CgroupError, check_host
+
+        try:
+            check_host()  # the node agent refuses a host where it cannot enforce pod limits
+        except CgroupError as exc:
+            sys.stderr.write(f"kubelite server: {exc}; --disable-agent runs the API server without a node agent\n")
+            return 1
     cfg = ServerConfig(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address, port=args.port,
                        disable_agent=args.disable_agent, node_name=args.node_name, compact_interval=args.compact_interval,
                        compact_keep=args.compact_keep, node_monitor_period=args.node_monitor_period,
