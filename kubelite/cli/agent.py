@@ -40,8 +40,10 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from kubelite.agent.agent import run_agent
+    from kubelite.cli.common import LOG_FORMAT, LOG_LEVELS
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # a no-op under `kubelite` (main configured logging); for callers of the agent's parser alone
+    logging.basicConfig(level=LOG_LEVELS[getattr(args, "log_level", "info")], format=LOG_FORMAT)
     data_dir = Path(args.data_dir).resolve()
     kubeconfig = Path(args.kubeconfig) if args.kubeconfig else data_dir / "kubeconfig.yaml"
     with contextlib.suppress(ImportError):
@@ -82,8 +84,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except CgroupError as exc:
-        sys.stderr.write(f"kubelite agent: {exc}\n")
+    except CgroupError:  # run_agent has logged why
         return 1
     if failed:
         sys.stderr.write(f"kubelite agent: cannot join the cluster: {failed[0]}\n")

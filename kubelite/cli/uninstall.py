@@ -123,6 +123,6 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 
 def register_uninstall_cli(sub: Any, default_data_dir: str) -> None:
     u = sub.add_parser("uninstall", help="remove kubelite's state outside its data dir (no pods may run)")
-    u.add_argument("--data-dir", default=default_data_dir)
+    u.add_argument("--data-dir", default=default_data_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
     u.add_argument("--purge", action="store_true", help="also remove the data dir")
     u.set_defaults(func=cmd_uninstall)
