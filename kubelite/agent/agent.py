@@ -36,6 +36,8 @@ from kubelite.client.informer import ClientListWatch, Informer
 log = logging.getLogger("kubelite.agent")
 Obj = dict[str, Any]
 RELIST_PERIOD = 1.0
+# cm.CgroupV1MaintenanceModeWarning
+CGROUP_V1_WARNING = "cgroup v1 support is in maintenance mode, please migrate to cgroup v2"
 HOUSEKEEPING_PERIOD = 10.0
 
 
@@ -120,6 +122,9 @@ class Agent:
         await self.node.register()  # writes the CNI config for the node's pod CIDR
         await self._start_server()
         self.recorder = EventRecorder(self.client, component="kubelet", host=self.node_name)
+        if cgroups.version == 1:  # kubelet.go, at every start; the Node's ObjectReference has uid = name
+            self.recorder.emit({"kind": "Node", "name": self.node_name, "uid": self.node_name}, "Warning",
+                               "CgroupV1", CGROUP_V1_WARNING)
         volumes = VolumeManager(cfg.data_dir, client=self.client)  # the client requests projected SA tokens
         self.runtime = RuntimeManager(self.cri, self.images, cgroups, volumes, self.recorder,
                                       self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity(),
