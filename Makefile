@@ -1,52 +1,79 @@
 # kubelite: `make run` and `make test` do all set-up themselves, idempotently.
+# `make run` installs only what running kubelite needs; `make test` adds the test tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-APT_STAMP := $(VENV)/.apt
 DATA_DIR ?= /var/lib/kubelite
-APT_PACKAGES := python3-venv python3-dev gcc iproute2 openssl runc containerd containernetworking-plugins catatonit busybox-static iptables docker-registry skopeo apache2-utils
 PYTEST_ARGS ?=
 IMAGES_DIR := build/images
 IMAGES_STAMP := $(IMAGES_DIR)/.built
 
-.PHONY: setup run test test-unit test-e2e lint typecheck bench clean
+# Debian packages. Running: the venv, gcc + libc6-dev (the offline images' static binaries),
+# ip/iptables, runc, containerd, the CNI plugins, catatonit (pause) and busybox (images).
+# Tests only: a local OCI registry (docker-registry), skopeo to push to it, htpasswd
+# (apache2-utils) for its basic auth. No service of a package installed here is started.
+RUN_APT_PACKAGES := python3-venv gcc libc6-dev iproute2 iptables runc containerd containernetworking-plugins catatonit busybox-static
+TEST_APT_PACKAGES := docker-registry skopeo apache2-utils
 
-setup: $(STAMP) $(IMAGES_STAMP)
+RUN_APT_STAMP := $(VENV)/.apt-run
+TEST_APT_STAMP := $(VENV)/.apt-test
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-# offline container images (pause, busybox, kuard) as OCI image-layout tars, built locally
-$(IMAGES_STAMP): $(STAMP) $(wildcard examples/kuard/*.c kubelite/images/*.py)
-	$(BIN)/python -m kubelite.images.build $(IMAGES_DIR)
-	touch $@
+.PHONY: setup setup-test run test test-unit test-e2e lint typecheck bench clean
 
-$(APT_STAMP): scripts/setup-apt.sh Makefile
-	./scripts/setup-apt.sh $(APT_PACKAGES)
+setup: $(RUN_STAMP) $(IMAGES_STAMP)
+
+setup-test: setup $(TEST_STAMP)
+
+$(RUN_APT_STAMP): scripts/setup-apt.sh Makefile
+	@./scripts/setup-apt.sh "running kubelite" $(RUN_APT_PACKAGES)
 	@mkdir -p $(VENV) && touch $@
 
-$(STAMP): pyproject.toml $(APT_STAMP)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+$(TEST_APT_STAMP): scripts/setup-apt.sh Makefile
+	@./scripts/setup-apt.sh "the tests" $(TEST_APT_PACKAGES)
+	@mkdir -p $(VENV) && touch $@
+
+$(BIN)/python: | $(RUN_APT_STAMP)
+	@echo "kubelite: creating the virtualenv $(VENV) ($(PYTHON))"
+	@$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): pyproject.toml $(RUN_APT_STAMP) | $(BIN)/python
+	@echo "kubelite: installing kubelite and its Python dependencies into $(VENV)"
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -e .
+	@touch $@
+
+$(TEST_STAMP): pyproject.toml $(RUN_STAMP) $(TEST_APT_STAMP)
+	@echo "kubelite: installing the test tools (pytest, ruff, mypy, the kubernetes client) into $(VENV)"
+	@$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+# offline container images (pause, busybox, kuard) as OCI image-layout tars, built locally
+$(IMAGES_STAMP): $(wildcard examples/kuard/*.c kubelite/images/*.py) | $(RUN_STAMP)
+	@echo "kubelite: building the offline images (pause, busybox, kuard) into $(IMAGES_DIR)"
+	@$(BIN)/python -m kubelite.images.build $(IMAGES_DIR)
+	@touch $@
 
 run: setup
+	@echo "kubelite: starting kubelite server (data dir $(DATA_DIR))"
 	$(BIN)/kubelite server --data-dir $(DATA_DIR)
 
-test: setup
+test: setup-test
 	$(BIN)/ruff check kubelite tests bench
 	$(BIN)/mypy kubelite
 	$(BIN)/pytest -q $(PYTEST_ARGS) tests
 
-test-unit: setup
+test-unit: setup-test
 	$(BIN)/pytest -q $(PYTEST_ARGS) tests/unit
 
-test-e2e: setup
+test-e2e: setup-test
 	$(BIN)/pytest -q $(PYTEST_ARGS) tests/e2e
 
-lint: setup
+lint: setup-test
 	$(BIN)/ruff check kubelite tests bench
 
-typecheck: setup
+typecheck: setup-test
 	$(BIN)/mypy kubelite
 
 bench: setup

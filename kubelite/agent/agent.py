@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelite.agent import crispec, registries
-from kubelite.agent.cgroups import CgroupManager
+from kubelite.agent.cgroups import CgroupError, CgroupManager, open_cgroups
 from kubelite.agent.containergc import CONTAINER_GC_PERIOD
 from kubelite.agent.crispec import PodRuntime
 from kubelite.agent.node import NodeManager, memory_capacity
@@ -36,6 +36,8 @@ from kubelite.client.informer import ClientListWatch, Informer
 log = logging.getLogger("kubelite.agent")
 Obj = dict[str, Any]
 RELIST_PERIOD = 1.0
+# cm.CgroupV1MaintenanceModeWarning
+CGROUP_V1_WARNING = "cgroup v1 support is in maintenance mode, please migrate to cgroup v2"
 HOUSEKEEPING_PERIOD = 10.0
 
 
@@ -56,6 +58,8 @@ class AgentConfig:
     # the container GC's period (the kubelet's ContainerGCPeriod, 1 min); <= 0 turns the
     # periodic pass off (a pod's sync still collects after it restarted something)
     container_gc_interval: float = CONTAINER_GC_PERIOD
+    # the kubelet's --pod-max-pids: pids.max of every pod cgroup (-1: no limit)
+    pod_pids_limit: int = -1
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -83,6 +87,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._api_pods: dict[str, Obj] = {}
         self.runtime_cache: crispec.RuntimeCache | None = None
+        self.cgroups: CgroupManager | None = None
         self.started_at = 0.0
 
     # ------------------------------------------------------------------ lifecycle
@@ -91,6 +96,9 @@ class Agent:
         from kubelite.agent.images import ImageManager
 
         cfg = self.config
+        # first: a host that cannot enforce pod limits gets no containerd and no Node (CgroupError)
+        self.cgroups = cgroups = await asyncio.to_thread(open_cgroups, pids_limit=cfg.pod_pids_limit)
+        log.info("pod cgroups: %s", cgroups.describe())
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.client = Client.from_kubeconfig(cfg.kubeconfig, user_agent=f"kubelite-agent/{self.node_name}")
         socket_path = cfg.containerd_socket
@@ -98,7 +106,7 @@ class Agent:
         if socket_path is None:
             from kubelite.agent.containerd import Containerd
 
-            self.containerd = Containerd(cfg.data_dir)
+            self.containerd = Containerd(cfg.data_dir, cgroup_driver=cgroups.driver)
             registries.write_hosts_toml(cfg.data_dir, self.registries)  # -> containerd/certs.d/*/hosts.toml
             await self.containerd.start()
             socket_path = self.containerd.socket_path
@@ -113,9 +121,10 @@ class Agent:
                                 f"{version.runtime_name}://{version.runtime_version}", self.cri)
         await self.node.register()  # writes the CNI config for the node's pod CIDR
         await self._start_server()
-        cgroups = CgroupManager()
-        await asyncio.to_thread(cgroups.ensure_qos_roots)
         self.recorder = EventRecorder(self.client, component="kubelet", host=self.node_name)
+        if cgroups.version == 1:  # kubelet.go, at every start; the Node's ObjectReference has uid = name
+            self.recorder.emit({"kind": "Node", "name": self.node_name, "uid": self.node_name}, "Warning",
+                               "CgroupV1", CGROUP_V1_WARNING)
         volumes = VolumeManager(cfg.data_dir, client=self.client)  # the client requests projected SA tokens
         self.runtime = RuntimeManager(self.cri, self.images, cgroups, volumes, self.recorder,
                                       self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity(),
@@ -324,15 +333,19 @@ class Agent:
 async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str = "", *, kubelet_port: int = 10250,
                     containerd_socket: Path | str | None = None, images_dir: Path | str | None = None,
                     pki_dir: Path | str | None = None, runtime_parallelism: int = 0,
-                    container_gc_interval: float = CONTAINER_GC_PERIOD) -> None:
+                    container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1) -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
                               Path(images_dir) if images_dir else None,
                               Path(pki_dir) if pki_dir else None, runtime_parallelism,
-                              container_gc_interval))
+                              container_gc_interval, pod_pids_limit=pod_pids_limit))
     try:
-        await agent.start()
+        try:
+            await agent.start()
+        except CgroupError as exc:
+            log.error("node agent not started: %s", exc)
+            raise
         await asyncio.Event().wait()
     finally:  # also when cancelled half-way through start: nothing (e.g. containerd) may be left behind
         await asyncio.shield(agent.stop())

@@ -1,13 +1,27 @@
-"""Pod-level cgroups (cm/pod_container_manager_linux.go + qos_container_manager_linux.go).
+"""Pod-level cgroups, cgroupfs driver: the kubelet's cgroup manager
+(pkg/kubelet/cm/cgroup_manager_linux.go, cgroup_v1_manager_linux.go, cgroup_v2_manager_linux.go),
+pod container manager (pod_container_manager_linux.go, helpers_linux.go) and QoS roots
+(qos_container_manager_linux.go).
 
-Layout (cgroupfs driver, cgroup v1): ``kubepods/pod<uid>`` for Guaranteed pods,
-``kubepods/burstable/pod<uid>`` and ``kubepods/besteffort/pod<uid>`` for the others,
-in every v1 hierarchy. The agent creates the pod cgroup with its limits before the
-sandbox (containerd puts the sandbox and containers under it via ``cgroup_parent``) and
-removes it after teardown: containerd never does either.
+Names: ``kubepods/pod<uid>`` for Guaranteed pods, ``kubepods/burstable/pod<uid>`` and
+``kubepods/besteffort/pod<uid>`` for the others. The agent creates the pod cgroup with its
+limits before the sandbox (containerd puts the sandbox and containers under it via
+``cgroup_parent``) and removes it after teardown: containerd never does either.
 
-v2 (unified) would use the same names under one tree with ``cpu.weight``/``cpu.max``/
-``memory.max``; this machine is v1 hybrid, so only v1 is implemented.
+The host's layout is read from the mount table (libcontainer's ``IsCgroup2UnifiedMode``
+asks statfs the same question):
+
+- ``legacy`` (v1): one hierarchy per controller under ``/sys/fs/cgroup``
+  (``cpu.shares``, ``cpu.cfs_quota_us``, ``memory.limit_in_bytes``) — :mod:`cgroups_v1`;
+- ``hybrid``: the same, plus an empty cgroup2 tree at ``/sys/fs/cgroup/unified`` where runc
+  also makes the pod's directories (this is v1 for limits);
+- ``unified`` (v2): ``/sys/fs/cgroup`` is cgroup2 itself; controllers are enabled top-down
+  through ``cgroup.subtree_control`` and limits are ``cpu.weight``, ``cpu.max``,
+  ``memory.max``, ``pids.max`` — :mod:`cgroups_v2`.
+
+A host where limits cannot be enforced — no cgroup filesystem, a v1 controller not
+mounted, a v2 controller not available or not delegated — makes :func:`open_cgroups` raise
+:class:`CgroupError`, and the agent refuses to start rather than run pods without limits.
 """
 
 from __future__ import annotations
@@ -18,10 +32,10 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from kubelite.api import quantity
 from kubelite.kinds.podutil import compute_qos_class, pod_requests
@@ -30,14 +44,24 @@ log = logging.getLogger("kubelite.agent.cgroups")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 ROOT_NAME = "kubepods"
+QOS_PARENTS = (ROOT_NAME, f"{ROOT_NAME}/burstable", f"{ROOT_NAME}/besteffort")
+CGROUP_DRIVER = "cgroupfs"
 MIN_SHARES = 2
 MAX_SHARES = 262144
 SHARES_PER_CPU = 1024
 MILLI_CPU_TO_CPU = 1000
+MAX_WEIGHT = 10000
 QUOTA_PERIOD = 100000  # µs, the kernel's and the kubelet's default
 MIN_QUOTA_PERIOD = 1000
+V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "hugetlb",
+                  "net_cls", "net_prio", "perf_event", "rdma", "misc")
 
 
+class CgroupError(RuntimeError):
+    """The host's cgroups cannot enforce pod limits: the agent must not start."""
+
+
+# --------------------------------------------------------------------------- arithmetic
 def milli_cpu_to_shares(milli_cpu: int) -> int:
     """MilliCPUToShares: 1000m = 1024 shares, never below 2."""
     if milli_cpu == 0:
@@ -51,6 +75,13 @@ def milli_cpu_to_quota(milli_cpu: int, period: int = QUOTA_PERIOD) -> int:
     if milli_cpu == 0:
         return 0
     return max(milli_cpu * period // MILLI_CPU_TO_CPU, MIN_QUOTA_PERIOD)
+
+
+def shares_to_weight(shares: int) -> int:
+    """getCPUWeight (cgroup_manager_linux.go): cpu.shares [2, 262144] -> cpu.weight [1, 10000]."""
+    if shares >= MAX_SHARES:
+        return MAX_WEIGHT
+    return 1 + ((max(shares, MIN_SHARES) - 2) * 9999) // 262142
 
 
 def milli(q: Any) -> int:
@@ -84,10 +115,12 @@ def _limit_sum(pod: dict[str, Any], name: str) -> Decimal | None:
 
 @dataclass
 class ResourceConfig:
+    """cm.ResourceConfig, in v1 units (shares; the v2 manager converts)."""
     cpu_shares: int | None = None
     cpu_quota: int | None = None  # -1: unlimited
     cpu_period: int | None = None
     memory_limit: int | None = None  # -1: unlimited
+    pids_limit: int | None = None  # the kubelet's --pod-max-pids; None: untouched
 
 
 def pod_resource_config(pod: dict[str, Any]) -> ResourceConfig:
@@ -119,97 +152,144 @@ def pod_cgroup_name(pod: dict[str, Any]) -> str:
     return f"{ROOT_NAME}/{qos.lower()}/pod{uid}"
 
 
-def v1_hierarchies(root: Path = CGROUP_ROOT) -> dict[str, Path]:
-    """Mounted v1 hierarchies by controller name (co-mounted ones share a path), plus the
-    hybrid-mode ``unified`` tree."""
-    found: dict[str, Path] = {}
-    try:
-        mounts = Path("/proc/self/mounts").read_text().splitlines()
-    except OSError:
-        return found
-    for line in mounts:
+# --------------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class CgroupLayout:
+    """What is mounted where: ``mode`` is ``legacy``, ``hybrid``, ``unified`` or ``none``;
+    ``hierarchies`` maps each v1 controller (and ``unified`` in hybrid mode) to its mount,
+    or ``unified`` to the root on a v2 host."""
+    mode: str
+    root: Path
+    hierarchies: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        return 2 if self.mode == "unified" else 1
+
+    def bases(self) -> list[Path]:
+        """Every tree a pod cgroup has a directory in."""
+        return sorted(set(self.hierarchies.values()))
+
+    def describe(self) -> str:
+        if self.mode == "none":
+            return f"no cgroup filesystem at {self.root}"
+        return f"cgroup v{self.version} ({self.mode}) at {self.root}, {CGROUP_DRIVER} driver"
+
+
+def _unescape(field_: str) -> str:
+    """/proc/self/mounts writes space, tab, newline and backslash as octal escapes."""
+    for code, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field_ = field_.replace(code, ch)
+    return field_
+
+
+def detect_layout(root: Path = CGROUP_ROOT, mounts: str | None = None) -> CgroupLayout:
+    """The cgroup layout under ``root`` from the mount table (``/proc/self/mounts`` unless
+    given). A later mount on ``root`` hides what was mounted there before."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            mounts = ""
+    root = Path(root)
+    root_v2 = False
+    v1: dict[str, Path] = {}
+    unified: Path | None = None
+    for line in mounts.splitlines():
         parts = line.split()
-        if len(parts) < 4 or parts[2] not in ("cgroup", "cgroup2"):
+        if len(parts) < 4:
             continue
-        mnt = Path(parts[1])
-        if root not in mnt.parents:
+        fstype, mnt = parts[2], Path(_unescape(parts[1]))
+        if mnt == root:
+            root_v2, v1, unified = fstype == "cgroup2", {}, None
+        elif root not in mnt.parents:
             continue
-        if parts[2] == "cgroup2":  # hybrid: runc also makes the pod's directories in the unified tree
-            found["unified"] = mnt
-            continue
-        for opt in parts[3].split(","):
-            if opt in ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
-                       "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc"):
-                found[opt] = mnt
-            elif opt.startswith("name="):
-                found[opt[5:]] = mnt
-    return found
+        elif fstype == "cgroup2":
+            unified = mnt
+        elif fstype == "cgroup":
+            for opt in parts[3].split(","):
+                if opt in V1_CONTROLLERS:
+                    v1[opt] = mnt
+                elif opt.startswith("name="):
+                    v1[opt[5:]] = mnt
+    if root_v2:
+        return CgroupLayout("unified", root, {"unified": root})
+    if not v1:
+        return CgroupLayout("none", root)
+    if unified is not None:  # hybrid: runc also makes the pod's directories in the unified tree
+        v1["unified"] = unified
+        return CgroupLayout("hybrid", root, v1)
+    return CgroupLayout("legacy", root, v1)
 
 
-def _write(path: Path, value: str) -> None:
+def read_tokens(path: Path) -> set[str]:
+    """The names in a ``cgroup.controllers`` / ``cgroup.subtree_control`` file. A leading
+    ``+`` is dropped: the kernel never shows one, but a plain file that stands in for
+    cgroupfs in tests keeps what was written to it."""
+    return {t.lstrip("+") for t in path.read_text().split()}
+
+
+def write(path: Path, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
 
 
+# --------------------------------------------------------------------------- manager
 class CgroupManager:
-    """Creates, updates and removes pod cgroups in every v1 hierarchy."""
+    """Creates, updates, lists and removes pod cgroups (one directory per tree of the layout).
 
-    def __init__(self, root: Path = CGROUP_ROOT) -> None:
-        self.hierarchies = v1_hierarchies(root)
-        self._paths = sorted(set(self.hierarchies.values()))
+    :meth:`validate` says, without changing anything, whether limits can be enforced;
+    :meth:`ensure_qos_roots` makes ``kubepods`` and its QoS children; both raise
+    :class:`CgroupError`. The layout-specific parts are in :mod:`cgroups_v1` and
+    :mod:`cgroups_v2`; use :func:`open_cgroups` to get the right one, checked.
+    """
 
-    def path(self, controller: str, name: str) -> Path | None:
-        base = self.hierarchies.get(controller)
-        return base / name if base else None
+    version: ClassVar[int] = 0
+    driver: ClassVar[str] = CGROUP_DRIVER
+
+    def __init__(self, layout: CgroupLayout, pids_limit: int | None = None) -> None:
+        self.layout = layout
+        self.root = layout.root
+        # the kubelet's podPidsLimit: only a positive value limits (default -1)
+        self.pids_limit = pids_limit if pids_limit is not None and pids_limit > 0 else None
+        self._paths = layout.bases()
+
+    def describe(self) -> str:
+        return self.layout.describe()
+
+    # -- layout-specific
+    def validate(self) -> None:
+        raise NotImplementedError
+
+    def ensure_qos_roots(self) -> None:
+        raise NotImplementedError
+
+    def apply(self, name: str, cfg: ResourceConfig) -> None:
+        raise NotImplementedError
+
+    def tune_container(self, resources: Any) -> None:
+        """Adjust a container's CRI ``LinuxContainerResources`` to the host's layout
+        (swap and OOM-group settings, as generateLinuxContainerResources does)."""
 
     def _mkdir(self, name: str) -> None:
         for base in self._paths:
-            d = base / name
-            if d.exists():
-                continue
-            # cpuset children start empty and refuse tasks: copy the parent's values down.
-            parts = Path(name).parts
-            for i in range(1, len(parts) + 1):
-                sub = base.joinpath(*parts[:i])
-                if not sub.exists():
-                    sub.mkdir()
-                for f in ("cpuset.cpus", "cpuset.mems"):
-                    p = sub / f
-                    if p.exists() and not p.read_text().strip():
-                        _write(p, (sub.parent / f).read_text().strip())
+            (base / name).mkdir(parents=True, exist_ok=True)
 
-    def ensure_qos_roots(self) -> None:
-        for name in (ROOT_NAME, f"{ROOT_NAME}/burstable", f"{ROOT_NAME}/besteffort"):
-            self._mkdir(name)
-        p = self.path("cpu", f"{ROOT_NAME}/besteffort")
-        if p is not None:
-            with contextlib.suppress(OSError):
-                _write(p / "cpu.shares", str(MIN_SHARES))
-
+    # -- common
     def ensure_pod(self, pod: dict[str, Any]) -> str:
         """Create the pod cgroup and apply its limits; returns its name (the sandbox's cgroup_parent)."""
         name = pod_cgroup_name(pod)
         self._mkdir(name)
-        self.apply(name, pod_resource_config(pod))
+        cfg = pod_resource_config(pod)
+        cfg.pids_limit = self.pids_limit
+        self.apply(name, cfg)
         return "/" + name
 
-    def apply(self, name: str, cfg: ResourceConfig) -> None:
-        cpu = self.path("cpu", name)
-        if cpu is not None:
-            if cfg.cpu_shares is not None:
-                _write(cpu / "cpu.shares", str(cfg.cpu_shares))
-            if cfg.cpu_period is not None:
-                _write(cpu / "cpu.cfs_period_us", str(cfg.cpu_period))
-            _write(cpu / "cpu.cfs_quota_us", str(cfg.cpu_quota if cfg.cpu_quota else -1))
-        mem = self.path("memory", name)
-        if mem is not None:
-            _write(mem / "memory.limit_in_bytes", str(cfg.memory_limit if cfg.memory_limit else -1))
-
     def pod_cgroup_names(self) -> dict[str, str]:
-        """Existing pod cgroups as {pod uid: name}, in any hierarchy."""
+        """Existing pod cgroups as {pod uid: name}, in any tree."""
         out: dict[str, str] = {}
         for base in self._paths:
-            for parent in (ROOT_NAME, f"{ROOT_NAME}/burstable", f"{ROOT_NAME}/besteffort"):
+            for parent in QOS_PARENTS:
                 d = base / parent
                 if not d.is_dir():
                     continue
@@ -222,7 +302,7 @@ class CgroupManager:
         return any((base / name).exists() for base in self._paths)
 
     def remove(self, name: str, timeout: float = 5.0) -> bool:
-        """Remove the pod cgroup (deepest first) in every hierarchy, killing stragglers."""
+        """Remove the pod cgroup (deepest first) in every tree, killing stragglers."""
         deadline = time.monotonic() + timeout
         ok = True
         for base in self._paths:
@@ -255,3 +335,32 @@ class CgroupManager:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def manager_for(layout: CgroupLayout, pids_limit: int | None = None) -> CgroupManager:
+    """The manager for a layout (not yet checked)."""
+    if layout.mode == "none":
+        raise CgroupError(f"cannot enforce pod resource limits: {layout.describe()} (mount cgroup v2 there, "
+                          f"or the v1 cpu, cpuacct, cpuset and memory hierarchies)")
+    if layout.version == 2:
+        from kubelite.agent.cgroups_v2 import V2CgroupManager
+
+        return V2CgroupManager(layout, pids_limit)
+    from kubelite.agent.cgroups_v1 import V1CgroupManager
+
+    return V1CgroupManager(layout, pids_limit)
+
+
+def check_host(root: Path = CGROUP_ROOT, mounts: str | None = None, pids_limit: int | None = None) -> CgroupManager:
+    """Detect and validate without changing anything (``kubelite server``'s pre-flight)."""
+    mgr = manager_for(detect_layout(root, mounts), pids_limit)
+    mgr.validate()
+    return mgr
+
+
+def open_cgroups(root: Path = CGROUP_ROOT, mounts: str | None = None, pids_limit: int | None = None) -> CgroupManager:
+    """Detect the layout, check that limits can be enforced and make the QoS roots; raises
+    :class:`CgroupError` with the reason when they cannot."""
+    mgr = check_host(root, mounts, pids_limit)
+    mgr.ensure_qos_roots()
+    return mgr

@@ -55,7 +55,14 @@ def socket_path_for(data_dir: Path) -> Path:
 
 
 def render_config(data_dir: Path, socket_path: Path, *, sandbox_image: str = SANDBOX_IMAGE,
-                  cni_bin_dir: str = CNI_BIN_DIR, log_level: str = "info") -> str:
+                  cni_bin_dir: str = CNI_BIN_DIR, log_level: str = "info", cgroup_driver: str = "cgroupfs") -> str:
+    """containerd's config. The runc runtime's cgroup driver must be the agent's (the
+    kubelet's ``--cgroup-driver`` and containerd's ``SystemdCgroup`` always agree):
+    ``cgroupfs`` makes the ``cgroup_parent`` a path, the same on cgroup v1 and v2 (containerd
+    1.6's CRI needs nothing else for v2: runc converts the shares to ``cpu.weight`` and the
+    CRI ``unified`` map is passed through to it)."""
+    if cgroup_driver not in ("cgroupfs", "systemd"):
+        raise ValueError(f"unknown cgroup driver {cgroup_driver!r}")
     base = data_dir / "containerd"
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""# Written by kubelite (kubelite/agent/containerd.py); regenerated on every start.
@@ -112,7 +119,7 @@ disabled_plugins = [
       runtime_type = "io.containerd.runc.v2"
 
       [{cri}.containerd.runtimes.runc.options]
-        SystemdCgroup = false
+        SystemdCgroup = {"true" if cgroup_driver == "systemd" else "false"}
 
   [{cri}.cni]
     bin_dir = {_toml_str(cni_bin_dir)}
@@ -129,7 +136,7 @@ class Containerd:
 
     def __init__(self, data_dir: str | Path, *, binary: str | None = None, sandbox_image: str = SANDBOX_IMAGE,
                  stop_timeout: float = 10.0, restart: bool = True, log_level: str = "info",
-                 max_backoff: float = 30.0) -> None:
+                 max_backoff: float = 30.0, cgroup_driver: str = "cgroupfs") -> None:
         self.data_dir = Path(data_dir).resolve()
         self.base_dir = self.data_dir / "containerd"
         self.config_path = self.base_dir / "config.toml"
@@ -144,6 +151,7 @@ class Containerd:
         self.restart = restart
         self.log_level = log_level
         self.max_backoff = max_backoff
+        self.cgroup_driver = cgroup_driver
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task | None = None
@@ -173,7 +181,7 @@ class Containerd:
             os.chmod(self.socket_path.parent, 0o700)
             log.info("data dir path too long for a unix socket: containerd socket is %s", self.socket_path)
         text = render_config(self.data_dir, self.socket_path, sandbox_image=self.sandbox_image,
-                             log_level=self.log_level)
+                             log_level=self.log_level, cgroup_driver=self.cgroup_driver)
         tmp = self.config_path.with_suffix(".toml.tmp")
         tmp.write_text(text)
         os.replace(tmp, self.config_path)

@@ -540,9 +540,11 @@ class RuntimeManager:
             mounts.append((str(f), tmp, False))
         (self.volumes.log_dir(pod) / ct["name"]).mkdir(parents=True, exist_ok=True)
         command, args = expand_command_and_args(ct, dict(env))
-        return crispec.container_config(pod, ct, image_ref=image_ref, restart_count=restart_count, command=command,
-                                        args=args, env=env, mounts=mounts, memory_capacity=self.memory_capacity,
-                                        is_init=init, target_id=target)
+        config = crispec.container_config(pod, ct, image_ref=image_ref, restart_count=restart_count,
+                                          command=command, args=args, env=env, mounts=mounts,
+                                          memory_capacity=self.memory_capacity, is_init=init, target_id=target)
+        self.cgroups.tune_container(config.linux.resources)  # swap / OOM-group settings of the layout
+        return config
 
     # ------------------------------------------------------------------ kill
     async def _stop(self, container_id: str, grace: int) -> None:

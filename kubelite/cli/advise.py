@@ -36,7 +36,7 @@ def register_advise_cli(sub: Any) -> None:
     p.add_argument("-f", "--filename", action="append", default=[], metavar="FILE",
                    help="a manifest file, a directory of them, or - for stdin (repeatable)")
     p.add_argument("-R", "--recursive", action="store_true", help="walk directories given with -f recursively")
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format (default: text)")
     p.add_argument("--strict", action="store_true", help="exit 1 when there is any finding")
     p.set_defaults(func=cmd_advise)
 

@@ -23,6 +23,8 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--kubelet-port", type=int, default=10250, help="port advertised in daemonEndpoints")
     p.add_argument("--containerd-socket", default="", help="use this running containerd instead of starting one")
     p.add_argument("--images-dir", default="", help="offline image archives (default: build/images)")
+    p.add_argument("--pod-max-pids", type=int, default=-1, metavar="N",
+                   help="pids.max of every pod cgroup, as the kubelet's flag (-1: no limit)")
     p.add_argument("--pki-dir", default="", help="directory whose tls/ holds the cluster CA, for the agent's "
                                                  "HTTPS endpoint (default: DATA_DIR)")
     j = p.add_argument_group("joining a cluster", "used only when the kubeconfig does not exist yet: get a node "
@@ -38,8 +40,10 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from kubelite.agent.agent import run_agent
+    from kubelite.cli.common import LOG_FORMAT, LOG_LEVELS
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # a no-op under `kubelite` (main configured logging); for callers of the agent's parser alone
+    logging.basicConfig(level=LOG_LEVELS[getattr(args, "log_level", "info")], format=LOG_FORMAT)
     data_dir = Path(args.data_dir).resolve()
     kubeconfig = Path(args.kubeconfig) if args.kubeconfig else data_dir / "kubeconfig.yaml"
     with contextlib.suppress(ImportError):
@@ -66,7 +70,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                 return
         await run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
                         containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
-                        pki_dir=args.pki_dir or data_dir)
+                        pki_dir=args.pki_dir or data_dir, pod_pids_limit=args.pod_max_pids)
 
     async def main() -> None:
         task = asyncio.create_task(start())
@@ -76,7 +80,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    asyncio.run(main())
+    from kubelite.agent.cgroups import CgroupError
+
+    try:
+        asyncio.run(main())
+    except CgroupError:  # run_agent has logged why
+        return 1
     if failed:
         sys.stderr.write(f"kubelite agent: cannot join the cluster: {failed[0]}\n")
         return 1

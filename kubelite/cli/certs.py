@@ -120,7 +120,7 @@ def register_certs_cli(sub: Any, default_data_dir: str) -> None:
     c = sub.add_parser("certs", help="TLS certificates")
     cs = c.add_subparsers(dest="certs_cmd", required=True)
     r = cs.add_parser("rotate", help="re-issue the serving, admin and component certificates from the cluster CA")
-    r.add_argument("--data-dir", default=default_data_dir)
+    r.add_argument("--data-dir", default=default_data_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
     r.set_defaults(func=cmd_rotate)
 
 

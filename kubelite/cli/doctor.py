@@ -87,8 +87,8 @@ def register_doctor_cli(sub: Any, default_data_dir: str) -> None:
     p.add_argument("-n", "--namespace", default="", help="the namespace (default: the kubeconfig's, or default)")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="look at pods in every namespace")
     p.add_argument("--all", action="store_true", help="show healthy pods too")
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
-    p.add_argument("--data-dir", default=default_data_dir)
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.add_argument("--data-dir", default=default_data_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
     p.add_argument("--kubeconfig", default="", help="kubeconfig to use (default: DATA_DIR/kubeconfig.yaml)")
     p.set_defaults(func=cmd_doctor)
 

@@ -30,22 +30,22 @@ def register_images_cli(subparsers: argparse._SubParsersAction, default_data_dir
     isub = p.add_subparsers(dest="icmd", required=True)
 
     imp = isub.add_parser("import", help="import OCI image-layout or docker-save tars (ctr images import)")
-    imp.add_argument("files", nargs="+", metavar="FILE")
-    imp.add_argument("--data-dir", default=default_dir)
+    imp.add_argument("files", nargs="+", metavar="FILE", help="image tar files")
+    imp.add_argument("--data-dir", default=default_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
     imp.set_defaults(func=cmd_images_import)
 
     ls = isub.add_parser("ls", aliases=["list"], help="list images")
-    ls.add_argument("--data-dir", default=default_dir)
+    ls.add_argument("--data-dir", default=default_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
     ls.add_argument("-q", "--quiet", action="store_true", help="only image ids")
     ls.set_defaults(func=cmd_images_ls)
 
     rm = isub.add_parser("rm", aliases=["rmi"], help="remove images (all tags of each image)")
-    rm.add_argument("refs", nargs="+", metavar="REF")
-    rm.add_argument("--data-dir", default=default_dir)
+    rm.add_argument("refs", nargs="+", metavar="REF", help="image references or ids")
+    rm.add_argument("--data-dir", default=default_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
     rm.set_defaults(func=cmd_images_rm)
 
     off = isub.add_parser("ensure-offline", help="import kubelite's offline images (pause, busybox, kuard) if missing")
-    off.add_argument("--data-dir", default=default_dir)
+    off.add_argument("--data-dir", default=default_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
     off.add_argument("--build-dir", help="where the image tars are (default: the source tree's build/images)")
     off.set_defaults(func=cmd_images_ensure_offline)
 

@@ -1,10 +1,9 @@
-"""The `kubelite` command: server, kubectl, kubeconfig."""
+"""The `kubelite` command: server, agent, kubectl, kubeconfig, images, certs, token, uninstall."""
 
 from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import os
 import shutil
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 from kubelite.cli.advise import register_advise_cli
 from kubelite.cli.agent import register_agent_cli
 from kubelite.cli.certs import register_certs_cli
+from kubelite.cli.common import add_global_flags, check_log_level, setup_logging, take_log_level
 from kubelite.cli.doctor import register_doctor_cli
 from kubelite.cli.images import register_images_cli
 from kubelite.cli.token import register_token_cli
@@ -35,7 +35,14 @@ def cmd_server(args: argparse.Namespace) -> int:
 
     from kubelite.launcher.server import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.disable_agent:
+        from kubelite.agent.cgroups import CgroupError, check_host
+
+        try:
+            check_host()  # the node agent refuses a host where it cannot enforce pod limits
+        except CgroupError as exc:
+            sys.stderr.write(f"kubelite server: {exc}; --disable-agent runs the API server without a node agent\n")
+            return 1
     cfg = ServerConfig(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address, port=args.port,
                        disable_agent=args.disable_agent, node_name=args.node_name, compact_interval=args.compact_interval,
                        compact_keep=args.compact_keep, node_monitor_period=args.node_monitor_period,
@@ -89,20 +96,38 @@ def _server_from_admin(data_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     default_dir = os.environ.get("KUBELITE_DATA_DIR", str(DEFAULT_DATA_DIR))
-    if argv and argv[0] == "kubectl":
+    level, after_globals = take_log_level(argv)
+    if after_globals[:1] == ["kubectl"]:
+        check_log_level(level)  # nothing of kubelite logs there: kubectl has its own -v
+        argv = after_globals
         # everything after `kubectl` belongs to kubectl; --data-dir may come first
         ns = argparse.Namespace(data_dir=default_dir)
         rest = argv[1:]
         if rest[:1] == ["--data-dir"] and len(rest) > 1:
             ns.data_dir, rest = rest[1], rest[2:]
         return cmd_kubectl(ns, rest)
+    p = build_parser(default_dir)
+    args = p.parse_args(argv)
+    setup_logging(args.log_level)
+    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise", "doctor"):
+        return int(args.func(args) or 0)
+    if args.cmd == "server":
+        return cmd_server(args)
+    if args.cmd == "kubeconfig":
+        return cmd_kubeconfig_create(args)
+    p.print_help()
+    return 2
+
+
+def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentParser:
+    """Every sub-command and flag (a unit test checks that each flag has help)."""
     p = argparse.ArgumentParser(prog="kubelite", description="A small Kubernetes-compatible Pod platform")
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("server", help="run the API server (and, later, the node agent)")
-    s.add_argument("--data-dir", default=default_dir)
-    s.add_argument("--bind-address", default="0.0.0.0")
-    s.add_argument("--port", type=int, default=6443)
-    s.add_argument("--disable-agent", action="store_true")
+    s = sub.add_parser("server", help="run the API server, scheduler, controllers and a node agent")
+    s.add_argument("--data-dir", default=default_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
+    s.add_argument("--bind-address", default="0.0.0.0", help="address the API server listens on")
+    s.add_argument("--port", type=int, default=6443, help="the API server's HTTPS port")
+    s.add_argument("--disable-agent", action="store_true", help="run no node agent (and no containerd) here")
     s.add_argument("--node-name", default="", help="the agent's Node name (default: the hostname)")
     s.add_argument("--compact-interval", type=float, default=300.0, help=argparse.SUPPRESS)
     s.add_argument("--compact-keep", type=int, default=1000, help=argparse.SUPPRESS)
@@ -124,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     kc = sub.add_parser("kubeconfig", help="kubeconfig files")
     kcs = kc.add_subparsers(dest="kcmd", required=True)
     c = kcs.add_parser("create", help="mint a kubeconfig for a user, signed by the cluster CA")
-    c.add_argument("--user", required=True)
-    c.add_argument("--group", action="append")
-    c.add_argument("--data-dir", default=default_dir)
-    c.add_argument("--output")
-    c.add_argument("--server")
+    c.add_argument("--user", required=True, help="the user name (the certificate's common name)")
+    c.add_argument("--group", action="append", help="a group of the user (repeatable)")
+    c.add_argument("--data-dir", default=default_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
+    c.add_argument("--output", help="write the kubeconfig there (default: standard output)")
+    c.add_argument("--server", help="the API server URL in it (default: the admin kubeconfig's)")
     register_images_cli(sub, default_data_dir=default_dir)
     register_agent_cli(sub)
     register_certs_cli(sub, default_data_dir=default_dir)
@@ -136,15 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     register_token_cli(sub, default_data_dir=default_dir)
     register_advise_cli(sub)
     register_doctor_cli(sub, default_data_dir=default_dir)
-    args = p.parse_args(argv)
-    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise", "doctor"):
-        return int(args.func(args) or 0)
-    if args.cmd == "server":
-        return cmd_server(args)
-    if args.cmd == "kubeconfig":
-        return cmd_kubeconfig_create(args)
-    p.print_help()
-    return 2
+    add_global_flags(p)
+    return p
 
 
 if __name__ == "__main__":

@@ -187,15 +187,16 @@ def register_token_cli(sub: Any, default_data_dir: str) -> None:
     ts = t.add_subparsers(dest="token_cmd", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", default=default_data_dir)
+        p.add_argument("--data-dir", default=default_data_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
         p.add_argument("--kubeconfig", default="", help="admin kubeconfig (default: DATA_DIR/kubeconfig.yaml)")
 
     c = ts.add_parser("create", help="create a bootstrap token and print it")
     common(c)
     c.add_argument("token", nargs="?", default="", help="the token to create (default: a random one)")
     c.add_argument("--ttl", default="24h", help="time before the token expires (0: never)")
-    c.add_argument("--description", default="")
-    c.add_argument("--usages", default="signing,authentication")
+    c.add_argument("--description", default="", help="a human friendly description of how this token is used")
+    c.add_argument("--usages", default="signing,authentication",
+                   help="the ways this token can be used, comma-separated: signing, authentication")
     c.add_argument("--groups", default=bt.DEFAULT_NODE_TOKEN_GROUP, help="extra groups (comma-separated)")
     c.add_argument("--server", default="", help="API address for the join command (default: the kubeconfig's)")
     c.add_argument("--print-join-command", action="store_true", help="print only the agent's join command")
@@ -205,7 +206,7 @@ def register_token_cli(sub: Any, default_data_dir: str) -> None:
     ls.set_defaults(func=cmd_list)
     d = ts.add_parser("delete", help="delete bootstrap tokens")
     common(d)
-    d.add_argument("tokens", nargs="+", metavar="TOKEN_OR_ID")
+    d.add_argument("tokens", nargs="+", metavar="TOKEN_OR_ID", help="tokens (<id>.<secret>) or token ids")
     d.set_defaults(func=cmd_delete)
 
 

@@ -2,8 +2,9 @@
 
 containerd, runc and the CNI plugins insist on a few places of their own (/run/containerd,
 /var/lib/cni), the bridge plugin leaves its bridge, portmap its iptables chains, and the agent
-its QoS cgroup roots. With no pod left on the host, this removes them (and, with --purge, the
-data dir). It refuses while pods still run.
+its QoS cgroup roots (``kubepods`` in every v1 hierarchy and the hybrid unified tree, or at the
+top of a cgroup v2 host). With no pod left on the host, this removes them (and, with --purge,
+the data dir). It refuses while pods still run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kubelite.agent.cgroups import CGROUP_ROOT, ROOT_NAME
+from kubelite.agent.cgroups import QOS_PARENTS, ROOT_NAME, CgroupLayout, detect_layout
 
 BRIDGE = "kubelite0"
 HOSTPORT_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
@@ -29,14 +30,14 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(cmd), capture_output=True, text=True)
 
 
-def pods_left() -> list[str]:
+def pods_left(layout: CgroupLayout | None = None) -> list[str]:
     """Pod cgroups still on the host: their pods' processes may still run."""
     found = []
-    for hierarchy in CGROUP_ROOT.iterdir():
-        root = hierarchy / ROOT_NAME
-        for parent in (root, root / "burstable", root / "besteffort"):
-            if parent.is_dir():
-                found += [str(p) for p in parent.glob("pod*") if p.is_dir()]
+    for base in (layout or detect_layout()).bases():
+        for parent in QOS_PARENTS:
+            d = base / parent
+            if d.is_dir():
+                found += [str(p) for p in sorted(d.glob("pod*")) if p.is_dir()]
     return found
 
 
@@ -70,18 +71,20 @@ def remove_hostport_chains() -> list[str]:
     return done
 
 
-def remove_cgroup_roots() -> list[str]:
+def remove_cgroup_roots(layout: CgroupLayout | None = None) -> list[str]:
+    layout = layout or detect_layout()
     done = []
-    for hierarchy in sorted(CGROUP_ROOT.iterdir()):
-        root = hierarchy / ROOT_NAME
-        for d in (root / "burstable", root / "besteffort", root):
+    for base in layout.bases():
+        if not (base / ROOT_NAME).is_dir():
+            continue
+        for d in (base / name for name in reversed(QOS_PARENTS)):  # the QoS children, then kubepods
             if d.is_dir():
                 try:
                     d.rmdir()  # cgroupfs: rmdir of an empty cgroup (its control files do not count)
                 except OSError:
                     continue
-        if not root.exists() and hierarchy.is_dir():
-            done.append(hierarchy.name)
+        if not (base / ROOT_NAME).exists():
+            done.append(str(base))
     return [f"removed cgroup {ROOT_NAME} in {', '.join(done)}"] if done else []
 
 
@@ -120,6 +123,6 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 
 def register_uninstall_cli(sub: Any, default_data_dir: str) -> None:
     u = sub.add_parser("uninstall", help="remove kubelite's state outside its data dir (no pods may run)")
-    u.add_argument("--data-dir", default=default_data_dir)
+    u.add_argument("--data-dir", default=default_data_dir, help="kubelite's data dir (default: $KUBELITE_DATA_DIR or /var/lib/kubelite)")
     u.add_argument("--purge", action="store_true", help="also remove the data dir")
     u.set_defaults(func=cmd_uninstall)

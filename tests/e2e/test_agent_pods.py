@@ -201,6 +201,22 @@ def test_cpu_limit_half_a_core(node):
     server.kubectl("delete", "pod", "spin", "--wait=false")
 
 
+def test_cgroup_v1_host_no_swap_and_the_nodes_warning(node):
+    """This host is cgroup v1 (hybrid): the container's memory+swap limit is its memory limit
+    (the kubelet's NoSwap), and the Node carries the kubelet's CgroupV1 warning."""
+    server, agent = node
+    create(server, pod_manifest("noswap", agent.node_name, [{
+        "name": "c", "image": BUSYBOX, "resources": {"limits": {"memory": "32Mi"}}, "command": ["sleep", "3600"]}]))
+    pod = wait_pod(server, "noswap", running)
+    from pathlib import Path
+    d = Path(f"/sys/fs/cgroup/memory/kubepods/burstable/pod{pod['metadata']['uid']}/{cid(pod)}")
+    assert int((d / "memory.limit_in_bytes").read_text()) == 32 << 20
+    assert int((d / "memory.memsw.limit_in_bytes").read_text()) == 32 << 20
+    warning = ("Warning", "CgroupV1", "cgroup v1 support is in maintenance mode, please migrate to cgroup v2")
+    wait_until(lambda: warning in _events(server, agent.node_name), 10, 0.2, "the CgroupV1 event")
+    server.kubectl("delete", "pod", "noswap", "--wait=false")
+
+
 def test_grace_period(node):
     server, agent = node
     create(server, pod_manifest("stubborn", agent.node_name, [{

@@ -1,0 +1,94 @@
+"""Pod cgroups on cgroup v1 (legacy and hybrid hosts): pkg/kubelet/cm/cgroup_v1_manager_linux.go
+and the v1 side of runc's libcontainer/cgroups/fs (cpu.go, memory.go, pids.go, cpuset.go).
+
+Every pod cgroup has a directory in every mounted hierarchy (and in the unified tree of a
+hybrid host, where runc puts the containers too); limits go to ``cpu.shares``,
+``cpu.cfs_period_us`` / ``cpu.cfs_quota_us``, ``memory.limit_in_bytes`` and ``pids.max``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from kubelite.agent.cgroups import (
+    MIN_SHARES,
+    QOS_PARENTS,
+    ROOT_NAME,
+    CgroupError,
+    CgroupManager,
+    ResourceConfig,
+    write,
+)
+
+# validateSystemRequirements (container_manager_linux.go): the hierarchies the kubelet needs
+REQUIRED = ("cpu", "cpuacct", "cpuset", "memory")
+
+
+class V1CgroupManager(CgroupManager):
+    version = 1
+
+    def path(self, controller: str, name: str) -> Path | None:
+        base = self.layout.hierarchies.get(controller)
+        return base / name if base else None
+
+    def validate(self) -> None:
+        required = list(REQUIRED) + (["pids"] if self.pids_limit else [])
+        missing = sorted(c for c in required if c not in self.layout.hierarchies)
+        if missing:
+            raise CgroupError("cannot enforce pod resource limits: system validation failed - Following Cgroup "
+                              f"subsystem not mounted: [{' '.join(missing)}]")
+        cpu = self.layout.hierarchies["cpu"]
+        if not (cpu / "cpu.cfs_quota_us").exists():
+            raise CgroupError(f"cannot enforce pod CPU limits: {cpu} has no cpu.cfs_quota_us (the kernel lacks "
+                              f"CFS bandwidth control, CONFIG_CFS_BANDWIDTH)")
+
+    def ensure_qos_roots(self) -> None:
+        for name in QOS_PARENTS:
+            self._mkdir(name)
+        p = self.path("cpu", f"{ROOT_NAME}/besteffort")
+        if p is not None:
+            with contextlib.suppress(OSError):
+                write(p / "cpu.shares", str(MIN_SHARES))
+
+    def _mkdir(self, name: str) -> None:
+        for base in self._paths:
+            d = base / name
+            if d.exists():
+                continue
+            # cpuset children start empty and refuse tasks: copy the parent's values down.
+            parts = Path(name).parts
+            for i in range(1, len(parts) + 1):
+                sub = base.joinpath(*parts[:i])
+                if not sub.exists():
+                    sub.mkdir()
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    p = sub / f
+                    if p.exists() and not p.read_text().strip():
+                        write(p, (sub.parent / f).read_text().strip())
+
+    def apply(self, name: str, cfg: ResourceConfig) -> None:
+        cpu = self.path("cpu", name)
+        if cpu is not None:
+            if cfg.cpu_shares is not None:
+                write(cpu / "cpu.shares", str(cfg.cpu_shares))
+            if cfg.cpu_period is not None:
+                write(cpu / "cpu.cfs_period_us", str(cfg.cpu_period))
+            write(cpu / "cpu.cfs_quota_us", str(cfg.cpu_quota if cfg.cpu_quota else -1))
+        mem = self.path("memory", name)
+        if mem is not None:
+            write(mem / "memory.limit_in_bytes", str(cfg.memory_limit if cfg.memory_limit else -1))
+        pids = self.path("pids", name)
+        if pids is not None and cfg.pids_limit is not None:
+            write(pids / "pids.max", str(cfg.pids_limit))
+
+    def swap_controller_available(self) -> bool:
+        """swapControllerAvailable: memory.memsw.* exists (swap accounting is on)."""
+        mem = self.layout.hierarchies.get("memory")
+        return mem is not None and (mem / "memory.memsw.limit_in_bytes").exists()
+
+    def tune_container(self, resources: Any) -> None:
+        """ConfigureNoSwap on v1: memory+swap = memory, so a limited container cannot swap."""
+        if resources.memory_limit_in_bytes and self.swap_controller_available():
+            resources.memory_swap_limit_in_bytes = resources.memory_limit_in_bytes
