@@ -278,7 +278,15 @@ class PodWorkers:
             if exc.code not in (404, 409):
                 log.warning("could not confirm deletion of %s: %s", _name(pod), exc)
 
-    async def stop(self) -> None:
+    async def stop(self, teardown_grace: float = 8.0) -> None:
+        """Stop every worker. Pods already being torn down (deleted from the API, or with a
+        deletion timestamp) finish their teardown first, up to ``teardown_grace`` seconds, so
+        that an agent stopped right after a forced deletion leaves no cgroup, mount or
+        sandbox of that pod behind; running pods are left running, as the kubelet does."""
+        ending = [w.task for w in self.workers.values() if w.task is not None and not w.task.done()
+                  and (w.removed or w.pod["metadata"].get("deletionTimestamp"))]
+        if ending:
+            await asyncio.wait(ending, timeout=teardown_grace)
         tasks = [w.task for w in self.workers.values() if w.task is not None]
         for t in tasks:
             t.cancel()

@@ -102,7 +102,8 @@ def remove_runtime_dirs() -> list[str]:
 def uninstall(data_dir: Path, purge: bool) -> tuple[int, list[str]]:
     left = pods_left()
     if left:
-        return 1, [f"pods still run on this host ({len(left)} pod cgroups, e.g. {left[0]}); delete them first"]
+        pods = {Path(p).name for p in left}  # one cgroup per pod in each v1 hierarchy
+        return 1, [f"pods still run on this host ({len(pods)} pod cgroups, e.g. {left[0]}); delete them first"]
     out = remove_bridge() + remove_hostport_chains() + remove_cgroup_roots() + remove_runtime_dirs()
     if purge and data_dir.exists():
         if (data_dir / "containerd" / "containerd.pid").exists():

@@ -45,3 +45,24 @@ def _host_network_left_as_found():
     if not had_runtime_state and not uninstall.pods_left():
         uninstall.remove_cgroup_roots()
         uninstall.remove_runtime_dirs()
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_leaves_no_pods(request):
+    """Every module removes the pods it ran: after its servers stopped, no pod cgroup made
+    during the module is left on the host (they would make `kubelite uninstall` refuse)."""
+    from kubelite.cli import uninstall
+    from tests.e2e.harness import wait_until
+
+    before = set(uninstall.pods_left())
+    yield
+
+    def gone() -> bool:
+        return not set(uninstall.pods_left()) - before
+
+    try:
+        wait_until(gone, 30, 0.2, "pod cgroups removed")
+    except Exception:
+        left = sorted(set(uninstall.pods_left()) - before)
+        pytest.fail(f"{request.module.__name__} left {len(left)} pod cgroups, e.g. {left[:3]}")
