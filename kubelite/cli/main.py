@@ -13,6 +13,7 @@ from kubelite.cli.advise import register_advise_cli
 from kubelite.cli.agent import register_agent_cli
 from kubelite.cli.certs import register_certs_cli
 from kubelite.cli.common import add_global_flags, check_log_level, setup_logging, take_log_level
+from kubelite.cli.datastore import register_datastore_cli
 from kubelite.cli.doctor import register_doctor_cli
 from kubelite.cli.images import register_images_cli
 from kubelite.cli.token import register_token_cli
@@ -59,7 +60,13 @@ def cmd_server(args: argparse.Namespace) -> int:
     # this high keeps cyclic GC from running many times per large LIST or burst of writes.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    asyncio.run(serve(cfg))
+    from kubelite.store.snapshot import SnapshotError
+
+    try:
+        asyncio.run(serve(cfg))
+    except SnapshotError as exc:  # another server holds the data dir
+        sys.stderr.write(f"kubelite server: {exc}\n")
+        return 1
     return 0
 
 
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser(default_dir)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
-    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise", "doctor"):
+    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise", "doctor", "datastore"):
         return int(args.func(args) or 0)
     if args.cmd == "server":
         return cmd_server(args)
@@ -158,6 +165,7 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
     register_agent_cli(sub)
     register_certs_cli(sub, default_data_dir=default_dir)
     register_uninstall_cli(sub, default_data_dir=default_dir)
+    register_datastore_cli(sub, default_data_dir=default_dir)
     register_token_cli(sub, default_data_dir=default_dir)
     register_advise_cli(sub)
     register_doctor_cli(sub, default_data_dir=default_dir)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import socket
+from typing import IO
 
 from kubelite.agent.agent import run_agent
 from kubelite.api import errors
@@ -43,6 +44,7 @@ from kubelite.launcher.supervisor import Supervisor
 from kubelite.net import listener
 from kubelite.scheduler.scheduler import run_scheduler
 from kubelite.store.base import Store
+from kubelite.store.snapshot import hold_data_dir
 from kubelite.store.sqlite import SQLiteStore
 from kubelite.tls import pki as pki_mod
 from kubelite.tls.kubeconfig import mint_user_kubeconfig, write_admin_kubeconfig
@@ -75,11 +77,14 @@ class Server:
         self.api: APIServer | None = None
         self.streams: StreamHandlers | None = None
         self.stores: Stores | None = None
+        self._lock: IO[bytes] | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # one server per data dir (and no snapshot restore under a running one)
+        self._lock = hold_data_dir(cfg.db_path)
         pki = pki_mod.ensure_pki(cfg.data_dir)
         await self.store.start()
         stores = self.stores = Stores.build(self.registry, self.store)
@@ -158,6 +163,9 @@ class Server:
         if self.streams is not None:
             await self.streams.close()
         await self.store.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
 async def serve(cfg: ServerConfig) -> None:
