@@ -29,6 +29,9 @@ class ServerConfig:
     idle_timeout: float = 90.0
     body_timeout: float = 60.0
     max_pending_connections: int = 1024
+    # the node IPAM controller (kube-controller-manager's --cluster-cidr / --node-cidr-mask-size)
+    cluster_cidr: str = "10.244.0.0/16"
+    node_cidr_mask_size: int = 24
 
     @property
     def db_path(self) -> Path:

@@ -4,15 +4,13 @@ containerd's CRI plugin reads ``<data_dir>/cni/net.d`` (its ``conf_dir``) and ru
 plugins from /usr/lib/cni; it adds the loopback interface itself (go-cni's loopback
 network, plugin ``loopback``), so the conflist only names bridge and portmap.
 
-Pod CIDR: when the Node has no ``spec.podCIDR`` (no node-IPAM controller here), the
-agent picks ``10.244.<n>.0/24`` with ``n`` derived from the node name
-(:func:`default_pod_cidr`) and records it on its Node. 10.88/16 and 10.89/24 belong
-to podman's default networks and are never chosen.
+Pod CIDR: the Node's ``spec.podCIDR``, given by the server's node IPAM controller
+(kubelite/controllers/nodeipam.py) from ``--cluster-cidr`` (default 10.244.0.0/16, clear
+of podman's 10.88/16 and 10.89/24).
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import logging
@@ -25,11 +23,6 @@ BRIDGE = "kubelite0"
 NETWORK_NAME = "kubelite"
 CONFLIST_NAME = "10-kubelite.conflist"
 CNI_VERSION = "1.0.0"
-
-
-def default_pod_cidr(node_name: str) -> str:
-    n = int.from_bytes(hashlib.sha256(node_name.encode()).digest()[:2], "big") % 256
-    return f"10.244.{n}.0/24"
 
 
 def conf_dir(data_dir: Path) -> Path:

@@ -92,6 +92,9 @@ def _conditions(old: list[Obj], ready: bool, ready_message: str) -> list[Obj]:
     return out
 
 
+POD_CIDR_TIMEOUT = 120.0
+
+
 class NodeManager:
     def __init__(self, client: Any, node_name: str, data_dir: Path, kubelet_port: int = 10250,
                  runtime_version: str = "", cri: Any = None) -> None:
@@ -171,8 +174,7 @@ class NodeManager:
                     "metadata": {"name": self.node_name, "labels": self.labels(),
                                  "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true",
                                                  "node.alpha.kubernetes.io/ttl": "0"}},
-                    "spec": {"podCIDR": cni.default_pod_cidr(self.node_name),
-                             "podCIDRs": [cni.default_pod_cidr(self.node_name)]}}
+                    "spec": {}}
             try:
                 node = await self.client.create("v1", "nodes", body)
                 log.info("registered node %s", self.node_name)
@@ -180,10 +182,7 @@ class NodeManager:
                 if exc2.code != 409:
                     raise
                 node = await self.client.get("v1", "nodes", self.node_name)
-        if not (node.get("spec") or {}).get("podCIDR"):
-            cidr = cni.default_pod_cidr(self.node_name)
-            node = await self.client.patch("v1", "nodes", self.node_name,
-                                           {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}, patch_type="merge")
+        node = await self._wait_pod_cidr(node)
         missing = {k: v for k, v in self.labels().items() if k not in (node["metadata"].get("labels") or {})}
         if missing:
             node = await self.client.patch("v1", "nodes", self.node_name, {"metadata": {"labels": missing}},
@@ -193,6 +192,21 @@ class NodeManager:
         cni.write_conflist(self.data_dir, self.pod_cidr)
         await asyncio.to_thread(cni.reconcile_bridge, self.pod_cidr)
         await self.post_status()
+        return node
+
+    async def _wait_pod_cidr(self, node: Obj, timeout: float = POD_CIDR_TIMEOUT) -> Obj:
+        """The node's pod CIDR comes from the server's node IPAM controller (spec.podCIDR), as
+        the kubelet's does from kube-controller-manager; wait for it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.05
+        while not (node.get("spec") or {}).get("podCIDR"):
+            if loop.time() > deadline:
+                raise RuntimeError(f"node {self.node_name} got no spec.podCIDR within {timeout:.0f}s: "
+                                   "is the server's node-ipam-controller running (kubectl get --raw '/readyz?verbose')?")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            node = await self.client.get("v1", "nodes", self.node_name)
         return node
 
     async def post_status(self) -> None:

@@ -52,7 +52,15 @@ def cmd_server(args: argparse.Namespace) -> int:
                        max_requests_inflight=args.max_requests_inflight,
                        max_mutating_requests_inflight=args.max_mutating_requests_inflight,
                        request_header_timeout=args.request_header_timeout, idle_timeout=args.idle_timeout,
-                       body_timeout=args.body_timeout, max_pending_connections=args.max_pending_connections)
+                       body_timeout=args.body_timeout, max_pending_connections=args.max_pending_connections,
+                       cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size)
+    from kubelite.controllers.nodeipam import RangeAllocator
+
+    try:
+        RangeAllocator(cfg.cluster_cidr, cfg.node_cidr_mask_size)
+    except ValueError as exc:
+        sys.stderr.write(f"kubelite server: --cluster-cidr {cfg.cluster_cidr}: {exc}\n")
+        return 1
     import uvloop
 
     uvloop.install()
@@ -144,6 +152,10 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
                    help="how long a node may post no status before it is Unknown (default 50)")
     s.add_argument("--node-startup-grace-period", type=float, default=60.0, metavar="SECONDS",
                    help="the same for a node never heard from (default 60)")
+    s.add_argument("--cluster-cidr", default="10.244.0.0/16", metavar="CIDR",
+                   help="the pod network: each node is given a block of it as spec.podCIDR (default 10.244.0.0/16)")
+    s.add_argument("--node-cidr-mask-size", type=int, default=24, metavar="N",
+                   help="the size of each node's block of --cluster-cidr (default 24)")
     s.add_argument("--max-requests-inflight", type=int, default=400,
                    help="bound on non-mutating requests in flight (0: none)")
     s.add_argument("--max-mutating-requests-inflight", type=int, default=200,

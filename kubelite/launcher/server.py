@@ -33,6 +33,7 @@ from kubelite.controllers.csr import CSRApprover, CSRSigner
 from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
+from kubelite.controllers.nodeipam import NodeIPAMController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
 from kubelite.controllers.podgc import PodGC
 from kubelite.controllers.resourcequota import ResourceQuotaController
@@ -135,6 +136,8 @@ class Server:
         run("taint-eviction-controller", TaintEvictionController(
             stores, recorder(stores, "taint-eviction-controller")).run)
         run("pod-garbage-collector", PodGC(stores).run)
+        run("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
+                                                       recorder(stores, "cidrAllocator")).run)
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
         self.api.ready = True
         log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import ipaddress
 import json
 import shutil
 import signal
@@ -299,6 +300,10 @@ def test_join_node_registers_and_is_ready(srv, tmp_path):
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
         wait_until(ready, 90, 0.3, "joined node Ready")
+        # its pod CIDR came from the server's node IPAM controller, inside --cluster-cidr
+        spec = json.loads(srv.kubectl("get", "node", node, "-o", "json").stdout)["spec"]
+        assert ipaddress.ip_network(spec["podCIDR"]).subnet_of(ipaddress.ip_network("10.244.0.0/16"))
+        assert spec["podCIDRs"] == [spec["podCIDR"]]
         kc = data_dir / "kubeconfig.yaml"
         assert kc.stat().st_mode & 0o777 == 0o600
         who = json.loads(srv.kubectl("auth", "whoami", "-o", "json", env={"KUBECONFIG": str(kc)}).stdout)
@@ -326,6 +331,41 @@ def test_join_node_registers_and_is_ready(srv, tmp_path):
             shutil.rmtree(data_dir)
         if not bridge_ports():
             subprocess.run(["ip", "link", "del", "kubelite0"], capture_output=True)
+
+
+def test_node_ipam_gives_each_node_its_own_block(srv):
+    def node(name: str) -> None:
+        srv.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node",
+                                                            "metadata": {"name": name}}))
+
+    def cidr(name: str) -> str:
+        def got() -> str:
+            return json.loads(srv.kubectl("get", "node", name, "-o", "json").stdout)["spec"].get("podCIDR", "")
+        return wait_until(got, 15, 0.1, f"podCIDR of {name}")
+
+    names = [f"kl-e2e-ipam-{i}" for i in range(3)]
+    try:
+        for n in names:
+            node(n)
+        blocks = {n: cidr(n) for n in names}
+        assert len(set(blocks.values())) == 3
+        assert all(ipaddress.ip_network(b).prefixlen == 24 and
+                   ipaddress.ip_network(b).subnet_of(ipaddress.ip_network("10.244.0.0/16")) for b in blocks.values())
+        # a node may not move to another block
+        p = srv.kubectl("patch", "node", names[0], "--type=merge", "-p",
+                        json.dumps({"spec": {"podCIDR": "10.244.200.0/24", "podCIDRs": ["10.244.200.0/24"]}}),
+                        check=False)
+        assert p.returncode != 0 and 'node updates may not change podCIDR except from "" to valid' in p.stderr
+        # a deleted node's block is free again: the next node gets the lowest free one
+        srv.kubectl("delete", "node", names[1])
+        wait_until(lambda: srv.kubectl("get", "node", names[1], check=False).returncode != 0, 15, 0.1, "node gone")
+        used = {i["spec"].get("podCIDR") for i in json.loads(srv.kubectl("get", "nodes", "-o", "json").stdout)["items"]}
+        lowest = next(str(b) for b in ipaddress.ip_network("10.244.0.0/16").subnets(new_prefix=24) if str(b) not in used)
+        assert ipaddress.ip_network(lowest) <= ipaddress.ip_network(blocks[names[1]])  # the freed block is free
+        node("kl-e2e-ipam-new")
+        assert cidr("kl-e2e-ipam-new") == lowest
+    finally:
+        srv.kubectl("delete", "node", *names, "kl-e2e-ipam-new", "--ignore-not-found", check=False)
 
 
 def test_approving_needs_approve_on_the_signer(srv):

@@ -1,0 +1,163 @@
+"""The node IPAM controller, as kube-controller-manager's range allocator
+(pkg/controller/nodeipam/ipam/range_allocator.go): every Node without ``spec.podCIDR`` gets
+the lowest free ``/--node-cidr-mask-size`` block of ``--cluster-cidr``; the block is released
+when the Node is deleted. The allocation map is rebuilt from the Nodes at start (CIDRs that
+nodes already have, in range, are marked used), so a restart never hands one out twice.
+When the range is full the Node gets upstream's ``CIDRNotAvailable`` event and is retried."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from typing import Any
+
+from kubelite.api import errors
+from kubelite.apiserver.registry import WriteOptions
+from kubelite.apiserver.stores import Stores
+from kubelite.client.events import EventRecorder
+from kubelite.controllers.base import WorkQueue, informer
+
+log = logging.getLogger("kubelite.controllers.nodeipam")
+Obj = dict[str, Any]
+
+DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
+DEFAULT_NODE_MASK = 24
+FIELD_MANAGER = "node-ipam-controller"
+
+
+class CIDRFull(Exception):
+    pass
+
+
+class RangeAllocator:
+    """The blocks of one cluster CIDR: the lowest free one first (cidrset's next-free search)."""
+
+    def __init__(self, cluster_cidr: str, mask: int) -> None:
+        self.net = ipaddress.ip_network(cluster_cidr, strict=True)
+        if mask < self.net.prefixlen:
+            raise ValueError(f"--node-cidr-mask-size {mask} is smaller than the cluster CIDR's /{self.net.prefixlen}")
+        if mask - self.net.prefixlen > 16:
+            raise ValueError("CIDRSet: the cluster CIDR holds more than 65536 node CIDRs")  # as upstream's cidrset
+        self.mask = mask
+        self.size = 1 << (mask - self.net.prefixlen)
+        self.used: set[int] = set()
+
+    def _index(self, cidr: str) -> int | None:
+        try:
+            n = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            return None
+        if n.version != self.net.version or n.prefixlen != self.mask or not n.subnet_of(self.net):  # type: ignore[arg-type]
+            return None
+        return (int(n.network_address) - int(self.net.network_address)) >> (n.max_prefixlen - self.mask)
+
+    def _cidr(self, i: int) -> str:
+        base = int(self.net.network_address) + (i << (self.net.max_prefixlen - self.mask))
+        return str(ipaddress.ip_network((base, self.mask)))
+
+    def occupy(self, cidr: str) -> bool:
+        i = self._index(cidr)
+        if i is None:
+            return False
+        self.used.add(i)
+        return True
+
+    def release(self, cidr: str) -> None:
+        i = self._index(cidr)
+        if i is not None:
+            self.used.discard(i)
+
+    def allocate(self) -> str:
+        for i in range(self.size):
+            if i not in self.used:
+                self.used.add(i)
+                return self._cidr(i)
+        raise CIDRFull(f"no remaining CIDRs left to allocate in the cluster CIDR {self.net}")
+
+
+class NodeIPAMController:
+    def __init__(self, stores: Stores, cluster_cidr: str = DEFAULT_CLUSTER_CIDR, mask: int = DEFAULT_NODE_MASK,
+                 recorder: EventRecorder | None = None) -> None:
+        self.nodes = stores.get("", "nodes")
+        self.alloc = RangeAllocator(cluster_cidr, mask)
+        self.recorder = recorder
+        self.informer = informer(self.nodes)
+        self.queue = WorkQueue("node-ipam", self.sync, retry=5.0)
+        self._owned: dict[str, str] = {}  # node name -> its CIDR, as last seen
+
+    async def run(self) -> None:
+        self.informer.add_handler(self._on_event)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.informer.run())
+            await self.informer.wait_synced()
+            for node in self.informer.list():  # rebuild the map before handing anything out
+                self._note(node)
+            for node in self.informer.list():
+                self.queue.add(node["metadata"]["name"])
+            tg.create_task(self.queue.run())
+
+    def _on_event(self, etype: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new if new is not None else old
+        if obj is None:
+            return
+        name = obj["metadata"]["name"]
+        if etype == "DELETED" or new is None:
+            cidr = self._owned.pop(name, None)
+            if cidr:
+                self.alloc.release(cidr)
+                for n in self.informer.list():  # a node waiting for a block gets this one now
+                    if not (n.get("spec") or {}).get("podCIDR"):
+                        self.queue.add(n["metadata"]["name"])
+            return
+        if self.informer.synced.is_set():
+            self._note(obj)
+            self.queue.add(name)
+
+    def _note(self, node: Obj) -> None:
+        cidr = (node.get("spec") or {}).get("podCIDR") or ""
+        if cidr and self.alloc.occupy(cidr):
+            self._owned[node["metadata"]["name"]] = cidr
+
+    async def sync(self, name: str) -> bool:
+        node = self.informer.get("", name)
+        if node is None or (node.get("spec") or {}).get("podCIDR"):
+            return False
+        try:
+            cidr = self.alloc.allocate()
+        except CIDRFull as exc:
+            log.warning("node %s: %s", name, exc)
+            if self.recorder is not None:
+                await self.recorder.record(node, "Normal", "CIDRNotAvailable", f"Node {name} status is now: CIDRNotAvailable")
+            return True  # a block may be released later
+
+        def assign(cur: Obj) -> Obj:
+            spec = cur.setdefault("spec", {})
+            if spec.get("podCIDR"):
+                raise _Taken(spec["podCIDR"])
+            spec["podCIDR"], spec["podCIDRs"] = cidr, [cidr]
+            return cur
+
+        try:
+            await self.nodes.patch("", name, assign, WriteOptions(field_manager=FIELD_MANAGER))
+        except _Taken as t:
+            self.alloc.release(cidr)
+            self.alloc.occupy(t.cidr)
+            return False
+        except errors.StatusError as exc:
+            self.alloc.release(cidr)
+            if exc.code == 404:
+                return False
+            raise
+        except BaseException:
+            self.alloc.release(cidr)
+            raise
+        self._owned[name] = cidr
+        log.info("node %s: allocated pod CIDR %s", name, cidr)
+        return False
+
+
+class _Taken(Exception):
+    def __init__(self, cidr: str) -> None:
+        super().__init__(cidr)
+        self.cidr = cidr
