@@ -423,7 +423,11 @@ class ResourceStore:
             new = mutate(old)
             meta = new["metadata"]
             given_rv = meta.get("resourceVersion") or ""
-            want = expected or (_parse_rv(given_rv, name) if (patch and given_rv) else 0)
+            # a patch is applied onto the current object, whose resourceVersion it keeps: only a
+            # patch that sets another one is a precondition (one that names the current one is
+            # caught on the retry after a conflict, when the current one has moved on)
+            current_rv = old["metadata"].get("resourceVersion") or ""
+            want = expected or (_parse_rv(given_rv, name) if (patch and given_rv and given_rv != current_rv) else 0)
             if want and want != kv.mod_revision:
                 raise self.conflict(name)
             attrs = Attributes(UPDATE, self.kind, old["metadata"].get("namespace", ""), name, new, old,
