@@ -68,11 +68,11 @@ def cmd_server(args: argparse.Namespace) -> int:
     # this high keeps cyclic GC from running many times per large LIST or burst of writes.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    from kubelite.store.snapshot import SnapshotError
+    from kubelite.store.snapshot import DataDirInUse
 
     try:
         asyncio.run(serve(cfg))
-    except SnapshotError as exc:  # another server holds the data dir
+    except DataDirInUse as exc:
         sys.stderr.write(f"kubelite server: {exc}\n")
         return 1
     return 0

@@ -63,10 +63,12 @@ class RangeAllocator:
         self.used.add(i)
         return True
 
-    def release(self, cidr: str) -> None:
+    def release(self, cidr: str) -> bool:
         i = self._index(cidr)
-        if i is not None:
-            self.used.discard(i)
+        if i is None or i not in self.used:
+            return False
+        self.used.discard(i)
+        return True
 
     def allocate(self) -> str:
         for i in range(self.size):
@@ -84,7 +86,6 @@ class NodeIPAMController:
         self.recorder = recorder
         self.informer = informer(self.nodes)
         self.queue = WorkQueue("node-ipam", self.sync, retry=5.0)
-        self._owned: dict[str, str] = {}  # node name -> its CIDR, as last seen
 
     async def run(self) -> None:
         self.informer.add_handler(self._on_event)
@@ -92,36 +93,29 @@ class NodeIPAMController:
             tg.create_task(self.informer.run())
             await self.informer.wait_synced()
             for node in self.informer.list():  # rebuild the map before handing anything out
-                self._note(node)
+                self._occupy(node)
             for node in self.informer.list():
                 self.queue.add(node["metadata"]["name"])
             tg.create_task(self.queue.run())
 
     def _on_event(self, etype: str, old: Obj | None, new: Obj | None) -> None:
-        obj = new if new is not None else old
-        if obj is None:
-            return
-        name = obj["metadata"]["name"]
-        if etype == "DELETED" or new is None:
-            cidr = self._owned.pop(name, None)
-            if cidr:
-                self.alloc.release(cidr)
-                for n in self.informer.list():  # a node waiting for a block gets this one now
-                    if not (n.get("spec") or {}).get("podCIDR"):
+        if new is None:  # deleted: its block is free, and a node waiting for one gets it
+            if old is not None and self.alloc.release(_pod_cidr(old)):
+                for n in self.informer.list():
+                    if not _pod_cidr(n):
                         self.queue.add(n["metadata"]["name"])
             return
         if self.informer.synced.is_set():
-            self._note(obj)
-            self.queue.add(name)
+            self._occupy(new)
+            self.queue.add(new["metadata"]["name"])
 
-    def _note(self, node: Obj) -> None:
-        cidr = (node.get("spec") or {}).get("podCIDR") or ""
-        if cidr and self.alloc.occupy(cidr):
-            self._owned[node["metadata"]["name"]] = cidr
+    def _occupy(self, node: Obj) -> None:
+        if _pod_cidr(node):
+            self.alloc.occupy(_pod_cidr(node))
 
     async def sync(self, name: str) -> bool:
         node = self.informer.get("", name)
-        if node is None or (node.get("spec") or {}).get("podCIDR"):
+        if node is None or _pod_cidr(node):
             return False
         try:
             cidr = self.alloc.allocate()
@@ -140,21 +134,21 @@ class NodeIPAMController:
 
         try:
             await self.nodes.patch("", name, assign, WriteOptions(field_manager=FIELD_MANAGER))
-        except _Taken as t:
+        except _Taken as t:  # someone else set it meanwhile: that block is the node's
             self.alloc.release(cidr)
             self.alloc.occupy(t.cidr)
             return False
-        except errors.StatusError as exc:
+        except BaseException as exc:
             self.alloc.release(cidr)
-            if exc.code == 404:
+            if isinstance(exc, errors.StatusError) and exc.code == 404:
                 return False
             raise
-        except BaseException:
-            self.alloc.release(cidr)
-            raise
-        self._owned[name] = cidr
         log.info("node %s: allocated pod CIDR %s", name, cidr)
         return False
+
+
+def _pod_cidr(node: Obj) -> str:
+    return (node.get("spec") or {}).get("podCIDR") or ""
 
 
 class _Taken(Exception):

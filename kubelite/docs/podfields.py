@@ -20,9 +20,6 @@ STRUCTS = ["PodSpec", "Container", "EphemeralContainer", "PodSecurityContext", "
 STATUSES = ("honoured", "refused", "not honoured yet", "unreviewed")
 _NO_CODE = "accepted by the API server; nothing in agent/, scheduler/ or admission/ reads it"
 
-# field path -> (status, note). "Struct.field".
-FIELDS: dict[str, tuple[str, str]] = {}
-
 _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
     "PodSpec": ["evictionResponders", "hostnameOverride", "runtimeClassName", "schedulingGroup", "setHostnameAsFQDN",
@@ -40,16 +37,11 @@ def _properties(struct: str) -> list[str]:
     return list(schema.definitions()[f"io.k8s.api.core.v1.{struct}"]["properties"])
 
 
-def _fill() -> None:
-    for struct in STRUCTS:
-        for name in _properties(struct):
-            if name in _NOT_YET.get(struct, []):
-                FIELDS[f"{struct}.{name}"] = ("not honoured yet", _NO_CODE)
-            else:
-                FIELDS[f"{struct}.{name}"] = ("unreviewed", _UNREVIEWED_NOTE)
-
-
-_fill()
+# field path ("Struct.field") -> (status, note)
+FIELDS: dict[str, tuple[str, str]] = {
+    f"{struct}.{name}": ("not honoured yet", _NO_CODE) if name in _NOT_YET.get(struct, [])
+    else ("unreviewed", _UNREVIEWED_NOTE)
+    for struct in STRUCTS for name in _properties(struct)}
 
 
 def schema_fields() -> list[str]:

@@ -20,12 +20,18 @@ import sqlite3
 from pathlib import Path
 from typing import IO
 
+from kubelite.store.sqlite import _SEQ
+
 LOCK_NAME = "server.lock"
 REQUIRED_TABLES = {"kine", "current", "meta"}
 
 
 class SnapshotError(Exception):
     pass
+
+
+class DataDirInUse(SnapshotError):
+    """Another process (a running server) holds the data dir's lock."""
 
 
 def lock_path(db_path: Path) -> Path:
@@ -43,7 +49,7 @@ def hold_data_dir(db_path: Path) -> IO[bytes]:
     except OSError as exc:
         f.close()
         if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise SnapshotError(f"a kubelite server is using {db_path.parent.parent}; stop it first") from None
+            raise DataDirInUse(f"a kubelite server is using {db_path.parent.parent}; stop it first") from None
         raise
     return f
 
@@ -69,10 +75,27 @@ def _check(path: Path) -> None:
 def revision(path: Path) -> int:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        row = conn.execute("SELECT MAX(id) FROM kine").fetchone()  # the store's revision
-        return int(row[0] or 0)
+        row = conn.execute(_SEQ).fetchone()  # the store's own revision query
+        return int(row[0]) if row else 0
     finally:
         conn.close()
+
+
+def _copy(src_path: Path, tmp: Path) -> None:
+    """SQLite's online backup of ``src_path`` into a new file ``tmp``, made 0600 before any
+    data is in it (the datastore holds every Secret)."""
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    src = sqlite3.connect(src_path)
+    dst = sqlite3.connect(tmp)
+    try:
+        src.execute("PRAGMA busy_timeout = 10000")
+        src.backup(dst)
+        dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no WAL beside it
+    finally:
+        dst.close()
+        src.close()
 
 
 def save(db_path: Path, out: Path) -> int:
@@ -80,20 +103,9 @@ def save(db_path: Path, out: Path) -> int:
     if not db_path.exists():
         raise SnapshotError(f"no datastore at {db_path}")
     tmp = out.with_name(out.name + ".part")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    src = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    dst = sqlite3.connect(tmp)
-    try:
-        src.execute("PRAGMA busy_timeout = 10000")
-        src.backup(dst)
-        dst.execute("PRAGMA journal_mode = DELETE")
-    finally:
-        dst.close()
-        src.close()
+    _copy(db_path, tmp)
     try:
         _check(tmp)
-        os.chmod(tmp, 0o600)  # it holds every Secret
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, out)
@@ -111,14 +123,7 @@ def restore(snapshot: Path, db_path: Path) -> int:
     lock = hold_data_dir(db_path)
     try:
         tmp = db_path.with_name(db_path.name + ".restore")
-        src = sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)
-        dst = sqlite3.connect(tmp)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
-        os.chmod(tmp, 0o600)
+        _copy(snapshot, tmp)
         for suffix in ("-wal", "-shm"):  # the old database's WAL must not be replayed onto the new one
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(str(db_path) + suffix)
