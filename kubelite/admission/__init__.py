@@ -21,12 +21,15 @@ from kubelite.apiserver.stores import Stores
 
 
 def build_chain(stores: Stores, quota: ResourceQuotaAdmission | None = None, authorizer: Any = None,
-                resolver: Any = None) -> Chain:
+                resolver: Any = None, informers: dict[str, Any] | None = None) -> Chain:
+    """``informers`` (by plural: ``limitranges``, ``priorityclasses``), when given and run by
+    the caller, let those plugins read from memory instead of listing the store per pod."""
+    informers = informers or {}
     chain = Chain()
     chain.add(NamespaceLifecycle(stores.get("", "namespaces")))
-    chain.add(LimitRanger(stores))
+    chain.add(LimitRanger(stores, informers.get("limitranges")))
     chain.add(ServiceAccountAdmission(stores))
-    chain.add(PriorityAdmission(stores))
+    chain.add(PriorityAdmission(stores, informers.get("priorityclasses")))
     chain.add(NodeRestriction())
     chain.add(PodSecurity(stores))
     chain.add(quota or ResourceQuotaAdmission(stores))

@@ -4,6 +4,7 @@ within their ``min`` / ``max``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kubelite.admission.quota import qty
@@ -19,18 +20,42 @@ def containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in ((pod.get("spec") or {}).get("containers") or []) if isinstance(c, dict)]
 
 
+LIVE_LOOKUP_TTL = 30.0  # upstream's liveTTL: how long a live lookup answers for a namespace
+
+
 class LimitRanger:
-    def __init__(self, stores: Stores) -> None:
+    """With an informer on LimitRanges, a pod create reads them from memory; when it holds none
+    for the namespace (not synced yet, or a LimitRange created a moment ago), a live list
+    answers, remembered for LIVE_LOOKUP_TTL seconds, as upstream's liveLookupCache."""
+
+    def __init__(self, stores: Stores, informer: Any = None) -> None:
         self.stores = stores
+        self.informer = informer
+        self._live: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     def _store(self) -> Any:
         return self.stores.find("", "limitranges")
 
-    async def _items(self, namespace: str) -> list[dict[str, Any]]:
+    async def _ranges(self, namespace: str) -> list[dict[str, Any]]:
+        if self.informer is not None and self.informer.synced.is_set():
+            ranges: list[dict[str, Any]] = self.informer.list(namespace)
+            if ranges:
+                return ranges
+            hit = self._live.get(namespace)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
         store = self._store()
         if store is None:
             return []
         ranges, _, _, _ = await store.list(namespace, ListOptions())
+        if self.informer is not None:
+            if len(self._live) > 4096:  # a bound, not an eviction policy: namespaces come and go
+                self._live.clear()
+            self._live[namespace] = (time.monotonic() + LIVE_LOOKUP_TTL, ranges)
+        return ranges
+
+    async def _items(self, namespace: str) -> list[dict[str, Any]]:
+        ranges = await self._ranges(namespace)
         out = []
         for lr in sorted(ranges, key=lambda r: r["metadata"]["name"]):
             out += [i for i in ((lr.get("spec") or {}).get("limits") or []) if (i or {}).get("type") == "Container"]

@@ -15,8 +15,16 @@ GROUP = "scheduling.k8s.io"
 
 
 class PriorityAdmission:
-    def __init__(self, stores: Stores) -> None:
+    """With an informer on PriorityClasses, a pod create reads them from memory (upstream reads
+    its lister); a class the informer does not hold yet is looked up live before a pod is
+    refused for naming it."""
+
+    def __init__(self, stores: Stores, informer: Any = None) -> None:
         self.stores = stores
+        self.informer = informer
+
+    def _synced(self) -> bool:
+        return self.informer is not None and self.informer.synced.is_set()
 
     def _classes(self) -> Any:
         return self.stores.find(GROUP, "priorityclasses")
@@ -33,13 +41,15 @@ class PriorityAdmission:
         pod_name = a.name or (a.obj.get("metadata") or {}).get("name", "")
         if store is not None:
             if name:
-                try:
-                    pc = await store.get("", name)
-                except errors.StatusError as exc:
-                    if exc.code == 404:
-                        raise errors.forbidden("pods", pod_name, f"no PriorityClass with name {name} was found") \
-                            from exc
-                    raise
+                pc = self.informer.get("", name) if self._synced() else None
+                if pc is None:
+                    try:
+                        pc = await store.get("", name)
+                    except errors.StatusError as exc:
+                        if exc.code == 404:
+                            raise errors.forbidden("pods", pod_name, f"no PriorityClass with name {name} was "
+                                                                     f"found") from exc
+                        raise
                 value, policy = int(pc.get("value") or 0), pc.get("preemptionPolicy") or policy
             else:
                 default = await self._global_default(store)
@@ -59,7 +69,10 @@ class PriorityAdmission:
             spec["preemptionPolicy"] = policy
 
     async def _global_default(self, store: Any) -> dict[str, Any] | None:
-        items, _, _, _ = await store.list("", ListOptions())
+        if self._synced():
+            items = self.informer.list()
+        else:
+            items, _, _, _ = await store.list("", ListOptions())
         defaults = [pc for pc in items if pc.get("globalDefault")]
         if not defaults:
             return None

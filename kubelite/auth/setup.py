@@ -58,7 +58,8 @@ class Security:
         self.informers: dict[str, Informer] = {
             name: Informer(StoreListWatch(stores.get(group, name)))
             for group, name in ((RBAC, "roles"), (RBAC, "clusterroles"), (RBAC, "rolebindings"),
-                                (RBAC, "clusterrolebindings"), ("", "pods"))}
+                                (RBAC, "clusterrolebindings"), ("", "pods"), ("", "limitranges"),
+                                ("scheduling.k8s.io", "priorityclasses"))}
         self.resolver = RuleResolver(self.informers["roles"], self.informers["clusterroles"],
                                      self.informers["rolebindings"], self.informers["clusterrolebindings"])
         self.graph = NodeGraph()
@@ -66,7 +67,7 @@ class Security:
         self.authorizer = Union(PrivilegedGroups(), NodeAuthorizer(self.graph, self.informers["pods"]),
                                 RBACAuthorizer(self.resolver))
         self.quota = ResourceQuotaAdmission(stores)
-        self.admission = build_chain(stores, self.quota, self.authorizer, self.resolver)
+        self.admission = build_chain(stores, self.quota, self.authorizer, self.resolver, self.informers)
         stores.set_admission(self.admission)
         # upstream's order: audit, impersonation, max-inflight, authorization
         self.middlewares = [audit_middleware(data_dir), impersonation_middleware(self.authorizer),
