@@ -5,10 +5,10 @@ client (bindings and events are accepted at once, no HTTP), so what is measured 
 scheduling cycle itself: filter, score, assume. Each scenario creates M nodes, feeds N
 pending pods and times ``schedule_one`` for all of them.
 
-Scenarios: ``plain`` (requests only), ``anti`` (preferred pod anti-affinity on the pods'
-own label plus a ScheduleAnyway zone spread: every cycle looks at every placed pod),
-``required`` (required anti-affinity per small group of pods, DoNotSchedule hostname
-spread with maxSkew 1).
+Scenarios: ``plain`` (requests only), ``anti`` (10 workloads whose replicas have preferred
+pod anti-affinity on their own label plus a ScheduleAnyway zone spread: every cycle looks at
+every placed pod), ``required`` (required anti-affinity per group of 3 pods, so nearly every
+pod has labels of its own, and a DoNotSchedule hostname spread with maxSkew 1).
 
     .venv/bin/python bench/scheduler.py [--pods 1000] [--nodes 5] [--scenario all]
 """
@@ -63,8 +63,10 @@ def _pod(i: int, scenario: str) -> dict[str, Any]:
             {"labelSelector": group, "topologyKey": "kubernetes.io/hostname"}]}}
         spec["topologySpreadConstraints"] = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                               "whenUnsatisfiable": "DoNotSchedule", "labelSelector": sel}]
-    return {"metadata": {"name": f"p-{i}", "namespace": "bench", "uid": f"uid-{i}",
-                         "labels": {"app": app, "group": f"g-{i // 3}"}},
+    labels = {"app": app, "pod-template-hash": f"h{i % 10}"}
+    if scenario == "required":
+        labels["group"] = f"g-{i // 3}"
+    return {"metadata": {"name": f"p-{i}", "namespace": "bench", "uid": f"uid-{i}", "labels": labels},
             "spec": spec, "status": {"phase": "Pending"}}
 
 

@@ -50,7 +50,7 @@ def _matches_all(terms: list[AffinityTerm], p: PodInfo, ns_labels: dict[str, str
 
 
 def _with_affinity_terms(m: Counter[Pair], terms: list[AffinityTerm], p: PodInfo, ns_labels: dict[str, str] | None,
-                         node_labels: dict[str, str], value: int) -> None:
+                         node_labels: dict[str, str], value: int) -> None:  # value: pods (x multiplier)
     """A pod counts for the affinity terms only when it matches all of them."""
     if _matches_all(terms, p, ns_labels):
         for t in terms:
@@ -118,18 +118,18 @@ def pre_filter(pod: PodInfo, nodes: Iterable[NodeInfo], ns_labels: NamespaceLabe
     own_ns = ns_labels.get(pod.namespace)
     existing: Counter[Pair] = Counter()
     for ni in nodes:
-        for ep in ni.with_required_anti.values():
-            _with_anti_terms(existing, ep.required_anti_affinity, pod, own_ns, ni.labels, 1)
+        for n, ep in ni.with_required_anti.values():
+            _with_anti_terms(existing, ep.required_anti_affinity, pod, own_ns, ni.labels, n)
     affinity: Counter[Pair] = Counter()
     anti: Counter[Pair] = Counter()
     if pod.required_affinity or pod.required_anti_affinity:
         for ni in nodes:
-            for ep in ni.pods.values():
+            for n, ep in ni.groups.values():  # pods alike are matched once
                 ep_ns = ns_labels.get(ep.namespace)
                 if pod.required_affinity:
-                    _with_affinity_terms(affinity, pod.required_affinity, ep, ep_ns, ni.labels, 1)
+                    _with_affinity_terms(affinity, pod.required_affinity, ep, ep_ns, ni.labels, n)
                 if pod.required_anti_affinity:
-                    _with_anti_terms(anti, pod.required_anti_affinity, ep, ep_ns, ni.labels, 1)
+                    _with_anti_terms(anti, pod.required_anti_affinity, ep, ep_ns, ni.labels, n)
     if not existing and not pod.required_affinity and not pod.required_anti_affinity:
         return None
     return PreFilterState(pod, own_ns, existing, affinity, anti)
@@ -156,13 +156,15 @@ def pre_score(pod: PodInfo, nodes: Iterable[NodeInfo], ns_labels: NamespaceLabel
     for ni in nodes:
         if not ni.labels:
             continue
-        for ep in (ni.pods if has_terms else ni.with_affinity).values():
-            ep_ns = ns_labels.get(ep.namespace)
-            _score_terms(m, pod.preferred_affinity, ep, ep_ns, ni.labels, 1)
-            _score_terms(m, pod.preferred_anti_affinity, ep, ep_ns, ni.labels, -1)
-            _score_terms(m, ep.required_affinity, pod, own_ns, ni.labels, 1, HARD_POD_AFFINITY_WEIGHT)
-            _score_terms(m, ep.preferred_affinity, pod, own_ns, ni.labels, 1)
-            _score_terms(m, ep.preferred_anti_affinity, pod, own_ns, ni.labels, -1)
+        if has_terms:  # the pod's terms against every pod: pods alike are matched once
+            for n, ep in ni.groups.values():
+                ep_ns = ns_labels.get(ep.namespace)
+                _score_terms(m, pod.preferred_affinity, ep, ep_ns, ni.labels, n)
+                _score_terms(m, pod.preferred_anti_affinity, ep, ep_ns, ni.labels, -n)
+        for n, ep in ni.with_affinity.values():  # the placed pods' terms against the pod
+            _score_terms(m, ep.required_affinity, pod, own_ns, ni.labels, n, HARD_POD_AFFINITY_WEIGHT)
+            _score_terms(m, ep.preferred_affinity, pod, own_ns, ni.labels, n)
+            _score_terms(m, ep.preferred_anti_affinity, pod, own_ns, ni.labels, -n)
     return m or None
 
 

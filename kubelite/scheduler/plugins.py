@@ -10,6 +10,7 @@ their per-cycle state) and stop at the first one that rejects a node; a rejectio
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -182,6 +183,13 @@ class PodInfo:
     preferred_affinity: list[AffinityTerm] = field(default_factory=list)
     preferred_anti_affinity: list[AffinityTerm] = field(default_factory=list)
     spread_constraints: list[dict[str, Any]] = field(default_factory=list)
+    affinity_key: str = ""  # equal for pods with the same pod (anti-)affinity terms
+
+    @property
+    def group_key(self) -> tuple[str, bool, frozenset[tuple[str, str]]]:
+        """What label selectors and affinity terms see of a pod: pods alike in it are
+        matched once per node (see NodeInfo.groups)."""
+        return (self.namespace, self.terminating, frozenset(self.labels.items()))
 
     @property
     def has_affinity(self) -> bool:
@@ -227,6 +235,10 @@ class PodInfo:
         labels = {str(k): str(v) for k, v in _d(meta.get("labels")).items()}
         req_aff, pref_aff = _affinity_terms(ns, labels, _d(all_affinity.get("podAffinity")))
         req_anti, pref_anti = _affinity_terms(ns, labels, _d(all_affinity.get("podAntiAffinity")))
+        affinity_key = ""
+        if req_aff or pref_aff or req_anti or pref_anti:
+            affinity_key = json.dumps([ns, sorted(labels.items()), all_affinity.get("podAffinity"),
+                                       all_affinity.get("podAntiAffinity")], sort_keys=True)
         prio = spec.get("priority")
         return cls(
             uid=meta.get("uid") or f"{meta.get('namespace', '')}/{meta.get('name', '')}",
@@ -239,7 +251,7 @@ class PodInfo:
             required_terms=terms, node_name=spec.get("nodeName") or "", labels=labels,
             terminating=bool(meta.get("deletionTimestamp")), preferred_node_terms=preferred_node,
             required_affinity=req_aff, required_anti_affinity=req_anti, preferred_affinity=pref_aff,
-            preferred_anti_affinity=pref_anti,
+            preferred_anti_affinity=pref_anti, affinity_key=affinity_key,
             spread_constraints=[_d(c) for c in _l(spec.get("topologySpreadConstraints"))])
 
 
@@ -259,8 +271,11 @@ class NodeInfo:
     nonzero_memory: int = 0
     pods: dict[str, PodInfo] = field(default_factory=dict)
     ports: Counter[tuple[str, str, int]] = field(default_factory=Counter)
-    with_affinity: dict[str, PodInfo] = field(default_factory=dict)  # NodeInfo.PodsWithAffinity
-    with_required_anti: dict[str, PodInfo] = field(default_factory=dict)  # PodsWithRequiredAntiAffinity
+    # Pods grouped as [how many, one of them]; replicas of a workload share a group, so
+    # selectors and terms are evaluated once per group and node, not once per pod.
+    groups: dict[Any, list[Any]] = field(default_factory=dict)  # by PodInfo.group_key
+    with_affinity: dict[str, list[Any]] = field(default_factory=dict)  # PodsWithAffinity, by affinity_key
+    with_required_anti: dict[str, list[Any]] = field(default_factory=dict)  # PodsWithRequiredAntiAffinity
 
     def set_node(self, node: Obj | None) -> None:
         self.node = node
@@ -281,10 +296,11 @@ class NodeInfo:
         if p.uid in self.pods:
             self.remove_pod(p.uid)
         self.pods[p.uid] = p
+        _group_add(self.groups, p.group_key, p)
         if p.has_affinity:
-            self.with_affinity[p.uid] = p
+            _group_add(self.with_affinity, p.affinity_key, p)
         if p.required_anti_affinity:
-            self.with_required_anti[p.uid] = p
+            _group_add(self.with_required_anti, p.affinity_key, p)
         self.requested.update(p.requests)
         self.nonzero_cpu += p.nonzero_cpu
         self.nonzero_memory += p.nonzero_memory
@@ -294,8 +310,11 @@ class NodeInfo:
         p = self.pods.pop(uid, None)
         if p is None:
             return None
-        self.with_affinity.pop(uid, None)
-        self.with_required_anti.pop(uid, None)
+        _group_remove(self.groups, p.group_key)
+        if p.has_affinity:
+            _group_remove(self.with_affinity, p.affinity_key)
+        if p.required_anti_affinity:
+            _group_remove(self.with_required_anti, p.affinity_key)
         self.requested.subtract(p.requests)
         self.nonzero_cpu -= p.nonzero_cpu
         self.nonzero_memory -= p.nonzero_memory
@@ -307,10 +326,28 @@ class NodeInfo:
         """A copy with the given pods removed (preemption dry run)."""
         ni = NodeInfo(self.name, self.node, self.labels, self.taints, self.unschedulable, self.allocatable,
                       Counter(self.requested), self.nonzero_cpu, self.nonzero_memory, dict(self.pods),
-                      Counter(self.ports), dict(self.with_affinity), dict(self.with_required_anti))
+                      Counter(self.ports), {k: list(g) for k, g in self.groups.items()},
+                      {k: list(g) for k, g in self.with_affinity.items()},
+                      {k: list(g) for k, g in self.with_required_anti.items()})
         for uid in victims:
             ni.remove_pod(uid)
         return ni
+
+
+def _group_add(groups: dict[Any, list[Any]], key: Any, p: PodInfo) -> None:
+    g = groups.get(key)
+    if g is None:
+        groups[key] = [1, p]
+    else:
+        g[0] += 1
+
+
+def _group_remove(groups: dict[Any, list[Any]], key: Any) -> None:
+    """The group's sample pod may be the one removed: what it stands for is the same."""
+    g = groups[key]
+    g[0] -= 1
+    if g[0] == 0:
+        del groups[key]
 
 
 def effective_taints(node: Obj) -> list[dict[str, Any]]:

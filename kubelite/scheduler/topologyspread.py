@@ -74,9 +74,10 @@ def _has_keys(labels: dict[str, str], cs: list[Constraint]) -> bool:
     return all(c.topology_key in labels for c in cs)
 
 
-def count_matching(pods: Iterable[PodInfo], sel: LabelSelector, namespace: str) -> int:
+def count_matching(ni: NodeInfo, sel: LabelSelector, namespace: str) -> int:
     """countPodsMatchSelector: terminating pods and other namespaces do not count."""
-    return sum(1 for p in pods if not p.terminating and p.namespace == namespace and sel.matches(p.labels))
+    return sum(n for n, p in ni.groups.values()
+               if not p.terminating and p.namespace == namespace and sel.matches(p.labels))
 
 
 @dataclass
@@ -129,7 +130,7 @@ def pre_filter(pod: PodInfo, nodes: Iterable[NodeInfo]) -> PreFilterState | None
             if not c.includes(pod, ni):
                 continue
             v = ni.labels[c.topology_key]
-            counts[i][v] = counts[i].get(v, 0) + count_matching(ni.pods.values(), c.selector, pod.namespace)
+            counts[i][v] = counts[i].get(v, 0) + count_matching(ni, c.selector, pod.namespace)
     state = PreFilterState(pod, cs, counts, [_MAX_INT32] * len(cs))
     for i in range(len(cs)):
         state._recompute(i)
@@ -170,7 +171,7 @@ def pre_score(pod: PodInfo, feasible: list[NodeInfo], all_nodes: Iterable[NodeIn
                 continue
             v = ni.labels[c.topology_key]
             if v in counts[i]:  # only domains of feasible nodes
-                counts[i][v] += count_matching(ni.pods.values(), c.selector, pod.namespace)
+                counts[i][v] += count_matching(ni, c.selector, pod.namespace)
     return PreScoreState(cs, ignored, counts, weights)
 
 
@@ -182,7 +183,7 @@ def score(state: PreScoreState, pod: PodInfo, ni: NodeInfo) -> int:
         if c.topology_key not in ni.labels:
             continue
         if c.topology_key == HOSTNAME:
-            cnt = count_matching(ni.pods.values(), c.selector, pod.namespace)
+            cnt = count_matching(ni, c.selector, pod.namespace)
         else:
             cnt = state.counts[i][ni.labels[c.topology_key]]
         total += cnt * state.weights[i] + (c.max_skew - 1)  # scoreForCount
