@@ -70,6 +70,16 @@ def _scheduling_relevant(old: Obj | None, new: Obj) -> bool:
             or om.get("annotations") != nm.get("annotations"))
 
 
+def _labels(pod: Obj | None) -> Any:
+    return _d(pod.get("metadata")).get("labels") if pod else None
+
+
+def _waits_on_pods(pod: Obj | None) -> bool:
+    """Whether other pods' placement can make the pod schedulable: pod affinity or spreading."""
+    spec = _d(pod.get("spec")) if pod else {}
+    return bool(_d(spec.get("affinity")).get("podAffinity") or spec.get("topologySpreadConstraints"))
+
+
 def _node_relevant(old: Obj | None, new: Obj) -> bool:
     """Node updates that may make a pod schedulable: not heartbeats."""
     if old is None:
@@ -260,6 +270,8 @@ class Scheduler:
         self._recount(uid)
         if was_counted and uid not in self._placed:
             self._cluster_changed()  # a bound pod finished
+        elif uid in self._placed and (not was_counted or _labels(old) != _labels(pod)):
+            self._pod_placed()
         if self._wants(uid, pod):
             w = self._waiting.get(uid)
             if w is not None:
@@ -320,6 +332,17 @@ class Scheduler:
                 w.moved = True
             self._wakeup.set()
 
+    def _pod_placed(self) -> None:
+        """A pod added to a node (or relabelled there) can help only pods waiting on pod
+        affinity or topology spreading (the events InterPodAffinity and PodTopologySpread
+        register upstream); a pod too big for every node keeps waiting."""
+        moved = False
+        for uid, w in self._waiting.items():
+            if not w.moved and _waits_on_pods(self.pods.get(uid)):
+                w.moved = moved = True
+        if moved:
+            self._wakeup.set()
+
     def _flush_waiting(self, now: float) -> float | None:
         """Moves waiting pods that are due to the active queue; returns the next due time."""
         nxt: float | None = None
@@ -377,6 +400,7 @@ class Scheduler:
         self._assumed[uid] = host
         self._in_flight.add(uid)
         self._recount(uid)
+        self._pod_placed()
         self._spawn(self._bind(uid, pod, host))
         return host
 

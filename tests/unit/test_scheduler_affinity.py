@@ -387,3 +387,19 @@ async def test_scheduler_spreads_equal_pods_over_equal_nodes():
     _, hosts = await _schedule([_node_obj(f"n{i}") for i in range(3)],
                                [_pod_obj(i, topologySpreadConstraints=hard) for i in range(9)])
     assert sorted(hosts.count(f"n{i}") for i in range(3)) == [3, 3, 3]
+
+
+async def test_placing_a_pod_requeues_pods_waiting_on_pod_affinity_only():
+    want_db = affinity(term({"app": "db"}, HOST))
+    s, hosts = await _schedule([_node_obj("n1")], [_pod_obj(1, affinity=want_db),
+                                                   {**_pod_obj(2), "spec": {"containers": [
+                                                       {"name": "c", "resources": {"requests": {"cpu": "64"}}}]}}])
+    assert hosts == [None, None]
+    assert not s._waiting["u1"].moved and not s._waiting["u2"].moved
+    db = _pod_obj(3)
+    db["metadata"]["labels"] = {"app": "db"}
+    s.pods["u3"] = db
+    assert s.schedule_one("u3", db) == "n1"
+    assert s._waiting["u1"].moved and not s._waiting["u2"].moved
+    await asyncio.gather(*s._tasks, return_exceptions=True)
+    assert s.schedule_one("u1", s.pods["u1"]) == "n1"
