@@ -60,6 +60,8 @@ class AgentConfig:
     container_gc_interval: float = CONTAINER_GC_PERIOD
     # the kubelet's --pod-max-pids: pids.max of every pod cgroup (-1: no limit)
     pod_pids_limit: int = -1
+    # the kubelet's --node-ip: the Node's InternalIP (default: the default route's source address)
+    node_ip: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -118,7 +120,7 @@ class Agent:
         except Exception as exc:  # pods with those images will report ErrImagePull
             log.warning("offline images not imported: %s", exc)
         self.node = NodeManager(self.client, self.node_name, cfg.data_dir, cfg.kubelet_port,
-                                f"{version.runtime_name}://{version.runtime_version}", self.cri)
+                                f"{version.runtime_name}://{version.runtime_version}", self.cri, node_ip=cfg.node_ip)
         await self.node.register()  # writes the CNI config for the node's pod CIDR
         await self._start_server()
         self.recorder = EventRecorder(self.client, component="kubelet", host=self.node_name)
@@ -333,13 +335,14 @@ class Agent:
 async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str = "", *, kubelet_port: int = 10250,
                     containerd_socket: Path | str | None = None, images_dir: Path | str | None = None,
                     pki_dir: Path | str | None = None, runtime_parallelism: int = 0,
-                    container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1) -> None:
+                    container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1,
+                    node_ip: str = "") -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
                               Path(images_dir) if images_dir else None,
                               Path(pki_dir) if pki_dir else None, runtime_parallelism,
-                              container_gc_interval, pod_pids_limit=pod_pids_limit))
+                              container_gc_interval, pod_pids_limit=pod_pids_limit, node_ip=node_ip))
     try:
         try:
             await agent.start()
