@@ -56,6 +56,65 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def node_routes(data: Path, node: str) -> dict[str, str]:
+    out = kubelite("dev", "cluster", "exec", "--data-dir", str(data), node, "--", "ip", "-j", "route", "show",
+                   "proto", "76")
+    assert out.returncode == 0, out.stderr
+    return {r["dst"]: r["gateway"] for r in json.loads(out.stdout or "[]")}
+
+
+def check_pod_network(kubectl, data: Path, cidrs: dict[str, str], ips: dict[str, str]) -> None:
+    """host-gw: each node routes the others' pod CIDRs via their InternalIPs; a pod on node 1
+    reaches a pod on node 3 by IP, and is seen there by its own pod IP (no NAT)."""
+    names = sorted(cidrs)
+    for n in names:
+        want = {cidrs[o]: ips[o] for o in names if o != n}
+        wait_until(lambda n=n, want=want: node_routes(data, n) == want, 30, 0.3, f"host-gw routes on {n}")
+    server_cmd = ("mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\n"
+                  "echo $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www")
+    kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+        "spec": {"nodeName": names[2], "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                 "command": ["sh", "-c", server_cmd],
+                                 "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}))
+
+    def ready_ip() -> str:
+        pod = json.loads(kubectl("get", "pod", "web", "-o", "json").stdout)
+        ok = any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+        return pod["status"].get("podIP", "") if ok else ""
+
+    web_ip = wait_until(ready_ip, 60, 0.3, "web pod Ready")
+    # the client pod succeeds only if the answer is its own pod IP: reached across nodes, not NATed
+    client_cmd = (f'seen=$(wget -q -O - http://{web_ip}:8080/cgi-bin/ip); echo "seen=$seen me=$MY_IP"; '
+                  '[ "$seen" = "$MY_IP" ]')
+    kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+        "spec": {"nodeName": names[0], "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                 "command": ["sh", "-c", client_cmd],
+                                 "env": [{"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}]}}))
+
+    def finished() -> str:
+        phase = json.loads(kubectl("get", "pod", "client", "-o", "json").stdout).get("status", {}).get("phase", "")
+        return phase if phase in ("Succeeded", "Failed") else ""
+
+    phase = wait_until(finished, 60, 0.3, "client pod done")
+    logs = "\n".join(p.read_text() for p in (data / "nodes" / names[0]).rglob("*.log") if "client" in str(p))
+    assert phase == "Succeeded", logs
+    # a node that goes takes its route with it
+    kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node",
+                                                    "metadata": {"name": "kle2e-gone"}}))
+    kubectl("patch", "node", "kle2e-gone", "--subresource=status", "--type=merge", "-p", json.dumps(
+        {"status": {"addresses": [{"type": "InternalIP", "address": str(ipaddress.ip_network(SUBNET)[50])}]}}))
+    gone_cidr = wait_until(lambda: json.loads(kubectl("get", "node", "kle2e-gone", "-o", "json").stdout)["spec"].get(
+        "podCIDR"), 15, 0.2, "podCIDR of kle2e-gone")
+    wait_until(lambda: gone_cidr in node_routes(data, names[0]), 30, 0.3, "route to the new node")
+    kubectl("delete", "node", "kle2e-gone")
+    wait_until(lambda: gone_cidr not in node_routes(data, names[0]), 30, 0.3, "route removed with its node")
+    kubectl("delete", "pod", "web", "client", "--wait=false")
+
+
 @pytest.fixture
 def before():
     return {"links": links(), "mounts": mounts(), "iptables": iptables(), "netns": netns(), "kubepods": kubepods(),
@@ -126,6 +185,8 @@ def test_dev_cluster_up_pod_down(tmp_path, before):
         assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(cidrs[f"{NAME}-2"])
         # the pod's network is inside its node: the root namespace has no pod bridge
         assert "kubelite0" not in links() - before["links"]
+
+        check_pod_network(kubectl, data, cidrs, ips)
 
         pids = [state["server"]["proc"][0]]
         for h in state["hosts"]:
