@@ -148,6 +148,8 @@ class Server:
         client with an identity of its own. As in k3s, ``--disable-agent`` leaves the scheduler
         running (it schedules onto joined nodes); ``--disable-scheduler`` turns it off."""
         cfg = self.cfg
+        if cfg.disable_agent and cfg.disable_scheduler:
+            return
         node = cfg.node_name or socket.gethostname().lower()
         kcdir = cfg.data_dir / "kubeconfigs"
         kcdir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -87,7 +87,7 @@ def check_pod_network(kubectl, data: Path, cidrs: dict[str, str], ips: dict[str,
     web_ip = wait_until(ready_ip, 60, 0.3, "web pod Ready")
     # the client pod succeeds only if the answer is its own pod IP: reached across nodes, not NATed
     client_cmd = (f'seen=$(wget -q -O - http://{web_ip}:8080/cgi-bin/ip); echo "seen=$seen me=$MY_IP"; '
-                  '[ "$seen" = "$MY_IP" ]')
+                  '[ "$seen" = "$MY_IP" ] || [ "$seen" = "[::ffff:$MY_IP]" ]')  # httpd: IPv4-mapped
     kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
         "spec": {"nodeName": names[0], "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
