@@ -138,6 +138,8 @@ class DevCluster:
                                f"`kubelite dev cluster down --data-dir {self.data_dir}` first")
         net = Network(spec.subnet or DEFAULT_SUBNET, f"{spec.name}-br")
         kubeconfig = (spec.kubeconfig or self.data_dir / "kubeconfig.yaml").resolve()
+        if kubeconfig.exists():  # never overwrite a user's kubeconfig (and `down` removes this one)
+            raise ClusterError(f"{kubeconfig} exists; remove it or choose another --kubeconfig")
         self.state = {"name": spec.name, "network": net.to_json(), "kubeconfig": str(kubeconfig),
                       "created": {}, "hosts": []}
         self._save()

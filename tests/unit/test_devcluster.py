@@ -117,3 +117,13 @@ def test_server_tls_san_in_serving_cert(tmp_path):
     p = pki.ensure_pki(tmp_path, extra_sans=["198.19.250.1", "api.example"])
     sans = pki.cert_sans(x509.load_pem_x509_certificate(p.server_cert.read_bytes()))
     assert {"198.19.250.1", "api.example"} <= sans
+
+
+def test_up_refuses_to_overwrite_a_kubeconfig(tmp_path):
+    from kubelite.devcluster.cluster import ClusterError
+
+    kc = tmp_path / "config"
+    kc.write_text("mine")
+    with pytest.raises(ClusterError, match="exists; remove it"):
+        DevCluster(tmp_path / "d").up(ClusterSpec(data_dir=tmp_path / "d", kubeconfig=kc))
+    assert kc.read_text() == "mine" and not (tmp_path / "d").exists()
