@@ -102,6 +102,9 @@ def check_pod_network(kubectl, data: Path, cidrs: dict[str, str], ips: dict[str,
     phase = wait_until(finished, 60, 0.3, "client pod done")
     logs = "\n".join(p.read_text() for p in (data / "nodes" / names[0]).rglob("*.log") if "client" in str(p))
     assert phase == "Succeeded", logs
+    # the agent's endpoint on each test host serves kubectl logs and exec
+    assert re.fullmatch(r"seen=\S+ me=[0-9.]+\n", kubectl("logs", "client").stdout)
+    assert kubectl("exec", "web", "--", "hostname").stdout.strip() == "web"
     # a node that goes takes its route with it
     kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node",
                                                     "metadata": {"name": "kle2e-gone"}}))
