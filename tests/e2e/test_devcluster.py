@@ -18,6 +18,9 @@ from tests.e2e.harness import KUBECTL, ROOT, free_port, links, wait_until
 NAME = "kle2e"
 SUBNET = "198.19.249.0/24"  # not the default one: a user's dev cluster may be up
 BUSYBOX = "kubelite.local/busybox:latest"
+# busybox httpd with a CGI script that answers the client's address (what the server sees)
+WEB = ("mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' "
+       "> /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www")
 
 
 def kubelite(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -70,8 +73,7 @@ def check_pod_network(kubectl, data: Path, cidrs: dict[str, str], ips: dict[str,
     for n in names:
         want = {cidrs[o]: ips[o] for o in names if o != n}
         wait_until(lambda n=n, want=want: node_routes(data, n) == want, 30, 0.3, f"host-gw routes on {n}")
-    server_cmd = ("mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\n"
-                  "echo $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www")
+    server_cmd = WEB
     kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
         "spec": {"nodeName": names[2], "terminationGracePeriodSeconds": 0,
@@ -116,6 +118,39 @@ def check_pod_network(kubectl, data: Path, cidrs: dict[str, str], ips: dict[str,
     kubectl("delete", "node", "kle2e-gone")
     wait_until(lambda: gone_cidr not in node_routes(data, names[0]), 30, 0.3, "route removed with its node")
     kubectl("delete", "pod", "web", "client", "--wait=false")
+
+
+def check_all_pairs(kubectl, names: list[str]) -> None:
+    """6 pods, 2 per node: from inside each, HTTP to every other pod's IP succeeds (30/30 pairs,
+    same and different nodes), and each server sees the client's own pod IP."""
+    pods = [f"pair-{i}" for i in range(6)]
+    for i, pod in enumerate(pods):
+        kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
+            "spec": {"nodeName": names[i % 3], "terminationGracePeriodSeconds": 0,
+                     "containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                     "command": ["sh", "-c", WEB],
+                                     "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}))
+
+    def all_ready() -> dict[str, str]:
+        items = json.loads(kubectl("get", "pods", "-o", "json").stdout)["items"]
+        got = {p["metadata"]["name"]: p["status"].get("podIP", "") for p in items
+               if p["metadata"]["name"] in pods and any(c["type"] == "Ready" and c["status"] == "True"
+                                                        for c in p["status"].get("conditions", []))}
+        return got if len(got) == 6 else {}
+
+    pod_ips = wait_until(all_ready, 60, 0.3, "6 pods Ready")
+    ok = 0
+    for pod in pods:
+        others = " ".join(ip for p, ip in pod_ips.items() if p != pod)
+        out = kubectl("exec", pod, "--", "sh", "-c",
+                      f"for ip in {others}; do echo \"$ip $(wget -q -O - http://$ip:8080/cgi-bin/ip)\"; done").stdout
+        for line in out.splitlines():
+            target, _, seen = line.partition(" ")
+            assert seen in (pod_ips[pod], f"[::ffff:{pod_ips[pod]}]"), f"{pod} -> {target}: {seen!r}"
+            ok += 1
+    assert ok == 30
+    kubectl("delete", "pod", *pods, "--wait=false")
 
 
 @pytest.fixture
@@ -190,6 +225,7 @@ def test_dev_cluster_up_pod_down(tmp_path, before):
         assert "kubelite0" not in links() - before["links"]
 
         check_pod_network(kubectl, data, cidrs, ips)
+        check_all_pairs(kubectl, sorted(cidrs))
 
         pids = [state["server"]["proc"][0]]
         for h in state["hosts"]:
