@@ -52,7 +52,14 @@ def cmd_down(args: argparse.Namespace) -> int:
     if not cluster.load():
         sys.stdout.write(f"no dev cluster recorded in {cluster.state_path}\n")
         return 0
-    for line in cluster.down():
+    from kubelite.devcluster.cluster import ClusterError
+
+    try:
+        lines = cluster.down()
+    except ClusterError as exc:
+        sys.stderr.write(f"kubelite dev cluster down: {exc}\n")
+        return 1
+    for line in lines:
         sys.stdout.write(line + "\n")
     return 0
 
@@ -70,7 +77,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         sys.stderr.write(f"kubelite dev cluster exec: no node {args.node!r} (nodes: {names})\n")
         return 1
     argv = args.command[1:] if args.command[:1] == ["--"] else args.command
-    enter = host._enter(argv or [os.environ.get("SHELL", "/bin/sh")])
+    enter = host.command(argv or [os.environ.get("SHELL", "/bin/sh")])
     os.execvp(enter[0], enter)
     return 0  # not reached
 

@@ -234,21 +234,37 @@ class DevCluster:
 
     # ------------------------------------------------------------------ down
     def down(self) -> list[str]:
-        """Undo what the state records, in reverse; returns what was done. Idempotent."""
+        """Undo what the state records, in reverse; returns what was done. Idempotent: when a
+        process will not die, the rest of the processes are still stopped, then ClusterError
+        says which, and the state (with the files) stays for another `down`."""
         if not self.state and not self.load():
             return []
         done: list[str] = []
-        pod_uids: set[str] = set()
+        failed: list[str] = []
+        pod_uids: set[str] = set(self.state.get("pod_uids") or [])
         for host in reversed(self.hosts()):
             pods = host.data_dir / "pods"
             if pods.is_dir():
                 pod_uids |= {p.name for p in pods.iterdir() if p.is_dir() and "_" not in p.name}
-            host.destroy()
+            self.state["pod_uids"] = sorted(pod_uids)
+            try:
+                host.destroy()
+            except TestHostError as exc:
+                failed.append(str(exc))
+                continue
+            self.state["hosts"] = [h for h in self.state["hosts"] if h["name"] != host.name]
+            self._save()
             done.append(f"stopped test host {host.name}")
         server = self.state.get("server")
         if server:
-            Proc.from_json(server["proc"]).stop(30.0)
-            done.append("stopped the server")
+            proc = Proc.from_json(server["proc"])
+            proc.stop(30.0)
+            if proc.alive():
+                failed.append(f"the server (pid {proc.pid}) does not stop")
+            else:
+                done.append("stopped the server")
+        if failed:
+            raise ClusterError("; ".join(failed) + f" (state kept in {self.state_path}: run down again)")
         created = self.state.get("created") or {}
         if created.get("bridge") and link_exists(created["bridge"]):
             self.network.delete()

@@ -290,7 +290,8 @@ class TestHost:
         self.run(["ip", "addr", "add", f"{self.address}/{self.prefixlen}", "dev", HOST_IFACE], check=True)
         self.run(["ip", "link", "set", HOST_IFACE, "up"], check=True)
 
-    def _enter(self, argv: Sequence[str], cwd: str | None = None) -> list[str]:
+    def command(self, argv: Sequence[str], cwd: str | None = None) -> list[str]:
+        """The command line that runs ``argv`` inside the host (nsenter by the holder's PID)."""
         if self.holder is None or not self.holder.alive():
             raise TestHostError(f"test host {self.name} is not running")
         return ["nsenter", f"--target={self.holder.pid}", "--net", "--mount", "--uts", "--pid",
@@ -299,7 +300,7 @@ class TestHost:
     def run(self, argv: Sequence[str], *, check: bool = False, timeout: float = 60.0,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a command inside the host and wait for it."""
-        p = subprocess.run(self._enter(argv), capture_output=True, text=True, timeout=timeout, input=input)
+        p = subprocess.run(self.command(argv), capture_output=True, text=True, timeout=timeout, input=input)
         if check and p.returncode != 0:
             raise TestHostError(f"{self.name}: {' '.join(argv)}: {p.stderr.strip()}")
         return p
@@ -313,7 +314,7 @@ class TestHost:
         log_path = self.log_dir / f"{role}.log"
         out: IO[bytes]
         with open(log_path, "ab") as out:
-            p = subprocess.Popen(self._enter(argv, cwd), stdin=subprocess.DEVNULL, stdout=out,
+            p = subprocess.Popen(self.command(argv, cwd), stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT, start_new_session=True, env=env)
         child = _wait_for(f"{role} in {self.name}", lambda: (children(p.pid) or [0])[0], 10.0, p, log_path)
         p.returncode = 0  # outlives us (see create)

@@ -127,3 +127,32 @@ def test_up_refuses_to_overwrite_a_kubeconfig(tmp_path):
     with pytest.raises(ClusterError, match="exists; remove it"):
         DevCluster(tmp_path / "d").up(ClusterSpec(data_dir=tmp_path / "d", kubeconfig=kc))
     assert kc.read_text() == "mine" and not (tmp_path / "d").exists()
+
+
+def test_down_stops_recorded_processes_and_removes_only_its_files(tmp_path):
+    """down from a state file, without namespaces: recorded processes (here plain children)
+    are stopped by PID, the cluster's files go, a file of the user's in the data dir stays."""
+    import json
+
+    holder = subprocess.Popen(["sleep", "60"])
+    agent = subprocess.Popen(["sleep", "60"])
+    server = subprocess.Popen(["sleep", "60"])
+    (tmp_path / "nodes" / "kldev-1" / "pods" / "some-uid").mkdir(parents=True)
+    (tmp_path / "server").mkdir()
+    (tmp_path / "mine.txt").write_text("keep")
+    host = TestHost("kldev-1", "198.19.250.2", 24, "kltestnone-v1", tmp_path / "nodes" / "kldev-1",
+                    holder=Proc.of(holder.pid), procs={"agent": Proc.of(agent.pid)})
+    (tmp_path / "state.json").write_text(json.dumps({
+        "name": "kldev", "network": Network().to_json(), "kubeconfig": str(tmp_path / "kubeconfig.yaml"),
+        "created": {}, "hosts": [host.to_json()], "server": {"proc": Proc.of(server.pid).to_json()}}))
+    try:
+        done = DevCluster(tmp_path).down()
+        assert [p.wait(5) for p in (agent, server)] == [-15, -15]  # SIGTERM by recorded PID
+        assert holder.wait(5) == -9  # the holder: SIGKILL, its PID namespace goes with it
+    finally:
+        for p in (holder, agent, server):
+            p.kill()
+            p.wait()
+    assert done[:2] == ["stopped test host kldev-1", "stopped the server"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+    assert DevCluster(tmp_path).down() == []  # nothing recorded any more
