@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -165,6 +166,7 @@ class DevCluster:
         created["bridge"] = net.bridge
         self._save()
 
+        _check_port_free(net.gateway, spec.port)
         server_dir = self.data_dir / "server"
         (server_dir / "logs").mkdir(parents=True, exist_ok=True)
         server_log = server_dir / "logs" / "server.log"
@@ -292,6 +294,15 @@ class DevCluster:
         done.append(f"removed the cluster's files under {self.data_dir}")
         self.state = {}
         return done
+
+
+def _check_port_free(address: str, port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((address, port))
+        except OSError as exc:
+            raise ClusterError(f"cannot listen on {address}:{port} ({exc.strerror}): is another API server "
+                               "there? choose another --port") from None
 
 
 def _wait_ready(url: str, kubeconfig: Path, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
