@@ -41,7 +41,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen, int]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "kubelite", "server", "--data-dir", str(data_dir),
-                             "--bind-address", "127.0.0.1", "--port", str(port), "--disable-agent"],
+                             "--bind-address", "127.0.0.1", "--port", str(port), "--disable-agent", "--disable-scheduler"],
                             stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "server.log", "wb"))
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
