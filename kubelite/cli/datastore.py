@@ -15,9 +15,21 @@ def _db(args: argparse.Namespace) -> Path:
     return ServerConfig(data_dir=Path(args.data_dir).resolve()).db_path
 
 
+def _refuse_on_etcd(args: argparse.Namespace, what: str) -> bool:
+    from kubelite.store.datastore import refuse_if_etcd
+
+    msg = refuse_if_etcd(_db(args), f"kubelite datastore snapshot {what}")
+    if msg is not None:
+        sys.stderr.write(f"kubelite datastore snapshot {what}: {msg}\n")
+        return True
+    return False
+
+
 def cmd_save(args: argparse.Namespace) -> int:
     from kubelite.store.snapshot import SnapshotError, save
 
+    if _refuse_on_etcd(args, "save"):
+        return 1
     out = Path(args.file).resolve()
     try:
         rev = save(_db(args), out)
@@ -31,6 +43,8 @@ def cmd_save(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from kubelite.store.snapshot import SnapshotError, restore
 
+    if _refuse_on_etcd(args, "restore"):
+        return 1
     db = _db(args)
     try:
         rev = restore(Path(args.file).resolve(), db)

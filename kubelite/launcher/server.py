@@ -45,6 +45,7 @@ from kubelite.launcher.supervisor import Supervisor
 from kubelite.net import listener
 from kubelite.scheduler.scheduler import run_scheduler
 from kubelite.store.base import Store
+from kubelite.store.datastore import check_and_record
 from kubelite.store.snapshot import hold_data_dir
 from kubelite.store.sqlite import SQLiteStore
 from kubelite.tls import pki as pki_mod
@@ -63,6 +64,13 @@ async def bootstrap_priority_classes(stores: Stores) -> None:
 
 
 def make_store(cfg: ServerConfig) -> Store:
+    """The datastore the flags name: etcd for --datastore-endpoint, else the embedded SQLite."""
+    if cfg.datastore_endpoint:
+        from kubelite.store.etcd import EtcdStore, EtcdTLS
+
+        tls = EtcdTLS(cfg.datastore_cafile or None, cfg.datastore_certfile or None, cfg.datastore_keyfile or None)
+        return EtcdStore(cfg.datastore_endpoint, tls=tls, key_prefix=cfg.datastore_prefix,
+                         compact_interval=cfg.compact_interval)
     return SQLiteStore(str(cfg.db_path), compact_interval=cfg.compact_interval, compact_keep=cfg.compact_keep)
 
 
@@ -86,6 +94,7 @@ class Server:
         cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # one server per data dir (and no snapshot restore under a running one)
         self._lock = hold_data_dir(cfg.db_path)
+        check_and_record(cfg.db_path, cfg.datastore_endpoint)
         pki = pki_mod.ensure_pki(cfg.data_dir)
         await self.store.start()
         stores = self.stores = Stores.build(self.registry, self.store)
