@@ -94,7 +94,8 @@ class Server:
         cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # one server per data dir (and no snapshot restore under a running one)
         self._lock = hold_data_dir(cfg.db_path)
-        check_and_record(cfg.db_path, cfg.datastore_endpoint)
+        check_and_record(cfg.db_path, cfg.datastore_endpoint, {
+            "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile, "keyfile": cfg.datastore_keyfile})
         pki = pki_mod.ensure_pki(cfg.data_dir)
         await self.store.start()
         stores = self.stores = Stores.build(self.registry, self.store)

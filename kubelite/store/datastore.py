@@ -1,14 +1,16 @@
 """Which datastore a data dir's server uses, recorded beside the database (``db/datastore``).
 
-A server on etcd writes the endpoints there; a SQLite server writes nothing. Commands that only
-make sense for the embedded SQLite datastore (`kubelite datastore snapshot save|restore`) read
-it and refuse on an etcd data dir, and a server refuses to start on a data dir whose recorded
+A server on etcd writes the endpoints there; a SQLite server writes nothing. `kubelite datastore snapshot save`
+reads it to snapshot the right datastore, `restore` (SQLite only) refuses on an etcd data dir, and a server refuses to start on a data dir whose recorded
 datastore differs from the one it was given, rather than silently serving an empty cluster.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 MARKER = "datastore"
 
@@ -21,15 +23,25 @@ def marker_path(db_path: Path) -> Path:
     return db_path.parent / MARKER
 
 
+def recorded(db_path: Path) -> dict[str, Any]:
+    """What this data dir's etcd server was last started with: endpoint and TLS files ({} = SQLite)."""
+    try:
+        text = marker_path(db_path).read_text()
+    except FileNotFoundError:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = {"endpoint": text.strip()}
+    return data if isinstance(data, dict) else {}
+
+
 def recorded_endpoint(db_path: Path) -> str:
     """The etcd endpoints this data dir's server was last started with ("" = SQLite)."""
-    try:
-        return marker_path(db_path).read_text().strip()
-    except FileNotFoundError:
-        return ""
+    return str(recorded(db_path).get("endpoint") or "")
 
 
-def check_and_record(db_path: Path, endpoint: str) -> None:
+def check_and_record(db_path: Path, endpoint: str, tls_files: dict[str, str] | None = None) -> None:
     """Refuse a change of datastore under an existing data dir; record an etcd one."""
     recorded = recorded_endpoint(db_path)
     if endpoint:
@@ -37,7 +49,9 @@ def check_and_record(db_path: Path, endpoint: str) -> None:
             raise DatastoreMismatch(
                 f"{db_path.parent.parent} holds an embedded SQLite datastore ({db_path}); starting it on etcd "
                 "would leave its objects behind. Use a new --data-dir for an etcd server")
-        marker_path(db_path).write_text(endpoint + "\n")
+        tmp = marker_path(db_path).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"endpoint": endpoint, **(tls_files or {})}, indent=1) + "\n")
+        os.replace(tmp, marker_path(db_path))
     elif recorded:
         raise DatastoreMismatch(
             f"the server of {db_path.parent.parent} stores its objects in etcd ({recorded}); start it with "
@@ -45,11 +59,11 @@ def check_and_record(db_path: Path, endpoint: str) -> None:
             "for an embedded SQLite server")
 
 
-def refuse_if_etcd(db_path: Path, what: str) -> str | None:
-    """The message to refuse an SQLite-only command with on an etcd data dir (None: SQLite)."""
-    recorded = recorded_endpoint(db_path)
-    if not recorded:
+def refuse_restore_on_etcd(db_path: Path) -> str | None:
+    """The message to refuse `snapshot restore` with on an etcd data dir (None: SQLite)."""
+    endpoint = recorded_endpoint(db_path)
+    if not endpoint:
         return None
-    return (f"{what} works on the embedded SQLite datastore, and the server of {db_path.parent.parent} "
-            f"stores its objects in etcd ({recorded}); back etcd up with its own tools, e.g. "
-            "`ETCDCTL_API=3 etcdctl --endpoints ... snapshot save FILE`")
+    return (f"the server of {db_path.parent.parent} stores its objects in etcd ({endpoint}); an etcd "
+            "snapshot is restored with etcd's own procedure, into new member data dirs while etcd is "
+            "stopped: `etcdctl snapshot restore FILE --data-dir ...` on every member")

@@ -6,6 +6,7 @@ one works on both."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -99,6 +100,26 @@ def test_object_created_on_one_server_is_read_and_watched_on_the_other(servers) 
     t.join(25)
     assert seen == [("ADDED", "watched", {"b": "2"}), ("MODIFIED", "watched", {"b": "3"}),
                     ("DELETED", "watched", {"b": "3"})]
+
+
+def test_snapshot_save_takes_an_etcd_snapshot(servers, etcd3, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    one, _ = servers
+    out = tmp_path / "etcd.snap"
+    r = subprocess.run([sys.executable, "-m", "kubelite", "datastore", "snapshot", "save", str(out),
+                        "--data-dir", str(one.data_dir)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "etcd snapshot saved" in r.stdout and out.stat().st_mode & 0o777 == 0o600
+    status = subprocess.run(["etcdctl", "snapshot", "status", str(out), "-w", "json"], capture_output=True,
+                            text=True, env=dict(os.environ, ETCDCTL_API="3"), timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["totalKey"] > 10
+    r = subprocess.run([sys.executable, "-m", "kubelite", "datastore", "snapshot", "restore", str(out),
+                        "--data-dir", str(one.data_dir)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "etcdctl snapshot restore" in r.stderr
 
 
 def test_kill9_an_etcd_member_during_concurrent_creates(servers, etcd3) -> None:

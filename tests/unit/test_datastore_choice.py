@@ -10,7 +10,7 @@ import pytest
 from kubelite.cli.main import main
 from kubelite.config import ServerConfig
 from kubelite.launcher.server import make_store
-from kubelite.store.datastore import DatastoreMismatch, check_and_record
+from kubelite.store.datastore import DatastoreMismatch, check_and_record, recorded
 from kubelite.store.etcd import EtcdStore, parse_endpoints
 from kubelite.store.sqlite import SQLiteStore
 
@@ -61,15 +61,16 @@ def test_data_dir_refuses_a_change_of_datastore(tmp_path: Path) -> None:
         check_and_record(other, "https://e:2379")
 
 
-def test_snapshot_refuses_on_an_etcd_data_dir(tmp_path: Path, capsys, restore_logging) -> None:
+def test_snapshot_restore_refuses_on_an_etcd_data_dir(tmp_path: Path, capsys, restore_logging) -> None:
     db = ServerConfig(data_dir=tmp_path).db_path
     db.parent.mkdir(parents=True)
-    check_and_record(db, "https://e:2379")
-    assert main(["datastore", "snapshot", "save", str(tmp_path / "snap.db"), "--data-dir", str(tmp_path)]) == 1
-    assert "stores its objects in etcd (https://e:2379)" in capsys.readouterr().err
-    assert not (tmp_path / "snap.db").exists()
+    check_and_record(db, "https://e:2379", {"cafile": "/ca.crt"})
+    assert recorded(db) == {"endpoint": "https://e:2379", "cafile": "/ca.crt"}
+    (tmp_path / "snap.db").write_bytes(b"whatever")
     assert main(["datastore", "snapshot", "restore", str(tmp_path / "snap.db"), "--data-dir", str(tmp_path)]) == 1
-    assert "etcdctl" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "stores its objects in etcd (https://e:2379)" in err and "etcdctl snapshot restore" in err
+    assert not db.exists()
 
 
 @pytest.mark.parametrize("argv, message", [
