@@ -24,6 +24,7 @@ class ServerConfig:
     datastore_certfile: str = ""
     datastore_keyfile: str = ""
     datastore_prefix: str = "/registry"
+    token: str = ""  # k3s's --token: the secret servers on one datastore share (launcher/bootstrap.py)
     # the node lifecycle controller (kube-controller-manager's flags of the same names)
     node_monitor_period: float = 5.0
     node_monitor_grace_period: float = 50.0

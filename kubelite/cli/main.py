@@ -56,7 +56,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                        cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
                        datastore_endpoint=args.datastore_endpoint, datastore_cafile=args.datastore_cafile,
                        datastore_certfile=args.datastore_certfile, datastore_keyfile=args.datastore_keyfile,
-                       datastore_prefix=args.datastore_prefix)
+                       datastore_prefix=args.datastore_prefix, token=args.token)
     if cfg.datastore_endpoint:
         from kubelite.store.etcd import parse_endpoints
 
@@ -88,13 +88,14 @@ def cmd_server(args: argparse.Namespace) -> int:
     # this high keeps cyclic GC from running many times per large LIST or burst of writes.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    from kubelite.launcher.bootstrap import BootstrapError
     from kubelite.store.base import StoreError
     from kubelite.store.datastore import DatastoreMismatch
     from kubelite.store.snapshot import DataDirInUse
 
     try:
         asyncio.run(serve(cfg))
-    except (DataDirInUse, DatastoreMismatch) as exc:
+    except (DataDirInUse, DatastoreMismatch, BootstrapError) as exc:
         sys.stderr.write(f"kubelite server: {exc}\n")
         return 1
     except StoreError as exc:  # e.g. no etcd endpoint reachable
@@ -177,6 +178,9 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
     s.add_argument("--datastore-cafile", default="", metavar="FILE", help="CA bundle that signed etcd's certificates")
     s.add_argument("--datastore-certfile", default="", metavar="FILE", help="client certificate for etcd")
     s.add_argument("--datastore-keyfile", default="", metavar="FILE", help="client certificate key for etcd")
+    s.add_argument("--token", default=os.environ.get("KUBELITE_TOKEN", ""), metavar="SECRET",
+                   help="cluster secret shared by servers on one etcd ($KUBELITE_TOKEN; default: the first "
+                        "server makes one in DIR/server-token, later servers need it to join)")
     s.add_argument("--datastore-prefix", default="/registry", metavar="PREFIX",
                    help="etcd key prefix of this cluster's objects (default /registry; "
                         "clusters sharing an etcd need distinct prefixes)")

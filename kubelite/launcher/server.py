@@ -41,6 +41,7 @@ from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
+from kubelite.launcher import bootstrap
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.net import listener
 from kubelite.scheduler.scheduler import run_scheduler
@@ -96,8 +97,14 @@ class Server:
         self._lock = hold_data_dir(cfg.db_path)
         check_and_record(cfg.db_path, cfg.datastore_endpoint, {
             "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile, "keyfile": cfg.datastore_keyfile})
-        pki = pki_mod.ensure_pki(cfg.data_dir)
         await self.store.start()
+        token, joined = "", False
+        if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
+            token = bootstrap.server_token(cfg.data_dir, cfg.token)
+            joined = await bootstrap.join(self.store, pki_mod.PKI.at(cfg.data_dir), token)
+        pki = pki_mod.ensure_pki(cfg.data_dir)
+        if cfg.datastore_endpoint and not joined:
+            await bootstrap.publish(self.store, pki, token)
         stores = self.stores = Stores.build(self.registry, self.store)
 
         # the API: handlers, REST services, authentication, authorization, admission, audit

@@ -1,13 +1,12 @@
 """Two `kubelite server`s on one 3-member TLS etcd cluster (issue 9, "Done when": etcd).
 
-The second server shares the first one's cluster CA and service-account keys (copied into its
-data dir before it starts, the material k3s hands a joining server), so the admin kubeconfig of
-one works on both."""
+The first server publishes its cluster CA and service-account keys in etcd, sealed with its
+cluster token; the second one joins with `--token` and takes them (k3s's bootstrap data), so
+the admin kubeconfig of one works on both."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 import uuid
@@ -18,8 +17,6 @@ import yaml
 
 from tests.e2e.etcd import EtcdCluster
 from tests.e2e.harness import ServerProcess, wait_until
-
-SHARED_PKI = ("ca.crt", "ca.key", "sa.key", "sa.pub")
 
 
 def etcd_flags(cluster: EtcdCluster) -> list[str]:
@@ -40,13 +37,11 @@ def etcd3(tmp_path_factory):
 def servers(etcd3, tmp_path_factory):
     base = tmp_path_factory.mktemp("servers")
     one = ServerProcess(base / "s1", extra=etcd_flags(etcd3))
-    two = ServerProcess(base / "s2", extra=etcd_flags(etcd3))
     started: list[ServerProcess] = []
     try:
         started.append(one.start(timeout=90))
-        (two.data_dir / "tls").mkdir(parents=True, mode=0o700)
-        for name in SHARED_PKI:
-            shutil.copy2(one.data_dir / "tls" / name, two.data_dir / "tls" / name)
+        token = (one.data_dir / "server-token").read_text().strip()
+        two = ServerProcess(base / "s2", extra=[*etcd_flags(etcd3), "--token", token])
         started.append(two.start(timeout=90))
         yield one, two
     finally:
@@ -100,6 +95,17 @@ def test_object_created_on_one_server_is_read_and_watched_on_the_other(servers) 
     t.join(25)
     assert seen == [("ADDED", "watched", {"b": "2"}), ("MODIFIED", "watched", {"b": "3"}),
                     ("DELETED", "watched", {"b": "3"})]
+
+
+def test_servers_share_the_cluster_ca_and_a_wrong_token_is_refused(servers, etcd3, tmp_path: Path) -> None:
+    one, two = servers
+    for name in ("ca.crt", "ca.key", "sa.key", "sa.pub"):
+        assert (one.data_dir / "tls" / name).read_bytes() == (two.data_dir / "tls" / name).read_bytes()
+    assert (one.data_dir / "tls" / "apiserver.key").read_bytes() != (two.data_dir / "tls" / "apiserver.key").read_bytes()
+    intruder = ServerProcess(tmp_path / "s3", extra=[*etcd_flags(etcd3), "--token", "not-the-token"])
+    with pytest.raises(RuntimeError, match="--token does not match"):
+        intruder.start(timeout=60)
+    intruder.stop()
 
 
 def test_snapshot_save_takes_an_etcd_snapshot(servers, etcd3, tmp_path: Path) -> None:

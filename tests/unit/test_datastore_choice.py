@@ -81,3 +81,18 @@ def test_snapshot_restore_refuses_on_an_etcd_data_dir(tmp_path: Path, capsys, re
 def test_server_refuses_bad_datastore_flags(argv, message, tmp_path: Path, capsys, restore_logging) -> None:
     assert main(["server", "--disable-agent", "--data-dir", str(tmp_path), *argv]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_bootstrap_data_is_sealed_with_the_token(tmp_path: Path) -> None:
+    from kubelite.launcher.bootstrap import BootstrapError, seal, server_token, unseal
+
+    files = {"ca_cert": b"CERT", "ca_key": b"KEY", "sa_key": b"SA", "sa_pub": b"PUB"}
+    blob = seal("s3cret", files)
+    assert b"KEY" not in blob and b"S0VZ" not in blob  # neither plain nor base64
+    assert unseal("s3cret", blob) == files
+    with pytest.raises(BootstrapError, match="--token does not match"):
+        unseal("other", blob)
+    made = server_token(tmp_path, "")
+    assert len(made) == 32 and server_token(tmp_path, "") == made
+    assert (tmp_path / "server-token").stat().st_mode & 0o777 == 0o600
+    assert server_token(tmp_path / "b", "given") == "given" == server_token(tmp_path / "b", "")
