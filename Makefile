@@ -13,7 +13,7 @@ IMAGES_STAMP := $(IMAGES_DIR)/.built
 # Tests only: a local OCI registry (docker-registry), skopeo to push to it, htpasswd
 # (apache2-utils) for its basic auth. No service of a package installed here is started.
 RUN_APT_PACKAGES := python3-venv gcc libc6-dev iproute2 iptables runc containerd containernetworking-plugins catatonit busybox-static
-TEST_APT_PACKAGES := docker-registry skopeo apache2-utils
+TEST_APT_PACKAGES := docker-registry skopeo apache2-utils etcd-server etcd-client
 
 RUN_APT_STAMP := $(VENV)/.apt-run
 TEST_APT_STAMP := $(VENV)/.apt-test

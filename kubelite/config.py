@@ -20,6 +20,14 @@ class ServerConfig:
     node_name: str = ""  # the agent's Node (default: the hostname)
     compact_interval: float = 300.0
     compact_keep: int = 1000
+    # k3s's --datastore-endpoint (etcd: comma-separated https://host:port URLs; "" = embedded
+    # SQLite) and its TLS files; kube-apiserver's --etcd-prefix
+    datastore_endpoint: str = ""
+    datastore_cafile: str = ""
+    datastore_certfile: str = ""
+    datastore_keyfile: str = ""
+    datastore_prefix: str = "/registry"
+    token: str = ""  # k3s's --token: the secret servers on one datastore share (launcher/bootstrap.py)
     # the node lifecycle controller (kube-controller-manager's flags of the same names)
     node_monitor_period: float = 5.0
     node_monitor_grace_period: float = 50.0

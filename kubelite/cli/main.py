@@ -55,7 +55,27 @@ def cmd_server(args: argparse.Namespace) -> int:
                        max_mutating_requests_inflight=args.max_mutating_requests_inflight,
                        request_header_timeout=args.request_header_timeout, idle_timeout=args.idle_timeout,
                        body_timeout=args.body_timeout, max_pending_connections=args.max_pending_connections,
-                       cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size)
+                       cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
+                       datastore_endpoint=args.datastore_endpoint, datastore_cafile=args.datastore_cafile,
+                       datastore_certfile=args.datastore_certfile, datastore_keyfile=args.datastore_keyfile,
+                       datastore_prefix=args.datastore_prefix, token=args.token)
+    if cfg.datastore_endpoint:
+        from kubelite.store.etcd import parse_endpoints
+
+        try:
+            parse_endpoints(cfg.datastore_endpoint)
+        except ValueError as exc:
+            sys.stderr.write(f"kubelite server: --datastore-endpoint: {exc}; kubelite's datastores are the "
+                             "embedded SQLite (no flag) and etcd (https://host:2379,...)\n")
+            return 1
+        for flag, path in (("--datastore-cafile", cfg.datastore_cafile), ("--datastore-certfile",
+                           cfg.datastore_certfile), ("--datastore-keyfile", cfg.datastore_keyfile)):
+            if path and not Path(path).is_file():
+                sys.stderr.write(f"kubelite server: {flag} {path}: no such file\n")
+                return 1
+    elif args.datastore_cafile or args.datastore_certfile or args.datastore_keyfile:
+        sys.stderr.write("kubelite server: the --datastore-*file flags need --datastore-endpoint\n")
+        return 1
     from kubelite.controllers.nodeipam import RangeAllocator
 
     try:
@@ -70,11 +90,17 @@ def cmd_server(args: argparse.Namespace) -> int:
     # this high keeps cyclic GC from running many times per large LIST or burst of writes.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    from kubelite.launcher.bootstrap import BootstrapError
+    from kubelite.store.base import StoreError
+    from kubelite.store.datastore import DatastoreMismatch
     from kubelite.store.snapshot import DataDirInUse
 
     try:
         asyncio.run(serve(cfg))
-    except DataDirInUse as exc:
+    except (DataDirInUse, DatastoreMismatch, BootstrapError) as exc:
+        sys.stderr.write(f"kubelite server: {exc}\n")
+        return 1
+    except StoreError as exc:  # e.g. no etcd endpoint reachable
         sys.stderr.write(f"kubelite server: {exc}\n")
         return 1
     return 0
@@ -151,6 +177,18 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
     s.add_argument("--node-name", default="", help="the agent's Node name (default: the hostname)")
     s.add_argument("--compact-interval", type=float, default=300.0, help=argparse.SUPPRESS)
     s.add_argument("--compact-keep", type=int, default=1000, help=argparse.SUPPRESS)
+    s.add_argument("--datastore-endpoint", default="", metavar="URLS",
+                   help="store objects in etcd at these comma-separated URLs (https://host:2379,...) "
+                        "instead of the embedded SQLite datastore")
+    s.add_argument("--datastore-cafile", default="", metavar="FILE", help="CA bundle that signed etcd's certificates")
+    s.add_argument("--datastore-certfile", default="", metavar="FILE", help="client certificate for etcd")
+    s.add_argument("--datastore-keyfile", default="", metavar="FILE", help="client certificate key for etcd")
+    s.add_argument("--token", default=os.environ.get("KUBELITE_TOKEN", ""), metavar="SECRET",
+                   help="cluster secret shared by servers on one etcd ($KUBELITE_TOKEN; default: the first "
+                        "server makes one in DIR/server-token, later servers need it to join)")
+    s.add_argument("--datastore-prefix", default="/registry", metavar="PREFIX",
+                   help="etcd key prefix of this cluster's objects (default /registry; "
+                        "clusters sharing an etcd need distinct prefixes)")
     s.add_argument("--node-monitor-period", type=float, default=5.0, metavar="SECONDS",
                    help="how often node health is checked (default 5)")
     s.add_argument("--node-monitor-grace-period", type=float, default=50.0, metavar="SECONDS",

@@ -41,10 +41,12 @@ from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
+from kubelite.launcher import bootstrap
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.net import listener
 from kubelite.scheduler.scheduler import run_scheduler
 from kubelite.store.base import Store
+from kubelite.store.datastore import check_and_record
 from kubelite.store.snapshot import hold_data_dir
 from kubelite.store.sqlite import SQLiteStore
 from kubelite.tls import pki as pki_mod
@@ -63,6 +65,13 @@ async def bootstrap_priority_classes(stores: Stores) -> None:
 
 
 def make_store(cfg: ServerConfig) -> Store:
+    """The datastore the flags name: etcd for --datastore-endpoint, else the embedded SQLite."""
+    if cfg.datastore_endpoint:
+        from kubelite.store.etcd import EtcdStore, EtcdTLS
+
+        tls = EtcdTLS(cfg.datastore_cafile or None, cfg.datastore_certfile or None, cfg.datastore_keyfile or None)
+        return EtcdStore(cfg.datastore_endpoint, tls=tls, key_prefix=cfg.datastore_prefix,
+                         compact_interval=cfg.compact_interval)
     return SQLiteStore(str(cfg.db_path), compact_interval=cfg.compact_interval, compact_keep=cfg.compact_keep)
 
 
@@ -86,8 +95,16 @@ class Server:
         cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # one server per data dir (and no snapshot restore under a running one)
         self._lock = hold_data_dir(cfg.db_path)
-        pki = pki_mod.ensure_pki(cfg.data_dir, extra_sans=cfg.tls_sans)
+        check_and_record(cfg.db_path, cfg.datastore_endpoint, {
+            "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile, "keyfile": cfg.datastore_keyfile})
         await self.store.start()
+        token, joined = "", False
+        if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
+            token = bootstrap.server_token(cfg.data_dir, cfg.token)
+            joined = await bootstrap.join(self.store, pki_mod.PKI.at(cfg.data_dir), token)
+        pki = pki_mod.ensure_pki(cfg.data_dir, extra_sans=cfg.tls_sans)
+        if cfg.datastore_endpoint and not joined:
+            await bootstrap.publish(self.store, pki, token)
         stores = self.stores = Stores.build(self.registry, self.store)
 
         # the API: handlers, REST services, authentication, authorization, admission, audit

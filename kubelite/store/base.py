@@ -2,7 +2,7 @@
 
 Keys are strings, values bytes. Every write gets a new global revision; an object's
 ``mod_revision`` is its resourceVersion. SQLite is the default implementation; an etcd
-backend implements the same interface.
+backend (kubelite.store.etcd) implements the same interface.
 """
 
 from __future__ import annotations
@@ -65,6 +65,20 @@ class FutureRevisionError(StoreError):
         super().__init__(f"revision {requested} is in the future (current {current})")
         self.requested = requested
         self.current = current
+
+
+class StoreClosedError(StoreError):
+    """The store is not started or has been closed."""
+
+
+class WatchOverflowError(StoreError):
+    """A watcher fell too far behind (its queue overflowed); it has been terminated.
+
+    The consumer should end the watch; the client re-lists and watches again."""
+
+    def __init__(self, prefix: str, queued: int) -> None:
+        super().__init__(f"watch on {prefix!r} fell behind by more than {queued} events")
+        self.prefix = prefix
 
 
 @dataclass(frozen=True, slots=True)

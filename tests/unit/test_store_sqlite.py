@@ -1,4 +1,5 @@
-"""Tests for the SQLite (kine-style) store."""
+"""Tests for the SQLite (kine-style) store beyond the shared contract (tests/store_contract.py):
+its ring and database replay, overflow, compaction on disk, persistence and crash durability."""
 
 from __future__ import annotations
 
@@ -17,13 +18,10 @@ import pytest
 from kubelite.store.base import (
     KV,
     CompactedError,
-    ConflictError,
     Event,
     FutureRevisionError,
-    KeyExistsError,
-    KeyNotFoundError,
 )
-from kubelite.store.sqlite import SQLiteStore, StoreClosedError, WatchOverflowError
+from kubelite.store.sqlite import SQLiteStore, WatchOverflowError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,129 +68,7 @@ def pragma(path: Path, name: str) -> int:
 # ---------------------------------------------------------------------- CRUD
 
 
-async def test_crud_and_revisions(store: SQLiteStore) -> None:
-    assert await store.current_revision() == 0
-    assert await store.get("/a") is None
-    kv = await store.create("/a", b"1")
-    assert kv == KV("/a", b"1", 1, 1)
-    assert await store.get("/a") == kv
-    with pytest.raises(KeyExistsError):
-        await store.create("/a", b"again")
-
-    kv2 = await store.update("/a", b"2", kv.mod_revision)
-    assert kv2 == KV("/a", b"2", 1, 2)
-    kv3 = await store.update("/a", b"3", 0)  # unconditional
-    assert kv3 == KV("/a", b"3", 1, 3)
-    assert await store.get("/a") == kv3
-    assert await store.current_revision() == 3
-
-    deleted = await store.delete("/a", kv3.mod_revision)
-    assert deleted == KV("/a", b"3", 1, 4)  # last value, mod_revision = delete's revision
-    assert await store.get("/a") is None
-    with pytest.raises(KeyNotFoundError):
-        await store.delete("/a")
-    with pytest.raises(KeyNotFoundError):
-        await store.update("/a", b"x", 0)
-
-    # re-create after delete starts a new lifetime
-    kv5 = await store.create("/a", b"new")
-    assert kv5 == KV("/a", b"new", 5, 5)
-
-
-async def test_cas_conflicts(store: SQLiteStore) -> None:
-    kv = await store.create("/k", b"v1")
-    kv2 = await store.update("/k", b"v2", kv.mod_revision)
-    with pytest.raises(ConflictError) as e:
-        await store.update("/k", b"stale", kv.mod_revision)
-    assert e.value.current == kv2
-    with pytest.raises(ConflictError) as e:
-        await store.delete("/k", kv.mod_revision)
-    assert e.value.current == kv2
-    assert await store.get("/k") == kv2
-    # failed operations do not consume revisions
-    assert await store.current_revision() == kv2.mod_revision
-
-
-async def test_concurrent_cas_exactly_one_wins(store: SQLiteStore) -> None:
-    kv = await store.create("/c", b"0")
-    results = await asyncio.gather(
-        *(store.update("/c", str(i).encode(), kv.mod_revision) for i in range(20)), return_exceptions=True
-    )
-    ok = [r for r in results if isinstance(r, KV)]
-    assert len(ok) == 1
-    assert all(isinstance(r, ConflictError) for r in results if not isinstance(r, KV))
-
-
-async def test_get_at_revision(store: SQLiteStore) -> None:
-    a1 = await store.create("/a", b"1")
-    a2 = await store.update("/a", b"2", 0)
-    await store.delete("/a")
-    assert await store.get("/a", a1.mod_revision) == a1
-    assert await store.get("/a", a2.mod_revision) == a2
-    assert await store.get("/a", 3) is None
-    with pytest.raises(FutureRevisionError):
-        await store.get("/a", 100)
-
-
 # ---------------------------------------------------------------------- LIST
-
-
-async def test_list_prefix_and_old_revision(store: SQLiteStore) -> None:
-    await store.create("/r/pods/ns/a", b"a1")
-    await store.create("/r/pods/ns/b", b"b1")
-    await store.create("/r/podsx/ns/c", b"not under /r/pods/")
-    snapshot = await store.current_revision()
-    await store.update("/r/pods/ns/a", b"a2", 0)
-    await store.delete("/r/pods/ns/b")
-    await store.create("/r/pods/ns/d", b"d1")
-
-    now = await store.list("/r/pods/")
-    assert [(kv.key, kv.value) for kv in now.kvs] == [("/r/pods/ns/a", b"a2"), ("/r/pods/ns/d", b"d1")]
-    assert now.revision == await store.current_revision()
-    assert not now.more
-
-    old = await store.list("/r/pods/", revision=snapshot)
-    assert [(kv.key, kv.value) for kv in old.kvs] == [("/r/pods/ns/a", b"a1"), ("/r/pods/ns/b", b"b1")]
-    assert old.revision == snapshot
-    assert [kv.mod_revision for kv in old.kvs] == [1, 2]
-
-    assert len((await store.list("")).kvs) == 3
-    assert await store.count("/r/pods/") == 2
-    assert await store.count("/r/") == 3
-    assert await store.count("/nothing/") == 0
-    with pytest.raises(FutureRevisionError):
-        await store.list("/r/", revision=1000)
-
-
-@pytest.mark.parametrize("revision_mode", ["latest", "old"])
-async def test_list_pagination(store: SQLiteStore, revision_mode: str) -> None:
-    keys = [f"/p/{i:03d}" for i in range(25)]
-    for k in keys:
-        await store.create(k, k.encode())
-    rev = await store.current_revision()
-    await store.create("/p/zzz-later", b"x")  # only visible at the latest revision
-    await store.delete("/p/000")
-    at = rev if revision_mode == "old" else 0
-    expected = keys if revision_mode == "old" else keys[1:] + ["/p/zzz-later"]
-
-    got: list[str] = []
-    start = ""
-    pages = 0
-    while True:
-        page = await store.list("/p/", revision=at, limit=10, start_key=start)
-        got.extend(kv.key for kv in page.kvs)
-        pages += 1
-        if not page.more:
-            break
-        assert len(page.kvs) == 10
-        start = page.kvs[-1].key + "\x00"
-        if at == 0:
-            at = page.revision  # continue at the first page's revision, like a continue token
-    assert got == expected
-    assert pages == 3
-    # start_key is inclusive
-    page = await store.list("/p/", limit=2, start_key="/p/005")
-    assert [kv.key for kv in page.kvs] == ["/p/005", "/p/006"] and page.more
 
 
 async def test_large_list_fast_enough(store: SQLiteStore) -> None:
@@ -208,21 +84,6 @@ async def test_large_list_fast_enough(store: SQLiteStore) -> None:
 
 
 # ---------------------------------------------------------------------- WATCH
-
-
-async def test_watch_from_now_and_event_shapes(store: SQLiteStore) -> None:
-    await store.create("/w/old", b"x")
-    it = store.watch("/w/", 0)
-    a = await store.create("/w/a", b"1")
-    a2 = await store.update("/w/a", b"2", 0)
-    await store.create("/other", b"ignored")
-    d = await store.delete("/w/a")
-    evs = await collect(it, 3)
-    await it.aclose()
-    assert [e.type for e in evs] == ["PUT", "PUT", "DELETE"]
-    assert evs[0].kv == a and evs[0].prev is None and evs[0].created
-    assert evs[1].kv == a2 and evs[1].prev == a and not evs[1].created
-    assert evs[2].kv == d and evs[2].prev == a2
 
 
 async def test_watch_replay_from_db_and_ring_is_identical(store: SQLiteStore) -> None:
@@ -284,17 +145,6 @@ async def test_watch_replay_then_live_without_gaps(
     # every revision after start_rev, in order, exactly once (all writes are under /g/)
     assert [e.kv.mod_revision for e in evs] == list(range(start_rev + 1, total + 1))
     assert await store.current_revision() == total
-
-
-async def test_watch_prefix_filter_and_future_revision(store: SQLiteStore) -> None:
-    it = store.watch("/x/", 3)  # ahead of the current revision: waits for it
-    await store.create("/x/1", b"")  # rev 1, skipped
-    await store.create("/y/1", b"")
-    await store.create("/x/2", b"")  # rev 3, skipped
-    await store.create("/x/3", b"")  # rev 4
-    evs = await collect(it, 1)
-    assert [e.kv.key for e in evs] == ["/x/3"]
-    await it.aclose()
 
 
 async def test_watch_compacted_raises(store: SQLiteStore) -> None:
@@ -375,28 +225,6 @@ async def test_watch_cleanup_on_aclose_and_cancel(store: SQLiteStore) -> None:
     store.watch("/z/", 0)
     gc.collect()
     assert len(store._watchers) == 0
-
-
-async def test_watch_next_event_timeout_keeps_watch(store: SQLiteStore) -> None:
-    it = store.watch("/t/", 0)
-    assert await it.next_event(0.01) is None
-    kv = await store.create("/t/a", b"1")
-    ev = await it.next_event(1)
-    assert ev is not None and ev.kv == kv
-    await it.aclose()
-
-
-async def test_close_ends_watches_and_refuses_writes(tmp_path: Path) -> None:
-    s = SQLiteStore(str(tmp_path / "db"), compact_interval=0)
-    await s.start()
-    it = s.watch("/", 0)
-    pending = asyncio.ensure_future(it.__anext__())
-    await asyncio.sleep(0)
-    await s.close()
-    with pytest.raises(StopAsyncIteration):
-        await pending
-    with pytest.raises(StoreClosedError):
-        await s.create("/a", b"")
 
 
 # ---------------------------------------------------------------------- COMPACTION

@@ -1,0 +1,69 @@
+"""Which datastore a data dir's server uses, recorded beside the database (``db/datastore``).
+
+A server on etcd writes the endpoints there; a SQLite server writes nothing. `kubelite datastore snapshot save`
+reads it to snapshot the right datastore, `restore` (SQLite only) refuses on an etcd data dir, and a server refuses to start on a data dir whose recorded
+datastore differs from the one it was given, rather than silently serving an empty cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MARKER = "datastore"
+
+
+class DatastoreMismatch(Exception):
+    pass
+
+
+def marker_path(db_path: Path) -> Path:
+    return db_path.parent / MARKER
+
+
+def recorded(db_path: Path) -> dict[str, Any]:
+    """What this data dir's etcd server was last started with: endpoint and TLS files ({} = SQLite)."""
+    try:
+        text = marker_path(db_path).read_text()
+    except FileNotFoundError:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = {"endpoint": text.strip()}
+    return data if isinstance(data, dict) else {}
+
+
+def recorded_endpoint(db_path: Path) -> str:
+    """The etcd endpoints this data dir's server was last started with ("" = SQLite)."""
+    return str(recorded(db_path).get("endpoint") or "")
+
+
+def check_and_record(db_path: Path, endpoint: str, tls_files: dict[str, str] | None = None) -> None:
+    """Refuse a change of datastore under an existing data dir; record an etcd one."""
+    recorded = recorded_endpoint(db_path)
+    if endpoint:
+        if not recorded and db_path.exists():
+            raise DatastoreMismatch(
+                f"{db_path.parent.parent} holds an embedded SQLite datastore ({db_path}); starting it on etcd "
+                "would leave its objects behind. Use a new --data-dir for an etcd server")
+        tmp = marker_path(db_path).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"endpoint": endpoint, **(tls_files or {})}, indent=1) + "\n")
+        os.replace(tmp, marker_path(db_path))
+    elif recorded:
+        raise DatastoreMismatch(
+            f"the server of {db_path.parent.parent} stores its objects in etcd ({recorded}); start it with "
+            f"--datastore-endpoint {recorded} (and the --datastore-*file flags), or use another --data-dir "
+            "for an embedded SQLite server")
+
+
+def refuse_restore_on_etcd(db_path: Path) -> str | None:
+    """The message to refuse `snapshot restore` with on an etcd data dir (None: SQLite)."""
+    endpoint = recorded_endpoint(db_path)
+    if not endpoint:
+        return None
+    return (f"the server of {db_path.parent.parent} stores its objects in etcd ({endpoint}); an etcd "
+            "snapshot is restored with etcd's own procedure, into new member data dirs while etcd is "
+            "stopped: `etcdctl snapshot restore FILE --data-dir ...` on every member")
