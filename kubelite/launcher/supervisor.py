@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,11 @@ log = logging.getLogger("kubelite.supervisor")
 INITIAL_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0  # seconds of running that reset the back-off
+
+
+# the supervised component the running code works for ("" outside one): a shared informer
+# serves several, and logs and tests can tell them apart
+COMPONENT: contextvars.ContextVar[str] = contextvars.ContextVar("kubelite_component", default="")
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Supervisor:
         return [(f"component/{c.name}", c.healthy) for c in self.components.values()]
 
     async def _keep(self, c: Component) -> None:
+        COMPONENT.set(c.name)  # the tasks the component starts inherit it
         backoff = self.initial_backoff
         while True:
             started = time.monotonic()

@@ -21,7 +21,7 @@ from kubelite.client.api import Client
 from kubelite.client.informer import Informer
 from kubelite.config import ServerConfig
 from kubelite.launcher.server import Server
-from kubelite.launcher.supervisor import Supervisor
+from kubelite.launcher.supervisor import COMPONENT, Supervisor
 from kubelite.store.base import Event, StoreError
 from kubelite.store.sqlite import SQLiteStore
 from tests.e2e.harness import free_port
@@ -71,13 +71,16 @@ class FaultyStore(SQLiteStore):
 
 
 def _crash_once(cls: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first run of every instance of ``cls`` raises; later runs are the real one."""
+    """The first run of every instance of ``cls`` in each supervised component raises (an
+    informer is shared by the components that watch one resource: each of them sees it crash);
+    later runs are the real one."""
     real = cls.run
-    crashed: set[int] = set()
+    crashed: set[tuple[int, str]] = set()
 
     async def run(self: Any) -> None:
-        if id(self) not in crashed:
-            crashed.add(id(self))
+        key = (id(self), COMPONENT.get())
+        if key not in crashed:
+            crashed.add(key)
             await asyncio.sleep(0)
             raise RuntimeError(f"injected crash of {type(self).__name__}")
         await real(self)
