@@ -85,6 +85,10 @@ T = TypeVar("T")
 
 COMPACT_REV_KEY = b"compact_rev_key"  # kube-apiserver's compactor key (storage/etcd3/compact.go)
 _RING_SIZE = 1000  # recent events each hub keeps for watchers that start slightly in the past
+# A new hub starts this many revisions before the watch that made it: watchers whose list was
+# read a little earlier (revisions are global, every write anywhere moves them) still start
+# inside its history instead of needing an etcd watch of their own.
+_HUB_BACKFILL = 1000
 _WATCH_QUEUE = 10_000  # undelivered events per watcher before it is terminated
 _ATTEMPT_TIMEOUT = 5.0  # one RPC attempt; a stuck member is left for the next endpoint
 _RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -515,7 +519,8 @@ class EtcdStore:
         hub_prefix = self._resource_prefix(prefix)
         hub = self._hubs.get(hub_prefix)
         if (hub is None or hub.failed) and from_revision >= self._compacted:
-            hub = self._hubs[hub_prefix] = _Hub(self, hub_prefix, from_revision)
+            start = max(from_revision - _HUB_BACKFILL, self._compacted, 0)
+            hub = self._hubs[hub_prefix] = _Hub(self, hub_prefix, start)
             hub.start()
         return _Watcher(self, hub, prefix, from_revision)
 
@@ -574,6 +579,13 @@ class _Hub:
         for w in list(self.watchers):
             w._hub_ready()
 
+    def _restart_at(self, rev: int) -> None:
+        self.ready = False
+        self.start_rev = self.floor = self.pub_rev = rev
+        for w in list(self.watchers):
+            if w._from < rev:
+                w._fail(CompactedError(w._from, rev))
+
     def _publish(self, events: builtins.list[Event], rev: int) -> None:
         ring = self.ring
         for ev in events:
@@ -615,6 +627,11 @@ class _Hub:
                         failures = 0
                         if resp.compact_revision:
                             s._compacted = max(s._compacted, int(resp.compact_revision))
+                            if not self.private and not self.ring and self.pub_rev == self.start_rev:
+                                # nothing delivered yet and the backfill reached below a compaction
+                                # (another server's): start at the compacted revision instead
+                                self._restart_at(int(resp.compact_revision))
+                                break
                             raise CompactedError(start - 1, int(resp.compact_revision))
                         if resp.canceled:
                             raise StoreError(f"etcd cancelled the watch: {resp.cancel_reason}")
@@ -676,6 +693,9 @@ class _Watcher:
         private etcd watch when this watch starts before the hub's history."""
         hub = self._hub
         assert hub is not None
+        if self._from < self._store._compacted:
+            self._fail(CompactedError(self._from, self._store._compacted))
+            return
         if self._from < hub.floor:
             hub.watchers.discard(self)
             self._hub = self._store._private_hub(self, self._from)

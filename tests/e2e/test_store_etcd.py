@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kubelite.store.base import CompactedError
 from kubelite.store.etcd import EtcdStore
 from tests.e2e.etcd import EtcdCluster
 from tests.store_contract import StoreContract, collect
@@ -104,7 +105,43 @@ async def test_one_etcd_watch_per_resource_fanned_out(open_store) -> None:
     assert s.watch_stats()["watchers"] == 0
 
 
-async def test_watch_before_the_hub_gets_history_privately(open_store) -> None:
+async def test_watch_listed_before_the_hub_started_shares_it(open_store) -> None:
+    s = await open_store()
+    a = await s.create("/core/pods/ns/a", b"1")
+    listed = await s.current_revision()
+    for i in range(5):  # other writes move the global revision on before the first watch
+        await s.create(f"/core/secrets/ns/{i}", b"")
+    first = s.watch("/core/pods/", await s.current_revision())
+    late = s.watch("/core/pods/", listed)  # its list was read before the hub's first watch
+    early = s.watch("/core/pods/", a.mod_revision - 1)
+    b = await s.create("/core/pods/ns/b", b"2")
+    assert [e.kv for e in await collect(first, 1)] == [b]
+    assert [e.kv for e in await collect(late, 1)] == [b]
+    assert [e.kv for e in await collect(early, 2)] == [a, b]
+    assert s.watch_stats() == {"hubs": 1, "private": 0, "watchers": 3}
+
+
+async def test_hub_backfill_below_another_servers_compaction(open_store) -> None:
+    s = await open_store()
+    other = await open_store()
+    for i in range(5):
+        await s.create(f"/core/pods/ns/{i}", b"")
+    rev = await s.current_revision()
+    await other.compact(rev)  # s does not know
+    assert await s.compacted_revision() < rev
+    w = s.watch("/core/pods/", rev)  # its hub's backfill starts below the compaction
+    old = s.watch("/core/pods/", rev - 2)  # really compacted
+    kv = await s.create("/core/pods/ns/new", b"")
+    assert [e.kv for e in await collect(w, 1)] == [kv]
+    with pytest.raises(CompactedError):
+        await collect(old, 1)
+    assert await s.compacted_revision() == rev
+
+
+async def test_watch_before_the_hub_gets_history_privately(open_store, monkeypatch) -> None:
+    import kubelite.store.etcd as mod
+
+    monkeypatch.setattr(mod, "_HUB_BACKFILL", 0)
     s = await open_store()
     a = await s.create("/core/pods/ns/a", b"1")
     live = s.watch("/core/pods/", 0)  # the hub starts here
