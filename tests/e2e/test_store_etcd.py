@@ -205,3 +205,23 @@ async def test_unreachable_etcd_fails_start() -> None:
     s = EtcdStore(f"http://127.0.0.1:{free_port()}", request_timeout=1, compact_interval=0)
     with pytest.raises(Exception, match="etcd unavailable"):
         await asyncio.wait_for(s.start(), 10)
+
+
+async def test_slow_watcher_is_terminated_not_the_hub(open_store, monkeypatch) -> None:
+    import kubelite.store.etcdwatch as mod
+    from kubelite.store.base import WatchOverflowError
+
+    monkeypatch.setattr(mod, "_WATCH_QUEUE", 20)
+    s = await open_store()
+    slow = s.watch("/o/", 0)
+    fast = s.watch("/o/", 0)
+    warm = await s.create("/o/warm", b"")
+    assert [e.kv for e in await collect(fast, 1)] == [warm]  # the hub is live
+    consumer = asyncio.create_task(collect(fast, 100))
+    made = [await s.create(f"/o/{i}", b"v") for i in range(100)]
+    assert [e.kv for e in await consumer] == made  # writers and other watchers go on
+    with pytest.raises(WatchOverflowError):
+        await asyncio.wait_for(slow.__anext__(), 5)
+    with pytest.raises(StopAsyncIteration):
+        await slow.__anext__()
+    assert s.watch_stats()["watchers"] == 1
