@@ -89,6 +89,13 @@ class Server:
         self.stores: Stores | None = None
         self._lock: IO[bytes] | None = None
 
+    def _health(self) -> list[tuple[str, bool]]:
+        checks = self.supervisor.health()
+        reachable = getattr(self.store, "reachable", None)  # etcd: kube-apiserver's etcd-readiness
+        if reachable is not None:
+            checks.append(("etcd-readiness", bool(reachable)))
+        return checks
+
     async def start(self) -> None:
         cfg = self.cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -122,7 +129,7 @@ class Server:
         handler.install_rest(context)
         ssl_context = pki_mod.server_ssl_context(pki)
         self.api = APIServer(handler, [auth_middleware(authn), *security.middlewares], ssl_context,
-                             cfg.bind_address, cfg.port, self.supervisor.health, listener.ListenerLimits(
+                             cfg.bind_address, cfg.port, self._health, listener.ListenerLimits(
                                  handshake_timeout=cfg.request_header_timeout, header_timeout=cfg.request_header_timeout,
                                  idle_timeout=cfg.idle_timeout, body_timeout=cfg.body_timeout,
                                  max_pending=cfg.max_pending_connections))

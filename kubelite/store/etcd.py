@@ -88,6 +88,7 @@ _HUB_BACKFILL = 1000
 _ATTEMPT_TIMEOUT = 5.0  # one RPC attempt; a stuck member is left for the next endpoint
 _RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _MAX_MSG = 64 << 20
+_PROBE_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,10 @@ class EtcdStore:
         self._closing = False
         self._compacted = 0
         self._seen_rev = 0  # the newest revision any response showed: committed before now
+        self.reachable = True  # False while no endpoint answers (the server's /readyz etcd-readiness)
         self._compactor: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
+        self._last_ok = 0.0
         self._hubs: dict[str, _Hub] = {}
         self._private: set[_Hub] = set()
 
@@ -221,6 +225,8 @@ class EtcdStore:
             i = self._current
             try:
                 resp = await fn(self._channel(i))
+                self.reachable = True
+                self._last_ok = loop.time()
                 header = getattr(resp, "header", None)
                 if header is not None and header.revision > self._seen_rev:
                     self._seen_rev = int(header.revision)
@@ -230,6 +236,8 @@ class EtcdStore:
                     raise
                 failures += 1
                 self._rotate(i)
+                if failures >= len(self.endpoints):
+                    self.reachable = False
                 if loop.time() >= deadline:
                     raise StoreError(f"etcd unavailable: {e.details()}") from e
                 log.debug("etcd endpoint %s: %s; trying %s", self.endpoints[i][1], e.details(),
@@ -261,16 +269,18 @@ class EtcdStore:
                 self._compacted = int(resp.kvs[0].value)
         if self.compact_interval > 0:
             self._compactor = asyncio.create_task(self._compact_loop(), name="kubelite-etcd-compactor")
+        self._prober = asyncio.create_task(self._probe_loop(), name="kubelite-etcd-prober")
 
     async def close(self) -> None:
         if not self._started or self._closing:
             return
         self._closing = True
-        if self._compactor is not None:
-            self._compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._compactor
-            self._compactor = None
+        for task in (self._compactor, self._prober):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._compactor = self._prober = None
         for hub in [*self._hubs.values(), *self._private]:
             await hub.stop()
         self._hubs.clear()
@@ -471,6 +481,16 @@ class EtcdStore:
         if rev > 0:  # never on the first tick
             await self.compact(rev)
         return version + 1, now
+
+    async def _probe_loop(self) -> None:
+        """Keep ``reachable`` current while the server is idle (a request every 5 s at most)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_PROBE_INTERVAL)
+            if loop.time() - self._last_ok < _PROBE_INTERVAL:
+                continue
+            with contextlib.suppress(StoreError, grpc.aio.AioRpcError, TimeoutError):
+                await asyncio.wait_for(self.current_revision(), self.request_timeout)
 
     async def _compact_loop(self) -> None:
         version, rev = 0, 0

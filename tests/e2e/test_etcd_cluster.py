@@ -65,10 +65,25 @@ def cm(name: str, **data: str) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
 
 
+def readyz(server: ServerProcess) -> str:
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"{server.url}/readyz?verbose", context=ctx, timeout=5) as r:
+            return r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.read().decode()
+
+
 def test_object_created_on_one_server_is_read_and_watched_on_the_other(servers) -> None:
     from kubernetes import watch
 
     one, two = servers
+    assert "[+]etcd-readiness ok" in readyz(one) and "[+]etcd-readiness ok" in readyz(two)
     c1 = client_for(one.kubeconfig, one.url)
     c2 = client_for(one.kubeconfig, two.url)  # the first server's admin kubeconfig
     made = c1.create_namespaced_config_map("default", cm("made-on-one", a="1"))

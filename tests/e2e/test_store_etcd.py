@@ -225,3 +225,20 @@ async def test_slow_watcher_is_terminated_not_the_hub(open_store, monkeypatch) -
     with pytest.raises(StopAsyncIteration):
         await slow.__anext__()
     assert s.watch_stats()["watchers"] == 1
+
+
+async def test_reachable_follows_the_cluster(tmp_path: Path) -> None:
+    cluster = EtcdCluster(tmp_path / "etcd1", 1).start()
+    try:
+        s = EtcdStore(cluster.endpoints, key_prefix="/rd", logical_root="", compact_interval=0, request_timeout=1)
+        await s.start()
+        try:
+            assert s.reachable
+            cluster.members[0].kill9()
+            with pytest.raises(Exception, match="etcd unavailable"):
+                await s.get("/a")
+            assert not s.reachable  # what the server's /readyz reports as etcd-readiness
+        finally:
+            await s.close()
+    finally:
+        cluster.stop()
