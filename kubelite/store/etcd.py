@@ -232,8 +232,10 @@ class EtcdStore:
                     self._seen_rev = int(header.revision)
                 return resp, failures
             except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    raise  # compacted / future revision: the read paths say which
                 if e.code() not in _RETRY_CODES or self._closing:
-                    raise
+                    raise StoreError(f"etcd: {e.details()}") from e
                 failures += 1
                 self._rotate(i)
                 if failures >= len(self.endpoints):
@@ -327,9 +329,7 @@ class EtcdStore:
             resp = await self._range(rpc.RangeRequest(key=self._ekey(key), revision=max(revision, 0)))
         except grpc.aio.AioRpcError as e:
             err = await self._read_error(e, revision)
-            if err is not None:
-                raise err from e
-            raise
+            raise (err or StoreError(f"etcd: {e.details()}")) from e
         return self._kv(resp.kvs[0]) if resp.kvs else None
 
     async def list(self, prefix: str, revision: int = 0, limit: int = 0, start_key: str = "") -> ListResult:
@@ -343,9 +343,7 @@ class EtcdStore:
             resp = await self._range(req)
         except grpc.aio.AioRpcError as e:
             err = await self._read_error(e, revision)
-            if err is not None:
-                raise err from e
-            raise
+            raise (err or StoreError(f"etcd: {e.details()}")) from e
         at = revision if revision > 0 else int(resp.header.revision)
         return ListResult([self._kv(kv) for kv in resp.kvs], at, bool(resp.more))
 
