@@ -242,3 +242,21 @@ async def test_reachable_follows_the_cluster(tmp_path: Path) -> None:
             await s.close()
     finally:
         cluster.stop()
+
+
+async def test_background_compaction_keeps_the_last_interval(open_store) -> None:
+    s = await open_store(compact_interval=0.3)
+    kv = first = await s.create("/bg/a", b"0")
+    start = await s.compacted_revision()
+    deadline = asyncio.get_running_loop().time() + 15
+    while await s.compacted_revision() <= first.mod_revision:
+        assert asyncio.get_running_loop().time() < deadline, "no background compaction"
+        kv = await s.update("/bg/a", b"x", kv.mod_revision)
+        await asyncio.sleep(0.05)
+    compacted = await s.compacted_revision()
+    assert compacted > start
+    latest = await s.current_revision()
+    assert compacted < latest  # the last interval's history stays
+    assert await s.get("/bg/a", compacted) is not None
+    with pytest.raises(CompactedError):
+        await s.get("/bg/a", compacted - 1)
