@@ -45,8 +45,8 @@ from kubelite.launcher import bootstrap
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.net import listener
 from kubelite.scheduler.scheduler import run_scheduler
+from kubelite.store import datastore
 from kubelite.store.base import Store
-from kubelite.store.datastore import check_and_record
 from kubelite.store.snapshot import hold_data_dir
 from kubelite.store.sqlite import SQLiteStore
 from kubelite.tls import pki as pki_mod
@@ -102,9 +102,12 @@ class Server:
         cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # one server per data dir (and no snapshot restore under a running one)
         self._lock = hold_data_dir(cfg.db_path)
-        check_and_record(cfg.db_path, cfg.datastore_endpoint, {
-            "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile, "keyfile": cfg.datastore_keyfile})
+        datastore.check(cfg.db_path, cfg.datastore_endpoint)
         await self.store.start()
+        if cfg.datastore_endpoint:  # (only once it answered: a mistyped endpoint is not remembered)
+            datastore.record(cfg.db_path, cfg.datastore_endpoint, {
+                "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile,
+                "keyfile": cfg.datastore_keyfile})
         token, joined = "", False
         if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
             token = bootstrap.server_token(cfg.data_dir, cfg.token)
