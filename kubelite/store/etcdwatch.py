@@ -103,12 +103,17 @@ class _Hub:
 
     def _event(self, ev: Any) -> Event:
         s = self.store
+        if (ev.type == rpc.Event.DELETE or ev.kv.version > 1) and not ev.HasField("prev_kv"):
+            # etcd could not read the previous value (compacted while this watch caught up):
+            # without it a DELETE has no object and an update looks like a create
+            rev = int(ev.kv.mod_revision)
+            raise CompactedError(rev - 1, max(s._compacted, rev))
         if ev.type == rpc.Event.DELETE:
             prev = s._kv(ev.prev_kv)
             kv = KV(prev.key, prev.value, prev.create_revision, int(ev.kv.mod_revision))
             return Event("DELETE", kv, prev)
         kv = s._kv(ev.kv)
-        if ev.kv.version == 1 or not ev.HasField("prev_kv"):
+        if ev.kv.version == 1:
             return Event("PUT", kv, None)
         return Event("PUT", kv, s._kv(ev.prev_kv))
 
@@ -132,7 +137,8 @@ class _Hub:
                         failures = 0
                         if resp.compact_revision:
                             s._compacted = max(s._compacted, int(resp.compact_revision))
-                            if not self.private and not self.ring and self.pub_rev == self.start_rev:
+                            if not self.private and not self.ring and (
+                                    not self.ready or self.pub_rev == self.start_rev):
                                 # nothing delivered yet and the backfill reached below a compaction
                                 # (another server's): start at the compacted revision instead
                                 self._restart_at(int(resp.compact_revision))
