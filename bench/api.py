@@ -45,7 +45,8 @@ def start_server(data_dir: Path, extra: list[str] | None = None) -> tuple[subpro
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "kubelite", "server", "--data-dir", str(data_dir),
-                             "--bind-address", "127.0.0.1", "--port", str(port), "--disable-agent", *(extra or [])],
+                             "--bind-address", "127.0.0.1", "--port", str(port), "--disable-agent",
+                             "--disable-scheduler", *(extra or [])],
                             stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "server.log", "wb"))
     ctx = ssl.create_default_context()
     ctx.check_hostname = False

@@ -14,6 +14,9 @@ class ServerConfig:
     bind_address: str = "0.0.0.0"
     port: int = 6443
     disable_agent: bool = False
+    disable_scheduler: bool = False
+    # extra names/addresses of the API server's serving certificate (k3s's --tls-san)
+    tls_sans: tuple[str, ...] = ()
     node_name: str = ""  # the agent's Node (default: the hostname)
     compact_interval: float = 300.0
     compact_keep: int = 1000

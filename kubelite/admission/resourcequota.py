@@ -66,9 +66,12 @@ class ResourceQuotaAdmission:
         qstore = self.stores.find("", "resourcequotas")
         if qstore is None:
             return
+        quotas, _, _, _ = await qstore.list(a.namespace, ListOptions())
+        if not quotas:  # nothing to charge: no usage to compute, no lock to wait for
+            return
         async with self.lock(a.namespace):
             for _ in range(_CONFLICT_RETRIES):
-                quotas, _, _, _ = await qstore.list(a.namespace, ListOptions())
+                quotas, _, _, _ = await qstore.list(a.namespace, ListOptions())  # as of holding the lock
                 charges = self._check(a, quotas)
                 if not charges or a.dry_run:
                     return

@@ -60,6 +60,10 @@ class AgentConfig:
     container_gc_interval: float = CONTAINER_GC_PERIOD
     # the kubelet's --pod-max-pids: pids.max of every pod cgroup (-1: no limit)
     pod_pids_limit: int = -1
+    # the kubelet's --node-ip: the Node's InternalIP (default: the default route's source address)
+    node_ip: str = ""
+    # routes to the other nodes' pod CIDRs: "host-gw" (agent/hostgw.py) or "none"
+    flannel_backend: str = "host-gw"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -88,6 +92,7 @@ class Agent:
         self._api_pods: dict[str, Obj] = {}
         self.runtime_cache: crispec.RuntimeCache | None = None
         self.cgroups: CgroupManager | None = None
+        self.hostgw: Any = None
         self.started_at = 0.0
 
     # ------------------------------------------------------------------ lifecycle
@@ -118,8 +123,13 @@ class Agent:
         except Exception as exc:  # pods with those images will report ErrImagePull
             log.warning("offline images not imported: %s", exc)
         self.node = NodeManager(self.client, self.node_name, cfg.data_dir, cfg.kubelet_port,
-                                f"{version.runtime_name}://{version.runtime_version}", self.cri)
+                                f"{version.runtime_name}://{version.runtime_version}", self.cri, node_ip=cfg.node_ip)
         await self.node.register()  # writes the CNI config for the node's pod CIDR
+        if cfg.flannel_backend == "host-gw":
+            from kubelite.agent.hostgw import HostGateway
+
+            self.hostgw = HostGateway(self.client, self.node_name, self.node.pod_cidr)
+            await self.hostgw.start()
         await self._start_server()
         self.recorder = EventRecorder(self.client, component="kubelet", host=self.node_name)
         if cgroups.version == 1:  # kubelet.go, at every start; the Node's ObjectReference has uid = name
@@ -187,6 +197,8 @@ class Agent:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
+        if self.hostgw is not None:  # its routes stay: the pods do
+            await self.hostgw.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -333,13 +345,15 @@ class Agent:
 async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str = "", *, kubelet_port: int = 10250,
                     containerd_socket: Path | str | None = None, images_dir: Path | str | None = None,
                     pki_dir: Path | str | None = None, runtime_parallelism: int = 0,
-                    container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1) -> None:
+                    container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1,
+                    node_ip: str = "", flannel_backend: str = "host-gw") -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
                               Path(images_dir) if images_dir else None,
                               Path(pki_dir) if pki_dir else None, runtime_parallelism,
-                              container_gc_interval, pod_pids_limit=pod_pids_limit))
+                              container_gc_interval, pod_pids_limit=pod_pids_limit, node_ip=node_ip,
+                              flannel_backend=flannel_backend))
     try:
         try:
             await agent.start()

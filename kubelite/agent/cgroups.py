@@ -333,6 +333,8 @@ class CgroupManager:
         except OSError:
             return
         for pid in pids:
+            if pid <= 0:  # a process outside this PID namespace reads as 0: kill(0) is our own group
+                continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 

@@ -97,14 +97,14 @@ POD_CIDR_TIMEOUT = 120.0
 
 class NodeManager:
     def __init__(self, client: Any, node_name: str, data_dir: Path, kubelet_port: int = 10250,
-                 runtime_version: str = "", cri: Any = None) -> None:
+                 runtime_version: str = "", cri: Any = None, node_ip: str = "") -> None:
         self.client = client
         self.node_name = node_name
         self.data_dir = Path(data_dir)
         self.kubelet_port = kubelet_port
         self.runtime_version = runtime_version
         self.cri = cri
-        self.host_ip = host_ip()
+        self.host_ip = node_ip or host_ip()  # the kubelet's --node-ip, else the default route's source
         self.pod_cidr = ""
         self.node: Obj | None = None
         self._tasks: list[asyncio.Task[None]] = []

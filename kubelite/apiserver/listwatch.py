@@ -38,7 +38,14 @@ class StoreListWatch:
 
 
 def store_informer(store: ResourceStore, namespace: str = "", *, resync: float = 0.0) -> Informer:
-    return Informer(StoreListWatch(store, namespace), resync=resync)
+    """The store's shared informer for ``namespace`` (client-go's shared informer factory):
+    every in-process component watching a resource shares one list, one watch and one cache.
+    The cached objects are shared too: a component must copy an object before changing it."""
+    key = (namespace, resync)
+    inf = store.informers.get(key)
+    if inf is None:
+        inf = store.informers[key] = Informer(StoreListWatch(store, namespace), resync=resync)
+    return inf
 
 
 __all__ = ["StoreListWatch", "store_informer"]

@@ -134,6 +134,8 @@ class ResourceStore:
         self.strategy = kind.strategy
         self.store = store
         self.admission: Chain | None = None
+        # shared in-process informers by (namespace, resync): kubelite.controllers.base.informer
+        self.informers: dict[tuple[str, float], Any] = {}
 
     # ------------------------------------------------------------------ helpers
     def _enc(self, obj: Obj) -> bytes:

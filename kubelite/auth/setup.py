@@ -25,7 +25,7 @@ from kubelite.apiserver.authorizer import PrivilegedGroups, Union
 from kubelite.apiserver.authz import authz_middleware
 from kubelite.apiserver.impersonation import impersonation_middleware
 from kubelite.apiserver.inflight import inflight_middleware
-from kubelite.apiserver.listwatch import StoreListWatch
+from kubelite.apiserver.listwatch import store_informer
 from kubelite.apiserver.rest import ACCESS_REVIEWS, TOKEN_REQUESTS, Services
 from kubelite.apiserver.stores import Stores
 from kubelite.auth.aggregation import AggregationController
@@ -56,7 +56,7 @@ class Security:
         self.cluster_role_store = stores.get(RBAC, "clusterroles")
         self.cluster_role_binding_store = stores.get(RBAC, "clusterrolebindings")
         self.informers: dict[str, Informer] = {
-            name: Informer(StoreListWatch(stores.get(group, name)))
+            name: store_informer(stores.get(group, name))
             for group, name in ((RBAC, "roles"), (RBAC, "clusterroles"), (RBAC, "rolebindings"),
                                 (RBAC, "clusterrolebindings"), ("", "pods"), ("", "limitranges"),
                                 ("scheduling.k8s.io", "priorityclasses"))}

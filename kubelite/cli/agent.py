@@ -20,6 +20,11 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="where containerd, pods and logs live")
     p.add_argument("--kubeconfig", default="", help="kubeconfig to reach the API (default: DATA_DIR/kubeconfig.yaml)")
     p.add_argument("--node-name", default="", help="the Node's name (default: the hostname)")
+    p.add_argument("--node-ip", default="", metavar="IP",
+                   help="the Node's InternalIP (default: the source address of the default route)")
+    p.add_argument("--flannel-backend", choices=["host-gw", "none"], default="host-gw",
+                   help="how pods reach pods on other nodes: host-gw (a route to each node's pod CIDR via its "
+                        "InternalIP; the nodes share a subnet) or none (default host-gw)")
     p.add_argument("--kubelet-port", type=int, default=10250, help="port advertised in daemonEndpoints")
     p.add_argument("--containerd-socket", default="", help="use this running containerd instead of starting one")
     p.add_argument("--images-dir", default="", help="offline image archives (default: build/images)")
@@ -70,7 +75,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
                 return
         await run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
                         containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
-                        pki_dir=args.pki_dir or data_dir, pod_pids_limit=args.pod_max_pids)
+                        pki_dir=args.pki_dir or data_dir, pod_pids_limit=args.pod_max_pids, node_ip=args.node_ip,
+                        flannel_backend=args.flannel_backend)
 
     async def main() -> None:
         task = asyncio.create_task(start())

@@ -1,4 +1,4 @@
-"""The `kubelite` command: server, agent, kubectl, kubeconfig, images, certs, token, uninstall."""
+"""The `kubelite` command: server, agent, kubectl, kubeconfig, images, certs, token, uninstall, dev."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from kubelite.cli.agent import register_agent_cli
 from kubelite.cli.certs import register_certs_cli
 from kubelite.cli.common import add_global_flags, check_log_level, setup_logging, take_log_level
 from kubelite.cli.datastore import register_datastore_cli
+from kubelite.cli.dev import register_dev_cli
 from kubelite.cli.doctor import register_doctor_cli
 from kubelite.cli.images import register_images_cli
 from kubelite.cli.token import register_token_cli
@@ -45,7 +46,8 @@ def cmd_server(args: argparse.Namespace) -> int:
             sys.stderr.write(f"kubelite server: {exc}; --disable-agent runs the API server without a node agent\n")
             return 1
     cfg = ServerConfig(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address, port=args.port,
-                       disable_agent=args.disable_agent, node_name=args.node_name, compact_interval=args.compact_interval,
+                       disable_agent=args.disable_agent, disable_scheduler=args.disable_scheduler,
+                       tls_sans=tuple(args.tls_san or ()), node_name=args.node_name, compact_interval=args.compact_interval,
                        compact_keep=args.compact_keep, node_monitor_period=args.node_monitor_period,
                        node_monitor_grace_period=args.node_monitor_grace_period,
                        node_startup_grace_period=args.node_startup_grace_period,
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser(default_dir)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
-    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise", "doctor", "datastore"):
+    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise", "doctor", "datastore", "dev"):
         return int(args.func(args) or 0)
     if args.cmd == "server":
         return cmd_server(args)
@@ -169,6 +171,9 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
     s.add_argument("--bind-address", default="0.0.0.0", help="address the API server listens on")
     s.add_argument("--port", type=int, default=6443, help="the API server's HTTPS port")
     s.add_argument("--disable-agent", action="store_true", help="run no node agent (and no containerd) here")
+    s.add_argument("--disable-scheduler", action="store_true", help="run no scheduler (pods need a spec.nodeName)")
+    s.add_argument("--tls-san", action="append", metavar="NAME_OR_IP",
+                   help="an extra host name or IP address in the API server's serving certificate (repeatable)")
     s.add_argument("--node-name", default="", help="the agent's Node name (default: the hostname)")
     s.add_argument("--compact-interval", type=float, default=300.0, help=argparse.SUPPRESS)
     s.add_argument("--compact-keep", type=int, default=1000, help=argparse.SUPPRESS)
@@ -219,6 +224,7 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
     register_token_cli(sub, default_data_dir=default_dir)
     register_advise_cli(sub)
     register_doctor_cli(sub, default_data_dir=default_dir)
+    register_dev_cli(sub)
     add_global_flags(p)
     return p
 

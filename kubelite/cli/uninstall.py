@@ -4,7 +4,8 @@ containerd, runc and the CNI plugins insist on a few places of their own (/run/c
 /var/lib/cni), the bridge plugin leaves its bridge, portmap its iptables chains, and the agent
 its QoS cgroup roots (``kubepods`` in every v1 hierarchy and the hybrid unified tree, or at the
 top of a cgroup v2 host). With no pod left on the host, this removes them (and, with --purge,
-the data dir). It refuses while pods still run.
+the data dir). The host-gw routes to other nodes' pod CIDRs and their nat chain go too.
+It refuses while pods still run.
 """
 
 from __future__ import annotations
@@ -104,7 +105,9 @@ def uninstall(data_dir: Path, purge: bool) -> tuple[int, list[str]]:
     if left:
         pods = {Path(p).name for p in left}  # one cgroup per pod in each v1 hierarchy
         return 1, [f"pods still run on this host ({len(pods)} pod cgroups, e.g. {left[0]}); delete them first"]
-    out = remove_bridge() + remove_hostport_chains() + remove_cgroup_roots() + remove_runtime_dirs()
+    from kubelite.agent.hostgw import remove_all as remove_pod_routes
+
+    out = remove_bridge() + remove_pod_routes() + remove_hostport_chains() + remove_cgroup_roots() + remove_runtime_dirs()
     if purge and data_dir.exists():
         if (data_dir / "containerd" / "containerd.pid").exists():
             pid = (data_dir / "containerd" / "containerd.pid").read_text().strip()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -89,14 +90,43 @@ class Informer:
         self.relists = 0  # lists after the first (410, overflow, errors): for tests and health
         self.last_error = ""
         self._indexers: dict[str, IndexFunc] = {}
+        self._runners = 0
+        self._loop: asyncio.Task[None] | None = None
         self._indexes: dict[str, dict[str, set[Key]]] = {}
         self.add_index(NAMESPACE_INDEX, lambda o: [(o.get("metadata") or {}).get("namespace") or ""])
 
     # ------------------------------------------------------------------ reading
     def add_handler(self, h: Handler) -> None:
+        """As client-go's AddEventHandler: a handler added to an informer that already holds
+        objects gets an ADDED for each object it holds then. The replay runs on the next turn
+        of the event loop (at once without a running loop), so a component may add its
+        handlers in ``__init__`` before the state they use exists."""
         self.handlers.append(h)
+        if not self.objects:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self._replay, h)
+        except RuntimeError:
+            self._replay(h)
+
+    def _replay(self, h: Handler) -> None:
+        if h not in self.handlers:
+            return
+        for obj in list(self.objects.values()):
+            try:
+                h("ADDED", None, obj)
+            except Exception:
+                log.exception("informer %s: handler failed on ADDED", self.name)
+
+    def remove_handler(self, h: Handler) -> None:
+        with contextlib.suppress(ValueError):
+            self.handlers.remove(h)
 
     def add_index(self, name: str, fn: IndexFunc) -> None:
+        """Components sharing an informer may each ask for an index: the first one of a name
+        stays (one name means one indexing function)."""
+        if name in self._indexers:
+            return
         self._indexers[name] = fn
         idx: dict[str, set[Key]] = {}
         for key, obj in self.objects.items():
@@ -122,7 +152,25 @@ class Informer:
 
     # ------------------------------------------------------------------ running
     async def run(self) -> None:
-        """List and watch until cancelled; never returns, never raises but CancelledError."""
+        """List and watch until cancelled; never returns, never raises but CancelledError.
+        Several components may run one shared informer: the first run starts its one loop,
+        the others wait on it, and the loop stops when the last of them is cancelled."""
+        self._runners += 1
+        if self._loop is None or self._loop.done():
+            self._loop = asyncio.create_task(self._run(), name=f"informer/{self.name}")
+        loop = self._loop
+        try:
+            await asyncio.shield(loop)
+        finally:
+            self._runners -= 1
+            if self._runners == 0:
+                if self._loop is loop:
+                    self._loop = None  # a run() starting while this one ends starts a new loop
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
+
+    async def _run(self) -> None:
         backoff = INITIAL_BACKOFF
         resync_task = asyncio.create_task(self._resync_loop()) if self.resync > 0 else None
         try:

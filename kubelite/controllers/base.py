@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from kubelite.apiserver.listwatch import StoreListWatch
+from kubelite.apiserver.listwatch import store_informer
 from kubelite.apiserver.registry import ResourceStore
 from kubelite.client.informer import Informer
 
@@ -18,7 +18,7 @@ MAX_RETRY_SECONDS = 60.0
 
 
 def informer(store: ResourceStore, namespace: str = "", *, resync: float = 0.0) -> Informer:
-    return Informer(StoreListWatch(store, namespace), resync=resync)
+    return store_informer(store, namespace, resync=resync)
 
 
 class WorkQueue:

@@ -86,17 +86,23 @@ class NodeIPAMController:
         self.recorder = recorder
         self.informer = informer(self.nodes)
         self.queue = WorkQueue("node-ipam", self.sync, retry=5.0)
+        self._rebuilt = False  # the map holds every Node's block: events may allocate
 
     async def run(self) -> None:
         self.informer.add_handler(self._on_event)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.informer.run())
-            await self.informer.wait_synced()
-            for node in self.informer.list():  # rebuild the map before handing anything out
-                self._occupy(node)
-            for node in self.informer.list():
-                self.queue.add(node["metadata"]["name"])
-            tg.create_task(self.queue.run())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.informer.run())
+                await self.informer.wait_synced()
+                for node in self.informer.list():  # rebuild the map before handing anything out
+                    self._occupy(node)
+                self._rebuilt = True
+                for node in self.informer.list():
+                    self.queue.add(node["metadata"]["name"])
+                tg.create_task(self.queue.run())
+        finally:  # the informer is shared and outlives this run: a restart adds its handler again
+            self.informer.remove_handler(self._on_event)
+            self._rebuilt = False
 
     def _on_event(self, etype: str, old: Obj | None, new: Obj | None) -> None:
         if new is None:  # deleted: its block is free, and a node waiting for one gets it
@@ -105,7 +111,7 @@ class NodeIPAMController:
                     if not _pod_cidr(n):
                         self.queue.add(n["metadata"]["name"])
             return
-        if self.informer.synced.is_set():
+        if self._rebuilt:
             self._occupy(new)
             self.queue.add(new["metadata"]["name"])
 

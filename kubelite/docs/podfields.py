@@ -23,7 +23,7 @@ _NO_CODE = "accepted by the API server; nothing in agent/, scheduler/ or admissi
 _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
     "PodSpec": ["evictionResponders", "hostnameOverride", "runtimeClassName", "schedulingGroup", "setHostnameAsFQDN",
-                "topologySpreadConstraints", "resourceClaims", "hostUsers", "enableServiceLinks", "overhead"],
+                "resourceClaims", "hostUsers", "enableServiceLinks", "overhead"],
     "Container": ["restartPolicyRules", "resizePolicy", "volumeDevices"],
     "PodSecurityContext": ["appArmorProfile", "fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
                            "seccompProfile", "supplementalGroupsPolicy", "windowsOptions"],
@@ -42,6 +42,15 @@ FIELDS: dict[str, tuple[str, str]] = {
     f"{struct}.{name}": ("not honoured yet", _NO_CODE) if name in _NOT_YET.get(struct, [])
     else ("unreviewed", _UNREVIEWED_NOTE)
     for struct in STRUCTS for name in _properties(struct)}
+FIELDS.update({
+    "PodSpec.affinity": ("honoured", "the scheduler: node affinity (required filters, preferred scores), pod "
+                                     "affinity and anti-affinity (required filters, preferred scores, existing "
+                                     "pods' terms too), namespaces, namespaceSelector, matchLabelKeys, "
+                                     "mismatchLabelKeys"),
+    "PodSpec.topologySpreadConstraints": ("honoured", "the scheduler: DoNotSchedule filters, ScheduleAnyway "
+                                                      "scores; minDomains, nodeAffinityPolicy, nodeTaintsPolicy, "
+                                                      "matchLabelKeys; no cluster default constraints"),
+})
 
 
 def schema_fields() -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 from kubelite.doctor.evidence import Evidence, event_time
 from kubelite.doctor.report import Finding
 from kubelite.kinds._printing import human_duration, parse_time
-from kubelite.scheduler import plugins
+from kubelite.scheduler import framework, plugins
 
 Obj = dict[str, Any]
 SCHEDULER_GRACE = 15.0  # seconds a new pod may wait for its first scheduling attempt
@@ -149,7 +149,9 @@ def explain(ev: Evidence) -> list[Finding]:
         return [_from_message(count, r, name, seen) for count, r in reasons]
     pi = plugins.PodInfo.of(pod)
     infos = _node_infos(ev)
-    statuses = {n: plugins.filter_node(pi, ni) for n, ni in sorted(infos.items())}
+    # the whole filter chain, pod affinity and topology spreading too (namespace labels unknown here)
+    cycle = framework.pre_filter(pi, {n: ni for n, ni in infos.items() if ni.node is not None}, {})
+    statuses = {n: plugins.filter_node(pi, ni, cycle) for n, ni in sorted(infos.items())}
     failing = {n: st for n, st in statuses.items() if st is not None}
     if not failing and infos:
         ago = f" {human_duration(ev.now - when)} ago" if when else ""

@@ -112,7 +112,7 @@ class Server:
         if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
             token = bootstrap.server_token(cfg.data_dir, cfg.token)
             joined = await bootstrap.join(self.store, pki_mod.PKI.at(cfg.data_dir), token)
-        pki = pki_mod.ensure_pki(cfg.data_dir)
+        pki = pki_mod.ensure_pki(cfg.data_dir, extra_sans=cfg.tls_sans)
         if cfg.datastore_endpoint and not joined:
             await bootstrap.publish(self.store, pki, token)
         stores = self.stores = Stores.build(self.registry, self.store)
@@ -168,21 +168,26 @@ class Server:
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
         self.api.ready = True
         log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)
-        if not cfg.disable_agent:
-            self._start_node_components()
+        self._start_node_components()
 
     def _start_node_components(self) -> None:
         """The scheduler and the node agent run beside the API server (like k3s), each an API
-        client with an identity of its own."""
+        client with an identity of its own. As in k3s, ``--disable-agent`` leaves the scheduler
+        running (it schedules onto joined nodes); ``--disable-scheduler`` turns it off."""
         cfg = self.cfg
+        if cfg.disable_agent and cfg.disable_scheduler:
+            return
         node = cfg.node_name or socket.gethostname().lower()
         kcdir = cfg.data_dir / "kubeconfigs"
         kcdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        sched_kc = kcdir / "scheduler.yaml"
-        mint_user_kubeconfig(cfg.data_dir, "system:kube-scheduler", [], cfg.server_url, out=sched_kc)
+        if not cfg.disable_scheduler:
+            sched_kc = kcdir / "scheduler.yaml"
+            mint_user_kubeconfig(cfg.data_dir, "system:kube-scheduler", [], cfg.server_url, out=sched_kc)
+            self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc))
+        if cfg.disable_agent:
+            return
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
-        self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc))
         self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir))
 
     async def stop(self) -> None:

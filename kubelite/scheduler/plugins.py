@@ -1,23 +1,32 @@
-"""Filtering, scoring and failure messages of the default kube-scheduler profile, as pure
-functions over :class:`PodInfo` and :class:`NodeInfo` (no I/O; the scheduler loop lives in
-:mod:`kubelite.scheduler.scheduler`).
+"""Filters and failure messages of the default kube-scheduler profile, as pure functions
+over :class:`PodInfo` and :class:`NodeInfo` (no I/O; scoring is in
+:mod:`kubelite.scheduler.framework`, the scheduler loop in :mod:`kubelite.scheduler.scheduler`).
 
 Filters run in the upstream order (NodeUnschedulable, NodeName, TaintToleration,
-NodeAffinity, NodePorts, NodeResourcesFit) and stop at the first one that rejects a node; a
-rejection is a :class:`Status` whose code tells whether preemption could help
+NodeAffinity, NodePorts, NodeResourcesFit, then PodTopologySpread and InterPodAffinity from
+their per-cycle state) and stop at the first one that rejects a node; a rejection is a :class:`Status` whose code tells whether preemption could help
 (``UNSCHEDULABLE``) or not (``UNRESOLVABLE``). Messages are upstream's, byte for byte.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from kubelite.api.quantity import parse_quantity
+from kubelite.api.selectors import (
+    IN,
+    NOT_IN,
+    LabelSelector,
+    Requirement,
+    SelectorError,
+    label_selector_from_object,
+)
 from kubelite.kinds.podutil import pod_requests
 
 Obj = dict[str, Any]
@@ -91,6 +100,65 @@ class Status:
         return ", ".join(self.reasons)
 
 
+# ------------------------------------------------------------------------------------------ terms
+def selector_with_keys(sel: LabelSelector, labels: dict[str, str], match_keys: Any,
+                       mismatch_keys: Any = None) -> LabelSelector:
+    """matchLabelKeys / mismatchLabelKeys: ``key in (pod's value)`` / ``key notin (value)``
+    for each key the pod has, added to the selector (what kube-apiserver merges into the
+    labelSelector at creation since v1.33; adding it again changes nothing)."""
+    extra = [Requirement(str(k), IN, (labels[k],)) for k in _l(match_keys) if k in labels]
+    extra += [Requirement(str(k), NOT_IN, (labels[k],)) for k in _l(mismatch_keys) if k in labels]
+    if not extra or sel.nothing:
+        return sel
+    return LabelSelector(list(sel.requirements) + extra)
+
+
+def parse_selector(obj: Any) -> LabelSelector:
+    try:
+        return label_selector_from_object(obj if isinstance(obj, dict) else None)
+    except SelectorError:
+        return LabelSelector.match_nothing()
+
+
+@dataclass(frozen=True)
+class AffinityTerm:
+    """framework.AffinityTerm: a PodAffinityTerm with its selectors parsed; ``weight`` is the
+    weight of a preferred term (0 for required ones)."""
+
+    selector: LabelSelector
+    namespaces: frozenset[str]
+    ns_selector: LabelSelector
+    topology_key: str
+    weight: int = 0
+
+    def matches(self, namespace: str, labels: dict[str, str], ns_labels: dict[str, str] | None) -> bool:
+        """AffinityTerm.Matches: the pod's namespace is listed or selected, and its labels match."""
+        if namespace in self.namespaces or self.ns_selector.empty() or (
+                ns_labels is not None and self.ns_selector.matches(ns_labels)):
+            return self.selector.matches(labels)
+        return False
+
+    @classmethod
+    def of(cls, namespace: str, labels: dict[str, str], term: dict[str, Any], weight: int = 0) -> AffinityTerm:
+        names = [str(n) for n in _l(term.get("namespaces"))]
+        if not names and term.get("namespaceSelector") is None:
+            names = [namespace]
+        sel = selector_with_keys(parse_selector(term.get("labelSelector")), labels, term.get("matchLabelKeys"),
+                                 term.get("mismatchLabelKeys"))
+        return cls(sel, frozenset(names), parse_selector(term.get("namespaceSelector")),
+                   str(term.get("topologyKey") or ""), weight)
+
+
+def _affinity_terms(namespace: str, labels: dict[str, str], aff: dict[str, Any],
+                    ) -> tuple[list[AffinityTerm], list[AffinityTerm]]:
+    required = [AffinityTerm.of(namespace, labels, _d(t))
+                for t in _l(aff.get("requiredDuringSchedulingIgnoredDuringExecution"))]
+    preferred = [AffinityTerm.of(namespace, labels, _d(_d(t).get("podAffinityTerm")), int(_d(t).get("weight") or 0))
+                 for t in _l(aff.get("preferredDuringSchedulingIgnoredDuringExecution"))
+                 if isinstance(_d(t).get("weight"), int)]
+    return required, preferred
+
+
 # ------------------------------------------------------------------------------------------ pods
 @dataclass
 class PodInfo:
@@ -107,6 +175,27 @@ class PodInfo:
     node_selector: dict[str, str] = field(default_factory=dict)
     required_terms: list[dict[str, Any]] | None = None  # requiredDuringScheduling nodeSelectorTerms
     node_name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    terminating: bool = False  # deletionTimestamp set
+    preferred_node_terms: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    required_affinity: list[AffinityTerm] = field(default_factory=list)
+    required_anti_affinity: list[AffinityTerm] = field(default_factory=list)
+    preferred_affinity: list[AffinityTerm] = field(default_factory=list)
+    preferred_anti_affinity: list[AffinityTerm] = field(default_factory=list)
+    spread_constraints: list[dict[str, Any]] = field(default_factory=list)
+    affinity_key: str = ""  # equal for pods with the same pod (anti-)affinity terms
+
+    @property
+    def group_key(self) -> tuple[str, bool, frozenset[tuple[str, str]]]:
+        """What label selectors and affinity terms see of a pod: pods alike in it are
+        matched once per node (see NodeInfo.groups)."""
+        return (self.namespace, self.terminating, frozenset(self.labels.items()))
+
+    @property
+    def has_affinity(self) -> bool:
+        """Pods the InterPodAffinity scorer must look at even for a pod without terms."""
+        return bool(self.required_affinity or self.required_anti_affinity or self.preferred_affinity
+                    or self.preferred_anti_affinity)
 
     @classmethod
     def of(cls, pod: Obj) -> PodInfo:
@@ -130,11 +219,26 @@ class PodInfo:
                 hp = p.get("hostPort")
                 if isinstance(hp, int) and hp > 0:
                     ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", hp))
-        affinity = _d(_d(_d(spec.get("affinity")).get("nodeAffinity")).get(
-            "requiredDuringSchedulingIgnoredDuringExecution"))
+        all_affinity = _d(spec.get("affinity"))
+        node_affinity = _d(all_affinity.get("nodeAffinity"))
+        affinity = _d(node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution"))
         terms = None
         if "nodeSelectorTerms" in affinity:
             terms = [_d(t) for t in _l(affinity.get("nodeSelectorTerms"))]
+        preferred_node = []
+        for t in _l(node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution")):
+            w, pref = _d(t).get("weight"), _d(_d(t).get("preference"))
+            # nodeaffinity.newPreferredSchedulingTerms: weight 0 and empty terms are dropped
+            if isinstance(w, int) and w != 0 and (pref.get("matchExpressions") or pref.get("matchFields")):
+                preferred_node.append((w, pref))
+        ns = meta.get("namespace") or ""
+        labels = {str(k): str(v) for k, v in _d(meta.get("labels")).items()}
+        req_aff, pref_aff = _affinity_terms(ns, labels, _d(all_affinity.get("podAffinity")))
+        req_anti, pref_anti = _affinity_terms(ns, labels, _d(all_affinity.get("podAntiAffinity")))
+        affinity_key = ""
+        if req_aff or pref_aff or req_anti or pref_anti:
+            affinity_key = json.dumps([ns, sorted(labels.items()), all_affinity.get("podAffinity"),
+                                       all_affinity.get("podAntiAffinity")], sort_keys=True)
         prio = spec.get("priority")
         return cls(
             uid=meta.get("uid") or f"{meta.get('namespace', '')}/{meta.get('name', '')}",
@@ -144,7 +248,11 @@ class PodInfo:
             requests=reqs, nonzero_cpu=nz_cpu, nonzero_memory=nz_mem, host_ports=ports,
             tolerations=[_d(t) for t in _l(spec.get("tolerations"))],
             node_selector={str(k): str(v) for k, v in _d(spec.get("nodeSelector")).items()},
-            required_terms=terms, node_name=spec.get("nodeName") or "")
+            required_terms=terms, node_name=spec.get("nodeName") or "", labels=labels,
+            terminating=bool(meta.get("deletionTimestamp")), preferred_node_terms=preferred_node,
+            required_affinity=req_aff, required_anti_affinity=req_anti, preferred_affinity=pref_aff,
+            preferred_anti_affinity=pref_anti, affinity_key=affinity_key,
+            spread_constraints=[_d(c) for c in _l(spec.get("topologySpreadConstraints"))])
 
 
 # ------------------------------------------------------------------------------------------ nodes
@@ -163,6 +271,11 @@ class NodeInfo:
     nonzero_memory: int = 0
     pods: dict[str, PodInfo] = field(default_factory=dict)
     ports: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    # Pods grouped as [how many, one of them]; replicas of a workload share a group, so
+    # selectors and terms are evaluated once per group and node, not once per pod.
+    groups: dict[Any, list[Any]] = field(default_factory=dict)  # by PodInfo.group_key
+    with_affinity: dict[str, list[Any]] = field(default_factory=dict)  # PodsWithAffinity, by affinity_key
+    with_required_anti: dict[str, list[Any]] = field(default_factory=dict)  # PodsWithRequiredAntiAffinity
 
     def set_node(self, node: Obj | None) -> None:
         self.node = node
@@ -183,6 +296,11 @@ class NodeInfo:
         if p.uid in self.pods:
             self.remove_pod(p.uid)
         self.pods[p.uid] = p
+        _group_add(self.groups, p.group_key, p)
+        if p.has_affinity:
+            _group_add(self.with_affinity, p.affinity_key, p)
+        if p.required_anti_affinity:
+            _group_add(self.with_required_anti, p.affinity_key, p)
         self.requested.update(p.requests)
         self.nonzero_cpu += p.nonzero_cpu
         self.nonzero_memory += p.nonzero_memory
@@ -192,6 +310,11 @@ class NodeInfo:
         p = self.pods.pop(uid, None)
         if p is None:
             return None
+        _group_remove(self.groups, p.group_key)
+        if p.has_affinity:
+            _group_remove(self.with_affinity, p.affinity_key)
+        if p.required_anti_affinity:
+            _group_remove(self.with_required_anti, p.affinity_key)
         self.requested.subtract(p.requests)
         self.nonzero_cpu -= p.nonzero_cpu
         self.nonzero_memory -= p.nonzero_memory
@@ -203,10 +326,28 @@ class NodeInfo:
         """A copy with the given pods removed (preemption dry run)."""
         ni = NodeInfo(self.name, self.node, self.labels, self.taints, self.unschedulable, self.allocatable,
                       Counter(self.requested), self.nonzero_cpu, self.nonzero_memory, dict(self.pods),
-                      Counter(self.ports))
+                      Counter(self.ports), {k: list(g) for k, g in self.groups.items()},
+                      {k: list(g) for k, g in self.with_affinity.items()},
+                      {k: list(g) for k, g in self.with_required_anti.items()})
         for uid in victims:
             ni.remove_pod(uid)
         return ni
+
+
+def _group_add(groups: dict[Any, list[Any]], key: Any, p: PodInfo) -> None:
+    g = groups.get(key)
+    if g is None:
+        groups[key] = [1, p]
+    else:
+        g[0] += 1
+
+
+def _group_remove(groups: dict[Any, list[Any]], key: Any) -> None:
+    """The group's sample pod may be the one removed: what it stands for is the same."""
+    g = groups[key]
+    g[0] -= 1
+    if g[0] == 0:
+        del groups[key]
 
 
 def effective_taints(node: Obj) -> list[dict[str, Any]]:
@@ -310,8 +451,17 @@ def ports_conflict(want: list[tuple[str, str, int]], used: Counter[tuple[str, st
 
 
 # ------------------------------------------------------------------------------------------ filters
-def filter_node(pod: PodInfo, ni: NodeInfo) -> Status | None:
-    """Runs the filter plugins in upstream order; None when the node fits."""
+class Cycle(Protocol):
+    """The per-cycle filters that need the whole cluster (framework.CycleState)."""
+
+    def filter(self, ni: NodeInfo) -> Status | None: ...
+
+    def without(self, ni: NodeInfo, victims: list[PodInfo]) -> Cycle: ...
+
+
+def filter_node(pod: PodInfo, ni: NodeInfo, cycle: Cycle | None = None) -> Status | None:
+    """Runs the filter plugins in upstream order; None when the node fits. ``cycle`` holds
+    the PreFilter state of PodTopologySpread and InterPodAffinity, which run last."""
     if ni.unschedulable and not tolerates(pod.tolerations, {"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}):
         return Status(UNRESOLVABLE, (REASON_UNSCHEDULABLE,))
     if pod.node_name and pod.node_name != ni.name:
@@ -323,7 +473,10 @@ def filter_node(pod: PodInfo, ni: NodeInfo) -> Status | None:
         return Status(UNRESOLVABLE, (REASON_AFFINITY,))
     if ports_conflict(pod.host_ports, ni.ports):
         return Status(UNSCHEDULABLE, (REASON_PORTS,))
-    return fit_resources(pod, ni)
+    st = fit_resources(pod, ni)
+    if st is None and cycle is not None:
+        return cycle.filter(ni)
+    return st
 
 
 def fit_resources(pod: PodInfo, ni: NodeInfo) -> Status | None:
@@ -350,37 +503,6 @@ def fit_resources(pod: PodInfo, ni: NodeInfo) -> Status | None:
     return Status(UNRESOLVABLE if unresolvable else UNSCHEDULABLE, tuple(reasons))
 
 
-# ------------------------------------------------------------------------------------------ scoring
-def score_node(pod: PodInfo, ni: NodeInfo) -> int:
-    """NodeResourcesFit (LeastAllocated, cpu and memory) + NodeResourcesBalancedAllocation, each
-    0-100, plus TaintToleration (PreferNoSchedule taints not tolerated, weight 3) as a penalty."""
-    fractions = []
-    least = 0
-    for want, used, cap in ((pod.nonzero_cpu, ni.nonzero_cpu, ni.allocatable.get("cpu", 0)),
-                            (pod.nonzero_memory, ni.nonzero_memory, ni.allocatable.get("memory", 0))):
-        req = used + want
-        if cap <= 0 or req > cap:
-            fractions.append(1.0)
-            continue
-        least += (cap - req) * MAX_NODE_SCORE // cap
-        fractions.append(req / cap)
-    least //= 2
-    mean = sum(fractions) / 2
-    std = math.sqrt(sum((f - mean) ** 2 for f in fractions) / 2)
-    balanced = int((1 - std) * MAX_NODE_SCORE)
-    prefer_no = sum(1 for t in ni.taints if t.get("effect") == "PreferNoSchedule"
-                    and not tolerates([x for x in pod.tolerations if x.get("effect") in (None, "", "PreferNoSchedule")],
-                                      t))
-    return least + balanced - 3 * min(prefer_no * 10, MAX_NODE_SCORE)
-
-
-def select_host(pod: PodInfo, feasible: list[NodeInfo]) -> NodeInfo:
-    """Highest score wins; ties go to the first node by name (deterministic)."""
-    if len(feasible) == 1:
-        return feasible[0]
-    return max(sorted(feasible, key=lambda n: n.name), key=lambda n: score_node(pod, n))
-
-
 # ------------------------------------------------------------------------------------------ messages
 def fit_error_message(num_all_nodes: int, statuses: dict[str, Status], absent_reason: str = "",
                       post_filter_msg: str = "") -> str:
@@ -400,7 +522,8 @@ def fit_error_message(num_all_nodes: int, statuses: dict[str, Status], absent_re
     return msg
 
 
-def preemption_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[str, NodeInfo]) -> str:
+def preemption_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[str, NodeInfo],
+                       cycle: Cycle | None = None) -> str:
     """DefaultPreemption's PostFilter message when no preemption candidate exists, "" when
     preemption could make room (victims would be evicted upstream)."""
     if pod.preemption_policy == "Never":
@@ -413,7 +536,8 @@ def preemption_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[st
         if not victims:
             out[name] = Status(UNRESOLVABLE, (REASON_NO_VICTIMS,))
             continue
-        st = filter_node(pod, ni.without(victims))
+        reduced = ni.without(victims)
+        st = filter_node(pod, reduced, cycle.without(ni, [ni.pods[v] for v in victims]) if cycle else None)
         if st is None:
             return ""  # a candidate: upstream preempts (not implemented here) and says no more
         out[name] = st
@@ -421,11 +545,11 @@ def preemption_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[st
 
 
 def failure_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[str, NodeInfo],
-                    dra: bool = True) -> str:
+                    dra: bool = True, cycle: Cycle | None = None) -> str:
     """The FailedScheduling message (and PodScheduled condition message) for a pod no node fits."""
     if not nodes:
         return NO_NODES_AVAILABLE
-    pre = preemption_message(pod, statuses, nodes)
+    pre = preemption_message(pod, statuses, nodes, cycle)
     post = ", ".join(m for m in ((DRA_POST_FILTER_MSG if dra and pre else ""), pre) if m)
     return fit_error_message(len(nodes), statuses, post_filter_msg=post)
 

@@ -21,6 +21,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from kubelite.api import errors
 from kubelite.api.meta import now_rfc3339
 from kubelite.client.api import Client, resource_path
 from kubelite.client.events import NORMAL, WARNING, EventRecorder
-from kubelite.scheduler import plugins
+from kubelite.scheduler import framework, plugins
 from kubelite.scheduler.plugins import NodeInfo, PodInfo, Status
 
 log = logging.getLogger("kubelite.scheduler")
@@ -69,6 +70,16 @@ def _scheduling_relevant(old: Obj | None, new: Obj) -> bool:
             or om.get("annotations") != nm.get("annotations"))
 
 
+def _labels(pod: Obj | None) -> Any:
+    return _d(pod.get("metadata")).get("labels") if pod else None
+
+
+def _waits_on_pods(pod: Obj | None) -> bool:
+    """Whether other pods' placement can make the pod schedulable: pod affinity or spreading."""
+    spec = _d(pod.get("spec")) if pod else {}
+    return bool(_d(spec.get("affinity")).get("podAffinity") or spec.get("topologySpreadConstraints"))
+
+
 def _node_relevant(old: Obj | None, new: Obj) -> bool:
     """Node updates that may make a pod schedulable: not heartbeats."""
     if old is None:
@@ -103,7 +114,8 @@ class _Waiting:
 class Scheduler:
     def __init__(self, client: Client, name: str = "default-scheduler", *,
                  max_unschedulable_seconds: float = MAX_UNSCHEDULABLE_SECONDS,
-                 bind_concurrency: int = BIND_CONCURRENCY, dra_message: bool = True) -> None:
+                 bind_concurrency: int = BIND_CONCURRENCY, dra_message: bool = True,
+                 seed: int | None = None) -> None:
         self.client = client
         self.name = name
         self.recorder = EventRecorder(client, component=name)
@@ -112,6 +124,8 @@ class Scheduler:
         self.nodes: dict[str, NodeInfo] = {}  # by node name; also holds pods bound to unknown nodes
         self.node_objs: dict[str, Obj] = {}
         self.pods: dict[str, Obj] = {}  # by uid: every pod we know of
+        self.namespace_labels: dict[str, dict[str, str]] = {}  # for affinity namespaceSelectors
+        self._rng = random.Random(seed)
         self._placed: dict[str, str] = {}  # uid -> node the pod is counted on
         self._assumed: dict[str, str] = {}  # uid -> node, bound by us, not yet seen bound
         self._in_flight: set[str] = set()  # being bound
@@ -121,7 +135,7 @@ class Scheduler:
         self._attempts: dict[str, int] = {}
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
-        self._synced = {"nodes": asyncio.Event(), "pods": asyncio.Event()}
+        self._synced = {"nodes": asyncio.Event(), "pods": asyncio.Event(), "namespaces": asyncio.Event()}
         self._bind_sem = asyncio.Semaphore(bind_concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.scheduled_count = 0
@@ -131,6 +145,7 @@ class Scheduler:
         """Runs until cancelled."""
         loops = [asyncio.create_task(self._informer("nodes", self._replace_nodes, self._on_node)),
                  asyncio.create_task(self._informer("pods", self._replace_pods, self._on_pod)),
+                 asyncio.create_task(self._informer("namespaces", self._replace_namespaces, self._on_namespace)),
                  asyncio.create_task(self._schedule_loop())]
         try:
             await asyncio.gather(*loops)
@@ -212,6 +227,22 @@ class Scheduler:
         if _node_relevant(old, node):
             self._cluster_changed()
 
+    def _replace_namespaces(self, items: list[Obj]) -> None:
+        self.namespace_labels.clear()
+        for ns in items:
+            self._on_namespace("ADDED", ns)
+
+    def _on_namespace(self, etype: str, ns: Obj) -> None:
+        meta = _d(ns.get("metadata"))
+        name = meta.get("name") or ""
+        if etype == "DELETED":
+            self.namespace_labels.pop(name, None)
+            return
+        labels = {str(k): str(v) for k, v in _d(meta.get("labels")).items()}
+        if self.namespace_labels.get(name) != labels:
+            self.namespace_labels[name] = labels
+            self._cluster_changed()  # a namespaceSelector may match now
+
     def _replace_pods(self, items: list[Obj]) -> None:
         uids = {_d(p.get("metadata")).get("uid") for p in items}
         for uid in list(self.pods):
@@ -239,6 +270,8 @@ class Scheduler:
         self._recount(uid)
         if was_counted and uid not in self._placed:
             self._cluster_changed()  # a bound pod finished
+        elif uid in self._placed and (not was_counted or _labels(old) != _labels(pod)):
+            self._pod_placed()
         if self._wants(uid, pod):
             w = self._waiting.get(uid)
             if w is not None:
@@ -299,6 +332,17 @@ class Scheduler:
                 w.moved = True
             self._wakeup.set()
 
+    def _pod_placed(self) -> None:
+        """A pod added to a node (or relabelled there) can help only pods waiting on pod
+        affinity or topology spreading (the events InterPodAffinity and PodTopologySpread
+        register upstream); a pod too big for every node keeps waiting."""
+        moved = False
+        for uid, w in self._waiting.items():
+            if not w.moved and _waits_on_pods(self.pods.get(uid)):
+                w.moved = moved = True
+        if moved:
+            self._wakeup.set()
+
     def _flush_waiting(self, now: float) -> float | None:
         """Moves waiting pods that are due to the active queue; returns the next due time."""
         nxt: float | None = None
@@ -340,21 +384,23 @@ class Scheduler:
         nodes = {name: ni for name, ni in self.nodes.items() if ni.node is not None}
         statuses: dict[str, Status] = {}
         feasible: list[NodeInfo] = []
+        cycle = framework.pre_filter(info, nodes, self.namespace_labels)
         for name, ni in nodes.items():
-            st = plugins.filter_node(info, ni)
+            st = plugins.filter_node(info, ni, cycle)
             if st is None:
                 feasible.append(ni)
             else:
                 statuses[name] = st
         if not feasible:
-            msg = plugins.failure_message(info, statuses, nodes, self.dra_message)
+            msg = plugins.failure_message(info, statuses, nodes, self.dra_message, cycle)
             self._failed(uid, pod, "Unschedulable", msg)
             return None
-        host = plugins.select_host(info, feasible).name
+        host = framework.select_host(info, feasible, nodes, self.namespace_labels, self._rng).name
         # assume: count the pod on the node now, so the next pods see it
         self._assumed[uid] = host
         self._in_flight.add(uid)
         self._recount(uid)
+        self._pod_placed()
         self._spawn(self._bind(uid, pod, host))
         return host
 

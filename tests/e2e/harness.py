@@ -26,7 +26,7 @@ class ServerProcess:
     def __init__(self, data_dir: Path, port: int | None = None, extra: list[str] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
-        self.extra = extra or ["--disable-agent"]
+        self.extra = extra or ["--disable-agent", "--disable-scheduler"]
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
 

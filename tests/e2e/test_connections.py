@@ -23,7 +23,7 @@ def srv(tmp_path_factory):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     base = tmp_path_factory.mktemp("conns")
-    s = ServerProcess(base / "data", extra=["--disable-agent", "--request-header-timeout", str(HEADER_TIMEOUT),
+    s = ServerProcess(base / "data", extra=["--disable-agent", "--disable-scheduler", "--request-header-timeout", str(HEADER_TIMEOUT),
                                             "--body-timeout", str(HEADER_TIMEOUT), "--idle-timeout", "8"]).start()
     yield s
     s.stop()

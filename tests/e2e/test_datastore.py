@@ -47,7 +47,7 @@ def test_snapshot_round_trip(srv, tmp_path):
 
     # a second server on the same data dir, and a restore under the running one, are refused
     second = subprocess.run([sys.executable, "-m", "kubelite", "server", "--data-dir", str(srv.data_dir),
-                             "--bind-address", "127.0.0.1", "--port", "0", "--disable-agent"],
+                             "--bind-address", "127.0.0.1", "--port", "0", "--disable-agent", "--disable-scheduler"],
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 1 and "a kubelite server is using" in second.stderr, second.stderr
     refused = _kubelite("datastore", "snapshot", "restore", str(snap), "--data-dir", str(srv.data_dir))

@@ -66,7 +66,7 @@ def test_kill9_during_concurrent_creates_loses_no_acknowledged_write(tmp_path):
 
 
 def test_watch_below_compacted_revision_gets_410(tmp_path):
-    srv = ServerProcess(tmp_path / "data", extra=["--disable-agent", "--compact-interval", "0.2",
+    srv = ServerProcess(tmp_path / "data", extra=["--disable-agent", "--disable-scheduler", "--compact-interval", "0.2",
                                                   "--compact-keep", "5"]).start()
     try:
         core = _core(srv)

@@ -116,7 +116,8 @@ async def faulty_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog:
     for cls in (Informer, AggregationController, TokenCleaner, ServingCertReloader):
         _crash_once(cls, monkeypatch)
     caplog.set_level(logging.INFO)
-    cfg = ServerConfig(data_dir=tmp_path / "data", bind_address="127.0.0.1", port=free_port(), disable_agent=True)
+    cfg = ServerConfig(data_dir=tmp_path / "data", bind_address="127.0.0.1", port=free_port(), disable_agent=True,
+                       disable_scheduler=True)
     store = FaultyStore(str(cfg.db_path), compact_interval=0)
     server = Server(cfg, store=store, supervisor=Supervisor(initial_backoff=0.05, max_backoff=0.2))
     await server.start()

@@ -64,7 +64,7 @@ class _Heartbeat:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     base = tmp_path_factory.mktemp("lifecycle")
-    server = ServerProcess(base / "srv", extra=["--disable-agent", "--node-monitor-grace-period", str(GRACE),
+    server = ServerProcess(base / "srv", extra=["--disable-agent", "--disable-scheduler", "--node-monitor-grace-period", str(GRACE),
                                                 "--node-monitor-period", "1"]).start()
     beat = _Heartbeat(server)
     agent = AgentProcess(base / "node", server, NODE)

@@ -285,3 +285,37 @@ async def test_binding_subresource(env, server):
     assert ei.value.code == 409
     assert ei.value.message == ('Operation cannot be fulfilled on pods/binding "b1": '
                                 'pod b1 is already assigned to node "n1"')
+
+
+async def test_required_anti_affinity_spreads_then_reports(env):
+    """Pods with required anti-affinity land on distinct nodes; once every untainted node has
+    one, the next pod's FailedScheduling names each node's reason as upstream does."""
+    c = env.c
+    for name in ("n1", "n2"):
+        await make_node(c, name, labels={"kubernetes.io/hostname": name})
+    await make_node(c, "n3", labels={"kubernetes.io/hostname": "n3"},
+                    taints=[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}])
+    ns = await _mkns(c)
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    for i in range(3):
+        p = pod(f"web-{i}", affinity=anti)
+        p["metadata"]["labels"] = {"app": "web"}
+        await c.create("v1", "pods", p, namespace=ns)
+
+    async def placed():
+        hosts = [await _bound(c, ns, f"web-{i}") for i in range(2)]
+        return hosts if all(hosts) else None
+
+    hosts = await wait_for(placed, what="two web pods bound")
+    assert sorted(hosts) == ["n1", "n2"]
+
+    async def msg():
+        evs = [e for e in await events_for(c, ns, "web-2") if e["reason"] == "FailedScheduling"]
+        return evs[0]["message"] if evs else None
+
+    assert await wait_for(msg, what="web-2 FailedScheduling") == (
+        "0/3 nodes are available: 1 node(s) had untolerated taint(s), 2 node(s) didn't match pod "
+        "anti-affinity rules. no new claims to deallocate, preemption: 0/3 nodes are available: "
+        "1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod.")
+    assert await _bound(c, ns, "web-2") == ""

@@ -67,3 +67,10 @@ def test_kinds_and_client_import_no_component():
                   "kubelite.scheduler", "kubelite.launcher")
     assert _offenders("kinds", components) == []
     assert _offenders("client", (*components, "kubelite.apiserver")) == []
+
+
+def test_devcluster_drives_processes_not_components():
+    """kubelite/devcluster starts `kubelite server` and `kubelite agent` as processes; the CLI
+    imports it, never the other way round."""
+    assert _offenders("devcluster", ("kubelite.cli", "kubelite.launcher", "kubelite.apiserver",
+                                     "kubelite.controllers", "kubelite.scheduler")) == []

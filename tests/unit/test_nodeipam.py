@@ -85,8 +85,11 @@ def test_controller_assigns_rebuilds_and_reports_a_full_range(tmp_path):
         with pytest.raises(asyncio.CancelledError):
             await task
 
-        # a restarted controller rebuilds its map; deleting a node frees its block for b
-        c2 = NodeIPAMController(stores, "10.244.0.0/23", 24, rec)  # type: ignore[arg-type]
+        assert c._on_event not in c.informer.handlers  # a stopped controller leaves the shared informer
+
+        # a restarted controller (in a fresh server: its own informer) rebuilds its map;
+        # deleting a node frees its block for b
+        c2 = NodeIPAMController(Stores.build(default_registry(), store), "10.244.0.0/23", 24, rec)  # type: ignore[arg-type]
         task2 = asyncio.create_task(c2.run())
         from kubelite.apiserver.registry import DeleteOptions
         await nodes.delete("", "a", DeleteOptions())

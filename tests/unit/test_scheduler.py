@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from kubelite.scheduler import plugins
+from kubelite.scheduler.framework import select_host
 from kubelite.scheduler.plugins import (
     UNRESOLVABLE,
     UNSCHEDULABLE,
@@ -14,7 +16,6 @@ from kubelite.scheduler.plugins import (
     failure_message,
     filter_node,
     fit_error_message,
-    select_host,
 )
 
 
@@ -161,7 +162,8 @@ def test_failure_message_with_preemption():
 
 def test_scoring_least_allocated_and_deterministic_ties():
     a, b = node("a"), node("b")
-    assert select_host(pod(cpu="100m"), [b, a]).name == "a"  # tie: by name
+    rng = random.Random(1)
+    assert {select_host(pod(cpu="100m"), [b, a], rng=rng).name for _ in range(20)} == {"a", "b"}  # ties: at random
     a.add_pod(pod("x", cpu="1", memory="1Gi"))
     assert select_host(pod(cpu="100m"), [a, b]).name == "b"
     big = node("c", cpu="8", memory="16Gi")
