@@ -4,6 +4,10 @@ Starts its own `kubelite server --disable-agent` on a temporary data dir and dri
 HTTPS with the shared async client. Prints latency percentiles and throughput.
 
     .venv/bin/python bench/api.py [--pods 1000] [--concurrency 50] [--watchers 100]
+        [--etcd | --datastore-endpoint https://h:2379 [--datastore-cafile F ...]]
+
+With --etcd (or --datastore-endpoint) the same run follows on a server on etcd, for the two
+datastores side by side.
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ def fmt(name: str, xs: list[float], extra: str = "") -> str:
             f"mean={statistics.fmean(ms):7.2f} ms {extra}")
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, int]:
+def start_server(data_dir: Path, extra: list[str] | None = None) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "kubelite", "server", "--data-dir", str(data_dir),
-                             "--bind-address", "127.0.0.1", "--port", str(port), "--disable-agent", "--disable-scheduler"],
+                             "--bind-address", "127.0.0.1", "--port", str(port), "--disable-agent",
+                             "--disable-scheduler", *(extra or [])],
                             stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "server.log", "wb"))
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -155,16 +160,43 @@ def main() -> None:
     ap.add_argument("--pods", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--watchers", type=int, default=100)
+    ap.add_argument("--etcd", action="store_true",
+                    help="also run it on etcd: a single member this script starts on loopback")
+    ap.add_argument("--datastore-endpoint", default="", help="also run it on this etcd (https://h:2379,...)")
+    ap.add_argument("--datastore-cafile", default="")
+    ap.add_argument("--datastore-certfile", default="")
+    ap.add_argument("--datastore-keyfile", default="")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="kubelite-bench-"))
-    proc, port = start_server(tmp / "data")
+    etcd_proc = None
     try:
-        print(f"server pid {proc.pid} on :{port}, RSS at start {rss_mb(proc.pid):.0f} MB, cpus {os.cpu_count()}")
-        asyncio.run(bench(tmp / "data" / "kubeconfig.yaml", args.pods, args.concurrency, args.watchers))
-        print(f"server RSS after: {rss_mb(proc.pid):.0f} MB")
+        runs: list[tuple[str, list[str]]] = [("SQLite", [])]
+        endpoint = args.datastore_endpoint
+        if args.etcd and not endpoint:
+            from store_etcd import start_etcd  # bench/store_etcd.py
+
+            etcd_proc, endpoint = start_etcd(tmp)
+        if endpoint:
+            flags = ["--datastore-endpoint", endpoint, "--datastore-prefix", f"/bench-{os.getpid()}"]
+            for name in ("cafile", "certfile", "keyfile"):
+                if getattr(args, f"datastore_{name}"):
+                    flags += [f"--datastore-{name}", getattr(args, f"datastore_{name}")]
+            runs.append((f"etcd {endpoint}", flags))
+        for label, extra in runs:
+            data = tmp / label.split()[0]
+            proc, port = start_server(data, extra)
+            try:
+                print(f"--- {label}: server pid {proc.pid} on :{port}, RSS at start {rss_mb(proc.pid):.0f} MB, "
+                      f"cpus {os.cpu_count()}")
+                asyncio.run(bench(data / "kubeconfig.yaml", args.pods, args.concurrency, args.watchers))
+                print(f"server RSS after: {rss_mb(proc.pid):.0f} MB")
+            finally:
+                proc.terminate()
+                proc.wait(10)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if etcd_proc is not None:
+            etcd_proc.terminate()
+            etcd_proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

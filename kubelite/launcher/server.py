@@ -45,8 +45,8 @@ from kubelite.launcher import bootstrap
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.net import listener
 from kubelite.scheduler.scheduler import run_scheduler
+from kubelite.store import datastore
 from kubelite.store.base import Store
-from kubelite.store.datastore import check_and_record
 from kubelite.store.snapshot import hold_data_dir
 from kubelite.store.sqlite import SQLiteStore
 from kubelite.tls import pki as pki_mod
@@ -89,15 +89,25 @@ class Server:
         self.stores: Stores | None = None
         self._lock: IO[bytes] | None = None
 
+    def _health(self) -> list[tuple[str, bool]]:
+        checks = self.supervisor.health()
+        reachable = getattr(self.store, "reachable", None)  # etcd: kube-apiserver's etcd-readiness
+        if reachable is not None:
+            checks.append(("etcd-readiness", bool(reachable)))
+        return checks
+
     async def start(self) -> None:
         cfg = self.cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # one server per data dir (and no snapshot restore under a running one)
         self._lock = hold_data_dir(cfg.db_path)
-        check_and_record(cfg.db_path, cfg.datastore_endpoint, {
-            "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile, "keyfile": cfg.datastore_keyfile})
+        datastore.check(cfg.db_path, cfg.datastore_endpoint)
         await self.store.start()
+        if cfg.datastore_endpoint:  # (only once it answered: a mistyped endpoint is not remembered)
+            datastore.record(cfg.db_path, cfg.datastore_endpoint, {
+                "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile,
+                "keyfile": cfg.datastore_keyfile})
         token, joined = "", False
         if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
             token = bootstrap.server_token(cfg.data_dir, cfg.token)
@@ -122,7 +132,7 @@ class Server:
         handler.install_rest(context)
         ssl_context = pki_mod.server_ssl_context(pki)
         self.api = APIServer(handler, [auth_middleware(authn), *security.middlewares], ssl_context,
-                             cfg.bind_address, cfg.port, self.supervisor.health, listener.ListenerLimits(
+                             cfg.bind_address, cfg.port, self._health, listener.ListenerLimits(
                                  handshake_timeout=cfg.request_header_timeout, header_timeout=cfg.request_header_timeout,
                                  idle_timeout=cfg.idle_timeout, body_timeout=cfg.body_timeout,
                                  max_pending=cfg.max_pending_connections))

@@ -41,22 +41,31 @@ def recorded_endpoint(db_path: Path) -> str:
     return str(recorded(db_path).get("endpoint") or "")
 
 
-def check_and_record(db_path: Path, endpoint: str, tls_files: dict[str, str] | None = None) -> None:
-    """Refuse a change of datastore under an existing data dir; record an etcd one."""
+def check(db_path: Path, endpoint: str) -> None:
+    """Refuse a change of datastore under an existing data dir (before the store starts)."""
     recorded = recorded_endpoint(db_path)
-    if endpoint:
-        if not recorded and db_path.exists():
-            raise DatastoreMismatch(
-                f"{db_path.parent.parent} holds an embedded SQLite datastore ({db_path}); starting it on etcd "
-                "would leave its objects behind. Use a new --data-dir for an etcd server")
-        tmp = marker_path(db_path).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"endpoint": endpoint, **(tls_files or {})}, indent=1) + "\n")
-        os.replace(tmp, marker_path(db_path))
-    elif recorded:
+    if endpoint and not recorded and db_path.exists():
+        raise DatastoreMismatch(
+            f"{db_path.parent.parent} holds an embedded SQLite datastore ({db_path}); starting it on etcd "
+            "would leave its objects behind. Use a new --data-dir for an etcd server")
+    if not endpoint and recorded:
         raise DatastoreMismatch(
             f"the server of {db_path.parent.parent} stores its objects in etcd ({recorded}); start it with "
             f"--datastore-endpoint {recorded} (and the --datastore-*file flags), or use another --data-dir "
             "for an embedded SQLite server")
+
+
+def record(db_path: Path, endpoint: str, tls_files: dict[str, str] | None = None) -> None:
+    """Once the etcd store has started: remember its endpoint (and TLS files) for this data dir."""
+    tmp = marker_path(db_path).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"endpoint": endpoint, **(tls_files or {})}, indent=1) + "\n")
+    os.replace(tmp, marker_path(db_path))
+
+
+def check_and_record(db_path: Path, endpoint: str, tls_files: dict[str, str] | None = None) -> None:
+    check(db_path, endpoint)
+    if endpoint:
+        record(db_path, endpoint, tls_files)
 
 
 def refuse_restore_on_etcd(db_path: Path) -> str | None:

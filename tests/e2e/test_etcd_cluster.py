@@ -65,10 +65,25 @@ def cm(name: str, **data: str) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
 
 
+def readyz(server: ServerProcess) -> str:
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"{server.url}/readyz?verbose", context=ctx, timeout=5) as r:
+            return r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.read().decode()
+
+
 def test_object_created_on_one_server_is_read_and_watched_on_the_other(servers) -> None:
     from kubernetes import watch
 
     one, two = servers
+    assert "[+]etcd-readiness ok" in readyz(one) and "[+]etcd-readiness ok" in readyz(two)
     c1 = client_for(one.kubeconfig, one.url)
     c2 = client_for(one.kubeconfig, two.url)  # the first server's admin kubeconfig
     made = c1.create_namespaced_config_map("default", cm("made-on-one", a="1"))
@@ -87,14 +102,73 @@ def test_object_created_on_one_server_is_read_and_watched_on_the_other(servers) 
                 w.stop()
 
     t = threading.Thread(target=watch_two, daemon=True)
-    t.start()
-    time.sleep(0.5)  # let the watch open (it would replay from rv anyway)
+    t.start()  # (the watch replays from rv: no need to wait for it to open)
     c1.create_namespaced_config_map("default", cm("watched", b="2"))
     c1.patch_namespaced_config_map("watched", "default", {"data": {"b": "3"}})
     c1.delete_namespaced_config_map("watched", "default")
     t.join(25)
     assert seen == [("ADDED", "watched", {"b": "2"}), ("MODIFIED", "watched", {"b": "3"}),
                     ("DELETED", "watched", {"b": "3"})]
+
+
+def etcd_watchers(cluster: EtcdCluster) -> int:
+    """etcd's own count of open watches, summed over its live members."""
+    import ssl
+    import urllib.request
+
+    tls = cluster.client_tls
+    assert tls is not None
+    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    total = 0
+    for m in cluster.members:
+        if m.proc is None or m.proc.poll() is not None:
+            continue
+        with urllib.request.urlopen(f"{m.client_url}/metrics", context=ctx, timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("etcd_debugging_mvcc_watcher_total "):
+                    total += int(float(line.split()[1]))
+    return total
+
+
+def test_http_watchers_share_one_etcd_watch(servers, etcd3) -> None:
+    from kubernetes import watch
+
+    one, _ = servers
+    c1 = client_for(one.kubeconfig, one.url)
+    c1.create_namespaced_config_map("default", cm("warm-up"))
+    before = etcd_watchers(etcd3)
+    got: list[int] = [0] * 20
+    done = threading.Event()
+
+    def watch_one(i: int) -> None:
+        w = watch.Watch()
+        rv = c1.list_namespaced_config_map("default").metadata.resource_version
+        for ev in w.stream(c1.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=30):
+            if ev["object"].metadata.name.startswith("fan-out"):
+                got[i] += 1
+                if done.is_set():
+                    w.stop()
+
+    threads = [threading.Thread(target=watch_one, args=(i,), daemon=True) for i in range(20)]
+    for t in threads:
+        t.start()
+    n = 0
+
+    def all_watching() -> bool:  # every watch has delivered an object made after it opened
+        nonlocal n
+        n += 1
+        c1.create_namespaced_config_map("default", cm(f"fan-out-{n}"))
+        return all(got)
+
+    wait_until(all_watching, 30, 0.2, "20 watches open")
+    during = etcd_watchers(etcd3)
+    done.set()
+    c1.create_namespaced_config_map("default", cm("fan-out-last"))
+    for t in threads:
+        t.join(30)
+    print(f"etcd watches: {before} before, {during} with 20 HTTP watches open")
+    assert during - before <= 1, (before, during)  # at most the configmaps hub, never one per watcher
 
 
 def test_servers_share_the_cluster_ca_and_a_wrong_token_is_refused(servers, etcd3, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kubelite.store.base import CompactedError
 from kubelite.store.etcd import EtcdStore
 from tests.e2e.etcd import EtcdCluster
 from tests.store_contract import StoreContract, collect
@@ -104,7 +105,43 @@ async def test_one_etcd_watch_per_resource_fanned_out(open_store) -> None:
     assert s.watch_stats()["watchers"] == 0
 
 
-async def test_watch_before_the_hub_gets_history_privately(open_store) -> None:
+async def test_watch_listed_before_the_hub_started_shares_it(open_store) -> None:
+    s = await open_store()
+    a = await s.create("/core/pods/ns/a", b"1")
+    listed = await s.current_revision()
+    for i in range(5):  # other writes move the global revision on before the first watch
+        await s.create(f"/core/secrets/ns/{i}", b"")
+    first = s.watch("/core/pods/", await s.current_revision())
+    late = s.watch("/core/pods/", listed)  # its list was read before the hub's first watch
+    early = s.watch("/core/pods/", a.mod_revision - 1)
+    b = await s.create("/core/pods/ns/b", b"2")
+    assert [e.kv for e in await collect(first, 1)] == [b]
+    assert [e.kv for e in await collect(late, 1)] == [b]
+    assert [e.kv for e in await collect(early, 2)] == [a, b]
+    assert s.watch_stats() == {"hubs": 1, "private": 0, "watchers": 3}
+
+
+async def test_hub_backfill_below_another_servers_compaction(open_store) -> None:
+    s = await open_store()
+    other = await open_store()
+    for i in range(5):
+        await s.create(f"/core/pods/ns/{i}", b"")
+    rev = await s.current_revision()
+    await other.compact(rev)  # s does not know
+    assert await s.compacted_revision() < rev
+    w = s.watch("/core/pods/", rev)  # its hub's backfill starts below the compaction
+    old = s.watch("/core/pods/", rev - 2)  # really compacted
+    kv = await s.create("/core/pods/ns/new", b"")
+    assert [e.kv for e in await collect(w, 1)] == [kv]
+    with pytest.raises(CompactedError):
+        await collect(old, 1)
+    assert await s.compacted_revision() == rev
+
+
+async def test_watch_before_the_hub_gets_history_privately(open_store, monkeypatch) -> None:
+    import kubelite.store.etcd as mod
+
+    monkeypatch.setattr(mod, "_HUB_BACKFILL", 0)
     s = await open_store()
     a = await s.create("/core/pods/ns/a", b"1")
     live = s.watch("/core/pods/", 0)  # the hub starts here
@@ -168,3 +205,58 @@ async def test_unreachable_etcd_fails_start() -> None:
     s = EtcdStore(f"http://127.0.0.1:{free_port()}", request_timeout=1, compact_interval=0)
     with pytest.raises(Exception, match="etcd unavailable"):
         await asyncio.wait_for(s.start(), 10)
+
+
+async def test_slow_watcher_is_terminated_not_the_hub(open_store, monkeypatch) -> None:
+    import kubelite.store.etcdwatch as mod
+    from kubelite.store.base import WatchOverflowError
+
+    monkeypatch.setattr(mod, "_WATCH_QUEUE", 20)
+    s = await open_store()
+    slow = s.watch("/o/", 0)
+    fast = s.watch("/o/", 0)
+    warm = await s.create("/o/warm", b"")
+    assert [e.kv for e in await collect(fast, 1)] == [warm]  # the hub is live
+    consumer = asyncio.create_task(collect(fast, 100))
+    made = [await s.create(f"/o/{i}", b"v") for i in range(100)]
+    assert [e.kv for e in await consumer] == made  # writers and other watchers go on
+    with pytest.raises(WatchOverflowError):
+        await asyncio.wait_for(slow.__anext__(), 5)
+    with pytest.raises(StopAsyncIteration):
+        await slow.__anext__()
+    assert s.watch_stats()["watchers"] == 1
+
+
+async def test_reachable_follows_the_cluster(tmp_path: Path) -> None:
+    cluster = EtcdCluster(tmp_path / "etcd1", 1).start()
+    try:
+        s = EtcdStore(cluster.endpoints, key_prefix="/rd", logical_root="", compact_interval=0, request_timeout=1)
+        await s.start()
+        try:
+            assert s.reachable
+            cluster.members[0].kill9()
+            with pytest.raises(Exception, match="etcd unavailable"):
+                await s.get("/a")
+            assert not s.reachable  # what the server's /readyz reports as etcd-readiness
+        finally:
+            await s.close()
+    finally:
+        cluster.stop()
+
+
+async def test_background_compaction_keeps_the_last_interval(open_store) -> None:
+    s = await open_store(compact_interval=0.3)
+    kv = first = await s.create("/bg/a", b"0")
+    start = await s.compacted_revision()
+    deadline = asyncio.get_running_loop().time() + 15
+    while await s.compacted_revision() <= first.mod_revision:
+        assert asyncio.get_running_loop().time() < deadline, "no background compaction"
+        kv = await s.update("/bg/a", b"x", kv.mod_revision)
+        await asyncio.sleep(0.05)
+    compacted = await s.compacted_revision()
+    assert compacted > start
+    latest = await s.current_revision()
+    assert compacted < latest  # the last interval's history stays
+    assert await s.get("/bg/a", compacted) is not None
+    with pytest.raises(CompactedError):
+        await s.get("/bg/a", compacted - 1)
