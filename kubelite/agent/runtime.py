@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from cri_api.v1 import api_pb2 as cri
 
-from kubelite.agent import containergc, crispec
+from kubelite.agent import containergc, crispec, security
 from kubelite.agent.backoff import (
     CONTAINER_BACKOFF_INITIAL,
     CONTAINER_BACKOFF_MAX,
@@ -310,7 +310,20 @@ class RuntimeManager:
     def _sandbox_config(self, pod: Obj, attempt: int) -> Any:
         log_dir = self.volumes.log_dir(pod)
         cgroup_parent = "/" + crispec_cgroup_name(pod)
-        return crispec.sandbox_config(pod, attempt, str(log_dir), cgroup_parent)
+        return crispec.sandbox_config(pod, attempt, str(log_dir), cgroup_parent, str(self.seccomp_root))
+
+    @property
+    def seccomp_root(self) -> Path:
+        """Where ``Localhost`` seccomp profiles live (the kubelet's ``<root-dir>/seccomp``)."""
+        return Path(self.volumes.data_dir) / security.SECCOMP_DIR
+
+    async def _userns_handlers(self) -> set[str]:
+        """The runtime handlers whose CRI Status reports user-namespace support."""
+        try:
+            st = await self.cri.status()
+        except grpc.aio.AioRpcError:
+            return set()
+        return {h.name for h in st.runtime_handlers if h.features.user_namespaces}
 
     async def _create_sandbox(self, pod: Obj, attempt: int, res: SyncResult) -> str | None:
         try:
@@ -327,6 +340,12 @@ class RuntimeManager:
             self.event(pod, "Warning", "MissingClusterDNS",
                        f"pod: \"{format_pod(pod)}\". kubelet does not have ClusterDNS IP configured and cannot "
                        f"create Pod using \"ClusterFirst\" policy. Falling back to \"Default\" policy.")
+        if pod["spec"].get("hostUsers") is False:
+            err = security.user_namespace_error(pod, "", await self._userns_handlers())
+            if err is not None:
+                self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {err}")
+                res.next_wake = 5
+                return None
         config = self._sandbox_config(pod, attempt)
         try:
             async with self.limiter.slot(self._priority(pod)):
@@ -542,7 +561,8 @@ class RuntimeManager:
         command, args = expand_command_and_args(ct, dict(env))
         config = crispec.container_config(pod, ct, image_ref=image_ref, restart_count=restart_count,
                                           command=command, args=args, env=env, mounts=mounts,
-                                          memory_capacity=self.memory_capacity, is_init=init, target_id=target)
+                                          memory_capacity=self.memory_capacity, is_init=init, target_id=target,
+                                          seccomp_root=str(self.seccomp_root))
         self.cgroups.tune_container(config.linux.resources)  # swap / OOM-group settings of the layout
         return config
 

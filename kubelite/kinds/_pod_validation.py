@@ -1122,11 +1122,16 @@ def validate_pod_spec(spec: dict[str, Any], pod_name: str, path: Path) -> Errs:
         if n in seen:
             errs.append(fld.duplicate(path.child("schedulingGates").index(i), n))
         seen.add(n)
-    sc = _d(spec.get("securityContext"))
-    if sc.get("hostUsers") is False:
+    if spec.get("hostUsers") is False:
         for k, label in (("hostNetwork", "hostNetwork"), ("hostPID", "HostPID"), ("hostIPC", "HostIPC")):
             if spec.get(k):
                 errs.append(fld.forbidden(path.child(label), "when `pod.Spec.HostUsers` is false"))
+    else:  # ValidateSecurityContext with hostUsers: an unmasked /proc only inside a user namespace
+        for key in ("initContainers", "containers", "ephemeralContainers"):
+            for i, c in enumerate(_l(spec.get(key))):
+                if _d(_d(c).get("securityContext")).get("procMount") == "Unmasked":
+                    errs.append(fld.invalid(path.child(key).index(i).child("securityContext").child("procMount"),
+                                            "Unmasked", "`hostUsers` must be false to use `Unmasked`"))
     san = spec.get("serviceAccountName") or ""
     if san:
         errs += [fld.invalid(path.child("serviceAccountName"), san, m) for m in meta.name_is_dns_subdomain(san, False)]
