@@ -136,6 +136,8 @@ class RuntimeManager:
         self._order_seq = itertools.count()
         self._image_cache: dict[str, tuple[float, Any]] = {}  # image -> (expiry, CRI Image)
         self.gc_policy = containergc.DEFAULT_POLICY  # containerGC (see garbage_collect)
+        # async (name) -> RuntimeClass | None, set by the agent (node.k8s.io/v1)
+        self.fetch_runtime_class: Any = None
 
     # ------------------------------------------------------------------ events
     def event(self, pod: Obj, type_: str, reason: str, message: str, container: str | None = None,
@@ -317,6 +319,20 @@ class RuntimeManager:
         """Where ``Localhost`` seccomp profiles live (the kubelet's ``<root-dir>/seccomp``)."""
         return Path(self.volumes.data_dir) / security.SECCOMP_DIR
 
+    async def _runtime_handler(self, pod: Obj) -> str:
+        """LookupRuntimeHandler (pkg/kubelet/runtimeclass): the pod's RuntimeClass handler, ""
+        (the runtime's default) without one; LookupError with the kubelet's message."""
+        name = pod["spec"].get("runtimeClassName")
+        if not name:
+            return ""
+        try:
+            rc = await self.fetch_runtime_class(name) if self.fetch_runtime_class is not None else None
+        except Exception as exc:
+            raise LookupError(f"failed to lookup RuntimeClass {name}: {exc}") from exc
+        if rc is None:
+            raise LookupError(f"runtimeclass.node.k8s.io \"{name}\" not found")
+        return str(rc.get("handler") or "")
+
     async def _userns_handlers(self) -> set[str]:
         """The runtime handlers whose CRI Status reports user-namespace support."""
         try:
@@ -340,8 +356,14 @@ class RuntimeManager:
             self.event(pod, "Warning", "MissingClusterDNS",
                        f"pod: \"{format_pod(pod)}\". kubelet does not have ClusterDNS IP configured and cannot "
                        f"create Pod using \"ClusterFirst\" policy. Falling back to \"Default\" policy.")
+        try:
+            handler = await self._runtime_handler(pod)
+        except LookupError as exc:
+            self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc.args[0]}")
+            res.next_wake = 5
+            return None
         if pod["spec"].get("hostUsers") is False:
-            err = security.user_namespace_error(pod, "", await self._userns_handlers())
+            err = security.user_namespace_error(pod, handler, await self._userns_handlers())
             if err is not None:
                 self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {err}")
                 res.next_wake = 5
@@ -349,7 +371,8 @@ class RuntimeManager:
         config = self._sandbox_config(pod, attempt)
         try:
             async with self.limiter.slot(self._priority(pod)):
-                resp = await self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config), timeout=120)
+                resp = await self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config, runtime_handler=handler),
+                                                   timeout=120)
         except grpc.aio.AioRpcError as exc:
             self.event(pod, "Warning", "FailedCreatePodSandBox",
                        f"Failed to create pod sandbox: {_rpc_message(exc)}")

@@ -22,8 +22,8 @@ _NO_CODE = "accepted by the API server; nothing in agent/, scheduler/ or admissi
 
 _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
-    "PodSpec": ["evictionResponders", "hostnameOverride", "runtimeClassName", "schedulingGroup", "setHostnameAsFQDN",
-                "resourceClaims", "enableServiceLinks", "overhead"],
+    "PodSpec": ["evictionResponders", "hostnameOverride", "schedulingGroup", "setHostnameAsFQDN",
+                "resourceClaims", "enableServiceLinks"],
     "Container": ["restartPolicyRules", "resizePolicy", "volumeDevices"],
     "PodSecurityContext": ["fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
                            "supplementalGroupsPolicy", "windowsOptions"],
@@ -67,6 +67,14 @@ FIELDS.update({
     "SecurityContext.procMount": ("honoured", "Unmasked sends no masked or read-only paths to the runtime; the "
                                               "API server requires `hostUsers: false` for it (\"`hostUsers` must "
                                               "be false to use `Unmasked`\")"),
+    "PodSpec.runtimeClassName": ("honoured", "RuntimeClass admission (an unknown class: `pod rejected: "
+                                             "RuntimeClass \"x\" not found`; overhead.podFixed into spec.overhead, "
+                                             "scheduling merged into nodeSelector/tolerations); the agent passes its "
+                                             "handler to RunPodSandbox (only the default runc handler exists here: "
+                                             "another is containerd's FailedCreatePodSandBox error)"),
+    "PodSpec.overhead": ("honoured", "set by RuntimeClass admission (a pod's own differing overhead is refused); "
+                                     "counted in the pod's requests by the scheduler and ResourceQuota "
+                                     "(kinds/podutil.py)"),
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "
