@@ -92,3 +92,29 @@ def test_security_profiles(node):
                "userns refused")
     assert phase(wait_pod(server, "userns", lambda p: True)) == "Pending"
     assert not agent.containers_of(wait_pod(server, "userns", lambda p: True)["metadata"]["uid"])
+
+
+def test_runtime_class(node):
+    server, agent = node
+    for name, handler in (("rc-runc", "runc"), ("rc-bogus", "bogus")):
+        server.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": name}, "handler": handler,
+            "overhead": {"podFixed": {"cpu": "100m", "memory": "32Mi"}}}))
+    out = server.kubectl("get", "runtimeclass").stdout
+    assert "HANDLER" in out and "rc-runc" in out and "bogus" in out
+    p = server.kubectl("create", "-f", "-", check=False, input=json.dumps(pod_manifest(
+        "rc-missing", agent.node_name, [{"name": "c", "image": BUSYBOX, "command": SLEEP}], runtimeClassName="nope")))
+    assert p.returncode != 0
+    assert 'pods "rc-missing" is forbidden: pod rejected: RuntimeClass "nope" not found' in p.stderr
+    created = create(server, pod_manifest("rc-pod", agent.node_name, [{"name": "c", "image": BUSYBOX, "command": SLEEP}],
+                                          runtimeClassName="rc-runc"))
+    assert created["spec"]["overhead"] == {"cpu": "100m", "memory": "32Mi"}
+    create(server, pod_manifest("rc-bad-handler", agent.node_name,
+                                [{"name": "c", "image": BUSYBOX, "command": SLEEP}], runtimeClassName="rc-bogus"))
+    wait_pod(server, "rc-pod", running, 60, "rc-pod Running")
+
+    def refused() -> bool:
+        return any(r == "FailedCreatePodSandBox" and m.startswith("Failed to create pod sandbox: ") and "bogus" in m
+                   for _, r, m in _events(server, "rc-bad-handler"))
+    wait_until(refused, 30, 0.3, "unknown handler refused")
+    assert phase(wait_pod(server, "rc-bad-handler", lambda p: True)) == "Pending"
