@@ -780,6 +780,36 @@ def _security_context(sc: Any, path: Path) -> Errs:
             errs.append(fld.invalid(path, sc, "cannot set `allowPrivilegeEscalation` to false and "
                                               "`capabilities.Add` CAP_SYS_ADMIN"))
     errs += _seccomp(sc.get("seccompProfile"), path.child("seccompProfile"))
+    errs += _apparmor(sc.get("appArmorProfile"), path.child("appArmorProfile"))
+    return errs
+
+
+_APPARMOR_TYPES = ["Localhost", "RuntimeDefault", "Unconfined"]
+
+
+def _apparmor(p: Any, path: Path) -> Errs:
+    """validateAppArmorProfileField."""
+    if not isinstance(p, dict):
+        return []
+    t = p.get("type") or ""
+    lp = p.get("localhostProfile")
+    errs: Errs = []
+    if t == "Localhost":
+        if lp is None or (isinstance(lp, str) and lp.strip() == lp == ""):
+            errs.append(fld.required(path.child("localhostProfile"), "must be set when AppArmor type is Localhost"))
+        elif isinstance(lp, str):
+            if lp.strip() != lp:
+                errs.append(fld.invalid(path.child("localhostProfile"), lp, "must not be padded with whitespace"))
+            elif len(lp) > 4095:
+                errs.append(fld.too_long(path.child("localhostProfile"), 4095))
+    elif t in ("RuntimeDefault", "Unconfined"):
+        if lp is not None:
+            errs.append(fld.invalid(path.child("localhostProfile"), lp, "can only be set when AppArmor type is "
+                                                                        "Localhost"))
+    elif t == "":
+        errs.append(fld.required(path.child("type"), "type is required when appArmorProfile is set"))
+    else:
+        errs.append(fld.not_supported(path.child("type"), t, _APPARMOR_TYPES))
     return errs
 
 
@@ -1021,6 +1051,7 @@ def _pod_security_context(sc: Any, path: Path) -> Errs:
     if fgp is not None and fgp not in ("Always", "OnRootMismatch"):
         errs.append(fld.not_supported(path.child("fsGroupChangePolicy"), fgp, ["Always", "OnRootMismatch"]))
     errs += _seccomp(sc.get("seccompProfile"), path.child("seccompProfile"))
+    errs += _apparmor(sc.get("appArmorProfile"), path.child("appArmorProfile"))
     names: set[str] = set()
     for i, s in enumerate(_l(sc.get("sysctls"))):
         n = _d(s).get("name") or ""

@@ -102,3 +102,17 @@ def test_validation_unmasked_needs_host_users_false() -> None:
                in e for e in errs), errs
     assert not any("procMount" in e for e in _errors({"hostUsers": False}, {"procMount": "Unmasked"}))
     assert any("hostNetwork" in e for e in _errors({"hostUsers": False, "hostNetwork": True}))
+
+
+def test_validation_apparmor_profile_field() -> None:
+    errs = _errors({}, {"appArmorProfile": {"type": "Localhost"}})
+    assert any("spec.containers[0].securityContext.appArmorProfile.localhostProfile: Required value: must be set "
+               "when AppArmor type is Localhost" in e for e in errs), errs
+    errs = _errors({}, {"appArmorProfile": {"type": "RuntimeDefault", "localhostProfile": "x"}})
+    assert any("can only be set when AppArmor type is Localhost" in e for e in errs), errs
+    errs = _errors({}, {"appArmorProfile": {"type": "Bogus"}})
+    assert any("appArmorProfile.type: Unsupported value: \"Bogus\"" in e for e in errs), errs
+    errs = _errors({"securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": " p"}}})
+    assert any("spec.securityContext.appArmorProfile.localhostProfile" in e and "padded" in e for e in errs), errs
+    assert not any("appArmor" in e for e in _errors({}, {"appArmorProfile": {"type": "Localhost",
+                                                                               "localhostProfile": "k8s-x"}}))
