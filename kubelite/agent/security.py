@@ -62,14 +62,27 @@ def _field_seccomp_profile(sp: Obj, root: Path) -> Any:
 def apparmor_unconfined(pod: Obj, container: Obj) -> Any | None:
     """The CRI AppArmor profile for a container the admission let through: only Unconfined
     can get here on a host without AppArmor (None: nothing was asked)."""
-    csc = container.get("securityContext") or {}
-    psc = (pod.get("spec") or {}).get("securityContext") or {}
-    prof = csc.get("appArmorProfile") or psc.get("appArmorProfile")
-    ann = ((pod.get("metadata") or {}).get("annotations") or {}).get(
-        APPARMOR_ANNOTATION_PREFIX + container.get("name", ""))
-    if (prof or {}).get("type") == "Unconfined" or (prof is None and ann == APPARMOR_UNCONFINED_ANNOTATION):
+    if _apparmor_type(pod, container) == "Unconfined":
         return cri.SecurityProfile(profile_type=cri.SecurityProfile.Unconfined)
     return None
+
+
+def _apparmor_type(pod: Obj, container: Obj) -> str | None:
+    """GetProfile's type: the container's field, then the deprecated annotation (static pods
+    may not have had it synced to the fields), then the pod's field."""
+    prof = (container.get("securityContext") or {}).get("appArmorProfile")
+    if prof:
+        return str(prof.get("type") or "")
+    ann = ((pod.get("metadata") or {}).get("annotations") or {}).get(
+        APPARMOR_ANNOTATION_PREFIX + container.get("name", ""))
+    if ann == APPARMOR_UNCONFINED_ANNOTATION:
+        return "Unconfined"
+    if ann == "runtime/default":
+        return "RuntimeDefault"
+    if ann is not None and ann.startswith("localhost/"):
+        return "Localhost"
+    prof = ((pod.get("spec") or {}).get("securityContext") or {}).get("appArmorProfile")
+    return str(prof.get("type") or "") if prof else None
 
 
 def apparmor_required(pod: Obj) -> bool:

@@ -116,3 +116,13 @@ def test_validation_apparmor_profile_field() -> None:
     assert any("spec.securityContext.appArmorProfile.localhostProfile" in e and "padded" in e for e in errs), errs
     assert not any("appArmor" in e for e in _errors({}, {"appArmorProfile": {"type": "Localhost",
                                                                                "localhostProfile": "k8s-x"}}))
+
+
+def test_apparmor_profile_precedence_container_annotation_pod() -> None:
+    ann = {security.APPARMOR_ANNOTATION_PREFIX + "c": "unconfined"}
+    pod = _pod(psc={"appArmorProfile": {"type": "RuntimeDefault"}}, annotations=ann)
+    assert _csc(pod).apparmor.profile_type == cri.SecurityProfile.Unconfined  # the annotation beats the pod field
+    pod = _pod(psc={"appArmorProfile": {"type": "Unconfined"}})
+    assert _csc(pod).apparmor.profile_type == cri.SecurityProfile.Unconfined
+    pod = _pod(psc={"appArmorProfile": {"type": "Unconfined"}}, csc={"appArmorProfile": {"type": "RuntimeDefault"}})
+    assert not _csc(pod).HasField("apparmor")
