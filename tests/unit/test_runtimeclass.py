@@ -120,3 +120,16 @@ def test_agent_handler_lookup() -> None:
         assert ei.value.args[0] == 'runtimeclass.node.k8s.io "nope" not found'
 
     asyncio.run(main())
+
+
+def test_pod_cgroup_counts_the_overhead() -> None:
+    from kubelite.agent.cgroups import QUOTA_PERIOD, pod_resource_config
+
+    pod = _pod("g", overhead={"cpu": "250m", "memory": "64Mi"})
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "1", "memory": "128Mi"},
+                                                 "requests": {"cpu": "1", "memory": "128Mi"}}
+    pod["metadata"]["uid"] = "u"
+    cfg = pod_resource_config(pod)
+    assert cfg.memory_limit == (128 + 64) * 1024 * 1024
+    assert cfg.cpu_quota == 1250 * QUOTA_PERIOD // 1000
+    assert cfg.cpu_shares == 1250 * 1024 // 1000
