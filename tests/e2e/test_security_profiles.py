@@ -6,6 +6,7 @@ at sandbox creation (containerd 1.6 has no user namespaces)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -106,12 +107,17 @@ def test_runtime_class(node):
         "rc-missing", agent.node_name, [{"name": "c", "image": BUSYBOX, "command": SLEEP}], runtimeClassName="nope")))
     assert p.returncode != 0
     assert 'pods "rc-missing" is forbidden: pod rejected: RuntimeClass "nope" not found' in p.stderr
-    created = create(server, pod_manifest("rc-pod", agent.node_name, [{"name": "c", "image": BUSYBOX, "command": SLEEP}],
-                                          runtimeClassName="rc-runc"))
+    limits = {"cpu": "200m", "memory": "64Mi"}
+    created = create(server, pod_manifest("rc-pod", agent.node_name, [
+        {"name": "c", "image": BUSYBOX, "command": SLEEP, "resources": {"limits": limits, "requests": limits}}],
+        runtimeClassName="rc-runc"))
     assert created["spec"]["overhead"] == {"cpu": "100m", "memory": "32Mi"}
     create(server, pod_manifest("rc-bad-handler", agent.node_name,
                                 [{"name": "c", "image": BUSYBOX, "command": SLEEP}], runtimeClassName="rc-bogus"))
-    wait_pod(server, "rc-pod", running, 60, "rc-pod Running")
+    pod = wait_pod(server, "rc-pod", running, 60, "rc-pod Running")
+    # the pod cgroup holds the containers' limits plus the overhead (Guaranteed: kubepods/pod<uid>)
+    mem = Path(f"/sys/fs/cgroup/memory/kubepods/pod{pod['metadata']['uid']}/memory.limit_in_bytes")
+    assert int(mem.read_text()) == (64 + 32) * 1024 * 1024
 
     def refused() -> bool:
         return any(r == "FailedCreatePodSandBox" and m.startswith("Failed to create pod sandbox: ") and "bogus" in m
