@@ -5,6 +5,7 @@ at sandbox creation (containerd 1.6 has no user namespaces)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -88,6 +89,11 @@ def test_security_profiles(node):
         assert ("Warning", "AppArmor", want) in _events(server, name)
         assert not agent.containers_of(aa["metadata"]["uid"])
 
+    async def handlers() -> list:
+        from kubelite.agent.cri import connect
+        async with await connect(agent.socket) as c:
+            return list((await c.status()).runtime_handlers)
+    assert not any(h.features.user_namespaces for h in asyncio.run(handlers()))  # containerd 1.6: none reported
     want_sb = 'Failed to create pod sandbox: RuntimeClass handler "" does not support user namespaces'
     wait_until(lambda: ("Warning", "FailedCreatePodSandBox", want_sb) in _events(server, "userns"), 30, 0.3,
                "userns refused")
