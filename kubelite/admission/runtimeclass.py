@@ -6,6 +6,7 @@ class does not define."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from kubelite.api import errors, quantity
@@ -63,8 +64,12 @@ def merge_tolerations(first: list[Obj], second: list[Obj]) -> list[Obj]:
 
 
 class RuntimeClassAdmission:
-    def __init__(self, stores: Stores) -> None:
+    """With an informer on RuntimeClasses a pod create reads the class from memory (upstream's
+    lister); a class the informer does not hold yet is looked up live before the pod is refused."""
+
+    def __init__(self, stores: Stores, informer: Any = None) -> None:
         self.stores = stores
+        self.informer = informer
 
     async def _runtime_class(self, a: Attributes) -> Obj | None:
         assert a.obj is not None
@@ -73,6 +78,10 @@ class RuntimeClassAdmission:
             return None
         store = self.stores.find(GROUP, "runtimeclasses")
         pod_name = a.name or (a.obj.get("metadata") or {}).get("name", "")
+        if self.informer is not None and self.informer.synced.is_set():
+            cached = self.informer.get("", name)
+            if cached is not None:
+                return copy.deepcopy(dict(cached))  # the pod takes parts of it; the cache stays intact
         try:
             if store is None:
                 raise errors.not_found("runtimeclasses", name, GROUP)

@@ -133,3 +133,35 @@ def test_pod_cgroup_counts_the_overhead() -> None:
     assert cfg.memory_limit == (128 + 64) * 1024 * 1024
     assert cfg.cpu_quota == 1250 * QUOTA_PERIOD // 1000
     assert cfg.cpu_shares == 1250 * 1024 // 1000
+
+
+def test_admission_reads_the_informer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import contextlib
+
+    from kubelite.apiserver.listwatch import store_informer
+
+    async def main() -> None:
+        backend = SQLiteStore(str(tmp_path / "db"))
+        await backend.start()
+        try:
+            stores = Stores.build(default_registry(), backend)
+            rcs = stores.get("node.k8s.io", "runtimeclasses")
+            await rcs.create("", _rc("fat", overhead={"podFixed": {"cpu": "1"}}), WriteOptions())
+            inf = store_informer(rcs)
+            task = asyncio.create_task(inf.run())
+            try:
+                await inf.wait_synced(5)
+                plugin = RuntimeClassAdmission(stores, inf)
+                pod = _pod("p", runtimeClassName="fat")
+                a = Attributes(CREATE, stores.get("", "pods").kind, "default", "p", pod, None)
+                await plugin.admit(a)
+                pod["spec"]["overhead"]["cpu"] = "2"  # the pod's copy, not the cached class
+                assert inf.get("", "fat")["overhead"]["podFixed"] == {"cpu": "1"}
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        finally:
+            await backend.close()
+
+    asyncio.run(main())
