@@ -112,6 +112,14 @@ def _rpc_message(exc: BaseException) -> str:
     return str(exc)
 
 
+def rpc_error_string(exc: grpc.aio.AioRpcError) -> str:
+    """A gRPC status error as Go prints it (``status.Error``'s Error()), which the kubelet's
+    FailedCreatePodSandBox event carries whole: ``rpc error: code = Unknown desc = ...``."""
+    name = exc.code().name
+    code = "Canceled" if name == "CANCELLED" else "".join(w.capitalize() for w in name.split("_"))
+    return f"rpc error: code = {code} desc = {exc.details() or ''}"
+
+
 class RuntimeManager:
     def __init__(self, cri_client: Any, images: Any, cgroups: CgroupManager, volumes: VolumeManager,
                  recorder: Any, fetch: Any, host_ip: str = "", memory_capacity: int = 1 << 40,
@@ -375,7 +383,7 @@ class RuntimeManager:
                                                    timeout=120)
         except grpc.aio.AioRpcError as exc:
             self.event(pod, "Warning", "FailedCreatePodSandBox",
-                       f"Failed to create pod sandbox: {_rpc_message(exc)}")
+                       f"Failed to create pod sandbox: {rpc_error_string(exc)}")
             res.next_wake = 5
             return None
         return resp.pod_sandbox_id

@@ -126,7 +126,7 @@ def test_runtime_class(node):
     assert int(mem.read_text()) == (64 + 32) * 1024 * 1024
 
     def refused() -> bool:
-        return any(r == "FailedCreatePodSandBox" and m.startswith("Failed to create pod sandbox: ") and "bogus" in m
-                   for _, r, m in _events(server, "rc-bad-handler"))
+        return ("Warning", "FailedCreatePodSandBox", 'Failed to create pod sandbox: rpc error: code = Unknown desc = '
+                'failed to get sandbox runtime: no runtime for "bogus" is configured') in _events(server, "rc-bad-handler")
     wait_until(refused, 30, 0.3, "unknown handler refused")
     assert phase(wait_pod(server, "rc-bad-handler", lambda p: True)) == "Pending"

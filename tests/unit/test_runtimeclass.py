@@ -165,3 +165,16 @@ def test_admission_reads_the_informer(tmp_path) -> None:  # type: ignore[no-unty
             await backend.close()
 
     asyncio.run(main())
+
+
+def test_sandbox_error_string_is_gos() -> None:
+    import grpc
+
+    from kubelite.agent.runtime import rpc_error_string
+
+    exc = grpc.aio.AioRpcError(grpc.StatusCode.UNKNOWN, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                               details='failed to get sandbox runtime: no runtime for "x" is configured')
+    assert rpc_error_string(exc) == ('rpc error: code = Unknown desc = failed to get sandbox runtime: no runtime '
+                                     'for "x" is configured')
+    exc = grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(), details="d")
+    assert rpc_error_string(exc) == "rpc error: code = NotFound desc = d"
