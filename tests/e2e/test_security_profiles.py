@@ -130,3 +130,29 @@ def test_runtime_class(node):
                 'failed to get sandbox runtime: no runtime for "bogus" is configured') in _events(server, "rc-bad-handler")
     wait_until(refused, 30, 0.3, "unknown handler refused")
     assert phase(wait_pod(server, "rc-bad-handler", lambda p: True)) == "Pending"
+
+
+def test_scheduler_counts_the_runtime_class_overhead(tmp_path):
+    """A pod whose own request fits but whose RuntimeClass overhead does not stays unscheduled."""
+    from kubelite.api.quantity import parse_quantity
+    from tests.e2e.test_agent_support import full_cluster
+
+    node_name = "kl-e2e-overhead"
+    with full_cluster(tmp_path / "data", node_name) as (server, _):
+        alloc = json.loads(server.kubectl("get", "node", node_name, "-o", "json").stdout)["status"]["allocatable"]
+        too_much = str(int(parse_quantity(alloc["cpu"])) + 1)
+        for name, cpu in (("heavy", too_much), ("light", "10m")):
+            server.kubectl("apply", "-f", "-", input=json.dumps({
+                "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": name}, "handler": "runc",
+                "overhead": {"podFixed": {"cpu": cpu}}}))
+        for name in ("heavy", "light"):
+            server.kubectl("create", "-f", "-", input=json.dumps({
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"oh-{name}"},
+                "spec": {"runtimeClassName": name, "terminationGracePeriodSeconds": 1, "containers": [
+                    {"name": "c", "image": BUSYBOX, "command": SLEEP, "resources": {"requests": {"cpu": "10m"}}}]}}))
+        wait_pod(server, "oh-light", running, 60, "oh-light Running")
+
+        def unschedulable() -> bool:
+            return any(r == "FailedScheduling" and "Insufficient cpu" in m for _, r, m in _events(server, "oh-heavy"))
+        wait_until(unschedulable, 30, 0.3, "oh-heavy FailedScheduling")
+        assert not (wait_pod(server, "oh-heavy", lambda p: True)["spec"].get("nodeName"))
