@@ -451,7 +451,7 @@ class RuntimeManager:
         restart_count = prev.restart_count + 1 if prev is not None else 0
         try:
             config = await self._container_config(ctx, ct, ref, img, restart_count, init, target)
-        except (EnvError, VolumeError, crispec.ContainerConfigError) as exc:
+        except (EnvError, VolumeError, crispec.ContainerConfigError, security.SecurityProfileError) as exc:
             msg = str(exc)
             if isinstance(exc, VolumeError):
                 self.event(pod, "Warning", "FailedMount", msg)

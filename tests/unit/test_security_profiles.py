@@ -126,3 +126,11 @@ def test_apparmor_profile_precedence_container_annotation_pod() -> None:
     assert _csc(pod).apparmor.profile_type == cri.SecurityProfile.Unconfined
     pod = _pod(psc={"appArmorProfile": {"type": "Unconfined"}}, csc={"appArmorProfile": {"type": "RuntimeDefault"}})
     assert not _csc(pod).HasField("apparmor")
+
+
+def test_seccomp_localhost_without_a_name_is_a_config_error() -> None:
+    import pytest
+
+    with pytest.raises(security.SecurityProfileError) as ei:
+        _csc(_pod(csc={"seccompProfile": {"type": "Localhost"}}))
+    assert str(ei.value) == "localhostProfile must be set if seccompProfile type is Localhost."
