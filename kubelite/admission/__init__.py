@@ -15,6 +15,7 @@ from kubelite.admission.podsecurity import PodSecurity
 from kubelite.admission.priority import PriorityAdmission
 from kubelite.admission.rbac_escalation import RBACEscalation
 from kubelite.admission.resourcequota import ResourceQuotaAdmission
+from kubelite.admission.runtimeclass import RuntimeClassAdmission
 from kubelite.admission.serviceaccount import ServiceAccountAdmission
 from kubelite.apiserver.admission import Chain
 from kubelite.apiserver.stores import Stores
@@ -22,7 +23,7 @@ from kubelite.apiserver.stores import Stores
 
 def build_chain(stores: Stores, quota: ResourceQuotaAdmission | None = None, authorizer: Any = None,
                 resolver: Any = None, informers: dict[str, Any] | None = None) -> Chain:
-    """``informers`` (by plural: ``limitranges``, ``priorityclasses``), when given and run by
+    """``informers`` (by plural: ``limitranges``, ``priorityclasses``, ``runtimeclasses``), when given and run by
     the caller, let those plugins read from memory instead of listing the store per pod."""
     informers = informers or {}
     chain = Chain()
@@ -30,6 +31,7 @@ def build_chain(stores: Stores, quota: ResourceQuotaAdmission | None = None, aut
     chain.add(LimitRanger(stores, informers.get("limitranges")))
     chain.add(ServiceAccountAdmission(stores))
     chain.add(PriorityAdmission(stores, informers.get("priorityclasses")))
+    chain.add(RuntimeClassAdmission(stores, informers.get("runtimeclasses")))
     chain.add(NodeRestriction())
     chain.add(PodSecurity(stores))
     chain.add(quota or ResourceQuotaAdmission(stores))

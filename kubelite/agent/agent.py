@@ -139,6 +139,7 @@ class Agent:
         self.runtime = RuntimeManager(self.cri, self.images, cgroups, volumes, self.recorder,
                                       self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity(),
                                       parallelism=cfg.runtime_parallelism, registries=self.registries)
+        self.runtime.fetch_runtime_class = self._fetch_runtime_class
         self.status = StatusManager(self.client)
         self.status.start()
         # probes (agent/prober.py): results wake the pod's worker, which restarts and reports
@@ -232,6 +233,15 @@ class Agent:
         assert self.client is not None
         try:
             return await self.client.get("v1", kind, name, namespace=namespace)
+        except errors.StatusError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    async def _fetch_runtime_class(self, name: str) -> Obj | None:
+        assert self.client is not None
+        try:
+            return await self.client.get("node.k8s.io/v1", "runtimeclasses", name)
         except errors.StatusError as exc:
             if exc.code == 404:
                 return None

@@ -98,8 +98,8 @@ def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _limit_sum(pod: dict[str, Any], name: str) -> Decimal | None:
-    """Sum of the app containers' limits (max'd with each init container's), or None when
-    some app container has no limit for ``name``."""
+    """Sum of the app containers' limits (max'd with each init container's) plus the pod's
+    overhead, or None when some app container has no limit for ``name``."""
     total = Decimal(0)
     for c in _containers(pod):
         v = ((c.get("resources") or {}).get("limits") or {}).get(name)
@@ -110,6 +110,9 @@ def _limit_sum(pod: dict[str, Any], name: str) -> Decimal | None:
         v = ((c.get("resources") or {}).get("limits") or {}).get(name)
         if v is not None:
             total = max(total, quantity.parse_quantity(str(v)))
+    overhead = (pod.get("spec", {}).get("overhead") or {}).get(name)
+    if overhead is not None:  # PodLimits adds the RuntimeClass overhead where a limit exists
+        total += quantity.parse_quantity(str(overhead))
     return total
 
 

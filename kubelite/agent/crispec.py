@@ -21,6 +21,7 @@ from typing import Any
 
 from cri_api.v1 import api_pb2 as cri
 
+from kubelite.agent import security
 from kubelite.agent.cgroups import (
     MIN_SHARES,
     QUOTA_PERIOD,
@@ -233,7 +234,8 @@ def dns_config(pod: Obj) -> tuple[Any, bool]:
     return cri.DNSConfig(servers=servers, searches=searches, options=options), fell_back
 
 
-def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: str) -> Any:
+def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: str,
+                   seccomp_root: str = "/var/lib/kubelet/seccomp") -> Any:
     m = pod["metadata"]
     spec = pod.get("spec") or {}
     host_network = bool(spec.get("hostNetwork"))
@@ -262,6 +264,7 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
         sc.run_as_user.value = psc["runAsUser"]
     if "runAsGroup" in psc:
         sc.run_as_group.value = psc["runAsGroup"]
+    sc.seccomp.CopyFrom(security.seccomp_profile(psc, None, seccomp_root))
     sysctls = {s["name"]: s.get("value", "") for s in psc.get("sysctls") or []}
     return cri.PodSandboxConfig(
         metadata=cri.PodSandboxMetadata(name=m["name"], uid=m["uid"], namespace=m.get("namespace", ""),
@@ -346,9 +349,11 @@ def verify_run_as_non_root(pod: Obj, container: Obj, image_uid: int | None, imag
                                    f"container: {name})")
 
 
-def security_context(pod: Obj, container: Obj, target_id: str = "") -> Any:
-    """The container's Linux security context; ``target_id`` (an ephemeral container's target)
-    puts it in that container's process namespace."""
+def security_context(pod: Obj, container: Obj, target_id: str = "",
+                     seccomp_root: str = "/var/lib/kubelet/seccomp") -> Any:
+    """The container's Linux security context (determineEffectiveSecurityContext);
+    ``target_id`` (an ephemeral container's target) puts it in that container's process
+    namespace."""
     spec = pod.get("spec") or {}
     psc = spec.get("securityContext") or {}
     csc = container.get("securityContext") or {}
@@ -376,7 +381,14 @@ def security_context(pod: Obj, container: Obj, target_id: str = "") -> Any:
         sc.run_as_group.value = gid
     if csc.get("allowPrivilegeEscalation") is False and not csc.get("privileged"):
         sc.no_new_privs = True
-    if not csc.get("privileged"):
+    sc.seccomp.CopyFrom(security.seccomp_profile(psc, csc, seccomp_root))
+    apparmor = security.apparmor_unconfined(pod, container)
+    if apparmor is not None:
+        sc.apparmor.CopyFrom(apparmor)
+        sc.apparmor_profile = "unconfined"
+    # privileged or procMount Unmasked: no masked or read-only /proc paths (the runtime's
+    # defaults apply only when the kubelet sends none, so it sends none by leaving them empty)
+    if not csc.get("privileged") and csc.get("procMount") != "Unmasked":
         sc.masked_paths.extend(["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
                                 "/sys/firmware", "/sys/devices/virtual/powercap"])
@@ -387,7 +399,8 @@ def security_context(pod: Obj, container: Obj, target_id: str = "") -> Any:
 
 def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count: int, command: list[str],
                      args: list[str], env: list[tuple[str, str]], mounts: list[tuple[str, str, bool]],
-                     memory_capacity: int, is_init: bool = False, target_id: str | None = None) -> Any:
+                     memory_capacity: int, is_init: bool = False, target_id: str | None = None,
+                     seccomp_root: str = "/var/lib/kubelet/seccomp") -> Any:
     """The CRI ContainerConfig; ``target_id`` is not None for an ephemeral container."""
     m = pod["metadata"]
     name = container["name"]
@@ -417,7 +430,8 @@ def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count:
         stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")),
         tty=bool(container.get("tty")),
         linux=cri.LinuxContainerConfig(resources=container_resources(pod, container, memory_capacity),
-                                       security_context=security_context(pod, container, target_id or "")))
+                                       security_context=security_context(pod, container, target_id or "",
+                                                                         seccomp_root)))
 
 
 # --------------------------------------------------------------------------- reading state

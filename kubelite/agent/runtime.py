@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from cri_api.v1 import api_pb2 as cri
 
-from kubelite.agent import containergc, crispec
+from kubelite.agent import containergc, crispec, security
 from kubelite.agent.backoff import (
     CONTAINER_BACKOFF_INITIAL,
     CONTAINER_BACKOFF_MAX,
@@ -112,6 +112,14 @@ def _rpc_message(exc: BaseException) -> str:
     return str(exc)
 
 
+def rpc_error_string(exc: grpc.aio.AioRpcError) -> str:
+    """A gRPC status error as Go prints it (``status.Error``'s Error()), which the kubelet's
+    FailedCreatePodSandBox event carries whole: ``rpc error: code = Unknown desc = ...``."""
+    name = exc.code().name
+    code = "Canceled" if name == "CANCELLED" else "".join(w.capitalize() for w in name.split("_"))
+    return f"rpc error: code = {code} desc = {exc.details() or ''}"
+
+
 class RuntimeManager:
     def __init__(self, cri_client: Any, images: Any, cgroups: CgroupManager, volumes: VolumeManager,
                  recorder: Any, fetch: Any, host_ip: str = "", memory_capacity: int = 1 << 40,
@@ -136,6 +144,8 @@ class RuntimeManager:
         self._order_seq = itertools.count()
         self._image_cache: dict[str, tuple[float, Any]] = {}  # image -> (expiry, CRI Image)
         self.gc_policy = containergc.DEFAULT_POLICY  # containerGC (see garbage_collect)
+        # async (name) -> RuntimeClass | None, set by the agent (node.k8s.io/v1)
+        self.fetch_runtime_class: Any = None
 
     # ------------------------------------------------------------------ events
     def event(self, pod: Obj, type_: str, reason: str, message: str, container: str | None = None,
@@ -310,7 +320,34 @@ class RuntimeManager:
     def _sandbox_config(self, pod: Obj, attempt: int) -> Any:
         log_dir = self.volumes.log_dir(pod)
         cgroup_parent = "/" + crispec_cgroup_name(pod)
-        return crispec.sandbox_config(pod, attempt, str(log_dir), cgroup_parent)
+        return crispec.sandbox_config(pod, attempt, str(log_dir), cgroup_parent, str(self.seccomp_root))
+
+    @property
+    def seccomp_root(self) -> Path:
+        """Where ``Localhost`` seccomp profiles live (the kubelet's ``<root-dir>/seccomp``)."""
+        return Path(self.volumes.data_dir) / security.SECCOMP_DIR
+
+    async def _runtime_handler(self, pod: Obj) -> str:
+        """LookupRuntimeHandler (pkg/kubelet/runtimeclass): the pod's RuntimeClass handler, ""
+        (the runtime's default) without one; LookupError with the kubelet's message."""
+        name = pod["spec"].get("runtimeClassName")
+        if not name:
+            return ""
+        try:
+            rc = await self.fetch_runtime_class(name) if self.fetch_runtime_class is not None else None
+        except Exception as exc:
+            raise LookupError(f"failed to lookup RuntimeClass {name}: {exc}") from exc
+        if rc is None:
+            raise LookupError(f"runtimeclass.node.k8s.io \"{name}\" not found")
+        return str(rc.get("handler") or "")
+
+    async def _userns_handlers(self) -> set[str]:
+        """The runtime handlers whose CRI Status reports user-namespace support."""
+        try:
+            st = await self.cri.status()
+        except grpc.aio.AioRpcError:
+            return set()
+        return {h.name for h in st.runtime_handlers if h.features.user_namespaces}
 
     async def _create_sandbox(self, pod: Obj, attempt: int, res: SyncResult) -> str | None:
         try:
@@ -327,13 +364,26 @@ class RuntimeManager:
             self.event(pod, "Warning", "MissingClusterDNS",
                        f"pod: \"{format_pod(pod)}\". kubelet does not have ClusterDNS IP configured and cannot "
                        f"create Pod using \"ClusterFirst\" policy. Falling back to \"Default\" policy.")
+        try:
+            handler = await self._runtime_handler(pod)
+        except LookupError as exc:
+            self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc.args[0]}")
+            res.next_wake = 5
+            return None
+        if pod["spec"].get("hostUsers") is False:
+            err = security.user_namespace_error(pod, handler, await self._userns_handlers())
+            if err is not None:
+                self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {err}")
+                res.next_wake = 5
+                return None
         config = self._sandbox_config(pod, attempt)
         try:
             async with self.limiter.slot(self._priority(pod)):
-                resp = await self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config), timeout=120)
+                resp = await self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config, runtime_handler=handler),
+                                                   timeout=120)
         except grpc.aio.AioRpcError as exc:
             self.event(pod, "Warning", "FailedCreatePodSandBox",
-                       f"Failed to create pod sandbox: {_rpc_message(exc)}")
+                       f"Failed to create pod sandbox: {rpc_error_string(exc)}")
             res.next_wake = 5
             return None
         return resp.pod_sandbox_id
@@ -401,7 +451,7 @@ class RuntimeManager:
         restart_count = prev.restart_count + 1 if prev is not None else 0
         try:
             config = await self._container_config(ctx, ct, ref, img, restart_count, init, target)
-        except (EnvError, VolumeError, crispec.ContainerConfigError) as exc:
+        except (EnvError, VolumeError, crispec.ContainerConfigError, security.SecurityProfileError) as exc:
             msg = str(exc)
             if isinstance(exc, VolumeError):
                 self.event(pod, "Warning", "FailedMount", msg)
@@ -542,7 +592,8 @@ class RuntimeManager:
         command, args = expand_command_and_args(ct, dict(env))
         config = crispec.container_config(pod, ct, image_ref=image_ref, restart_count=restart_count,
                                           command=command, args=args, env=env, mounts=mounts,
-                                          memory_capacity=self.memory_capacity, is_init=init, target_id=target)
+                                          memory_capacity=self.memory_capacity, is_init=init, target_id=target,
+                                          seccomp_root=str(self.seccomp_root))
         self.cgroups.tune_container(config.linux.resources)  # swap / OOM-group settings of the layout
         return config
 

@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from kubelite.agent import security
 from kubelite.agent.crispec import PodRuntime, RuntimeCache
 from kubelite.agent.runtime import RuntimeManager
 from kubelite.agent.status import TERMINAL, StatusManager, generate_status
@@ -93,6 +94,11 @@ class PodWorker:
             return RESYNC_INTERVAL
         if self.owner.first_sync_at.get(self.uid) is None:
             self.owner.first_sync_at[self.uid] = time.monotonic()
+            if not pr.sandboxes and not pr.containers:  # new here: the kubelet's admit handlers
+                refused = security.admit(pod, self.owner.apparmor_on_host)
+                if refused is not None:
+                    await self._reject(pr, *refused)
+                    return RESYNC_INTERVAL
         left = deadline_left(pod, self.owner.status.latest(self.uid))
         if left is not None and left <= 0:
             await self._deadline_exceeded(pr)
@@ -127,6 +133,16 @@ class PodWorker:
         if left is not None:
             wake = min(wake, left + 0.05)  # wake up when the active deadline passes
         return min(wake, RESYNC_INTERVAL)
+
+    async def _reject(self, pr: PodRuntime, reason: str, message: str) -> None:
+        """rejectPod: a Warning event and phase Failed, nothing started."""
+        rm: RuntimeManager = self.owner.runtime
+        pod = self.pod
+        rm.event(pod, "Warning", reason, message)
+        self.terminal_done = True
+        status = self._status(pr, {}, terminal=True)
+        status.update(phase="Failed", reason=reason, message=f"Pod was rejected: {message}")
+        self.owner.status.set_status(pod, status)
 
     async def _deadline_exceeded(self, pr: PodRuntime) -> None:
         """The kubelet's active deadline handler: the pod fails with DeadlineExceeded and its
@@ -231,6 +247,7 @@ class PodWorkers:
         self.started_fn = prober.is_started if prober is not None else None
         self.workers: dict[str, PodWorker] = {}
         self.first_sync_at: dict[str, float] = {}
+        self.apparmor_on_host = security.apparmor_enabled()  # the AppArmor admit handler's host check
 
     def update_pod(self, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]

@@ -59,7 +59,7 @@ class Security:
             name: store_informer(stores.get(group, name))
             for group, name in ((RBAC, "roles"), (RBAC, "clusterroles"), (RBAC, "rolebindings"),
                                 (RBAC, "clusterrolebindings"), ("", "pods"), ("", "limitranges"),
-                                ("scheduling.k8s.io", "priorityclasses"))}
+                                ("scheduling.k8s.io", "priorityclasses"), ("node.k8s.io", "runtimeclasses"))}
         self.resolver = RuleResolver(self.informers["roles"], self.informers["clusterroles"],
                                      self.informers["rolebindings"], self.informers["clusterrolebindings"])
         self.graph = NodeGraph()

@@ -22,12 +22,12 @@ _NO_CODE = "accepted by the API server; nothing in agent/, scheduler/ or admissi
 
 _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
-    "PodSpec": ["evictionResponders", "hostnameOverride", "runtimeClassName", "schedulingGroup", "setHostnameAsFQDN",
-                "resourceClaims", "hostUsers", "enableServiceLinks", "overhead"],
+    "PodSpec": ["evictionResponders", "hostnameOverride", "schedulingGroup", "setHostnameAsFQDN",
+                "resourceClaims", "enableServiceLinks"],
     "Container": ["restartPolicyRules", "resizePolicy", "volumeDevices"],
-    "PodSecurityContext": ["appArmorProfile", "fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
-                           "seccompProfile", "supplementalGroupsPolicy", "windowsOptions"],
-    "SecurityContext": ["appArmorProfile", "procMount", "seLinuxOptions", "seccompProfile", "windowsOptions"],
+    "PodSecurityContext": ["fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
+                           "supplementalGroupsPolicy", "windowsOptions"],
+    "SecurityContext": ["seLinuxOptions", "windowsOptions"],
     "Lifecycle": ["stopSignal"],
 }
 _NOT_YET["EphemeralContainer"] = _NOT_YET["Container"]
@@ -50,6 +50,35 @@ FIELDS.update({
     "PodSpec.topologySpreadConstraints": ("honoured", "the scheduler: DoNotSchedule filters, ScheduleAnyway "
                                                       "scores; minDomains, nodeAffinityPolicy, nodeTaintsPolicy, "
                                                       "matchLabelKeys; no cluster default constraints"),
+})
+_SECCOMP = ("honoured", "the agent's CRI request (LinuxContainerSecurityContext.seccomp, the sandbox's from the "
+                        "pod): RuntimeDefault, Unconfined (also when unset), Localhost relative to "
+                        "`<data dir>/seccomp`; a missing Localhost file is containerd's CreateContainerError; the "
+                        "container's profile wins over the pod's")
+_APPARMOR = ("refused", "this host has no AppArmor: any type but Unconfined (the deprecated "
+                        "`container.apparmor.security.beta.kubernetes.io/*` annotations too) fails the pod at the "
+                        "agent's admission, phase Failed, reason `AppArmor`, message `Pod was rejected: Cannot "
+                        "enforce AppArmor: AppArmor is not enabled on the host`; Unconfined is passed to the runtime")
+FIELDS.update({
+    "PodSecurityContext.seccompProfile": _SECCOMP,
+    "SecurityContext.seccompProfile": _SECCOMP,
+    "PodSecurityContext.appArmorProfile": _APPARMOR,
+    "SecurityContext.appArmorProfile": _APPARMOR,
+    "SecurityContext.procMount": ("honoured", "Unmasked sends no masked or read-only paths to the runtime; the "
+                                              "API server requires `hostUsers: false` for it (\"`hostUsers` must "
+                                              "be false to use `Unmasked`\")"),
+    "PodSpec.runtimeClassName": ("honoured", "RuntimeClass admission (an unknown class: `pod rejected: "
+                                             "RuntimeClass \"x\" not found`; overhead.podFixed into spec.overhead, "
+                                             "scheduling merged into nodeSelector/tolerations); the agent passes its "
+                                             "handler to RunPodSandbox (only the default runc handler exists here: "
+                                             "another is containerd's FailedCreatePodSandBox error)"),
+    "PodSpec.overhead": ("honoured", "set by RuntimeClass admission (a pod's own differing overhead is refused); "
+                                     "counted in the pod's requests by the scheduler and ResourceQuota "
+                                     "(kinds/podutil.py)"),
+    "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
+                                     "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
+                                     "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "
+                                     "Pending); true or unset: the host user namespace"),
 })
 
 

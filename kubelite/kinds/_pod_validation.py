@@ -780,6 +780,36 @@ def _security_context(sc: Any, path: Path) -> Errs:
             errs.append(fld.invalid(path, sc, "cannot set `allowPrivilegeEscalation` to false and "
                                               "`capabilities.Add` CAP_SYS_ADMIN"))
     errs += _seccomp(sc.get("seccompProfile"), path.child("seccompProfile"))
+    errs += _apparmor(sc.get("appArmorProfile"), path.child("appArmorProfile"))
+    return errs
+
+
+_APPARMOR_TYPES = ["Localhost", "RuntimeDefault", "Unconfined"]
+
+
+def _apparmor(p: Any, path: Path) -> Errs:
+    """validateAppArmorProfileField."""
+    if not isinstance(p, dict):
+        return []
+    t = p.get("type") or ""
+    lp = p.get("localhostProfile")
+    errs: Errs = []
+    if t == "Localhost":
+        if lp is None or (isinstance(lp, str) and lp.strip() == lp == ""):
+            errs.append(fld.required(path.child("localhostProfile"), "must be set when AppArmor type is Localhost"))
+        elif isinstance(lp, str):
+            if lp.strip() != lp:
+                errs.append(fld.invalid(path.child("localhostProfile"), lp, "must not be padded with whitespace"))
+            elif len(lp) > 4095:
+                errs.append(fld.too_long(path.child("localhostProfile"), 4095))
+    elif t in ("RuntimeDefault", "Unconfined"):
+        if lp is not None:
+            errs.append(fld.invalid(path.child("localhostProfile"), lp, "can only be set when AppArmor type is "
+                                                                        "Localhost"))
+    elif t == "":
+        errs.append(fld.required(path.child("type"), "type is required when appArmorProfile is set"))
+    else:
+        errs.append(fld.not_supported(path.child("type"), t, _APPARMOR_TYPES))
     return errs
 
 
@@ -1021,6 +1051,7 @@ def _pod_security_context(sc: Any, path: Path) -> Errs:
     if fgp is not None and fgp not in ("Always", "OnRootMismatch"):
         errs.append(fld.not_supported(path.child("fsGroupChangePolicy"), fgp, ["Always", "OnRootMismatch"]))
     errs += _seccomp(sc.get("seccompProfile"), path.child("seccompProfile"))
+    errs += _apparmor(sc.get("appArmorProfile"), path.child("appArmorProfile"))
     names: set[str] = set()
     for i, s in enumerate(_l(sc.get("sysctls"))):
         n = _d(s).get("name") or ""
@@ -1122,11 +1153,16 @@ def validate_pod_spec(spec: dict[str, Any], pod_name: str, path: Path) -> Errs:
         if n in seen:
             errs.append(fld.duplicate(path.child("schedulingGates").index(i), n))
         seen.add(n)
-    sc = _d(spec.get("securityContext"))
-    if sc.get("hostUsers") is False:
+    if spec.get("hostUsers") is False:
         for k, label in (("hostNetwork", "hostNetwork"), ("hostPID", "HostPID"), ("hostIPC", "HostIPC")):
             if spec.get(k):
                 errs.append(fld.forbidden(path.child(label), "when `pod.Spec.HostUsers` is false"))
+    else:  # ValidateSecurityContext with hostUsers: an unmasked /proc only inside a user namespace
+        for key in ("initContainers", "containers", "ephemeralContainers"):
+            for i, c in enumerate(_l(spec.get(key))):
+                if _d(_d(c).get("securityContext")).get("procMount") == "Unmasked":
+                    errs.append(fld.invalid(path.child(key).index(i).child("securityContext").child("procMount"),
+                                            "Unmasked", "`hostUsers` must be false to use `Unmasked`"))
     san = spec.get("serviceAccountName") or ""
     if san:
         errs += [fld.invalid(path.child("serviceAccountName"), san, m) for m in meta.name_is_dns_subdomain(san, False)]

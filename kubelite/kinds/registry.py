@@ -72,6 +72,7 @@ def default_registry() -> Registry:
         priorityclasses,
         rbac,
         resourcequota,
+        runtimeclasses,
         secrets,
         serviceaccounts,
     )
@@ -99,4 +100,5 @@ def default_registry() -> Registry:
         authorization.SELFSUBJECTREVIEW,
         certificates.CSR,
         priorityclasses.PRIORITYCLASS,
+        runtimeclasses.RUNTIMECLASS,
     ])
