@@ -105,6 +105,7 @@ class _Waiting:
     last_attempt: float
     retry_at: float  # when it goes back to the active queue without any cluster event
     moved: bool = False  # a cluster event arrived: retry once the backoff has passed
+    on_pods: bool = False  # other pods' placement may help (pod affinity, topology spreading)
 
     @property
     def backoff_until(self) -> float:
@@ -337,8 +338,8 @@ class Scheduler:
         affinity or topology spreading (the events InterPodAffinity and PodTopologySpread
         register upstream); a pod too big for every node keeps waiting."""
         moved = False
-        for uid, w in self._waiting.items():
-            if not w.moved and _waits_on_pods(self.pods.get(uid)):
+        for w in self._waiting.values():
+            if w.on_pods and not w.moved:
                 w.moved = moved = True
         if moved:
             self._wakeup.set()
@@ -410,7 +411,7 @@ class Scheduler:
         now = time.monotonic()
         # an error (not a verdict about the cluster) goes straight to the backoff queue
         self._waiting[uid] = _Waiting(attempts, now, now + self.max_unschedulable_seconds,
-                                      moved=reason != "Unschedulable")
+                                      moved=reason != "Unschedulable", on_pods=_waits_on_pods(pod))
         self.recorder.emit(pod, WARNING, "FailedScheduling", plugins.truncate_event_message(msg))
         self._spawn(self._set_unschedulable(pod, reason, msg))
 

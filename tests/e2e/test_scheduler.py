@@ -319,3 +319,26 @@ async def test_required_anti_affinity_spreads_then_reports(env):
         "anti-affinity rules. no new claims to deallocate, preemption: 0/3 nodes are available: "
         "1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod.")
     assert await _bound(c, ns, "web-2") == ""
+
+
+async def test_topology_spread_do_not_schedule(env):
+    """maxSkew 1 over hostnames: 6 replicas land 2/2/2 on 3 nodes, even when one node is much
+    bigger (resources alone would pile them there)."""
+    c = env.c
+    await make_node(c, "big", cpu="64", memory="256Gi", labels={"kubernetes.io/hostname": "big"})
+    for name in ("s1", "s2"):
+        await make_node(c, name, labels={"kubernetes.io/hostname": name})
+    ns = await _mkns(c)
+    spread = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+               "labelSelector": {"matchLabels": {"app": "spread"}}}]
+    for i in range(6):
+        p = pod(f"r-{i}", cpu="100m", topologySpreadConstraints=spread)
+        p["metadata"]["labels"] = {"app": "spread"}
+        await c.create("v1", "pods", p, namespace=ns)
+
+    async def placed():
+        hosts = [await _bound(c, ns, f"r-{i}") for i in range(6)]
+        return hosts if all(hosts) else None
+
+    hosts = await wait_for(placed, what="six replicas bound")
+    assert sorted(hosts.count(n) for n in ("big", "s1", "s2")) == [2, 2, 2], hosts
