@@ -43,6 +43,8 @@ class ServerConfig:
     # the node IPAM controller (kube-controller-manager's --cluster-cidr / --node-cidr-mask-size)
     cluster_cidr: str = "10.244.0.0/16"
     node_cidr_mask_size: int = 24
+    # kube-controller-manager's --cluster-signing-duration: the lifetime of issued certificates
+    cluster_signing_duration: float = 8760 * 3600.0
 
     @property
     def db_path(self) -> Path:

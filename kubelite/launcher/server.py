@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 import socket
@@ -152,7 +153,7 @@ class Server:
         run("root-ca-publisher", RootCAPublisher(stores, pki.ca_cert).run)  # kube-root-ca.crt
         run("serving-cert-reloader", ServingCertReloader(ssl_context, pki).run)  # kubelite certs rotate
         run("csr-approver", CSRApprover(stores, security.authorizer).run)
-        run("csr-signer", CSRSigner(stores, cfg.data_dir).run)
+        run("csr-signer", CSRSigner(stores, cfg.data_dir, dt.timedelta(seconds=cfg.cluster_signing_duration)).run)
         run("cluster-info-publisher", ClusterInfoPublisher(stores, cfg.server_url, pki.ca_cert.read_bytes()).run)
         run("token-cleaner", TokenCleaner(stores).run)
         run("garbage-collector", GarbageCollector(stores).run)
