@@ -30,8 +30,10 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--images-dir", default="", help="offline image archives (default: build/images)")
     p.add_argument("--pod-max-pids", type=int, default=-1, metavar="N",
                    help="pids.max of every pod cgroup, as the kubelet's flag (-1: no limit)")
-    p.add_argument("--pki-dir", default="", help="directory whose tls/ holds the cluster CA, for the agent's "
-                                                 "HTTPS endpoint (default: DATA_DIR)")
+    p.add_argument("--pki-dir", default="", help="a directory whose tls/ holds the cluster CA and its key, to issue "
+                                                 "the agent endpoint's serving certificate from (a node beside the "
+                                                 "server); without it the certificate comes from a kubelet-serving "
+                                                 "CSR, as on every other node")
     j = p.add_argument_group("joining a cluster", "used only when the kubeconfig does not exist yet: get a node "
                              "client certificate with a bootstrap token (kubelite token create) and write it")
     j.add_argument("--server", default="", help="the API server, https://HOST:PORT")
@@ -69,13 +71,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
             node = args.node_name or socket.gethostname().lower()
             try:
                 await bootstrap(args.server, args.token, kubeconfig, node, ca_cert_hashes=args.ca_cert_hash,
-                                ca_file=Path(args.ca_file) if args.ca_file else None)
+                                ca_file=Path(args.ca_file) if args.ca_file else None, cert_dir=data_dir / "pki")
             except BootstrapError as exc:
                 failed.append(str(exc))
                 return
         await run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
                         containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
-                        pki_dir=args.pki_dir or data_dir, pod_pids_limit=args.pod_max_pids, node_ip=args.node_ip,
+                        pki_dir=args.pki_dir or None, pod_pids_limit=args.pod_max_pids, node_ip=args.node_ip,
                         flannel_backend=args.flannel_backend)
 
     async def main() -> None:

@@ -25,7 +25,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         spec = ClusterSpec(data_dir=Path(args.data_dir), nodes=args.nodes, name=args.name, subnet=args.subnet,
                            port=args.port, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
-                           ready_timeout=args.timeout)
+                           ready_timeout=args.timeout,
+                           server_args=["--cluster-signing-duration", args.cluster_signing_duration]
+                           if args.cluster_signing_duration else [])
     except ValueError as exc:
         sys.stderr.write(f"kubelite dev cluster up: {exc}\n")
         return 1
@@ -102,6 +104,9 @@ def register_dev_cli(sub: Any) -> None:
                     help=f"the test hosts' IPv4 subnet; its first address is the API server's (default {DEFAULT_SUBNET})")
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the API server's port (default {DEFAULT_PORT})")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the nodes to be Ready")
+    up.add_argument("--cluster-signing-duration", default="", metavar="DURATION",
+                    help="the server's --cluster-signing-duration: the lifetime of the nodes' certificates, which "
+                         "they renew at 70-90%% of it (default 8760h0m0s)")
     up.set_defaults(func=cmd_up)
     down = cs.add_parser("down", help="stop everything the cluster started and remove what it made")
     data_dir(down)

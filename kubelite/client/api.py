@@ -29,24 +29,49 @@ PATCH_TYPES = {
 }
 
 
-def ssl_context_from_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, str | None]:
-    """(server URL, SSL context with the user's client certificate, bearer token or None)."""
-    cfg = yaml.safe_load(Path(path).read_text())
+def _kubeconfig_bytes(base: Path, section: dict[str, Any], key: str) -> bytes | None:
+    """``<key>-data`` (base64) or ``<key>`` (a file, relative to the kubeconfig's directory)."""
+    if section.get(f"{key}-data"):
+        return base64.b64decode(section[f"{key}-data"])
+    if section.get(key):
+        return (base / section[key]).read_bytes()
+    return None
+
+
+def kubeconfig_credentials(path: Path) -> tuple[str, bytes, bytes | None, bytes | None, str | None]:
+    """(server URL, CA PEM, client certificate PEM, client key PEM, bearer token) of the
+    kubeconfig's current context."""
+    path = Path(path)
+    cfg = yaml.safe_load(path.read_text())
     ctx_name = cfg.get("current-context")
     context = next((c["context"] for c in cfg.get("contexts", []) if c["name"] == ctx_name),
                    cfg["contexts"][0]["context"])
     cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == context["cluster"])
     user = next(u["user"] for u in cfg["users"] if u["name"] == context["user"])
-    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
-    ctx = ssl.create_default_context(cadata=ca)
-    if "client-certificate-data" in user:
-        with tempfile.TemporaryDirectory() as d:
-            cert, key = Path(d) / "c.pem", Path(d) / "k.pem"
-            cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
-            key.touch(mode=0o600)
-            key.write_bytes(base64.b64decode(user["client-key-data"]))
-            ctx.load_cert_chain(cert, key)
-    return cluster["server"], ctx, user.get("token")
+    base = path.resolve().parent
+    ca = _kubeconfig_bytes(base, cluster, "certificate-authority") or b""
+    return (cluster["server"], ca, _kubeconfig_bytes(base, user, "client-certificate"),
+            _kubeconfig_bytes(base, user, "client-key"), user.get("token"))
+
+
+def load_client_pair(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """Load a client certificate and key given as PEM into ``ctx`` (ssl reads only files: a
+    private temporary directory, removed at once)."""
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = Path(d) / "c.pem", Path(d) / "k.pem"
+        cert.write_bytes(cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(key_pem)
+        ctx.load_cert_chain(cert, key)
+
+
+def ssl_context_from_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, str | None]:
+    """(server URL, SSL context with the user's client certificate, bearer token or None)."""
+    server, ca, cert, key, token = kubeconfig_credentials(path)
+    ctx = ssl.create_default_context(cadata=ca.decode())
+    if cert and key:
+        load_client_pair(ctx, cert, key)
+    return server, ctx, token
 
 
 def resource_path(api_version: str, plural: str, namespace: str = "", name: str = "", sub: str = "") -> str:
@@ -78,6 +103,11 @@ class Client:
 
     async def close(self) -> None:
         await self._session.close()
+
+    def use_client_certificate(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """Present this pair from now on (certificate rotation): new TLS connections hand it
+        over; pooled ones, authenticated at their handshake, finish with the old one."""
+        load_client_pair(self._ssl, cert_pem, key_pem)
 
     async def __aenter__(self) -> Client:
         return self

@@ -224,3 +224,160 @@ def test_cluster_signing_duration_flag():
     assert p.parse_args(["server", "--cluster-signing-duration", "2m30s"]).cluster_signing_duration == 150
     with pytest.raises(SystemExit):
         p.parse_args(["server", "--cluster-signing-duration", "soon"])
+
+
+# --------------------------------------------------------------------------- the agent's certificate manager
+
+
+def test_rotation_deadline_is_70_to_90_percent_of_the_lifetime():
+    from kubelite.agent import certmanager as cm
+
+    assert cm.jittery_duration(100.0, lambda: 0.0) == pytest.approx(70.0)
+    assert cm.jittery_duration(100.0, lambda: 1.0) == pytest.approx(90.0)
+    ca, key = _ca()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    cert = x509.load_pem_x509_certificate(
+        csrctl.sign(ca, key, certs.parse_csr(csr_pem()), list(SERVING_EC), dt.timedelta(hours=10), now))
+    life = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert cm.rotation_deadline(cert, lambda: 0.5) == cert.not_valid_before_utc + life * 0.8
+
+
+def test_serving_template_is_the_kubelets():
+    from kubelite.agent.certmanager import Template, serving_template
+
+    addrs = [{"type": "InternalIP", "address": "198.19.0.2"}, {"type": "Hostname", "address": "n1"},
+             {"type": "ExternalDNS", "address": "n1.example.com"}, {"type": "InternalIP", "address": "198.19.0.2"}]
+    assert serving_template("n1", addrs) == Template("system:node:n1", ("system:nodes",),
+                                                     ("n1", "n1.example.com"), ("198.19.0.2",))
+    # no IP address yet: no request (AllowDNSOnlyNodeCSR is off by default)
+    assert serving_template("n1", [{"type": "Hostname", "address": "n1"}]) is None
+
+
+class _FakeAPI:
+    """Creates CSRs and answers them the way the controllers would: sign, deny or never."""
+
+    def __init__(self, answer: str = "sign", ttl: dt.timedelta = dt.timedelta(hours=1)) -> None:
+        self.ca, self.key = _ca()
+        self.answer, self.ttl = answer, ttl
+        self.created: list[dict] = []
+        self.bodies: list[dict] = []
+
+    async def create(self, api, plural, body):
+        self.bodies.append(body)
+        obj = {**body, "metadata": {"name": f"csr-{len(self.created)}"}}
+        self.created.append(obj)
+        return obj
+
+    async def get(self, api, plural, name):
+        obj = next(o for o in self.created if o["metadata"]["name"] == name)
+        if self.answer == "deny":
+            return {**obj, "status": {"conditions": [{"type": "Denied", "reason": "Nope", "message": "no"}]}}
+        if self.answer == "pending":
+            return obj
+        req = certs.csr_of(obj)
+        pem = csrctl.sign(self.ca, self.key, req, obj["spec"]["usages"], self.ttl)
+        return {**obj, "status": {"certificate": base64.b64encode(pem).decode()}}
+
+
+def _manager(tmp_path, api, initial=None, template=None):
+    from kubelite.agent import certmanager as cm
+
+    seen: list = []
+    tmpl = template or cm.serving_template(NODE, [{"type": "InternalIP", "address": IP},
+                                                  {"type": "Hostname", "address": NODE}])
+    m = cm.CertificateManager(api, "serving", certs.KUBELET_SERVING_SIGNER, cm.FileStore("kubelet-server", tmp_path),
+                              lambda: tmpl, seen.append, server=True, initial=initial, dynamic_template=True)
+    return m, seen
+
+
+def test_rotate_requests_the_template_and_stores_the_pair(tmp_path):
+    api = _FakeAPI()
+    m, seen = _manager(tmp_path, api)
+    assert m.next_rotation_deadline() <= dt.datetime.now(dt.UTC)  # nothing yet: now
+    assert asyncio.run(m.rotate()) is True
+    body = api.bodies[0]
+    assert body["metadata"] == {"generateName": "csr-"}
+    assert body["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+    assert body["spec"]["usages"] == ["digital signature", "server auth"]  # an ECDSA key: no key encipherment
+    req = certs.csr_of(body)
+    assert csrctl.validate_kubelet_serving_csr(req, set(body["spec"]["usages"])) is None
+    assert isinstance(req.public_key(), ec.EllipticCurvePublicKey)
+    pair = seen[0]
+    assert m.current == pair and m.satisfies_template()
+    cur = tmp_path / "kubelet-server-current.pem"
+    assert cur.is_symlink() and cur.resolve() == pair.path and pair.path.stat().st_mode & 0o777 == 0o600
+    # the stored file holds the certificate and its key; a restarted agent starts from it
+    from kubelite.agent.certmanager import FileStore
+
+    again = FileStore("kubelet-server", tmp_path).current()
+    assert again is not None and again.serial == pair.serial
+    # a fresh certificate is renewed at 70-90 % of its life, not now
+    life = pair.leaf.not_valid_after_utc - pair.leaf.not_valid_before_utc
+    deadline = m.next_rotation_deadline()
+    assert pair.leaf.not_valid_before_utc + life * 0.69 < deadline < pair.leaf.not_valid_before_utc + life * 0.91
+    # a second rotation: a new key, a new serial, the symlink moved on
+    assert asyncio.run(m.rotate()) is True
+    assert seen[1].serial != pair.serial and FileStore("kubelet-server", tmp_path).current().serial == seen[1].serial
+
+
+def test_template_change_means_rotate_now(tmp_path):
+    from kubelite.agent import certmanager as cm
+
+    api = _FakeAPI()
+    m, seen = _manager(tmp_path, api)
+    asyncio.run(m.rotate())
+    moved = cm.serving_template(NODE, [{"type": "InternalIP", "address": "198.19.0.7"}])
+    m.template = lambda: moved
+    assert not m.satisfies_template()
+    assert m.next_rotation_deadline() <= dt.datetime.now(dt.UTC)
+    assert cm.usable(seen[0], moved) is None
+
+
+def test_denied_request_is_an_error_and_nothing_changes(tmp_path, caplog):
+    m, seen = _manager(tmp_path, _FakeAPI("deny"))
+    assert asyncio.run(m.rotate()) is False
+    assert seen == [] and m.current is None
+    assert "is denied, reason: Nope, message: no" in caplog.text
+
+
+def test_serving_tls_refuses_handshakes_until_a_certificate_is_loaded(tmp_path):
+    from kubelite.agent import certmanager as cm
+    from kubelite.tls import pki
+
+    p = pki.ensure_pki(tmp_path / "srv")
+    ca, ca_key = pki._load_cert(p.ca_cert), pki._load_key(p.ca_key)
+    tls = cm.ServingTLS(p.ca_cert.read_bytes())
+    store = cm.FileStore("kubelet-server", tmp_path / "pki")
+
+    async def handle(r, w):
+        w.write(b"ok")
+        await w.drain()
+        w.close()
+
+    async def dial(port: int) -> int:
+        ctx = pki.kubelet_client_ssl_context(p)
+        ctx.check_hostname = False
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        serial = int(w.get_extra_info("ssl_object").getpeercert()["serialNumber"], 16)
+        assert await r.read() == b"ok"
+        w.close()
+        return serial
+
+    async def main() -> None:
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls.context)
+        port = srv.sockets[0].getsockname()[1]
+        try:
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                await dial(port)
+            for _ in range(2):  # each rotation is presented by the next handshake, no restart
+                cert, key = pki._issue(ca, ca_key, cn=USER, orgs=["system:nodes"], server=True, sans=["127.0.0.1"])
+                pair = store.update(pki.cert_pem(cert), pki.key_pem(key))
+                tls.load(pair)
+                assert await dial(port) == pair.serial
+        finally:
+            srv.close()
+            await srv.wait_closed()
+
+    import ssl
+
+    asyncio.run(main())
