@@ -381,3 +381,67 @@ def test_serving_tls_refuses_handshakes_until_a_certificate_is_loaded(tmp_path):
     import ssl
 
     asyncio.run(main())
+
+
+def test_client_presents_a_rotated_certificate_without_cutting_open_requests(tmp_path):
+    """Client.use_client_certificate: the next request hands over the new pair; a watch open
+    on the old connection keeps going and its connection pool closes when it ends."""
+    from aiohttp import web
+
+    from kubelite.client.api import Client
+    from kubelite.tls import pki
+
+    p = pki.ensure_pki(tmp_path)
+    ca, ca_key = pki._load_cert(p.ca_cert), pki._load_key(p.ca_key)
+    release = asyncio.Event()
+
+    def serial(request: web.Request) -> str:
+        return request.transport.get_extra_info("ssl_object").getpeercert()["serialNumber"]
+
+    async def whoami(request: web.Request) -> web.Response:
+        return web.json_response({"serial": serial(request)})
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        obj = {"metadata": {"name": serial(request)}}
+        await resp.write(b'{"type":"ADDED","object":' + json.dumps(obj).encode() + b"}\n")
+        await release.wait()
+        await resp.write(b'{"type":"MODIFIED","object":' + json.dumps(obj).encode() + b"}\n")
+        return resp
+
+    def pair() -> tuple[bytes, bytes, str]:
+        cert, key = pki._issue(ca, ca_key, cn=USER, orgs=["system:nodes"])
+        return pki.cert_pem(cert), pki.key_pem(key), format(cert.serial_number, "X")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/api/v1/whoami", whoami)
+        app.router.add_get("/api/v1/pods", watch)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=pki.server_ssl_context(p))
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        first, second = pair(), pair()
+        ctx = pki.client_ssl_context(p, first[0], first[1])
+        client = Client(f"https://127.0.0.1:{port}", ctx)
+        try:
+            assert (await client.request("GET", "/api/v1/whoami"))["serial"] == first[2]
+            events = client.watch("v1", "pods")
+            assert (await anext(events))[1]["metadata"]["name"] == first[2]
+            client.use_client_certificate(second[0], second[1])
+            assert (await client.request("GET", "/api/v1/whoami"))["serial"] == second[2]
+            release.set()
+            assert (await anext(events)) == ("MODIFIED", {"metadata": {"name": first[2]}})
+            with pytest.raises(StopAsyncIteration):
+                await anext(events)
+            await asyncio.sleep(0)
+            assert not client._retired and not client._inflight
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    import json
+
+    asyncio.run(main())
