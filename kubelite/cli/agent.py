@@ -45,6 +45,32 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     return p
 
 
+def _client_certificate_expired(kubeconfig: Path, cert_dir: Path) -> bool:
+    """True when neither the kubeconfig's client certificate nor the store's current one is
+    valid now (a kubeconfig that cannot be read is left to the agent to report)."""
+    import yaml
+
+    from kubelite.agent.certmanager import FileStore, Pair
+    from kubelite.client.api import kubeconfig_credentials
+
+    try:
+        _, _, cert, key, _ = kubeconfig_credentials(kubeconfig)
+        if not cert or not key:
+            return False
+        pair = Pair.parse(cert, key)
+    except (OSError, ValueError, KeyError, IndexError, TypeError, StopIteration, yaml.YAMLError):
+        return False
+    if pair.valid():
+        return False
+    stored = FileStore("kubelet-client", cert_dir).current()
+    if stored is not None and stored.valid():
+        return False
+    logging.getLogger("kubelite.agent").warning(
+        "part of the existing bootstrap client certificate in %s is expired: %s", kubeconfig,
+        pair.leaf.not_valid_after_utc.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"))
+    return True
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
     from kubelite.agent.agent import run_agent
     from kubelite.cli.common import LOG_FORMAT, LOG_LEVELS
@@ -58,7 +84,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
         uvloop.install()
 
-    join = not kubeconfig.exists() and bool(args.token or args.server)
+    # isClientConfigStillValid: a kubeconfig whose client certificate expired (the node was
+    # off longer than the certificate lived) is replaced by joining again, when told how
+    join = (not kubeconfig.exists() or _client_certificate_expired(kubeconfig, data_dir / "pki")) \
+        and bool(args.token or args.server)
     if join and not (args.token and args.server):
         sys.stderr.write("kubelite agent: joining needs both --server and --token\n")
         return 1

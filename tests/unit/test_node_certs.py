@@ -445,3 +445,33 @@ def test_client_presents_a_rotated_certificate_without_cutting_open_requests(tmp
     import json
 
     asyncio.run(main())
+
+
+def test_an_expired_client_certificate_means_joining_again(tmp_path):
+    from cryptography.hazmat.primitives import serialization as ser
+
+    from kubelite.agent.certmanager import FileStore
+    from kubelite.cli.agent import _client_certificate_expired
+    from kubelite.tls import pki
+
+    p = pki.ensure_pki(tmp_path / "srv")
+    ca, ca_key = pki._load_cert(p.ca_cert), pki._load_key(p.ca_key)
+    key = ec.generate_private_key(ec.SECP256R1())
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    old = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, USER)]))
+           .issuer_name(ca.subject).public_key(key.public_key()).serial_number(7)
+           .not_valid_before(past).not_valid_after(past + dt.timedelta(hours=1)).sign(ca_key, hashes.SHA256()))
+    key_pem = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+    store = FileStore("kubelet-client", tmp_path / "pki")
+    store.update(old.public_bytes(ser.Encoding.PEM), key_pem)
+    kc = tmp_path / "kubeconfig.yaml"
+    cfg = pki.kubeconfig_dict("https://127.0.0.1:6443", p.ca_pem, b"", b"", USER)
+    cfg["users"][0]["user"] = {"client-certificate": str(store.current_path), "client-key": str(store.current_path)}
+    import yaml
+
+    kc.write_text(yaml.safe_dump(cfg))
+    assert _client_certificate_expired(kc, tmp_path / "pki") is True
+    cert, k = pki._issue(ca, ca_key, cn=USER, orgs=["system:nodes"])
+    store.update(pki.cert_pem(cert), pki.key_pem(k))  # renewed in time: the same kubeconfig is fine
+    assert _client_certificate_expired(kc, tmp_path / "pki") is False
+    assert _client_certificate_expired(tmp_path / "missing.yaml", tmp_path / "pki") is False
