@@ -11,6 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
+from kubelite.agent.podnet import BACKENDS
 from kubelite.config import DEFAULT_DATA_DIR
 
 
@@ -22,7 +23,7 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--node-name", default="", help="the Node's name (default: the hostname)")
     p.add_argument("--node-ip", default="", metavar="IP",
                    help="the Node's InternalIP (default: the source address of the default route)")
-    p.add_argument("--flannel-backend", choices=["host-gw", "vxlan", "none"], default="host-gw",
+    p.add_argument("--flannel-backend", choices=BACKENDS, default="host-gw",
                    help="how pods reach pods on other nodes: host-gw (a route to each node's pod CIDR via its "
                         "InternalIP; the nodes share a subnet), vxlan (an overlay, device flannel.1, VNI 1, UDP "
                         "port 8472; any nodes that reach each other's InternalIP) or none (default host-gw)")
