@@ -28,7 +28,7 @@ import subprocess
 from collections.abc import Iterable
 from typing import Any
 
-from kubelite.agent.podnet import NodeNetwork
+from kubelite.agent.podnet import NodeNetwork, flannel_annotations
 
 log = logging.getLogger("kubelite.agent.hostgw")
 Obj = dict[str, Any]
@@ -177,7 +177,10 @@ class HostGateway(NodeNetwork):
         self.kernel = kernel or HostRoutes()
         self._warned: set[tuple[str, str]] = set()
 
-    async def setup(self) -> None:
+    def annotations(self) -> dict[str, str]:
+        return flannel_annotations("host-gw", "null", self.node_ip) if self.node_ip else {}
+
+    async def setup(self, node: Obj) -> None:
         from kubelite.agent import vxlan
 
         # a node switched from vxlan: its device would keep the routes' old next hops reachable

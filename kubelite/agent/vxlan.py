@@ -40,7 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from kubelite.agent.hostgw import ROUTE_PROTO, HostRoutes
-from kubelite.agent.podnet import NodeNetwork, PodNetworkError
+from kubelite.agent.podnet import (
+    BACKEND_DATA,
+    BACKEND_TYPE,
+    KUBE_SUBNET_MANAGER,
+    PUBLIC_IP,
+    NodeNetwork,
+    PodNetworkError,
+    flannel_annotations,
+)
 
 log = logging.getLogger("kubelite.agent.vxlan")
 Obj = dict[str, Any]
@@ -49,11 +57,6 @@ VNI = 1
 DEVICE = f"flannel.{VNI}"
 PORT = 8472
 ENCAP_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
-PREFIX = "flannel.alpha.coreos.com/"
-BACKEND_TYPE = PREFIX + "backend-type"
-BACKEND_DATA = PREFIX + "backend-data"
-PUBLIC_IP = PREFIX + "public-ip"
-KUBE_SUBNET_MANAGER = PREFIX + "kube-subnet-manager"
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
@@ -81,8 +84,7 @@ def backend_data(mac: str) -> str:
 
 
 def node_annotations(mac: str, public_ip: str) -> dict[str, str]:
-    return {BACKEND_DATA: backend_data(mac), BACKEND_TYPE: "vxlan", KUBE_SUBNET_MANAGER: "true",
-            PUBLIC_IP: public_ip}
+    return flannel_annotations("vxlan", backend_data(mac), public_ip)
 
 
 def _annotations(node: Obj) -> dict[str, str]:
@@ -341,39 +343,29 @@ def remove_all(kernel: VxlanKernel | None = None) -> list[str]:
 
 
 class VxlanNetwork(NodeNetwork):
-    """The vxlan backend: the device and the Node's annotations at start, then the shared loop."""
+    """The vxlan backend: the device at start, then the shared loop."""
 
     backend = "vxlan"
 
-    def __init__(self, client: Any, node_name: str, own_cidr: str, node_ip: str,
-                 kernel: VxlanKernel | None = None, **kw: Any) -> None:
+    def __init__(self, client: Any, node_name: str, own_cidr: str, kernel: VxlanKernel | None = None,
+                 **kw: Any) -> None:
         super().__init__(client, node_name, own_cidr, **kw)
-        self.node_ip = node_ip
         self.kernel = kernel or VxlanKernel()
         self.mac = ""
         self._warned: dict[str, str] = {}
 
-    async def setup(self) -> None:
-        node = await self.client.get("v1", "nodes", self.node_name)
+    async def setup(self, node: Obj) -> None:
         mac = stored_mac(node)
         if mac:
             log.info("Interface %s mac address set to: %s", DEVICE, mac)
         self.mac = await asyncio.to_thread(ensure_device, self.kernel, self.node_ip, self.own_cidr, mac)
-        await self._annotate(node)
 
-    async def _annotate(self, node: Obj) -> None:
-        want = node_annotations(self.mac, self.node_ip)
-        have = _annotations(node)
-        if any(have.get(k) != v for k, v in want.items()):
-            await self.client.patch("v1", "nodes", self.node_name, {"metadata": {"annotations": want}},
-                                    patch_type="merge")
+    def annotations(self) -> dict[str, str]:
+        return node_annotations(self.mac, self.node_ip)
 
     async def reconcile(self, nodes: list[Obj]) -> None:
         # the device again if it went (flannel watches for its deletion and makes it again)
         self.mac = await asyncio.to_thread(ensure_device, self.kernel, self.node_ip, self.own_cidr, self.mac)
-        own = next((n for n in nodes if (n.get("metadata") or {}).get("name") == self.node_name), None)
-        if own is not None:
-            await self._annotate(own)
         await asyncio.to_thread(reconcile, self.kernel, nodes, self.node_name, self.own_cidr, self._warned)
 
 

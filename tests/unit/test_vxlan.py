@@ -235,3 +235,40 @@ def test_backends():
     with pytest.raises(ValueError, match="unknown flannel backend 'udp'"):
         podnet.new_backend("udp", None, "a", "10.244.0.0/24", "198.19.250.2")
     assert json.loads(vxlan.backend_data(MAC_A)) == {"VNI": 1, "VtepMAC": MAC_A}
+
+
+class FakeClient:
+    def __init__(self, node: dict) -> None:
+        self.node = node
+        self.patches: list[dict] = []
+
+    async def get(self, api_version: str, plural: str, name: str, **kw) -> dict:
+        return json.loads(json.dumps(self.node))
+
+    async def patch(self, api_version: str, plural: str, name: str, patch: dict, **kw) -> dict:
+        self.patches.append(patch)
+        self.node["metadata"]["annotations"].update(patch["metadata"]["annotations"])
+        return self.node
+
+
+async def test_the_node_publishes_its_backend_once_and_again_when_it_drifts():
+    own = node("a", "10.244.0.0/24", "198.19.250.2", MAC_A)  # a restarted node: its MAC is stored
+    client = FakeClient(own)
+    net = vxlan.VxlanNetwork(client, "a", "10.244.0.0/24", kernel=FakeKernel(), node_ip="198.19.250.2")
+    await net.setup(await client.get("v1", "nodes", "a"))
+    assert net.mac == MAC_A  # the device is made again with the MAC the other nodes know
+    await net.publish(client.node)
+    assert client.patches == []  # nothing drifted
+    client.node["metadata"]["annotations"][vxlan.PUBLIC_IP] = "203.0.113.1"
+    await net.publish(client.node)
+    assert client.patches == [{"metadata": {"annotations": vxlan.node_annotations(MAC_A, "198.19.250.2")}}]
+
+    # the same node on host-gw: vxlan nodes read "ignoring non-vxlan subnet" and forget it
+    from kubelite.agent.hostgw import HostGateway
+
+    gw = HostGateway(client, "a", "10.244.0.0/24", node_ip="198.19.250.2")
+    await gw.publish(client.node)
+    assert client.node["metadata"]["annotations"] == {
+        "flannel.alpha.coreos.com/backend-data": "null", "flannel.alpha.coreos.com/backend-type": "host-gw",
+        "flannel.alpha.coreos.com/kube-subnet-manager": "true", "flannel.alpha.coreos.com/public-ip": "198.19.250.2"}
+    assert vxlan.peer_of(client.node) == (None, "ignoring non-vxlan subnet(10.244.0.0/24) of node a: type=host-gw")
