@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubelite.agent import crispec, registries
+from kubelite.agent import crispec, podnet, registries
 from kubelite.agent.cgroups import CgroupError, CgroupManager, open_cgroups
 from kubelite.agent.containergc import CONTAINER_GC_PERIOD
 from kubelite.agent.crispec import PodRuntime
 from kubelite.agent.node import NodeManager, memory_capacity
+from kubelite.agent.podnet import PodNetworkError
 from kubelite.agent.prober import ProbeManager
 from kubelite.agent.runtime import RuntimeManager
 from kubelite.agent.status import StatusManager
@@ -62,7 +63,7 @@ class AgentConfig:
     pod_pids_limit: int = -1
     # the kubelet's --node-ip: the Node's InternalIP (default: the default route's source address)
     node_ip: str = ""
-    # routes to the other nodes' pod CIDRs: "host-gw" (agent/hostgw.py) or "none"
+    # how pods reach the other nodes' pods: "host-gw" (agent/hostgw.py), "vxlan" (agent/vxlan.py) or "none"
     flannel_backend: str = "host-gw"
 
     def __post_init__(self) -> None:
@@ -92,7 +93,7 @@ class Agent:
         self._api_pods: dict[str, Obj] = {}
         self.runtime_cache: crispec.RuntimeCache | None = None
         self.cgroups: CgroupManager | None = None
-        self.hostgw: Any = None
+        self.podnet: podnet.NodeNetwork | None = None
         self.started_at = 0.0
 
     # ------------------------------------------------------------------ lifecycle
@@ -124,12 +125,15 @@ class Agent:
             log.warning("offline images not imported: %s", exc)
         self.node = NodeManager(self.client, self.node_name, cfg.data_dir, cfg.kubelet_port,
                                 f"{version.runtime_name}://{version.runtime_version}", self.cri, node_ip=cfg.node_ip)
-        await self.node.register()  # writes the CNI config for the node's pod CIDR
-        if cfg.flannel_backend == "host-gw":
-            from kubelite.agent.hostgw import HostGateway
+        if cfg.flannel_backend == "vxlan":  # the pods' packets must fit the tunnel
+            from kubelite.agent.vxlan import pod_mtu
 
-            self.hostgw = HostGateway(self.client, self.node_name, self.node.pod_cidr)
-            await self.hostgw.start()
+            self.node.pod_mtu = await asyncio.to_thread(pod_mtu, self.node.host_ip)
+        await self.node.register()  # writes the CNI config for the node's pod CIDR
+        self.podnet = podnet.new_backend(cfg.flannel_backend, self.client, self.node_name, self.node.pod_cidr,
+                                         self.node.host_ip)
+        if self.podnet is not None:
+            await self.podnet.start()
         await self._start_server()
         self.recorder = EventRecorder(self.client, component="kubelet", host=self.node_name)
         if cgroups.version == 1:  # kubelet.go, at every start; the Node's ObjectReference has uid = name
@@ -198,8 +202,8 @@ class Agent:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
-        if self.hostgw is not None:  # its routes stay: the pods do
-            await self.hostgw.stop()
+        if self.podnet is not None:  # its routes and devices stay: the pods do
+            await self.podnet.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -367,7 +371,7 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
     try:
         try:
             await agent.start()
-        except CgroupError as exc:
+        except (CgroupError, PodNetworkError) as exc:
             log.error("node agent not started: %s", exc)
             raise
         await asyncio.Event().wait()

@@ -11,6 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
+from kubelite.agent.podnet import BACKENDS
 from kubelite.config import DEFAULT_DATA_DIR
 
 
@@ -22,9 +23,10 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--node-name", default="", help="the Node's name (default: the hostname)")
     p.add_argument("--node-ip", default="", metavar="IP",
                    help="the Node's InternalIP (default: the source address of the default route)")
-    p.add_argument("--flannel-backend", choices=["host-gw", "none"], default="host-gw",
+    p.add_argument("--flannel-backend", choices=BACKENDS, default="host-gw",
                    help="how pods reach pods on other nodes: host-gw (a route to each node's pod CIDR via its "
-                        "InternalIP; the nodes share a subnet) or none (default host-gw)")
+                        "InternalIP; the nodes share a subnet), vxlan (an overlay, device flannel.1, VNI 1, UDP "
+                        "port 8472; any nodes that reach each other's InternalIP) or none (default host-gw)")
     p.add_argument("--kubelet-port", type=int, default=10250, help="port advertised in daemonEndpoints")
     p.add_argument("--containerd-socket", default="", help="use this running containerd instead of starting one")
     p.add_argument("--images-dir", default="", help="offline image archives (default: build/images)")
@@ -87,10 +89,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
             await task
 
     from kubelite.agent.cgroups import CgroupError
+    from kubelite.agent.podnet import PodNetworkError
 
     try:
         asyncio.run(main())
-    except CgroupError:  # run_agent has logged why
+    except (CgroupError, PodNetworkError):  # run_agent has logged why
         return 1
     if failed:
         sys.stderr.write(f"kubelite agent: cannot join the cluster: {failed[0]}\n")

@@ -72,6 +72,7 @@ class ClusterSpec:
     kubeconfig: Path | None = None
     ready_timeout: float = 180.0
     server_args: list[str] = field(default_factory=list)
+    flannel_backend: str = "host-gw"  # the agents' --flannel-backend
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -202,7 +203,8 @@ class DevCluster:
             self._save_host(host)
             pki_dir = _node_pki(server_dir, host.data_dir)
             host.popen("agent", [*_python(), "agent", "--data-dir", str(host.data_dir), "--node-name", name,
-                                 "--node-ip", host.address, "--pki-dir", str(pki_dir), *join], cwd=_source_root())
+                                 "--node-ip", host.address, "--pki-dir", str(pki_dir),
+                                 "--flannel-backend", spec.flannel_backend, *join], cwd=_source_root())
             self._save_host(host)
             names.append(name)
         self._wait_nodes_ready(names, spec.ready_timeout)
