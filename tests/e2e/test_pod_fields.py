@@ -135,3 +135,58 @@ def test_readiness_gates(cluster):
     server.kubectl("patch", "pod", "gated", "--subresource=status", "--type=strategic", "-p", json.dumps(
         {"status": {"conditions": [{"type": "example.com/feature-1", "status": "True"}]}}))
     wait_until(lambda: _cond(get_pod(server, "gated"), "Ready").get("status") == "True", 20, 0.3, "Ready")
+
+
+def _milli_cpu(q: str) -> int:
+    from kubelite.api.quantity import parse_quantity
+    return int(parse_quantity(q) * 1000)
+
+
+def test_higher_priority_pod_preempts_on_a_full_node(cluster):
+    """A priority-1000 pod preempts a priority-0 pod that fills the node: the victim gets
+    DisruptionTarget, terminates within its grace period (Terminating, then gone), and the
+    preemptor, nominated to the node meanwhile, runs there."""
+    server, _ = cluster
+    _apply(server, {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                    "metadata": {"name": "kl-e2e-high"}, "value": 1000})
+    try:
+        node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+        pods = json.loads(server.kubectl("get", "pods", "-A", "-o", "json",
+                                         "--field-selector", f"spec.nodeName={NODE}").stdout)["items"]
+        used = sum(_milli_cpu(r) for p in pods if p["status"].get("phase") not in ("Succeeded", "Failed")
+                   for c in p["spec"]["containers"] if (r := c.get("resources", {}).get("requests", {}).get("cpu")))
+        free = _milli_cpu(node["status"]["allocatable"]["cpu"]) - used
+        assert free >= 600, f"the node has {free}m CPU free"
+        # the victim takes all the CPU left; on SIGTERM it takes 3 s to exit
+        _apply(server, _pod("victim", [{"name": "c", "image": BUSYBOX, "resources": {"requests": {"cpu": f"{free}m"}},
+                                        "command": ["sh", "-c", "trap 'sleep 3; exit 0' TERM; "
+                                                                "while :; do sleep 0.2; done"]}],
+                            terminationGracePeriodSeconds=20))
+        victim = _running(server, "victim")
+        assert victim["spec"]["priority"] == 0
+        _apply(server, _pod("preemptor", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                                           "resources": {"requests": {"cpu": "500m"}}}],
+                            priorityClassName="kl-e2e-high", terminationGracePeriodSeconds=1))
+        terminating = wait_until(lambda: (p := get_pod(server, "victim")) and p["metadata"].get("deletionTimestamp")
+                                 and p, 60, 0.2, "victim Terminating")
+        cond = _cond(terminating, "DisruptionTarget")
+        assert (cond["status"], cond["reason"], cond["message"]) == (
+            "True", "PreemptionByScheduler", "default-scheduler: preempting to accommodate a higher priority pod")
+        assert terminating["metadata"]["deletionGracePeriodSeconds"] == 20
+        out = server.kubectl("get", "pod", "victim", check=False).stdout
+        assert "Terminating" in out or "NotFound" in out, out
+        pre = get_pod(server, "preemptor")
+        assert pre["spec"]["priority"] == 1000
+        if not pre["spec"].get("nodeName"):  # still waiting for the room: nominated to the node
+            assert pre["status"].get("nominatedNodeName") == NODE, pre["status"]
+        wait_until(lambda: get_pod(server, "victim") is None, 60, 0.2, "victim gone")
+        ev = next(e for e in _events(server, "victim") if e["reason"] == "Preempted")
+        assert ev["type"] == "Normal"
+        assert ev["message"] == f"Preempted by pod {pre['metadata']['uid']} on node {NODE}"
+        running = _running(server, "preemptor")
+        assert running["spec"]["nodeName"] == NODE
+        assert not running["status"].get("nominatedNodeName")
+    finally:
+        server.kubectl("delete", "pod", "victim", "preemptor", "--ignore-not-found", "--grace-period=1",
+                       "--wait=true", "--timeout=60s", check=False)
+        server.kubectl("delete", "priorityclass", "kl-e2e-high", "--ignore-not-found", check=False)
