@@ -12,6 +12,13 @@ A pod no node fits gets the condition PodScheduled=False/Unschedulable and a
 cluster change that may help (node added or changed, a pod deleted or finished, the pod
 itself changed) once its backoff (1s doubling to 10s) has passed, and otherwise after
 ``max_unschedulable_seconds`` (upstream flushes unschedulable pods after 5 minutes).
+
+Before giving up on a pod, DefaultPreemption (:mod:`kubelite.scheduler.preemption`) looks for a
+node where evicting lower-priority pods makes room. If it finds one, the pod is nominated to it
+(``status.nominatedNodeName``, and in memory at once so that pods of lower priority do not take
+the room), and in the background, as upstream's async preemption, each victim gets the
+DisruptionTarget condition, a graceful delete and a ``Preempted`` event; the preemptor is not
+retried before those calls are done, and then once a victim is gone.
 """
 
 from __future__ import annotations
