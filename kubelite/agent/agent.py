@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelite.agent import crispec, podnet, registries
+from kubelite.agent.allocation import STATE_FILE, AllocationManager
 from kubelite.agent.cgroups import CgroupError, CgroupManager, open_cgroups
 from kubelite.agent.containergc import CONTAINER_GC_PERIOD
 from kubelite.agent.crispec import PodRuntime
@@ -144,6 +145,7 @@ class Agent:
                                       self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity(),
                                       parallelism=cfg.runtime_parallelism, registries=self.registries)
         self.runtime.fetch_runtime_class = self._fetch_runtime_class
+        self.runtime.allocation = AllocationManager(cfg.data_dir / STATE_FILE)
         self.status = StatusManager(self.client)
         self.status.start()
         # probes (agent/prober.py): results wake the pod's worker, which restarts and reports
@@ -153,8 +155,9 @@ class Agent:
         # the PLEG: one relist of the runtime shared by every worker; changes wake the pod's worker
         self.runtime_cache = crispec.RuntimeCache(self.cri.runtime, on_change=self._runtime_changed)
         await self.runtime_cache.refresh()
+        node = self.node
         self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
-                                  cache=self.runtime_cache)
+                                  cache=self.runtime_cache, allocatable=node.capacity)
         # the pods bound to this node: dispatched to their workers as they come and go
         self.pods = Informer(ClientListWatch(self.client, "v1", "pods", fieldSelector=f"spec.nodeName={self.node_name}"))
         self.pods.add_handler(self._pod_event)
@@ -304,6 +307,8 @@ class Agent:
         # only what this node made: its containerd's sandboxes and its data dir's pod dirs. Pod
         # cgroups alone prove nothing (kubepods is shared by every agent on the host); a pod's
         # cgroup goes with the rest of it in remove_pod.
+        if self.runtime.allocation is not None:  # RemoveOrphanedPods
+            self.runtime.allocation.retain(known, {c.id for pr in by_uid.values() for c in pr.containers})
         uids = set(by_uid) | set(self.runtime.volumes.known_pod_dirs())
         for uid in uids - known:
             log.info("removing orphaned pod %s", uid)
