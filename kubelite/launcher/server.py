@@ -36,6 +36,7 @@ from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodeipam import NodeIPAMController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
 from kubelite.controllers.podgc import PodGC
+from kubelite.controllers.replicaset import ReplicaSetController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
@@ -163,6 +164,7 @@ class Server:
         run("taint-eviction-controller", TaintEvictionController(
             stores, recorder(stores, "taint-eviction-controller")).run)
         run("pod-garbage-collector", PodGC(stores).run)
+        run("replicaset-controller", ReplicaSetController(stores).run)
         run("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
                                                        recorder(stores, "cidrAllocator")).run)
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
