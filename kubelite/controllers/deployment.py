@@ -34,6 +34,7 @@ Obj = dict[str, Any]
 COMPONENT = "deployment-controller"
 API_VERSION = "apps/v1"
 KIND = "Deployment"
+CONFLICT_RETRY = 0.1  # seconds
 
 
 def _d(v: Any) -> dict[str, Any]:
@@ -139,7 +140,16 @@ class DeploymentController:
         if cached is None:
             return False
         run = _Sync(self, copy.deepcopy(cached))
-        await run.sync()
+        try:
+            await run.sync()
+        except errors.StatusError as exc:
+            if exc.code != 409:
+                raise
+            # the cache was behind a write (the ReplicaSet controller's, or our own): sync
+            # again once the informer has caught up, as a rate-limited requeue does
+            log.debug("deployment %s: %s; syncing again", key, exc.message)
+            self._enqueue_after(key, CONFLICT_RETRY)
+            return False
         if run.requeue_after is not None:
             self._enqueue_after(key, run.requeue_after)
         return False

@@ -36,6 +36,7 @@ BURST_REPLICAS = 500
 RS_API_VERSION = "apps/v1"
 RS_KIND = "ReplicaSet"
 NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+CONFLICT_RETRY = 0.1  # seconds
 
 
 def _d(v: Any) -> dict[str, Any]:
@@ -233,6 +234,16 @@ class ReplicaSetController:
 
     # ------------------------------------------------------------------ sync
     async def sync(self, key: str) -> bool:
+        try:
+            return await self._sync(key)
+        except errors.StatusError as exc:
+            if exc.code != 409:
+                raise
+            log.debug("replica set %s: %s; syncing again", key, exc.message)
+            self._enqueue_after(key, CONFLICT_RETRY)
+            return False
+
+    async def _sync(self, key: str) -> bool:
         ns, name = cu.split_key(key)
         rs = self.rs_informer.get(ns, name)
         if rs is None:
