@@ -558,6 +558,11 @@ class ResourceStore:
             keep["resourceVersion"] = meta.get("resourceVersion", ometa.get("resourceVersion"))
             if "managedFields" in meta:
                 keep["managedFields"] = meta["managedFields"]
+            for k in self.strategy.status_metadata:
+                if k in meta:
+                    keep[k] = meta[k]
+                else:
+                    keep.pop(k, None)
             new["metadata"] = keep
         elif subresource:
             self.strategy.prepare_for_subresource_update(subresource, new, old)

@@ -30,12 +30,14 @@ from kubelite.auth.setup import Security
 from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
 from kubelite.controllers.csr import CSRApprover, CSRSigner
+from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodeipam import NodeIPAMController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
 from kubelite.controllers.podgc import PodGC
+from kubelite.controllers.replicaset import ReplicaSetController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
@@ -163,6 +165,8 @@ class Server:
         run("taint-eviction-controller", TaintEvictionController(
             stores, recorder(stores, "taint-eviction-controller")).run)
         run("pod-garbage-collector", PodGC(stores).run)
+        run("replicaset-controller", ReplicaSetController(stores).run)
+        run("deployment-controller", DeploymentController(stores).run)
         run("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
                                                        recorder(stores, "cidrAllocator")).run)
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
