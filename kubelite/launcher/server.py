@@ -107,7 +107,7 @@ class Server:
         if cfg.datastore_endpoint:  # (only once it answered: a mistyped endpoint is not remembered)
             datastore.record(cfg.db_path, cfg.datastore_endpoint, {
                 "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile,
-                "keyfile": cfg.datastore_keyfile})
+                "keyfile": cfg.datastore_keyfile, "prefix": cfg.datastore_prefix})
         token, joined = "", False
         if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
             token = bootstrap.server_token(cfg.data_dir, cfg.token)

@@ -1,8 +1,9 @@
 """Which datastore a data dir's server uses, recorded beside the database (``db/datastore``).
 
-A server on etcd writes the endpoints there; a SQLite server writes nothing. `kubelite datastore snapshot save`
-reads it to snapshot the right datastore, `restore` (SQLite only) refuses on an etcd data dir, and a server refuses to start on a data dir whose recorded
-datastore differs from the one it was given, rather than silently serving an empty cluster.
+A server on etcd (or `kubelite datastore migrate`) writes the endpoints, TLS files and key prefix
+there; a SQLite server writes nothing. `kubelite datastore snapshot save|restore` read it to work
+on the right datastore, and a server refuses to start on a data dir whose recorded datastore
+differs from the one it was given, rather than silently serving an empty cluster.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def marker_path(db_path: Path) -> Path:
 
 
 def recorded(db_path: Path) -> dict[str, Any]:
-    """What this data dir's etcd server was last started with: endpoint and TLS files ({} = SQLite)."""
+    """What this data dir's etcd server was last started with: endpoint, TLS files and prefix ({} = SQLite)."""
     try:
         text = marker_path(db_path).read_text()
     except FileNotFoundError:
@@ -66,13 +67,3 @@ def check_and_record(db_path: Path, endpoint: str, tls_files: dict[str, str] | N
     check(db_path, endpoint)
     if endpoint:
         record(db_path, endpoint, tls_files)
-
-
-def refuse_restore_on_etcd(db_path: Path) -> str | None:
-    """The message to refuse `snapshot restore` with on an etcd data dir (None: SQLite)."""
-    endpoint = recorded_endpoint(db_path)
-    if not endpoint:
-        return None
-    return (f"the server of {db_path.parent.parent} stores its objects in etcd ({endpoint}); an etcd "
-            "snapshot is restored with etcd's own procedure, into new member data dirs while etcd is "
-            "stopped: `etcdctl snapshot restore FILE --data-dir ...` on every member")
