@@ -61,6 +61,17 @@ def test_data_dir_refuses_a_change_of_datastore(tmp_path: Path) -> None:
         check_and_record(other, "https://e:2379")
 
 
+def test_data_dir_refuses_another_etcd_prefix_than_its_objects(tmp_path: Path) -> None:
+    db = tmp_path / "db" / "state.db"
+    db.parent.mkdir(parents=True)
+    check_and_record(db, "https://e:2379", {"prefix": "/c2"})  # e.g. after `datastore migrate --datastore-prefix /c2`
+    check_and_record(db, "https://e:2379", {"prefix": "/c2/"})
+    with pytest.raises(DatastoreMismatch, match="under /c2/, not /registry/: start the server with --datastore-prefix /c2"):
+        check_and_record(db, "https://e:2379")
+    with pytest.raises(DatastoreMismatch, match="--datastore-prefix /c2"):
+        check_and_record(db, "")
+
+
 def test_snapshot_restore_on_an_etcd_data_dir_refuses_a_file_etcd_cannot_restore(
         tmp_path: Path, capsys, restore_logging) -> None:
     db = ServerConfig(data_dir=tmp_path).db_path
