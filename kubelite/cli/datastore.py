@@ -85,6 +85,28 @@ def _per_resource(report: Report) -> str:
     return "".join(f"  {r:<{width}}  {n:>7}\n" for r, n in sorted(report.counts.items()))
 
 
+def _other_cluster(want: dict[str, bytes], data_dir: Path) -> str | None:
+    """Why the snapshot is not this data dir's cluster's (None: it is, or nothing says). The
+    snapshot's bootstrap data (the CA and SA keys its first server published, sealed with the
+    cluster token) must open with this data dir's token and hold this data dir's CA; otherwise
+    the restored cluster would refuse this server, or trust another CA."""
+    from kubelite.launcher.bootstrap import BOOTSTRAP_KEY, TOKEN_FILE, BootstrapError, unseal
+    from kubelite.tls.pki import PKI
+
+    sealed = want.get(BOOTSTRAP_KEY)
+    token_file = data_dir / TOKEN_FILE
+    if sealed is None or not token_file.exists():
+        return None
+    try:
+        files = unseal(token_file.read_text().strip(), sealed)
+    except BootstrapError:
+        return f"its cluster bootstrap data does not open with this data dir's token ({token_file})"
+    ca = PKI.at(data_dir).ca_pem
+    if ca and files.get("ca_cert") != ca:
+        return f"its cluster CA is not this data dir's ({PKI.at(data_dir).ca_cert})"
+    return None
+
+
 def _restore_etcd(args: argparse.Namespace, snap: Path, db: Path, rec: dict[str, Any]) -> int:
     import asyncio
 
@@ -102,6 +124,10 @@ def _restore_etcd(args: argparse.Namespace, snap: Path, db: Path, rec: dict[str,
         if not want:
             sys.stderr.write(f"{prog}: {snap} holds no key under {prefix}/: not a snapshot of this cluster "
                              "(nothing changed)\n")
+            return None
+        other = _other_cluster(want, db.parent.parent)
+        if other is not None:
+            sys.stderr.write(f"{prog}: {snap} is a snapshot of another cluster: {other} (nothing changed)\n")
             return None
         store = _etcd_store(rec["endpoint"], rec.get("cafile", ""), rec.get("certfile", ""),
                             rec.get("keyfile", ""), prefix)

@@ -144,3 +144,20 @@ async def test_restore_keys_writes_the_difference_and_compacts() -> None:
     assert dst.keys == want
     assert (report.written, report.deleted, report.unchanged, report.transactions) == (2, 1, 1, 1)
     assert dst.compacted == dst.rev
+
+
+def test_restore_recognises_another_clusters_snapshot(tmp_path: Path) -> None:
+    from kubelite.cli.datastore import _other_cluster
+    from kubelite.launcher.bootstrap import BOOTSTRAP_KEY, seal
+    from kubelite.tls import pki
+
+    p = pki.ensure_pki(tmp_path)
+    (tmp_path / "server-token").write_text("right\n")
+    mine = {name: getattr(p, name).read_bytes() for name in ("ca_cert", "ca_key", "sa_key", "sa_pub")}
+    assert _other_cluster({BOOTSTRAP_KEY: seal("right", mine)}, tmp_path) is None
+    assert _other_cluster({"/registry/core/namespaces/a": b"{}"}, tmp_path) is None  # nothing says
+    assert "does not open with this data dir's token" in str(_other_cluster({BOOTSTRAP_KEY: seal("wrong", mine)},
+                                                                            tmp_path))
+    theirs = {**mine, "ca_cert": b"-----BEGIN CERTIFICATE-----\nother\n"}
+    assert "its cluster CA is not this data dir's" in str(_other_cluster({BOOTSTRAP_KEY: seal("right", theirs)},
+                                                                         tmp_path))
