@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubelite.devcluster.testhost import Proc
+from kubelite.store.etcdsnapshot import clean_env
 from kubelite.tls import pki as pki_mod
 
 NAME = "kldev-etcd"
@@ -98,7 +99,8 @@ def start(d: Path, timeout: float = 30.0) -> tuple[Proc, str, EtcdFiles]:
              "--initial-cluster", f"{NAME}={_PEER}", "--initial-cluster-state", "new",
              "--cert-file", str(cert), "--key-file", str(key), "--trusted-ca-file", str(ca), "--client-cert-auth",
              "--log-level", "warn", "--logger", "zap"],
-            cwd=d, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=d, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=clean_env())
     proc = Proc.of(p.pid)
     deadline = time.monotonic() + timeout
     while not _healthy(url, files):

@@ -44,6 +44,14 @@ def _tool(name: str) -> str:
     return path
 
 
+def clean_env() -> dict[str, str]:
+    """The environment without ETCD_* / ETCDCTL_* variables: etcd takes every flag from one, so a
+    user's (ETCD_LISTEN_CLIENT_URLS, ETCD_DATA_DIR, ...) must not reach a throw-away member."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
+    env["ETCDCTL_API"] = "3"
+    return env
+
+
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "no output"
@@ -97,7 +105,7 @@ async def read_snapshot(path: Path, key_prefix: str = "/registry",
         os.chmod(d, 0o700)  # the snapshot holds every Secret
         member = ["--name", _NAME, "--initial-cluster", f"{_NAME}={_PEER}", "--initial-advertise-peer-urls", _PEER]
         p = subprocess.run([etcdctl, "snapshot", "restore", str(path.resolve()), "--data-dir", "member", *member],
-                           cwd=d, capture_output=True, text=True, env=dict(os.environ, ETCDCTL_API="3"),
+                           cwd=d, capture_output=True, text=True, env=clean_env(),
                            timeout=300)
         if p.returncode != 0:
             raise SnapshotReadError(f"{path}: not an etcd snapshot etcd can restore "
@@ -108,7 +116,7 @@ async def read_snapshot(path: Path, key_prefix: str = "/registry",
                 [etcd, "--data-dir", "member", *member, "--listen-peer-urls", _PEER,
                  "--listen-client-urls", _CLIENT, "--advertise-client-urls", _CLIENT,
                  "--log-level", "error", "--logger", "zap"],
-                cwd=d, stdout=out, stderr=subprocess.STDOUT)
+                cwd=d, stdout=out, stderr=subprocess.STDOUT, env=clean_env())
         try:
             return await _read(d / "client:0", key_prefix, logical_root, proc, log)
         finally:
