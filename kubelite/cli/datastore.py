@@ -80,6 +80,10 @@ def _etcd_store(endpoint: str, cafile: str, certfile: str, keyfile: str, prefix:
                      compact_interval=0)
 
 
+def _txns(report: Report) -> str:
+    return f"{report.transactions} transaction{'' if report.transactions == 1 else 's'}"
+
+
 def _per_resource(report: Report) -> str:
     width = max((len(r) for r in report.counts), default=0)
     return "".join(f"  {r:<{width}}  {n:>7}\n" for r, n in sorted(report.counts.items()))
@@ -153,7 +157,7 @@ def _restore_etcd(args: argparse.Namespace, snap: Path, db: Path, rec: dict[str,
         return 1
     report, snap_rev = done
     print(f"Restored {snap} (etcd revision {snap_rev}) into {what}: {report.written} keys written, "
-          f"{report.deleted} deleted, {report.unchanged} unchanged, in {report.transactions} transactions.\n"
+          f"{report.deleted} deleted, {report.unchanged} unchanged, in {_txns(report)}.\n"
           f"{_per_resource(report)}"
           f"etcd's history is compacted at revision {report.revision}: clients re-list (a watch from an "
           "earlier resourceVersion is 410 Gone). Start the cluster's servers.")
@@ -257,7 +261,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         f" --datastore-prefix {prefix}" if prefix != "/registry" else "")
     replaced = f" ({report.replaced} keys that were there deleted first: --force)" if report.replaced else ""
     print(f"Migrated {report.written} objects from {db} (revision {report.source_revision}) to {target} in "
-          f"{report.transactions} transactions, {elapsed:.1f} s{replaced}:\n{_per_resource(report)}"
+          f"{_txns(report)}, {elapsed:.1f} s{replaced}:\n{_per_resource(report)}"
           f"resourceVersions are now etcd revisions (history compacted at {report.revision}: clients re-list). "
           f"{db} is left as it was, unused: {data_dir} now runs on etcd only.\n"
           f"Start the server with: kubelite server --data-dir {data_dir} {flags}")

@@ -112,6 +112,7 @@ def test_etcd_snapshot_restore_round_trip(etcd, tmp_path: Path) -> None:
         # before-0 and s1 put back, keep put back to v=1, after deleted
         assert "3 keys written, 1 deleted" in done.stdout, done.stdout
         assert took < 20, took
+        print(f"\nrestore: {took:.1f} s with interpreter start")
 
         srv.start(timeout=90)
         core = core_api(srv)
