@@ -104,12 +104,12 @@ class Server:
         cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # one server per data dir (and no snapshot restore under a running one)
         self._lock = hold_data_dir(cfg.db_path)
-        datastore.check(cfg.db_path, cfg.datastore_endpoint)
+        datastore.check(cfg.db_path, cfg.datastore_endpoint, cfg.datastore_prefix)
         await self.store.start()
         if cfg.datastore_endpoint:  # (only once it answered: a mistyped endpoint is not remembered)
             datastore.record(cfg.db_path, cfg.datastore_endpoint, {
                 "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile,
-                "keyfile": cfg.datastore_keyfile})
+                "keyfile": cfg.datastore_keyfile, "prefix": cfg.datastore_prefix})
         token, joined = "", False
         if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
             token = bootstrap.server_token(cfg.data_dir, cfg.token)
