@@ -52,6 +52,16 @@ def new_identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4()}"
 
 
+@dataclass(frozen=True)
+class Election:
+    """The --leader-elect-lease-duration / -renew-deadline / -retry-period flags (seconds;
+    component-base's LeaderElectionConfiguration)."""
+
+    lease_duration: float = LEASE_DURATION
+    renew_deadline: float = RENEW_DEADLINE
+    retry_period: float = RETRY_PERIOD
+
+
 class Clock:
     """Wall time for the record's MicroTimes, a monotonic clock for expiry, and sleeping."""
 
@@ -431,6 +441,6 @@ def _text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-__all__ = ["JITTER_FACTOR", "LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "ClientLeases", "Clock",
+__all__ = ["JITTER_FACTOR", "LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "ClientLeases", "Clock", "Election",
            "LeaderElectionRecord", "LeaderElector", "LeaseAPI", "LeaseLock", "check_timing", "new_identity",
            "record_from_spec", "spec_from_record"]

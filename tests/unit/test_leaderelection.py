@@ -320,3 +320,39 @@ def test_record_round_trips_through_the_lease_spec():
     ident = le.new_identity()
     host, _, uid = ident.rpartition("_")
     assert host and len(uid) == 36
+
+
+async def test_leader_group_runs_its_components_only_while_leading():
+    """The launcher's form of "a component that loses its lease exits": the controllers are
+    supervised while the server leads and stopped when it loses the lease, then it campaigns again."""
+    from kubelite.launcher.leaders import LeaderGroup
+    from kubelite.launcher.supervisor import Supervisor
+
+    mem, clock, events = MemLeases(), FakeClock(), Events()
+    running: set[str] = set()
+
+    def controller(name: str):
+        async def run() -> None:
+            running.add(name)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                running.discard(name)
+        return run
+
+    sup = Supervisor()
+    api = mem.view()
+    elector = LeaderElector(LeaseLock(api, "kube-system", "kube-controller-manager", "host_a", events), clock=clock)
+    group = LeaderGroup(sup, elector, [("garbage-collector", controller("gc")), ("podgc", controller("podgc"))])
+    sup.add("kube-controller-manager", group.run)
+    await clock.advance(0)
+    assert running == {"gc", "podgc"} and set(sup.components) == {"kube-controller-manager", "garbage-collector",
+                                                                   "podgc"}
+    api.down = True
+    await clock.advance(13)
+    assert running == set() and set(sup.components) == {"kube-controller-manager"}
+    api.down = False
+    await clock.advance(20)  # its own lease: it renews it as soon as the API answers again
+    assert running == {"gc", "podgc"}
+    await sup.stop()
+    assert running == set() and not sup.components
