@@ -170,6 +170,8 @@ class LoadBalancer:
                 conns.discard(client_w)
                 conns.discard(back_w)
                 back_w.close()
+        except asyncio.CancelledError:  # close(): asyncio's server owns this task and logs a cancel as an error
+            pass
         finally:
             client_w.close()
             if task is not None:

@@ -321,7 +321,7 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Retry (jittered) until this elector holds the lease; returns then (or is cancelled)."""
         desc = self.lock.describe()
-        log.info("attempting to acquire leader lease %s...", desc)
+        log.info("attempting to acquire leader lease %s... (as %s)", desc, self.lock.identity)
         while True:
             ok = await self._attempt(self.renew_deadline)
             self._report_transition()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import pytest
 
@@ -62,7 +63,7 @@ async def ask(port: int, text: str = "hi") -> str:
         w.close()
 
 
-async def test_fails_over_to_the_next_server_and_closes_connections_to_the_dead_one():
+async def test_fails_over_to_the_next_server_and_closes_connections_to_the_dead_one(caplog):
     one, two = await Backend("one").start(), await Backend("two").start()
     lb = lbmod.LoadBalancer([one.url, two.url], port=0, health_period=0.1)
     await lb.start()
@@ -82,8 +83,13 @@ async def test_fails_over_to_the_next_server_and_closes_connections_to_the_dead_
         assert await ask(lb.port) == "two:hi"
         await two.kill()
         assert await ask(lb.port) == "one:hi"
+        _, open_w = await asyncio.open_connection("127.0.0.1", lb.port)  # still open when the agent stops
+        await asyncio.sleep(0.05)
     finally:
+        caplog.set_level(logging.ERROR, "asyncio")
         await lb.close()
+        await asyncio.sleep(0.05)
+        assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
         for b in (one, two):
             with contextlib.suppress(Exception):
                 await b.kill()
