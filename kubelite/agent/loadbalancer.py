@@ -67,6 +67,10 @@ def save_state(data_dir: Path, servers: list[str]) -> None:
     atomic_write(data_dir / STATE_FILE, json.dumps({"servers": servers}, indent=1).encode(), 0o600)
 
 
+def clear_state(data_dir: Path) -> None:
+    (data_dir / STATE_FILE).unlink(missing_ok=True)
+
+
 class LoadBalancer:
     def __init__(self, servers: list[str], port: int = DEFAULT_PORT, host: str = "127.0.0.1",
                  health_period: float = HEALTH_PERIOD, dial_timeout: float = DIAL_TIMEOUT) -> None:
@@ -90,6 +94,10 @@ class LoadBalancer:
         return f"https://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        for server in self.servers:  # a server at the balancer's own address would loop into itself
+            host, port = _address(server)
+            if port == self.port and host in (self.host, "localhost", "127.0.0.1", "::1"):
+                raise OSError(f"{server} is the load balancer's own address")
         self._listener = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._listener.sockets[0].getsockname()[1]
         self._health = asyncio.create_task(self._health_loop(), name="agent-lb-health")
@@ -246,4 +254,4 @@ def point_kubeconfig_at(kubeconfig: Path, url: str) -> None:
         atomic_write(kubeconfig, yaml.safe_dump(cfg, sort_keys=False).encode(), 0o600)
 
 
-__all__ = ["DEFAULT_PORT", "LoadBalancer", "load_state", "parse_servers", "point_kubeconfig_at", "save_state"]
+__all__ = ["DEFAULT_PORT", "LoadBalancer", "clear_state", "load_state", "parse_servers", "point_kubeconfig_at", "save_state"]

@@ -83,11 +83,16 @@ def cmd_agent(args: argparse.Namespace) -> int:
             try:
                 await lb.start()
             except OSError as exc:
-                failed.append(f"--lb-server-port {args.lb_server_port}: {exc.strerror or exc}")
+                failed.append(f"--lb-server-port {args.lb_server_port}: cannot listen on 127.0.0.1: "
+                              f"{exc.strerror or exc}")
                 return
             data_dir.mkdir(parents=True, exist_ok=True)
             lbmod.save_state(data_dir, servers)
             server = lb.url
+        elif len(servers) == 1 and kubeconfig.exists() and lbmod.load_state(data_dir):
+            # back to one server after the balancer: the kubeconfig must not point at it any more
+            lbmod.point_kubeconfig_at(kubeconfig, servers[0])
+            lbmod.clear_state(data_dir)
         try:
             if join:
                 from kubelite.agent.bootstrap import BootstrapError, bootstrap
@@ -97,7 +102,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                     await bootstrap(server, args.token, kubeconfig, node, ca_cert_hashes=args.ca_cert_hash,
                                     ca_file=Path(args.ca_file) if args.ca_file else None)
                 except BootstrapError as exc:
-                    failed.append(str(exc))
+                    failed.append(f"cannot join the cluster: {exc}")
                     return
             if lb is not None:
                 from kubelite.client.api import ssl_context_from_kubeconfig
@@ -127,6 +132,6 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except CgroupError:  # run_agent has logged why
         return 1
     if failed:
-        sys.stderr.write(f"kubelite agent: cannot join the cluster: {failed[0]}\n")
+        sys.stderr.write(f"kubelite agent: {failed[0]}\n")
         return 1
     return 0

@@ -118,3 +118,12 @@ def test_server_flags_and_state(tmp_path):
     lbmod.save_state(tmp_path, ["https://a:1", "https://b:2"])
     assert lbmod.load_state(tmp_path) == ["https://a:1", "https://b:2"]
     assert (tmp_path / lbmod.STATE_FILE).stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_server_at_the_balancers_own_address_is_refused():
+    from tests.e2e.harness import free_port
+
+    port = free_port()
+    lb = lbmod.LoadBalancer([f"https://127.0.0.1:{port}", "https://127.0.0.1:1"], port=port)
+    with pytest.raises(OSError, match="is the load balancer's own address"):
+        await lb.start()
