@@ -356,3 +356,22 @@ async def test_leader_group_runs_its_components_only_while_leading():
     assert running == {"gc", "podgc"}
     await sup.stop()
     assert running == set() and not sup.components
+
+
+def test_election_runs_on_etcd_and_not_on_sqlite_unless_asked():
+    from kubelite.cli.main import build_parser
+    from kubelite.config import ServerConfig
+
+    assert ServerConfig().election is None  # SQLite: one server per data dir, as k3s
+    assert ServerConfig(datastore_endpoint="https://a:2379").election == le.Election(15, 10, 2)
+    assert ServerConfig(leader_elect=True).election == le.Election(15, 10, 2)
+    assert ServerConfig(datastore_endpoint="https://a:2379", leader_elect=False).election is None
+    p = build_parser()
+    a = p.parse_args(["server", "--leader-elect=false", "--leader-elect-lease-duration", "1m30s",
+                      "--leader-elect-renew-deadline", "20s", "--leader-elect-retry-period", "500ms"])
+    assert (a.leader_elect, a.leader_elect_lease_duration, a.leader_elect_renew_deadline,
+            a.leader_elect_retry_period) == (False, 90.0, 20.0, 0.5)
+    assert p.parse_args(["server", "--leader-elect"]).leader_elect is True
+    assert p.parse_args(["server"]).leader_elect is None
+    with pytest.raises(SystemExit):
+        p.parse_args(["server", "--leader-elect-retry-period", "soon"])
