@@ -133,8 +133,9 @@ class LoadBalancer:
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.dial_timeout)
             except (OSError, TimeoutError) as exc:
-                log.warning("Dial error from load balancer %s to %s: %s", self.url, server, exc or type(exc).__name__)
-                self._mark(server, False)
+                why = str(exc) or type(exc).__name__
+                log.warning("Dial error from load balancer %s to %s: %s", self.url, server, why)
+                self._mark(server, False, why)
                 continue
             self._mark(server, True)
             if server != self.current:
@@ -148,9 +149,10 @@ class LoadBalancer:
         if not self.healthy[old]:
             self._close_connections(old)
 
-    def _mark(self, server: str, ok: bool) -> None:
+    def _mark(self, server: str, ok: bool, why: str = "") -> None:
         if self.healthy[server] != ok:
-            log.info("load balancer %s: server %s is %s", self.url, server, "healthy" if ok else "failed")
+            log.info("load balancer %s: server %s is %s%s", self.url, server, "healthy" if ok else "failed",
+                     f" ({why})" if why else "")
         self.healthy[server] = ok
 
     def _close_connections(self, server: str) -> None:
@@ -186,24 +188,25 @@ class LoadBalancer:
                 self._tasks.discard(task)
 
     # ------------------------------------------------------------------ health
-    async def check(self, server: str) -> bool:
+    async def check(self, server: str) -> str:
+        """"" when ``server`` is healthy, else why not."""
         host, port = _address(server)
         try:
             if self.health_ssl is None:
                 _, w = await asyncio.wait_for(asyncio.open_connection(host, port), self.dial_timeout)
                 w.close()
-                return True
+                return ""
             return await asyncio.wait_for(self._livez(host, port), self.dial_timeout)
-        except (OSError, TimeoutError, ssl.SSLError, ValueError):
-            return False
+        except (OSError, TimeoutError, ValueError) as exc:  # (ssl.SSLError is an OSError)
+            return str(exc) or type(exc).__name__
 
-    async def _livez(self, host: str, port: int) -> bool:
+    async def _livez(self, host: str, port: int) -> str:
         r, w = await asyncio.open_connection(host, port, ssl=self.health_ssl, server_hostname=host)
         try:
             w.write(f"GET /livez HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
             await w.drain()
-            status = await r.readline()
-            return status.split(b" ")[1:2] == [b"200"]
+            status = (await r.readline()).decode(errors="replace").strip()
+            return "" if status.split(" ")[1:2] == ["200"] else f"/livez answered {status!r}"
         finally:
             w.close()
 
@@ -211,14 +214,12 @@ class LoadBalancer:
         while True:
             await asyncio.sleep(self.health_period)
             results = await asyncio.gather(*(self.check(s) for s in self.servers))
-            for server, ok in zip(self.servers, results, strict=True):
-                self._mark(server, ok)
+            for server, why in zip(self.servers, results, strict=True):
+                self._mark(server, not why, why)
             if not self.healthy[self.current]:
                 nxt = next((s for s in self._order() if self.healthy[s]), None)
-                if nxt is not None:
+                if nxt is not None:  # (with none healthy the connections stay: there is nowhere better)
                     self._fail_over(nxt)
-                else:
-                    self._close_connections(self.current)
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
