@@ -26,7 +26,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         spec = ClusterSpec(data_dir=Path(args.data_dir), nodes=args.nodes, name=args.name, subnet=args.subnet,
                            port=args.port, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
-                           ready_timeout=args.timeout, flannel_backend=args.flannel_backend, etcd=args.etcd)
+                           ready_timeout=args.timeout, flannel_backend=args.flannel_backend, etcd=args.etcd,
+                           server_args=["--cluster-signing-duration", args.cluster_signing_duration]
+                           if args.cluster_signing_duration else [])
     except ValueError as exc:
         sys.stderr.write(f"kubelite dev cluster up: {exc}\n")
         return 1
@@ -110,6 +112,9 @@ def register_dev_cli(sub: Any) -> None:
     up.add_argument("--etcd", action="store_true",
                     help="store the cluster in a single-member etcd (TLS, on 127.0.0.1) that up starts and down "
                          "stops, instead of the server's embedded SQLite")
+    up.add_argument("--cluster-signing-duration", default="", metavar="DURATION",
+                    help="the server's --cluster-signing-duration: the lifetime of the nodes' certificates, which "
+                         "they renew at 70-90%% of it (default 8760h0m0s)")
     up.set_defaults(func=cmd_up)
     down = cs.add_parser("down", help="stop everything the cluster started and remove what it made")
     data_dir(down)

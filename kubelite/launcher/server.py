@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 import socket
@@ -161,7 +162,7 @@ class Server:
             ("namespace-controller", namespaces.run),
             ("root-ca-publisher", RootCAPublisher(stores, pki.ca_cert).run),  # kube-root-ca.crt
             ("csr-approver", CSRApprover(stores, security.authorizer).run),
-            ("csr-signer", CSRSigner(stores, cfg.data_dir).run),
+            ("csr-signer", CSRSigner(stores, cfg.data_dir, dt.timedelta(seconds=cfg.cluster_signing_duration)).run),
             ("cluster-info-publisher", ClusterInfoPublisher(stores, cfg.server_url, pki.ca_cert.read_bytes()).run),
             ("token-cleaner", TokenCleaner(stores).run),
             ("garbage-collector", GarbageCollector(stores).run),
@@ -208,7 +209,8 @@ class Server:
             return
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
-        self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir))
+        self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir,
+                                                          rotate_certificates=False))
 
     async def stop(self) -> None:
         # components first (the agent leaves containers running), then the API, then the store
