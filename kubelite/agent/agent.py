@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubelite.agent import crispec, registries
+from kubelite.agent import crispec, podnet, registries
+from kubelite.agent.allocation import STATE_FILE, AllocationManager
 from kubelite.agent.certmanager import (
     KUBELET_CLIENT_SIGNER,
     KUBELET_SERVING_SIGNER,
@@ -36,6 +37,7 @@ from kubelite.agent.cgroups import CgroupError, CgroupManager, open_cgroups
 from kubelite.agent.containergc import CONTAINER_GC_PERIOD
 from kubelite.agent.crispec import PodRuntime
 from kubelite.agent.node import NodeManager, memory_capacity
+from kubelite.agent.podnet import PodNetworkError
 from kubelite.agent.prober import ProbeManager
 from kubelite.agent.runtime import RuntimeManager
 from kubelite.agent.status import StatusManager
@@ -76,7 +78,7 @@ class AgentConfig:
     pod_pids_limit: int = -1
     # the kubelet's --node-ip: the Node's InternalIP (default: the default route's source address)
     node_ip: str = ""
-    # routes to the other nodes' pod CIDRs: "host-gw" (agent/hostgw.py) or "none"
+    # how pods reach the other nodes' pods: "host-gw" (agent/hostgw.py), "vxlan" (agent/vxlan.py) or "none"
     flannel_backend: str = "host-gw"
     # the kubelet's --rotate-certificates: renew the client certificate through CSRs before it
     # expires (the server's own agent does not: the server mints its credential at every start)
@@ -114,7 +116,7 @@ class Agent:
         self._api_pods: dict[str, Obj] = {}
         self.runtime_cache: crispec.RuntimeCache | None = None
         self.cgroups: CgroupManager | None = None
-        self.hostgw: Any = None
+        self.podnet: podnet.NodeNetwork | None = None
         self.started_at = 0.0
         self.client_certs: CertificateManager | None = None
         self.serving_certs: CertificateManager | None = None
@@ -151,12 +153,15 @@ class Agent:
             log.warning("offline images not imported: %s", exc)
         self.node = NodeManager(self.client, self.node_name, cfg.data_dir, cfg.kubelet_port,
                                 f"{version.runtime_name}://{version.runtime_version}", self.cri, node_ip=cfg.node_ip)
-        await self.node.register()  # writes the CNI config for the node's pod CIDR
-        if cfg.flannel_backend == "host-gw":
-            from kubelite.agent.hostgw import HostGateway
+        if cfg.flannel_backend == "vxlan":  # the pods' packets must fit the tunnel
+            from kubelite.agent.vxlan import pod_mtu
 
-            self.hostgw = HostGateway(self.client, self.node_name, self.node.pod_cidr)
-            await self.hostgw.start()
+            self.node.pod_mtu = await asyncio.to_thread(pod_mtu, self.node.host_ip)
+        await self.node.register()  # writes the CNI config for the node's pod CIDR
+        self.podnet = podnet.new_backend(cfg.flannel_backend, self.client, self.node_name, self.node.pod_cidr,
+                                         self.node.host_ip)
+        if self.podnet is not None:
+            await self.podnet.start()
         await self._start_server()
         self.recorder = EventRecorder(self.client, component="kubelet", host=self.node_name)
         if cgroups.version == 1:  # kubelet.go, at every start; the Node's ObjectReference has uid = name
@@ -167,6 +172,7 @@ class Agent:
                                       self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity(),
                                       parallelism=cfg.runtime_parallelism, registries=self.registries)
         self.runtime.fetch_runtime_class = self._fetch_runtime_class
+        self.runtime.allocation = AllocationManager(cfg.data_dir / STATE_FILE)
         self.status = StatusManager(self.client)
         self.status.start()
         # probes (agent/prober.py): results wake the pod's worker, which restarts and reports
@@ -176,8 +182,9 @@ class Agent:
         # the PLEG: one relist of the runtime shared by every worker; changes wake the pod's worker
         self.runtime_cache = crispec.RuntimeCache(self.cri.runtime, on_change=self._runtime_changed)
         await self.runtime_cache.refresh()
+        node = self.node
         self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
-                                  cache=self.runtime_cache)
+                                  cache=self.runtime_cache, allocatable=node.capacity)
         # the pods bound to this node: dispatched to their workers as they come and go
         self.pods = Informer(ClientListWatch(self.client, "v1", "pods", fieldSelector=f"spec.nodeName={self.node_name}"))
         self.pods.add_handler(self._pod_event)
@@ -279,8 +286,8 @@ class Agent:
         self._cert_tasks = []
         if self.server is not None:
             await self.server.stop()
-        if self.hostgw is not None:  # its routes stay: the pods do
-            await self.hostgw.stop()
+        if self.podnet is not None:  # its routes and devices stay: the pods do
+            await self.podnet.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -381,6 +388,8 @@ class Agent:
         # only what this node made: its containerd's sandboxes and its data dir's pod dirs. Pod
         # cgroups alone prove nothing (kubepods is shared by every agent on the host); a pod's
         # cgroup goes with the rest of it in remove_pod.
+        if self.runtime.allocation is not None:  # RemoveOrphanedPods
+            self.runtime.allocation.retain(known, {c.id for pr in by_uid.values() for c in pr.containers})
         uids = set(by_uid) | set(self.runtime.volumes.known_pod_dirs())
         for uid in uids - known:
             log.info("removing orphaned pod %s", uid)
@@ -448,7 +457,7 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
     try:
         try:
             await agent.start()
-        except CgroupError as exc:
+        except (CgroupError, PodNetworkError) as exc:
             log.error("node agent not started: %s", exc)
             raise
         await asyncio.Event().wait()

@@ -106,6 +106,7 @@ class NodeManager:
         self.cri = cri
         self.host_ip = node_ip or host_ip()  # the kubelet's --node-ip, else the default route's source
         self.pod_cidr = ""
+        self.pod_mtu = 0  # the pods' MTU when the pod network needs a smaller one (vxlan); 0: the default
         self.node: Obj | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
@@ -192,7 +193,7 @@ class NodeManager:
                                            patch_type="merge")
         self.pod_cidr = node["spec"]["podCIDR"]
         self.node = node
-        cni.write_conflist(self.data_dir, self.pod_cidr)
+        cni.write_conflist(self.data_dir, self.pod_cidr, self.pod_mtu)
         await asyncio.to_thread(cni.reconcile_bridge, self.pod_cidr)
         await self.post_status()
         return node
