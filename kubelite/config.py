@@ -60,6 +60,8 @@ class ServerConfig:
             return None
         return Election(self.leader_elect_lease_duration, self.leader_elect_renew_deadline,
                         self.leader_elect_retry_period)
+    # kube-controller-manager's --cluster-signing-duration: the lifetime of issued certificates
+    cluster_signing_duration: float = 8760 * 3600.0
 
     @property
     def db_path(self) -> Path:

@@ -32,6 +32,19 @@ def _kubectl_binary() -> str:
     return found
 
 
+def _signing_duration(value: str) -> float:
+    """A Go duration (pflag's DurationVar), as kube-controller-manager parses the flag."""
+    from kubelite.cli.token import parse_duration
+
+    try:
+        d = parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f'invalid argument "{value}": {exc}') from None
+    if d <= 0:
+        raise argparse.ArgumentTypeError(f'invalid argument "{value}": must be positive')
+    return d
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -56,6 +69,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                        request_header_timeout=args.request_header_timeout, idle_timeout=args.idle_timeout,
                        body_timeout=args.body_timeout, max_pending_connections=args.max_pending_connections,
                        cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
+                       cluster_signing_duration=args.cluster_signing_duration,
                        datastore_endpoint=args.datastore_endpoint, datastore_cafile=args.datastore_cafile,
                        datastore_certfile=args.datastore_certfile, datastore_keyfile=args.datastore_keyfile,
                        datastore_prefix=args.datastore_prefix, token=args.token, leader_elect=args.leader_elect,
@@ -242,6 +256,9 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
                    help="how long the leader retries renewing before it stops leading (default 10s)")
     s.add_argument("--leader-elect-retry-period", type=_seconds, default=2.0, metavar="DURATION",
                    help="how long candidates and the leader wait between attempts (default 2s)")
+    s.add_argument("--cluster-signing-duration", type=_signing_duration, default=8760 * 3600.0, metavar="DURATION",
+                   help="the max length of duration signed certificates will be given; individual CSRs may "
+                        "request shorter certs by setting spec.expirationSeconds (default 8760h0m0s)")
     s.add_argument("--max-requests-inflight", type=int, default=400,
                    help="bound on non-mutating requests in flight (0: none)")
     s.add_argument("--max-mutating-requests-inflight", type=int, default=200,

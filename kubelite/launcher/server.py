@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 import socket
@@ -31,12 +32,14 @@ from kubelite.auth.setup import Security
 from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
 from kubelite.controllers.csr import CSRApprover, CSRSigner
+from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodeipam import NodeIPAMController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
 from kubelite.controllers.podgc import PodGC
+from kubelite.controllers.replicaset import ReplicaSetController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
@@ -104,12 +107,12 @@ class Server:
         cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # one server per data dir (and no snapshot restore under a running one)
         self._lock = hold_data_dir(cfg.db_path)
-        datastore.check(cfg.db_path, cfg.datastore_endpoint)
+        datastore.check(cfg.db_path, cfg.datastore_endpoint, cfg.datastore_prefix)
         await self.store.start()
         if cfg.datastore_endpoint:  # (only once it answered: a mistyped endpoint is not remembered)
             datastore.record(cfg.db_path, cfg.datastore_endpoint, {
                 "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile,
-                "keyfile": cfg.datastore_keyfile})
+                "keyfile": cfg.datastore_keyfile, "prefix": cfg.datastore_prefix})
         token, joined = "", False
         if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
             token = bootstrap.server_token(cfg.data_dir, cfg.token)
@@ -159,7 +162,7 @@ class Server:
             ("namespace-controller", namespaces.run),
             ("root-ca-publisher", RootCAPublisher(stores, pki.ca_cert).run),  # kube-root-ca.crt
             ("csr-approver", CSRApprover(stores, security.authorizer).run),
-            ("csr-signer", CSRSigner(stores, cfg.data_dir).run),
+            ("csr-signer", CSRSigner(stores, cfg.data_dir, dt.timedelta(seconds=cfg.cluster_signing_duration)).run),
             ("cluster-info-publisher", ClusterInfoPublisher(stores, cfg.server_url, pki.ca_cert.read_bytes()).run),
             ("token-cleaner", TokenCleaner(stores).run),
             ("garbage-collector", GarbageCollector(stores).run),
@@ -171,6 +174,8 @@ class Server:
             ("taint-eviction-controller", TaintEvictionController(
                 stores, recorder(stores, "taint-eviction-controller")).run),
             ("pod-garbage-collector", PodGC(stores).run),
+            ("replicaset-controller", ReplicaSetController(stores).run),
+            ("deployment-controller", DeploymentController(stores).run),
             ("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
                                                         recorder(stores, "cidrAllocator")).run),
         ]
@@ -204,7 +209,8 @@ class Server:
             return
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
-        self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir))
+        self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir,
+                                                          rotate_certificates=False))
 
     async def stop(self) -> None:
         # components first (the agent leaves containers running), then the API, then the store
