@@ -138,10 +138,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
                     failed.append(f"cannot join the cluster: {exc}")
                     return
             if lb is not None:
-                from kubelite.client.api import ssl_context_from_kubeconfig
+                import ssl
+
+                from kubelite.client.api import kubeconfig_credentials
 
                 lbmod.point_kubeconfig_at(kubeconfig, lb.url)
-                lb.health_ssl = ssl_context_from_kubeconfig(kubeconfig)[1]
+                # /livez needs no credentials: only the CA (a rotated client certificate cannot go stale here)
+                lb.health_ssl = ssl.create_default_context(cadata=kubeconfig_credentials(kubeconfig)[1].decode())
             await run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
                             containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
                             pki_dir=args.pki_dir or None, pod_pids_limit=args.pod_max_pids,
