@@ -226,6 +226,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return 1
     target = f"etcd {args.to} under {prefix}/"
 
+    def advancing(frm: int, to: int) -> None:
+        print(f"Moving etcd's revision from {frm} to {to}, past every resourceVersion the SQLite datastore gave out "
+              f"(one write each, about {max((to - frm) / 5000, 0.1):.1f} s) ...", flush=True)
+
     async def run() -> Report:
         src = SQLiteStore(str(db), compact_interval=0)
         dst = _etcd_store(args.to, files["cafile"], files["certfile"], files["keyfile"], prefix)
@@ -233,7 +237,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         try:
             await src.start()
             try:
-                return await copy_all(src, dst, force=args.force)
+                return await copy_all(src, dst, force=args.force, on_advance=advancing)
             finally:
                 await src.close()
         finally:
