@@ -139,11 +139,7 @@ async def copy_all(src: Store, dst: BatchTarget, *, force: bool = False,
         ops.append((kv.key, kv.value))
         report.counts[resource_of(kv.key)] += 1
     await _write(dst, ops, report, create_only=True)
-    current = await dst.current_revision()
-    if current <= report.source_revision:
-        if on_advance is not None:
-            on_advance(current, report.source_revision + 1)
-        await dst.advance_revision(report.source_revision + 1)
+    await _advance_past(dst, report.source_revision, on_advance)
     report.revision = await dst.compact_all()
     return report
 
@@ -162,9 +158,20 @@ async def live_keys(store: BatchTarget, page: int = 1000) -> dict[str, bytes]:
         start = res.kvs[-1].key + "\x00"
 
 
-async def restore_keys(dst: BatchTarget, want: Mapping[str, bytes]) -> Report:
+async def _advance_past(dst: BatchTarget, revision: int, on_advance: Callable[[int, int], None] | None) -> None:
+    current = await dst.current_revision()
+    if current <= revision:
+        if on_advance is not None:
+            on_advance(current, revision + 1)
+        await dst.advance_revision(revision + 1)
+
+
+async def restore_keys(dst: BatchTarget, want: Mapping[str, bytes], snapshot_revision: int = 0,
+                       on_advance: Callable[[int, int], None] | None = None) -> Report:
     """Make ``dst``'s keys under ROOT exactly ``want`` (the snapshot's), writing only the
-    difference; then compact so that every earlier resourceVersion is 410 Gone."""
+    difference; then compact so that every earlier resourceVersion is 410 Gone. An etcd that is
+    not past ``snapshot_revision`` (a new cluster in place of a lost one) is moved past it first,
+    so no resourceVersion of the snapshot's time is left to wait on."""
     report = Report()
     have = await live_keys(dst)
     ops = diff(want, have)
@@ -172,5 +179,6 @@ async def restore_keys(dst: BatchTarget, want: Mapping[str, bytes]) -> Report:
     for key in want:
         report.counts[resource_of(key)] += 1
     await _write(dst, ops, report, create_only=False)
+    await _advance_past(dst, snapshot_revision, on_advance)
     report.revision = await dst.compact_all()
     return report

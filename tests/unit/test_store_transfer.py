@@ -176,3 +176,11 @@ def test_restore_recognises_another_clusters_snapshot(tmp_path: Path) -> None:
     theirs = {**mine, "ca_cert": b"-----BEGIN CERTIFICATE-----\nother\n"}
     assert "its cluster CA is not this data dir's" in str(_other_cluster({BOOTSTRAP_KEY: seal("right", theirs)},
                                                                          tmp_path))
+
+
+async def test_restore_into_an_etcd_behind_the_snapshot_moves_it_past_first() -> None:
+    dst = FakeEtcd()  # a new etcd in place of a lost one: revision 100, the snapshot's was 5,000
+    advanced: list[tuple[int, int]] = []
+    report = await restore_keys(dst, {"/registry/core/namespaces/a": b"{}"}, 5000,
+                                lambda a, b: advanced.append((a, b)))
+    assert advanced == [(101, 5001)] and report.revision == dst.compacted == 5001
