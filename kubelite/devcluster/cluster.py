@@ -73,6 +73,7 @@ class ClusterSpec:
     kubeconfig: Path | None = None
     ready_timeout: float = 180.0
     server_args: list[str] = field(default_factory=list)
+    flannel_backend: str = "host-gw"  # the agents' --flannel-backend
     etcd: bool = False  # the server on a single-member etcd of the cluster's own (devcluster/etcd.py)
 
     def __post_init__(self) -> None:
@@ -213,9 +214,10 @@ class DevCluster:
             self._save_host(host)
             host.create(net)
             self._save_host(host)
-            pki_dir = _node_pki(server_dir, host.data_dir)
+            # joined as a node on another machine is: no CA key, its certificates through CSRs
             host.popen("agent", [*_python(), "agent", "--data-dir", str(host.data_dir), "--node-name", name,
-                                 "--node-ip", host.address, "--pki-dir", str(pki_dir), *join], cwd=_source_root())
+                                 "--node-ip", host.address, "--flannel-backend", spec.flannel_backend, *join],
+                                cwd=_source_root())
             self._save_host(host)
             names.append(name)
         self._wait_nodes_ready(names, spec.ready_timeout)
@@ -368,21 +370,6 @@ def _join_args(admin: Path, url: str) -> list[str]:
     cfg = yaml.safe_load(admin.read_text())
     ca_pem = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"])
     return ["--server", url, "--token", token, "--ca-cert-hash", ca_pin(ca_pem)]
-
-
-def _node_pki(server_dir: Path, node_dir: Path) -> Path:
-    """The cluster CA for a node's agent endpoint (logs, exec, attach, port-forward): with it the
-    agent issues its own serving certificate for its addresses, as the server's own agent does.
-    A stand-in for one machine (the CA key is there already) until nodes get serving
-    certificates through kubelet-serving CSRs (issue 9 part 6)."""
-    d = node_dir / "pki"
-    (d / "tls").mkdir(parents=True, exist_ok=True, mode=0o700)
-    for name in ("ca.crt", "ca.key"):
-        data = (server_dir / "tls" / name).read_bytes()
-        fd = os.open(d / "tls" / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    return d
 
 
 def _rmdir_empty_tree(top: Path) -> None:

@@ -15,15 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.etcd import EtcdCluster
+from tests.e2e.etcd import EtcdCluster, etcd_flags
 from tests.e2e.harness import ServerProcess, wait_until
-
-
-def etcd_flags(cluster: EtcdCluster) -> list[str]:
-    tls = cluster.client_tls
-    assert tls is not None
-    return ["--disable-agent", "--datastore-endpoint", cluster.endpoints, "--datastore-cafile", str(tls.ca_file),
-            "--datastore-certfile", str(tls.cert_file), "--datastore-keyfile", str(tls.key_file)]
 
 
 @pytest.fixture(scope="module")
