@@ -1,6 +1,7 @@
 """`kubelite dev cluster up --flannel-backend vxlan`: three nodes whose pods reach each other
-through flannel's vxlan overlay (flannel.1, FDB and neighbour entries from the Nodes'
-flannel annotations), entries that follow the Nodes, and a host left as it was found."""
+through flannel's vxlan overlay only (flannel.1, FDB and neighbour entries from the Nodes'
+flannel annotations), entries that follow the Nodes, and a host left as it was found. (The
+nodes' iptables rules added here go with their network namespaces.)"""
 
 from __future__ import annotations
 
@@ -80,7 +81,19 @@ def test_dev_cluster_on_vxlan(tmp_path, before):
             want = want_overlay({c: (m, i) for o, (c, m, i) in nodes.items() if o != n})
             wait_until(lambda n=n, want=want: overlay(data, n) == want, 30, 0.3, f"vxlan entries on {n}")
 
+        # pods' packets may leave a node only inside the tunnel: nothing is forwarded out of eth0
+        # as it is (host-gw would be), and the VXLAN packets are counted on their way out
+        for n in names:
+            for rule in (["FORWARD", "-o", "eth0", "-j", "DROP"],
+                         ["OUTPUT", "-o", "eth0", "-p", "udp", "--dport", "8472", "-j", "ACCEPT"]):
+                ok = kubelite("dev", "cluster", "exec", "--data-dir", str(data), n, "--", "iptables", "-w", "-I", *rule)
+                assert ok.returncode == 0, ok.stderr
         check_all_pairs(kubectl, names)  # 30/30, no NAT: each server sees the client's pod IP
+        for n in names:
+            out = kubelite("dev", "cluster", "exec", "--data-dir", str(data), n, "--", "iptables", "-w", "-nvxL",
+                           "OUTPUT").stdout
+            counted = next(ln.split() for ln in out.splitlines() if "dpt:8472" in ln)
+            assert int(counted[0]) > 0, out  # packets
         # the pods' interfaces fit the tunnel
         bridge = node_json(data, names[0], "ip", "-j", "link", "show", "kubelite0")[0]
         assert bridge["mtu"] == 1450
