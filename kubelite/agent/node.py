@@ -150,6 +150,10 @@ class NodeManager:
         except Exception as exc:
             return False, f"container runtime is down: {exc}"
 
+    def addresses(self) -> list[Obj]:
+        """The Node's status.addresses (the serving certificate names exactly these)."""
+        return [{"type": "InternalIP", "address": self.host_ip}, {"type": "Hostname", "address": self.node_name}]
+
     async def status(self, old: Obj | None) -> Obj:
         ready, why = await self._runtime_ready()
         cap = self.capacity()
@@ -157,8 +161,7 @@ class NodeManager:
             "capacity": cap,
             "allocatable": dict(cap),
             "conditions": _conditions(((old or {}).get("status") or {}).get("conditions") or [], ready, why),
-            "addresses": [{"type": "InternalIP", "address": self.host_ip},
-                          {"type": "Hostname", "address": self.node_name}],
+            "addresses": self.addresses(),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": self.node_info(),
         }
