@@ -24,7 +24,7 @@ _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
     "PodSpec": ["evictionResponders", "hostnameOverride", "schedulingGroup", "setHostnameAsFQDN",
                 "resourceClaims", "enableServiceLinks"],
-    "Container": ["restartPolicyRules", "resizePolicy", "volumeDevices"],
+    "Container": ["restartPolicyRules", "volumeDevices"],
     "PodSecurityContext": ["fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
                            "supplementalGroupsPolicy", "windowsOptions"],
     "SecurityContext": ["seLinuxOptions", "windowsOptions"],
@@ -85,6 +85,16 @@ FIELDS.update({
                                      "kind yet)"),
     "PodSpec.preemptionPolicy": ("honoured", "Never: the pod waits instead of preempting (`preemption: not "
                                              "eligible due to preemptionPolicy=Never.`); it can still be a victim"),
+    "Container.resizePolicy": ("honoured", "in-place resize through `pods/resize`: NotRequired (the default) "
+                                           "updates the running container (UpdateContainerResources, the pod "
+                                           "cgroup first), RestartContainer restarts it (`Container c resize "
+                                           "requires restart`); PodResizePending (Deferred/Infeasible, the "
+                                           "kubelet's messages), PodResizeInProgress, ResizeStarted/ResizeCompleted "
+                                           "events, containerStatuses[].allocatedResources and .resources (read "
+                                           "from the cgroup); pod-level resources cannot be resized (as upstream); "
+                                           "ResourceQuota and LimitRange do not check resizes yet"),
+    "EphemeralContainer.resizePolicy": ("refused", "`Forbidden: cannot be set for an Ephemeral Container` "
+                                                   "(ephemeral containers are not resized)"),
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "
