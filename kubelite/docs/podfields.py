@@ -95,6 +95,16 @@ FIELDS.update({
                                            "ResourceQuota and LimitRange do not check resizes yet"),
     "EphemeralContainer.resizePolicy": ("refused", "`Forbidden: cannot be set for an Ephemeral Container` "
                                                    "(ephemeral containers are not resized)"),
+    "PodSecurityContext.sysctls": ("honoured", "the kubelet's allowlist at admission: the safe sysctls "
+                                               "(kernel.shm_rmid_forced, net.ipv4.ip_local_port_range, "
+                                               "tcp_syncookies, ping_group_range, ip_unprivileged_port_start, "
+                                               "ip_local_reserved_ports, tcp_keepalive_time/intvl/probes, "
+                                               "tcp_fin_timeout, tcp_rmem, tcp_wmem, as the kernel namespaces them) "
+                                               "and the agent's `--allowed-unsafe-sysctls`; others fail the pod: "
+                                               "phase Failed, reason `SysctlForbidden`, message `Pod was rejected: "
+                                               "forbidden sysctl: \"kernel.sem\" not allowlisted` (net ones with "
+                                               "hostNetwork, IPC ones with hostIPC: `not allowed with host net "
+                                               "enabled`); allowed ones go to the sandbox (LinuxPodSandboxConfig.sysctls)"),
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "

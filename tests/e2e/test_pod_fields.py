@@ -1,6 +1,7 @@
 """Pod fields the kubelet acts on, as the node conformance tests check them: lifecycle hooks
 (postStart/preStop, exec and httpGet, a failing postStart), activeDeadlineSeconds and
-readinessGates."""
+readinessGates,
+preemption, in-place resize and sysctls."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ NODE = "kl-e2e-fields"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with full_cluster(tmp_path_factory.mktemp("fields") / "data", NODE) as c:
+    with full_cluster(tmp_path_factory.mktemp("fields") / "data", NODE,
+                      extra=("--allowed-unsafe-sysctls", "kernel.msg*")) as c:
         yield c
 
 
@@ -273,3 +275,31 @@ def test_in_place_resize(cluster):
     finally:
         server.kubectl("delete", "pod", "resize", "--ignore-not-found", "--grace-period=1", "--wait=false",
                        check=False)
+
+
+def test_sysctls_safe_allowed_and_forbidden(cluster):
+    """Safe sysctls and those on --allowed-unsafe-sysctls reach the pod's namespaces; any other
+    fails the pod at the kubelet's admission (SysctlForbidden)."""
+    server, _ = cluster
+    _apply(server, _pod("sysctls", [{"name": "c", "image": BUSYBOX, "command": [
+        "sh", "-c", "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_local_port_range "
+                    "/proc/sys/kernel/msgmax; sleep 3600"]}],
+        securityContext={"sysctls": [{"name": "kernel.shm_rmid_forced", "value": "1"},
+                                     {"name": "net.ipv4.ip_local_port_range", "value": "1024 50000"},
+                                     {"name": "kernel.msgmax", "value": "10000"}]},
+        terminationGracePeriodSeconds=1))
+    _apply(server, _pod("unsafe-sysctl", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        securityContext={"sysctls": [{"name": "kernel.sem", "value": "250 32000 100 128"}]}))
+    try:
+        _running(server, "sysctls")
+        out = wait_until(lambda: (o := _logs(server, "sysctls", "c")).count("\n") >= 3 and o, 30, 0.3, "sysctl values")
+        assert out.split() == ["1", "1024", "50000", "10000"]
+        pod = wait_until(lambda: (p := get_pod(server, "unsafe-sysctl")) and p["status"].get("phase") == "Failed"
+                         and p, 60, 0.3, "unsafe sysctl refused")
+        assert pod["status"]["reason"] == "SysctlForbidden"
+        assert pod["status"]["message"] == 'Pod was rejected: forbidden sysctl: "kernel.sem" not allowlisted'
+        ev = next(e for e in _events(server, "unsafe-sysctl") if e["reason"] == "SysctlForbidden")
+        assert ev["type"] == "Warning" and ev["message"] == 'forbidden sysctl: "kernel.sem" not allowlisted'
+    finally:
+        server.kubectl("delete", "pod", "sysctls", "unsafe-sysctl", "--ignore-not-found", "--grace-period=1",
+                       "--wait=false", check=False)
