@@ -195,11 +195,13 @@ def test_higher_priority_pod_preempts_on_a_full_node(cluster):
         server.kubectl("delete", "priorityclass", "kl-e2e-high", "--ignore-not-found", check=False)
 
 
-def _cgroup_value(pod: dict, controller: str, name: str) -> int:
+def _cgroup_value(pod: dict, controller: str, name: str, container: bool = True) -> int:
+    """A value of the container's cgroup (or of the pod's, ``container=False``) on this v1 host."""
     cid = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
     qos = pod["status"]["qosClass"].lower()
     parent = "kubepods" if qos == "guaranteed" else f"kubepods/{qos}"
-    return int(Path(f"/sys/fs/cgroup/{controller}/{parent}/pod{pod['metadata']['uid']}/{cid}/{name}").read_text())
+    d = Path(f"/sys/fs/cgroup/{controller}/{parent}/pod{pod['metadata']['uid']}")
+    return int(((d / cid) if container else d).joinpath(name).read_text())
 
 
 def test_in_place_resize(cluster):
@@ -233,6 +235,7 @@ def test_in_place_resize(cluster):
         pod = wait_until(resized, 60, 0.3, "cpu limit resized")
         assert pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "400m"
         assert _cgroup_value(pod, "cpu", "cpu.cfs_quota_us") == 40000
+        assert _cgroup_value(pod, "cpu", "cpu.cfs_quota_us", container=False) == 40000  # the pod's too
         cs = pod["status"]["containerStatuses"][0]
         assert cs["restartCount"] == 0 and "running" in cs["state"]
         reasons = [e["reason"] for e in _events(server, "resize")]
@@ -272,6 +275,7 @@ def test_in_place_resize(cluster):
 
         pod = wait_until(restarted, 60, 0.3, "restarted with more memory")
         assert _cgroup_value(pod, "memory", "memory.limit_in_bytes") == 96 * 1024 * 1024
+        assert _cgroup_value(pod, "memory", "memory.limit_in_bytes", container=False) == 96 * 1024 * 1024
     finally:
         server.kubectl("delete", "pod", "resize", "--ignore-not-found", "--grace-period=1", "--wait=false",
                        check=False)
