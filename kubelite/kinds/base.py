@@ -91,6 +91,10 @@ class Strategy:
     def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return []
 
+    # metadata fields a status write may change (the rest is kept from the stored object), as
+    # kinds' status strategies allow: a Deployment's controller records its revision annotation
+    status_metadata: tuple[str, ...] = ()
+
     def prepare_for_subresource_update(self, subresource: str, new: Obj, old: Obj) -> None:
         """Other writable subresources (e.g. namespaces/finalize): keep what it may not change."""
         self.prepare_for_update(new, old)

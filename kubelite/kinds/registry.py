@@ -60,6 +60,7 @@ def default_registry() -> Registry:
     """Every kind kubelite serves, core/v1 first (discovery's order). Adding a kind: its module,
     and one line here."""
     from kubelite.kinds import (
+        apps,
         authorization,
         certificates,
         configmaps,
@@ -101,4 +102,6 @@ def default_registry() -> Registry:
         certificates.CSR,
         priorityclasses.PRIORITYCLASS,
         runtimeclasses.RUNTIMECLASS,
+        apps.DEPLOYMENT,
+        apps.REPLICASET,
     ])

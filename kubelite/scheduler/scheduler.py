@@ -40,6 +40,7 @@ from kubelite.api import errors
 from kubelite.api.meta import now_rfc3339
 from kubelite.client.api import Client, resource_path
 from kubelite.client.events import NORMAL, WARNING, EventRecorder
+from kubelite.client.leaderelection import ClientLeases, Election, LeaderElector, LeaseLock, new_identity
 from kubelite.scheduler import framework, plugins, preemption
 from kubelite.scheduler.plugins import NodeInfo, PodInfo, Status
 
@@ -629,7 +630,28 @@ def _pod_ref(pod: Obj) -> Obj:
     return {**pod, "kind": "Pod", "apiVersion": "v1"}
 
 
-async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler") -> None:
-    """Runs a scheduler against the API server of a kubeconfig until cancelled."""
+LEASE_NAMESPACE, LEASE_NAME = "kube-system", "kube-scheduler"
+
+
+async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler",
+                        election: Election | None = None) -> None:
+    """Runs a scheduler against the API server of a kubeconfig until cancelled; with ``election``
+    only while it holds the Lease kube-system/kube-scheduler (kube-scheduler's --leader-elect:
+    events from the scheduler's name, the lease released on a graceful stop). A scheduler that
+    loses the lease stops (upstream exits: "Leaderelection lost") and campaigns again, with a
+    fresh cache."""
     async with Client.from_kubeconfig(kubeconfig_path, user_agent="kube-scheduler/v1.37.0 kubelite") as client:
-        await Scheduler(client, name).run()
+        if election is None:
+            await Scheduler(client, name).run()
+            return
+        events = EventRecorder(client, component=name)
+        lock = LeaseLock(ClientLeases(client, timeout=election.renew_deadline), LEASE_NAMESPACE, LEASE_NAME,
+                         new_identity(), events)
+        elector = LeaderElector(lock, election.lease_duration, election.renew_deadline, election.retry_period,
+                                release_on_cancel=True)
+        try:
+            while True:
+                await elector.run(lambda: Scheduler(client, name).run())
+                log.error("Leaderelection lost")
+        finally:
+            await events.close()

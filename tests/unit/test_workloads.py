@@ -1,0 +1,298 @@
+"""The pure logic of the ReplicaSet and Deployment controllers, and both controllers over real
+stores (SQLite in a temp dir) driven one sync at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from kubelite.apiserver.registry import ListOptions, WriteOptions
+from kubelite.apiserver.stores import Stores
+from kubelite.controllers import controller_utils as cu
+from kubelite.controllers import deploymentutil as du
+from kubelite.controllers.deployment import DeploymentController
+from kubelite.controllers.replicaset import ReplicaSetController, calculate_status, pod_from_template
+from kubelite.kinds import apps
+from kubelite.kinds.registry import default_registry
+from kubelite.kinds.scale_rest import scale_of, validate_scale
+from kubelite.store.sqlite import SQLiteStore
+
+W = WriteOptions(field_manager="test")
+NOW = 1_800_000_000.0
+
+
+def _ts(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def pod(name: str, node: str = "n1", phase: str = "Running", ready: bool = True, ready_since: float = NOW - 100,
+        created: float = NOW - 200, restarts: int = 0, cost: str | None = None) -> dict:
+    p: dict = {"metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}", "labels": {"app": "x"},
+                            "creationTimestamp": _ts(created)},
+               "spec": {"nodeName": node} if node else {},
+               "status": {"phase": phase, "containerStatuses": [{"restartCount": restarts}],
+                          "conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                                          "lastTransitionTime": _ts(ready_since)}]}}
+    if cost is not None:
+        p["metadata"]["annotations"] = {"controller.kubernetes.io/pod-deletion-cost": cost}
+    return p
+
+
+# ----------------------------------------------------------------------------- ActivePods ranking
+@pytest.mark.parametrize(("first", "second"), [
+    (pod("a", node=""), pod("b")),  # unassigned before assigned
+    (pod("a", phase="Pending"), pod("b")),  # Pending before Running
+    (pod("a", ready=False), pod("b")),  # not ready before ready
+    (pod("a", cost="-5"), pod("b")),  # lower deletion cost first
+    (pod("a", ready_since=NOW - 10), pod("b", ready_since=NOW - 10_000)),  # ready for less time first
+    (pod("a", restarts=3), pod("b")),  # more restarts first
+    (pod("a", created=NOW - 10), pod("b", created=NOW - 10_000)),  # newer first
+])
+def test_deletion_order_follows_active_pods_ranking(first, second):
+    assert cu.rank_less(first, second, 0, 0, NOW)
+    assert not cu.rank_less(second, first, 0, 0, NOW)
+    assert cu.pods_to_delete([second, first], [], 1, NOW) == [first]
+
+
+def test_doubled_up_pods_go_first_and_close_times_share_a_bucket():
+    a, b = pod("a", node="busy"), pod("b", node="quiet")
+    related = [a, b, pod("c", node="busy")]
+    assert cu.pods_to_delete([b, a], related, 1, NOW) == [a]
+    # ready 100 s and 101 s ago fall in one logarithmic bucket: the uid decides
+    x, y = pod("x", ready_since=NOW - 100), pod("y", ready_since=NOW - 101)
+    assert cu.rank_less(x, y, 0, 0, NOW) and not cu.rank_less(y, x, 0, 0, NOW)
+
+
+async def test_slow_start_batches_double_and_stop_at_the_first_failure():
+    sizes: list[int] = []
+    running = 0
+
+    async def create() -> None:
+        nonlocal running
+        running += 1
+        await asyncio.sleep(0)
+        sizes.append(running)
+        running -= 1
+
+    ok, err = await cu.slow_start_batch(10, 1, create)
+    assert (ok, err) == (10, None)
+    calls = 0
+
+    async def failing_third() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("quota")
+
+    ok, err = await cu.slow_start_batch(10, 1, failing_third)
+    assert ok == 2 and isinstance(err, RuntimeError) and calls == 3  # batches 1 and 2; the second failed
+
+
+def test_expectations_wait_for_observed_creations_and_deletions():
+    clock = [0.0]
+    e = cu.Expectations(timeout=300, clock=lambda: clock[0])
+    assert e.satisfied("ns/rs")
+    e.expect_creations("ns/rs", 2)
+    assert not e.satisfied("ns/rs")
+    e.creation_observed("ns/rs")
+    e.creation_observed("ns/rs")
+    assert e.satisfied("ns/rs")
+    e.expect_deletions("ns/rs", ["ns/a", "ns/b"])
+    e.deletion_observed("ns/rs", "ns/other")  # not one we deleted
+    e.deletion_observed("ns/rs", "ns/a")
+    assert not e.satisfied("ns/rs")
+    clock[0] = 301
+    assert e.satisfied("ns/rs")  # stale expectations do not block forever
+
+
+# ----------------------------------------------------------------------------- ReplicaSets
+def rs_obj(replicas: int = 3, min_ready: int = 0) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "fe", "namespace": "default", "uid": "rs-uid", "generation": 2},
+            "spec": {"replicas": replicas, "minReadySeconds": min_ready, "selector": {"matchLabels": {"app": "x"}},
+                     "template": {"metadata": {"labels": {"app": "x", "tier": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+            "status": {"replicas": 0}}
+
+
+def test_pod_from_template_is_owned_by_its_replica_set():
+    p = pod_from_template(rs_obj())
+    assert p["metadata"]["generateName"] == "fe-"
+    assert p["metadata"]["labels"] == {"app": "x", "tier": "web"}
+    assert p["metadata"]["ownerReferences"] == [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "fe",
+                                                 "uid": "rs-uid", "controller": True, "blockOwnerDeletion": True}]
+
+
+def test_replica_set_status_counts_and_failure_condition():
+    pods = [pod("a"), pod("b", ready=False), pod("c", ready_since=NOW - 2)]
+    pods[0]["metadata"]["labels"]["tier"] = "web"
+    st = calculate_status(rs_obj(min_ready=5), pods, [], None, now=NOW)
+    assert st == {"replicas": 3, "fullyLabeledReplicas": 1, "readyReplicas": 2, "availableReplicas": 1,
+                  "terminatingReplicas": 0}
+    st = calculate_status(rs_obj(replicas=5), pods, [], RuntimeError("pods is forbidden"), now=NOW)
+    cond = st["conditions"][0]
+    assert (cond["type"], cond["status"], cond["reason"], cond["message"]) == (
+        "ReplicaFailure", "True", "FailedCreate", "pods is forbidden")
+
+
+# ----------------------------------------------------------------------------- validation, scale
+def _deployment(**spec) -> dict:
+    d = {"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+        "metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}, **spec}}
+    apps.DEPLOYMENT.strategy.default(d)
+    return d
+
+
+def _errors(d: dict) -> list[str]:
+    return [str(e) for e in apps.DEPLOYMENT.strategy.validate(d)]
+
+
+def test_deployment_defaults_and_validation_messages():
+    d = _deployment()
+    assert d["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%",
+                                                                                "maxSurge": "25%"}}
+    assert (d["spec"]["replicas"], d["spec"]["revisionHistoryLimit"], d["spec"]["progressDeadlineSeconds"]) == (
+        1, 10, 600)
+    assert _errors(d) == []
+    d = _deployment(strategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}})
+    assert _errors(d) == ["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:0, "
+                          'IntVal:0, StrVal:""}: may not be 0 when `maxSurge` is 0']
+    d = _deployment(strategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "120%"}})
+    assert _errors(d) == ["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:1, "
+                          'IntVal:0, StrVal:"120%"}: must not be greater than 100%']
+    d = _deployment(strategy={"type": "Recreate", "rollingUpdate": {}})
+    assert _errors(d) == ["spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is "
+                          "'Recreate'"]
+    d = _deployment(minReadySeconds=10, progressDeadlineSeconds=5)
+    assert _errors(d) == ["spec.progressDeadlineSeconds: Invalid value: 5: must be greater than minReadySeconds"]
+    d = _deployment(selector={})
+    assert _errors(d) == ["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), "
+                          "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for "
+                          "deployment"]
+    d = _deployment()
+    d["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+    assert _errors(d) == ['spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always"']
+    new = _deployment()
+    new["spec"]["selector"] = {"matchLabels": {"app": "web", "x": "y"}}
+    new["spec"]["template"]["metadata"]["labels"]["x"] = "y"
+    assert [str(e) for e in apps.DEPLOYMENT.strategy.validate_update(new, _deployment())] == [
+        'spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"web", "x":"y"}, '
+        "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"]
+
+
+def test_scale_shows_replicas_and_selector():
+    rs = rs_obj(replicas=4)
+    rs["metadata"]["resourceVersion"] = "7"
+    rs["status"]["replicas"] = 2
+    s = scale_of(apps.REPLICASET.scale, rs)  # type: ignore[arg-type]
+    assert s["spec"] == {"replicas": 4} and s["status"] == {"replicas": 2, "selector": "app=x"}
+    assert s["metadata"]["resourceVersion"] == "7"
+    assert [str(e) for e in validate_scale({"spec": {"replicas": -1}})] == [
+        "spec.replicas: Invalid value: -1: must be greater than or equal to 0"]
+
+
+# ----------------------------------------------------------------------------- deployment arithmetic
+def test_surge_and_unavailable_round_as_upstream():
+    assert du.resolve_fenceposts(_deployment(replicas=3)) == (1, 0)  # 25 %: surge up, unavailable down
+    assert du.resolve_fenceposts(_deployment(replicas=10)) == (3, 2)
+    d = _deployment(replicas=3, strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "0%",
+                                                                                     "maxUnavailable": "10%"}})
+    assert du.resolve_fenceposts(d) == (0, 1)  # never both 0
+    assert du.max_surge(_deployment(strategy={"type": "Recreate"})) == 0
+
+
+def _rs(name: str, replicas: int, revision: int, created: float, available: int = 0) -> dict:
+    return {"metadata": {"name": name, "uid": name, "creationTimestamp": _ts(created),
+                         "annotations": {apps.REVISION: str(revision), apps.MAX_REPLICAS: "13"}},
+            "spec": {"replicas": replicas, "template": {}}, "status": {"availableReplicas": available}}
+
+
+def test_new_replica_set_grows_within_surge_and_revisions_are_kept():
+    d = _deployment(replicas=10)
+    old, new = _rs("old", 10, 1, NOW - 100), _rs("new", 0, 2, NOW)
+    assert du.new_rs_new_replicas(d, [old, new], new) == 3  # 10 + 3 surge - 10
+    back = _rs("back", 0, 1, NOW - 500)
+    assert du.set_new_rs_annotations(d, back, 3, True)
+    assert back["metadata"]["annotations"][apps.REVISION] == "3"
+    assert back["metadata"]["annotations"][apps.REVISION_HISTORY] == "1"
+    du.set_new_rs_annotations(d, back, 5, True)
+    assert back["metadata"]["annotations"][apps.REVISION_HISTORY] == "1,3"
+
+
+def test_proportional_scaling_of_two_replica_sets():
+    d = _deployment(replicas=20)  # was 10 (max 13 with surge); now 20 (max 25)
+    a = _rs("a", 8, 1, NOW - 100)
+    b = _rs("b", 5, 2, NOW)
+    to_add = 25 - 13
+    pa = du.rs_proportion(a, d, to_add, 0)
+    pb = du.rs_proportion(b, d, to_add, pa)
+    assert (pa, pb) == (7, 5)  # 8*25/13 = 15.4 -> 15; 5*25/13 = 9.6 -> 10
+
+
+def test_hash_is_stable_and_safe():
+    t = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    h = du.compute_hash(t, None)
+    assert h == du.compute_hash(dict(t), None) and h != du.compute_hash(t, 1)
+    assert set(h) <= set("bcdfghjklmnpqrstvwxz2456789")
+
+
+def test_conditions_keep_transition_time_unless_status_changes():
+    st: dict = {}
+    du.set_condition(st, du.new_condition("Available", "False", "MinimumReplicasUnavailable", "m", "t1"))
+    du.set_condition(st, du.new_condition("Available", "False", "Other", "m", "t2"))
+    assert st["conditions"][0]["lastTransitionTime"] == "t1" and st["conditions"][0]["reason"] == "Other"
+    du.set_condition(st, du.new_condition("Available", "True", "MinimumReplicasAvailable", "m", "t3"))
+    assert st["conditions"][0]["lastTransitionTime"] == "t3"
+
+
+# ----------------------------------------------------------------------------- controllers over stores
+async def _sync_informers(*infs) -> None:
+    for inf in infs:
+        await inf._list()
+
+
+async def test_controllers_create_a_replica_set_and_its_pods_without_overshooting(tmp_path: Path):
+    kv = SQLiteStore(str(tmp_path / "db"), compact_interval=0)
+    await kv.start()
+    try:
+        stores = Stores.build(default_registry(), kv)
+        dc = DeploymentController(stores)
+        rsc = ReplicaSetController(stores)
+        d = _deployment(replicas=3)
+        d["metadata"]["namespace"] = "default"
+        await stores.get("apps", "deployments").create("default", d, W)
+        await _sync_informers(dc.d_informer, dc.rs_informer, dc.pod_informer)
+        await dc.sync("default/web")
+        await _sync_informers(dc.d_informer, dc.rs_informer)
+        (rs,) = dc.rs_informer.list("default")
+        h = rs["metadata"]["labels"]["pod-template-hash"]
+        assert rs["metadata"]["name"] == f"web-{h}" and rs["spec"]["replicas"] == 3
+        assert rs["spec"]["selector"]["matchLabels"] == {"app": "web", "pod-template-hash": h}
+        assert rs["metadata"]["annotations"][apps.REVISION] == "1"
+        stored = await stores.get("apps", "deployments").get("default", "web")
+        assert stored["metadata"]["annotations"][apps.REVISION] == "1"
+        assert du.get_condition(stored["status"], "Progressing")["reason"] == "NewReplicaSetCreated"
+
+        await rsc.sync(f"default/web-{h}")
+        await rsc.sync(f"default/web-{h}")  # the informer has not seen the pods yet: no second batch
+        pods, _, _, _ = await stores.get("", "pods").list("default", ListOptions())
+        assert len(pods) == 3
+        assert all(p["metadata"]["labels"] == {"app": "web", "pod-template-hash": h} for p in pods)
+        await _sync_informers(rsc.pod_informer)
+        for p in pods:
+            rsc._on_pod("ADDED", None, p)
+        assert rsc.expectations.satisfied(f"default/web-{h}")
+        await rsc.sync(f"default/web-{h}")
+        st = (await stores.get("apps", "replicasets").get("default", f"web-{h}"))["status"]
+        assert st["replicas"] == 3 and st["observedGeneration"] == 1
+        await dc.recorder.flush()
+        await rsc.recorder.flush()
+        events, _, _, _ = await stores.get("", "events").list("default", ListOptions())
+        msgs = sorted(e["message"] for e in events)
+        assert f"Scaled up replica set web-{h} from 0 to 3" in msgs
+        assert sum(m.startswith(f"Created pod: web-{h}-") for m in msgs) == 3
+    finally:
+        await kv.close()
