@@ -31,6 +31,7 @@ from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
 from kubelite.controllers.csr import CSRApprover, CSRSigner
 from kubelite.controllers.deployment import DeploymentController
+from kubelite.controllers.disruption import DisruptionController
 from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
@@ -167,6 +168,7 @@ class Server:
         run("pod-garbage-collector", PodGC(stores).run)
         run("replicaset-controller", ReplicaSetController(stores).run)
         run("deployment-controller", DeploymentController(stores).run)
+        run("disruption-controller", DisruptionController(stores).run)
         run("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
                                                        recorder(stores, "cidrAllocator")).run)
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)

@@ -261,3 +261,41 @@ def test_bad_specs_are_refused_with_upstreams_422(cluster, manifest, message):
     assert message in p.stderr, p.stderr
     with contextlib.suppress(Exception):
         assert not _json(cluster, "deployments,replicasets", "-l", "app=bad")["items"]
+
+
+def test_drain_respects_a_disruption_budget(cluster):
+    server = cluster
+    server.kubectl("create", "deployment", "guarded", f"--image={BLUE}", "--replicas=3")
+    server.kubectl("rollout", "status", "deployment/guarded", "--timeout=120s", timeout=150)
+    out = server.kubectl("create", "pdb", "guarded", "--selector=app=guarded", "--min-available=2").stdout
+    assert out.strip() == "poddisruptionbudget.policy/guarded created"
+
+    def budget() -> dict:
+        return _json(server, "pdb", "guarded")["status"]
+
+    wait_until(lambda: budget().get("disruptionsAllowed") == 1, 30, 0.2, "one disruption allowed")
+    st = budget()
+    assert (st["expectedPods"], st["desiredHealthy"], st["currentHealthy"]) == (3, 2, 3)
+    rows = server.kubectl("get", "pdb").stdout.splitlines()
+    assert rows[0].split() == ["NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE"]
+    assert rows[1].split()[:4] == ["guarded", "2", "N/A", "1"]
+    before = {p["metadata"]["name"] for p in _pods(server, "app=guarded")}
+    try:
+        # one node: the evicted pod's replacement cannot be scheduled while the node is cordoned,
+        # so the budget lets exactly one pod go and drain keeps retrying the others
+        p = server.kubectl("drain", NODE, "--pod-selector=app=guarded", "--timeout=12s", check=False, timeout=60)
+        assert p.returncode != 0
+        assert "Cannot evict pod as it would violate the pod's disruption budget." in p.stderr + p.stdout
+        assert "(will retry after 5s)" in p.stderr + p.stdout
+        left = {q["metadata"]["name"] for q in _active(_pods(server, "app=guarded"))} & before
+        assert len(left) == 2
+        st = budget()
+        assert st["disruptionsAllowed"] == 0 and st["currentHealthy"] == 2
+        cond = next(c for c in st["conditions"] if c["type"] == "DisruptionAllowed")
+        assert (cond["status"], cond["reason"]) == ("False", "InsufficientPods")
+    finally:
+        server.kubectl("uncordon", NODE)
+    wait_until(lambda: budget().get("disruptionsAllowed") == 1, 60, 0.3, "the replacement ready again")
+    server.kubectl("delete", "pdb", "guarded")
+    server.kubectl("delete", "deployment", "guarded")
+    wait_until(lambda: not _pods(server, "app=guarded"), 90, 0.3, "guarded pods gone")

@@ -296,3 +296,37 @@ async def test_controllers_create_a_replica_set_and_its_pods_without_overshootin
         assert sum(m.startswith(f"Created pod: web-{h}-") for m in msgs) == 3
     finally:
         await kv.close()
+
+
+# ----------------------------------------------------------------------------- disruption budgets
+def test_disruption_budget_arithmetic():
+    from kubelite.controllers import disruption as dis
+    from kubelite.kinds import policy
+
+    pods = [pod("a"), pod("b"), pod("c", ready=False), pod("d")]
+    pods[3]["metadata"]["deletionTimestamp"] = _ts(NOW)
+    pdb = {"metadata": {"name": "p"}, "spec": {}, "status": {"disruptedPods": {
+        "a": _ts(NOW - 10), "b": _ts(NOW - 1000), "gone": _ts(NOW)}}}
+    disrupted, recheck = dis.disrupted_map(pods, pdb, NOW)
+    assert disrupted == {"a": _ts(NOW - 10)}  # b's eviction is older than the deletion timeout
+    assert recheck == parse(_ts(NOW - 10)) + dis.DELETION_TIMEOUT
+    assert dis.count_healthy(pods, disrupted) == 1  # b: a is disrupted, c not ready, d terminating
+    assert dis.scaled("50%", 3) == 2 and dis.scaled(1, 3) == 1
+    st = {"disruptionsAllowed": 0, "observedGeneration": 2}
+    dis.set_disruption_allowed(st, "t1")
+    assert st["conditions"] == [{"type": "DisruptionAllowed", "status": "False", "observedGeneration": 2,
+                                 "lastTransitionTime": "t1", "reason": "InsufficientPods", "message": ""}]
+    errs = [str(e) for e in policy.validate_pdb_spec({"minAvailable": "150%", "unhealthyPodEvictionPolicy": "Never"},
+                                                     policy.Path("spec"))]
+    assert errs == ['spec.minAvailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:"150%"}: must '
+                    'not be greater than 100%',
+                    'spec.unhealthyPodEvictionPolicy: Unsupported value: "Never": supported values: "AlwaysAllow", '
+                    '"IfHealthyBudget"']
+
+
+def parse(ts: str) -> float:
+    from kubelite.kinds._printing import parse_time
+
+    t = parse_time(ts)
+    assert t is not None
+    return t
