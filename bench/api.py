@@ -40,6 +40,13 @@ def fmt(name: str, xs: list[float], extra: str = "") -> str:
             f"mean={statistics.fmean(ms):7.2f} ms {extra}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far: a figure that a busy machine
+    inflates far less than latency (other processes delay the server but do not bill it)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(data_dir: Path, extra: list[str] | None = None) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,7 +84,10 @@ async def timed(coro) -> float:
     return time.perf_counter() - t
 
 
-async def bench(kubeconfig: Path, n_pods: int, conc: int, n_watchers: int) -> None:
+async def bench(kubeconfig: Path, n_pods: int, conc: int, n_watchers: int, server_pid: int) -> None:
+    def cpu_per(n: int, since: float) -> str:
+        return f"server cpu={(cpu_seconds(server_pid) - since) * 1e6 / n:.0f} us/op"
+
     async with Client.from_kubeconfig(kubeconfig, user_agent="bench", limit=conc + n_watchers + 10) as c:
         await c.create("v1", "namespaces", {"metadata": {"name": "bench"}})
         # create: a third of the pods one at a time, then 8 and `conc` concurrent clients
@@ -91,10 +101,11 @@ async def bench(kubeconfig: Path, n_pods: int, conc: int, n_watchers: int) -> No
                 async with sem:
                     return await timed(c.create("v1", "pods", pod(name), namespace="bench"))
 
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds(server_pid)
             lat = await asyncio.gather(*(create(n) for n in batch))
             dt = time.perf_counter() - t0
-            print(fmt(f"create ({level} concurrent)", lat, f"throughput={len(batch) / dt:.0f}/s"))
+            print(fmt(f"create ({level} concurrent)", lat,
+                      f"throughput={len(batch) / dt:.0f}/s {cpu_per(len(batch), c0)}"))
         # single-object GET
         for level in (1, 8, conc):
             sem = asyncio.Semaphore(level)
@@ -103,13 +114,14 @@ async def bench(kubeconfig: Path, n_pods: int, conc: int, n_watchers: int) -> No
                 async with sem:
                     return await timed(c.get("v1", "pods", names[i % len(names)], namespace="bench"))
 
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds(server_pid)
             lat = await asyncio.gather(*(get(i) for i in range(2000)))
             dt = time.perf_counter() - t0
-            print(fmt(f"get ({level} concurrent)", lat, f"throughput={2000 / dt:.0f}/s"))
+            print(fmt(f"get ({level} concurrent)", lat, f"throughput={2000 / dt:.0f}/s {cpu_per(2000, c0)}"))
         # LIST of all pods
+        c0 = cpu_seconds(server_pid)
         lat = [await timed(c.list("v1", "pods", namespace="bench")) for _ in range(30)]
-        print(fmt(f"list {len(names)} pods", lat))
+        print(fmt(f"list {len(names)} pods", lat, cpu_per(30, c0)))
         lat = [await timed(c.list("v1", "pods", namespace="bench", limit=500)) for _ in range(30)]
         print(fmt("list limit=500", lat))
         # watch fan-out: n_watchers watch the namespace; each new pod must reach all of them
@@ -131,6 +143,7 @@ async def bench(kubeconfig: Path, n_pods: int, conc: int, n_watchers: int) -> No
                     done.set()
 
         tasks = [asyncio.create_task(watcher()) for _ in range(n_watchers)]
+        c0 = cpu_seconds(server_pid)
         for i in range(n_events):
             name = f"f{i:04d}"
             body = pod(name)
@@ -145,7 +158,8 @@ async def bench(kubeconfig: Path, n_pods: int, conc: int, n_watchers: int) -> No
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         print(fmt(f"watch fan-out ({n_watchers} w.)", delays,
-                  f"events delivered={len(delays)} drain={time.perf_counter() - t0:.2f}s"))
+                  f"events delivered={len(delays)} drain={time.perf_counter() - t0:.2f}s "
+                  f"{cpu_per(n_events, c0)} (per created pod, {n_watchers} deliveries)"))
 
 
 def rss_mb(pid: int) -> float:
@@ -188,7 +202,7 @@ def main() -> None:
             try:
                 print(f"--- {label}: server pid {proc.pid} on :{port}, RSS at start {rss_mb(proc.pid):.0f} MB, "
                       f"cpus {os.cpu_count()}")
-                asyncio.run(bench(data / "kubeconfig.yaml", args.pods, args.concurrency, args.watchers))
+                asyncio.run(bench(data / "kubeconfig.yaml", args.pods, args.concurrency, args.watchers, proc.pid))
                 print(f"server RSS after: {rss_mb(proc.pid):.0f} MB")
             finally:
                 proc.terminate()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubelite.client.leaderelection import Election
+
 DEFAULT_DATA_DIR = Path("/var/lib/kubelite")
 
 
@@ -43,6 +45,23 @@ class ServerConfig:
     # the node IPAM controller (kube-controller-manager's --cluster-cidr / --node-cidr-mask-size)
     cluster_cidr: str = "10.244.0.0/16"
     node_cidr_mask_size: int = 24
+    # kube-scheduler's and kube-controller-manager's --leader-elect (None: as k3s, on for etcd,
+    # off for the embedded SQLite, where one server holds the data dir) and its timings (seconds)
+    leader_elect: bool | None = None
+    leader_elect_lease_duration: float = 15.0
+    leader_elect_renew_deadline: float = 10.0
+    leader_elect_retry_period: float = 2.0
+
+    @property
+    def election(self) -> Election | None:
+        """How the scheduler and the controllers elect their leader, or None for no election."""
+        on = self.leader_elect if self.leader_elect is not None else bool(self.datastore_endpoint)
+        if not on:
+            return None
+        return Election(self.leader_elect_lease_duration, self.leader_elect_renew_deadline,
+                        self.leader_elect_retry_period)
+    # kube-controller-manager's --cluster-signing-duration: the lifetime of issued certificates
+    cluster_signing_duration: float = 8760 * 3600.0
 
     @property
     def db_path(self) -> Path:

@@ -13,23 +13,38 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubelite.agent import crispec, registries
+from kubelite.agent import crispec, podnet, registries
+from kubelite.agent.allocation import STATE_FILE, AllocationManager
+from kubelite.agent.certmanager import (
+    KUBELET_CLIENT_SIGNER,
+    KUBELET_SERVING_SIGNER,
+    CertificateManager,
+    FileStore,
+    Pair,
+    ServingTLS,
+    Template,
+    client_template,
+    serving_template,
+    usable,
+)
 from kubelite.agent.cgroups import CgroupError, CgroupManager, open_cgroups
 from kubelite.agent.containergc import CONTAINER_GC_PERIOD
 from kubelite.agent.crispec import PodRuntime
 from kubelite.agent.node import NodeManager, memory_capacity
+from kubelite.agent.podnet import PodNetworkError
 from kubelite.agent.prober import ProbeManager
 from kubelite.agent.runtime import RuntimeManager
 from kubelite.agent.status import StatusManager
 from kubelite.agent.volumes import VolumeManager
 from kubelite.agent.worker import PodWorkers
 from kubelite.api import errors
-from kubelite.client.api import Client
+from kubelite.client.api import Client, kubeconfig_credentials
 from kubelite.client.events import EventRecorder
 from kubelite.client.informer import ClientListWatch, Informer
 
@@ -49,8 +64,9 @@ class AgentConfig:
     kubelet_port: int = 10250
     containerd_socket: Path | None = None  # use a running containerd instead of starting one
     images_dir: Path | None = None  # offline image archives (default: build/images)
-    # where the cluster CA lives (<dir>/tls): the agent's HTTPS endpoint (logs, exec, port-forward)
-    # gets its serving certificate from it; without one the endpoint is not started
+    # where the cluster CA and its key live (<dir>/tls): the server's own agent issues its endpoint's
+    # serving certificate from it. Without a CA key (every other node) the serving certificate
+    # comes from a kubelet-serving CSR (agent/certmanager.py)
     pki_dir: Path | None = None
     # sandbox creations / container starts at once (0: 2 per CPU); a burst of pods queues
     # here, earliest pod first, instead of slowing containerd down for all of them
@@ -62,8 +78,16 @@ class AgentConfig:
     pod_pids_limit: int = -1
     # the kubelet's --node-ip: the Node's InternalIP (default: the default route's source address)
     node_ip: str = ""
-    # routes to the other nodes' pod CIDRs: "host-gw" (agent/hostgw.py) or "none"
+    # how pods reach the other nodes' pods: "host-gw" (agent/hostgw.py), "vxlan" (agent/vxlan.py) or "none"
     flannel_backend: str = "host-gw"
+    # the kubelet's --rotate-certificates: renew the client certificate through CSRs before it
+    # expires (the server's own agent does not: the server mints its credential at every start)
+    rotate_certificates: bool = True
+
+    @property
+    def cert_dir(self) -> Path:
+        """The kubelet's --cert-dir: kubelet-{client,server}-current.pem and their history."""
+        return self.data_dir / "pki"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -92,8 +116,11 @@ class Agent:
         self._api_pods: dict[str, Obj] = {}
         self.runtime_cache: crispec.RuntimeCache | None = None
         self.cgroups: CgroupManager | None = None
-        self.hostgw: Any = None
+        self.podnet: podnet.NodeNetwork | None = None
         self.started_at = 0.0
+        self.client_certs: CertificateManager | None = None
+        self.serving_certs: CertificateManager | None = None
+        self._cert_tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -106,6 +133,8 @@ class Agent:
         log.info("pod cgroups: %s", cgroups.describe())
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.client = Client.from_kubeconfig(cfg.kubeconfig, user_agent=f"kubelite-agent/{self.node_name}")
+        if cfg.rotate_certificates:
+            self._start_client_certificates()
         socket_path = cfg.containerd_socket
         self.registries = registries.load(cfg.data_dir)  # <data_dir>/registries.yaml
         if socket_path is None:
@@ -124,12 +153,15 @@ class Agent:
             log.warning("offline images not imported: %s", exc)
         self.node = NodeManager(self.client, self.node_name, cfg.data_dir, cfg.kubelet_port,
                                 f"{version.runtime_name}://{version.runtime_version}", self.cri, node_ip=cfg.node_ip)
-        await self.node.register()  # writes the CNI config for the node's pod CIDR
-        if cfg.flannel_backend == "host-gw":
-            from kubelite.agent.hostgw import HostGateway
+        if cfg.flannel_backend == "vxlan":  # the pods' packets must fit the tunnel
+            from kubelite.agent.vxlan import pod_mtu
 
-            self.hostgw = HostGateway(self.client, self.node_name, self.node.pod_cidr)
-            await self.hostgw.start()
+            self.node.pod_mtu = await asyncio.to_thread(pod_mtu, self.node.host_ip)
+        await self.node.register()  # writes the CNI config for the node's pod CIDR
+        self.podnet = podnet.new_backend(cfg.flannel_backend, self.client, self.node_name, self.node.pod_cidr,
+                                         self.node.host_ip)
+        if self.podnet is not None:
+            await self.podnet.start()
         await self._start_server()
         self.recorder = EventRecorder(self.client, component="kubelet", host=self.node_name)
         if cgroups.version == 1:  # kubelet.go, at every start; the Node's ObjectReference has uid = name
@@ -140,6 +172,7 @@ class Agent:
                                       self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity(),
                                       parallelism=cfg.runtime_parallelism, registries=self.registries)
         self.runtime.fetch_runtime_class = self._fetch_runtime_class
+        self.runtime.allocation = AllocationManager(cfg.data_dir / STATE_FILE)
         self.status = StatusManager(self.client)
         self.status.start()
         # probes (agent/prober.py): results wake the pod's worker, which restarts and reports
@@ -149,8 +182,9 @@ class Agent:
         # the PLEG: one relist of the runtime shared by every worker; changes wake the pod's worker
         self.runtime_cache = crispec.RuntimeCache(self.cri.runtime, on_change=self._runtime_changed)
         await self.runtime_cache.refresh()
+        node = self.node
         self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
-                                  cache=self.runtime_cache)
+                                  cache=self.runtime_cache, allocatable=node.capacity)
         # the pods bound to this node: dispatched to their workers as they come and go
         self.pods = Informer(ClientListWatch(self.client, "v1", "pods", fieldSelector=f"spec.nodeName={self.node_name}"))
         self.pods.add_handler(self._pod_event)
@@ -166,19 +200,67 @@ class Agent:
         log.info("agent for node %s started (pod CIDR %s, %s)", self.node_name, self.node.pod_cidr,
                  self.node.runtime_version)
 
+    def _start_client_certificates(self) -> None:
+        """NewKubeletClientCertificateManager: the kubeconfig's pair is the initial one, unless the
+        store holds a newer usable pair (a rotation before a restart)."""
+        cfg = self.config
+        assert self.client is not None
+        _, _, cert, key, _ = kubeconfig_credentials(cfg.kubeconfig)
+        if not cert or not key:
+            return  # a token, not a certificate: nothing to rotate
+        tmpl = client_template(self.node_name)
+        initial = Pair.parse(cert, key)
+        store = FileStore("kubelet-client", cfg.cert_dir)
+        stored = usable(store.current(), tmpl)
+        if stored is not None and stored.serial != initial.serial and \
+                stored.leaf.not_valid_after_utc > initial.leaf.not_valid_after_utc:
+            initial = stored
+            self.client.use_client_certificate(stored.cert_pem, stored.key_pem)
+        client = self.client
+        self.client_certs = CertificateManager(
+            client, "client", KUBELET_CLIENT_SIGNER, store, lambda: tmpl,
+            lambda p: client.use_client_certificate(p.cert_pem, p.key_pem), server=False, initial=initial)
+        self._cert_tasks.append(asyncio.create_task(self.client_certs.run(), name="agent-client-certificate"))
+
     async def _start_server(self) -> None:
         from kubelite.agent.server import AgentServer
         from kubelite.tls import pki as pki_mod
 
         cfg = self.config
-        if cfg.pki_dir is None or not (cfg.pki_dir / "tls" / "ca.key").exists():
-            log.warning("no cluster CA under %s: the agent's endpoint (logs, exec, port-forward) is off", cfg.pki_dir)
-            return
-        assert self.node is not None
-        self.server = AgentServer(self.cri, cfg.data_dir, pki_mod.load_pki(cfg.pki_dir), port=cfg.kubelet_port,
-                                  node_addresses=[self.node.host_ip], node_name=self.node_name)
+        assert self.node is not None and self.client is not None
+        if cfg.pki_dir is not None and (cfg.pki_dir / "tls" / "ca.key").exists():
+            # the server's own agent: the CA key is in this process already
+            self.server = AgentServer(self.cri, cfg.data_dir, pki_mod.load_pki(cfg.pki_dir), port=cfg.kubelet_port,
+                                      node_addresses=[self.node.host_ip], node_name=self.node_name)
+        else:
+            self.server = AgentServer(self.cri, cfg.data_dir, None, port=cfg.kubelet_port,
+                                      node_addresses=[self.node.host_ip], node_name=self.node_name,
+                                      ssl_context=self._start_serving_certificates())
         self.server.container_status = self._container_status
         await self.server.start()
+
+    def _start_serving_certificates(self) -> ssl.SSLContext:
+        """NewKubeletServerCertificateManager: the endpoint listens at once, but completes no
+        handshake before a kubelet-serving CSR for the Node's addresses is approved and signed."""
+        cfg = self.config
+        node = self.node
+        assert node is not None and self.client is not None
+        _, ca_pem, _, _, _ = kubeconfig_credentials(cfg.kubeconfig)
+        tls = ServingTLS(ca_pem)  # the API server's client certificate must come from this CA
+
+        def template() -> Template | None:
+            return serving_template(self.node_name, node.addresses())
+
+        store = FileStore("kubelet-server", cfg.cert_dir)
+        initial = usable(store.current(), template())
+        if initial is not None:
+            tls.load(initial)
+        else:
+            log.info("no serving certificate yet: requesting one (%s)", KUBELET_SERVING_SIGNER)
+        self.serving_certs = CertificateManager(self.client, "serving", KUBELET_SERVING_SIGNER, store, template,
+                                                tls.load, server=True, initial=initial, dynamic_template=True)
+        self._cert_tasks.append(asyncio.create_task(self.serving_certs.run(), name="agent-serving-certificate"))
+        return tls.context
 
     def _container_status(self, namespace: str, name: str, container: str, uid: str = "") -> Obj | None:
         """The newest status this agent computed for a container of one of its pods."""
@@ -196,10 +278,16 @@ class Agent:
         return None
 
     async def stop(self) -> None:
+        for t in self._cert_tasks:
+            t.cancel()
+        for t in self._cert_tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        self._cert_tasks = []
         if self.server is not None:
             await self.server.stop()
-        if self.hostgw is not None:  # its routes stay: the pods do
-            await self.hostgw.stop()
+        if self.podnet is not None:  # its routes and devices stay: the pods do
+            await self.podnet.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -300,6 +388,8 @@ class Agent:
         # only what this node made: its containerd's sandboxes and its data dir's pod dirs. Pod
         # cgroups alone prove nothing (kubepods is shared by every agent on the host); a pod's
         # cgroup goes with the rest of it in remove_pod.
+        if self.runtime.allocation is not None:  # RemoveOrphanedPods
+            self.runtime.allocation.retain(known, {c.id for pr in by_uid.values() for c in pr.containers})
         uids = set(by_uid) | set(self.runtime.volumes.known_pod_dirs())
         for uid in uids - known:
             log.info("removing orphaned pod %s", uid)
@@ -356,18 +446,18 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                     containerd_socket: Path | str | None = None, images_dir: Path | str | None = None,
                     pki_dir: Path | str | None = None, runtime_parallelism: int = 0,
                     container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1,
-                    node_ip: str = "", flannel_backend: str = "host-gw") -> None:
+                    node_ip: str = "", flannel_backend: str = "host-gw", rotate_certificates: bool = True) -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
                               Path(images_dir) if images_dir else None,
                               Path(pki_dir) if pki_dir else None, runtime_parallelism,
                               container_gc_interval, pod_pids_limit=pod_pids_limit, node_ip=node_ip,
-                              flannel_backend=flannel_backend))
+                              flannel_backend=flannel_backend, rotate_certificates=rotate_certificates))
     try:
         try:
             await agent.start()
-        except CgroupError as exc:
+        except (CgroupError, PodNetworkError) as exc:
             log.error("node agent not started: %s", exc)
             raise
         await asyncio.Event().wait()

@@ -17,6 +17,9 @@ When the node's kubeconfig does not exist yet:
    ``kubernetes.io/kube-apiserver-client-kubelet``, usages digital signature + client auth,
    created as ``system:bootstrap:<id>``; the controller manager approves and signs it.
 3. The node kubeconfig (server, CA, client certificate and key) is written with mode 0600.
+   With a ``cert_dir`` (the agent's DATA_DIR/pki) the pair goes to the certificate store
+   there (``kubelet-client-current.pem``, see ``agent/certmanager.py``) and the kubeconfig names
+   that file, as the kubelet's does: its rotations then need no new kubeconfig.
 """
 
 from __future__ import annotations
@@ -194,7 +197,7 @@ async def request_certificate(server: str, ca_pem: bytes, token: str, node_name:
 
 
 async def bootstrap(server: str, token: str, kubeconfig: Path, node_name: str, *, ca_cert_hashes: list[str] | None = None,
-                    ca_file: Path | None = None, timeout: float = WAIT_TIMEOUT) -> Path:
+                    ca_file: Path | None = None, timeout: float = WAIT_TIMEOUT, cert_dir: Path | None = None) -> Path:
     """Join: discovery, TLS bootstrap, then write ``kubeconfig`` (mode 0600). Returns its path."""
     from kubelite.tls.pki import write_kubeconfig
 
@@ -227,7 +230,18 @@ async def bootstrap(server: str, token: str, kubeconfig: Path, node_name: str, *
         log.info("cluster CA verified against the pin %s", ca_pin(ca_pem))
     cert_pem, key_pem = await request_certificate(server, ca_pem, token, node_name, timeout)
     user = f"system:node:{node_name}"
-    write_kubeconfig(Path(kubeconfig), server, ca_pem, cert_pem, key_pem, user)
+    if cert_dir is None:
+        write_kubeconfig(Path(kubeconfig), server, ca_pem, cert_pem, key_pem, user)
+    else:
+        from kubelite.agent.certmanager import FileStore
+        from kubelite.tls.pki import atomic_write, kubeconfig_dict
+
+        store = FileStore("kubelet-client", Path(cert_dir))
+        store.update(cert_pem, key_pem)
+        cfg = kubeconfig_dict(server, ca_pem, cert_pem, key_pem, user)
+        current = str(store.current_path.resolve().parent / store.current_path.name)
+        cfg["users"][0]["user"] = {"client-certificate": current, "client-key": current}
+        atomic_write(Path(kubeconfig), yaml.safe_dump(cfg, sort_keys=False).encode(), 0o600)
     log.info("node client certificate issued; wrote %s", kubeconfig)
     return Path(kubeconfig)
 

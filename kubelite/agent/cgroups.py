@@ -274,6 +274,12 @@ class CgroupManager:
         """Adjust a container's CRI ``LinuxContainerResources`` to the host's layout
         (swap and OOM-group settings, as generateLinuxContainerResources does)."""
 
+    def read(self, name: str) -> ResourceConfig | None:
+        """The limits a cgroup has now (a container's: ``<pod cgroup>/<container id>``, as
+        runc names them with the cgroupfs driver); None when it does not exist. Unlimited
+        quota and memory read as -1."""
+        raise NotImplementedError
+
     def _mkdir(self, name: str) -> None:
         for base in self._paths:
             (base / name).mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,8 @@ from kubelite.agent.cgroups import (
 
 # validateSystemRequirements (container_manager_linux.go): the hierarchies the kubelet needs
 REQUIRED = ("cpu", "cpuacct", "cpuset", "memory")
+# memory.limit_in_bytes of an unlimited cgroup (PAGE_COUNTER_MAX pages, page-aligned)
+V1_UNLIMITED_MEMORY = 9223372036854771712
 
 
 class V1CgroupManager(CgroupManager):
@@ -82,6 +84,21 @@ class V1CgroupManager(CgroupManager):
         pids = self.path("pids", name)
         if pids is not None and cfg.pids_limit is not None:
             write(pids / "pids.max", str(cfg.pids_limit))
+
+    def read(self, name: str) -> ResourceConfig | None:
+        cpu, mem = self.path("cpu", name), self.path("memory", name)
+        if cpu is None or not cpu.is_dir():
+            return None
+        try:
+            cfg = ResourceConfig(cpu_shares=int((cpu / "cpu.shares").read_text()),
+                                 cpu_quota=int((cpu / "cpu.cfs_quota_us").read_text()),
+                                 cpu_period=int((cpu / "cpu.cfs_period_us").read_text()))
+            if mem is not None and mem.is_dir():
+                limit = int((mem / "memory.limit_in_bytes").read_text())
+                cfg.memory_limit = -1 if limit >= V1_UNLIMITED_MEMORY else limit
+        except (OSError, ValueError):
+            return None
+        return cfg
 
     def swap_controller_available(self) -> bool:
         """swapControllerAvailable: memory.memsw.* exists (swap accounting is on)."""

@@ -137,6 +137,21 @@ class V2CgroupManager(CgroupManager):
         if cfg.pids_limit is not None:
             write(d / "pids.max", str(cfg.pids_limit))
 
+    def read(self, name: str) -> ResourceConfig | None:
+        d = self.root / name
+        if not d.is_dir():
+            return None
+        try:
+            weight = int((d / "cpu.weight").read_text())
+            quota, period = (d / "cpu.max").read_text().split()
+            mem = (d / "memory.max").read_text().strip()
+        except (OSError, ValueError):
+            return None
+        # the inverse of shares_to_weight (what runc does to report cpu.shares on v2)
+        shares = 2 + ((weight - 1) * 262142 + 9998) // 9999
+        return ResourceConfig(cpu_shares=shares, cpu_quota=-1 if quota == "max" else int(quota),
+                              cpu_period=int(period), memory_limit=-1 if mem == "max" else int(mem))
+
     def swap_controller_available(self) -> bool:
         """swapControllerAvailable: memory.swap.max exists below the root (the root has none)."""
         return (self.root / ROOT_NAME / "memory.swap.max").exists()

@@ -17,6 +17,7 @@ import logging
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("kubelite.agent.cni")
 BRIDGE = "kubelite0"
@@ -33,10 +34,11 @@ def ipam_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "cni" / "ipam"
 
 
-def conflist(pod_cidr: str, data_dir: Path) -> dict:
+def conflist(pod_cidr: str, data_dir: Path, mtu: int = 0) -> dict:
+    """``mtu`` (> 0): the bridge's and the pods' interfaces' (the vxlan backend's overlay MTU)."""
     net = ipaddress.ip_network(pod_cidr, strict=False)
     gateway = str(next(net.hosts()))
-    return {
+    doc: dict[str, Any] = {
         "cniVersion": CNI_VERSION,
         "name": NETWORK_NAME,
         "plugins": [
@@ -56,15 +58,18 @@ def conflist(pod_cidr: str, data_dir: Path) -> dict:
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
         ],
     }
+    if mtu > 0:
+        doc["plugins"][0]["mtu"] = mtu
+    return doc
 
 
-def write_conflist(data_dir: Path, pod_cidr: str) -> Path:
+def write_conflist(data_dir: Path, pod_cidr: str, mtu: int = 0) -> Path:
     """Write (atomically, only when it changed) the network config; returns its path."""
     d = conf_dir(data_dir)
     d.mkdir(parents=True, exist_ok=True)
     ipam_dir(data_dir).mkdir(parents=True, exist_ok=True)
     path = d / CONFLIST_NAME
-    text = json.dumps(conflist(pod_cidr, data_dir), indent=2) + "\n"
+    text = json.dumps(conflist(pod_cidr, data_dir, mtu), indent=2) + "\n"
     if path.exists() and path.read_text() == text:
         return path
     tmp = path.with_suffix(".tmp")

@@ -3,8 +3,8 @@
 Everything lives under ``<data_dir>/containerd/`` (config.toml, root/, state/, certs.d/,
 the gRPC socket) and ``<data_dir>/logs/containerd.log``; it never touches a system
 containerd (``/run/containerd/containerd.sock``). If ``<data_dir>`` is so long that the
-socket path would not fit a unix socket address (107 bytes + NUL, and containerd adds
-``.ttrpc``), the sockets go to ``/run/kubelite/<sha256(data_dir)[:16]>/`` instead (logged,
+socket path would not fit (containerd refuses one over 104 bytes, "unix socket path too
+long (> 104)", and adds ``.ttrpc`` for its second socket), the sockets go to ``/run/kubelite/<sha256(data_dir)[:16]>/`` instead (logged,
 and visible as ``Containerd.socket_path``).
 
 containerd runs in its own session/process group, so a Ctrl-C to kubelite does not reach
@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 SANDBOX_IMAGE = "kubelite.local/pause:3.10"
 CNI_BIN_DIR = "/usr/lib/cni"
-# sun_path is 108 bytes including the NUL; containerd also listens on "<address>.ttrpc"
-_MAX_SOCKET_PATH = 107 - len(".ttrpc")
+# containerd refuses socket paths over 104 bytes (its portable limit; sun_path has 108 here)
+# and also listens on "<address>.ttrpc"
+_MAX_SOCKET_PATH = 104 - len(".ttrpc")
 _RUN_DIR = Path("/run/kubelite")
 
 

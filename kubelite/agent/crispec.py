@@ -62,8 +62,19 @@ def format_pod(pod: Obj) -> str:
 
 
 def container_hash(container: Obj) -> str:
-    """A stable hash of the container spec (the kubelet's HashContainer, our own encoding)."""
+    """A stable hash of the container spec without its resources (the kubelet's
+    HashContainer, our own encoding): an in-place resize is not a new definition."""
+    rest = {k: v for k, v in container.items() if k != "resources"}
+    return "r" + hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:7]
+
+
+def legacy_container_hash(container: Obj) -> str:
+    """The hash containers started before in-place resize carry (resources included)."""
     return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def same_definition(c_hash: str, container: Obj) -> bool:
+    return c_hash in (container_hash(container), legacy_container_hash(container))
 
 
 # --------------------------------------------------------------------------- runtime state

@@ -6,19 +6,21 @@ by IP, without NAT (Kubernetes' network model).
   exactly those — adds and replaces what the Nodes ask for, deletes what no Node does (a node
   that went) — and leaves every other route alone. ``kubelite uninstall`` flushes them.
 - host-gw needs the nodes on one L2 subnet: a node whose InternalIP is not directly
-  connected (the kernel's route to it has a gateway), or is this host's own, gets no route.
+  connected (the kernel's route to it has a gateway), or is this host's own, gets no route,
+  and a warning in the log says so (flannel's host-gw logs the kernel's refusal, "network is
+  unreachable"); the vxlan backend (kubelite/agent/vxlan.py) is the one for such nodes.
 - The CNI bridge's ``ipMasq`` masquerades whatever leaves a pod for another network; the nat
   chain :data:`NAT_CHAIN`, jumped to first in ``POSTROUTING``, ACCEPTs (ends nat for) traffic
   from this node's pod CIDR to the other nodes' pod CIDRs, as flannel's RETURN rules do.
 
-The reconcile is level-triggered: on every Node event and every :data:`RESYNC_PERIOD`.
-Stopping the agent leaves routes and rules in place (pods keep running across a restart).
+The reconcile is level-triggered (:class:`kubelite.agent.podnet.NodeNetwork`): on every Node
+event and every resync. Stopping the agent leaves routes and rules in place (pods keep
+running across a restart).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
@@ -26,12 +28,13 @@ import subprocess
 from collections.abc import Iterable
 from typing import Any
 
+from kubelite.agent.podnet import NodeNetwork, flannel_annotations
+
 log = logging.getLogger("kubelite.agent.hostgw")
 Obj = dict[str, Any]
 ROUTE_PROTO = "76"
 NAT_CHAIN = "KUBELITE-POSTROUTING"
-RESYNC_PERIOD = 30.0
-_COMMENT = "kubelite host-gw: pod to pod without NAT"
+_COMMENT = "kubelite pod network: pod to pod without NAT"
 
 
 def _run(*cmd: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -113,9 +116,27 @@ class HostRoutes:
             _run("iptables", "-w", "-t", "nat", "-I", "POSTROUTING", "1", "-j", NAT_CHAIN)
 
 
-def reconcile(kernel: HostRoutes, nodes: Iterable[Obj], self_name: str, own_cidr: str) -> dict[str, str]:
-    """Make the tagged routes and the nat chain what the Nodes say; returns the routes."""
-    want = {c: gw for c, gw in desired_routes(nodes, self_name).items() if kernel.on_link(gw)}
+def reconcile(kernel: HostRoutes, nodes: Iterable[Obj], self_name: str, own_cidr: str,
+              warned: set[tuple[str, str]] | None = None) -> dict[str, str]:
+    """Make the tagged routes and the nat chain what the Nodes say; returns the routes.
+    ``warned`` remembers the (pod CIDR, InternalIP) pairs already reported as off-link, so a
+    node is named once in the log, not at every resync."""
+    nodes = list(nodes)
+    want: dict[str, str] = {}
+    off_link: set[tuple[str, str]] = set()
+    for cidr, gw in desired_routes(nodes, self_name).items():
+        if kernel.on_link(gw):
+            want[cidr] = gw
+        else:
+            off_link.add((cidr, gw))
+    for cidr, gw in sorted(off_link - (warned if warned is not None else set())):
+        owner = next((n["metadata"]["name"] for n in nodes if (n.get("spec") or {}).get("podCIDR") == cidr), "?")
+        log.warning("not routing pod CIDR %s of node %s: host-gw needs the nodes on one subnet and its "
+                    "InternalIP %s is not directly connected (network is unreachable); use --flannel-backend "
+                    "vxlan for nodes on different subnets", cidr, owner, gw)
+    if warned is not None:
+        warned.clear()
+        warned |= off_link
     have = kernel.current()
     for cidr in sorted(set(have) - set(want)):
         log.info("removing route to %s (its node is gone)", cidr)
@@ -145,41 +166,26 @@ def remove_all(kernel: HostRoutes | None = None) -> list[str]:
     return done
 
 
-class HostGateway:
-    """Watches Nodes (the agent's own client) and keeps the routes; one owned task."""
+class HostGateway(NodeNetwork):
+    """The host-gw backend: routes from the Nodes, through the shared Node loop."""
+
+    backend = "host-gw"
 
     def __init__(self, client: Any, node_name: str, own_cidr: str, kernel: HostRoutes | None = None,
-                 resync: float = RESYNC_PERIOD) -> None:
-        from kubelite.client.informer import ClientListWatch, Informer
-
-        self.node_name = node_name
-        self.own_cidr = own_cidr
+                 **kw: Any) -> None:
+        super().__init__(client, node_name, own_cidr, **kw)
         self.kernel = kernel or HostRoutes()
-        self.resync = resync
-        self.nodes = Informer(ClientListWatch(client, "v1", "nodes"), name="hostgw-nodes")
-        self.nodes.add_handler(lambda etype, old, new: self._changed.set())
-        self._changed = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._warned: set[tuple[str, str]] = set()
 
-    async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self.nodes.run(), name="hostgw-informer"),
-                       asyncio.create_task(self._loop(), name="hostgw")]
+    def annotations(self) -> dict[str, str]:
+        return flannel_annotations("host-gw", "null", self.node_ip) if self.node_ip else {}
 
-    async def _loop(self) -> None:
-        await self.nodes.wait_synced()  # never reconcile from an empty cache: that deletes every route
-        while True:
-            self._changed.clear()
-            try:
-                await asyncio.to_thread(reconcile, self.kernel, self.nodes.list(), self.node_name, self.own_cidr)
-            except Exception as exc:
-                log.warning("host-gw reconcile: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self.resync)
+    async def setup(self, node: Obj) -> None:
+        from kubelite.agent import vxlan
 
-    async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        self._tasks = []
+        # a node switched from vxlan: its device would keep the routes' old next hops reachable
+        for line in await asyncio.to_thread(vxlan.remove_device):
+            log.info("%s (left by the vxlan backend)", line)
+
+    async def reconcile(self, nodes: list[Obj]) -> None:
+        await asyncio.to_thread(reconcile, self.kernel, nodes, self.node_name, self.own_cidr, self._warned)

@@ -106,6 +106,7 @@ class NodeManager:
         self.cri = cri
         self.host_ip = node_ip or host_ip()  # the kubelet's --node-ip, else the default route's source
         self.pod_cidr = ""
+        self.pod_mtu = 0  # the pods' MTU when the pod network needs a smaller one (vxlan); 0: the default
         self.node: Obj | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
@@ -149,6 +150,10 @@ class NodeManager:
         except Exception as exc:
             return False, f"container runtime is down: {exc}"
 
+    def addresses(self) -> list[Obj]:
+        """The Node's status.addresses (the serving certificate names exactly these)."""
+        return [{"type": "InternalIP", "address": self.host_ip}, {"type": "Hostname", "address": self.node_name}]
+
     async def status(self, old: Obj | None) -> Obj:
         ready, why = await self._runtime_ready()
         cap = self.capacity()
@@ -156,8 +161,7 @@ class NodeManager:
             "capacity": cap,
             "allocatable": dict(cap),
             "conditions": _conditions(((old or {}).get("status") or {}).get("conditions") or [], ready, why),
-            "addresses": [{"type": "InternalIP", "address": self.host_ip},
-                          {"type": "Hostname", "address": self.node_name}],
+            "addresses": self.addresses(),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": self.node_info(),
         }
@@ -189,7 +193,7 @@ class NodeManager:
                                            patch_type="merge")
         self.pod_cidr = node["spec"]["podCIDR"]
         self.node = node
-        cni.write_conflist(self.data_dir, self.pod_cidr)
+        cni.write_conflist(self.data_dir, self.pod_cidr, self.pod_mtu)
         await asyncio.to_thread(cni.reconcile_bridge, self.pod_cidr)
         await self.post_status()
         return node

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from cri_api.v1 import api_pb2 as cri
 
-from kubelite.agent import containergc, crispec, security
+from kubelite.agent import allocation, containergc, crispec, security
 from kubelite.agent.backoff import (
     CONTAINER_BACKOFF_INITIAL,
     CONTAINER_BACKOFF_MAX,
@@ -26,7 +26,7 @@ from kubelite.agent.backoff import (
     IMAGE_BACKOFF_MAX,
     Backoff,
 )
-from kubelite.agent.cgroups import CgroupManager
+from kubelite.agent.cgroups import CgroupManager, ResourceConfig, pod_cgroup_name, pod_resource_config
 from kubelite.agent.crispec import ContainerState, PodRuntime, format_pod
 from kubelite.agent.hooks import run_hook
 from kubelite.agent.podenv import EnvError, expand_command_and_args, make_environment
@@ -146,6 +146,8 @@ class RuntimeManager:
         self.gc_policy = containergc.DEFAULT_POLICY  # containerGC (see garbage_collect)
         # async (name) -> RuntimeClass | None, set by the agent (node.k8s.io/v1)
         self.fetch_runtime_class: Any = None
+        # resources allocated to pods and acknowledged per container (in-place resize), set by the agent
+        self.allocation: allocation.AllocationManager | None = None
 
     # ------------------------------------------------------------------ events
     def event(self, pod: Obj, type_: str, reason: str, message: str, container: str | None = None,
@@ -242,7 +244,8 @@ class RuntimeManager:
         c = pr.latest(ct["name"])
         if c is not None and c.state == "running":
             probe_failed = self.prober.kill_reason(c.id) if self.prober is not None else None
-            if c.sandbox_id == sb_id and c.hash == crispec.container_hash(ct) and probe_failed:
+            same = crispec.same_definition(c.hash, ct)
+            if c.sandbox_id == sb_id and same and probe_failed:
                 # computePodActions: a failed liveness/startup probe kills the container;
                 # it starts again in this pass unless restartPolicy is Never
                 restart = policy != "Never"
@@ -254,7 +257,23 @@ class RuntimeManager:
                     return
                 await self._start(ctx, ct)
                 return
-            if c.sandbox_id == sb_id and c.hash == crispec.container_hash(ct):
+            if c.sandbox_id == sb_id and same:
+                if self.allocation is None:
+                    return
+                acked = self.allocation.acknowledged(c.id)
+                want = allocation.resources_of(ct)
+                if acked is None:  # started by an agent that did not record it: adopt
+                    self.allocation.acknowledge(c.id, want)
+                    return
+                if allocation.same_resources(acked, want):
+                    return
+                if not allocation.needs_restart(ct, acked, want):
+                    await self._resize_container(ctx, ct, c, want)
+                    return
+                await self.kill_container(pod, ct, c, self._grace(pod, None),
+                                          f"Container {ct['name']} resize requires restart", ctx.ips)
+                res.changed = True
+                await self._start(ctx, ct)
                 return
             # spec changed (or it runs in an old sandbox): restart it
             await self.kill_container(pod, ct, c, self._grace(pod, None),
@@ -266,6 +285,34 @@ class RuntimeManager:
             res.changed = True
             await self._remove(c.id)
         await self._start(ctx, ct)
+
+    async def _resize_container(self, ctx: _SyncPass, ct: Obj, c: ContainerState, want: Obj) -> None:
+        """doPodResizeAction for one container: the pod cgroup is first raised to hold both the
+        old and the new limits, the container updated through UpdateContainerResources, then
+        the pod cgroup set to the new limits. An error is kept for the PodResizeInProgress
+        condition (reason Error) and retried on the next sync."""
+        assert self.allocation is not None
+        pod = ctx.pod
+        uid = pod["metadata"]["uid"]
+        name = pod_cgroup_name(pod)
+        new_cfg = pod_resource_config(pod)
+        new_cfg.pids_limit = self.cgroups.pids_limit
+        try:
+            await asyncio.to_thread(self.cgroups.apply, name, _larger(self.cgroups.read(name), new_cfg))
+            linux = crispec.container_resources(pod, ct, self.memory_capacity)
+            self.cgroups.tune_container(linux)
+            await self.rt.UpdateContainerResources(cri.UpdateContainerResourcesRequest(
+                container_id=c.id, linux=linux), timeout=60)
+            await asyncio.to_thread(self.cgroups.apply, name, new_cfg)
+        except (grpc.aio.AioRpcError, OSError) as exc:
+            msg = _rpc_message(exc) if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            log.warning("resizing container %s of pod %s: %s", ct["name"], format_pod(pod), msg)
+            self.allocation.errors[uid] = msg
+            ctx.res.next_wake = _min(ctx.res.next_wake, 2)
+            return
+        self.allocation.acknowledge(c.id, want)
+        self.allocation.errors.pop(uid, None)
+        ctx.res.changed = True
 
     async def _remove_dead_sandboxes(self, pr: PodRuntime) -> None:
         """Sandboxes that are not ready and hold no containers are of no further use."""
@@ -472,6 +519,8 @@ class RuntimeManager:
                 return
             self.event(pod, "Normal", "Created", f"Created container: {name}", name, init)
             res.changed = True
+            if self.allocation is not None:
+                self.allocation.acknowledge(cresp.container_id, allocation.resources_of(ct))
             try:
                 await self.rt.StartContainer(cri.StartContainerRequest(container_id=cresp.container_id),
                                              timeout=120)
@@ -698,6 +747,21 @@ class _SyncPass:
         if self._volumes is None:
             self._volumes = asyncio.ensure_future(self.rm.volumes.setup(self.pod, self.rm.fetch))
         return await asyncio.shield(self._volumes)
+
+
+def _larger(a: ResourceConfig | None, b: ResourceConfig) -> ResourceConfig:
+    """A config at least as permissive as both (-1 / None: unlimited)."""
+    if a is None:
+        return b
+
+    def most(x: int | None, y: int | None) -> int | None:
+        if x is None or y is None or x <= 0 or y <= 0:
+            return -1
+        return max(x, y)
+
+    return ResourceConfig(cpu_shares=max(a.cpu_shares or 0, b.cpu_shares or 0) or None,
+                          cpu_quota=most(a.cpu_quota, b.cpu_quota), cpu_period=b.cpu_period or a.cpu_period,
+                          memory_limit=most(a.memory_limit, b.memory_limit), pids_limit=b.pids_limit)
 
 
 def _spec_of(pod: Obj, name: str) -> Obj | None:

@@ -94,17 +94,20 @@ async def _only_apiserver(request: web.Request, handler: Any) -> web.StreamRespo
 class AgentServer:
     """``AgentServer(cri, data_dir, pki, port)``; ``await start()`` / ``await stop()``.
 
-    ``cri`` is a connected :class:`kubelite.agent.cri.CRI`; ``pki`` the cluster PKI (the CA key
-    is needed once to issue the agent's serving cert, see ``ensure_kubelet_certs``).
+    ``cri`` is a connected :class:`kubelite.agent.cri.CRI`. The TLS context is ``ssl_context``
+    when given (a node's, with its serving certificate from a kubelet-serving CSR: see
+    ``agent/certmanager.py``); otherwise it is made from ``pki``, the cluster PKI, whose CA key
+    issues the agent's serving cert (``ensure_kubelet_certs``: the server's own agent).
     """
 
-    def __init__(self, cri: Any, data_dir: Path | str, pki: pki_mod.PKI, port: int = DEFAULT_PORT,
+    def __init__(self, cri: Any, data_dir: Path | str, pki: pki_mod.PKI | None, port: int = DEFAULT_PORT,
                  bind: str = "0.0.0.0", node_addresses: list[str] | tuple[str, ...] = (),
                  node_name: str = "", certs: pki_mod.KubeletCerts | None = None,
                  log_rotation: bool = True, log_max_size: int = logs.DEFAULT_MAX_SIZE,
                  log_max_files: int = logs.DEFAULT_MAX_FILES,
-                 log_rotation_period: float = LOG_ROTATION_PERIOD) -> None:
+                 log_rotation_period: float = LOG_ROTATION_PERIOD, ssl_context: ssl.SSLContext | None = None) -> None:
         self.cri = cri
+        self._ssl_context = ssl_context
         self.data_dir = Path(data_dir)
         self.pki = pki
         self.port = port
@@ -124,6 +127,10 @@ class AgentServer:
 
     # ------------------------------------------------------------------ lifecycle
     def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl_context is not None:
+            return self._ssl_context
+        if self.pki is None:
+            raise ValueError("the agent endpoint needs an SSL context or the cluster PKI")
         kc = self.certs or pki_mod.ensure_kubelet_certs(self.pki, self.node_addresses, self.node_name)
         return pki_mod.kubelet_server_ssl_context(self.pki, kc)
 

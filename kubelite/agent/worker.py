@@ -12,15 +12,17 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from kubelite.agent import security
+from kubelite.agent import allocation, security
+from kubelite.agent.cgroups import pod_cgroup_name
 from kubelite.agent.crispec import PodRuntime, RuntimeCache
 from kubelite.agent.runtime import RuntimeManager
-from kubelite.agent.status import TERMINAL, StatusManager, generate_status
+from kubelite.agent.status import TERMINAL, StatusManager, generate_status, now_rfc3339
 from kubelite.api import errors
 
 log = logging.getLogger("kubelite.agent.worker")
 Obj = dict[str, Any]
 RESYNC_INTERVAL = 10.0
+RESIZE_RETRY = 5.0
 
 
 class PodWorker:
@@ -36,6 +38,10 @@ class PodWorker:
         self.terminal_done = False
         # when this worker last changed the pod's containers: it must see the runtime from after that
         self.acted_at = float("-inf")
+        # PodResizePending / PodResizeInProgress, by type (the status manager's resize conditions)
+        self.resize_conds: dict[str, Obj] = {
+            c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []
+            if isinstance(c, dict) and c.get("type") in (allocation.PENDING, allocation.IN_PROGRESS)}
 
     def update(self, pod: Obj | None) -> None:
         if pod is None:
@@ -77,8 +83,107 @@ class PodWorker:
 
     def _status(self, pr: PodRuntime, waiting: dict[str, tuple[str, str]], terminal: bool = False) -> Obj:
         o = self.owner
-        return generate_status(self.pod, pr, waiting, o.host_ip, pod_is_terminal=terminal, ready_fn=o.ready_fn,
-                               started_fn=o.started_fn, previous=o.status.latest(self.uid))
+        status = generate_status(self.pod, pr, waiting, o.host_ip, pod_is_terminal=terminal, ready_fn=o.ready_fn,
+                                 started_fn=o.started_fn, previous=o.status.latest(self.uid))
+        self._resize_status(status, pr)
+        return status
+
+    # ------------------------------------------------------------------ resize
+    def _resize_status(self, status: Obj, pr: PodRuntime) -> None:
+        """allocatedResources and resources of each resizable container, the resize
+        conditions, and status.observedGeneration (the generation this status is about)."""
+        alloc = self.owner.allocation
+        gen = self.pod["metadata"].get("generation")
+        if isinstance(gen, int):
+            status["observedGeneration"] = gen
+        if alloc is None:
+            return
+        cgroup = pod_cgroup_name(self.pod)
+        for key in ("initContainerStatuses", "containerStatuses"):
+            for cs in status.get(key) or []:
+                a = alloc.allocation(self.uid, cs["name"])
+                if a is None:
+                    continue
+                if a.get("requests"):
+                    cs["allocatedResources"] = dict(a["requests"])
+                cfg = None
+                if "running" in cs.get("state", {}) and cs.get("containerID"):
+                    cid = cs["containerID"].split("://", 1)[-1]
+                    cfg = self.owner.runtime.cgroups.read(f"{cgroup}/{cid}")
+                cs["resources"] = allocation.actual_resources(a, cfg) if cfg is not None else dict(a)
+        conds = [c for c in status.get("conditions") or []
+                 if c.get("type") not in (allocation.PENDING, allocation.IN_PROGRESS)]
+        status["conditions"] = conds + [self.resize_conds[t] for t in (allocation.PENDING, allocation.IN_PROGRESS)
+                                        if t in self.resize_conds]
+
+    def _resize_cond(self, ctype: str, reason: str, message: str, gen: Any) -> bool:
+        """SetPodResize{Pending,InProgress}Condition; False when nothing changed."""
+        old = self.resize_conds.get(ctype)
+        c: Obj = {"type": ctype, "status": "True", "lastProbeTime": None,
+                  "lastTransitionTime": old["lastTransitionTime"] if old else now_rfc3339()}
+        if reason:
+            c["reason"] = reason
+        if message:
+            c["message"] = message
+        if isinstance(gen, int):
+            c["observedGeneration"] = gen
+        if old is not None and all(old.get(k) == c.get(k) for k in ("reason", "message", "observedGeneration")):
+            return False
+        self.resize_conds[ctype] = c
+        return True
+
+    def _handle_resize(self, pod: Obj) -> None:
+        """handlePodResourcesResize: allocate the desired resources if the node can hold them,
+        else say why (PodResizePending: Deferred, retried on every sync, or Infeasible)."""
+        o = self.owner
+        assert o.allocation is not None
+        gen = pod["metadata"].get("generation")
+        if not o.allocation.resize_pending(pod):
+            self.resize_conds.pop(allocation.PENDING, None)
+            return
+        others = [o.allocation.allocated_pod(w.pod) for w in o.workers.values()
+                  if w is not self and not w.removed and not w.terminal_done
+                  and (w.pod.get("status") or {}).get("phase") not in TERMINAL]
+        reason, message = allocation.check_resize(pod, others, o.allocatable())
+        rm: RuntimeManager = o.runtime
+        if not reason:
+            o.allocation.set_allocated(pod)
+            o.allocation.errors.pop(self.uid, None)
+            self.resize_conds.pop(allocation.PENDING, None)
+            self.resize_conds.pop(allocation.IN_PROGRESS, None)
+            self._resize_cond(allocation.IN_PROGRESS, "", "", gen)
+            rm.event(pod, "Normal", allocation.RESIZE_STARTED,
+                     allocation.resize_message("Pod resize started", pod, gen or 0))
+            return
+        if self._resize_cond(allocation.PENDING, reason, message, gen):
+            ev = allocation.RESIZE_INFEASIBLE if reason == allocation.INFEASIBLE else allocation.RESIZE_DEFERRED
+            rm.event(pod, "Warning", ev, allocation.resize_message(f"Pod resize {reason}", pod, gen or 0, message))
+
+    def _resize_progress(self, pod: Obj, pr: PodRuntime) -> None:
+        """The in-progress condition ends once every running container runs with its
+        allocation (ResizeCompleted), or carries the actuation's error (reason Error)."""
+        o = self.owner
+        cond = self.resize_conds.get(allocation.IN_PROGRESS)
+        if cond is None or o.allocation is None:
+            return
+        err = o.allocation.errors.get(self.uid)
+        gen = cond.get("observedGeneration")
+        if err:
+            if self._resize_cond(allocation.IN_PROGRESS, allocation.ERROR, err, gen):
+                o.runtime.event(pod, "Warning", allocation.RESIZE_ERROR,
+                                allocation.resize_message("Pod resize error", pod, gen or 0, err))
+            return
+        sb = pr.latest_sandbox()
+        for _, ct in allocation.resizable_containers(pod):
+            c = pr.latest(ct["name"])
+            if c is None or c.state != "running" or (sb is not None and c.sandbox_id != sb.id):
+                continue
+            acked = o.allocation.acknowledged(c.id)
+            if acked is not None and not allocation.same_resources(acked, allocation.resources_of(ct)):
+                return
+        del self.resize_conds[allocation.IN_PROGRESS]
+        o.runtime.event(pod, "Normal", allocation.RESIZE_COMPLETED,
+                        allocation.resize_message("Pod resize completed", pod, gen or 0))
 
     async def _sync(self) -> float:
         rm: RuntimeManager = self.owner.runtime
@@ -103,6 +208,13 @@ class PodWorker:
         if left is not None and left <= 0:
             await self._deadline_exceeded(pr)
             return RESYNC_INTERVAL
+        alloc = self.owner.allocation
+        if alloc is not None:
+            if not alloc.is_allocated(self.uid):
+                alloc.set_allocated(pod)  # admitted: what it starts with is its allocation
+            else:
+                self._handle_resize(pod)
+            pod = alloc.allocated_pod(pod)  # containers (re)start with the allocated resources
         res = await rm.sync_pod(pod, pr)
         for name in list(self.waiting):
             if name not in res.waiting:
@@ -113,6 +225,7 @@ class PodWorker:
             pr = await self._runtime()
         if self.owner.prober is not None:  # probe workers follow the running containers
             self.owner.prober.sync_pod(pod, pr)
+        self._resize_progress(pod, pr)
         status = self._status(pr, self.waiting)
         self.owner.status.set_status(pod, status)
         if res.changed and status["phase"] not in TERMINAL:
@@ -123,6 +236,9 @@ class PodWorker:
                     self._acted()
             except Exception as exc:
                 log.warning("container GC of pod %s: %s", _name(pod), exc)
+        if allocation.PENDING in self.resize_conds:
+            wake = min(res.next_wake or RESYNC_INTERVAL, RESIZE_RETRY)  # a Deferred resize is retried
+            res.next_wake = wake
         if status["phase"] in TERMINAL:
             self.terminal_done = True
             self.owner.probes_remove(self.uid)
@@ -233,8 +349,13 @@ def _name(pod: Obj) -> str:
 
 class PodWorkers:
     def __init__(self, runtime: RuntimeManager, status: StatusManager, client: Any, host_ip: str,
-                 ready_fn: Any = None, prober: Any = None, cache: RuntimeCache | None = None) -> None:
+                 ready_fn: Any = None, prober: Any = None, cache: RuntimeCache | None = None,
+                 allocations: allocation.AllocationManager | None = None,
+                 allocatable: Any = None) -> None:
         self.runtime = runtime
+        # in-place resize: the allocations, and the node's allocatable (() -> {"cpu": "2", ...})
+        self.allocation = allocations if allocations is not None else getattr(runtime, "allocation", None)
+        self.allocatable: Any = allocatable or (lambda: {})
         # the runtime state every worker reads (the agent's PLEG relists it and wakes workers)
         self.cache = cache if cache is not None else RuntimeCache(runtime.rt)
         self.status = status

@@ -21,7 +21,7 @@ from kubelite.api import field as fld
 from kubelite.api.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kubelite.apiserver import bodies, http, tables
 from kubelite.apiserver.auth import USER
-from kubelite.apiserver.registry import DeleteOptions, ListOptions, WriteOptions
+from kubelite.apiserver.registry import DeleteOptions, ListOptions, SharedObj, WriteOptions
 from kubelite.apiserver.rest import Handler, RESTContext, method_not_allowed
 from kubelite.apiserver.stores import Stores
 from kubelite.kinds.base import Kind, Obj
@@ -210,7 +210,9 @@ class APIHandler:
         as_table = http.table_requested(request)
         include = q.get("includeObject", "Metadata")
         store = self.store_for(t.kind)
-        events = store.watch(t.namespace, opts, send_initial, t.name if t.name else "")
+        # JSON frames of a change are encoded once for all the watches of the kind (SharedObj);
+        # Table frames depend on the request, so those watches decode their own objects
+        events = store.watch(t.namespace, opts, send_initial, t.name if t.name else "", shared=not as_table)
         # start the iterator before answering 200 so that immediate errors (410) are proper responses
         first: tuple[str, Obj] | None = None
         first_task = asyncio.ensure_future(events.__anext__())
@@ -235,6 +237,12 @@ class APIHandler:
 
         def encode(etype: str, obj: Obj) -> bytes:
             nonlocal headers_sent
+            if isinstance(obj, SharedObj):
+                frame = obj.encoded.get((etype, id(t.kind)))
+                if frame is None:
+                    _set_type(obj, t.kind)
+                    frame = obj.encoded[(etype, id(t.kind))] = http.dumps({"type": etype, "object": obj}) + b"\n"
+                return frame
             if etype != "BOOKMARK":
                 _set_type(obj, t.kind)
             if as_table and etype not in ("BOOKMARK", "ERROR"):

@@ -11,6 +11,7 @@ import base64
 import builtins
 import copy
 import datetime as _dt
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +121,21 @@ def now_plus(seconds: int) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class SharedObj(dict[str, Any]):
+    """An object decoded once from a store event for every HTTP watch of its kind (upstream's
+    watch cache serializes an event once for all its watchers: cachingObject). It is shared,
+    so it is read-only; ``encoded`` holds its serialized watch frames by event type."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, obj: Obj) -> None:
+        super().__init__(obj)
+        self.encoded: dict[Any, bytes] = {}
+
+
+SHARED_EVENTS = 512  # events whose decoded objects are kept for the watches that lag behind
+
+
 class ResourceStore:
     """CRUD and watch for one kind, on top of the revisioned store."""
 
@@ -136,6 +152,8 @@ class ResourceStore:
         self.admission: Chain | None = None
         # shared in-process informers by (namespace, resync): kubelite.controllers.base.informer
         self.informers: dict[tuple[str, float], Any] = {}
+        # id(event) -> (event, its SharedObj, its previous value's SharedObj or None)
+        self._shared: OrderedDict[int, tuple[Event, SharedObj, SharedObj | None]] = OrderedDict()
 
     # ------------------------------------------------------------------ helpers
     def _enc(self, obj: Obj) -> bytes:
@@ -149,6 +167,19 @@ class ResourceStore:
             obj = self._from_storage(obj)
             obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
         return obj
+
+    def _dec_shared(self, ev: Event) -> tuple[SharedObj, SharedObj | None]:
+        """The event's object and previous object, decoded once for all the watches that get
+        this event (the store hands every watcher the same Event)."""
+        hit = self._shared.get(id(ev))
+        if hit is not None and hit[0] is ev:
+            return hit[1], hit[2]
+        obj = SharedObj(self._dec(ev.kv))
+        prev = SharedObj(self._dec(ev.prev)) if ev.prev is not None else None
+        self._shared[id(ev)] = (ev, obj, prev)  # holding ev keeps its id unique while cached
+        if len(self._shared) > SHARED_EVENTS:
+            self._shared.popitem(last=False)
+        return obj, prev
 
     def _resource(self) -> str:
         return self.kind.plural
@@ -652,11 +683,13 @@ class ResourceStore:
 
     # ------------------------------------------------------------------ watch
     async def watch(self, namespace: str, opts: ListOptions, send_initial: bool | None = None,
-                    name: str = "") -> AsyncIterator[tuple[str, Obj]]:
+                    name: str = "", shared: bool = False) -> AsyncIterator[tuple[str, Obj]]:
         """Yields (type, object). Semantics of resourceVersion as the apiserver:
         "" or "0" → synthetic ADDED events for the current state, then changes; N → changes after N.
         ``send_initial`` (sendInitialEvents): True → ADDED for the state then a BOOKMARK marked
-        ``k8s.io/initial-events-end``."""
+        ``k8s.io/initial-events-end``. ``shared``: changes come as read-only :class:`SharedObj`
+        decoded once for every shared watch (the HTTP watches); without it each caller gets its
+        own objects to keep or change."""
         self.check_field_selector(opts.field_selector)
         prefix = self.key(namespace, name) if name else self.prefix(namespace)
         rv = opts.resource_version
@@ -678,14 +711,19 @@ class ResourceStore:
             async for ev in self.store.watch(prefix, from_rev):
                 if name and ev.kv.key != prefix:
                     continue
-                out = self._filter_event(ev, opts)
+                out = self._filter_event(ev, opts, shared)
                 if out is not None:
                     yield out
         except CompactedError as exc:
             raise errors.resource_expired(exc.requested, exc.compacted) from exc
 
-    def _filter_event(self, ev: Event, opts: ListOptions) -> tuple[str, Obj] | None:
-        obj = self._dec(ev.kv)
+    def _filter_event(self, ev: Event, opts: ListOptions, shared: bool = False) -> tuple[str, Obj] | None:
+        obj: Obj
+        prev_obj: Obj | None = None
+        if shared:
+            obj, prev_obj = self._dec_shared(ev)
+        else:
+            obj = self._dec(ev.kv)
         filtering = opts.label_selector is not None or opts.field_selector is not None
         if ev.type == "DELETE":
             if filtering and not self.matches(obj, opts):
@@ -698,8 +736,7 @@ class ResourceStore:
         if not filtering:
             return "MODIFIED", obj
         cur = self.matches(obj, opts)
-        prev_obj = self._dec(ev.prev)
-        was = self.matches(prev_obj, opts)
+        was = self.matches(prev_obj if prev_obj is not None else self._dec(ev.prev), opts)
         if cur and was:
             return "MODIFIED", obj
         if cur:

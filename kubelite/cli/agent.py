@@ -11,6 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
+from kubelite.agent.podnet import BACKENDS
 from kubelite.config import DEFAULT_DATA_DIR
 
 
@@ -22,25 +23,58 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--node-name", default="", help="the Node's name (default: the hostname)")
     p.add_argument("--node-ip", default="", metavar="IP",
                    help="the Node's InternalIP (default: the source address of the default route)")
-    p.add_argument("--flannel-backend", choices=["host-gw", "none"], default="host-gw",
+    p.add_argument("--flannel-backend", choices=BACKENDS, default="host-gw",
                    help="how pods reach pods on other nodes: host-gw (a route to each node's pod CIDR via its "
-                        "InternalIP; the nodes share a subnet) or none (default host-gw)")
+                        "InternalIP; the nodes share a subnet), vxlan (an overlay, device flannel.1, VNI 1, UDP "
+                        "port 8472; any nodes that reach each other's InternalIP) or none (default host-gw)")
     p.add_argument("--kubelet-port", type=int, default=10250, help="port advertised in daemonEndpoints")
     p.add_argument("--containerd-socket", default="", help="use this running containerd instead of starting one")
     p.add_argument("--images-dir", default="", help="offline image archives (default: build/images)")
     p.add_argument("--pod-max-pids", type=int, default=-1, metavar="N",
                    help="pids.max of every pod cgroup, as the kubelet's flag (-1: no limit)")
-    p.add_argument("--pki-dir", default="", help="directory whose tls/ holds the cluster CA, for the agent's "
-                                                 "HTTPS endpoint (default: DATA_DIR)")
+    p.add_argument("--pki-dir", default="", help="a directory whose tls/ holds the cluster CA and its key, to issue "
+                                                 "the agent endpoint's serving certificate from (a node beside the "
+                                                 "server); without it the certificate comes from a kubelet-serving "
+                                                 "CSR, as on every other node")
     j = p.add_argument_group("joining a cluster", "used only when the kubeconfig does not exist yet: get a node "
                              "client certificate with a bootstrap token (kubelite token create) and write it")
-    j.add_argument("--server", default="", help="the API server, https://HOST:PORT")
+    p.add_argument("--server", action="append", default=[], metavar="URL[,URL...]",
+                   help="the API server(s), https://HOST:PORT (repeatable or comma-separated); with several, "
+                        "a local load balancer on --lb-server-port fails over between them (used to join too)")
+    p.add_argument("--lb-server-port", type=int, default=6444, metavar="PORT",
+                   help="local port of the client load balancer used with several --server URLs (default 6444)")
     j.add_argument("--token", default="", help="bootstrap token <id>.<secret>")
     j.add_argument("--ca-cert-hash", action="append", default=[], metavar="sha256:HEX",
                    help="pin of the cluster CA's public key (sha256 of its SubjectPublicKeyInfo)")
     j.add_argument("--ca-file", default="", help="the cluster CA certificate, instead of discovering it")
     p.set_defaults(func=cmd_agent)
     return p
+
+
+def _client_certificate_expired(kubeconfig: Path, cert_dir: Path) -> bool:
+    """True when neither the kubeconfig's client certificate nor the store's current one is
+    valid now (a kubeconfig that cannot be read is left to the agent to report)."""
+    import yaml
+
+    from kubelite.agent.certmanager import FileStore, Pair
+    from kubelite.client.api import kubeconfig_credentials
+
+    try:
+        _, _, cert, key, _ = kubeconfig_credentials(kubeconfig)
+        if not cert or not key:
+            return False
+        pair = Pair.parse(cert, key)
+    except (OSError, ValueError, KeyError, IndexError, TypeError, StopIteration, yaml.YAMLError):
+        return False
+    if pair.valid():
+        return False
+    stored = FileStore("kubelet-client", cert_dir).current()
+    if stored is not None and stored.valid():
+        return False
+    logging.getLogger("kubelite.agent").warning(
+        "part of the existing bootstrap client certificate in %s is expired: %s", kubeconfig,
+        pair.leaf.not_valid_after_utc.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"))
+    return True
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -56,27 +90,65 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
         uvloop.install()
 
-    join = not kubeconfig.exists() and bool(args.token or args.server)
-    if join and not (args.token and args.server):
+    from kubelite.agent import loadbalancer as lbmod
+
+    try:
+        servers = lbmod.parse_servers(args.server)
+    except ValueError as exc:
+        sys.stderr.write(f"kubelite agent: {exc}\n")
+        return 1
+    # isClientConfigStillValid: a kubeconfig whose client certificate expired (the node was
+    # off longer than the certificate lived) is replaced by joining again, when told how
+    join = (not kubeconfig.exists() or _client_certificate_expired(kubeconfig, data_dir / "pki")) \
+        and bool(args.token or servers)
+    if join and not (args.token and servers):
         sys.stderr.write("kubelite agent: joining needs both --server and --token\n")
         return 1
+    if not servers and kubeconfig.exists():  # restarted without --server: the balancer's last servers
+        servers = lbmod.load_state(data_dir)
     failed: list[str] = []
 
     async def start() -> None:
-        if join:
-            from kubelite.agent.bootstrap import BootstrapError, bootstrap
-
-            node = args.node_name or socket.gethostname().lower()
+        lb = None
+        server = servers[0] if servers else ""
+        if len(servers) > 1:
+            lb = lbmod.LoadBalancer(servers, args.lb_server_port)
             try:
-                await bootstrap(args.server, args.token, kubeconfig, node, ca_cert_hashes=args.ca_cert_hash,
-                                ca_file=Path(args.ca_file) if args.ca_file else None)
-            except BootstrapError as exc:
-                failed.append(str(exc))
+                await lb.start()
+            except OSError as exc:
+                failed.append(f"--lb-server-port {args.lb_server_port}: cannot listen on 127.0.0.1: "
+                              f"{exc.strerror or exc}")
                 return
-        await run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
-                        containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
-                        pki_dir=args.pki_dir or data_dir, pod_pids_limit=args.pod_max_pids, node_ip=args.node_ip,
-                        flannel_backend=args.flannel_backend)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            lbmod.save_state(data_dir, servers)
+            server = lb.url
+        elif len(servers) == 1 and kubeconfig.exists() and lbmod.load_state(data_dir):
+            # back to one server after the balancer: the kubeconfig must not point at it any more
+            lbmod.point_kubeconfig_at(kubeconfig, servers[0])
+            lbmod.clear_state(data_dir)
+        try:
+            if join:
+                from kubelite.agent.bootstrap import BootstrapError, bootstrap
+
+                node = args.node_name or socket.gethostname().lower()
+                try:
+                    await bootstrap(server, args.token, kubeconfig, node, ca_cert_hashes=args.ca_cert_hash,
+                                    ca_file=Path(args.ca_file) if args.ca_file else None, cert_dir=data_dir / "pki")
+                except BootstrapError as exc:
+                    failed.append(f"cannot join the cluster: {exc}")
+                    return
+            if lb is not None:
+                from kubelite.client.api import ssl_context_from_kubeconfig
+
+                lbmod.point_kubeconfig_at(kubeconfig, lb.url)
+                lb.health_ssl = ssl_context_from_kubeconfig(kubeconfig)[1]
+            await run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
+                            containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
+                            pki_dir=args.pki_dir or None, pod_pids_limit=args.pod_max_pids,
+                            node_ip=args.node_ip, flannel_backend=args.flannel_backend)
+        finally:
+            if lb is not None:
+                await lb.close()
 
     async def main() -> None:
         task = asyncio.create_task(start())
@@ -87,12 +159,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
             await task
 
     from kubelite.agent.cgroups import CgroupError
+    from kubelite.agent.podnet import PodNetworkError
 
     try:
         asyncio.run(main())
-    except CgroupError:  # run_agent has logged why
+    except (CgroupError, PodNetworkError):  # run_agent has logged why
         return 1
     if failed:
-        sys.stderr.write(f"kubelite agent: cannot join the cluster: {failed[0]}\n")
+        sys.stderr.write(f"kubelite agent: {failed[0]}\n")
         return 1
     return 0

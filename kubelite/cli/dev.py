@@ -1,7 +1,7 @@
 """`kubelite dev cluster up | down | exec`: a multi-node cluster on this machine, each node in a
 test host of its own (kubelite/devcluster/), as kind and k3d make them in containers.
 
-    kubelite dev cluster up --nodes 3 [--kubeconfig FILE] [--data-dir D] [--subnet CIDR]
+    kubelite dev cluster up --nodes 3 [--etcd] [--kubeconfig FILE] [--data-dir D] [--subnet CIDR]
     kubectl --kubeconfig D/kubeconfig.yaml get nodes
     kubelite dev cluster exec kldev-2 -- ip addr
     kubelite dev cluster down [--data-dir D]
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kubelite.agent.podnet import BACKENDS
 from kubelite.devcluster.cluster import DEFAULT_DATA_DIR, DEFAULT_NAME, DEFAULT_PORT
 from kubelite.devcluster.testhost import DEFAULT_SUBNET
 
@@ -25,7 +26,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         spec = ClusterSpec(data_dir=Path(args.data_dir), nodes=args.nodes, name=args.name, subnet=args.subnet,
                            port=args.port, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
-                           ready_timeout=args.timeout)
+                           ready_timeout=args.timeout, flannel_backend=args.flannel_backend, etcd=args.etcd,
+                           server_args=["--cluster-signing-duration", args.cluster_signing_duration]
+                           if args.cluster_signing_duration else [])
     except ValueError as exc:
         sys.stderr.write(f"kubelite dev cluster up: {exc}\n")
         return 1
@@ -37,8 +40,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     kc = cluster.kubeconfig
     kubectl = Path(sys.executable).parent / "kubectl"
+    on_etcd = f", objects in etcd at {cluster.state['etcd']['url']}" if "etcd" in cluster.state else ""
     sys.stdout.write(f"dev cluster {spec.name} is up: {spec.nodes} node(s) Ready, API at "
-                     f"{cluster.state['server']['url']}\n"
+                     f"{cluster.state['server']['url']}{on_etcd}\n"
                      f"kubeconfig: {kc}\n"
                      f"try: {kubectl if kubectl.exists() else 'kubectl'} --kubeconfig {kc} get nodes\n"
                      f"stop it with: kubelite dev cluster down --data-dir {cluster.data_dir}\n")
@@ -102,6 +106,15 @@ def register_dev_cli(sub: Any) -> None:
                     help=f"the test hosts' IPv4 subnet; its first address is the API server's (default {DEFAULT_SUBNET})")
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the API server's port (default {DEFAULT_PORT})")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the nodes to be Ready")
+    up.add_argument("--flannel-backend", choices=BACKENDS, default="host-gw",
+                    help="the nodes' pod network (the agents' --flannel-backend): host-gw (routes via the nodes' "
+                         "addresses), vxlan (an overlay on flannel.1) or none (default host-gw)")
+    up.add_argument("--etcd", action="store_true",
+                    help="store the cluster in a single-member etcd (TLS, on 127.0.0.1) that up starts and down "
+                         "stops, instead of the server's embedded SQLite")
+    up.add_argument("--cluster-signing-duration", default="", metavar="DURATION",
+                    help="the server's --cluster-signing-duration: the lifetime of the nodes' certificates, which "
+                         "they renew at 70-90%% of it (default 8760h0m0s)")
     up.set_defaults(func=cmd_up)
     down = cs.add_parser("down", help="stop everything the cluster started and remove what it made")
     data_dir(down)

@@ -32,6 +32,19 @@ def _kubectl_binary() -> str:
     return found
 
 
+def _signing_duration(value: str) -> float:
+    """A Go duration (pflag's DurationVar), as kube-controller-manager parses the flag."""
+    from kubelite.cli.token import parse_duration
+
+    try:
+        d = parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f'invalid argument "{value}": {exc}') from None
+    if d <= 0:
+        raise argparse.ArgumentTypeError(f'invalid argument "{value}": must be positive')
+    return d
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -56,9 +69,20 @@ def cmd_server(args: argparse.Namespace) -> int:
                        request_header_timeout=args.request_header_timeout, idle_timeout=args.idle_timeout,
                        body_timeout=args.body_timeout, max_pending_connections=args.max_pending_connections,
                        cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
+                       cluster_signing_duration=args.cluster_signing_duration,
                        datastore_endpoint=args.datastore_endpoint, datastore_cafile=args.datastore_cafile,
                        datastore_certfile=args.datastore_certfile, datastore_keyfile=args.datastore_keyfile,
-                       datastore_prefix=args.datastore_prefix, token=args.token)
+                       datastore_prefix=args.datastore_prefix, token=args.token, leader_elect=args.leader_elect,
+                       leader_elect_lease_duration=args.leader_elect_lease_duration,
+                       leader_elect_renew_deadline=args.leader_elect_renew_deadline,
+                       leader_elect_retry_period=args.leader_elect_retry_period)
+    from kubelite.client.leaderelection import check_timing
+
+    try:
+        check_timing(cfg.leader_elect_lease_duration, cfg.leader_elect_renew_deadline, cfg.leader_elect_retry_period)
+    except ValueError as exc:
+        sys.stderr.write(f"kubelite server: --leader-elect-*: {exc}\n")
+        return 1
     if cfg.datastore_endpoint:
         from kubelite.store.etcd import parse_endpoints
 
@@ -162,6 +186,30 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def _go_bool(value: str) -> bool:
+    """strconv.ParseBool, as pflag's bool flags (``--leader-elect=false``)."""
+    v = value.strip()
+    if v in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if v in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f'strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
+def _seconds(value: str) -> float:
+    """A Go duration ("15s", "1m30s"; a bare number is seconds)."""
+    from kubelite.api.protobuf import parse_go_duration
+
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return parse_go_duration(value) / 1e9
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'time: invalid duration "{value}"') from None
+
+
 def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentParser:
     """Every sub-command and flag (a unit test checks that each flag has help)."""
     p = argparse.ArgumentParser(prog="kubelite", description="A small Kubernetes-compatible Pod platform")
@@ -199,6 +247,18 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
                    help="the pod network: each node is given a block of it as spec.podCIDR (default 10.244.0.0/16)")
     s.add_argument("--node-cidr-mask-size", type=int, default=24, metavar="N",
                    help="the size of each node's block of --cluster-cidr (default 24)")
+    s.add_argument("--leader-elect", nargs="?", const=True, default=None, type=_go_bool, metavar="true|false",
+                   help="elect one scheduler and one controller manager among the servers through Leases in "
+                        "kube-system (default: true on etcd, false on the embedded SQLite datastore)")
+    s.add_argument("--leader-elect-lease-duration", type=_seconds, default=15.0, metavar="DURATION",
+                   help="how long candidates wait after the leader's last renewal before taking over (default 15s)")
+    s.add_argument("--leader-elect-renew-deadline", type=_seconds, default=10.0, metavar="DURATION",
+                   help="how long the leader retries renewing before it stops leading (default 10s)")
+    s.add_argument("--leader-elect-retry-period", type=_seconds, default=2.0, metavar="DURATION",
+                   help="how long candidates and the leader wait between attempts (default 2s)")
+    s.add_argument("--cluster-signing-duration", type=_signing_duration, default=8760 * 3600.0, metavar="DURATION",
+                   help="the max length of duration signed certificates will be given; individual CSRs may "
+                        "request shorter certs by setting spec.expirationSeconds (default 8760h0m0s)")
     s.add_argument("--max-requests-inflight", type=int, default=400,
                    help="bound on non-mutating requests in flight (0: none)")
     s.add_argument("--max-mutating-requests-inflight", type=int, default=200,

@@ -6,10 +6,12 @@ Speaks JSON over HTTPS with a client certificate from a kubeconfig; errors come 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -29,24 +31,49 @@ PATCH_TYPES = {
 }
 
 
-def ssl_context_from_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, str | None]:
-    """(server URL, SSL context with the user's client certificate, bearer token or None)."""
-    cfg = yaml.safe_load(Path(path).read_text())
+def _kubeconfig_bytes(base: Path, section: dict[str, Any], key: str) -> bytes | None:
+    """``<key>-data`` (base64) or ``<key>`` (a file, relative to the kubeconfig's directory)."""
+    if section.get(f"{key}-data"):
+        return base64.b64decode(section[f"{key}-data"])
+    if section.get(key):
+        return (base / section[key]).read_bytes()
+    return None
+
+
+def kubeconfig_credentials(path: Path) -> tuple[str, bytes, bytes | None, bytes | None, str | None]:
+    """(server URL, CA PEM, client certificate PEM, client key PEM, bearer token) of the
+    kubeconfig's current context."""
+    path = Path(path)
+    cfg = yaml.safe_load(path.read_text())
     ctx_name = cfg.get("current-context")
     context = next((c["context"] for c in cfg.get("contexts", []) if c["name"] == ctx_name),
                    cfg["contexts"][0]["context"])
     cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == context["cluster"])
     user = next(u["user"] for u in cfg["users"] if u["name"] == context["user"])
-    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
-    ctx = ssl.create_default_context(cadata=ca)
-    if "client-certificate-data" in user:
-        with tempfile.TemporaryDirectory() as d:
-            cert, key = Path(d) / "c.pem", Path(d) / "k.pem"
-            cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
-            key.touch(mode=0o600)
-            key.write_bytes(base64.b64decode(user["client-key-data"]))
-            ctx.load_cert_chain(cert, key)
-    return cluster["server"], ctx, user.get("token")
+    base = path.resolve().parent
+    ca = _kubeconfig_bytes(base, cluster, "certificate-authority") or b""
+    return (cluster["server"], ca, _kubeconfig_bytes(base, user, "client-certificate"),
+            _kubeconfig_bytes(base, user, "client-key"), user.get("token"))
+
+
+def load_client_pair(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """Load a client certificate and key given as PEM into ``ctx`` (ssl reads only files: a
+    private temporary directory, removed at once)."""
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = Path(d) / "c.pem", Path(d) / "k.pem"
+        cert.write_bytes(cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(key_pem)
+        ctx.load_cert_chain(cert, key)
+
+
+def ssl_context_from_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, str | None]:
+    """(server URL, SSL context with the user's client certificate, bearer token or None)."""
+    server, ca, cert, key, token = kubeconfig_credentials(path)
+    ctx = ssl.create_default_context(cadata=ca.decode())
+    if cert and key:
+        load_client_pair(ctx, cert, key)
+    return server, ctx, token
 
 
 def resource_path(api_version: str, plural: str, namespace: str = "", name: str = "", sub: str = "") -> str:
@@ -64,11 +91,20 @@ class Client:
                  user_agent: str = "kubelite", limit: int = 100) -> None:
         self.server = server.rstrip("/")
         self._ssl = ssl_context
-        headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        self._limit = limit
+        self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._session = aiohttp.ClientSession(
-            headers=headers, connector=aiohttp.TCPConnector(ssl=ssl_context, limit=limit),
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._session = self._new_session()
+        # requests in flight per session; sessions of an earlier client certificate close
+        # when their last request ends
+        self._inflight: dict[aiohttp.ClientSession, int] = {}
+        self._retired: set[aiohttp.ClientSession] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            headers=self._headers, connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._limit),
             json_serialize=lambda o: orjson.dumps(o).decode())
 
     @classmethod
@@ -77,7 +113,44 @@ class Client:
         return cls(server, ctx, token, user_agent, limit)
 
     async def close(self) -> None:
+        for old in list(self._retired):
+            await old.close()
+        self._retired.clear()
+        for t in list(self._closing):
+            await t
         await self._session.close()
+
+    def use_client_certificate(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """Present this pair from now on (certificate rotation). Requests start on a new
+        connection pool, so their handshakes hand the new certificate over; the old pool's
+        connections (authenticated with the old one) close as soon as their requests end,
+        instead of cutting in-flight requests and watches as the kubelet does."""
+        load_client_pair(self._ssl, cert_pem, key_pem)
+        old, self._session = self._session, self._new_session()
+        self._retired.add(old)
+        if not self._inflight.get(old):
+            self._close_retired(old)
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[aiohttp.ClientSession]:
+        session = self._session
+        self._inflight[session] = self._inflight.get(session, 0) + 1
+        try:
+            yield session
+        finally:
+            n = self._inflight[session] - 1
+            if n:
+                self._inflight[session] = n
+            else:
+                del self._inflight[session]
+                if session in self._retired:
+                    self._close_retired(session)
+
+    def _close_retired(self, session: aiohttp.ClientSession) -> None:
+        self._retired.discard(session)
+        task = asyncio.get_running_loop().create_task(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def __aenter__(self) -> Client:
         return self
@@ -95,24 +168,25 @@ class Client:
         if body is not None:
             data = body if isinstance(body, bytes | str) else orjson.dumps(body)
             headers["Content-Type"] = content_type
-        async with self._session.request(method, url, data=data, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            raw = await resp.read()
-            if resp.status >= 400:
-                raise _status_error(resp.status, raw)
-            return orjson.loads(raw) if raw else None
+        with self._use() as session:
+            async with session.request(method, url, data=data, headers=headers,
+                                       timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise _status_error(resp.status, raw)
+                return orjson.loads(raw) if raw else None
 
     async def text(self, path: str, params: dict[str, Any] | None = None, timeout: float = 30.0) -> str:
         """GET of a plain-text resource (``pods/<name>/log``)."""
         url = self.server + path
         if params:
             url += "?" + urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
-        async with self._session.get(url, headers={"Accept": "*/*"},
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            raw = await resp.read()
-            if resp.status >= 400:
-                raise _status_error(resp.status, raw)
-            return raw.decode(errors="replace")
+        with self._use() as session:
+            async with session.get(url, headers={"Accept": "*/*"}, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise _status_error(resp.status, raw)
+                return raw.decode(errors="replace")
 
     # convenience verbs ---------------------------------------------------------
     async def get(self, api_version: str, plural: str, name: str, namespace: str = "") -> Obj:
@@ -149,18 +223,19 @@ class Client:
         if timeout_seconds is not None:
             params["timeoutSeconds"] = timeout_seconds
         url = self.server + resource_path(api_version, plural, namespace) + "?" + urlencode(params)
-        async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as resp:
-            if resp.status >= 400:
-                raise _status_error(resp.status, await resp.read())
-            async for line in resp.content:
-                if not line.strip():
-                    continue
-                ev = orjson.loads(line)
-                if ev["type"] == "ERROR":
-                    st = ev["object"]
-                    raise errors.StatusError(st.get("code", 500), st.get("reason", ""), st.get("message", ""),
-                                             st.get("details"))
-                yield ev["type"], ev["object"]
+        with self._use() as session:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as resp:
+                if resp.status >= 400:
+                    raise _status_error(resp.status, await resp.read())
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    ev = orjson.loads(line)
+                    if ev["type"] == "ERROR":
+                        st = ev["object"]
+                        raise errors.StatusError(st.get("code", 500), st.get("reason", ""), st.get("message", ""),
+                                                 st.get("details"))
+                    yield ev["type"], ev["object"]
 
 
 def _status_error(code: int, raw: bytes) -> errors.StatusError:

@@ -39,10 +39,11 @@ class EventRecorder:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def record(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> dict[str, Any] | None:
+    async def record(self, involved: dict[str, Any], type_: str, reason: str, message: str,
+                     related: dict[str, Any] | None = None, action: str = "") -> dict[str, Any] | None:
         """Write the event now; returns the stored Event, or None when the API refused it
         (events are best effort: a component never fails because of one)."""
-        ev = make_event(involved, type_, reason, message, self.component, self.host)
+        ev = make_event(involved, type_, reason, message, self.component, self.host, related=related, action=action)
         key = event_key(ev)
         async with self._lock:
             prev = self._seen.get(key)
@@ -67,9 +68,10 @@ class EventRecorder:
                 self._seen.popitem(last=False)
             return stored
 
-    def emit(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    def emit(self, involved: dict[str, Any], type_: str, reason: str, message: str,
+             related: dict[str, Any] | None = None, action: str = "") -> None:
         """Fire and remember: record in the background; :meth:`flush` awaits what is pending."""
-        task = asyncio.create_task(self._record_quietly(involved, type_, reason, message))
+        task = asyncio.create_task(self._record_quietly(involved, type_, reason, message, related, action))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -27,6 +27,8 @@ import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+import aiohttp
+
 from kubelite.api import errors
 from kubelite.store.base import StoreError
 
@@ -190,7 +192,8 @@ class Informer:
                         continue
                     # the failures a watch meets (API errors, the network, the store ending a
                     # watch) are expected; anything else is a bug and gets its traceback
-                    known = isinstance(exc, errors.StatusError | OSError | TimeoutError | StoreError)
+                    known = isinstance(exc, errors.StatusError | OSError | TimeoutError | StoreError
+                                       | aiohttp.ClientError)  # (a server that died mid-watch)
                     log.warning("informer %s: %s; listing again in %.1fs", self.name, self.last_error, backoff,
                                 exc_info=not known)
                     await asyncio.sleep(backoff * (1 + random.random() / 2))

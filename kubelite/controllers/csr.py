@@ -6,11 +6,19 @@
   when a SubjectAccessReview for the requestor allows ``create`` on
   ``certificatesigningrequests/selfnodeclient`` (CN is the requestor itself) or
   ``certificatesigningrequests/nodeclient``;
+  It also approves kubelet *serving* requests (``kubernetes.io/kubelet-serving``), which
+  kube-controller-manager leaves to an external approver (k0s and kubelet-csr-approver do it
+  this way): the request must pass ``ValidateKubeletServingCSR``, come from the node it names
+  (user ``system:node:<name>`` in ``system:nodes``, CN = that user), be allowed to create CSRs
+  (SubjectAccessReview), and ask only for names and addresses of that Node's
+  ``status.addresses`` (:func:`serving_approval_error`). Anything else stays pending for
+  ``kubectl certificate approve``.
 * :class:`CSRSigner` (csrsigning): issues certificates from the cluster CA for approved
-  requests of ``kubernetes.io/kube-apiserver-client-kubelet`` and
-  ``kubernetes.io/kube-apiserver-client``, honouring ``spec.expirationSeconds``
-  (at most ``--cluster-signing-duration``, one year; at least 10 minutes), or marks them
-  Failed (``SignerValidationFailure``) when the request does not suit the signer.
+  requests of ``kubernetes.io/kube-apiserver-client-kubelet``,
+  ``kubernetes.io/kube-apiserver-client`` and ``kubernetes.io/kubelet-serving``, honouring
+  ``spec.expirationSeconds`` (at most ``--cluster-signing-duration``, default one year; at
+  least 10 minutes), or marks them Failed (``SignerValidationFailure``) when the request does
+  not suit the signer.
 
 Both watch the CSR store and write through it (``/approval`` and ``/status``), like the other
 in-process controllers.
@@ -22,6 +30,7 @@ import asyncio
 import base64
 import copy
 import datetime as dt
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Any
@@ -50,6 +59,11 @@ RETRY_SECONDS = 1.0
 
 KUBELET_CLIENT_USAGES = frozenset({"digital signature", "key encipherment", "client auth"})
 KUBELET_CLIENT_USAGES_NO_RSA = frozenset({"digital signature", "client auth"})
+KUBELET_SERVING_USAGES = frozenset({"digital signature", "key encipherment", "server auth"})
+KUBELET_SERVING_USAGES_NO_RSA = frozenset({"digital signature", "server auth"})
+SIGNED_BY_US = (certs.KUBE_APISERVER_CLIENT_KUBELET_SIGNER, certs.KUBE_APISERVER_CLIENT_SIGNER,
+                certs.KUBELET_SERVING_SIGNER)
+SERVING_APPROVED = "Auto approving kubelet serving certificate after SubjectAccessReview."
 
 _KEY_USAGE = {
     "signing": "digital_signature", "digital signature": "digital_signature",
@@ -115,6 +129,79 @@ def validate_kubelet_client_csr(req: x509.CertificateSigningRequest, usages: set
     return None
 
 
+def validate_kubelet_serving_csr(req: x509.CertificateSigningRequest, usages: set[str]) -> str | None:
+    """capihelper.ValidateKubeletServingCSR (pkg/apis/certificates/helpers.go): the error, or None."""
+    _, orgs = _subject(req)
+    if orgs != ["system:nodes"]:
+        return "subject organization is not system:nodes"
+    sans = _sans(req)
+    dns = sans.get_values_for_type(x509.DNSName) if sans is not None else []
+    ips = sans.get_values_for_type(x509.IPAddress) if sans is not None else []
+    if not dns and not ips:
+        return "DNS or IP subjectAltName is required"
+    if sans is not None and sans.get_values_for_type(x509.RFC822Name):
+        return "Email subjectAltNames are not allowed"
+    if sans is not None and sans.get_values_for_type(x509.UniformResourceIdentifier):
+        return "URI subjectAltNames are not allowed"
+    if set(usages) not in (KUBELET_SERVING_USAGES, KUBELET_SERVING_USAGES_NO_RSA):
+        return "usages did not match [" + " ".join(sorted(KUBELET_SERVING_USAGES)) + "]"
+    cn, _ = _subject(req)
+    if not cn.startswith("system:node:"):
+        return "subject common name does not begin with system:node:"
+    return None
+
+
+def _node_addresses(node: Obj) -> set[str]:
+    out: set[str] = set()
+    for a in (node.get("status") or {}).get("addresses") or []:
+        addr = str((a or {}).get("address") or "")
+        try:  # different spellings of one IP are one address
+            addr = str(ipaddress.ip_address(addr))
+        except ValueError:
+            pass
+        if addr:
+            out.add(addr)
+    return out
+
+
+def serving_approval_error(csr: Obj, node: Obj | None) -> str | None:
+    """Why a kubelet-serving CSR may not be approved automatically, or None when it may: a
+    well-formed serving request (ValidateKubeletServingCSR) made by the node it names, for
+    names and addresses that are all among that Node's ``status.addresses``. ``node`` is the
+    Node of the requesting user (None: there is none)."""
+    from kubelite.apiserver.auth import UserInfo
+    from kubelite.auth.node import node_identity
+
+    spec = csr.get("spec") or {}
+    try:
+        req = certs.csr_of(csr)
+    except ValueError as exc:
+        return f"unable to parse certificate request: {exc}"
+    err = validate_kubelet_serving_csr(req, set(spec.get("usages") or []))
+    if err is not None:
+        return err
+    user = UserInfo(spec.get("username", ""), tuple(spec.get("groups") or ()))
+    name, is_node = node_identity(user)
+    if not is_node or not name:
+        return (f'not requested by a node identity: user "{user.name}" in group(s) '
+                '[' + " ".join(f'"{g}"' for g in user.groups) + ']')
+    cn, _ = _subject(req)
+    if cn != user.name:
+        return f'requested subject\'s common name "{cn}" doesn\'t match requesting user name "{user.name}"'
+    if node is None or (node.get("metadata") or {}).get("name") != name:
+        return f'nodes "{name}" not found'
+    have = _node_addresses(node)
+    sans = _sans(req)
+    errs = []
+    for i, d in enumerate(sans.get_values_for_type(x509.DNSName) if sans is not None else []):
+        if d not in have:
+            errs.append(f'DNSNames[{i}]: forbidden: "{d}": is not a node address of {name}')
+    for i, ip in enumerate(sans.get_values_for_type(x509.IPAddress) if sans is not None else []):
+        if str(ip) not in have:
+            errs.append(f'IPAddresses[{i}]: forbidden: "{ip}": is not a node address of {name}')
+    return "\n".join(errs) or None
+
+
 def validate_apiserver_client_usages(usages: list[str]) -> str | None:
     """validAPIServerClientUsages."""
     has_client_auth = False
@@ -136,6 +223,8 @@ def signer_check(signer: str, req: x509.CertificateSigningRequest, usages: list[
         return True, validate_kubelet_client_csr(req, set(usages))
     if signer == certs.KUBE_APISERVER_CLIENT_SIGNER:
         return True, validate_apiserver_client_usages(usages)
+    if signer == certs.KUBELET_SERVING_SIGNER:
+        return True, validate_kubelet_serving_csr(req, set(usages))
     return False, None
 
 
@@ -157,15 +246,15 @@ def signing_duration(expiration_seconds: int | None, max_ttl: dt.timedelta = SIG
 def sign(ca_cert: x509.Certificate, ca_key: Any, req: x509.CertificateSigningRequest, usages: list[str],
          ttl: dt.timedelta, now: dt.datetime | None = None) -> bytes:
     """authority.CertificateAuthority.Sign with the PermissiveSigningPolicy: subject and SANs from
-    the request, usages from the CSR, backdated 5 minutes, never beyond the CA's own notAfter."""
+    the request, usages from the CSR, notBefore backdated 5 minutes; notAfter now + ttl for a
+    short-lived certificate (ttl < 8h), now + ttl - 5 minutes otherwise, never beyond the CA's."""
     unknown = [u for u in usages if u not in _KEY_USAGE and u not in _EXT_KEY_USAGE]
     if unknown:
         raise ValueError("unrecognized usage values: [" + " ".join(f'"{u}"' for u in unknown) + "]")
     now = now or dt.datetime.now(dt.UTC)
     not_before = now - BACKDATE
-    not_after = now + ttl
-    if ttl < SHORT:  # short-lived certificates live exactly ttl
-        not_after -= BACKDATE
+    # "do not backdate the end time if we consider this to be a short lived certificate"
+    not_after = now + ttl if ttl < SHORT else now + ttl - BACKDATE
     ca_not_after = ca_cert.not_valid_after_utc
     if not_after > ca_not_after:
         not_after = ca_not_after
@@ -260,7 +349,7 @@ class CSRSigner(_CSRController):
             return
         spec = csr.get("spec") or {}
         signer = spec.get("signerName", "")
-        if signer not in (certs.KUBE_APISERVER_CLIENT_KUBELET_SIGNER, certs.KUBE_APISERVER_CLIENT_SIGNER):
+        if signer not in SIGNED_BY_US:
             return
         name = csr["metadata"]["name"]
         req = certs.csr_of(csr)
@@ -286,13 +375,47 @@ class CSRSigner(_CSRController):
 
 
 class CSRApprover(_CSRController):
-    """csrapproving: the sarapprove recognizers selfnodeclient and nodeclient."""
+    """csrapproving: the sarapprove recognizers selfnodeclient and nodeclient, and the
+    kubelet-serving approval of :func:`serving_approval_error`."""
 
     name = "csrapproving"
 
     def __init__(self, stores: Stores, authorizer: Any) -> None:
         super().__init__(stores)
         self.authorizer = authorizer
+        self.nodes = stores.get("", "nodes")
+
+    async def _node(self, csr: Obj) -> Obj | None:
+        from kubelite.auth.node import NODE_USER_PREFIX
+
+        user = str((csr.get("spec") or {}).get("username") or "")
+        if not user.startswith(NODE_USER_PREFIX):
+            return None
+        try:
+            return await self.nodes.get("", user[len(NODE_USER_PREFIX):])
+        except errors.StatusError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    async def _approve(self, csr: Obj, message: str) -> None:
+        name = csr["metadata"]["name"]
+        new = copy.deepcopy(csr)
+        new.setdefault("status", {}).setdefault("conditions", []).append({
+            "type": certs.APPROVED, "status": "True", "reason": "AutoApproved", "message": message,
+            "lastUpdateTime": now_rfc3339()})
+        await self.csrs.update("", name, new, WriteOptions(field_manager=FIELD_MANAGER), "approval")
+        log.info("CSR %s: %s", name, message)
+
+    async def _handle_serving(self, csr: Obj) -> None:
+        name = csr["metadata"]["name"]
+        err = serving_approval_error(csr, await self._node(csr))
+        if err is None and not await self._allowed(csr, ""):
+            err = "requesting user is not allowed to create certificate signing requests"
+        if err is not None:  # left pending: a user may still approve it
+            log.info("not approving CSR %r as a kubelet serving certificate: %s", name, err)
+            return
+        await self._approve(csr, SERVING_APPROVED)
 
     async def _allowed(self, csr: Obj, subresource: str) -> bool:
         from kubelite.apiserver.auth import UserInfo
@@ -313,6 +436,9 @@ class CSRApprover(_CSRController):
         if certs.APPROVED in types or certs.DENIED in types:
             return
         spec = csr.get("spec") or {}
+        if spec.get("signerName") == certs.KUBELET_SERVING_SIGNER:
+            await self._handle_serving(csr)
+            return
         if spec.get("signerName") != certs.KUBE_APISERVER_CLIENT_KUBELET_SIGNER:
             return
         req = certs.csr_of(csr)
@@ -328,15 +454,11 @@ class CSRApprover(_CSRController):
         for sub, message in recognizers:
             if not await self._allowed(csr, sub):
                 continue
-            new = copy.deepcopy(csr)
-            new.setdefault("status", {}).setdefault("conditions", []).append({
-                "type": certs.APPROVED, "status": "True", "reason": "AutoApproved", "message": message,
-                "lastUpdateTime": now_rfc3339()})
-            await self.csrs.update("", name, new, WriteOptions(field_manager=FIELD_MANAGER), "approval")
-            log.info("CSR %s: %s", name, message)
+            await self._approve(csr, message)
             return
         log.info("recognized csr %r as %s but subject access review was not approved", name,
                  [s for s, _ in recognizers])
 
 
-__all__ = ["CSRApprover", "CSRSigner", "sign", "signer_check", "signing_duration", "validate_kubelet_client_csr"]
+__all__ = ["CSRApprover", "CSRSigner", "serving_approval_error", "sign", "signer_check", "signing_duration",
+           "validate_kubelet_client_csr", "validate_kubelet_serving_csr"]

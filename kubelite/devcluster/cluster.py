@@ -5,6 +5,7 @@ Layout under the cluster's data dir (default ``/var/lib/kubelite-dev``)::
     state.json          what was made, PIDs with start times: `down` undoes exactly that
     kubeconfig.yaml     the admin kubeconfig (or --kubeconfig FILE)
     server/             the server's data dir; logs/server.log
+    etcd/               with --etcd: the server's single-member etcd (devcluster/etcd.py)
     nodes/<name>/       each node's data dir (containerd, pods, CNI), logs/{holder,agent}.log
 
 The server runs in the root namespace with ``--disable-agent`` (its scheduler and controllers
@@ -72,6 +73,8 @@ class ClusterSpec:
     kubeconfig: Path | None = None
     ready_timeout: float = 180.0
     server_args: list[str] = field(default_factory=list)
+    flannel_backend: str = "host-gw"  # the agents' --flannel-backend
+    etcd: bool = False  # the server on a single-member etcd of the cluster's own (devcluster/etcd.py)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -167,6 +170,17 @@ class DevCluster:
         self._save()
 
         _check_port_free(net.gateway, spec.port)
+        datastore: list[str] = []
+        if spec.etcd:
+            from kubelite.devcluster import etcd
+
+            try:
+                proc, etcd_url, files = etcd.start(self.data_dir / "etcd")
+            except etcd.EtcdError as exc:
+                raise ClusterError(str(exc)) from None
+            self.state["etcd"] = {"proc": proc.to_json(), "url": etcd_url}
+            self._save()
+            datastore = ["--datastore-endpoint", etcd_url, *files.server_args()]
         server_dir = self.data_dir / "server"
         (server_dir / "logs").mkdir(parents=True, exist_ok=True)
         server_log = server_dir / "logs" / "server.log"
@@ -174,7 +188,7 @@ class DevCluster:
         with open(server_log, "ab") as out:
             p = subprocess.Popen([*_python(), "server", "--data-dir", str(server_dir), "--bind-address", net.gateway,
                                   "--port", str(spec.port), "--disable-agent", "--tls-san", net.gateway,
-                                  *spec.server_args],
+                                  *datastore, *spec.server_args],
                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True, cwd=_source_root())
         self.state["server"] = {"proc": Proc.of(p.pid).to_json(), "url": url, "data_dir": str(server_dir)}
@@ -200,9 +214,10 @@ class DevCluster:
             self._save_host(host)
             host.create(net)
             self._save_host(host)
-            pki_dir = _node_pki(server_dir, host.data_dir)
+            # joined as a node on another machine is: no CA key, its certificates through CSRs
             host.popen("agent", [*_python(), "agent", "--data-dir", str(host.data_dir), "--node-name", name,
-                                 "--node-ip", host.address, "--pki-dir", str(pki_dir), *join], cwd=_source_root())
+                                 "--node-ip", host.address, "--flannel-backend", spec.flannel_backend, *join],
+                                cwd=_source_root())
             self._save_host(host)
             names.append(name)
         self._wait_nodes_ready(names, spec.ready_timeout)
@@ -265,6 +280,14 @@ class DevCluster:
                 failed.append(f"the server (pid {proc.pid}) does not stop")
             else:
                 done.append("stopped the server")
+        etcd = self.state.get("etcd")
+        if etcd and not failed:  # after the server, which writes to it until it stops
+            proc = Proc.from_json(etcd["proc"])
+            proc.stop(30.0)
+            if proc.alive():
+                failed.append(f"etcd (pid {proc.pid}) does not stop")
+            else:
+                done.append("stopped etcd")
         if failed:
             raise ClusterError("; ".join(failed) + f" (state kept in {self.state_path}: run down again)")
         created = self.state.get("created") or {}
@@ -284,7 +307,7 @@ class DevCluster:
                 kc.unlink()
                 done.append(f"removed {kc}")
         # only what up made: the data dir may be one the user had before
-        for sub in ("server", "nodes"):
+        for sub in ("server", "nodes", "etcd"):
             shutil.rmtree(self.data_dir / sub, ignore_errors=True)
         for f in (self.data_dir / "kubeconfig.yaml", self.state_path):
             with contextlib.suppress(FileNotFoundError):
@@ -347,21 +370,6 @@ def _join_args(admin: Path, url: str) -> list[str]:
     cfg = yaml.safe_load(admin.read_text())
     ca_pem = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"])
     return ["--server", url, "--token", token, "--ca-cert-hash", ca_pin(ca_pem)]
-
-
-def _node_pki(server_dir: Path, node_dir: Path) -> Path:
-    """The cluster CA for a node's agent endpoint (logs, exec, attach, port-forward): with it the
-    agent issues its own serving certificate for its addresses, as the server's own agent does.
-    A stand-in for one machine (the CA key is there already) until nodes get serving
-    certificates through kubelet-serving CSRs (issue 9 part 6)."""
-    d = node_dir / "pki"
-    (d / "tls").mkdir(parents=True, exist_ok=True, mode=0o700)
-    for name in ("ca.crt", "ca.key"):
-        data = (server_dir / "tls" / name).read_bytes()
-        fd = os.open(d / "tls" / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    return d
 
 
 def _rmdir_empty_tree(top: Path) -> None:

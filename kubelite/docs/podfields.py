@@ -75,6 +75,16 @@ FIELDS.update({
     "PodSpec.overhead": ("honoured", "set by RuntimeClass admission (a pod's own differing overhead is refused); "
                                      "counted in the pod's requests by the scheduler and ResourceQuota "
                                      "(kinds/podutil.py)"),
+    "PodSpec.priorityClassName": ("honoured", "Priority admission sets spec.priority and preemptionPolicy "
+                                              "from the PriorityClass (or the global default; "
+                                              "system-cluster-critical and system-node-critical exist)"),
+    "PodSpec.priority": ("honoured", "set by Priority admission; orders the scheduling queue and decides who "
+                                     "preempts whom (DefaultPreemption: victims of lower priority get "
+                                     "DisruptionTarget/PreemptionByScheduler and a graceful delete, the preemptor "
+                                     "status.nominatedNodeName); PodDisruptionBudgets are not considered (no such "
+                                     "kind yet)"),
+    "PodSpec.preemptionPolicy": ("honoured", "Never: the pod waits instead of preempting (`preemption: not "
+                                             "eligible due to preemptionPolicy=Never.`); it can still be a victim"),
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "

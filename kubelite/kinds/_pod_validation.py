@@ -1519,3 +1519,115 @@ def validate_binding(binding: dict[str, Any]) -> Errs:
     if not target.get("name"):
         errs.append(fld.required(Path("target", "name")))
     return errs
+
+
+# ----------------------------------------------------------------------------- resize
+def _resources_removed(new: Any, old: Any) -> bool:
+    new, old = _d(new), _d(old)
+    return len(old) > len(new) or any(k not in new for k in old)
+
+
+def _container_resize(new: dict[str, Any], old: dict[str, Any], path: Path) -> Errs:
+    """validateContainerResize: requests and limits may change, not be removed (memory limit
+    decreases are allowed since 1.34: the kubelet checks usage before lowering them)."""
+    errs: Errs = []
+    nr, orr = _d(new.get("resources")), _d(old.get("resources"))
+    if _resources_removed(nr.get("requests"), orr.get("requests")):
+        errs.append(fld.forbidden(path.child("requests"), "resource requests cannot be removed"))
+    if _resources_removed(nr.get("limits"), orr.get("limits")):
+        errs.append(fld.forbidden(path.child("limits"), "resource limits cannot be removed"))
+    return errs
+
+
+def _without_cpu_memory(c: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """dropCPUMemoryResourcesFromContainer: the container with old's cpu and memory values."""
+    c = dict(c)
+    res = _d(c.get("resources"))
+    ores = _d(old.get("resources"))
+    out: dict[str, Any] = {k: v for k, v in res.items() if k not in ("requests", "limits")}
+    for key in ("limits", "requests"):
+        if ores.get(key) is None:
+            continue
+        rl = {k: v for k, v in _d(res.get(key)).items() if k not in ("cpu", "memory")}
+        for name in ("cpu", "memory"):
+            if name in _d(ores.get(key)):
+                rl[name] = ores[key][name]
+        out[key] = rl
+    c["resources"] = out
+    return c
+
+
+def _restartable(c: Any) -> bool:
+    return _d(c).get("restartPolicy") == "Always"
+
+
+def validate_pod_resize(new: dict[str, Any], old: dict[str, Any], old_qos: str, new_qos: str) -> Errs:
+    """ValidatePodResize: the new pod is valid; only the cpu and memory of app and sidecar
+    containers changed; the QoS class stays; static, Windows and pod-level-resources pods are
+    refused. ``old_qos`` is the stored status.qosClass (GetPodQOS), ``new_qos`` the new spec's."""
+    errs = _pod_metadata_and_spec(new)
+    nspec, ospec = _d(new.get("spec")), _d(old.get("spec"))
+
+    def pod_level(spec: dict[str, Any]) -> bool:
+        r = _d(spec.get("resources"))
+        return bool(_d(r.get("requests")) or _d(r.get("limits")))
+
+    if pod_level(ospec) or pod_level(nspec):
+        return [fld.forbidden(Path(""), "pods with pod-level resources cannot be resized")]
+    if "kubernetes.io/config.mirror" in _d(_d(old.get("metadata")).get("annotations")):
+        return [fld.forbidden(Path(""), "static pods cannot be resized")]
+    if _d(ospec.get("os")).get("name") == "windows":
+        return [fld.forbidden(Path(""), "windows pods cannot be resized")]
+    spec_path = Path("spec")
+    if old_qos != new_qos:
+        errs.append(fld.invalid(spec_path, old_qos, "Pod QOS Class may not change as a result of resizing"))
+    if not _resize_supported(old):
+        errs.append(fld.forbidden(spec_path, "Pod running on node without support for resize"))
+    oinits, ninits = _l(ospec.get("initContainers")), _l(nspec.get("initContainers"))
+    ocs, ncs = _l(ospec.get("containers")), _l(nspec.get("containers"))
+    for i, oc in enumerate(oinits):
+        if _restartable(oc) and i < len(ninits):
+            errs += _container_resize(_d(ninits[i]), _d(oc), spec_path.child("initContainers").index(i)
+                                      .child("resources"))
+    for i, oc in enumerate(ocs):
+        if i < len(ncs):
+            errs += _container_resize(_d(ncs[i]), _d(oc), spec_path.child("containers").index(i).child("resources"))
+    munged = dict(nspec)
+    mc = []
+    for i, c in enumerate(ncs):
+        c = _d(c)
+        if i < len(ocs):
+            c = _without_cpu_memory(c, _d(ocs[i]))
+            if _norm(c) != _norm(ocs[i]):
+                errs.append(fld.forbidden(spec_path, "only cpu and memory resources are mutable"))
+        mc.append(c)
+    munged["containers"] = mc
+    if "initContainers" in nspec:
+        mi = []
+        for i, c in enumerate(ninits):
+            c = _d(c)
+            if i < len(oinits):
+                if _restartable(c):
+                    c = _without_cpu_memory(c, _d(oinits[i]))
+                    if _norm(c) != _norm(oinits[i]):
+                        errs.append(fld.forbidden(spec_path,
+                                                  "only cpu and memory resources for sidecar containers are mutable"))
+                elif _norm(c) != _norm(oinits[i]):
+                    errs.append(fld.forbidden(spec_path, "resources for non-sidecar init containers are immutable"))
+            mi.append(c)
+        munged["initContainers"] = mi
+    if errs:
+        return errs
+    if _norm(munged) != _norm(ospec):
+        errs.append(fld.forbidden(spec_path, "only cpu and memory resources are mutable"))
+    return errs
+
+
+def _resize_supported(pod: dict[str, Any]) -> bool:
+    """isPodResizeRequestSupported: a running container without status.resources means a
+    node that cannot resize."""
+    for cs in _l(_d(pod.get("status")).get("containerStatuses")):
+        cs = _d(cs)
+        if _d(cs.get("state")).get("running") is not None:
+            return cs.get("resources") is not None
+    return True

@@ -418,11 +418,14 @@ def object_reference(obj: Obj) -> dict[str, Any]:
 
 
 def make_event(involved: dict[str, Any], type_: str, reason: str, message: str, component: str,
-               host: str = "", *, now: float | None = None) -> Obj:
+               host: str = "", *, now: float | None = None, related: dict[str, Any] | None = None,
+               action: str = "") -> Obj:
     """recorderImpl.makeEvent + generateEvent: a new core/v1 Event about ``involved``.
 
     ``involved`` is an ObjectReference or a whole object. The name is
     ``<involvedName>.<unix nanoseconds in hex>``; the namespace that of the object or "default".
+    ``related`` and ``action`` are what an events.k8s.io recorder's Eventf(regarding, related,
+    type, reason, action, note) adds (the scheduler's ``Preempted`` event).
     """
     t_ns = time.time_ns() if now is None else int(now * 1_000_000_000)
     ref = object_reference(involved)
@@ -430,7 +433,7 @@ def make_event(involved: dict[str, Any], type_: str, reason: str, message: str, 
     source: dict[str, Any] = {"component": component} if component else {}
     if host:
         source["host"] = host
-    return {
+    ev: Obj = {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
@@ -449,6 +452,11 @@ def make_event(involved: dict[str, Any], type_: str, reason: str, message: str, 
         "reportingComponent": "",
         "reportingInstance": "",
     }
+    if related is not None:
+        ev["related"] = object_reference(related)
+    if action:
+        ev["action"] = action
+    return ev
 
 
 def event_key(ev: Obj) -> tuple[str, ...]:

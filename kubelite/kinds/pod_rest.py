@@ -4,7 +4,8 @@
 ``POST .../pods/{name}/binding`` with a v1 Binding assigns the pod to the target node: it sets
 ``spec.nodeName``, merges the Binding's annotations into the pod and sets the condition
 PodScheduled=True, through a guaranteed update of the stored object that bypasses the pod
-strategy (spec.nodeName is otherwise immutable).
+strategy (spec.nodeName is otherwise immutable). A ``status.nominatedNodeName`` left by
+preemption is cleared (ClearingNominatedNodeNameAfterBinding, on by default since 1.35).
 
 ``POST .../pods/{name}/eviction`` with a policy/v1 Eviction deletes the pod gracefully (its
 ``deleteOptions``) unless a PodDisruptionBudget covering the pod allows no disruption (429).
@@ -118,6 +119,9 @@ async def assign_pod(handler: APIHandler, target: Target, node: str, annotations
         if spec.get("schedulingGates"):
             raise _conflict(name, f"pod {name} has non-empty .spec.schedulingGates")
         spec["nodeName"] = node
+        status = pod.get("status")
+        if isinstance(status, dict):
+            status.pop("nominatedNodeName", None)  # ClearingNominatedNodeNameAfterBinding (beta, on)
         if annotations:
             pmeta.setdefault("annotations", {}).update({str(k): str(v) for k, v in annotations.items()})
         set_pod_scheduled(pod, now_rfc3339())

@@ -26,6 +26,7 @@ from kubelite.kinds.podutil import (
     PROBE_DEFAULTS,
     compute_qos_class,
     is_terminal,
+    qos_class,
     quota_usage,
 )
 
@@ -317,6 +318,32 @@ def validate_binding(binding: Obj) -> list[FieldError]:
     return pv.validate_binding(binding)
 
 
+def _drop_non_resize_updates(new: Obj, old: Obj) -> None:
+    """podResizeStrategy.PrepareForUpdate (dropNonResizeUpdates): of the request only the
+    containers' and sidecars' resources and resizePolicy are taken, by container name; the
+    generation moves on when the spec changed (updatePodGeneration)."""
+    nspec = _d(new.get("spec"))
+    meta = new.get("metadata") or {}
+    keep = {k: meta[k] for k in ("name", "namespace", "resourceVersion", "uid", "managedFields") if k in meta}
+    incoming = {key: {_d(c).get("name"): _d(c) for c in _l(nspec.get(key))} for key in ("containers", "initContainers")}
+    new.clear()
+    new.update(copy.deepcopy(old))
+    new["metadata"].update(keep)
+    spec = new.setdefault("spec", {})
+    for key in ("containers", "initContainers"):
+        for c in _l(spec.get(key)):
+            nc = incoming[key].get(c.get("name"))
+            if nc is None or (key == "initContainers" and c.get("restartPolicy") != "Always"):
+                continue
+            for f in ("resources", "resizePolicy"):
+                if f in nc:
+                    c[f] = copy.deepcopy(nc[f])
+                else:
+                    c.pop(f, None)
+    if spec != old.get("spec"):
+        new["metadata"]["generation"] = int(_d(old.get("metadata")).get("generation") or 1) + 1
+
+
 # ----------------------------------------------------------------------------- strategy
 class PodStrategy(Strategy):
     tracks_generation = True
@@ -352,6 +379,8 @@ class PodStrategy(Strategy):
         return pv.validate_pod_update(new, old)
 
     def prepare_for_subresource_update(self, subresource: str, new: Obj, old: Obj) -> None:
+        if subresource == "resize":
+            return _drop_non_resize_updates(new, old)
         if subresource != "ephemeralcontainers":
             return super().prepare_for_subresource_update(subresource, new, old)
         # dropNonEphemeralContainerUpdates: every change but spec.ephemeralContainers is dropped
@@ -369,6 +398,8 @@ class PodStrategy(Strategy):
     def validate_subresource_update(self, subresource: str, new: Obj, old: Obj) -> list[FieldError]:
         if subresource == "ephemeralcontainers":
             return pv.validate_pod_ephemeral_containers_update(new, old)
+        if subresource == "resize":
+            return pv.validate_pod_resize(new, old, qos_class(old), compute_qos_class(new))
         return super().validate_subresource_update(subresource, new, old)
 
     def status_prepare_for_update(self, new: Obj, old: Obj) -> None:
@@ -456,6 +487,7 @@ POD = Kind(
         Subresource("eviction", ("create",), group="policy", version="v1", kind="Eviction",
                     rest=pod_rest.eviction_rest),
         Subresource("ephemeralcontainers"),
+        Subresource("resize"),
     ),
     schema_ref="io.k8s.api.core.v1.Pod",
     name_validator=meta.name_is_dns_subdomain,

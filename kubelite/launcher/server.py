@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from typing import IO
 
 from kubelite.agent.agent import run_agent
@@ -45,6 +47,7 @@ from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
 from kubelite.launcher import bootstrap
+from kubelite.launcher.leaders import controller_manager
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.net import listener
 from kubelite.scheduler.scheduler import run_scheduler
@@ -105,12 +108,12 @@ class Server:
         cfg.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # one server per data dir (and no snapshot restore under a running one)
         self._lock = hold_data_dir(cfg.db_path)
-        datastore.check(cfg.db_path, cfg.datastore_endpoint)
+        datastore.check(cfg.db_path, cfg.datastore_endpoint, cfg.datastore_prefix)
         await self.store.start()
         if cfg.datastore_endpoint:  # (only once it answered: a mistyped endpoint is not remembered)
             datastore.record(cfg.db_path, cfg.datastore_endpoint, {
                 "cafile": cfg.datastore_cafile, "certfile": cfg.datastore_certfile,
-                "keyfile": cfg.datastore_keyfile})
+                "keyfile": cfg.datastore_keyfile, "prefix": cfg.datastore_prefix})
         token, joined = "", False
         if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
             token = bootstrap.server_token(cfg.data_dir, cfg.token)
@@ -143,34 +146,47 @@ class Server:
 
         # what the API needs before it is ready: RBAC policy, informers, system namespaces
         run = self.supervisor.add
+        kcm: list[tuple[str, Callable[[], Awaitable[None]]]] = []  # kube-controller-manager's share
         for name, component in security.components():
-            run(name, component)
+            if name == "clusterrole-aggregation":  # a controller of kube-controller-manager
+                kcm.append((name, component))
+            else:
+                run(name, component)
         await security.bootstrap()
         namespaces = NamespaceController(stores)
         await namespaces.bootstrap()
         await bootstrap_priority_classes(stores)
-
-        # the controllers (kube-controller-manager's share of k3s)
-        run("namespace-controller", namespaces.run)
-        run("root-ca-publisher", RootCAPublisher(stores, pki.ca_cert).run)  # kube-root-ca.crt
         run("serving-cert-reloader", ServingCertReloader(ssl_context, pki).run)  # kubelite certs rotate
-        run("csr-approver", CSRApprover(stores, security.authorizer).run)
-        run("csr-signer", CSRSigner(stores, cfg.data_dir).run)
-        run("cluster-info-publisher", ClusterInfoPublisher(stores, cfg.server_url, pki.ca_cert.read_bytes()).run)
-        run("token-cleaner", TokenCleaner(stores).run)
-        run("garbage-collector", GarbageCollector(stores).run)
-        run("resourcequota-controller", ResourceQuotaController(stores, security.quota.lock).run)
-        run("node-lifecycle-controller", NodeLifecycleController(
-            stores, monitor_period=cfg.node_monitor_period, grace_period=cfg.node_monitor_grace_period,
-            startup_grace_period=cfg.node_startup_grace_period, recorder=recorder(stores, "node-controller")).run)
-        run("taint-eviction-controller", TaintEvictionController(
-            stores, recorder(stores, "taint-eviction-controller")).run)
-        run("pod-garbage-collector", PodGC(stores).run)
-        run("replicaset-controller", ReplicaSetController(stores).run)
-        run("deployment-controller", DeploymentController(stores).run)
-        run("disruption-controller", DisruptionController(stores).run)
-        run("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
-                                                       recorder(stores, "cidrAllocator")).run)
+
+        # the controllers (kube-controller-manager's share of k3s): on one server of the cluster
+        kcm += [
+            ("namespace-controller", namespaces.run),
+            ("root-ca-publisher", RootCAPublisher(stores, pki.ca_cert).run),  # kube-root-ca.crt
+            ("csr-approver", CSRApprover(stores, security.authorizer).run),
+            ("csr-signer", CSRSigner(stores, cfg.data_dir, dt.timedelta(seconds=cfg.cluster_signing_duration)).run),
+            ("cluster-info-publisher", ClusterInfoPublisher(stores, cfg.server_url, pki.ca_cert.read_bytes()).run),
+            ("token-cleaner", TokenCleaner(stores).run),
+            ("garbage-collector", GarbageCollector(stores).run),
+            ("resourcequota-controller", ResourceQuotaController(stores, security.quota.lock).run),
+            ("node-lifecycle-controller", NodeLifecycleController(
+                stores, monitor_period=cfg.node_monitor_period, grace_period=cfg.node_monitor_grace_period,
+                startup_grace_period=cfg.node_startup_grace_period,
+                recorder=recorder(stores, "node-controller")).run),
+            ("taint-eviction-controller", TaintEvictionController(
+                stores, recorder(stores, "taint-eviction-controller")).run),
+            ("pod-garbage-collector", PodGC(stores).run),
+            ("replicaset-controller", ReplicaSetController(stores).run),
+            ("deployment-controller", DeploymentController(stores).run),
+            ("disruption-controller", DisruptionController(stores).run),
+            ("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
+                                                        recorder(stores, "cidrAllocator")).run),
+        ]
+        election = cfg.election
+        if election is None:
+            for name, component in kcm:
+                run(name, component)
+        else:  # they run where this server holds kube-system/kube-controller-manager
+            run("kube-controller-manager", controller_manager(stores, self.supervisor, election, kcm).run)
         write_admin_kubeconfig(cfg.data_dir, cfg.server_url, pki)
         self.api.ready = True
         log.info("kubelite API server listening on %s (data dir %s)", cfg.server_url, cfg.data_dir)
@@ -189,12 +205,14 @@ class Server:
         if not cfg.disable_scheduler:
             sched_kc = kcdir / "scheduler.yaml"
             mint_user_kubeconfig(cfg.data_dir, "system:kube-scheduler", [], cfg.server_url, out=sched_kc)
-            self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc))
+            election = cfg.election
+            self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc, election=election))
         if cfg.disable_agent:
             return
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
-        self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir))
+        self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir,
+                                                          rotate_certificates=False))
 
     async def stop(self) -> None:
         # components first (the agent leaves containers running), then the API, then the store

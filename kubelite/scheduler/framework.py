@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kubelite.scheduler import interpodaffinity, topologyspread
@@ -56,13 +56,19 @@ class CycleState:
 
     def without(self, ni: NodeInfo, victims: list[PodInfo]) -> CycleState:
         """The state with the victims removed from the node (RemovePod, preemption)."""
+        return self.adjusted(ni, removed=victims)
+
+    def adjusted(self, ni: NodeInfo, added: Iterable[PodInfo] = (), removed: Iterable[PodInfo] = ()) -> CycleState:
+        """The state with pods added to the node (AddPod: nominated pods) and removed from it
+        (RemovePod: preemption victims)."""
         spread = self.spread.copy() if self.spread is not None else None
         affinity = self.affinity.copy() if self.affinity is not None else None
-        for p in victims:
-            if spread is not None:
-                spread.update_with_pod(p, ni, -1)
-            if affinity is not None:
-                affinity.update_with_pod(p, ni, self.ns_labels, -1)
+        for delta, pods in ((-1, removed), (1, added)):
+            for p in pods:
+                if spread is not None:
+                    spread.update_with_pod(p, ni, delta)
+                if affinity is not None:
+                    affinity.update_with_pod(p, ni, self.ns_labels, delta)
         return CycleState(self.pod, self.ns_labels, spread, affinity)
 
 

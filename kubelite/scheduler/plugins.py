@@ -10,6 +10,7 @@ their per-cycle state) and stop at the first one that rejects a node; a rejectio
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 from collections import Counter
@@ -184,6 +185,10 @@ class PodInfo:
     preferred_anti_affinity: list[AffinityTerm] = field(default_factory=list)
     spread_constraints: list[dict[str, Any]] = field(default_factory=list)
     affinity_key: str = ""  # equal for pods with the same pod (anti-)affinity terms
+    start_time: float | None = None  # status.startTime (seconds since the epoch)
+    preempted: bool = False  # DisruptionTarget=True with reason PreemptionByScheduler
+    nominated_node: str = ""  # status.nominatedNodeName
+    scheduler_name: str = "default-scheduler"
 
     @property
     def group_key(self) -> tuple[str, bool, frozenset[tuple[str, str]]]:
@@ -240,6 +245,7 @@ class PodInfo:
             affinity_key = json.dumps([ns, sorted(labels.items()), all_affinity.get("podAffinity"),
                                        all_affinity.get("podAntiAffinity")], sort_keys=True)
         prio = spec.get("priority")
+        status = _d(pod.get("status"))
         return cls(
             uid=meta.get("uid") or f"{meta.get('namespace', '')}/{meta.get('name', '')}",
             namespace=meta.get("namespace") or "", name=meta.get("name") or "",
@@ -252,7 +258,28 @@ class PodInfo:
             terminating=bool(meta.get("deletionTimestamp")), preferred_node_terms=preferred_node,
             required_affinity=req_aff, required_anti_affinity=req_anti, preferred_affinity=pref_aff,
             preferred_anti_affinity=pref_anti, affinity_key=affinity_key,
-            spread_constraints=[_d(c) for c in _l(spec.get("topologySpreadConstraints"))])
+            spread_constraints=[_d(c) for c in _l(spec.get("topologySpreadConstraints"))],
+            start_time=_epoch(status.get("startTime")), preempted=_preempted(status),
+            nominated_node=str(status.get("nominatedNodeName") or ""),
+            scheduler_name=str(spec.get("schedulerName") or "default-scheduler"))
+
+
+def _epoch(ts: Any) -> float | None:
+    if not isinstance(ts, str) or not ts:
+        return None
+    try:
+        return _dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _preempted(status: dict[str, Any]) -> bool:
+    """podTerminatingByPreemption's condition test (the deletionTimestamp is checked apart)."""
+    for c in _l(status.get("conditions")):
+        c = _d(c)
+        if c.get("type") == "DisruptionTarget":
+            return c.get("status") == "True" and c.get("reason") == "PreemptionByScheduler"
+    return False
 
 
 # ------------------------------------------------------------------------------------------ nodes
@@ -322,15 +349,25 @@ class NodeInfo:
         self.ports = +self.ports
         return p
 
+    def copy(self) -> NodeInfo:
+        """NodeInfo.Snapshot: what pods are counted is copied, the node itself is shared."""
+        return NodeInfo(self.name, self.node, self.labels, self.taints, self.unschedulable, self.allocatable,
+                        Counter(self.requested), self.nonzero_cpu, self.nonzero_memory, dict(self.pods),
+                        Counter(self.ports), {k: list(g) for k, g in self.groups.items()},
+                        {k: list(g) for k, g in self.with_affinity.items()},
+                        {k: list(g) for k, g in self.with_required_anti.items()})
+
     def without(self, victims: Iterable[str]) -> NodeInfo:
         """A copy with the given pods removed (preemption dry run)."""
-        ni = NodeInfo(self.name, self.node, self.labels, self.taints, self.unschedulable, self.allocatable,
-                      Counter(self.requested), self.nonzero_cpu, self.nonzero_memory, dict(self.pods),
-                      Counter(self.ports), {k: list(g) for k, g in self.groups.items()},
-                      {k: list(g) for k, g in self.with_affinity.items()},
-                      {k: list(g) for k, g in self.with_required_anti.items()})
-        for uid in victims:
+        return self.adjusted(removed=victims)
+
+    def adjusted(self, added: Iterable[PodInfo] = (), removed: Iterable[str] = ()) -> NodeInfo:
+        """A copy with pods added (nominated pods) and removed (victims)."""
+        ni = self.copy()
+        for uid in removed:
             ni.remove_pod(uid)
+        for p in added:
+            ni.add_pod(p)
         return ni
 
 
@@ -458,6 +495,8 @@ class Cycle(Protocol):
 
     def without(self, ni: NodeInfo, victims: list[PodInfo]) -> Cycle: ...
 
+    def adjusted(self, ni: NodeInfo, added: Iterable[PodInfo] = (), removed: Iterable[PodInfo] = ()) -> Cycle: ...
+
 
 def filter_node(pod: PodInfo, ni: NodeInfo, cycle: Cycle | None = None) -> Status | None:
     """Runs the filter plugins in upstream order; None when the node fits. ``cycle`` holds
@@ -520,38 +559,6 @@ def fit_error_message(num_all_nodes: int, statuses: dict[str, Status], absent_re
     if post_filter_msg:
         msg += f" {post_filter_msg}"
     return msg
-
-
-def preemption_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[str, NodeInfo],
-                       cycle: Cycle | None = None) -> str:
-    """DefaultPreemption's PostFilter message when no preemption candidate exists, "" when
-    preemption could make room (victims would be evicted upstream)."""
-    if pod.preemption_policy == "Never":
-        return "preemption: " + NOT_ELIGIBLE_NEVER
-    potential = [n for n, st in statuses.items() if st.code == UNSCHEDULABLE and n in nodes]
-    out: dict[str, Status] = {}
-    for name in sorted(potential):
-        ni = nodes[name]
-        victims = [uid for uid, p in ni.pods.items() if p.priority < pod.priority]
-        if not victims:
-            out[name] = Status(UNRESOLVABLE, (REASON_NO_VICTIMS,))
-            continue
-        reduced = ni.without(victims)
-        st = filter_node(pod, reduced, cycle.without(ni, [ni.pods[v] for v in victims]) if cycle else None)
-        if st is None:
-            return ""  # a candidate: upstream preempts (not implemented here) and says no more
-        out[name] = st
-    return "preemption: " + fit_error_message(len(nodes), out, REASON_PREEMPTION_NOT_HELPFUL)
-
-
-def failure_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[str, NodeInfo],
-                    dra: bool = True, cycle: Cycle | None = None) -> str:
-    """The FailedScheduling message (and PodScheduled condition message) for a pod no node fits."""
-    if not nodes:
-        return NO_NODES_AVAILABLE
-    pre = preemption_message(pod, statuses, nodes, cycle)
-    post = ", ".join(m for m in ((DRA_POST_FILTER_MSG if dra and pre else ""), pre) if m)
-    return fit_error_message(len(nodes), statuses, post_filter_msg=post)
 
 
 def truncate_event_message(msg: str) -> str:

@@ -12,6 +12,13 @@ A pod no node fits gets the condition PodScheduled=False/Unschedulable and a
 cluster change that may help (node added or changed, a pod deleted or finished, the pod
 itself changed) once its backoff (1s doubling to 10s) has passed, and otherwise after
 ``max_unschedulable_seconds`` (upstream flushes unschedulable pods after 5 minutes).
+
+Before giving up on a pod, DefaultPreemption (:mod:`kubelite.scheduler.preemption`) looks for a
+node where evicting lower-priority pods makes room. If it finds one, the pod is nominated to it
+(``status.nominatedNodeName``, and in memory at once so that pods of lower priority do not take
+the room), and in the background, as upstream's async preemption, each victim gets the
+DisruptionTarget condition, a graceful delete and a ``Preempted`` event; the preemptor is not
+retried before those calls are done, and then once a victim is gone.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from kubelite.api import errors
 from kubelite.api.meta import now_rfc3339
 from kubelite.client.api import Client, resource_path
 from kubelite.client.events import NORMAL, WARNING, EventRecorder
-from kubelite.scheduler import framework, plugins
+from kubelite.client.leaderelection import ClientLeases, Election, LeaderElector, LeaseLock, new_identity
+from kubelite.scheduler import framework, plugins, preemption
 from kubelite.scheduler.plugins import NodeInfo, PodInfo, Status
 
 log = logging.getLogger("kubelite.scheduler")
@@ -139,7 +147,10 @@ class Scheduler:
         self._synced = {"nodes": asyncio.Event(), "pods": asyncio.Event(), "namespaces": asyncio.Event()}
         self._bind_sem = asyncio.Semaphore(bind_concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._nominated: dict[str, str] = {}  # uid -> node: pending pods nominated by preemption
+        self._preempting: set[str] = set()  # preemptors whose victims' API calls are under way
         self.scheduled_count = 0
+        self.preemptions = 0
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -258,6 +269,7 @@ class Scheduler:
         if etype == "DELETED":
             self.pods.pop(uid, None)
             self._assumed.pop(uid, None)
+            self._nominated.pop(uid, None)
             self._forget_queued(uid)
             self._attempts.pop(uid, None)
             if self._recount(uid):
@@ -267,6 +279,7 @@ class Scheduler:
         self.pods[uid] = pod
         if _d(pod.get("spec")).get("nodeName"):
             self._assumed.pop(uid, None)
+        self._update_nomination(uid, old, pod)
         was_counted = uid in self._placed
         self._recount(uid)
         if was_counted and uid not in self._placed:
@@ -306,6 +319,31 @@ class Scheduler:
         return (spec.get("schedulerName", "default-scheduler") == self.name and not spec.get("nodeName")
                 and not meta.get("deletionTimestamp") and not _terminal(pod) and not spec.get("schedulingGates")
                 and uid not in self._assumed and uid not in self._in_flight)
+
+    def _update_nomination(self, uid: str, old: Obj | None, pod: Obj) -> None:
+        """The nominator (PodNominator): a pending pod's status.nominatedNodeName; one set in
+        memory by our own preemption is kept until the API says otherwise (an update that
+        does not carry it yet may arrive first)."""
+        spec, meta = _d(pod.get("spec")), _d(pod.get("metadata"))
+        if spec.get("nodeName") or meta.get("deletionTimestamp") or _terminal(pod):
+            self._nominated.pop(uid, None)
+            return
+        nnn = _d(pod.get("status")).get("nominatedNodeName") or ""
+        if nnn:
+            self._nominated[uid] = nnn
+        elif old is not None and _d(old.get("status")).get("nominatedNodeName"):
+            self._nominated.pop(uid, None)
+
+    def _nominated_pods(self) -> dict[str, list[PodInfo]]:
+        """Pods nominated to each node (NominatedPodsForNode)."""
+        out: dict[str, list[PodInfo]] = {}
+        for uid, node in self._nominated.items():
+            pod = self.pods.get(uid)
+            if pod is not None:
+                info = PodInfo.of(pod)
+                info.uid = uid
+                out.setdefault(node, []).append(info)
+        return out
 
     # ------------------------------------------------------------------ queue
     def _push(self, uid: str, pod: Obj) -> None:
@@ -348,6 +386,8 @@ class Scheduler:
         """Moves waiting pods that are due to the active queue; returns the next due time."""
         nxt: float | None = None
         for uid, w in list(self._waiting.items()):
+            if uid in self._preempting:
+                continue  # PreEnqueue: not before its preemption's API calls are done
             due = min(w.retry_at, w.backoff_until) if w.moved else w.retry_at
             if due <= now:
                 del self._waiting[uid]
@@ -382,30 +422,53 @@ class Scheduler:
         """One scheduling cycle; returns the chosen node (binding continues in the background)."""
         info = PodInfo.of(pod)
         info.uid = uid
+        info.nominated_node = self._nominated.get(uid, info.nominated_node)
         nodes = {name: ni for name, ni in self.nodes.items() if ni.node is not None}
         statuses: dict[str, Status] = {}
         feasible: list[NodeInfo] = []
         cycle = framework.pre_filter(info, nodes, self.namespace_labels)
-        for name, ni in nodes.items():
-            st = plugins.filter_node(info, ni, cycle)
-            if st is None:
-                feasible.append(ni)
-            else:
-                statuses[name] = st
+        nominated = self._nominated_pods() if self._nominated else None
+        nom = nodes.get(info.nominated_node)
+        if nom is not None and preemption.filter_with_nominated(info, nom, cycle, nominated) is None:
+            feasible = [nom]  # evaluateNominatedNode: the node preemption made room on, first
+        else:
+            for name, ni in nodes.items():
+                st = preemption.filter_with_nominated(info, ni, cycle, nominated)
+                if st is None:
+                    feasible.append(ni)
+                else:
+                    statuses[name] = st
         if not feasible:
-            msg = plugins.failure_message(info, statuses, nodes, self.dra_message, cycle)
-            self._failed(uid, pod, "Unschedulable", msg)
+            outcome = preemption.Outcome()
+            if nodes:
+                outcome = preemption.post_filter(info, statuses, nodes, cycle, nominated, self.pdbs(),
+                                                 offset=self._rng.randrange(len(nodes)))
+            msg = preemption.failure_message(info, statuses, nodes, self.dra_message, cycle, outcome)
+            nomination: str | None = None
+            if outcome.candidate is not None:
+                nomination = outcome.candidate.node
+                self._nominated[uid] = nomination
+                self._start_preemption(uid, pod, info, outcome.candidate)
+            elif outcome.clear_nomination:
+                nomination = ""
+                self._nominated.pop(uid, None)
+            self._failed(uid, pod, "Unschedulable", msg, nomination)
             return None
         host = framework.select_host(info, feasible, nodes, self.namespace_labels, self._rng).name
         # assume: count the pod on the node now, so the next pods see it
         self._assumed[uid] = host
+        self._nominated.pop(uid, None)
         self._in_flight.add(uid)
         self._recount(uid)
         self._pod_placed()
         self._spawn(self._bind(uid, pod, host))
         return host
 
-    def _failed(self, uid: str, pod: Obj, reason: str, msg: str) -> None:
+    def pdbs(self) -> list[preemption.DisruptionBudget]:
+        """The PodDisruptionBudgets preemption respects: kubelite has no such kind yet."""
+        return []
+
+    def _failed(self, uid: str, pod: Obj, reason: str, msg: str, nomination: str | None = None) -> None:
         attempts = self._attempts.get(uid, 0) + 1
         self._attempts[uid] = attempts
         now = time.monotonic()
@@ -413,15 +476,18 @@ class Scheduler:
         self._waiting[uid] = _Waiting(attempts, now, now + self.max_unschedulable_seconds,
                                       moved=reason != "Unschedulable", on_pods=_waits_on_pods(pod))
         self.recorder.emit(pod, WARNING, "FailedScheduling", plugins.truncate_event_message(msg))
-        self._spawn(self._set_unschedulable(pod, reason, msg))
+        self._spawn(self._set_unschedulable(pod, reason, msg, nomination))
 
-    async def _set_unschedulable(self, pod: Obj, reason: str, msg: str) -> None:
-        """PodScheduled=False with the reason and message (skipped when already so)."""
+    async def _set_unschedulable(self, pod: Obj, reason: str, msg: str, nomination: str | None = None) -> None:
+        """updatePod: PodScheduled=False with the reason and message, and the nominated node
+        when preemption set or withdrew one (skipped when nothing changes)."""
         meta = _d(pod.get("metadata"))
-        conds = _d(pod.get("status")).get("conditions") or []
+        status = _d(pod.get("status"))
+        conds = status.get("conditions") or []
         old = next((c for c in conds if _d(c).get("type") == "PodScheduled"), None)
+        nnn_changed = nomination is not None and nomination != (status.get("nominatedNodeName") or "")
         if old is not None and old.get("status") == "False" and old.get("reason") == reason \
-                and old.get("message") == msg:
+                and old.get("message") == msg and not nnn_changed:
             return
         cond: dict[str, Any] = {"type": "PodScheduled", "status": "False", "lastProbeTime": None,
                                 "lastTransitionTime": now_rfc3339(), "reason": reason, "message": msg}
@@ -429,11 +495,91 @@ class Scheduler:
             cond["lastTransitionTime"] = old["lastTransitionTime"]
         if meta.get("generation"):
             cond["observedGeneration"] = meta["generation"]
+        patch: dict[str, Any] = {"conditions": [cond]}
+        if nnn_changed:
+            patch["nominatedNodeName"] = nomination or None
         try:
-            await self.client.patch("v1", "pods", meta.get("name", ""), {"status": {"conditions": [cond]}},
+            await self.client.patch("v1", "pods", meta.get("name", ""), {"status": patch},
                                     namespace=meta.get("namespace", ""), patch_type="strategic", sub="status")
         except (TimeoutError, errors.StatusError, OSError, aiohttp.ClientError) as exc:
             log.info("could not update the PodScheduled condition of %s: %s", _pod_key(pod), exc)
+
+    # ------------------------------------------------------------------ preemption
+    def _start_preemption(self, uid: str, pod: Obj, info: PodInfo, candidate: preemption.Candidate) -> None:
+        """prepareCandidateAsync: the victims' API calls run in the background; the preemptor
+        is not retried before they are done."""
+        victims = [self.pods[v.uid] for v in candidate.victims if v.uid in self.pods]
+        victims = [v for v in victims if not _d(v.get("metadata")).get("deletionTimestamp")]
+        if not victims:
+            return
+        self.preemptions += 1
+        self._preempting.add(uid)
+        self._spawn(self._preempt(uid, pod, info, candidate.node, victims))
+
+    async def _preempt(self, uid: str, pod: Obj, info: PodInfo, node: str, victims: list[Obj]) -> None:
+        ok = True
+        try:
+            # lower-priority pods nominated to the node may not fit any more: withdraw their nomination
+            lower = [self.pods[u] for u, n in list(self._nominated.items())
+                     if n == node and u != uid and u in self.pods
+                     and (_d(self.pods[u].get("spec")).get("priority") or 0) < info.priority]
+            for p in lower:
+                self._nominated.pop(_d(p.get("metadata")).get("uid") or "", None)
+                ok = await self._clear_nomination(p) and ok
+            results = await asyncio.gather(*(self._preempt_victim(pod, v, node) for v in victims))
+            ok = all(results) and ok
+        finally:
+            self._preempting.discard(uid)
+            w = self._waiting.get(uid)
+            if w is not None and not ok:
+                w.moved, w.retry_at = True, time.monotonic()  # Activate: try again soon
+            self._wakeup.set()
+
+    async def _clear_nomination(self, pod: Obj) -> bool:
+        meta = _d(pod.get("metadata"))
+        try:
+            await self.client.patch("v1", "pods", meta.get("name", ""), {"status": {"nominatedNodeName": None}},
+                                    namespace=meta.get("namespace", ""), patch_type="strategic", sub="status")
+        except errors.StatusError as exc:
+            if exc.code != 404:
+                log.info("could not clear the nominated node of %s: %s", _pod_key(pod), exc)
+                return False
+        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+            log.info("could not clear the nominated node of %s: %s", _pod_key(pod), exc)
+            return False
+        return True
+
+    async def _preempt_victim(self, preemptor: Obj, victim: Obj, node: str) -> bool:
+        """PreemptPod: DisruptionTarget on the victim through pods/status, then its graceful
+        deletion (its own grace period), then the Preempted event. False on an API error."""
+        meta = _d(victim.get("metadata"))
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        sched_name = _d(preemptor.get("spec")).get("schedulerName") or self.name
+        cond: dict[str, Any] = {"type": "DisruptionTarget", "status": "True", "lastProbeTime": None,
+                                "lastTransitionTime": now_rfc3339(), "reason": "PreemptionByScheduler",
+                                "message": f"{sched_name}: preempting to accommodate a higher priority pod"}
+        if meta.get("generation"):
+            cond["observedGeneration"] = meta["generation"]
+        old = next((c for c in _d(victim.get("status")).get("conditions") or []
+                    if _d(c).get("type") == "DisruptionTarget"), None)
+        try:
+            if old is None or any(old.get(k) != cond.get(k) for k in ("status", "reason", "message")):
+                await self.client.patch("v1", "pods", name, {"status": {"conditions": [cond]}}, namespace=ns,
+                                        patch_type="strategic", sub="status")
+            await self.client.delete("v1", "pods", name, namespace=ns)
+        except errors.StatusError as exc:
+            if exc.code == 404:
+                return True  # already gone
+            log.warning("could not preempt %s/%s: %s", ns, name, exc)
+            return False
+        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+            log.warning("could not preempt %s/%s: %s", ns, name, exc)
+            return False
+        pmeta = _d(preemptor.get("metadata"))
+        self.recorder.emit(_pod_ref(victim), NORMAL, "Preempted",
+                           f"Preempted by pod {pmeta.get('uid', '')} on node {node}",
+                           related=_pod_ref(preemptor), action="Preempting")
+        return True
 
     async def _bind(self, uid: str, pod: Obj, node: str) -> None:
         meta = _d(pod.get("metadata"))
@@ -476,7 +622,32 @@ class Scheduler:
                 self._cluster_changed()
 
 
-async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler") -> None:
-    """Runs a scheduler against the API server of a kubeconfig until cancelled."""
+def _pod_ref(pod: Obj) -> Obj:
+    return {**pod, "kind": "Pod", "apiVersion": "v1"}
+
+
+LEASE_NAMESPACE, LEASE_NAME = "kube-system", "kube-scheduler"
+
+
+async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler",
+                        election: Election | None = None) -> None:
+    """Runs a scheduler against the API server of a kubeconfig until cancelled; with ``election``
+    only while it holds the Lease kube-system/kube-scheduler (kube-scheduler's --leader-elect:
+    events from the scheduler's name, the lease released on a graceful stop). A scheduler that
+    loses the lease stops (upstream exits: "Leaderelection lost") and campaigns again, with a
+    fresh cache."""
     async with Client.from_kubeconfig(kubeconfig_path, user_agent="kube-scheduler/v1.37.0 kubelite") as client:
-        await Scheduler(client, name).run()
+        if election is None:
+            await Scheduler(client, name).run()
+            return
+        events = EventRecorder(client, component=name)
+        lock = LeaseLock(ClientLeases(client, timeout=election.renew_deadline), LEASE_NAMESPACE, LEASE_NAME,
+                         new_identity(), events)
+        elector = LeaderElector(lock, election.lease_duration, election.renew_deadline, election.retry_period,
+                                release_on_cancel=True)
+        try:
+            while True:
+                await elector.run(lambda: Scheduler(client, name).run())
+                log.error("Leaderelection lost")
+        finally:
+            await events.close()

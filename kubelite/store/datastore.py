@@ -1,8 +1,9 @@
 """Which datastore a data dir's server uses, recorded beside the database (``db/datastore``).
 
-A server on etcd writes the endpoints there; a SQLite server writes nothing. `kubelite datastore snapshot save`
-reads it to snapshot the right datastore, `restore` (SQLite only) refuses on an etcd data dir, and a server refuses to start on a data dir whose recorded
-datastore differs from the one it was given, rather than silently serving an empty cluster.
+A server on etcd (or `kubelite datastore migrate`) writes the endpoints, TLS files and key prefix
+there; a SQLite server writes nothing. `kubelite datastore snapshot save|restore` read it to work
+on the right datastore, and a server refuses to start on a data dir whose recorded datastore
+differs from the one it was given, rather than silently serving an empty cluster.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def marker_path(db_path: Path) -> Path:
 
 
 def recorded(db_path: Path) -> dict[str, Any]:
-    """What this data dir's etcd server was last started with: endpoint and TLS files ({} = SQLite)."""
+    """What this data dir's etcd server was last started with: endpoint, TLS files and prefix ({} = SQLite)."""
     try:
         text = marker_path(db_path).read_text()
     except FileNotFoundError:
@@ -41,17 +42,24 @@ def recorded_endpoint(db_path: Path) -> str:
     return str(recorded(db_path).get("endpoint") or "")
 
 
-def check(db_path: Path, endpoint: str) -> None:
-    """Refuse a change of datastore under an existing data dir (before the store starts)."""
-    recorded = recorded_endpoint(db_path)
-    if endpoint and not recorded and db_path.exists():
+def check(db_path: Path, endpoint: str, prefix: str = "/registry") -> None:
+    """Refuse a change of datastore under an existing data dir (before the store starts), and an
+    etcd key prefix other than the one its objects are under (an empty cluster served instead)."""
+    rec_prefix = str(recorded(db_path).get("prefix") or "").rstrip("/")
+    if endpoint and rec_prefix and rec_prefix != prefix.rstrip("/"):
+        raise DatastoreMismatch(
+            f"the objects of {db_path.parent.parent} are in etcd under {rec_prefix}/, not {prefix.rstrip('/')}/: "
+            f"start the server with --datastore-prefix {rec_prefix}, or use another --data-dir")
+    ep = recorded_endpoint(db_path)
+    if endpoint and not ep and db_path.exists():
         raise DatastoreMismatch(
             f"{db_path.parent.parent} holds an embedded SQLite datastore ({db_path}); starting it on etcd "
             "would leave its objects behind. Use a new --data-dir for an etcd server")
-    if not endpoint and recorded:
+    if not endpoint and ep:
         raise DatastoreMismatch(
-            f"the server of {db_path.parent.parent} stores its objects in etcd ({recorded}); start it with "
-            f"--datastore-endpoint {recorded} (and the --datastore-*file flags), or use another --data-dir "
+            f"the server of {db_path.parent.parent} stores its objects in etcd ({ep}); start it with "
+            f"--datastore-endpoint {ep} (and the --datastore-*file flags"
+            f"{f', --datastore-prefix {rec_prefix}' if rec_prefix not in ('', '/registry') else ''}), or use another --data-dir "
             "for an embedded SQLite server")
 
 
@@ -63,16 +71,6 @@ def record(db_path: Path, endpoint: str, tls_files: dict[str, str] | None = None
 
 
 def check_and_record(db_path: Path, endpoint: str, tls_files: dict[str, str] | None = None) -> None:
-    check(db_path, endpoint)
+    check(db_path, endpoint, (tls_files or {}).get("prefix") or "/registry")
     if endpoint:
         record(db_path, endpoint, tls_files)
-
-
-def refuse_restore_on_etcd(db_path: Path) -> str | None:
-    """The message to refuse `snapshot restore` with on an etcd data dir (None: SQLite)."""
-    endpoint = recorded_endpoint(db_path)
-    if not endpoint:
-        return None
-    return (f"the server of {db_path.parent.parent} stores its objects in etcd ({endpoint}); an etcd "
-            "snapshot is restored with etcd's own procedure, into new member data dirs while etcd is "
-            "stopped: `etcdctl snapshot restore FILE --data-dir ...` on every member")

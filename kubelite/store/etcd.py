@@ -51,7 +51,7 @@ import builtins
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -415,6 +415,53 @@ class EtcdStore:
                 raise StoreError(f"delete of {key} may have been applied by an attempt that timed out")
             raise KeyNotFoundError(key)
         raise ConflictError(self._kv(kvs[0]))
+
+    # ------------------------------------------------------------------ bulk writes (migrate, restore)
+
+    async def write_batch(self, ops: Sequence[tuple[str, bytes | None]], *, create_only: bool = False) -> int:
+        """Apply ``ops`` — (key, value) puts and (key, None) deletes, distinct keys — in ONE
+        transaction (at most etcd's --max-txn-ops, 128 by default, and under its request size
+        limit: see kubelite.store.transfer.batches). With ``create_only`` every put's key must be
+        absent (KeyExistsError otherwise, nothing written). Returns the revision written at."""
+        keys = [self._ekey(k) for k, _ in ops]
+        success = [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=ek)) if v is None
+                   else rpc.RequestOp(request_put=rpc.PutRequest(key=ek, value=bytes(v)))
+                   for ek, (_, v) in zip(keys, ops, strict=True)]
+        compare, failure = [], []
+        if create_only:
+            compare = [self._cmp_mod(ek, rpc.Compare.EQUAL, 0) for ek, (_, v) in zip(keys, ops, strict=True)
+                       if v is not None]
+            failure = [rpc.RequestOp(request_range=rpc.RangeRequest(key=ek)) for ek, (_, v)
+                       in zip(keys, ops, strict=True) if v is not None]
+        resp, failures = await self._txn(rpc.TxnRequest(compare=compare, success=success, failure=failure))
+        if resp.succeeded:
+            return int(resp.header.revision)
+        found = [r.response_range.kvs[0] if r.response_range.kvs else None for r in resp.responses]
+        puts = [(k, v) for k, v in ops if v is not None]
+        if failures and all(kv is not None and kv.version == 1 and kv.value == v
+                            for kv, (_, v) in zip(found, puts, strict=True)):
+            return max(int(kv.mod_revision) for kv in found if kv is not None)  # an earlier attempt was applied
+        taken = next(k for kv, (k, _) in zip(found, puts, strict=True) if kv is not None)
+        raise KeyExistsError(taken)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under ``prefix`` (one DeleteRange); returns how many there were."""
+        ep = self._eprefix(prefix)
+        resp, _ = await self._call(lambda ch: rpc.KVStub(ch).DeleteRange(
+            rpc.DeleteRangeRequest(key=ep, range_end=_prefix_end(ep)), timeout=_ATTEMPT_TIMEOUT))
+        return int(resp.deleted)
+
+    async def compact_all(self) -> int:
+        """Compact etcd's history up to now and record it in ``compact_rev_key`` (as the compactor
+        does), so a watch or list from any earlier resourceVersion is answered 410 Gone: after a
+        restore or a migration, what a client saw before belongs to another history and it must
+        re-list. Compaction is etcd-wide: other clusters on the same etcd lose their history up to
+        now too (their watchers re-list). Returns the compacted revision."""
+        rev = await self.current_revision()
+        await self.compact(rev)
+        await self._txn(rpc.TxnRequest(success=[rpc.RequestOp(request_put=rpc.PutRequest(
+            key=COMPACT_REV_KEY, value=str(rev).encode()))]))
+        return rev
 
     # ------------------------------------------------------------------ snapshot
 

@@ -167,3 +167,11 @@ class EtcdCluster:
             m.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 
+
+
+def etcd_flags(cluster: EtcdCluster) -> list[str]:
+    """`kubelite server` flags for a TLS cluster (and no node agent)."""
+    tls = cluster.client_tls
+    assert tls is not None
+    return ["--disable-agent", "--datastore-endpoint", cluster.endpoints, "--datastore-cafile", str(tls.ca_file),
+            "--datastore-certfile", str(tls.cert_file), "--datastore-keyfile", str(tls.key_file)]

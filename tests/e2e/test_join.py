@@ -165,7 +165,8 @@ def test_manual_csr_approve_and_deny(srv):
     ca = x509.load_pem_x509_certificate((srv.data_dir / "tls" / "ca.crt").read_bytes())
     cert.verify_directly_issued_by(ca)
     assert cert.subject.rfc4514_string() == "CN=alice,O=dev"
-    assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(hours=1)
+    # expirationSeconds 3600, short-lived (< 8h): backdated 5 minutes, ending an hour from now
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(hours=1, minutes=5)
     cond = get_csr(srv, "e2e-alice")["status"]["conditions"][0]
     assert (cond["type"], cond["status"], cond["reason"]) == ("Approved", "True", "KubectlApprove")
     assert srv.kubectl("get", "csr", "e2e-alice").stdout.splitlines()[1].split()[-1] == "Approved,Issued"

@@ -5,6 +5,7 @@ readinessGates."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,140 @@ def test_readiness_gates(cluster):
     server.kubectl("patch", "pod", "gated", "--subresource=status", "--type=strategic", "-p", json.dumps(
         {"status": {"conditions": [{"type": "example.com/feature-1", "status": "True"}]}}))
     wait_until(lambda: _cond(get_pod(server, "gated"), "Ready").get("status") == "True", 20, 0.3, "Ready")
+
+
+def _milli_cpu(q: str) -> int:
+    from kubelite.api.quantity import parse_quantity
+    return int(parse_quantity(q) * 1000)
+
+
+def test_higher_priority_pod_preempts_on_a_full_node(cluster):
+    """A priority-1000 pod preempts a priority-0 pod that fills the node: the victim gets
+    DisruptionTarget, terminates within its grace period (Terminating, then gone), and the
+    preemptor, nominated to the node meanwhile, runs there."""
+    server, _ = cluster
+    _apply(server, {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                    "metadata": {"name": "kl-e2e-high"}, "value": 1000})
+    try:
+        node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+        pods = json.loads(server.kubectl("get", "pods", "-A", "-o", "json",
+                                         "--field-selector", f"spec.nodeName={NODE}").stdout)["items"]
+        used = sum(_milli_cpu(r) for p in pods if p["status"].get("phase") not in ("Succeeded", "Failed")
+                   for c in p["spec"]["containers"] if (r := c.get("resources", {}).get("requests", {}).get("cpu")))
+        free = _milli_cpu(node["status"]["allocatable"]["cpu"]) - used
+        assert free >= 600, f"the node has {free}m CPU free"
+        # the victim takes all the CPU left; on SIGTERM it takes 3 s to exit
+        _apply(server, _pod("victim", [{"name": "c", "image": BUSYBOX, "resources": {"requests": {"cpu": f"{free}m"}},
+                                        "command": ["sh", "-c", "trap 'sleep 3; exit 0' TERM; "
+                                                                "while :; do sleep 0.2; done"]}],
+                            terminationGracePeriodSeconds=20))
+        victim = _running(server, "victim")
+        assert victim["spec"]["priority"] == 0
+        _apply(server, _pod("preemptor", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                                           "resources": {"requests": {"cpu": "500m"}}}],
+                            priorityClassName="kl-e2e-high", terminationGracePeriodSeconds=1))
+        terminating = wait_until(lambda: (p := get_pod(server, "victim")) and p["metadata"].get("deletionTimestamp")
+                                 and p, 60, 0.2, "victim Terminating")
+        cond = _cond(terminating, "DisruptionTarget")
+        assert (cond["status"], cond["reason"], cond["message"]) == (
+            "True", "PreemptionByScheduler", "default-scheduler: preempting to accommodate a higher priority pod")
+        assert terminating["metadata"]["deletionGracePeriodSeconds"] == 20
+        out = server.kubectl("get", "pod", "victim", check=False).stdout
+        assert "Terminating" in out or "NotFound" in out, out
+        pre = get_pod(server, "preemptor")
+        assert pre["spec"]["priority"] == 1000
+        if not pre["spec"].get("nodeName"):  # still waiting for the room: nominated to the node
+            assert pre["status"].get("nominatedNodeName") == NODE, pre["status"]
+        wait_until(lambda: get_pod(server, "victim") is None, 60, 0.2, "victim gone")
+        ev = next(e for e in _events(server, "victim") if e["reason"] == "Preempted")
+        assert ev["type"] == "Normal"
+        assert ev["message"] == f"Preempted by pod {pre['metadata']['uid']} on node {NODE}"
+        running = _running(server, "preemptor")
+        assert running["spec"]["nodeName"] == NODE
+        assert not running["status"].get("nominatedNodeName")
+    finally:
+        server.kubectl("delete", "pod", "victim", "preemptor", "--ignore-not-found", "--grace-period=1",
+                       "--wait=true", "--timeout=60s", check=False)
+        server.kubectl("delete", "priorityclass", "kl-e2e-high", "--ignore-not-found", check=False)
+
+
+def _cgroup_value(pod: dict, controller: str, name: str) -> int:
+    cid = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    qos = pod["status"]["qosClass"].lower()
+    parent = "kubepods" if qos == "guaranteed" else f"kubepods/{qos}"
+    return int(Path(f"/sys/fs/cgroup/{controller}/{parent}/pod{pod['metadata']['uid']}/{cid}/{name}").read_text())
+
+
+def test_in_place_resize(cluster):
+    """kubectl patch --subresource resize: a higher CPU limit reaches the container's cgroup
+    without a restart (NotRequired); a memory change restarts it (RestartContainer); a resize
+    the node cannot hold is Infeasible; one that changes the QoS class is refused."""
+    server, _ = cluster
+    _apply(server, _pod("resize", [{
+        "name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
+        "resizePolicy": [{"resourceName": "cpu", "restartPolicy": "NotRequired"},
+                         {"resourceName": "memory", "restartPolicy": "RestartContainer"}]}],
+        terminationGracePeriodSeconds=1))
+    try:
+        pod = _running(server, "resize")
+        cs = pod["status"]["containerStatuses"][0]
+        assert cs["allocatedResources"] == {"cpu": "100m", "memory": "64Mi"}
+        assert cs["resources"] == {"limits": {"cpu": "200m", "memory": "64Mi"},
+                                   "requests": {"cpu": "100m", "memory": "64Mi"}}
+        assert _cgroup_value(pod, "cpu", "cpu.cfs_quota_us") == 20000
+        assert pod["metadata"]["generation"] == 1
+        server.kubectl("patch", "pod", "resize", "--subresource", "resize", "--patch",
+                       json.dumps({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "400m"}}}]}}))
+
+        def resized():
+            p = get_pod(server, "resize")
+            s = p["status"]["containerStatuses"][0]
+            return (s.get("resources", {}).get("limits", {}).get("cpu") == "400m"
+                    and not _cond(p, "PodResizeInProgress") and p["status"].get("observedGeneration") == 2 and p)
+
+        pod = wait_until(resized, 60, 0.3, "cpu limit resized")
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "400m"
+        assert _cgroup_value(pod, "cpu", "cpu.cfs_quota_us") == 40000
+        cs = pod["status"]["containerStatuses"][0]
+        assert cs["restartCount"] == 0 and "running" in cs["state"]
+        reasons = [e["reason"] for e in _events(server, "resize")]
+        assert "ResizeStarted" in reasons and "ResizeCompleted" in reasons
+        started = next(e for e in _events(server, "resize") if e["reason"] == "ResizeStarted")
+        assert started["message"] == (
+            'Pod resize started: {"containers":[{"name":"c","resources":{"limits":{"cpu":"400m","memory":"64Mi"},'
+            '"requests":{"cpu":"100m","memory":"64Mi"}}}],"generation":2}')
+        # the QoS class may not change: requests equal to limits would make it Guaranteed
+        p = server.kubectl("patch", "pod", "resize", "--subresource", "resize", "--patch", json.dumps(
+            {"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "400m"}}}]}}), check=False)
+        assert p.returncode != 0
+        assert ('The Pod "resize" is invalid: spec: Invalid value: "Burstable": Pod QOS Class may not change '
+                'as a result of resizing') in p.stderr
+        # more CPU than the node has: Infeasible, nothing changes
+        server.kubectl("patch", "pod", "resize", "--subresource", "resize", "--patch", json.dumps(
+            {"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100"},
+                                                                  "limits": {"cpu": "200"}}}]}}))
+        node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+        cap = _milli_cpu(node["status"]["allocatable"]["cpu"])
+        pending = wait_until(lambda: _cond(get_pod(server, "resize"), "PodResizePending") or None, 30, 0.3,
+                             "PodResizePending")
+        assert pending["reason"] == "Infeasible" and pending["observedGeneration"] == 3
+        assert pending["message"] == f"Node didn't have enough capacity: cpu, requested: 100000, capacity: {cap}"
+        assert any(e["reason"] == "ResizeInfeasible" for e in _events(server, "resize"))
+        # back to a feasible size, with more memory: the memory policy restarts the container
+        server.kubectl("patch", "pod", "resize", "--subresource", "resize", "--patch", json.dumps(
+            {"spec": {"containers": [{"name": "c", "resources": {
+                "requests": {"cpu": "100m", "memory": "96Mi"}, "limits": {"cpu": "400m", "memory": "96Mi"}}}]}}))
+
+        def restarted():
+            p = get_pod(server, "resize")
+            s = p["status"]["containerStatuses"][0]
+            return (s.get("restartCount") == 1 and "running" in s["state"]
+                    and s.get("resources", {}).get("limits", {}).get("memory") == "96Mi"
+                    and not _cond(p, "PodResizePending") and not _cond(p, "PodResizeInProgress") and p)
+
+        pod = wait_until(restarted, 60, 0.3, "restarted with more memory")
+        assert _cgroup_value(pod, "memory", "memory.limit_in_bytes") == 96 * 1024 * 1024
+    finally:
+        server.kubectl("delete", "pod", "resize", "--ignore-not-found", "--grace-period=1", "--wait=false",
+                       check=False)

@@ -274,7 +274,11 @@ def test_sign_and_durations():
     cert.verify_directly_issued_by(ca)
     assert cert.subject == req.subject
     assert cert.not_valid_before_utc == now - dt.timedelta(minutes=5)
-    assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(hours=1)
+    # short-lived (< 8h): the end is not backdated; long-lived: it is
+    assert cert.not_valid_after_utc == now + dt.timedelta(hours=1)
+    long = x509.load_pem_x509_certificate(
+        csrctl.sign(ca, ca_key, req, ["digital signature", "client auth"], dt.timedelta(hours=9), now=now))
+    assert long.not_valid_after_utc == now + dt.timedelta(hours=9) - dt.timedelta(minutes=5)
     assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
         [ExtendedKeyUsageOID.CLIENT_AUTH])
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False

@@ -61,7 +61,19 @@ def test_data_dir_refuses_a_change_of_datastore(tmp_path: Path) -> None:
         check_and_record(other, "https://e:2379")
 
 
-def test_snapshot_restore_refuses_on_an_etcd_data_dir(tmp_path: Path, capsys, restore_logging) -> None:
+def test_data_dir_refuses_another_etcd_prefix_than_its_objects(tmp_path: Path) -> None:
+    db = tmp_path / "db" / "state.db"
+    db.parent.mkdir(parents=True)
+    check_and_record(db, "https://e:2379", {"prefix": "/c2"})  # e.g. after `datastore migrate --datastore-prefix /c2`
+    check_and_record(db, "https://e:2379", {"prefix": "/c2/"})
+    with pytest.raises(DatastoreMismatch, match="under /c2/, not /registry/: start the server with --datastore-prefix /c2"):
+        check_and_record(db, "https://e:2379")
+    with pytest.raises(DatastoreMismatch, match="--datastore-prefix /c2"):
+        check_and_record(db, "")
+
+
+def test_snapshot_restore_on_an_etcd_data_dir_refuses_a_file_etcd_cannot_restore(
+        tmp_path: Path, capsys, restore_logging) -> None:
     db = ServerConfig(data_dir=tmp_path).db_path
     db.parent.mkdir(parents=True)
     check_and_record(db, "https://e:2379", {"cafile": "/ca.crt"})
@@ -69,7 +81,8 @@ def test_snapshot_restore_refuses_on_an_etcd_data_dir(tmp_path: Path, capsys, re
     (tmp_path / "snap.db").write_bytes(b"whatever")
     assert main(["datastore", "snapshot", "restore", str(tmp_path / "snap.db"), "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "stores its objects in etcd (https://e:2379)" in err and "etcdctl snapshot restore" in err
+    assert "etcd https://e:2379 under /registry/" in err
+    assert "not an etcd snapshot etcd can restore" in err or "needs etcd's own tools" in err  # etcd never asked
     assert not db.exists()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from kubelite.agent import hostgw
 
 
@@ -72,7 +74,23 @@ def test_nat_rules_accept_pod_to_pod_before_masquerade():
     assert text.splitlines() == [
         "*nat", ":KUBELITE-POSTROUTING - [0:0]",
         '-A KUBELITE-POSTROUTING -s 10.244.0.0/24 -d 10.244.1.0/24 -m comment --comment '
-        '"kubelite host-gw: pod to pod without NAT" -j ACCEPT',
+        '"kubelite pod network: pod to pod without NAT" -j ACCEPT',
         '-A KUBELITE-POSTROUTING -s 10.244.0.0/24 -d 10.244.2.0/24 -m comment --comment '
-        '"kubelite host-gw: pod to pod without NAT" -j ACCEPT',
+        '"kubelite pod network: pod to pod without NAT" -j ACCEPT',
         "COMMIT"]
+
+
+def test_off_link_nodes_are_named_in_the_log_once(caplog):
+    k = FakeKernel(off_link=("203.0.113.9",))
+    nodes = [node("far", "10.244.3.0/24", "203.0.113.9")]
+    warned: set[tuple[str, str]] = set()
+    with caplog.at_level(logging.WARNING, logger="kubelite.agent.hostgw"):
+        hostgw.reconcile(k, nodes, "a", "10.244.0.0/24", warned)
+        hostgw.reconcile(k, nodes, "a", "10.244.0.0/24", warned)
+    assert [r.getMessage() for r in caplog.records] == [
+        "not routing pod CIDR 10.244.3.0/24 of node far: host-gw needs the nodes on one subnet and its InternalIP "
+        "203.0.113.9 is not directly connected (network is unreachable); use --flannel-backend vxlan for nodes on "
+        "different subnets"]
+    assert warned == {("10.244.3.0/24", "203.0.113.9")}
+    hostgw.reconcile(k, [], "a", "10.244.0.0/24", warned)  # gone: a return would be named again
+    assert warned == set()

@@ -13,10 +13,10 @@ from kubelite.scheduler.plugins import (
     NodeInfo,
     PodInfo,
     Status,
-    failure_message,
     filter_node,
     fit_error_message,
 )
+from kubelite.scheduler.preemption import failure_message
 
 
 def node(name: str, cpu: str = "2", memory: str = "4Gi", pods: str = "110", ready: str = "True",

@@ -367,7 +367,7 @@ async def test_scheduler_anti_affinity_spreads_and_reports_like_upstream():
     nodes = {n: ni for n, ni in s.nodes.items() if ni.node is not None}
     cycle = framework.pre_filter(info, nodes, {})
     statuses = {n: st for n, ni in nodes.items() if (st := filter_node(info, ni, cycle)) is not None}
-    from kubelite.scheduler.plugins import failure_message
+    from kubelite.scheduler.preemption import failure_message
     assert failure_message(info, statuses, nodes, dra=False, cycle=cycle) == (
         "0/3 nodes are available: 1 node(s) had untolerated taint(s), 2 node(s) didn't match pod anti-affinity "
         "rules. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, "

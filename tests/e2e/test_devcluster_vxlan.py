@@ -1,0 +1,119 @@
+"""`kubelite dev cluster up --flannel-backend vxlan`: three nodes whose pods reach each other
+through flannel's vxlan overlay (flannel.1, FDB and neighbour entries from the Nodes'
+flannel annotations), entries that follow the Nodes, and a host left as it was found."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+from tests.e2e.harness import free_port, wait_until
+from tests.e2e.test_devcluster import before, check_all_pairs, host_state, kubectl_for, kubelite
+
+__all__ = ["before"]  # the fixture
+NAME = "klvx"
+SUBNET = "198.19.247.0/24"  # not the default one, nor test_devcluster's
+ANN = "flannel.alpha.coreos.com/"
+GONE_MAC = "0a:58:00:00:00:01"
+
+
+def node_json(data: Path, node: str, *cmd: str) -> list[dict]:
+    out = kubelite("dev", "cluster", "exec", "--data-dir", str(data), node, "--", *cmd)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout or "[]")
+
+
+def overlay(data: Path, node: str) -> dict:
+    """What the vxlan backend made on a node: routes, neighbour and FDB entries on flannel.1."""
+    routes = node_json(data, node, "ip", "-j", "-4", "route", "show", "proto", "76")
+    neigh = node_json(data, node, "ip", "-j", "-4", "neigh", "show", "dev", "flannel.1", "nud", "permanent")
+    fdb = node_json(data, node, "bridge", "-j", "fdb", "show", "dev", "flannel.1")
+    return {"routes": {r["dst"]: (r["gateway"], r["dev"], r.get("flags")) for r in routes},
+            "neigh": {n["dst"]: n["lladdr"] for n in neigh},
+            "fdb": {e["mac"]: e["dst"] for e in fdb if e.get("state") == "permanent"}}
+
+
+def want_overlay(peers: dict[str, tuple[str, str, str]]) -> dict:
+    """peers: {pod CIDR: (VtepMAC, public IP)}."""
+    gw = {c: str(ipaddress.ip_network(c).network_address) for c in peers}
+    return {"routes": {c: (gw[c], "flannel.1", ["onlink"]) for c in peers},
+            "neigh": {gw[c]: mac for c, (mac, _) in peers.items()},
+            "fdb": {mac: ip for mac, ip in peers.values()}}
+
+
+def test_dev_cluster_on_vxlan(tmp_path, before):
+    data = tmp_path / "dev"
+    kc = tmp_path / "kc.yaml"
+    kubectl = kubectl_for(kc, tmp_path)
+    up = kubelite("dev", "cluster", "up", "--nodes", "3", "--data-dir", str(data), "--kubeconfig", str(kc),
+                  "--name", NAME, "--subnet", SUBNET, "--port", str(free_port()), "--flannel-backend", "vxlan")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        names = [f"{NAME}-{i}" for i in (1, 2, 3)]
+
+        def published() -> dict:
+            """{node: (podCIDR, VtepMAC, InternalIP)} once every node has its flannel annotations."""
+            out = {}
+            for n in json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]:
+                ann = n["metadata"].get("annotations") or {}
+                if ann.get(ANN + "kube-subnet-manager") != "true":
+                    return {}
+                ip = next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
+                assert ann[ANN + "backend-type"] == "vxlan" and ann[ANN + "public-ip"] == ip
+                data_ = json.loads(ann[ANN + "backend-data"])
+                assert data_["VNI"] == 1 and list(data_) == ["VNI", "VtepMAC"]
+                out[n["metadata"]["name"]] = (n["spec"]["podCIDR"], data_["VtepMAC"], ip)
+            return out
+
+        nodes = wait_until(published, 30, 0.3, "flannel annotations on every node")
+        assert sorted(nodes) == names
+        for n in names:  # the device as flannel makes it, its MAC the published one
+            cidr, mac, ip = nodes[n]
+            link = node_json(data, n, "ip", "-j", "-d", "link", "show", "flannel.1")[0]
+            info = link["linkinfo"]["info_data"]
+            assert link["linkinfo"]["info_kind"] == "vxlan" and link["address"] == mac and link["mtu"] == 1450
+            assert (info["id"], info["port"], info["learning"], info["local"], info["link"]) == (1, 8472, False, ip,
+                                                                                                  "eth0")
+            addrs = node_json(data, n, "ip", "-j", "-4", "addr", "show", "dev", "flannel.1")[0]["addr_info"]
+            assert [(a["local"], a["prefixlen"]) for a in addrs] == [(str(ipaddress.ip_network(cidr)[0]), 32)]
+            want = want_overlay({c: (m, i) for o, (c, m, i) in nodes.items() if o != n})
+            wait_until(lambda n=n, want=want: overlay(data, n) == want, 30, 0.3, f"vxlan entries on {n}")
+
+        check_all_pairs(kubectl, names)  # 30/30, no NAT: each server sees the client's pod IP
+        # the pods' interfaces fit the tunnel
+        bridge = node_json(data, names[0], "ip", "-j", "link", "show", "kubelite0")[0]
+        assert bridge["mtu"] == 1450
+
+        # a node that comes, changes its VtepMAC, and goes: every node follows
+        gone_ip = str(ipaddress.ip_network(SUBNET)[50])
+        kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": f"{NAME}-gone", "annotations": {
+                ANN + "backend-type": "vxlan", ANN + "kube-subnet-manager": "true", ANN + "public-ip": gone_ip,
+                ANN + "backend-data": json.dumps({"VNI": 1, "VtepMAC": GONE_MAC})}}}))
+        gone_cidr = wait_until(lambda: json.loads(kubectl("get", "node", f"{NAME}-gone", "-o", "json").stdout)[
+            "spec"].get("podCIDR"), 15, 0.2, "podCIDR of the new node")
+        gone_gw = str(ipaddress.ip_network(gone_cidr)[0])
+        for n in names:
+            wait_until(lambda n=n: (lambda o: o["routes"].get(gone_cidr) == (gone_gw, "flannel.1", ["onlink"])
+                                    and o["neigh"].get(gone_gw) == GONE_MAC and o["fdb"].get(GONE_MAC) == gone_ip)(
+                overlay(data, n)), 30, 0.3, f"entries for the new node on {n}")
+        new_mac = "0a:58:00:00:00:02"
+        kubectl("annotate", "node", f"{NAME}-gone", "--overwrite",
+                f"{ANN}backend-data={json.dumps({'VNI': 1, 'VtepMAC': new_mac})}")
+        wait_until(lambda: (lambda o: o["neigh"].get(gone_gw) == new_mac and GONE_MAC not in o["fdb"]
+                            and o["fdb"].get(new_mac) == gone_ip)(overlay(data, names[0])), 30, 0.3,
+                   "entries follow the new VtepMAC")
+        kubectl("delete", "node", f"{NAME}-gone")
+        for n in names:
+            want = want_overlay({c: (m, i) for o, (c, m, i) in nodes.items() if o != n})
+            wait_until(lambda n=n, want=want: overlay(data, n) == want, 30, 0.3, f"entries of the gone node off {n}")
+    finally:
+        down = kubelite("dev", "cluster", "down", "--data-dir", str(data))
+    assert down.returncode == 0, down.stdout + down.stderr
+    # no flannel.1, fdb or route left: the root namespace as it was (the nodes' went with them)
+    after = host_state()
+    for what in before:
+        assert after[what] == before[what], what
+    assert not data.exists()
