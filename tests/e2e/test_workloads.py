@@ -14,7 +14,8 @@ import urllib.error
 
 import pytest
 
-from tests.e2e.harness import ServerProcess, wait_until
+from kubelite.api import protobuf
+from tests.e2e.harness import ServerProcess, raw_request, wait_until
 from tests.e2e.test_agent_support import full_cluster, http_get
 
 NODE = "kl-e2e-workloads"
@@ -221,6 +222,76 @@ def test_deleting_a_deployment_collects_its_replicasets_and_pods(cluster):
     server.kubectl("delete", "deployment", "web")
     wait_until(lambda: not _json(server, "rs", "-l", "app=web")["items"] and not _pods(server), 90, 0.3,
                "ReplicaSets and pods collected")
+
+
+def test_pause_holds_a_rollout_until_resume(cluster):
+    server = cluster
+    server.kubectl("create", "deployment", "held", f"--image={BLUE}", "--replicas=2")
+    server.kubectl("rollout", "status", "deployment/held", "--timeout=120s", timeout=150)
+    assert server.kubectl("rollout", "pause", "deployment/held").stdout.strip() == "deployment.apps/held paused"
+    server.kubectl("set", "image", "deployment/held", f"kuard-amd64={GREEN}")
+
+    def progressing() -> dict:
+        d = _json(server, "deployment", "held")
+        return next(c for c in d["status"]["conditions"] if c["type"] == "Progressing")
+
+    cond = wait_until(lambda: progressing() if progressing()["reason"] == "DeploymentPaused" else None, 30, 0.2,
+                      "the Progressing condition to say paused")
+    assert (cond["status"], cond["message"]) == ("Unknown", "Deployment is paused")
+    assert len(_json(server, "rs", "-l", "app=held")["items"]) == 1  # no new ReplicaSet while paused
+    assert server.kubectl("rollout", "resume", "deployment/held").stdout.strip() == "deployment.apps/held resumed"
+    server.kubectl("rollout", "status", "deployment/held", "--timeout=120s", timeout=150)
+    pods = _active(_pods(server, "app=held"))
+    assert len(pods) == 2 and {p["spec"]["containers"][0]["image"] for p in pods} == {GREEN}
+    server.kubectl("delete", "deployment", "held")
+    wait_until(lambda: not _pods(server, "app=held"), 90, 0.3, "held pods gone")
+
+
+def test_progress_deadline_exceeded(cluster):
+    server = cluster
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck"},
+                "spec": {"replicas": 1, "progressDeadlineSeconds": 3, "selector": {"matchLabels": {"app": "stuck"}},
+                         "template": {"metadata": {"labels": {"app": "stuck"}}, "spec": {"containers": [{
+                             "name": "c", "image": "kubelite.local/does-not-exist:1"}]}}}}
+    server.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    p = server.kubectl("rollout", "status", "deployment/stuck", "--timeout=60s", check=False, timeout=90)
+    assert p.returncode != 0
+    assert 'error: deployment "stuck" exceeded its progress deadline' in p.stderr
+    d = _json(server, "deployment", "stuck")
+    cond = next(c for c in d["status"]["conditions"] if c["type"] == "Progressing")
+    rs = _json(server, "rs", "-l", "app=stuck")["items"][0]["metadata"]["name"]
+    assert (cond["status"], cond["reason"], cond["message"]) == (
+        "False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs}" has timed out progressing.')
+    server.kubectl("delete", "deployment", "stuck")
+    wait_until(lambda: not _pods(server, "app=stuck"), 90, 0.3, "stuck pods gone")
+
+
+def test_protobuf_bodies_and_the_official_clients_scale(cluster, api_client_for):
+    from kubernetes import client
+
+    server = cluster
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "pb", "namespace": "default"},
+          "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "pb"}},
+                   "template": {"metadata": {"labels": {"app": "pb"}},
+                                "spec": {"containers": [{"name": "c", "image": BLUE}]}}}}
+    code, _, body = raw_request(server, "POST", "/apis/apps/v1/namespaces/default/replicasets", protobuf.encode(rs),
+                                {"Content-Type": "application/vnd.kubernetes.protobuf", "Accept": "application/json"})
+    assert code == 201, body
+    created = json.loads(body)
+    assert created["spec"]["template"]["spec"]["restartPolicy"] == "Always" and created["status"] == {"replicas": 0}
+    apps_api = client.AppsV1Api(api_client_for)
+    scale = apps_api.read_namespaced_replica_set_scale("pb", "default")
+    assert scale.spec.replicas in (0, None) and scale.status.selector == "app=pb"
+    apps_api.patch_namespaced_replica_set_scale("pb", "default", {"spec": {"replicas": 1}})
+    wait_until(lambda: len(_active(_pods(server, "app=pb"))) == 1, 30, 0.2,
+               "one pb pod")
+    with pytest.raises(client.ApiException) as exc:
+        apps_api.patch_namespaced_replica_set_scale("pb", "default", {"spec": {"replicas": -2}})
+    assert exc.value.status == 422
+    assert json.loads(exc.value.body)["message"] == ('Scale.autoscaling "pb" is invalid: spec.replicas: Invalid '
+                                                     'value: -2: must be greater than or equal to 0')
+    apps_api.delete_namespaced_replica_set("pb", "default")
+    wait_until(lambda: not _pods(server, "app=pb"), 60, 0.3, "pb pods collected")
 
 
 BAD = """
