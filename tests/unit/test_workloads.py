@@ -330,3 +330,57 @@ def parse(ts: str) -> float:
     t = parse_time(ts)
     assert t is not None
     return t
+
+
+async def test_eviction_obeys_the_budget_and_its_unhealthy_pod_policy(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from kubelite.api import errors
+    from kubelite.apiserver.registry import DeleteOptions
+    from kubelite.kinds.pod_rest import evict
+
+    kv = SQLiteStore(str(tmp_path / "db"), compact_interval=0)
+    await kv.start()
+    try:
+        stores = Stores.build(default_registry(), kv)
+        pods, pdbs = stores.get("", "pods"), stores.get("policy", "poddisruptionbudgets")
+        for name, ready in (("up", True), ("down", False), ("down2", False)):
+            p = await pods.create("default", {"metadata": {"name": name, "labels": {"app": "db"}}, "spec": {
+                "nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}, W)
+            p["status"] = {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": _ts(NOW)}]}
+            await pods.update("default", name, p, W, "status")
+        pdb = await pdbs.create("default", {"metadata": {"name": "db"}, "spec": {
+            "minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}}, W)
+        pdb["status"] = {"observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1,
+                         "expectedPods": 3}
+        await pdbs.update("default", "db", pdb, W, "status")
+        handler = SimpleNamespace(stores=stores)
+
+        with pytest.raises(errors.StatusError) as exc:
+            await evict(handler, "default", "up", DeleteOptions())  # type: ignore[arg-type]
+        assert exc.value.code == 429
+        assert exc.value.message == "Cannot evict pod as it would violate the pod's disruption budget."
+        assert exc.value.details == {"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget db "
+                                                 "needs 1 healthy pods and has 1 currently"}]}
+
+        await evict(handler, "default", "down", DeleteOptions())  # type: ignore[arg-type]  # the budget is met
+        gone = await pods.get("default", "down")
+        assert gone["metadata"].get("deletionTimestamp")
+        cond = next(c for c in gone["status"]["conditions"] if c["type"] == "DisruptionTarget")
+        assert (cond["status"], cond["reason"], cond["message"]) == ("True", "EvictionByEvictionAPI",
+                                                                     "Eviction API: evicting")
+        assert (await pdbs.get("default", "db"))["status"]["disruptionsAllowed"] == 0  # nothing taken
+
+        pdb = await pdbs.get("default", "db")
+        pdb["status"]["currentHealthy"] = 0  # the budget is not met: only AlwaysAllow lets the unready pod go
+        await pdbs.update("default", "db", pdb, W, "status")
+        with pytest.raises(errors.StatusError):
+            await evict(handler, "default", "down2", DeleteOptions())  # type: ignore[arg-type]
+        pdb = await pdbs.get("default", "db")
+        pdb["spec"]["unhealthyPodEvictionPolicy"] = "AlwaysAllow"
+        await pdbs.update("default", "db", pdb, W)
+        await evict(handler, "default", "down2", DeleteOptions())  # type: ignore[arg-type]
+        assert (await pods.get("default", "down2"))["metadata"].get("deletionTimestamp")
+    finally:
+        await kv.close()
