@@ -33,6 +33,7 @@ from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
 from kubelite.controllers.csr import CSRApprover, CSRSigner
 from kubelite.controllers.deployment import DeploymentController
+from kubelite.controllers.disruption import DisruptionController
 from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
@@ -176,6 +177,7 @@ class Server:
             ("pod-garbage-collector", PodGC(stores).run),
             ("replicaset-controller", ReplicaSetController(stores).run),
             ("deployment-controller", DeploymentController(stores).run),
+            ("disruption-controller", DisruptionController(stores).run),
             ("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
                                                         recorder(stores, "cidrAllocator")).run),
         ]
