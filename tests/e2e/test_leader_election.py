@@ -67,8 +67,14 @@ def cluster(tmp_path_factory):
         alive = [s for s in servers if s.proc is not None and s.proc.poll() is None]
         if alive:
             with contextlib.suppress(Exception):
-                alive[0].kubectl("delete", "pods", "--all", "--grace-period=1", "--timeout=60s", check=False)
+                alive[0].kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--timeout=60s", check=False)
         if agent is not None and agent.poll() is None:
+            # the agent leaves containers running when it stops: let it remove them first
+            sock = str(node_dir / "containerd" / "containerd.sock")
+            with contextlib.suppress(Exception):
+                wait_until(lambda: not subprocess.run(
+                    ["/usr/bin/ctr", "-a", sock, "-n", "k8s.io", "containers", "ls", "-q"],
+                    capture_output=True, text=True, timeout=30).stdout.strip(), 60, 0.3, "no containers on the node")
             agent.send_signal(signal.SIGTERM)
             try:
                 agent.wait(30)
