@@ -418,7 +418,7 @@ class LeaderElector:
             if self.release_on_cancel:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.release())
-        failure = None if work.cancelled() else work.exception()
+        failure = work.exception() if work.done() and not work.cancelled() else None
         if failure is not None:
             raise failure
 
