@@ -294,6 +294,26 @@ def test_protobuf_bodies_and_the_official_clients_scale(cluster, api_client_for)
     wait_until(lambda: not _pods(server, "app=pb"), 60, 0.3, "pb pods collected")
 
 
+def test_replication_controller_keeps_its_pods(cluster):
+    server = cluster
+    rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "legacy"},
+          "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "legacy"}},
+                                                "spec": {"containers": [{"name": "c", "image": BLUE}]}}}}
+    assert server.kubectl("apply", "-f", "-", input=json.dumps(rc)).stdout.strip() == \
+        "replicationcontroller/legacy created"
+    wait_until(lambda: _json(server, "rc", "legacy")["status"].get("readyReplicas") == 2, 60, 0.2, "2 ready")
+    rows = server.kubectl("get", "rc", "legacy").stdout.splitlines()
+    assert rows[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    assert rows[1].split()[:4] == ["legacy", "2", "2", "2"]
+    pods = _active(_pods(server, "app=legacy"))
+    assert {p["metadata"]["ownerReferences"][0]["kind"] for p in pods} == {"ReplicationController"}
+    assert server.kubectl("scale", "rc", "legacy", "--replicas=1").stdout.strip() == \
+        "replicationcontroller/legacy scaled"
+    wait_until(lambda: len(_active(_pods(server, "app=legacy"))) == 1, 30, 0.2, "one pod left")
+    server.kubectl("delete", "rc", "legacy")
+    wait_until(lambda: not _pods(server, "app=legacy"), 60, 0.3, "legacy pods collected")
+
+
 BAD = """
 apiVersion: apps/v1
 kind: Deployment

@@ -384,3 +384,21 @@ async def test_eviction_obeys_the_budget_and_its_unhealthy_pod_policy(tmp_path: 
         assert (await pods.get("default", "down2"))["metadata"].get("deletionTimestamp")
     finally:
         await kv.close()
+
+
+def test_replication_controller_defaults_from_its_template_and_validates():
+    from kubelite.kinds.replicationcontrollers import REPLICATIONCONTROLLER
+
+    rc = {"metadata": {"name": "legacy"}, "spec": {"template": {"metadata": {"labels": {"app": "legacy"}}, "spec": {
+        "containers": [{"name": "c", "image": "i"}]}}}}
+    REPLICATIONCONTROLLER.strategy.default(rc)
+    assert rc["spec"]["selector"] == {"app": "legacy"} and rc["metadata"]["labels"] == {"app": "legacy"}
+    assert rc["spec"]["replicas"] == 1 and REPLICATIONCONTROLLER.strategy.validate(rc) == []
+    rc["spec"]["selector"] = {"app": "other"}
+    rc["spec"]["replicas"] = -1
+    assert [str(e) for e in REPLICATIONCONTROLLER.strategy.validate(rc)] == [
+        "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+        'spec.template.metadata.labels: Invalid value: map[string]string{"app":"legacy"}: `selector` does not match '
+        "template `labels`"]
+    s = scale_of(REPLICATIONCONTROLLER.scale, {**rc, "status": {"replicas": 1}})  # type: ignore[arg-type]
+    assert s["status"] == {"replicas": 1, "selector": "app=other"}
