@@ -402,3 +402,53 @@ def test_replication_controller_defaults_from_its_template_and_validates():
         "template `labels`"]
     s = scale_of(REPLICATIONCONTROLLER.scale, {**rc, "status": {"replicas": 1}})  # type: ignore[arg-type]
     assert s["status"] == {"replicas": 1, "selector": "app=other"}
+
+
+async def test_rolling_update_with_max_unavailable_0_surges_one_at_a_time(tmp_path: Path):
+    kv = SQLiteStore(str(tmp_path / "db"), compact_interval=0)
+    await kv.start()
+    try:
+        stores = Stores.build(default_registry(), kv)
+        deployments, replicasets = stores.get("apps", "deployments"), stores.get("apps", "replicasets")
+        dc = DeploymentController(stores)
+
+        async def sync() -> dict[str, dict]:
+            await _sync_informers(dc.d_informer, dc.rs_informer, dc.pod_informer)
+            await dc.sync("default/web")
+            await _sync_informers(dc.rs_informer)
+            return {rs["metadata"]["annotations"][apps.REVISION]: rs for rs in dc.rs_informer.list("default")}
+
+        async def available(rs: dict, n: int) -> None:
+            cur = await replicasets.get("default", rs["metadata"]["name"])
+            cur["status"] = {"replicas": n, "readyReplicas": n, "availableReplicas": n,
+                             "observedGeneration": cur["metadata"]["generation"]}
+            await replicasets.update("default", rs["metadata"]["name"], cur, W, "status")
+
+        d = _deployment(replicas=3, strategy={"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+        await deployments.create("default", d, W)
+        rss = await sync()
+        await available(rss["1"], 3)
+        await sync()
+        cur = await deployments.get("default", "web")
+        cur["spec"]["template"]["spec"]["containers"][0]["image"] = "i:2"
+        await deployments.update("default", "web", cur, W)
+
+        rss = await sync()  # the new ReplicaSet gets the one surge pod; nothing goes yet
+        assert (rss["1"]["spec"]["replicas"], rss["2"]["spec"]["replicas"]) == (3, 1)
+        rss = await sync()
+        assert (rss["1"]["spec"]["replicas"], rss["2"]["spec"]["replicas"]) == (3, 1)
+        await available(rss["2"], 1)
+        rss = await sync()  # one available new pod: one old one may go
+        assert (rss["1"]["spec"]["replicas"], rss["2"]["spec"]["replicas"]) == (2, 1)
+        rss = await sync()
+        assert (rss["1"]["spec"]["replicas"], rss["2"]["spec"]["replicas"]) == (2, 2)
+        await dc.recorder.flush()
+        events, _, _, _ = await stores.get("", "events").list("default", ListOptions())
+        old = rss["1"]["metadata"]["name"]
+        assert f"Scaled down replica set {old} from 3 to 2" in {e["message"] for e in events}
+        st = (await deployments.get("default", "web"))["status"]
+        assert du.get_condition(st, "Available")["reason"] == "MinimumReplicasAvailable"
+        assert (await deployments.get("default", "web"))["metadata"]["annotations"][apps.REVISION] == "2"
+    finally:
+        await kv.close()
