@@ -314,6 +314,27 @@ def test_replication_controller_keeps_its_pods(cluster):
     wait_until(lambda: not _pods(server, "app=legacy"), 60, 0.3, "legacy pods collected")
 
 
+def test_min_ready_seconds_delays_availability(cluster):
+    server = cluster
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "slow"},
+                "spec": {"replicas": 1, "minReadySeconds": 3, "selector": {"matchLabels": {"app": "slow"}},
+                         "template": {"metadata": {"labels": {"app": "slow"}}, "spec": {"containers": [{
+                             "name": "c", "image": BLUE}]}}}}
+    server.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    lines = server.kubectl("rollout", "status", "deployment/slow", "--timeout=120s", timeout=150).stdout.splitlines()
+    assert 'Waiting for deployment "slow" rollout to finish: 0 of 1 updated replicas are available...' in lines
+    assert lines[-1] == 'deployment "slow" successfully rolled out'
+    (p,) = _active(_pods(server, "app=slow"))
+    ready = next(c for c in p["status"]["conditions"] if c["type"] == "Ready")["lastTransitionTime"]
+    d = _json(server, "deployment", "slow")
+    avail = next(c for c in d["status"]["conditions"] if c["type"] == "Available")["lastTransitionTime"]
+    from kubelite.kinds._printing import parse_time
+
+    assert parse_time(avail) - parse_time(ready) >= 2  # (both have one-second resolution)
+    server.kubectl("delete", "deployment", "slow")
+    wait_until(lambda: not _pods(server, "app=slow"), 90, 0.3, "slow pods gone")
+
+
 BAD = """
 apiVersion: apps/v1
 kind: Deployment
