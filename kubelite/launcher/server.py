@@ -213,7 +213,9 @@ class Server:
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
         self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir,
-                                                          rotate_certificates=False))
+                                                           rotate_certificates=False,
+                                                           flannel_backend=cfg.flannel_backend,
+                                                           allowed_unsafe_sysctls=cfg.allowed_unsafe_sysctls))
 
     async def stop(self) -> None:
         # components first (the agent leaves containers running), then the API, then the store
