@@ -452,3 +452,37 @@ async def test_rolling_update_with_max_unavailable_0_surges_one_at_a_time(tmp_pa
         assert (await deployments.get("default", "web"))["metadata"]["annotations"][apps.REVISION] == "2"
     finally:
         await kv.close()
+
+
+async def test_replica_set_adopts_matching_orphans_and_releases_what_stops_matching(tmp_path: Path):
+    kv = SQLiteStore(str(tmp_path / "db"), compact_interval=0)
+    await kv.start()
+    try:
+        stores = Stores.build(default_registry(), kv)
+        pods, rss = stores.get("", "pods"), stores.get("apps", "replicasets")
+        rsc = ReplicaSetController(stores)
+        rs = rs_obj(replicas=2)
+        for k in ("uid", "generation"):
+            del rs["metadata"][k]
+        rs = await rss.create("default", rs, W)
+        for name in ("orphan", "stranger"):
+            await pods.create("default", {"metadata": {"name": name, "labels": {"app": "x" if name == "orphan"
+                                                                                   else "y"}},
+                                          "spec": {"containers": [{"name": "c", "image": "i"}]}}, W)
+        await _sync_informers(rsc.rs_informer, rsc.pod_informer)
+        await rsc.sync("default/fe")
+        orphan = await pods.get("default", "orphan")
+        assert orphan["metadata"]["ownerReferences"] == [{
+            "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "fe", "uid": rs["metadata"]["uid"],
+            "controller": True, "blockOwnerDeletion": True}]
+        assert "ownerReferences" not in (await pods.get("default", "stranger"))["metadata"]
+        listed, _, _, _ = await pods.list("default", ListOptions())
+        assert len(listed) == 3  # the adopted orphan counts: one pod created, not two
+        orphan["metadata"]["labels"] = {"app": "gone"}
+        await pods.update("default", "orphan", orphan, W)
+        await _sync_informers(rsc.pod_informer)
+        rsc.expectations.delete("default/fe")
+        await rsc.sync("default/fe")
+        assert "ownerReferences" not in (await pods.get("default", "orphan"))["metadata"]  # released
+    finally:
+        await kv.close()
