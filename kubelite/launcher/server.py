@@ -40,7 +40,7 @@ from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodeipam import NodeIPAMController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
 from kubelite.controllers.podgc import PodGC
-from kubelite.controllers.replicaset import ReplicaSetController
+from kubelite.controllers.replicaset import REPLICATION_CONTROLLERS, ReplicaSetController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
@@ -176,6 +176,7 @@ class Server:
                 stores, recorder(stores, "taint-eviction-controller")).run),
             ("pod-garbage-collector", PodGC(stores).run),
             ("replicaset-controller", ReplicaSetController(stores).run),
+            ("replication-controller", ReplicaSetController(stores, managed=REPLICATION_CONTROLLERS).run),
             ("deployment-controller", DeploymentController(stores).run),
             ("disruption-controller", DisruptionController(stores).run),
             ("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
