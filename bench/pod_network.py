@@ -1,6 +1,8 @@
-"""Pod-to-pod network benchmark (not a test): HTTP latency same-node vs cross-node (host-gw).
+"""Pod-to-pod network benchmark (not a test): HTTP latency same-node vs cross-node (host-gw, vxlan).
 
-Brings up its own `kubelite dev cluster` (2 nodes, each in a test host), runs a kuard pod
+For each ``--flannel-backend`` (default host-gw; repeat it, e.g. ``--flannel-backend host-gw
+--flannel-backend vxlan``, to compare) it brings up its own `kubelite dev cluster` (2 nodes,
+each in a test host, on one subnet), runs a kuard pod
 (Go HTTP server) on node 1 and two client sandboxes (busybox `sleep`) on node 1 and node 2,
 then from inside each client pod's network namespace (``nsenter --net`` by its pause
 process, so the client is Python, the path is the pod's) measures against the kuard pod's IP:
@@ -10,7 +12,7 @@ process, so the client is Python, the path is the pod's) measures against the ku
 
 and prints one table. Everything is torn down at the end (`dev cluster down`), also on errors.
 
-    .venv/bin/python bench/pod_network.py [--requests 2000] [--connections 300]
+    .venv/bin/python bench/pod_network.py [--requests 2000] [--connections 300] [--flannel-backend B]…
 """
 
 from __future__ import annotations
@@ -74,11 +76,8 @@ def pause_pid(uid: str) -> int:
     raise RuntimeError(f"no pause process for pod {uid}")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=2000, help="GETs over one keep-alive connection")
-    ap.add_argument("--connections", type=int, default=300, help="GETs on a new connection each")
-    args = ap.parse_args()
+def measure(backend: str, requests: int, connections: int) -> tuple[str, dict[str, dict]]:
+    """(the server pod's IP, {"same"|"cross": figures}) on a fresh 2-node cluster on ``backend``."""
     tmp = Path(tempfile.mkdtemp(prefix="kubelite-bench-net-"))
     data, kc = tmp / "dev", tmp / "kubeconfig.yaml"
 
@@ -90,10 +89,10 @@ def main() -> int:
         return p.stdout
 
     up = kubelite("dev", "cluster", "up", "--nodes", "2", "--name", NAME, "--subnet", SUBNET, "--data-dir",
-                  str(data), "--kubeconfig", str(kc), "--port", str(free_port()))
+                  str(data), "--kubeconfig", str(kc), "--port", str(free_port()), "--flannel-backend", backend)
     if up.returncode != 0:
-        sys.stderr.write(up.stderr)
-        return 1
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"dev cluster up ({backend}): {up.stderr}")
     try:
         pods = {"server": (f"{NAME}-1", KUARD, None), "same": (f"{NAME}-1", BUSYBOX, ["sleep", "3600"]),
                 "cross": (f"{NAME}-2", BUSYBOX, ["sleep", "3600"])}
@@ -111,20 +110,39 @@ def main() -> int:
         for client in ("same", "cross"):
             pid = pause_pid(got[client]["metadata"]["uid"])
             out = subprocess.run(["nsenter", f"--target={pid}", "--net", "--", sys.executable, "-c", CLIENT,
-                                  server_ip, str(args.requests), str(args.connections)],
+                                  server_ip, str(requests), str(connections)],
                                  capture_output=True, text=True, timeout=600, check=True).stdout
             rows[client] = json.loads(out)
-        print(f"pod-to-pod HTTP to kuard at {server_ip} (client: Python http.client in the pod's netns)")
-        print(f"{'path':<22}{'keep-alive p50':>16}{'p99':>10}{'req/s':>10}{'new conn p50':>15}{'p99':>10}")
-        for client, label in (("same", "same node (bridge)"), ("cross", "cross node (host-gw)")):
-            r = rows[client]
-            print(f"{label:<22}{r['keep_p50'] * 1e6:>13.0f} µs{r['keep_p99'] * 1e6:>7.0f} µs{r['rps']:>10.0f}"
-                  f"{r['new_p50'] * 1e6:>12.0f} µs{r['new_p99'] * 1e6:>7.0f} µs")
+        return server_ip, rows
     finally:
         down = kubelite("dev", "cluster", "down", "--data-dir", str(data))
         if down.returncode != 0:
             sys.stderr.write(down.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=2000, help="GETs over one keep-alive connection")
+    ap.add_argument("--connections", type=int, default=300, help="GETs on a new connection each")
+    ap.add_argument("--flannel-backend", action="append", choices=["host-gw", "vxlan"],
+                    help="the pod network to measure (repeatable; default host-gw)")
+    args = ap.parse_args()
+    table = []
+    for backend in args.flannel_backend or ["host-gw"]:
+        try:
+            _, rows = measure(backend, args.requests, args.connections)
+        except RuntimeError as exc:
+            sys.stderr.write(f"{exc}\n")
+            return 1
+        if not table:
+            table.append(("same node (bridge)", rows["same"]))
+        table.append((f"cross node ({backend})", rows["cross"]))
+    print("pod-to-pod HTTP to kuard (client: Python http.client in the pod's netns)")
+    print(f"{'path':<22}{'keep-alive p50':>16}{'p99':>10}{'req/s':>10}{'new conn p50':>15}{'p99':>10}")
+    for label, r in table:
+        print(f"{label:<22}{r['keep_p50'] * 1e6:>13.0f} µs{r['keep_p99'] * 1e6:>7.0f} µs{r['rps']:>10.0f}"
+              f"{r['new_p50'] * 1e6:>12.0f} µs{r['new_p99'] * 1e6:>7.0f} µs")
     return 0
 
 

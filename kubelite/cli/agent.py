@@ -32,6 +32,10 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--images-dir", default="", help="offline image archives (default: build/images)")
     p.add_argument("--pod-max-pids", type=int, default=-1, metavar="N",
                    help="pids.max of every pod cgroup, as the kubelet's flag (-1: no limit)")
+    p.add_argument("--allowed-unsafe-sysctls", default="", metavar="LIST",
+                   help="comma-separated unsafe sysctls or sysctl patterns (ending in *) pods may set, as the "
+                        "kubelet's flag (each must be namespaced: kernel.shm*, kernel.msg*, kernel.sem, "
+                        "fs.mqueue.*, net.*)")
     p.add_argument("--pki-dir", default="", help="a directory whose tls/ holds the cluster CA and its key, to issue "
                                                  "the agent endpoint's serving certificate from (a node beside the "
                                                  "server); without it the certificate comes from a kubelet-serving "
@@ -79,7 +83,7 @@ def _client_certificate_expired(kubeconfig: Path, cert_dir: Path) -> bool:
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from kubelite.agent.agent import run_agent
-    from kubelite.cli.common import LOG_FORMAT, LOG_LEVELS
+    from kubelite.cli.common import LOG_FORMAT, LOG_LEVELS, split_list
 
     # a no-op under `kubelite` (main configured logging); for callers of the agent's parser alone
     logging.basicConfig(level=LOG_LEVELS[getattr(args, "log_level", "info")], format=LOG_FORMAT)
@@ -149,7 +153,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
             await run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
                             containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
                             pki_dir=args.pki_dir or None, pod_pids_limit=args.pod_max_pids,
-                            node_ip=args.node_ip, flannel_backend=args.flannel_backend)
+                            node_ip=args.node_ip, flannel_backend=args.flannel_backend,
+                            allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls))
         finally:
             if lb is not None:
                 await lb.close()
@@ -164,10 +169,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     from kubelite.agent.cgroups import CgroupError
     from kubelite.agent.podnet import PodNetworkError
+    from kubelite.agent.sysctls import SysctlConfigError
 
     try:
         asyncio.run(main())
-    except (CgroupError, PodNetworkError):  # run_agent has logged why
+    except (CgroupError, PodNetworkError, SysctlConfigError):  # run_agent has logged why
         return 1
     if failed:
         sys.stderr.write(f"kubelite agent: {failed[0]}\n")

@@ -24,7 +24,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from kubelite.devcluster.cluster import ClusterError, ClusterSpec, DevCluster, TestHostError
 
     try:
-        spec = ClusterSpec(data_dir=Path(args.data_dir), nodes=args.nodes, name=args.name, subnet=args.subnet,
+        subnets = args.subnet or [DEFAULT_SUBNET]
+        spec = ClusterSpec(data_dir=Path(args.data_dir), nodes=args.nodes, name=args.name, subnet=subnets[0],
+                           extra_subnets=subnets[1:],
                            port=args.port, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
                            ready_timeout=args.timeout, flannel_backend=args.flannel_backend, etcd=args.etcd,
                            server_args=["--cluster-signing-duration", args.cluster_signing_duration]
@@ -102,8 +104,10 @@ def register_dev_cli(sub: Any) -> None:
     up.add_argument("--kubeconfig", default="", help="write the admin kubeconfig there (default DATA_DIR/kubeconfig.yaml)")
     up.add_argument("--name", default=DEFAULT_NAME,
                     help=f"prefix of the node, bridge and veth names (default {DEFAULT_NAME}: nodes {DEFAULT_NAME}-1 …)")
-    up.add_argument("--subnet", default=DEFAULT_SUBNET,
-                    help=f"the test hosts' IPv4 subnet; its first address is the API server's (default {DEFAULT_SUBNET})")
+    up.add_argument("--subnet", action="append", metavar="CIDR",
+                    help=f"the test hosts' IPv4 subnet; its first address is the API server's (default {DEFAULT_SUBNET}); "
+                         "repeated, the nodes go on each subnet in turn, routed through this host (only "
+                         "--flannel-backend vxlan joins their pods)")
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the API server's port (default {DEFAULT_PORT})")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the nodes to be Ready")
     up.add_argument("--flannel-backend", choices=BACKENDS, default="host-gw",

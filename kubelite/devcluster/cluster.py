@@ -13,6 +13,10 @@ still run, as k3s's do) and listens on the bridge address of the test hosts' sub
 serving certificate names (``--tls-san``). Every node is alike: ``kubelite agent`` in a test
 host of its own (:mod:`kubelite.devcluster.testhost`), joined with a bootstrap token as a
 node on another machine would be, its InternalIP its test-host address (``--node-ip``).
+With more than one subnet (``extra_subnets``) the nodes are spread over them in turn, each
+subnet a bridge of its own and this host the router between them (each test host gets a
+route to the other subnets via its bridge's address): nodes that share no subnet, as on
+machines in different networks, where only the vxlan backend joins their pods.
 Keeping pods out of the root namespace is what lets ``down`` leave the host as it found it:
 no bridge ``kubelite0``, no CNI iptables rules, nothing under /run/containerd there, and a
 kubelite installed on the host is not disturbed.
@@ -74,6 +78,7 @@ class ClusterSpec:
     ready_timeout: float = 180.0
     server_args: list[str] = field(default_factory=list)
     flannel_backend: str = "host-gw"  # the agents' --flannel-backend
+    extra_subnets: list[str] = field(default_factory=list)  # more test-host subnets, routed by this host
     etcd: bool = False  # the server on a single-member etcd of the cluster's own (devcluster/etcd.py)
 
     def __post_init__(self) -> None:
@@ -141,21 +146,22 @@ class DevCluster:
             raise ClusterError(f"a dev cluster is recorded in {self.state_path}; "
                                f"`kubelite dev cluster down --data-dir {self.data_dir}` first")
         net = Network(spec.subnet or DEFAULT_SUBNET, f"{spec.name}-br")
+        extra = [Network(sub, f"{spec.name}-br{k}") for k, sub in enumerate(spec.extra_subnets, start=2)]
         kubeconfig = (spec.kubeconfig or self.data_dir / "kubeconfig.yaml").resolve()
         if kubeconfig.exists():  # never overwrite a user's kubeconfig (and `down` removes this one)
             raise ClusterError(f"{kubeconfig} exists; remove it or choose another --kubeconfig")
         self.state = {"name": spec.name, "network": net.to_json(), "kubeconfig": str(kubeconfig),
-                      "created": {}, "hosts": []}
+                      "created": {}, "hosts": [], "extra_networks": [n.to_json() for n in extra]}
         self._save()
         try:
-            self._up(spec, net, kubeconfig)
+            self._up(spec, net, extra, kubeconfig)
         except BaseException:
             log.error("dev cluster up failed; taking down what was made")
             with contextlib.suppress(Exception):
                 self.down()
             raise
 
-    def _up(self, spec: ClusterSpec, net: Network, kubeconfig: Path) -> None:
+    def _up(self, spec: ClusterSpec, net: Network, extra: list[Network], kubeconfig: Path) -> None:
         from kubelite.agent.cgroups import ROOT_NAME, detect_layout
 
         created = self.state["created"]
@@ -168,6 +174,13 @@ class DevCluster:
         net.create()
         created["bridge"] = net.bridge
         self._save()
+        if extra and Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "1":
+            raise ClusterError("nodes on several subnets need this host to route between them: "
+                               "sysctl -w net.ipv4.ip_forward=1")
+        for n in extra:
+            n.create()
+            created.setdefault("bridges", []).append(n.bridge)
+            self._save()
 
         _check_port_free(net.gateway, spec.port)
         datastore: list[str] = []
@@ -207,12 +220,17 @@ class DevCluster:
 
         join = _join_args(admin, url)
         names = []
+        nets = [net, *extra]
         for i in range(1, spec.nodes + 1):
             name = node_name(spec.name, i)
-            host = TestHost(name, net.address(i), net.network.prefixlen, f"{spec.name}-v{i}",
-                            self.data_dir / "nodes" / name)
+            home = nets[(i - 1) % len(nets)]  # in turn: node 1 on the first subnet, node 2 on the next…
+            host = TestHost(name, home.address((i - 1) // len(nets) + 1), home.network.prefixlen,
+                            f"{spec.name}-v{i}", self.data_dir / "nodes" / name)
             self._save_host(host)
-            host.create(net)
+            host.create(home)
+            for other in nets:
+                if other is not home:
+                    host.run(["ip", "route", "add", other.subnet, "via", home.gateway], check=True)
             self._save_host(host)
             # joined as a node on another machine is: no CA key, its certificates through CSRs
             host.popen("agent", [*_python(), "agent", "--data-dir", str(host.data_dir), "--node-name", name,
@@ -300,6 +318,10 @@ class DevCluster:
         if created.get("bridge") and link_exists(created["bridge"]):
             self.network.delete()
             done.append(f"removed bridge {created['bridge']}")
+        for n in self.state.get("extra_networks") or []:
+            if n["bridge"] in (created.get("bridges") or []) and link_exists(n["bridge"]):
+                Network(n["subnet"], n["bridge"]).delete()
+                done.append(f"removed bridge {n['bridge']}")
         done += _remove_pod_cgroups(pod_uids)
         for root in created.get("kubepods") or []:
             done += _remove_cgroup_tree(Path(root))

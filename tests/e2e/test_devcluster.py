@@ -171,9 +171,11 @@ def routes() -> list[str]:
 
 
 def host_state() -> dict:
-    """What a dev cluster must leave as it found it in the root namespace."""
-    return {"links": links(), "routes": routes(), "mounts": mounts(), "iptables": iptables(), "netns": netns(),
-            "kubepods": kubepods(), "cni": Path("/var/lib/cni").exists()}
+    """What a dev cluster must leave as it found it in the root namespace. (Mounts under pytest's
+    temp dirs are left out: other sessions' unit tests mount there meanwhile; a test checks that
+    none is under its own data dir.)"""
+    return {"links": links(), "routes": routes(), "mounts": {m for m in mounts() if "/tmp/pytest-of-" not in m},
+            "iptables": iptables(), "netns": netns(), "kubepods": kubepods(), "cni": Path("/var/lib/cni").exists()}
 
 
 @pytest.fixture
@@ -256,6 +258,7 @@ def test_dev_cluster_up_pod_down(tmp_path, before):
     # (the recorded processes were re-parented when `up` exited: their reaper may take a moment)
     wait_until(lambda: not [p for p in pids if Path(f"/proc/{p}").exists()], 10, 0.1, "recorded processes gone")
     assert processes_mentioning(str(data)) == []
+    assert [m for m in mounts() if str(data) in m] == []
     assert not kc.exists() and not data.exists()
     again = kubelite("dev", "cluster", "down", "--data-dir", str(data))
     assert again.returncode == 0 and "no dev cluster recorded" in again.stdout

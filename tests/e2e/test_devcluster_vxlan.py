@@ -1,6 +1,9 @@
-"""`kubelite dev cluster up --flannel-backend vxlan`: three nodes whose pods reach each other
-through flannel's vxlan overlay (flannel.1, FDB and neighbour entries from the Nodes'
-flannel annotations), entries that follow the Nodes, and a host left as it was found."""
+"""`kubelite dev cluster up --flannel-backend vxlan`: three nodes on two subnets (routed through
+this host, as machines in different networks) whose pods reach each other through flannel's
+vxlan overlay only (flannel.1, FDB and neighbour entries from the Nodes' flannel annotations),
+entries that follow the Nodes, and a host left as it was found; host-gw on the same layout
+skips the node it cannot reach directly and says why. (The nodes' iptables rules added here
+go with their network namespaces.)"""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ import json
 from pathlib import Path
 
 from tests.e2e.harness import free_port, wait_until
-from tests.e2e.test_devcluster import before, check_all_pairs, host_state, kubectl_for, kubelite
+from tests.e2e.test_devcluster import before, check_all_pairs, host_state, kubectl_for, kubelite, mounts
 
 __all__ = ["before"]  # the fixture
 NAME = "klvx"
 SUBNET = "198.19.247.0/24"  # not the default one, nor test_devcluster's
+OTHER_SUBNET = "198.19.246.0/24"  # node 2's
 ANN = "flannel.alpha.coreos.com/"
 GONE_MAC = "0a:58:00:00:00:01"
 
@@ -47,7 +51,8 @@ def test_dev_cluster_on_vxlan(tmp_path, before):
     kc = tmp_path / "kc.yaml"
     kubectl = kubectl_for(kc, tmp_path)
     up = kubelite("dev", "cluster", "up", "--nodes", "3", "--data-dir", str(data), "--kubeconfig", str(kc),
-                  "--name", NAME, "--subnet", SUBNET, "--port", str(free_port()), "--flannel-backend", "vxlan")
+                  "--name", NAME, "--subnet", SUBNET, "--subnet", OTHER_SUBNET, "--port", str(free_port()),
+                  "--flannel-backend", "vxlan")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         names = [f"{NAME}-{i}" for i in (1, 2, 3)]
@@ -68,6 +73,8 @@ def test_dev_cluster_on_vxlan(tmp_path, before):
 
         nodes = wait_until(published, 30, 0.3, "flannel annotations on every node")
         assert sorted(nodes) == names
+        # nodes 1 and 3 share a subnet, node 2 is on the other: no node-to-node link between them
+        assert [ipaddress.ip_address(nodes[n][2]) in ipaddress.ip_network(SUBNET) for n in names] == [True, False, True]
         for n in names:  # the device as flannel makes it, its MAC the published one
             cidr, mac, ip = nodes[n]
             link = node_json(data, n, "ip", "-j", "-d", "link", "show", "flannel.1")[0]
@@ -80,7 +87,19 @@ def test_dev_cluster_on_vxlan(tmp_path, before):
             want = want_overlay({c: (m, i) for o, (c, m, i) in nodes.items() if o != n})
             wait_until(lambda n=n, want=want: overlay(data, n) == want, 30, 0.3, f"vxlan entries on {n}")
 
+        # pods' packets may leave a node only inside the tunnel: nothing is forwarded out of eth0
+        # as it is (host-gw would be), and the VXLAN packets are counted on their way out
+        for n in names:
+            for rule in (["FORWARD", "-o", "eth0", "-j", "DROP"],
+                         ["OUTPUT", "-o", "eth0", "-p", "udp", "--dport", "8472", "-j", "ACCEPT"]):
+                ok = kubelite("dev", "cluster", "exec", "--data-dir", str(data), n, "--", "iptables", "-w", "-I", *rule)
+                assert ok.returncode == 0, ok.stderr
         check_all_pairs(kubectl, names)  # 30/30, no NAT: each server sees the client's pod IP
+        for n in names:
+            out = kubelite("dev", "cluster", "exec", "--data-dir", str(data), n, "--", "iptables", "-w", "-nvxL",
+                           "OUTPUT").stdout
+            counted = next(ln.split() for ln in out.splitlines() if "dpt:8472" in ln)
+            assert int(counted[0]) > 0, out  # packets
         # the pods' interfaces fit the tunnel
         bridge = node_json(data, names[0], "ip", "-j", "link", "show", "kubelite0")[0]
         assert bridge["mtu"] == 1450
@@ -116,4 +135,32 @@ def test_dev_cluster_on_vxlan(tmp_path, before):
     after = host_state()
     for what in before:
         assert after[what] == before[what], what
-    assert not data.exists()
+    assert [m for m in mounts() if str(data) in m] == [] and not data.exists()
+
+
+def test_host_gw_skips_a_node_on_another_subnet(tmp_path, before):
+    data = tmp_path / "dev"
+    kc = tmp_path / "kc.yaml"
+    kubectl = kubectl_for(kc, tmp_path)
+    up = kubelite("dev", "cluster", "up", "--nodes", "2", "--data-dir", str(data), "--kubeconfig", str(kc),
+                  "--name", "klhg", "--subnet", SUBNET, "--subnet", OTHER_SUBNET, "--port", str(free_port()))
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        nodes = {n["metadata"]["name"]: n for n in json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]}
+        cidr2 = nodes["klhg-2"]["spec"]["podCIDR"]
+        ip2 = next(a["address"] for a in nodes["klhg-2"]["status"]["addresses"] if a["type"] == "InternalIP")
+        log = data / "nodes" / "klhg-1" / "logs" / "agent.log"
+        want = (f"not routing pod CIDR {cidr2} of node klhg-2: host-gw needs the nodes on one subnet and its "
+                f"InternalIP {ip2} is not directly connected")
+        wait_until(lambda: want in log.read_text(errors="replace"), 30, 0.3, "host-gw's reason in the agent's log")
+        assert node_json(data, "klhg-1", "ip", "-j", "-4", "route", "show", "proto", "76") == []
+        wait_until(lambda: (json.loads(kubectl("get", "node", "klhg-1", "-o", "json").stdout)["metadata"]
+                            .get("annotations") or {}).get(ANN + "backend-type") == "host-gw", 30, 0.3,
+                   "host-gw's annotations")
+    finally:
+        down = kubelite("dev", "cluster", "down", "--data-dir", str(data))
+    assert down.returncode == 0, down.stdout + down.stderr
+    after = host_state()
+    for what in before:
+        assert after[what] == before[what], what
+    assert [m for m in mounts() if str(data) in m] == []

@@ -99,9 +99,10 @@ def test_up_refuses_a_recorded_cluster(tmp_path):
 
 def test_cli_flags():
     args = build_parser().parse_args(["dev", "cluster", "up", "--nodes", "2", "--data-dir", "/tmp/x",
-                                      "--kubeconfig", "/tmp/kc", "--subnet", "10.1.2.0/24", "--port", "7443"])
-    assert (args.nodes, args.data_dir, args.kubeconfig, args.subnet, args.port) == (2, "/tmp/x", "/tmp/kc",
-                                                                                    "10.1.2.0/24", 7443)
+                                      "--kubeconfig", "/tmp/kc", "--subnet", "10.1.2.0/24", "--port", "7443",
+                                      "--subnet", "10.1.3.0/24", "--flannel-backend", "vxlan"])
+    assert (args.nodes, args.data_dir, args.kubeconfig, args.subnet, args.port, args.flannel_backend) == (
+        2, "/tmp/x", "/tmp/kc", ["10.1.2.0/24", "10.1.3.0/24"], 7443, "vxlan")
     args = build_parser().parse_args(["dev", "cluster", "exec", "--data-dir", "/tmp/x", "kldev-1", "--", "ip", "a"])
     assert (args.node, args.command) == ("kldev-1", ["ip", "a"])
     args = build_parser().parse_args(["server", "--tls-san", "198.19.250.1", "--tls-san", "api.example",
