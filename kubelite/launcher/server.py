@@ -31,7 +31,7 @@ from kubelite.auth.bootstrap_tokens import BootstrapTokenAuthenticator
 from kubelite.auth.setup import Security
 from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
-from kubelite.controllers.csr import CSRApprover, CSRSigner
+from kubelite.controllers.csr import CSRApprover, CSRCleaner, CSRSigner
 from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.disruption import DisruptionController
 from kubelite.controllers.events import recorder
@@ -164,6 +164,7 @@ class Server:
             ("root-ca-publisher", RootCAPublisher(stores, pki.ca_cert).run),  # kube-root-ca.crt
             ("csr-approver", CSRApprover(stores, security.authorizer).run),
             ("csr-signer", CSRSigner(stores, cfg.data_dir, dt.timedelta(seconds=cfg.cluster_signing_duration)).run),
+            ("csr-cleaner", CSRCleaner(stores).run),
             ("cluster-info-publisher", ClusterInfoPublisher(stores, cfg.server_url, pki.ca_cert.read_bytes()).run),
             ("token-cleaner", TokenCleaner(stores).run),
             ("garbage-collector", GarbageCollector(stores).run),
