@@ -292,3 +292,16 @@ def test_only_what_the_backends_read_wakes_the_loop():
         net._changed.clear()
     net._node_event("DELETED", b, None)
     assert net._changed.is_set()
+
+
+def test_uninstall_removes_the_pod_network(monkeypatch, tmp_path):
+    from kubelite.cli import uninstall
+
+    for fn in ("remove_bridge", "remove_hostport_chains", "remove_cgroup_roots", "remove_runtime_dirs", "pods_left"):
+        monkeypatch.setattr(uninstall, fn, lambda: [])
+    monkeypatch.setattr(vxlan, "remove_all", lambda kernel=None: ["removed vxlan device flannel.1"])
+    from kubelite.agent import hostgw
+
+    monkeypatch.setattr(hostgw, "remove_all", lambda kernel=None: ["removed iptables chain KUBELITE-POSTROUTING"])
+    assert uninstall.uninstall(tmp_path, purge=False) == (
+        0, ["removed vxlan device flannel.1", "removed iptables chain KUBELITE-POSTROUTING"])
