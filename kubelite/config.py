@@ -21,6 +21,7 @@ class ServerConfig:
     tls_sans: tuple[str, ...] = ()
     node_name: str = ""  # the agent's Node (default: the hostname)
     flannel_backend: str = "host-gw"  # the agent's pod network across nodes (k3s's --flannel-backend)
+    allowed_unsafe_sysctls: tuple[str, ...] = ()  # the agent's (the kubelet's) --allowed-unsafe-sysctls
     compact_interval: float = 300.0
     compact_keep: int = 1000
     # k3s's --datastore-endpoint (etcd: comma-separated https://host:port URLs; "" = embedded

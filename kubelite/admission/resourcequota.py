@@ -8,7 +8,8 @@ compare-and-swap on the quota's resourceVersion before the object is admitted, s
 creates cannot together exceed it (the quota controller later recomputes ``status.used`` from
 what exists, returning what deleted or finished objects and refused requests held). Within
 this server the check-and-charge of one namespace is serialised, as upstream's evaluator
-batches a namespace's admissions; across servers the CAS decides.
+batches a namespace's admissions; across servers the CAS decides. A ``pods/resize`` update is
+charged what it adds (the pod evaluator handles create and resize; a decrease is not checked).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from kubelite.admission import quota
 from kubelite.api import errors
-from kubelite.apiserver.admission import CREATE, Attributes
+from kubelite.apiserver.admission import CREATE, UPDATE, Attributes
 from kubelite.apiserver.registry import ListOptions, WriteOptions
 from kubelite.apiserver.stores import Stores
 
@@ -61,7 +62,9 @@ class ResourceQuotaAdmission:
         return None
 
     async def validate(self, a: Attributes) -> None:
-        if a.operation != CREATE or a.subresource or a.obj is None or not a.kind.namespaced:
+        resize = (a.operation == UPDATE and a.subresource == "resize" and a.kind.group == ""
+                  and a.kind.plural == "pods" and a.old is not None)
+        if not resize and (a.operation != CREATE or a.subresource) or a.obj is None or not a.kind.namespaced:
             return
         qstore = self.stores.find("", "resourcequotas")
         if qstore is None:
@@ -91,6 +94,12 @@ class ResourceQuotaAdmission:
         """The quotas to charge, with their new status.used; raises when one would be exceeded."""
         assert a.obj is not None
         requested = quota.usage(a.kind, a.obj)
+        if a.operation == UPDATE and a.old is not None:
+            # an update (pods/resize) is charged what it adds (SubtractWithNonNegativeResult)
+            before = quota.usage(a.kind, a.old)
+            requested = {r: q - before.get(r, 0) for r, q in requested.items() if q - before.get(r, 0) > 0}
+            if not requested:
+                return []
         name = a.name or (a.obj.get("metadata") or {}).get("name", "")
         resource = a.kind.plural
         is_pod = a.kind.group == "" and a.kind.plural == "pods"

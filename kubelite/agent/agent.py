@@ -41,6 +41,7 @@ from kubelite.agent.podnet import PodNetworkError
 from kubelite.agent.prober import ProbeManager
 from kubelite.agent.runtime import RuntimeManager
 from kubelite.agent.status import StatusManager
+from kubelite.agent.sysctls import Allowlist, SysctlConfigError
 from kubelite.agent.volumes import VolumeManager
 from kubelite.agent.worker import PodWorkers
 from kubelite.api import errors
@@ -80,6 +81,8 @@ class AgentConfig:
     node_ip: str = ""
     # how pods reach the other nodes' pods: "host-gw" (agent/hostgw.py), "vxlan" (agent/vxlan.py) or "none"
     flannel_backend: str = "host-gw"
+    # the kubelet's --allowed-unsafe-sysctls: names or prefix* patterns allowed beside the safe ones
+    allowed_unsafe_sysctls: tuple[str, ...] = ()
     # the kubelet's --rotate-certificates: renew the client certificate through CSRs before it
     # expires (the server's own agent does not: the server mints its credential at every start)
     rotate_certificates: bool = True
@@ -118,6 +121,7 @@ class Agent:
         self.cgroups: CgroupManager | None = None
         self.podnet: podnet.NodeNetwork | None = None
         self.started_at = 0.0
+        self.sysctls: Allowlist | None = None
         self.client_certs: CertificateManager | None = None
         self.serving_certs: CertificateManager | None = None
         self._cert_tasks: list[asyncio.Task[None]] = []
@@ -128,6 +132,8 @@ class Agent:
         from kubelite.agent.images import ImageManager
 
         cfg = self.config
+        # a bad --allowed-unsafe-sysctls stops the agent before anything starts (SysctlConfigError)
+        self.sysctls = Allowlist.for_node(cfg.allowed_unsafe_sysctls)
         # first: a host that cannot enforce pod limits gets no containerd and no Node (CgroupError)
         self.cgroups = cgroups = await asyncio.to_thread(open_cgroups, pids_limit=cfg.pod_pids_limit)
         log.info("pod cgroups: %s", cgroups.describe())
@@ -185,6 +191,7 @@ class Agent:
         node = self.node
         self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
                                   cache=self.runtime_cache, allocatable=node.capacity)
+        self.workers.sysctls = self.sysctls
         # the pods bound to this node: dispatched to their workers as they come and go
         self.pods = Informer(ClientListWatch(self.client, "v1", "pods", fieldSelector=f"spec.nodeName={self.node_name}"))
         self.pods.add_handler(self._pod_event)
@@ -446,18 +453,20 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                     containerd_socket: Path | str | None = None, images_dir: Path | str | None = None,
                     pki_dir: Path | str | None = None, runtime_parallelism: int = 0,
                     container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1,
-                    node_ip: str = "", flannel_backend: str = "host-gw", rotate_certificates: bool = True) -> None:
+                    node_ip: str = "", flannel_backend: str = "host-gw", rotate_certificates: bool = True,
+                    allowed_unsafe_sysctls: tuple[str, ...] = ()) -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
                               Path(images_dir) if images_dir else None,
                               Path(pki_dir) if pki_dir else None, runtime_parallelism,
                               container_gc_interval, pod_pids_limit=pod_pids_limit, node_ip=node_ip,
-                              flannel_backend=flannel_backend, rotate_certificates=rotate_certificates))
+                              flannel_backend=flannel_backend, rotate_certificates=rotate_certificates,
+                              allowed_unsafe_sysctls=allowed_unsafe_sysctls))
     try:
         try:
             await agent.start()
-        except (CgroupError, PodNetworkError) as exc:
+        except (CgroupError, PodNetworkError, SysctlConfigError) as exc:
             log.error("node agent not started: %s", exc)
             raise
         await asyncio.Event().wait()

@@ -153,7 +153,8 @@ def resize_message(prefix: str, pod: Obj, generation: int, error: str = "") -> s
     """podResizeMessage: the prefix and a JSON summary of the pod's resources."""
     summary: Obj = {}
     for kind, c in resizable_containers(pod):
-        summary.setdefault(kind, []).append({"name": c.get("name", ""), "resources": resources_of(c)})
+        res = {k: dict(sorted(v.items())) for k, v in resources_of(c).items()}  # Go sorts map keys
+        summary.setdefault(kind, []).append({"name": c.get("name", ""), "resources": res})
     body: Obj = {k: summary[k] for k in ("initContainers", "containers") if k in summary}
     body["generation"] = generation
     if error:

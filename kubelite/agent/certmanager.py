@@ -16,8 +16,9 @@ expires, without a restart.
   Node's Hostname/InternalDNS/ExternalDNS addresses as DNS names and its InternalIP/ExternalIP
   addresses as IPs; no template (no request) while the node has no IP address.
 * :class:`ServingTLS` is the endpoint's SSLContext: until a serving certificate is issued every
-  handshake ends with the ``internal_error`` alert, as the kubelet's ("no serving certificate
-  available for the kubelet"); a rotated pair is loaded into the live context.
+  handshake is refused, as the kubelet's ("no serving certificate available for the kubelet";
+  the client hello is answered with ``internal_error``, though asyncio closes the connection
+  before that alert is sent); a rotated pair is loaded into the live context.
 
 Keys never leave the node: the CSR carries only the public key. Nothing here logs key material.
 """
@@ -377,7 +378,7 @@ def usable(pair: Pair | None, tmpl: Template | None) -> Pair | None:
 class ServingTLS:
     """The agent endpoint's TLS: TLS >= 1.2, a client certificate from the cluster CA required;
     its serving pair is whatever :meth:`load` was last given. Before the first one, handshakes
-    are refused with ``internal_error`` (never a self-made certificate)."""
+    are refused (never with a self-made certificate)."""
 
     def __init__(self, ca_pem: bytes) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

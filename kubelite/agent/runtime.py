@@ -273,7 +273,9 @@ class RuntimeManager:
                 await self.kill_container(pod, ct, c, self._grace(pod, None),
                                           f"Container {ct['name']} resize requires restart", ctx.ips)
                 res.changed = True
-                await self._start(ctx, ct)
+                if await self._resize_pod_cgroup(ctx, grow_only=True):
+                    await self._start(ctx, ct)
+                    await self._resize_pod_cgroup(ctx)
                 return
             # spec changed (or it runs in an old sandbox): restart it
             await self.kill_container(pod, ct, c, self._grace(pod, None),
@@ -293,26 +295,44 @@ class RuntimeManager:
         condition (reason Error) and retried on the next sync."""
         assert self.allocation is not None
         pod = ctx.pod
-        uid = pod["metadata"]["uid"]
-        name = pod_cgroup_name(pod)
-        new_cfg = pod_resource_config(pod)
-        new_cfg.pids_limit = self.cgroups.pids_limit
+        if not await self._resize_pod_cgroup(ctx, grow_only=True):
+            return
         try:
-            await asyncio.to_thread(self.cgroups.apply, name, _larger(self.cgroups.read(name), new_cfg))
             linux = crispec.container_resources(pod, ct, self.memory_capacity)
             self.cgroups.tune_container(linux)
             await self.rt.UpdateContainerResources(cri.UpdateContainerResourcesRequest(
                 container_id=c.id, linux=linux), timeout=60)
-            await asyncio.to_thread(self.cgroups.apply, name, new_cfg)
-        except (grpc.aio.AioRpcError, OSError) as exc:
-            msg = _rpc_message(exc) if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-            log.warning("resizing container %s of pod %s: %s", ct["name"], format_pod(pod), msg)
-            self.allocation.errors[uid] = msg
-            ctx.res.next_wake = _min(ctx.res.next_wake, 2)
+        except grpc.aio.AioRpcError as exc:
+            self._resize_failed(ctx, ct["name"], _rpc_message(exc))
+            return
+        if not await self._resize_pod_cgroup(ctx):
             return
         self.allocation.acknowledge(c.id, want)
-        self.allocation.errors.pop(uid, None)
+        self.allocation.errors.pop(pod["metadata"]["uid"], None)
         ctx.res.changed = True
+
+    async def _resize_pod_cgroup(self, ctx: _SyncPass, grow_only: bool = False) -> bool:
+        """The pod cgroup to the allocated pod's limits; ``grow_only``: to limits that hold both
+        the current and the new ones (before the containers change)."""
+        pod = ctx.pod
+        name = pod_cgroup_name(pod)
+        cfg = pod_resource_config(pod)
+        cfg.pids_limit = self.cgroups.pids_limit
+        try:
+            if grow_only:
+                cfg = _larger(await asyncio.to_thread(self.cgroups.read, name), cfg)
+            await asyncio.to_thread(self.cgroups.apply, name, cfg)
+        except OSError as exc:
+            self._resize_failed(ctx, "", f"pod cgroup {name}: {exc.strerror or exc}")
+            return False
+        return True
+
+    def _resize_failed(self, ctx: _SyncPass, container: str, msg: str) -> None:
+        """Kept for the PodResizeInProgress condition (reason Error); retried on the next sync."""
+        assert self.allocation is not None
+        log.warning("resizing %s of pod %s: %s", container or "the pod cgroup", format_pod(ctx.pod), msg)
+        self.allocation.errors[ctx.pod["metadata"]["uid"]] = msg
+        ctx.res.next_wake = _min(ctx.res.next_wake, 2)
 
     async def _remove_dead_sandboxes(self, pr: PodRuntime) -> None:
         """Sandboxes that are not ready and hold no containers are of no further use."""

@@ -200,7 +200,10 @@ class PodWorker:
         if self.owner.first_sync_at.get(self.uid) is None:
             self.owner.first_sync_at[self.uid] = time.monotonic()
             if not pr.sandboxes and not pr.containers:  # new here: the kubelet's admit handlers
-                refused = security.admit(pod, self.owner.apparmor_on_host)
+                refused = None
+                if self.owner.sysctls is not None and (pod.get("status") or {}).get("phase", "Pending") == "Pending":
+                    refused = self.owner.sysctls.admit(pod)
+                refused = refused or security.admit(pod, self.owner.apparmor_on_host)
                 if refused is not None:
                     await self._reject(pr, *refused)
                     return RESYNC_INTERVAL
@@ -356,6 +359,8 @@ class PodWorkers:
         # in-place resize: the allocations, and the node's allocatable (() -> {"cpu": "2", ...})
         self.allocation = allocations if allocations is not None else getattr(runtime, "allocation", None)
         self.allocatable: Any = allocatable or (lambda: {})
+        # the sysctl allowlist admit handler (agent/sysctls.py Allowlist), set by the agent
+        self.sysctls: Any = None
         # the runtime state every worker reads (the agent's PLEG relists it and wakes workers)
         self.cache = cache if cache is not None else RuntimeCache(runtime.rt)
         self.status = status

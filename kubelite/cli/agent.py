@@ -32,6 +32,10 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--images-dir", default="", help="offline image archives (default: build/images)")
     p.add_argument("--pod-max-pids", type=int, default=-1, metavar="N",
                    help="pids.max of every pod cgroup, as the kubelet's flag (-1: no limit)")
+    p.add_argument("--allowed-unsafe-sysctls", default="", metavar="LIST",
+                   help="comma-separated unsafe sysctls or sysctl patterns (ending in *) pods may set, as the "
+                        "kubelet's flag (each must be namespaced: kernel.shm*, kernel.msg*, kernel.sem, "
+                        "fs.mqueue.*, net.*)")
     p.add_argument("--pki-dir", default="", help="a directory whose tls/ holds the cluster CA and its key, to issue "
                                                  "the agent endpoint's serving certificate from (a node beside the "
                                                  "server); without it the certificate comes from a kubelet-serving "
@@ -79,7 +83,7 @@ def _client_certificate_expired(kubeconfig: Path, cert_dir: Path) -> bool:
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from kubelite.agent.agent import run_agent
-    from kubelite.cli.common import LOG_FORMAT, LOG_LEVELS
+    from kubelite.cli.common import LOG_FORMAT, LOG_LEVELS, split_list
 
     # a no-op under `kubelite` (main configured logging); for callers of the agent's parser alone
     logging.basicConfig(level=LOG_LEVELS[getattr(args, "log_level", "info")], format=LOG_FORMAT)
@@ -138,14 +142,19 @@ def cmd_agent(args: argparse.Namespace) -> int:
                     failed.append(f"cannot join the cluster: {exc}")
                     return
             if lb is not None:
-                from kubelite.client.api import ssl_context_from_kubeconfig
+                import ssl
+
+                from kubelite.client.api import kubeconfig_credentials
 
                 lbmod.point_kubeconfig_at(kubeconfig, lb.url)
-                lb.health_ssl = ssl_context_from_kubeconfig(kubeconfig)[1]
+                # /livez needs no credential, and the node's client certificate is renewed
+                # (certmanager): a copy of it here would expire and fail the checks' handshakes
+                lb.health_ssl = ssl.create_default_context(cadata=kubeconfig_credentials(kubeconfig)[1].decode())
             await run_agent(data_dir, kubeconfig, args.node_name, kubelet_port=args.kubelet_port,
                             containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
                             pki_dir=args.pki_dir or None, pod_pids_limit=args.pod_max_pids,
-                            node_ip=args.node_ip, flannel_backend=args.flannel_backend)
+                            node_ip=args.node_ip, flannel_backend=args.flannel_backend,
+                            allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls))
         finally:
             if lb is not None:
                 await lb.close()
@@ -160,10 +169,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     from kubelite.agent.cgroups import CgroupError
     from kubelite.agent.podnet import PodNetworkError
+    from kubelite.agent.sysctls import SysctlConfigError
 
     try:
         asyncio.run(main())
-    except (CgroupError, PodNetworkError):  # run_agent has logged why
+    except (CgroupError, PodNetworkError, SysctlConfigError):  # run_agent has logged why
         return 1
     if failed:
         sys.stderr.write(f"kubelite agent: {failed[0]}\n")

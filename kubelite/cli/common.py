@@ -73,3 +73,8 @@ def check_log_level(level: str) -> None:
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=LOG_LEVELS[level], format=LOG_FORMAT, force=True)
+
+
+def split_list(value: str) -> tuple[str, ...]:
+    """A comma-separated flag value (pflag's StringSlice)."""
+    return tuple(x.strip() for x in value.split(",") if x.strip())

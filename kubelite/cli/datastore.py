@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from kubelite.config import ServerConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kubelite.store.etcd import EtcdStore
     from kubelite.store.transfer import Report
 
@@ -78,6 +80,14 @@ def _etcd_store(endpoint: str, cafile: str, certfile: str, keyfile: str, prefix:
 
     return EtcdStore(endpoint, tls=EtcdTLS(cafile or None, certfile or None, keyfile or None), key_prefix=prefix,
                      compact_interval=0)
+
+
+def _advancing(past: str) -> Callable[[int, int], None]:
+    def say(frm: int, to: int) -> None:
+        print(f"Moving etcd's revision from {frm} to {to}, past {past} (one write each, about "
+              f"{max((to - frm) / 5000, 0.1):.1f} s) ...", flush=True)
+
+    return say
 
 
 def _txns(report: Report) -> str:
@@ -137,7 +147,7 @@ def _restore_etcd(args: argparse.Namespace, snap: Path, db: Path, rec: dict[str,
                             rec.get("keyfile", ""), prefix)
         await store.start()
         try:
-            return await restore_keys(store, want), snap_rev
+            return await restore_keys(store, want, snap_rev, _advancing("the snapshot's revision")), snap_rev
         finally:
             await store.close()
 
@@ -233,7 +243,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         try:
             await src.start()
             try:
-                return await copy_all(src, dst, force=args.force)
+                return await copy_all(src, dst, force=args.force, on_advance=_advancing("every resourceVersion the SQLite datastore gave out"))
             finally:
                 await src.close()
         finally:

@@ -13,7 +13,7 @@ from kubelite.agent.podnet import BACKENDS
 from kubelite.cli.advise import register_advise_cli
 from kubelite.cli.agent import register_agent_cli
 from kubelite.cli.certs import register_certs_cli
-from kubelite.cli.common import add_global_flags, check_log_level, setup_logging, take_log_level
+from kubelite.cli.common import add_global_flags, check_log_level, setup_logging, split_list, take_log_level
 from kubelite.cli.datastore import register_datastore_cli
 from kubelite.cli.dev import register_dev_cli
 from kubelite.cli.doctor import register_doctor_cli
@@ -63,6 +63,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                        disable_agent=args.disable_agent, disable_scheduler=args.disable_scheduler,
                        tls_sans=tuple(args.tls_san or ()), node_name=args.node_name,
                        flannel_backend=args.flannel_backend, compact_interval=args.compact_interval,
+                       allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls),
                        compact_keep=args.compact_keep, node_monitor_period=args.node_monitor_period,
                        node_monitor_grace_period=args.node_monitor_grace_period,
                        node_startup_grace_period=args.node_startup_grace_period,
@@ -228,6 +229,8 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
     s.add_argument("--flannel-backend", choices=BACKENDS, default="host-gw",
                    help="the agent's pod network across nodes, as `kubelite agent --flannel-backend`: host-gw, "
                         "vxlan or none (default host-gw)")
+    s.add_argument("--allowed-unsafe-sysctls", default="", metavar="LIST",
+                   help="the agent's: comma-separated unsafe sysctls or patterns (ending in *) pods may set")
     s.add_argument("--compact-interval", type=float, default=300.0, help=argparse.SUPPRESS)
     s.add_argument("--compact-keep", type=int, default=1000, help=argparse.SUPPRESS)
     s.add_argument("--datastore-endpoint", default="", metavar="URLS",

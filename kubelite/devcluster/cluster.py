@@ -253,10 +253,13 @@ class DevCluster:
                     if any(c.get("type") == "Ready" and c.get("status") == "True"
                            for c in (n.get("status") or {}).get("conditions") or [])}
 
+        def serving(name: str) -> bool:  # its endpoint's certificate (a kubelet-serving CSR) was issued
+            return (self.data_dir / "nodes" / name / "pki" / "kubelet-server-current.pem").exists()
+
         deadline = time.monotonic() + timeout
         while True:
             got = asyncio.run(ready())
-            if set(names) <= got:
+            if set(names) <= got and all(serving(n) for n in names):
                 return
             for host in self.hosts():
                 agent = host.procs.get("agent")
@@ -264,7 +267,10 @@ class DevCluster:
                     tail = (host.log_dir / "agent.log").read_text(errors="replace")[-3000:]
                     raise ClusterError(f"the agent of {host.name} exited:\n{tail}")
             if time.monotonic() > deadline:
-                raise ClusterError(f"nodes not Ready within {timeout:.0f}s: {sorted(set(names) - got)}")
+                if not set(names) <= got:
+                    raise ClusterError(f"nodes not Ready within {timeout:.0f}s: {sorted(set(names) - got)}")
+                raise ClusterError(f"no serving certificate within {timeout:.0f}s for "
+                                   f"{sorted(n for n in names if not serving(n))} (kubectl get csr)")
             time.sleep(0.5)
 
     # ------------------------------------------------------------------ down

@@ -24,7 +24,7 @@ _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
     "PodSpec": ["evictionResponders", "hostnameOverride", "schedulingGroup", "setHostnameAsFQDN",
                 "resourceClaims", "enableServiceLinks"],
-    "Container": ["restartPolicyRules", "resizePolicy", "volumeDevices"],
+    "Container": ["restartPolicyRules", "volumeDevices"],
     "PodSecurityContext": ["fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
                            "supplementalGroupsPolicy", "windowsOptions"],
     "SecurityContext": ["seLinuxOptions", "windowsOptions"],
@@ -85,6 +85,27 @@ FIELDS.update({
                                      "kind yet)"),
     "PodSpec.preemptionPolicy": ("honoured", "Never: the pod waits instead of preempting (`preemption: not "
                                              "eligible due to preemptionPolicy=Never.`); it can still be a victim"),
+    "Container.resizePolicy": ("honoured", "in-place resize through `pods/resize`: NotRequired (the default) "
+                                           "updates the running container (UpdateContainerResources, the pod "
+                                           "cgroup first), RestartContainer restarts it (`Container c resize "
+                                           "requires restart`); PodResizePending (Deferred/Infeasible, the "
+                                           "kubelet's messages), PodResizeInProgress, ResizeStarted/ResizeCompleted "
+                                           "events, containerStatuses[].allocatedResources and .resources (read "
+                                           "from the cgroup); pod-level resources cannot be resized (as upstream); "
+                                           "ResourceQuota charges what a resize adds; LimitRange does not check "
+                                           "resizes yet"),
+    "EphemeralContainer.resizePolicy": ("refused", "`Forbidden: cannot be set for an Ephemeral Container` "
+                                                   "(ephemeral containers are not resized)"),
+    "PodSecurityContext.sysctls": ("honoured", "the kubelet's allowlist at admission: the safe sysctls "
+                                               "(kernel.shm_rmid_forced, net.ipv4.ip_local_port_range, "
+                                               "tcp_syncookies, ping_group_range, ip_unprivileged_port_start, "
+                                               "ip_local_reserved_ports, tcp_keepalive_time/intvl/probes, "
+                                               "tcp_fin_timeout, tcp_rmem, tcp_wmem, as the kernel namespaces them) "
+                                               "and the agent's `--allowed-unsafe-sysctls`; others fail the pod: "
+                                               "phase Failed, reason `SysctlForbidden`, message `Pod was rejected: "
+                                               "forbidden sysctl: \"kernel.sem\" not allowlisted` (net ones with "
+                                               "hostNetwork, IPC ones with hostIPC: `not allowed with host net "
+                                               "enabled`); allowed ones go to the sandbox (LinuxPodSandboxConfig.sysctls)"),
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "

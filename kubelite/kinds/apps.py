@@ -365,6 +365,10 @@ class ReplicaSetStrategy(_WorkloadStrategy):
     def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return validate_replica_set_status(_d(new.get("status")), Path("status"))
 
+    def field_labels(self, obj: Obj) -> dict[str, str]:
+        """ReplicaSetToSelectableFields."""
+        return {"status.replicas": str(_int(_d(obj.get("status")).get("replicas")) or 0)}
+
     columns = (
         name_column(),
         Column("Desired", "integer", "", doc(RS_DEF + "Spec", "replicas")),

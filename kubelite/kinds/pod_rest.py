@@ -207,23 +207,79 @@ async def evict(handler: APIHandler, namespace: str, name: str, opts: DeleteOpti
     """EvictionREST.Create after decoding: delete unless a budget forbids it."""
     pods = handler.stores.get("", "pods")
     retry_conflicts = not opts.preconditions.get("resourceVersion")
+    preconditions = dict(opts.preconditions)
     for attempt in range(_EVICTION_RETRIES):
+        opts.preconditions = dict(preconditions)
         pod = await pods.get(namespace, name)
         try:
             if _can_ignore_pdb(pod):
-                await pods.delete(namespace, name, opts)
+                await _delete_evicted(pods, pod, opts)
                 return
             budgets = await _budgets_for(handler, pod)
             if len(budgets) > 1:
                 raise errors.internal("This pod has more than one PodDisruptionBudget, which the eviction "
                                       "subresource does not support.")
-            if budgets:
+            if budgets and not _unhealthy_pod_may_go(pod, budgets[0]):
                 await _check_and_decrement(handler, budgets[0], name, opts.dry_run)
-            await pods.delete(namespace, name, opts)
+            elif budgets and retry_conflicts:  # updateDeletionOptions: only if it is still this unhealthy pod
+                opts.preconditions = {**opts.preconditions,
+                                      "resourceVersion": (pod.get("metadata") or {}).get("resourceVersion")}
+            await _delete_evicted(pods, pod, opts)
             return
         except errors.StatusError as exc:
             if exc.code != 409 or not retry_conflicts or attempt == _EVICTION_RETRIES - 1:
                 raise
+
+
+async def _delete_evicted(pods: Any, pod: dict[str, Any], opts: DeleteOptions) -> None:
+    """addConditionAndDeletePod: the pod says why it goes (DisruptionTarget, reason
+    EvictionByEvictionAPI) before it is deleted; a resourceVersion precondition moves to the
+    version that carries the condition."""
+    meta = pod.get("metadata") or {}
+    ns, name = meta.get("namespace", ""), meta.get("name", "")
+    if not opts.dry_run:
+        want = opts.preconditions.get("resourceVersion")
+        if want and want != meta.get("resourceVersion"):
+            raise errors.conflict("pods", name, f"Precondition failed: ResourceVersion in precondition: {want}, "
+                                                f"ResourceVersion in object meta: {meta.get('resourceVersion')}")
+        now = now_rfc3339()
+
+        def condition(cur: dict[str, Any]) -> dict[str, Any]:
+            status = cur.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if not (
+                isinstance(c, dict) and c.get("type") == "DisruptionTarget")]
+            old = next((c for c in status.get("conditions") or [] if isinstance(c, dict)
+                        and c.get("type") == "DisruptionTarget"), None)
+            conds.append({"type": "DisruptionTarget", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": old["lastTransitionTime"] if old and old.get("status") == "True"
+                          and old.get("lastTransitionTime") else now,
+                          "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"})
+            status["conditions"] = conds
+            return cur
+
+        updated, _ = await pods.patch(ns, name, condition, WriteOptions(field_manager="kube-apiserver"), "status")
+        if want:
+            opts.preconditions = {**opts.preconditions,
+                                  "resourceVersion": (updated.get("metadata") or {}).get("resourceVersion")}
+    await pods.delete(ns, name, opts)
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    return any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _unhealthy_pod_may_go(pod: dict[str, Any], pdb: dict[str, Any]) -> bool:
+    """A pod that is not ready counts for no budget: it is evicted without taking a disruption
+    when the budget's unhealthyPodEvictionPolicy is AlwaysAllow, or (IfHealthyBudget, the
+    default) when the budget is met without it."""
+    if _pod_ready(pod):
+        return False
+    if (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy") == "AlwaysAllow":
+        return True
+    st = pdb.get("status") or {}
+    desired = int(st.get("desiredHealthy") or 0)
+    return int(st.get("currentHealthy") or 0) >= desired and desired > 0
 
 
 async def _budgets_for(handler: APIHandler, pod: dict[str, Any]) -> list[dict[str, Any]]:

@@ -138,15 +138,38 @@ def qos_class(pod: Obj) -> str:
     return q if q else compute_qos_class(pod)
 
 
-def _effective(pod: Obj, which: str) -> dict[str, Decimal]:
+def _resize_infeasible(pod: Obj) -> bool:
+    return any(_d(c).get("type") == "PodResizePending" and _d(c).get("reason") == "Infeasible"
+               for c in _l(_d(pod.get("status")).get("conditions")))
+
+
+def _effective(pod: Obj, which: str, use_status: bool = False) -> dict[str, Decimal]:
     """resourcehelper.PodRequests / PodLimits over ``which`` ("requests" or "limits"): app
     containers summed, init containers in order (restartable sidecars accumulate and stay),
     the largest of the two taken, pod-level values winning for cpu/memory/hugepages, plus
-    spec.overhead (for limits only where a limit exists)."""
+    spec.overhead (for limits only where a limit exists). With ``use_status``
+    (UseStatusResources, the scheduler's) a resized container's requests are the largest of
+    its spec's (unless the resize is Infeasible), its status resources' and its allocation."""
     spec = _d(pod.get("spec"))
+    status = _d(pod.get("status"))
+    statuses = {_d(cs).get("name"): _d(cs) for key in ("containerStatuses", "initContainerStatuses")
+                for cs in _l(status.get(key))} if use_status and which == "requests" else {}
+    infeasible = _resize_infeasible(pod) if statuses else False
+
+    def plain(rl: Any) -> dict[str, Decimal]:
+        return {n: q for n, v in _d(rl).items() if (q := _q(v)) is not None}
 
     def of(c: Any) -> dict[str, Decimal]:
-        return {n: q for n, v in _d(_d(_d(c).get("resources")).get(which)).items() if (q := _q(v)) is not None}
+        own = plain(_d(_d(c).get("resources")).get(which))
+        cs = statuses.get(_d(c).get("name"))
+        if cs is None or not isinstance(cs.get("resources"), dict):
+            return own
+        out = {} if infeasible else own
+        for rl in (_d(cs["resources"]).get("requests"), cs.get("allocatedResources")):
+            for n, q in plain(rl).items():
+                if q > out.get(n, Decimal(-1)):
+                    out[n] = q
+        return out
 
     out: dict[str, Decimal] = {}
     for c in _l(spec.get("containers")):
@@ -180,9 +203,10 @@ def _effective(pod: Obj, which: str) -> dict[str, Decimal]:
     return out
 
 
-def pod_requests(pod: Obj) -> dict[str, Decimal]:
-    """Effective requests (resourcehelper.PodRequests), what the scheduler and quota count."""
-    return _effective(pod, "requests")
+def pod_requests(pod: Obj, use_status: bool = False) -> dict[str, Decimal]:
+    """Effective requests (resourcehelper.PodRequests), what the scheduler and quota count;
+    ``use_status``: a pending or unfinished resize counts at its largest (the scheduler's)."""
+    return _effective(pod, "requests", use_status)
 
 
 def pod_limits(pod: Obj) -> dict[str, Decimal]:

@@ -70,6 +70,7 @@ def default_registry() -> Registry:
         namespaces,
         nodes,
         pods,
+        policy,
         priorityclasses,
         rbac,
         resourcequota,
@@ -104,4 +105,5 @@ def default_registry() -> Registry:
         runtimeclasses.RUNTIMECLASS,
         apps.DEPLOYMENT,
         apps.REPLICASET,
+        policy.PODDISRUPTIONBUDGET,
     ])

@@ -33,6 +33,7 @@ from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
 from kubelite.controllers.csr import CSRApprover, CSRSigner
 from kubelite.controllers.deployment import DeploymentController
+from kubelite.controllers.disruption import DisruptionController
 from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.namespace import NamespaceController
@@ -176,6 +177,7 @@ class Server:
             ("pod-garbage-collector", PodGC(stores).run),
             ("replicaset-controller", ReplicaSetController(stores).run),
             ("deployment-controller", DeploymentController(stores).run),
+            ("disruption-controller", DisruptionController(stores).run),
             ("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
                                                         recorder(stores, "cidrAllocator")).run),
         ]
@@ -211,7 +213,8 @@ class Server:
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
         self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir,
                                                            rotate_certificates=False,
-                                                           flannel_backend=cfg.flannel_backend))
+                                                           flannel_backend=cfg.flannel_backend,
+                                                           allowed_unsafe_sysctls=cfg.allowed_unsafe_sysctls))
 
     async def stop(self) -> None:
         # components first (the agent leaves containers running), then the API, then the store

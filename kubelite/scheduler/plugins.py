@@ -206,7 +206,7 @@ class PodInfo:
     def of(cls, pod: Obj) -> PodInfo:
         meta, spec = _d(pod.get("metadata")), _d(pod.get("spec"))
         reqs: dict[str, int] = {}
-        for name, q in pod_requests(pod).items():
+        for name, q in pod_requests(pod, use_status=True).items():
             reqs[name] = _int_value(q, milli=(name == "cpu"))
         nz_cpu = nz_mem = 0
         for c in _l(spec.get("containers")):

@@ -281,9 +281,13 @@ class Scheduler:
             self._assumed.pop(uid, None)
         self._update_nomination(uid, old, pod)
         was_counted = uid in self._placed
+        before = self.nodes[self._placed[uid]].pods.get(uid) if was_counted else None
         self._recount(uid)
         if was_counted and uid not in self._placed:
             self._cluster_changed()  # a bound pod finished
+        elif before is not None and (after := self.nodes[self._placed[uid]].pods.get(uid)) is not None and any(
+                after.requests.get(k, 0) < v for k, v in before.requests.items()):
+            self._cluster_changed()  # a bound pod was resized down: room for others
         elif uid in self._placed and (not was_counted or _labels(old) != _labels(pod)):
             self._pod_placed()
         if self._wants(uid, pod):

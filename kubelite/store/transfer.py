@@ -9,17 +9,17 @@ store): many keys per transaction, within etcd's limits (``--max-txn-ops``, defa
 Stored values carry no resourceVersion (kubelite.apiserver.registry.encode strips it; it is the
 key's revision), so a copy is byte for byte: names, uids, creationTimestamps, managedFields all
 stay; only the resourceVersions are new, etcd's revisions. Both operations end by compacting
-etcd's history up to now (:meth:`BatchTarget.compact_all`): a client that re-watches from a
-resourceVersion it saw before is answered 410 Gone and re-lists, instead of being served a
-history that no longer matches what it cached (the reason etcd 3.6's ``etcdutl snapshot restore``
-grew ``--bump-revision --mark-compacted``, and kube-apiserver must be restarted after an etcd
-restore).
+etcd's history up to now (:meth:`BatchTarget.compact_all`), a migration after moving etcd's
+revision past the SQLite store's: a client that re-watches from a resourceVersion it saw before
+is answered 410 Gone and re-lists, instead of being served a history that no longer matches what
+it cached (the reason etcd 3.6's ``etcdutl snapshot restore`` grew ``--bump-revision
+--mark-compacted``, and kube-apiserver must be restarted after an etcd restore).
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,6 +36,10 @@ Op = tuple[str, bytes | None]  # (key, value) puts, (key, None) deletes
 
 class BatchTarget(Protocol):
     async def count(self, prefix: str) -> int: ...
+
+    async def current_revision(self) -> int: ...
+
+    async def advance_revision(self, target: int) -> int: ...
 
     async def list(self, prefix: str, revision: int = 0, limit: int = 0, start_key: str = "") -> ListResult: ...
 
@@ -111,10 +115,17 @@ async def _write(dst: BatchTarget, ops: list[Op], report: Report, *, create_only
                 report.written += 1
 
 
-async def copy_all(src: Store, dst: BatchTarget, *, force: bool = False) -> Report:
+async def copy_all(src: Store, dst: BatchTarget, *, force: bool = False,
+                   on_advance: Callable[[int, int], None] | None = None) -> Report:
     """Copy every live key of ``src`` into ``dst``, which must hold nothing under ROOT unless
     ``force`` (then what it holds there is deleted first). ``src`` must not change meanwhile (the
-    caller holds the data dir's lock): its keys are read in one list, at one revision."""
+    caller holds the data dir's lock): its keys are read in one list, at one revision.
+
+    Then ``dst``'s revision is moved past ``src``'s (``on_advance(from, to)`` is told first), and
+    compacted: every resourceVersion a client of ``src`` ever saw is then below the compaction,
+    so a watch from it is 410 Gone. Without the advance, a watch from a ``src`` resourceVersion
+    above ``dst``'s revision would wait silently for etcd to reach it, missing every event in
+    between."""
     report = Report()
     existing = await dst.count(ROOT)
     if existing and not force:
@@ -128,6 +139,7 @@ async def copy_all(src: Store, dst: BatchTarget, *, force: bool = False) -> Repo
         ops.append((kv.key, kv.value))
         report.counts[resource_of(kv.key)] += 1
     await _write(dst, ops, report, create_only=True)
+    await _advance_past(dst, report.source_revision, on_advance)
     report.revision = await dst.compact_all()
     return report
 
@@ -146,9 +158,20 @@ async def live_keys(store: BatchTarget, page: int = 1000) -> dict[str, bytes]:
         start = res.kvs[-1].key + "\x00"
 
 
-async def restore_keys(dst: BatchTarget, want: Mapping[str, bytes]) -> Report:
+async def _advance_past(dst: BatchTarget, revision: int, on_advance: Callable[[int, int], None] | None) -> None:
+    current = await dst.current_revision()
+    if current <= revision:
+        if on_advance is not None:
+            on_advance(current, revision + 1)
+        await dst.advance_revision(revision + 1)
+
+
+async def restore_keys(dst: BatchTarget, want: Mapping[str, bytes], snapshot_revision: int = 0,
+                       on_advance: Callable[[int, int], None] | None = None) -> Report:
     """Make ``dst``'s keys under ROOT exactly ``want`` (the snapshot's), writing only the
-    difference; then compact so that every earlier resourceVersion is 410 Gone."""
+    difference; then compact so that every earlier resourceVersion is 410 Gone. An etcd that is
+    not past ``snapshot_revision`` (a new cluster in place of a lost one) is moved past it first,
+    so no resourceVersion of the snapshot's time is left to wait on."""
     report = Report()
     have = await live_keys(dst)
     ops = diff(want, have)
@@ -156,5 +179,6 @@ async def restore_keys(dst: BatchTarget, want: Mapping[str, bytes]) -> Report:
     for key in want:
         report.counts[resource_of(key)] += 1
     await _write(dst, ops, report, create_only=False)
+    await _advance_past(dst, snapshot_revision, on_advance)
     report.revision = await dst.compact_all()
     return report

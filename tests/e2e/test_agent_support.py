@@ -210,10 +210,10 @@ def node_ready(server: ServerProcess, node: str) -> bool:
 
 
 @contextlib.contextmanager
-def full_cluster(data_dir: Path, node: str, *cleanup_namespaces: str):
+def full_cluster(data_dir: Path, node: str, *cleanup_namespaces: str, extra: tuple[str, ...] = ()):
     """`kubelite server` as users run it (API + scheduler + agent) with the node Ready; yields
     (server, AgentProcess view of its node); at the end pods go, the server stops, the host is left clean."""
-    server = ServerProcess(data_dir, extra=["--node-name", node]).start()
+    server = ServerProcess(data_dir, extra=["--node-name", node, *extra]).start()
     view = AgentProcess(server.data_dir, server, node)  # to look at the host; the server runs the agent
     try:
         wait_until(lambda: node_ready(server, node), 60, 0.1, "node Ready")

@@ -170,6 +170,7 @@ def test_migrate_1000_objects_from_sqlite_to_etcd(etcd, tmp_path: Path) -> None:
         before = _identity(srv)
         assert sum(1 for k in before if k.startswith("ConfigMap/cm-")) == 1000
         ns_uid = json.loads(srv.kubectl("get", "ns", "mig", "-o", "json").stdout)["metadata"]["uid"]
+        rv_sqlite = core_api(srv).list_namespaced_config_map("mig", limit=1).metadata.resource_version
         copy = tmp_path / "copy.db"
         assert _kubelite("datastore", "snapshot", "save", str(copy), "--data-dir", str(srv.data_dir)).returncode == 0
 
@@ -186,7 +187,8 @@ def test_migrate_1000_objects_from_sqlite_to_etcd(etcd, tmp_path: Path) -> None:
         assert int(counts["configmaps"]) >= 1000 and int(counts["secrets"]) >= 3
         assert counts["namespaces"] and counts["roles.rbac.authorization.k8s.io"]
         assert took < 15, f"migrate took {took:.1f} s"
-        print(f"\nmigrate: {done.stdout.splitlines()[0]} ({took:.1f} s with interpreter start)")
+        print(f"\nmigrate: {next(ln for ln in done.stdout.splitlines() if ln.startswith('Migrated'))} "
+              f"({took:.1f} s with interpreter start)")
         again = _kubelite("datastore", "migrate", *to, "--data-dir", str(srv.data_dir))
         assert again.returncode == 1 and "already stores its objects in etcd" in again.stderr
         # another SQLite cluster into the same (now used) prefix is refused, nothing written
@@ -209,6 +211,10 @@ def test_migrate_1000_objects_from_sqlite_to_etcd(etcd, tmp_path: Path) -> None:
         assert sum(1 for i in listed.items if i.metadata.name.startswith("cm-")) == 1000
         assert core.read_namespaced_secret("secret-2", "mig").data == {"token": "dDI="}
         assert core.read_namespaced_config_map("cm-0999", "mig").data == {"i": "999"}
+        # a client re-watching from a SQLite-era resourceVersion re-lists (410), never waits silently
+        assert int(listed.metadata.resource_version) > int(rv_sqlite)
+        status, first = watch_from(core, "mig", rv_sqlite)
+        assert status == 410 or (first and first["type"] == "ERROR" and first["object"]["code"] == 410), first
         # list + watch from the list's resourceVersion (an etcd revision now)
         core.create_namespaced_config_map("mig", cm("after-migration"))
         status, first = watch_from(core, "mig", listed.metadata.resource_version)
@@ -217,3 +223,44 @@ def test_migrate_1000_objects_from_sqlite_to_etcd(etcd, tmp_path: Path) -> None:
         core.patch_namespaced_config_map("cm-0000", "mig", {"data": {"i": "changed"}})  # updates work too
     finally:
         srv.stop()
+
+
+def test_etcd_restore_onto_a_rebuilt_etcd(tmp_path: Path) -> None:
+    """Disaster recovery: the etcd is lost and rebuilt empty at the same address; the snapshot
+    brings the cluster back, and etcd's revision is moved past the snapshot's so that clients'
+    old resourceVersions are 410 Gone rather than a silent wait."""
+    import shutil
+
+    etcd = EtcdCluster(tmp_path / "etcd", 1, tls=True).start()
+    flags = ["--disable-agent", "--disable-scheduler", "--datastore-endpoint", etcd.endpoints, *tls_flags(etcd)]
+    srv = ServerProcess(tmp_path / "data", extra=flags)
+    try:
+        srv.start(timeout=90)
+        core = core_api(srv)
+        for i in range(30):
+            core.create_namespaced_config_map("default", cm(f"c{i}"))
+        uid = core.read_namespaced_config_map("c7", "default").metadata.uid
+        rv_seen = core.list_namespaced_config_map("default").metadata.resource_version
+        snap = tmp_path / "etcd.snap"
+        assert _kubelite("datastore", "snapshot", "save", str(snap), "--data-dir", str(srv.data_dir)).returncode == 0
+        srv.stop()
+
+        member = etcd.members[0]  # lost: a new, empty member at the same address
+        member.stop()
+        shutil.rmtree(member.data_dir)
+        etcd.start()
+        done = _kubelite("datastore", "snapshot", "restore", str(snap), "--data-dir", str(srv.data_dir))
+        assert done.returncode == 0, done.stderr
+        assert "Moving etcd's revision from" in done.stdout, done.stdout
+
+        srv.start(timeout=90)
+        core = core_api(srv)
+        listed = core.list_namespaced_config_map("default")
+        assert {f"c{i}" for i in range(30)} <= {i.metadata.name for i in listed.items}
+        assert core.read_namespaced_config_map("c7", "default").metadata.uid == uid
+        assert int(listed.metadata.resource_version) > int(rv_seen)
+        status, first = watch_from(core, "default", rv_seen)
+        assert status == 410 or (first and first["type"] == "ERROR" and first["object"]["code"] == 410), first
+    finally:
+        srv.stop()
+        etcd.stop()

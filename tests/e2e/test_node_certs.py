@@ -132,6 +132,9 @@ def test_every_node_serves_streams_and_renews_its_certificates(tmp_path):
         assert no_ca_key_under(data / "nodes", server_pki.ca_key.read_bytes()) == []
         first = {}
         for i, n in enumerate(NODES, 1):
+            # `up` waited for the serving certificates too: every endpoint answers at once
+            serial = serving_serial(tls, node_ip(i))
+            assert serial is not None, n
             pki = data / "nodes" / n / "pki"
             assert (pki / "kubelet-client-current.pem").is_symlink() and (pki / "kubelet-server-current.pem").is_symlink()
             assert (pki / "kubelet-server-current.pem").stat().st_mode & 0o777 == 0o600
@@ -140,8 +143,7 @@ def test_every_node_serves_streams_and_renews_its_certificates(tmp_path):
             san = srv.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             assert san.get_values_for_type(x509.DNSName) == [n]
             assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == [node_ip(i)]
-            first[n] = (wait_until(lambda i=i: serving_serial(tls, node_ip(i)), 20, 0.2, f"endpoint of {n}"),
-                        client_serial(data, n))
+            first[n] = (serial, client_serial(data, n))
         csrs = json.loads(kubectl("get", "csr", "-o", "json").stdout)["items"]
         serving = {c["spec"]["username"] for c in csrs if c["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
                    and c["status"]["conditions"][0]["message"] ==
@@ -204,6 +206,11 @@ def test_every_node_serves_streams_and_renews_its_certificates(tmp_path):
 
         wait_until(lambda: condition("e2e-own-san") == "Approved,Issued", 20, 0.2, "own-address CSR issued")
         assert condition("e2e-foreign-san") == "Pending"  # looked at before the later one (one queue)
+        # a user may still approve it: then it is signed as asked
+        kubectl("certificate", "approve", "e2e-foreign-san")
+        wait_until(lambda: condition("e2e-foreign-san") == "Approved,Issued", 20, 0.2, "approved CSR issued")
+        approved = json.loads(kubectl("get", "csr", "e2e-foreign-san", "-o", "json").stdout)["status"]["conditions"]
+        assert [(c["type"], c["reason"]) for c in approved] == [("Approved", "KubectlApprove")]
         kubectl("delete", "csr", "e2e-foreign-san", "e2e-own-san")
 
         # --cluster-signing-duration 2m: each agent renews both certificates at 70-90 % of their

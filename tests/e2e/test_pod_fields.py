@@ -1,6 +1,7 @@
 """Pod fields the kubelet acts on, as the node conformance tests check them: lifecycle hooks
 (postStart/preStop, exec and httpGet, a failing postStart), activeDeadlineSeconds and
-readinessGates."""
+readinessGates,
+preemption, in-place resize and sysctls."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ NODE = "kl-e2e-fields"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with full_cluster(tmp_path_factory.mktemp("fields") / "data", NODE) as c:
+    with full_cluster(tmp_path_factory.mktemp("fields") / "data", NODE,
+                      extra=("--allowed-unsafe-sysctls", "kernel.msg*")) as c:
         yield c
 
 
@@ -193,11 +195,13 @@ def test_higher_priority_pod_preempts_on_a_full_node(cluster):
         server.kubectl("delete", "priorityclass", "kl-e2e-high", "--ignore-not-found", check=False)
 
 
-def _cgroup_value(pod: dict, controller: str, name: str) -> int:
+def _cgroup_value(pod: dict, controller: str, name: str, container: bool = True) -> int:
+    """A value of the container's cgroup (or of the pod's, ``container=False``) on this v1 host."""
     cid = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
     qos = pod["status"]["qosClass"].lower()
     parent = "kubepods" if qos == "guaranteed" else f"kubepods/{qos}"
-    return int(Path(f"/sys/fs/cgroup/{controller}/{parent}/pod{pod['metadata']['uid']}/{cid}/{name}").read_text())
+    d = Path(f"/sys/fs/cgroup/{controller}/{parent}/pod{pod['metadata']['uid']}")
+    return int(((d / cid) if container else d).joinpath(name).read_text())
 
 
 def test_in_place_resize(cluster):
@@ -231,6 +235,7 @@ def test_in_place_resize(cluster):
         pod = wait_until(resized, 60, 0.3, "cpu limit resized")
         assert pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "400m"
         assert _cgroup_value(pod, "cpu", "cpu.cfs_quota_us") == 40000
+        assert _cgroup_value(pod, "cpu", "cpu.cfs_quota_us", container=False) == 40000  # the pod's too
         cs = pod["status"]["containerStatuses"][0]
         assert cs["restartCount"] == 0 and "running" in cs["state"]
         reasons = [e["reason"] for e in _events(server, "resize")]
@@ -270,6 +275,35 @@ def test_in_place_resize(cluster):
 
         pod = wait_until(restarted, 60, 0.3, "restarted with more memory")
         assert _cgroup_value(pod, "memory", "memory.limit_in_bytes") == 96 * 1024 * 1024
+        assert _cgroup_value(pod, "memory", "memory.limit_in_bytes", container=False) == 96 * 1024 * 1024
     finally:
         server.kubectl("delete", "pod", "resize", "--ignore-not-found", "--grace-period=1", "--wait=false",
                        check=False)
+
+
+def test_sysctls_safe_allowed_and_forbidden(cluster):
+    """Safe sysctls and those on --allowed-unsafe-sysctls reach the pod's namespaces; any other
+    fails the pod at the kubelet's admission (SysctlForbidden)."""
+    server, _ = cluster
+    _apply(server, _pod("sysctls", [{"name": "c", "image": BUSYBOX, "command": [
+        "sh", "-c", "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_local_port_range "
+                    "/proc/sys/kernel/msgmax; sleep 3600"]}],
+        securityContext={"sysctls": [{"name": "kernel.shm_rmid_forced", "value": "1"},
+                                     {"name": "net.ipv4.ip_local_port_range", "value": "1024 50000"},
+                                     {"name": "kernel.msgmax", "value": "10000"}]},
+        terminationGracePeriodSeconds=1))
+    _apply(server, _pod("unsafe-sysctl", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        securityContext={"sysctls": [{"name": "kernel.sem", "value": "250 32000 100 128"}]}))
+    try:
+        _running(server, "sysctls")
+        out = wait_until(lambda: (o := _logs(server, "sysctls", "c")).count("\n") >= 3 and o, 30, 0.3, "sysctl values")
+        assert out.split() == ["1", "1024", "50000", "10000"]
+        pod = wait_until(lambda: (p := get_pod(server, "unsafe-sysctl")) and p["status"].get("phase") == "Failed"
+                         and p, 60, 0.3, "unsafe sysctl refused")
+        assert pod["status"]["reason"] == "SysctlForbidden"
+        assert pod["status"]["message"] == 'Pod was rejected: forbidden sysctl: "kernel.sem" not allowlisted'
+        ev = next(e for e in _events(server, "unsafe-sysctl") if e["reason"] == "SysctlForbidden")
+        assert ev["type"] == "Warning" and ev["message"] == 'forbidden sysctl: "kernel.sem" not allowlisted'
+    finally:
+        server.kubectl("delete", "pod", "sysctls", "unsafe-sysctl", "--ignore-not-found", "--grace-period=1",
+                       "--wait=false", check=False)

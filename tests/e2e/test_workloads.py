@@ -14,7 +14,8 @@ import urllib.error
 
 import pytest
 
-from tests.e2e.harness import ServerProcess, wait_until
+from kubelite.api import protobuf
+from tests.e2e.harness import ServerProcess, raw_request, wait_until
 from tests.e2e.test_agent_support import full_cluster, http_get
 
 NODE = "kl-e2e-workloads"
@@ -223,6 +224,76 @@ def test_deleting_a_deployment_collects_its_replicasets_and_pods(cluster):
                "ReplicaSets and pods collected")
 
 
+def test_pause_holds_a_rollout_until_resume(cluster):
+    server = cluster
+    server.kubectl("create", "deployment", "held", f"--image={BLUE}", "--replicas=2")
+    server.kubectl("rollout", "status", "deployment/held", "--timeout=120s", timeout=150)
+    assert server.kubectl("rollout", "pause", "deployment/held").stdout.strip() == "deployment.apps/held paused"
+    server.kubectl("set", "image", "deployment/held", f"kuard-amd64={GREEN}")
+
+    def progressing() -> dict:
+        d = _json(server, "deployment", "held")
+        return next(c for c in d["status"]["conditions"] if c["type"] == "Progressing")
+
+    cond = wait_until(lambda: progressing() if progressing()["reason"] == "DeploymentPaused" else None, 30, 0.2,
+                      "the Progressing condition to say paused")
+    assert (cond["status"], cond["message"]) == ("Unknown", "Deployment is paused")
+    assert len(_json(server, "rs", "-l", "app=held")["items"]) == 1  # no new ReplicaSet while paused
+    assert server.kubectl("rollout", "resume", "deployment/held").stdout.strip() == "deployment.apps/held resumed"
+    server.kubectl("rollout", "status", "deployment/held", "--timeout=120s", timeout=150)
+    pods = _active(_pods(server, "app=held"))
+    assert len(pods) == 2 and {p["spec"]["containers"][0]["image"] for p in pods} == {GREEN}
+    server.kubectl("delete", "deployment", "held")
+    wait_until(lambda: not _pods(server, "app=held"), 90, 0.3, "held pods gone")
+
+
+def test_progress_deadline_exceeded(cluster):
+    server = cluster
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck"},
+                "spec": {"replicas": 1, "progressDeadlineSeconds": 3, "selector": {"matchLabels": {"app": "stuck"}},
+                         "template": {"metadata": {"labels": {"app": "stuck"}}, "spec": {"containers": [{
+                             "name": "c", "image": "kubelite.local/does-not-exist:1"}]}}}}
+    server.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    p = server.kubectl("rollout", "status", "deployment/stuck", "--timeout=60s", check=False, timeout=90)
+    assert p.returncode != 0
+    assert 'error: deployment "stuck" exceeded its progress deadline' in p.stderr
+    d = _json(server, "deployment", "stuck")
+    cond = next(c for c in d["status"]["conditions"] if c["type"] == "Progressing")
+    rs = _json(server, "rs", "-l", "app=stuck")["items"][0]["metadata"]["name"]
+    assert (cond["status"], cond["reason"], cond["message"]) == (
+        "False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs}" has timed out progressing.')
+    server.kubectl("delete", "deployment", "stuck")
+    wait_until(lambda: not _pods(server, "app=stuck"), 90, 0.3, "stuck pods gone")
+
+
+def test_protobuf_bodies_and_the_official_clients_scale(cluster, api_client_for):
+    from kubernetes import client
+
+    server = cluster
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "pb", "namespace": "default"},
+          "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "pb"}},
+                   "template": {"metadata": {"labels": {"app": "pb"}},
+                                "spec": {"containers": [{"name": "c", "image": BLUE}]}}}}
+    code, _, body = raw_request(server, "POST", "/apis/apps/v1/namespaces/default/replicasets", protobuf.encode(rs),
+                                {"Content-Type": "application/vnd.kubernetes.protobuf", "Accept": "application/json"})
+    assert code == 201, body
+    created = json.loads(body)
+    assert created["spec"]["template"]["spec"]["restartPolicy"] == "Always" and created["status"] == {"replicas": 0}
+    apps_api = client.AppsV1Api(api_client_for)
+    scale = apps_api.read_namespaced_replica_set_scale("pb", "default")
+    assert scale.spec.replicas in (0, None) and scale.status.selector == "app=pb"
+    apps_api.patch_namespaced_replica_set_scale("pb", "default", {"spec": {"replicas": 1}})
+    wait_until(lambda: len(_active(_pods(server, "app=pb"))) == 1, 30, 0.2,
+               "one pb pod")
+    with pytest.raises(client.ApiException) as exc:
+        apps_api.patch_namespaced_replica_set_scale("pb", "default", {"spec": {"replicas": -2}})
+    assert exc.value.status == 422
+    assert json.loads(exc.value.body)["message"] == ('Scale.autoscaling "pb" is invalid: spec.replicas: Invalid '
+                                                     'value: -2: must be greater than or equal to 0')
+    apps_api.delete_namespaced_replica_set("pb", "default")
+    wait_until(lambda: not _pods(server, "app=pb"), 60, 0.3, "pb pods collected")
+
+
 BAD = """
 apiVersion: apps/v1
 kind: Deployment
@@ -261,3 +332,41 @@ def test_bad_specs_are_refused_with_upstreams_422(cluster, manifest, message):
     assert message in p.stderr, p.stderr
     with contextlib.suppress(Exception):
         assert not _json(cluster, "deployments,replicasets", "-l", "app=bad")["items"]
+
+
+def test_drain_respects_a_disruption_budget(cluster):
+    server = cluster
+    server.kubectl("create", "deployment", "guarded", f"--image={BLUE}", "--replicas=3")
+    server.kubectl("rollout", "status", "deployment/guarded", "--timeout=120s", timeout=150)
+    out = server.kubectl("create", "pdb", "guarded", "--selector=app=guarded", "--min-available=2").stdout
+    assert out.strip() == "poddisruptionbudget.policy/guarded created"
+
+    def budget() -> dict:
+        return _json(server, "pdb", "guarded")["status"]
+
+    wait_until(lambda: budget().get("disruptionsAllowed") == 1, 30, 0.2, "one disruption allowed")
+    st = budget()
+    assert (st["expectedPods"], st["desiredHealthy"], st["currentHealthy"]) == (3, 2, 3)
+    rows = server.kubectl("get", "pdb").stdout.splitlines()
+    assert rows[0].split() == ["NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE"]
+    assert rows[1].split()[:4] == ["guarded", "2", "N/A", "1"]
+    before = {p["metadata"]["name"] for p in _pods(server, "app=guarded")}
+    try:
+        # one node: the evicted pod's replacement cannot be scheduled while the node is cordoned,
+        # so the budget lets exactly one pod go and drain keeps retrying the others
+        p = server.kubectl("drain", NODE, "--pod-selector=app=guarded", "--timeout=12s", check=False, timeout=60)
+        assert p.returncode != 0
+        assert "Cannot evict pod as it would violate the pod's disruption budget." in p.stderr + p.stdout
+        assert "(will retry after 5s)" in p.stderr + p.stdout
+        left = {q["metadata"]["name"] for q in _active(_pods(server, "app=guarded"))} & before
+        assert len(left) == 2
+        st = budget()
+        assert st["disruptionsAllowed"] == 0 and st["currentHealthy"] == 2
+        cond = next(c for c in st["conditions"] if c["type"] == "DisruptionAllowed")
+        assert (cond["status"], cond["reason"]) == ("False", "InsufficientPods")
+    finally:
+        server.kubectl("uncordon", NODE)
+    wait_until(lambda: budget().get("disruptionsAllowed") == 1, 60, 0.3, "the replacement ready again")
+    server.kubectl("delete", "pdb", "guarded")
+    server.kubectl("delete", "deployment", "guarded")
+    wait_until(lambda: not _pods(server, "app=guarded"), 90, 0.3, "guarded pods gone")

@@ -72,3 +72,21 @@ def test_object_counts_of_other_kinds():
     charges = check(cm, [q({"count/configmaps": "3", "configmaps": "3"},
                            {"count/configmaps": "1", "configmaps": "1"})], CONFIGMAP)
     assert charges[0]["status"]["used"] == {"count/configmaps": "2", "configmaps": "2"}
+
+
+def test_a_resize_is_charged_what_it_adds():
+    from kubelite.apiserver.admission import UPDATE
+
+    adm = ResourceQuotaAdmission(stores=None)  # type: ignore[arg-type]
+    old = pod(requests={"cpu": "200m"}, limits={"cpu": "400m"})
+    new = pod(requests={"cpu": "300m"}, limits={"cpu": "400m"})
+    quotas = [q({"requests.cpu": "1", "pods": "1"}, {"requests.cpu": "800m", "pods": "1"})]
+    charges = adm._check(Attributes(UPDATE, POD, "ns", "p", new, old, "resize"), quotas)
+    assert charges[0]["status"]["used"] == {"requests.cpu": "900m", "pods": "1"}  # +100m, no new pod
+    bigger = pod(requests={"cpu": "500m"}, limits={"cpu": "400m"})
+    with pytest.raises(errors.StatusError) as ei:
+        adm._check(Attributes(UPDATE, POD, "ns", "p", bigger, old, "resize"), quotas)
+    assert ei.value.message == ('pods "p" is forbidden: exceeded quota: q, requested: requests.cpu=300m, '
+                                'used: requests.cpu=800m, limited: requests.cpu=1')
+    smaller = pod(requests={"cpu": "100m"}, limits={"cpu": "400m"})
+    assert adm._check(Attributes(UPDATE, POD, "ns", "p", smaller, old, "resize"), quotas) == []

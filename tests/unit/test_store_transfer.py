@@ -56,6 +56,13 @@ class FakeEtcd:
         self.txns.append(len(ops))
         return self.rev
 
+    async def current_revision(self) -> int:
+        return self.rev
+
+    async def advance_revision(self, target: int) -> int:
+        self.rev = max(self.rev, target)
+        return self.rev
+
     async def delete_prefix(self, prefix: str) -> int:
         gone = [k for k in self.keys if k.startswith(prefix)]
         for k in gone:
@@ -110,13 +117,21 @@ async def test_copy_all_copies_every_live_key_in_few_transactions(tmp_path: Path
     src = await _sqlite_with(tmp_path, 300)
     try:
         dst = FakeEtcd()
-        report = await copy_all(src, dst)
+        advanced: list[tuple[int, int]] = []
+        report = await copy_all(src, dst, on_advance=lambda a, b: advanced.append((a, b)))
         assert report.counts == {"configmaps": 300, "namespaces": 1, "secrets": 1}
         assert report.written == 302 and report.transactions == 3 == len(dst.txns)
         assert report.source_revision == await src.current_revision()
         assert dst.keys["/registry/core/configmaps/ns/c0007"] == b'{"i":7}'  # byte for byte
         assert "/registry/core/configmaps/ns/deleted" not in dst.keys
-        assert dst.compacted == dst.rev == report.revision  # every earlier resourceVersion is 410 Gone
+        # etcd's revision moved past every SQLite resourceVersion, then compacted: all 410 Gone
+        assert advanced == [(103, report.source_revision + 1)]
+        assert dst.compacted == dst.rev == report.revision > report.source_revision
+        ahead = FakeEtcd()
+        ahead.rev = 100_000  # an etcd already past the SQLite revision: nothing to advance
+        advanced.clear()
+        await copy_all(src, ahead, on_advance=lambda a, b: advanced.append((a, b)))
+        assert advanced == [] and ahead.compacted == 100_003
     finally:
         await src.close()
 
@@ -161,3 +176,11 @@ def test_restore_recognises_another_clusters_snapshot(tmp_path: Path) -> None:
     theirs = {**mine, "ca_cert": b"-----BEGIN CERTIFICATE-----\nother\n"}
     assert "its cluster CA is not this data dir's" in str(_other_cluster({BOOTSTRAP_KEY: seal("right", theirs)},
                                                                          tmp_path))
+
+
+async def test_restore_into_an_etcd_behind_the_snapshot_moves_it_past_first() -> None:
+    dst = FakeEtcd()  # a new etcd in place of a lost one: revision 100, the snapshot's was 5,000
+    advanced: list[tuple[int, int]] = []
+    report = await restore_keys(dst, {"/registry/core/namespaces/a": b"{}"}, 5000,
+                                lambda a, b: advanced.append((a, b)))
+    assert advanced == [(101, 5001)] and report.revision == dst.compacted == 5001

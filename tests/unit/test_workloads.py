@@ -296,3 +296,91 @@ async def test_controllers_create_a_replica_set_and_its_pods_without_overshootin
         assert sum(m.startswith(f"Created pod: web-{h}-") for m in msgs) == 3
     finally:
         await kv.close()
+
+
+# ----------------------------------------------------------------------------- disruption budgets
+def test_disruption_budget_arithmetic():
+    from kubelite.controllers import disruption as dis
+    from kubelite.kinds import policy
+
+    pods = [pod("a"), pod("b"), pod("c", ready=False), pod("d")]
+    pods[3]["metadata"]["deletionTimestamp"] = _ts(NOW)
+    pdb = {"metadata": {"name": "p"}, "spec": {}, "status": {"disruptedPods": {
+        "a": _ts(NOW - 10), "b": _ts(NOW - 1000), "gone": _ts(NOW)}}}
+    disrupted, recheck = dis.disrupted_map(pods, pdb, NOW)
+    assert disrupted == {"a": _ts(NOW - 10)}  # b's eviction is older than the deletion timeout
+    assert recheck == parse(_ts(NOW - 10)) + dis.DELETION_TIMEOUT
+    assert dis.count_healthy(pods, disrupted) == 1  # b: a is disrupted, c not ready, d terminating
+    assert dis.scaled("50%", 3) == 2 and dis.scaled(1, 3) == 1
+    st = {"disruptionsAllowed": 0, "observedGeneration": 2}
+    dis.set_disruption_allowed(st, "t1")
+    assert st["conditions"] == [{"type": "DisruptionAllowed", "status": "False", "observedGeneration": 2,
+                                 "lastTransitionTime": "t1", "reason": "InsufficientPods", "message": ""}]
+    errs = [str(e) for e in policy.validate_pdb_spec({"minAvailable": "150%", "unhealthyPodEvictionPolicy": "Never"},
+                                                     policy.Path("spec"))]
+    assert errs == ['spec.minAvailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:"150%"}: must '
+                    'not be greater than 100%',
+                    'spec.unhealthyPodEvictionPolicy: Unsupported value: "Never": supported values: "AlwaysAllow", '
+                    '"IfHealthyBudget"']
+
+
+def parse(ts: str) -> float:
+    from kubelite.kinds._printing import parse_time
+
+    t = parse_time(ts)
+    assert t is not None
+    return t
+
+
+async def test_eviction_obeys_the_budget_and_its_unhealthy_pod_policy(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from kubelite.api import errors
+    from kubelite.apiserver.registry import DeleteOptions
+    from kubelite.kinds.pod_rest import evict
+
+    kv = SQLiteStore(str(tmp_path / "db"), compact_interval=0)
+    await kv.start()
+    try:
+        stores = Stores.build(default_registry(), kv)
+        pods, pdbs = stores.get("", "pods"), stores.get("policy", "poddisruptionbudgets")
+        for name, ready in (("up", True), ("down", False), ("down2", False)):
+            p = await pods.create("default", {"metadata": {"name": name, "labels": {"app": "db"}}, "spec": {
+                "nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}, W)
+            p["status"] = {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": _ts(NOW)}]}
+            await pods.update("default", name, p, W, "status")
+        pdb = await pdbs.create("default", {"metadata": {"name": "db"}, "spec": {
+            "minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}}, W)
+        pdb["status"] = {"observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1,
+                         "expectedPods": 3}
+        await pdbs.update("default", "db", pdb, W, "status")
+        handler = SimpleNamespace(stores=stores)
+
+        with pytest.raises(errors.StatusError) as exc:
+            await evict(handler, "default", "up", DeleteOptions())  # type: ignore[arg-type]
+        assert exc.value.code == 429
+        assert exc.value.message == "Cannot evict pod as it would violate the pod's disruption budget."
+        assert exc.value.details == {"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget db "
+                                                 "needs 1 healthy pods and has 1 currently"}]}
+
+        await evict(handler, "default", "down", DeleteOptions())  # type: ignore[arg-type]  # the budget is met
+        gone = await pods.get("default", "down")
+        assert gone["metadata"].get("deletionTimestamp")
+        cond = next(c for c in gone["status"]["conditions"] if c["type"] == "DisruptionTarget")
+        assert (cond["status"], cond["reason"], cond["message"]) == ("True", "EvictionByEvictionAPI",
+                                                                     "Eviction API: evicting")
+        assert (await pdbs.get("default", "db"))["status"]["disruptionsAllowed"] == 0  # nothing taken
+
+        pdb = await pdbs.get("default", "db")
+        pdb["status"]["currentHealthy"] = 0  # the budget is not met: only AlwaysAllow lets the unready pod go
+        await pdbs.update("default", "db", pdb, W, "status")
+        with pytest.raises(errors.StatusError):
+            await evict(handler, "default", "down2", DeleteOptions())  # type: ignore[arg-type]
+        pdb = await pdbs.get("default", "db")
+        pdb["spec"]["unhealthyPodEvictionPolicy"] = "AlwaysAllow"
+        await pdbs.update("default", "db", pdb, W)
+        await evict(handler, "default", "down2", DeleteOptions())  # type: ignore[arg-type]
+        assert (await pods.get("default", "down2"))["metadata"].get("deletionTimestamp")
+    finally:
+        await kv.close()
