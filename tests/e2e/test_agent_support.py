@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.e2e.harness import ROOT, ServerProcess, wait_until
+from tests.e2e.harness import ROOT, ServerProcess, free_port, wait_until
 
 CTR = "/usr/bin/ctr"
 LAUNCH = ("import argparse,sys\n"
@@ -40,8 +40,10 @@ class AgentProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
+            # its own endpoint port: the in-process agent of a full server on this host has 10250
             [sys.executable, "-c", LAUNCH, "agent", "--data-dir", str(self.data_dir),
-             "--kubeconfig", str(self.server.kubeconfig), "--node-name", self.node_name],
+             "--kubeconfig", str(self.server.kubeconfig), "--node-name", self.node_name,
+             "--kubelet-port", str(free_port())],
             stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
 
         def ready() -> bool:
