@@ -64,6 +64,7 @@ def default_registry() -> Registry:
         authorization,
         certificates,
         configmaps,
+        endpoints,
         events,
         leases,
         limitrange,
@@ -77,12 +78,15 @@ def default_registry() -> Registry:
         runtimeclasses,
         secrets,
         serviceaccounts,
+        services,
     )
 
     return Registry([
         namespaces.NAMESPACE,
         nodes.NODE,
         pods.POD,
+        services.SERVICE,
+        endpoints.ENDPOINTS,
         configmaps.CONFIGMAP,
         secrets.SECRET,
         serviceaccounts.SERVICEACCOUNT,
@@ -106,4 +110,5 @@ def default_registry() -> Registry:
         apps.DEPLOYMENT,
         apps.REPLICASET,
         policy.PODDISRUPTIONBUDGET,
+        endpoints.ENDPOINTSLICE,
     ])
