@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from typing import Any
 
 from kubelite.api import errors
@@ -34,6 +35,7 @@ HEADLESS_LABEL = "service.kubernetes.io/headless"
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 MAX_ENDPOINTS_PER_SLICE = 100  # --max-endpoints-per-slice
 CONFLICT_RETRY = 0.1
+STALE_SECONDS = 5.0  # how long a sync waits for the informer to show its own writes
 
 
 def _d(v: Any) -> dict[str, Any]:
@@ -254,6 +256,10 @@ class EndpointSliceController(ServicePodController):
         self.slice_informer = informer(self.slices)
         self.slice_informer.add_index("service", self._slice_service_index)
         self.slice_informer.add_handler(self._on_slice)
+        # endpointSliceTracker: the writes of a Service's last sync that the informer has not
+        # shown yet (slice name -> resourceVersion written, "" for a deletion); a sync waits for
+        # them, or it would act on stale slices (and, say, create a second placeholder)
+        self._written: dict[str, dict[str, tuple[str, float]]] = {}
 
     def informers(self) -> list[Any]:
         return [*super().informers(), self.slice_informer]
@@ -272,8 +278,26 @@ class EndpointSliceController(ServicePodController):
         for key in self._slice_service_index(obj):
             self.queue.add(key)
 
+    def _stale(self, key: str, ns: str) -> bool:
+        written = self._written.get(key)
+        if not written:
+            return False
+        now = time.monotonic()
+        for name, (rv, at) in list(written.items()):
+            seen = self.slice_informer.get(ns, name)
+            if rv == "" and seen is None or rv and seen is not None and int(
+                    cu.meta(seen).get("resourceVersion") or 0) >= int(rv) or now - at > STALE_SECONDS:
+                del written[name]
+        if not written:
+            del self._written[key]
+            return False
+        return True
+
     async def _sync(self, key: str) -> None:
         ns, name = cu.split_key(key)
+        if self._stale(key, ns):
+            asyncio.get_running_loop().call_later(0.05, self.queue.add, key)
+            return
         svc = self.svc_informer.get(ns, name)
         existing = sorted(self.slice_informer.by_index("service", key), key=lambda s: cu.meta(s).get("name", ""))
         if svc is None or _d(svc.get("spec")).get("type") == "ExternalName":
@@ -305,7 +329,8 @@ class EndpointSliceController(ServicePodController):
             else:
                 obj = new_slice(svc, ports, eps)
                 obj["metadata"]["annotations"] = {TRIGGER_ANNOTATION: now_rfc3339()}
-                await self.slices.create(ns, obj, self.opts)
+                made = await self.slices.create(ns, obj, self.opts)
+                self._wrote(svc, made)
         for lst in pool.values():
             for s in lst:
                 await self._delete(s)
@@ -317,7 +342,13 @@ class EndpointSliceController(ServicePodController):
         new["metadata"]["labels"] = labels
         new["metadata"].setdefault("annotations", {})[TRIGGER_ANNOTATION] = now_rfc3339()
         m = cu.meta(cur)
-        await self.slices.update(m.get("namespace", ""), m.get("name", ""), new, self.opts)
+        out, _ = await self.slices.update(m.get("namespace", ""), m.get("name", ""), new, self.opts)
+        self._wrote(svc, out)
+
+    def _wrote(self, svc: Obj, slice_: Obj, deleted: bool = False) -> None:
+        m = cu.meta(slice_)
+        rv = "" if deleted else str(m.get("resourceVersion") or "0")
+        self._written.setdefault(cu.key_of(svc), {})[m.get("name", "")] = (rv, time.monotonic())
 
     async def _delete(self, s: Obj) -> None:
         m = cu.meta(s)
@@ -326,6 +357,10 @@ class EndpointSliceController(ServicePodController):
         except errors.StatusError as exc:
             if exc.code != 404:
                 raise
+        labels = _d(m.get("labels"))
+        if SERVICE_NAME_LABEL in labels:
+            key = f"{m.get('namespace', '')}/{labels[SERVICE_NAME_LABEL]}"
+            self._written.setdefault(key, {})[m.get("name", "")] = ("", time.monotonic())
 
 
 __all__ = ["EndpointSliceController", "ServicePodController", "desired_slices", "endpoint_for", "find_port"]

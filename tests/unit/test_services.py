@@ -229,3 +229,57 @@ def test_legacy_endpoints_subsets():
     assert [a["ip"] for a in subset["notReadyAddresses"]] == ["10.244.0.3"]
     assert subset["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
     assert desired_subsets(SLICE_SVC, []) == []
+
+
+def test_controller_keeps_one_slice_through_a_burst_of_pod_changes(tmp_path):
+    from kubelite.apiserver.registry import ListOptions, WriteOptions
+    from kubelite.apiserver.stores import Stores
+    from kubelite.controllers.endpointslice import EndpointSliceController
+    from kubelite.kinds.registry import default_registry
+    from kubelite.kinds.service_rest import configure
+
+    async def main():
+        store = await _store(tmp_path)
+        stores = Stores.build(default_registry(), store)
+        configure(stores, "10.43.0.0/24", "30000-30100")
+        opts = WriteOptions()
+        pods, slices = stores.get("", "pods"), stores.get("discovery.k8s.io", "endpointslices")
+        await stores.get("", "services").create("default", copy.deepcopy(SVC), opts)
+        c = EndpointSliceController(stores)
+        task = asyncio.create_task(c.run())
+
+        async def slice_state():
+            items, _, _, _ = await slices.list("default", ListOptions())
+            return [s for s in items if s["metadata"]["labels"].get("kubernetes.io/service-name") == "web"]
+
+        async def wait(pred, what):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while loop.time() < deadline:
+                got = await slice_state()
+                if pred(got):
+                    return got
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"timed out: {what}: {got}")
+
+        await wait(lambda s: len(s) == 1 and not s[0].get("endpoints"), "placeholder")
+        for i in range(5):
+            p = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}", "labels": {"app": "web"}},
+                 "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}}
+            await pods.create("default", p, opts)
+
+            def st(o, i=i):
+                o["status"] = {"phase": "Running", "podIP": f"10.244.0.{i + 2}", "podIPs": [{"ip": f"10.244.0.{i + 2}"}],
+                               "conditions": [{"type": "Ready", "status": "True"}]}
+                return o
+
+            await pods.patch("default", f"p{i}", st, opts, "status")
+        got = await wait(lambda s: len(s) == 1 and len(s[0].get("endpoints") or []) == 5, "five endpoints")
+        assert [e["addresses"][0] for e in got[0]["endpoints"]] == [f"10.244.0.{i + 2}" for i in range(5)]
+        assert got[0]["ports"] == [{"name": "", "port": 8080, "protocol": "TCP"}]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await store.close()
+
+    run(main())
