@@ -353,11 +353,14 @@ def validate_service(svc: Obj) -> list[FieldError]:
             errs.append(f.required(cfg_path, "when session affinity type is ClientIP"))
         elif not isinstance(cfg.get("clientIP"), dict):
             errs.append(f.required(cfg_path.child("clientIP"), "when session affinity type is ClientIP"))
+        elif cfg["clientIP"].get("timeoutSeconds") is None:
+            errs.append(f.required(cfg_path.child("clientIP").child("timeoutSeconds"),
+                                   "when session affinity type is ClientIP"))
         else:
             timeout = _int(cfg["clientIP"].get("timeoutSeconds"))
             if not 0 < timeout <= MAX_AFFINITY_TIMEOUT:
                 errs.append(f.invalid(cfg_path.child("clientIP").child("timeoutSeconds"), timeout,
-                                      f"must be greater than 0 and less than {MAX_AFFINITY_TIMEOUT}s"))
+                                      f"must be greater than 0 and less than {MAX_AFFINITY_TIMEOUT}"))
     elif affinity == "None" and spec.get("sessionAffinityConfig") is not None:
         errs.append(f.forbidden(cfg_path, "must not be set when session affinity is None"))
     errs += validate_cluster_ips(svc)

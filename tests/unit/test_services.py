@@ -283,3 +283,54 @@ def test_controller_keeps_one_slice_through_a_burst_of_pod_changes(tmp_path):
         await store.close()
 
     run(main())
+
+
+def test_updates_allocate_what_the_new_type_needs_and_release_the_rest(tmp_path):
+    from kubelite.apiserver.registry import WriteOptions
+    from kubelite.apiserver.stores import Stores
+    from kubelite.kinds.registry import default_registry
+    from kubelite.kinds.service_rest import configure
+
+    async def main():
+        store = await _store(tmp_path)
+        stores = Stores.build(default_registry(), store)
+        svcs = configure(stores, "10.43.0.0/24", "30000-30100")
+        opts = WriteOptions()
+        ext = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext"},
+               "spec": {"type": "ExternalName", "externalName": "example.com"}}
+        made = await svcs.create("default", ext, opts)
+        assert "clusterIP" not in made["spec"] and await svcs.ips.allocated() == []
+        np = copy.deepcopy(SVC)
+        np["metadata"]["name"] = "np"
+        np["spec"].update({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30050}]})
+        await svcs.create("default", np, opts)
+        held_ips = await svcs.ips.allocated()
+
+        def set_spec(**kw):
+            def mutate(o):
+                o["spec"].update(kw)
+                return o
+            return mutate
+
+        # to NodePort asking for a taken port: refused, and the ClusterIP it was given goes back
+        with pytest.raises(errors.StatusError) as exc:
+            await svcs.patch("default", "ext", set_spec(type="NodePort", externalName=None,
+                                                         ports=[{"port": 80, "nodePort": 30050}]), opts)
+        assert exc.value.message == ('Service "ext" is invalid: spec.ports[0].nodePort: Invalid value: 30050: '
+                                     'provided port is already allocated')
+        assert await svcs.ips.allocated() == held_ips and await svcs.node_ports.allocated() == [30050]
+        out, _ = await svcs.patch("default", "ext", set_spec(type="ClusterIP", externalName=None,
+                                                              ports=[{"port": 80}]), opts)
+        ip = out["spec"]["clusterIP"]
+        assert out["spec"]["clusterIPs"] == [ip] and ip in await svcs.ips.allocated()
+        # a PUT that leaves out the allocated values keeps them (patchAllocatedValues)
+        put = copy.deepcopy(np)
+        put["spec"]["ports"] = [{"port": 80}]
+        out, _ = await svcs.update("default", "np", put, opts)
+        assert out["spec"]["ports"][0]["nodePort"] == 30050 and out["spec"]["clusterIP"] == held_ips[0]
+        # to ExternalName: the address and the port are released
+        await svcs.patch("default", "np", set_spec(type="ExternalName", externalName="a.example"), opts)
+        assert await svcs.ips.allocated() == [ip] and await svcs.node_ports.allocated() == []
+        await store.close()
+
+    run(main())
