@@ -2,9 +2,12 @@
 endpoint reconciler): ClusterIP = the first address of --service-cidr, port 443 (https) to the
 API server's port, and Endpoints and an EndpointSlice listing the API server's address.
 
-Every API server runs it (upstream too). Each server adds its own address and keeps the
-others'; a server removes its address when it stops. (Upstream's lease reconciler also
-drops the address of a server that died without stopping; kubelite does not yet.)
+Every API server runs it (upstream too), with upstream's default "lease" endpoint reconciler:
+each server renews a record of its address under ``/registry/masterleases/<ip>`` every 10 s;
+the endpoints list the addresses renewed within the last 15 s (a record past that is
+removed), so a server that died drops out, and one that stops removes its record at once.
+(Upstream's records are etcd keys with a TTL; the datastore interface has none, so the
+record holds its renewal time.)
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ import asyncio
 import contextlib
 import copy
 import logging
+import time
 from typing import Any
+
+import orjson
 
 from kubelite.api import errors
 from kubelite.apiserver.registry import WriteOptions
 from kubelite.apiserver.stores import Stores
+from kubelite.store.base import ConflictError, KeyExistsError, KeyNotFoundError
 
 log = logging.getLogger("kubelite.controllers.kubernetesservice")
 Obj = dict[str, Any]
@@ -25,6 +32,8 @@ NAME = "kubernetes"
 NAMESPACE = "default"
 COMPONENT = "kube-apiserver"
 INTERVAL = 10.0  # --endpoint-reconciler interval (EndpointInterval)
+LEASE_TTL = 15.0  # DefaultEndpointReconcilerTTL
+LEASES = "/registry/masterleases/"
 LABELS = {"component": "apiserver", "provider": "kubernetes"}
 
 
@@ -45,6 +54,41 @@ class KubernetesService:
         self.address = address
         self.port = port
         self.opts = WriteOptions(field_manager=COMPONENT)
+        self.backend = self.services.store
+
+    async def _live_addresses(self, remove: bool) -> list[str]:
+        """Renew (or, when stopping, drop) this server's record; the addresses still live."""
+        key = LEASES + self.address
+        if remove:
+            try:
+                await self.backend.delete(key)
+            except KeyNotFoundError:
+                pass
+        else:
+            value = orjson.dumps({"ip": self.address, "renewTime": time.time()})
+            cur = await self.backend.get(key)
+            try:
+                if cur is None:
+                    await self.backend.create(key, value)
+                else:
+                    await self.backend.update(key, value, cur.mod_revision)
+            except (KeyExistsError, ConflictError, KeyNotFoundError):
+                pass  # renewed by another writer of the same address
+        live: list[str] = []
+        now = time.time()
+        for kv in (await self.backend.list(LEASES)).kvs:
+            try:
+                rec = orjson.loads(kv.value)
+                fresh = now - float(rec.get("renewTime", 0)) <= LEASE_TTL
+                ip = str(rec.get("ip") or "")
+            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                fresh, ip = False, ""
+            if fresh and ip:
+                live.append(ip)
+            else:
+                with contextlib.suppress(ConflictError, KeyNotFoundError):
+                    await self.backend.delete(kv.key, kv.mod_revision)
+        return sorted(set(live))
 
     async def run(self) -> None:
         try:
@@ -67,16 +111,11 @@ class KubernetesService:
                     raise
                 with contextlib.suppress(errors.StatusError):  # another server made it first
                     await self.services.create(NAMESPACE, service_object(self.cluster_ip, self.port), self.opts)
-        await self._endpoints(remove)
-        await self._slice(remove)
+        addrs = await self._live_addresses(remove)
+        await self._endpoints(addrs, remove)
+        await self._slice(addrs, remove)
 
-    def _addresses(self, current: list[str], remove: bool) -> list[str]:
-        addrs = [a for a in current if a != self.address]
-        if not remove:
-            addrs.append(self.address)
-        return sorted(set(addrs))
-
-    async def _endpoints(self, remove: bool) -> None:
+    async def _endpoints(self, addrs: list[str], remove: bool) -> None:
         ports = [{"name": "https", "port": self.port, "protocol": "TCP"}]
         try:
             cur = await self.endpoints.get(NAMESPACE, NAME)
@@ -87,10 +126,8 @@ class KubernetesService:
                 "apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": NAME, "namespace": NAMESPACE,
                              "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-                "subsets": [{"addresses": [{"ip": self.address}], "ports": ports}]}, self.opts)
+                "subsets": [{"addresses": [{"ip": a} for a in addrs], "ports": ports}]}, self.opts)
             return
-        have = [str(a.get("ip")) for s in cur.get("subsets") or [] for a in s.get("addresses") or []]
-        addrs = self._addresses(have, remove)
         subsets = [{"addresses": [{"ip": a} for a in addrs], "ports": ports}] if addrs else []
         if (cur.get("subsets") or []) == subsets:
             return
@@ -98,7 +135,7 @@ class KubernetesService:
         new["subsets"] = subsets
         await self.endpoints.update(NAMESPACE, NAME, new, self.opts)
 
-    async def _slice(self, remove: bool) -> None:
+    async def _slice(self, addrs: list[str], remove: bool) -> None:
         ports = [{"name": "https", "port": self.port, "protocol": "TCP"}]
         try:
             cur = await self.slices.get(NAMESPACE, NAME)
@@ -110,10 +147,9 @@ class KubernetesService:
                 "metadata": {"name": NAME, "namespace": NAMESPACE,
                              "labels": {"kubernetes.io/service-name": NAME}},
                 "addressType": "IPv4", "ports": ports,
-                "endpoints": [{"addresses": [self.address], "conditions": {"ready": True}}]}, self.opts)
+                "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addrs]}, self.opts)
             return
-        have = [str(a) for e in cur.get("endpoints") or [] for a in e.get("addresses") or []]
-        eps = [{"addresses": [a], "conditions": {"ready": True}} for a in self._addresses(have, remove)]
+        eps = [{"addresses": [a], "conditions": {"ready": True}} for a in addrs]
         if (cur.get("endpoints") or []) == eps and cur.get("ports") == ports:
             return
         new = copy.deepcopy(cur)
