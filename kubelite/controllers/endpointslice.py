@@ -236,6 +236,9 @@ class ServicePodController:
         try:
             await self._sync(key)
         except errors.StatusError as exc:
+            causes = (exc.details or {}).get("causes") or []
+            if any(_d(c).get("reason") == "NamespaceTerminating" for c in causes):
+                return False  # the namespace goes, and its Services with it
             if exc.code not in (409, 404):
                 raise
             log.debug("%s %s: %s; syncing again", self.name, key, exc.message)
