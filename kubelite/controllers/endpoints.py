@@ -25,14 +25,21 @@ from kubelite.controllers.endpointslice import (
 
 Obj = dict[str, Any]
 COMPONENT = "endpoint-controller"
+MAX_CAPACITY = 1000  # maxCapacity: addresses an Endpoints object holds at most
+OVER_CAPACITY = "endpoints.kubernetes.io/over-capacity"
 
 
 def _d(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
-def desired_subsets(svc: Obj, pods: list[Obj]) -> list[Obj]:
-    """The subsets of a Service's Endpoints (repacked: one per distinct port list)."""
+def address_count(subsets: list[Obj]) -> int:
+    return sum(len(s.get("addresses") or []) + len(s.get("notReadyAddresses") or []) for s in subsets)
+
+
+def desired_subsets(svc: Obj, pods: list[Obj], capacity: int = MAX_CAPACITY) -> list[Obj]:
+    """The subsets of a Service's Endpoints (repacked: one per distinct port list), at most
+    ``capacity`` addresses (ready ones first, as upstream truncates)."""
     spec = _d(svc.get("spec"))
     publish = bool(spec.get("publishNotReadyAddresses"))
     family = (spec.get("ipFamilies") or ["IPv4"])[0]
@@ -62,7 +69,12 @@ def desired_subsets(svc: Obj, pods: list[Obj]) -> list[Obj]:
         g = groups.setdefault(key, (sorted(ports, key=lambda p: str(p.get("name", ""))), [], []))
         (g[1] if publish or cu.is_pod_ready(pod) else g[2]).append(addr)
     out = []
+    room = capacity
     for ports, ready, not_ready in groups.values():
+        ready, not_ready = ready[:room], not_ready[:max(0, room - len(ready))]
+        room -= len(ready) + len(not_ready)
+        if not ready and not not_ready:
+            continue
         subset: Obj = {}
         if ready:
             subset["addresses"] = sorted(ready, key=lambda a: (a["ip"], a["targetRef"]["uid"]))
@@ -101,21 +113,27 @@ class EndpointsController(ServicePodController):
         sel = _d(svc.get("spec")).get("selector")
         if not isinstance(sel, dict) or not sel:
             return  # Endpoints of a Service without a selector are its owner's
-        subsets = desired_subsets(svc, self.pod_informer.list(ns))
+        pods = self.pod_informer.list(ns)
+        subsets = desired_subsets(svc, pods)
         labels = endpoints_labels(svc)
+        truncated = address_count(subsets) >= MAX_CAPACITY and \
+            address_count(desired_subsets(svc, pods, MAX_CAPACITY + 1)) > MAX_CAPACITY
         try:
             cur = await self.endpoints.get(ns, name)
         except errors.StatusError as exc:
             if exc.code != 404:
                 raise
+            annotations = {TRIGGER_ANNOTATION: now_rfc3339()}
+            if truncated:
+                annotations[OVER_CAPACITY] = "truncated"
             obj: Obj = {"apiVersion": "v1", "kind": "Endpoints",
-                        "metadata": {"name": name, "namespace": ns, "labels": labels,
-                                     "annotations": {TRIGGER_ANNOTATION: now_rfc3339()}}}
+                        "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": annotations}}
             if subsets:
                 obj["subsets"] = subsets
             await self.endpoints.create(ns, obj, self.opts)
             return
-        if (cur.get("subsets") or []) == subsets and _d(cu.meta(cur).get("labels")) == labels:
+        over = _d(cu.meta(cur).get("annotations")).get(OVER_CAPACITY) == "truncated"
+        if (cur.get("subsets") or []) == subsets and _d(cu.meta(cur).get("labels")) == labels and over == truncated:
             return
         new = copy.deepcopy(cur)
         if subsets:
@@ -123,7 +141,12 @@ class EndpointsController(ServicePodController):
         else:
             new.pop("subsets", None)
         new["metadata"]["labels"] = labels
-        new["metadata"].setdefault("annotations", {})[TRIGGER_ANNOTATION] = now_rfc3339()
+        annotations = new["metadata"].setdefault("annotations", {})
+        annotations[TRIGGER_ANNOTATION] = now_rfc3339()
+        if truncated:
+            annotations[OVER_CAPACITY] = "truncated"
+        else:
+            annotations.pop(OVER_CAPACITY, None)
         await self.endpoints.update(ns, name, new, self.opts)
 
 

@@ -262,9 +262,6 @@ class EndpointSliceStrategy(Strategy):
         return [meta(obj).get("name", ""), obj.get("addressType", ""), format_slice_ports(obj),
                 format_slice_endpoints(obj), age(get(obj, "metadata", "creationTimestamp"))]
 
-    def field_labels(self, obj: Obj) -> dict[str, str]:
-        return {"addressType": str(obj.get("addressType") or "")}
-
 
 ENDPOINTSLICE = Kind(
     group="discovery.k8s.io",

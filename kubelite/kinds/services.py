@@ -512,6 +512,11 @@ class ServiceStrategy(Strategy):
     def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return validate_status(new)
 
+    def field_labels(self, obj: Obj) -> dict[str, str]:
+        """ServiceToSelectableFields."""
+        spec = spec_of(obj)
+        return {"spec.clusterIP": str(spec.get("clusterIP") or ""), "spec.type": str(spec.get("type") or "")}
+
     columns = (
         name_column(),
         Column("Type", "string", "", "The type of the service."),

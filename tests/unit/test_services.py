@@ -229,6 +229,8 @@ def test_legacy_endpoints_subsets():
     assert [a["ip"] for a in subset["notReadyAddresses"]] == ["10.244.0.3"]
     assert subset["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
     assert desired_subsets(SLICE_SVC, []) == []
+    (subset,) = desired_subsets(SLICE_SVC, pods, capacity=1)  # over capacity: ready addresses first
+    assert [a["ip"] for a in subset["addresses"]] == ["10.244.0.2"] and "notReadyAddresses" not in subset
 
 
 def test_controller_keeps_one_slice_through_a_burst_of_pod_changes(tmp_path):
