@@ -77,6 +77,8 @@ def needs_health_check(svc: Obj) -> bool:
 
 def default_service(svc: Obj) -> None:
     """SetDefaults_Service (and the strategy's NormalizeClusterIPs for a create)."""
+    if svc.get("spec") is None:
+        svc["spec"] = {}  # a Go ServiceSpec is a struct: there is always one to default
     spec = svc.get("spec")
     if not isinstance(spec, dict):
         return
