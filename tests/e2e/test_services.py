@@ -49,9 +49,16 @@ def test_create_service_allocates_from_the_range_and_delete_releases(server):
         assert ipaddress.ip_address(ip) in SERVICE_CIDR and svc["spec"]["clusterIPs"] == [ip]
         assert svc["spec"]["ports"] == [{"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080}]
         assert svc["spec"]["sessionAffinity"] == "None" and svc["spec"]["internalTrafficPolicy"] == "Cluster"
-        rows = _rows(server.kubectl("get", "svc,endpointslices", "-l", "app=web").stdout)
+        # the slice carries the Service's labels too: one `get` shows both tables
+        def both():
+            out = _rows(server.kubectl("get", "svc,endpointslices", "-l", "app=web").stdout)
+            return out if len(out) == 5 else None
+        rows = wait_until(both, 10, 0.1, "the service and its slice")
         assert rows[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
         assert rows[1][:5] == ["service/web", "ClusterIP", ip, "<none>", "80/TCP"]
+        assert rows[2] == [] and rows[3] == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+        assert rows[4][0].startswith("endpointslice.discovery.k8s.io/web-") and rows[4][1:4] == [
+            "IPv4", "<unset>", "<unset>"]
         # no pod is selected: one placeholder slice, labelled for its Service
         def slice_rows():
             out = _rows(server.kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=web").stdout)
@@ -69,6 +76,25 @@ def test_create_service_allocates_from_the_range_and_delete_releases(server):
                                               "-o", "name").stdout.strip(), 20, 0.1, "slices gone")
     finally:
         server.kubectl("delete", "svc", "web", "--ignore-not-found")
+
+
+def test_headless_and_external_name(server):
+    try:
+        server.kubectl("create", "service", "clusterip", "hl", "--clusterip=None")
+        server.kubectl("create", "service", "externalname", "ext", "--external-name", "example.com")
+        rows = {r[0]: r for r in _rows(server.kubectl("get", "svc", "hl", "ext").stdout)[1:]}
+        assert rows["hl"][1:5] == ["ClusterIP", "None", "<none>", "<none>"]
+        assert rows["ext"][1:5] == ["ExternalName", "<none>", "example.com", "<none>"]
+        hl = json.loads(server.kubectl("get", "svc", "hl", "-o", "json").stdout)["spec"]
+        assert hl["clusterIPs"] == ["None"] and hl["ipFamilies"] == ["IPv4"] and hl["ipFamilyPolicy"] == "SingleStack"
+        labels = wait_until(lambda: json.loads(server.kubectl(
+            "get", "endpointslices", "-l", "kubernetes.io/service-name=hl", "-o", "json").stdout)["items"], 10, 0.1,
+            "the headless slice")[0]["metadata"]["labels"]
+        assert labels["service.kubernetes.io/headless"] == ""
+        ext = json.loads(server.kubectl("get", "svc", "ext", "-o", "json").stdout)["spec"]
+        assert "clusterIP" not in ext and "ipFamilies" not in ext
+    finally:
+        server.kubectl("delete", "svc", "hl", "ext", "--ignore-not-found")
 
 
 def test_bad_input_answers_upstream_texts_and_leaks_nothing(server):
