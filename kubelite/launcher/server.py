@@ -55,6 +55,7 @@ from kubelite.launcher import bootstrap
 from kubelite.launcher.leaders import controller_manager
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.net import listener
+from kubelite.proxy.iptables import run_proxy
 from kubelite.scheduler.scheduler import run_scheduler
 from kubelite.store import datastore
 from kubelite.store.base import Store
@@ -221,6 +222,10 @@ class Server:
             self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc, election=election))
         if cfg.disable_agent:
             return
+        # kube-proxy, as k3s runs it beside its agent: with the system:kube-proxy identity
+        proxy_kc = kcdir / "kube-proxy.yaml"
+        mint_user_kubeconfig(cfg.data_dir, "system:kube-proxy", [], cfg.server_url, out=proxy_kc)
+        self.supervisor.add("kube-proxy", lambda: run_proxy(proxy_kc))
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
         self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir,
