@@ -86,6 +86,16 @@ def _bridge_addresses() -> list[str] | None:
     return [ln.split()[3] for ln in p.stdout.splitlines() if len(ln.split()) > 3]
 
 
+def forget_neighbours(ips: list[str]) -> None:
+    """Drop the host's neighbour entries for a new pod's addresses on the bridge. host-local
+    IPAM hands an address out again as soon as it is free, and an entry learnt for the pod that
+    had it before (another MAC, STALE) would keep the host's packets to the new pod going to a
+    MAC that no longer exists until the kernel re-probes it (5 s and more): probes and port
+    forwards would time out on a pod that is up."""
+    for ip in ips:
+        subprocess.run(["ip", "neigh", "flush", "to", ip, "dev", BRIDGE], capture_output=True)
+
+
 def bridge_ports() -> list[str]:
     p = subprocess.run(["ip", "-o", "link", "show", "master", BRIDGE], capture_output=True, text=True)
     return [ln.split(":")[1].strip().split("@")[0] for ln in p.stdout.splitlines() if ln.strip()]

@@ -39,6 +39,15 @@ def flannel_annotations(backend_type: str, backend_data: str, public_ip: str) ->
             PUBLIC_IP: public_ip}
 
 
+def network_view(node: Obj) -> tuple[Any, ...]:
+    """What of a Node the backends read: its pod CIDR, InternalIP and flannel annotations."""
+    ann = (node.get("metadata") or {}).get("annotations") or {}
+    addresses = (node.get("status") or {}).get("addresses") or []
+    return ((node.get("spec") or {}).get("podCIDR"),
+            tuple(a.get("address") for a in addresses if a.get("type") == "InternalIP"),
+            tuple(sorted((k, v) for k, v in ann.items() if k.startswith(ANNOTATION_PREFIX))))
+
+
 class PodNetworkError(RuntimeError):
     """The node's pod network cannot be set up: the agent does not start, and says why."""
 
@@ -58,9 +67,15 @@ class NodeNetwork:
         self.node_ip = node_ip
         self.resync = resync
         self.nodes = Informer(ClientListWatch(client, "v1", "nodes"), name=f"{self.backend}-nodes")
-        self.nodes.add_handler(lambda etype, old, new: self._changed.set())
+        self.nodes.add_handler(self._node_event)
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _node_event(self, etype: str, old: Obj | None, new: Obj | None) -> None:
+        # a Node's status is written every few seconds: only what a backend reads wakes the loop
+        # (flannel's handleUpdateLeaseEvent), the resync catches anything else
+        if etype != "MODIFIED" or old is None or new is None or network_view(old) != network_view(new):
+            self._changed.set()
 
     async def setup(self, node: Obj) -> None:
         """What must be in place before the annotations are published (a device)."""

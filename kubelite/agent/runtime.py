@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from cri_api.v1 import api_pb2 as cri
 
-from kubelite.agent import allocation, containergc, crispec, security
+from kubelite.agent import allocation, cni, containergc, crispec, security
 from kubelite.agent.backoff import (
     CONTAINER_BACKOFF_INITIAL,
     CONTAINER_BACKOFF_MAX,
@@ -197,6 +197,8 @@ class RuntimeManager:
                 log.warning("PodSandboxStatus %s: %s", sandbox_id[:12], _rpc_message(exc))
                 return res
             sb = crispec.sandbox_state_from_status(full.status)
+            if not (spec.get("hostNetwork") or False):
+                await asyncio.to_thread(cni.forget_neighbours, sb.ips)
             pr = PodRuntime(uid, [sb, *pr.sandboxes], pr.containers)
             for c in pr.containers:  # containers of an older sandbox are history now
                 if c.sandbox_id != sb.id and c.state == "running":

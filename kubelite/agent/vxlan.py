@@ -19,8 +19,8 @@ each other by IP, without NAT.
 - The nat chain of host-gw (:func:`kubelite.agent.hostgw.nat_rules`) exempts pod-to-pod
   traffic from the CNI bridge's masquerade here too.
 
-Reconciled by :class:`kubelite.agent.podnet.NodeNetwork` (every Node event and every resync,
-which also makes the device again if someone deleted it). Stopping the agent leaves all of it
+Reconciled by :class:`kubelite.agent.podnet.NodeNetwork` (every Node change it reads and every
+resync; each pass also makes the device again if someone deleted it). Stopping the agent leaves all of it
 in place; ``kubelite uninstall`` deletes the device (its routes and entries go with it).
 """
 

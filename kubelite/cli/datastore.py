@@ -15,15 +15,15 @@ SQLite cluster into an empty etcd prefix and switches the data dir to it."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubelite.config import ServerConfig
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from kubelite.store.etcd import EtcdStore
     from kubelite.store.transfer import Report
 
@@ -121,6 +121,61 @@ def _other_cluster(want: dict[str, bytes], data_dir: Path) -> str | None:
     return None
 
 
+LEADER_LEASES = ("kube-system/kube-controller-manager", "kube-system/kube-scheduler")  # see launcher/leaders.py
+
+
+def held_lease(raw: bytes, now: dt.datetime) -> tuple[str, str, float] | None:
+    """(holder, renewTime, seconds left) of a stored leader Lease that is still valid for
+    client-go (renewTime + leaseDurationSeconds ahead), else None. A running server renews it
+    every retry period; a stopped one leaves it to expire (kube-controller-manager does not
+    release its lease at shutdown) or released it (holderIdentity "")."""
+    import json
+
+    from kubelite.client.leaderelection import record_from_spec
+
+    try:
+        spec = (json.loads(raw) or {}).get("spec") or {}
+        rec = record_from_spec(spec)
+    except (ValueError, AttributeError):
+        return None
+    if not rec.holder_identity or rec.renew_time is None:
+        return None
+    left = (rec.renew_time - now).total_seconds() + rec.lease_duration_seconds
+    return (rec.holder_identity, str(spec.get("renewTime")), left) if left > 0 else None
+
+
+async def _held_leases(store: EtcdStore) -> dict[str, tuple[str, str, float]]:
+    held = {}
+    for name in LEADER_LEASES:
+        kv = await store.get(f"/registry/coordination.k8s.io/leases/{name}")
+        lease = held_lease(kv.value, dt.datetime.now(dt.UTC)) if kv is not None else None
+        if lease is not None:
+            held[name] = lease
+    return held
+
+
+async def running_server(store: EtcdStore, say: Callable[[str], None] = print) -> str | None:
+    """Why a server of the cluster is running (None: none is). Leases still valid are watched
+    until they expire: one that is renewed meanwhile has a live holder."""
+    import asyncio
+
+    held = await _held_leases(store)
+    if not held:
+        return None
+    wait = max(left for _, _, left in held.values())
+    say(f"Waiting up to {max(wait, 1):.0f} s for the leader leases {', '.join(sorted(held))} to expire "
+        "(a running server renews them) ...")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while loop.time() < deadline:
+        await asyncio.sleep(0.5)
+        now = await _held_leases(store)
+        for name, (holder, renewed, _) in held.items():
+            if name in now and now[name][:2] != (holder, renewed):
+                return f"{now[name][0]} renewed the leader lease {name}"
+    return None
+
+
 def _restore_etcd(args: argparse.Namespace, snap: Path, db: Path, rec: dict[str, Any]) -> int:
     import asyncio
 
@@ -147,6 +202,11 @@ def _restore_etcd(args: argparse.Namespace, snap: Path, db: Path, rec: dict[str,
                             rec.get("keyfile", ""), prefix)
         await store.start()
         try:
+            running = await running_server(store)
+            if running is not None:
+                sys.stderr.write(f"{prog}: a server of this cluster is running ({running}); stop every server "
+                                 "of the cluster first (nothing changed)\n")
+                return None
             return await restore_keys(store, want, snap_rev, _advancing("the snapshot's revision")), snap_rev
         finally:
             await store.close()

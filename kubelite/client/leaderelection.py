@@ -169,7 +169,10 @@ class ClientLeases:
 
 
 class EventSink(Protocol):
-    async def record(self, involved: Obj, type_: str, reason: str, message: str) -> Any: ...
+    """``kubelite.client.events.EventRecorder``: ``emit`` writes in the background (as client-go's
+    broadcaster), so an unreachable API never delays stopping the leader's work."""
+
+    def emit(self, involved: Obj, type_: str, reason: str, message: str) -> None: ...
 
 
 class LeaseLock:
@@ -209,11 +212,11 @@ class LeaseLock:
         lease["spec"] = spec_from_record(record)
         self.lease = await self.api.update(self.namespace, lease)
 
-    async def record_event(self, what: str) -> None:
+    def record_event(self, what: str) -> None:
         if self.recorder is None or self.lease is None:
             return
         subject = dict(self.lease, apiVersion="coordination.k8s.io/v1", kind="Lease")
-        await self.recorder.record(subject, "Normal", "LeaderElection", f"{self.identity} {what}")
+        self.recorder.emit(subject, "Normal", "LeaderElection", f"{self.identity} {what}")
 
 
 class LeaderElector:
@@ -236,6 +239,7 @@ class LeaderElector:
         self.observed_time = 0.0
         self.reported_leader = ""
         self.terms = 0  # times this elector became leader
+        self._abandoned: set[asyncio.Future[bool]] = set()  # attempts given up on, being cancelled
 
     # ------------------------------------------------------------------ state
     def get_leader(self) -> str:
@@ -312,10 +316,18 @@ class LeaderElector:
         return True
 
     async def _attempt(self, timeout: float) -> bool:
+        """tryAcquireOrRenew bounded by ``timeout`` whatever the request does. Not wait_for: it
+        waits for the cancelled call to finish, and a cancellation that meets an HTTP client's
+        own timeout can be swallowed, so the call may run on well past the renew deadline."""
+        task = asyncio.ensure_future(self.try_acquire_or_renew())
         try:
-            return await asyncio.wait_for(self.try_acquire_or_renew(), timeout)
-        except TimeoutError:
-            return False
+            done, _ = await asyncio.wait({task}, timeout=max(timeout, 0.0))
+        finally:
+            if not task.done():
+                task.cancel()  # (a late write that lands renews the lease for us: still safe)
+                self._abandoned.add(task)
+                task.add_done_callback(self._abandoned.discard)
+        return task.result() if task in done else False
 
     # ------------------------------------------------------------------ the loops
     async def acquire(self) -> None:
@@ -327,7 +339,7 @@ class LeaderElector:
             self._report_transition()
             if ok:
                 self.terms += 1
-                await self.lock.record_event("became leader")
+                self.lock.record_event("became leader")
                 log.info("successfully acquired lease %s", desc)
                 return
             log.debug("failed to acquire lease %s", desc)
@@ -359,8 +371,7 @@ class LeaderElector:
                 log.debug("successfully renewed lease %s", desc)
                 await self.clock.sleep(self.retry_period)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.lock.record_event("stopped leading"), self.renew_deadline)
+            self.lock.record_event("stopped leading")
 
     async def release(self) -> bool:
         """Give the lease up if held: holderIdentity "", leaseDurationSeconds 1."""
@@ -407,7 +418,7 @@ class LeaderElector:
             if self.release_on_cancel:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.release())
-        failure = None if work.cancelled() else work.exception()
+        failure = work.exception() if work.done() and not work.cancelled() else None
         if failure is not None:
             raise failure
 

@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from kubelite.api import errors
 from kubelite.apiserver.listwatch import store_informer
 from kubelite.apiserver.registry import ResourceStore
 from kubelite.client.informer import Informer
@@ -53,10 +54,14 @@ class WorkQueue:
                 again = await self.sync(key)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 n = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(self.retry * 2 ** (n - 1), self.max_retry)
-                log.exception("%s: syncing %r failed (%d in a row); retrying in %.0fs", self.name, key, n, delay)
+                # the API refusing a write (quota, a conflict, validation) is the controller's
+                # ordinary weather: its message says it; anything else is a bug and gets its traceback
+                refused = isinstance(exc, errors.StatusError)
+                log.error("%s: syncing %r failed (%d in a row); retrying in %.0fs%s", self.name, key, n, delay,
+                          f": {exc}" if refused else "", exc_info=not refused)
                 loop.call_later(delay, self.add, key)
                 continue
             self._failures.pop(key, None)

@@ -460,5 +460,87 @@ class CSRApprover(_CSRController):
                  [s for s, _ in recognizers])
 
 
-__all__ = ["CSRApprover", "CSRSigner", "serving_approval_error", "sign", "signer_check", "signing_duration",
+# --------------------------------------------------------------------------- csrcleaner
+
+CLEANER_INTERVAL = 3600.0  # pollingInterval
+APPROVED_EXPIRATION = dt.timedelta(hours=1)
+DENIED_EXPIRATION = dt.timedelta(hours=1)
+PENDING_EXPIRATION = dt.timedelta(hours=24)
+
+
+def _older_than(ts: Any, d: dt.timedelta, now: dt.datetime) -> bool:
+    from kubelite.api import gotime
+
+    if not isinstance(ts, str) or not ts:
+        return False
+    try:
+        return now - gotime.parse(ts) > d
+    except ValueError:
+        return False
+
+
+def cleanup_reason(csr: Obj, now: dt.datetime | None = None) -> str | None:
+    """Why the csrcleaner deletes this CSR (its log line), or None to keep it: issued more than
+    an hour ago, denied or failed more than an hour ago, pending for a day, or its certificate
+    expired. Rotating nodes make CSRs all the time; with a short --cluster-signing-duration many."""
+    now = now or dt.datetime.now(dt.UTC)
+    name = (csr.get("metadata") or {}).get("name", "")
+    status = csr.get("status") or {}
+    conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+    issued = bool(status.get("certificate"))
+    for c in conditions:
+        if c.get("type") == certs.APPROVED and issued:
+            try:
+                leaf = x509.load_pem_x509_certificate(certs.b64decode(status["certificate"]))
+            except ValueError:
+                leaf = None
+            if leaf is not None and now > leaf.not_valid_after_utc:
+                return f'Cleaning CSR "{name}" as the associated certificate is expired.'
+            if _older_than(c.get("lastUpdateTime"), APPROVED_EXPIRATION, now):
+                return f'Cleaning CSR "{name}" as it is more than 1h0m0s old and approved.'
+        if c.get("type") == certs.DENIED and _older_than(c.get("lastUpdateTime"), DENIED_EXPIRATION, now):
+            return f'Cleaning CSR "{name}" as it is more than 1h0m0s old and denied.'
+        if c.get("type") == certs.FAILED and _older_than(c.get("lastUpdateTime"), DENIED_EXPIRATION, now):
+            return f'Cleaning CSR "{name}" as it is more than 1h0m0s old and failed.'
+    if not conditions and _older_than((csr.get("metadata") or {}).get("creationTimestamp"), PENDING_EXPIRATION, now):
+        return f'Cleaning CSR "{name}" as it is more than 24h0m0s old and unhandled.'
+    return None
+
+
+class CSRCleaner:
+    """csrcleaner (pkg/controller/certificates/cleaner): every hour, from the start, delete the
+    CSRs :func:`cleanup_reason` names."""
+
+    def __init__(self, stores: Stores, interval: float = CLEANER_INTERVAL) -> None:
+        self.csrs = stores.get(certs.GROUP, "certificatesigningrequests")
+        self.interval = interval
+
+    async def sweep(self, now: dt.datetime | None = None) -> list[str]:
+        from kubelite.apiserver.registry import DeleteOptions, ListOptions
+
+        gone = []
+        items, *_ = await self.csrs.list("", ListOptions())
+        for csr in items:
+            reason = cleanup_reason(csr, now)
+            if reason is None:
+                continue
+            log.info("%s", reason)
+            name = csr["metadata"]["name"]
+            try:
+                await self.csrs.delete("", name, DeleteOptions(preconditions={"uid": csr["metadata"].get("uid")}))
+                gone.append(name)
+            except errors.StatusError as exc:
+                log.info("unable to delete CSR %r: %s", name, exc)
+        return gone
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log.warning("CSR cleanup: %s", exc)
+            await asyncio.sleep(self.interval)
+
+
+__all__ = ["CSRApprover", "CSRCleaner", "CSRSigner", "cleanup_reason", "serving_approval_error", "sign", "signer_check", "signing_duration",
            "validate_kubelet_client_csr", "validate_kubelet_serving_csr"]

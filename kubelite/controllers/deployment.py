@@ -299,12 +299,11 @@ class _Sync:
         }
         rs["spec"]["replicas"] = du.new_rs_new_replicas(d, [*olds, rs], rs)
         du.set_new_rs_annotations(d, rs, new_revision, False)
-        already = False
         try:
             created = await self.ctl.replicasets.create(self.ns, copy.deepcopy(rs), self.ctl.opts)
         except errors.StatusError as exc:
             if exc.code == 409 and exc.reason == "AlreadyExists":
-                return await self._collision(rs, olds)
+                return await self._collision(rs)
             msg = f'Failed to create new replica set "{rs["metadata"]["name"]}": {exc.message}'
             if du.has_progress_deadline(d):
                 st = copy.deepcopy(du.status(d))
@@ -313,7 +312,7 @@ class _Sync:
             self.ctl.recorder.emit(d, WARNING, du.FAILED_RS_CREATE, msg)
             raise
         n = du.replicas(created)
-        if not already and n > 0:
+        if n > 0:
             self.ctl.recorder.emit(d, NORMAL, "ScalingReplicaSet",
                                    f"Scaled up replica set {created['metadata']['name']} from 0 to {n}")
         d2 = copy.deepcopy(self.d)
@@ -328,7 +327,7 @@ class _Sync:
             await self._update_status(st)
         return created
 
-    async def _collision(self, rs: Obj, olds: list[Obj]) -> Obj | None:
+    async def _collision(self, rs: Obj) -> Obj | None:
         """A ReplicaSet of that name exists: ours with the same template is the new one;
         anything else is a hash collision, counted in status.collisionCount for a new name."""
         existing = await self.ctl.replicasets.get(self.ns, rs["metadata"]["name"])
@@ -433,7 +432,7 @@ class _Sync:
         diff = len(alive) - limit
         if diff <= 0:
             return
-        alive.sort(key=lambda rs: (du.revision(rs), du._created(rs)))
+        alive.sort(key=lambda rs: (du.revision(rs), du.created_key(rs)))
         for rs in alive[:diff]:
             st = du.status(rs)
             if int(st.get("replicas") or 0) != 0 or du.replicas(rs) != 0 or \

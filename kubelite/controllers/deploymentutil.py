@@ -144,13 +144,13 @@ def active(rss: list[Obj]) -> list[Obj]:
     return [rs for rs in rss if replicas(rs) > 0]
 
 
-def _created(rs: Obj) -> tuple[float, str]:
+def created_key(rs: Obj) -> tuple[float, str]:
     return parse_time(meta(rs).get("creationTimestamp")) or 0.0, str(meta(rs).get("name") or "")
 
 
 def by_creation(rss: list[Obj]) -> list[Obj]:
     """ReplicaSetsByCreationTimestamp: oldest first, then by name."""
-    return sorted(rss, key=_created)
+    return sorted(rss, key=created_key)
 
 
 def revision(rs: Obj) -> int:
@@ -365,7 +365,7 @@ def _round_half_away(x: float) -> int:
 def by_size(rss: list[Obj], newer_first: bool) -> list[Obj]:
     """ReplicaSetsBySizeNewer (newer_first) / ReplicaSetsBySizeOlder: larger first, ties by age."""
     def key(rs: Obj) -> tuple[int, float, str]:
-        t, name = _created(rs)
+        t, name = created_key(rs)
         return (-replicas(rs), -t if newer_first else t, name)
 
     return sorted(rss, key=key)

@@ -16,6 +16,8 @@ import asyncio
 import copy
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kubelite.api import errors
@@ -55,21 +57,47 @@ def selector_of(rs: Obj) -> LabelSelector:
         return LabelSelector.match_nothing()
 
 
-def pod_from_template(rs: Obj) -> Obj:
+def map_selector_of(rc: Obj) -> LabelSelector:
+    """A ReplicationController's spec.selector, a label map (empty selects nothing here: its
+    validation requires one)."""
+    sel = _d(_d(rc.get("spec")).get("selector"))
+    return selector_from_set(sel) if sel else LabelSelector.match_nothing()
+
+
+@dataclass(frozen=True)
+class Managed:
+    """What one instance of the controller keeps replicated: upstream runs the same code for
+    ReplicationControllers through an adapter (pkg/controller/replication)."""
+
+    group: str
+    plural: str
+    api_version: str
+    kind: str
+    component: str
+    selector: Callable[[Obj], LabelSelector]
+    reports_terminating: bool  # status.terminatingReplicas exists in the kind
+
+
+REPLICA_SETS = Managed("apps", "replicasets", RS_API_VERSION, RS_KIND, COMPONENT, selector_of, True)
+REPLICATION_CONTROLLERS = Managed("", "replicationcontrollers", "v1", "ReplicationController",
+                                  "replication-controller", map_selector_of, False)
+
+
+def pod_from_template(rs: Obj, managed: Managed = REPLICA_SETS) -> Obj:
     """GetPodFromTemplate: the template's labels, annotations, finalizers and spec, a name
     generated from the ReplicaSet's, and the ReplicaSet as controller."""
     template = _d(_d(rs.get("spec")).get("template"))
     tmeta = _d(template.get("metadata"))
     m = cu.meta(rs)
     pod_meta: Obj = {"generateName": f"{m.get('name', '')}-", "namespace": m.get("namespace", ""),
-                     "ownerReferences": [cu.new_controller_ref(rs, RS_API_VERSION, RS_KIND)]}
+                     "ownerReferences": [cu.new_controller_ref(rs, managed.api_version, managed.kind)]}
     for k in ("labels", "annotations", "finalizers"):
         if tmeta.get(k):
             pod_meta[k] = copy.deepcopy(tmeta[k])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": copy.deepcopy(_d(template.get("spec")))}
 
 
-def calculate_status(rs: Obj, pods: list[Obj], terminating: list[Obj], manage_err: BaseException | None,
+def calculate_status(rs: Obj, pods: list[Obj], terminating: list[Obj] | None, manage_err: BaseException | None,
                      now: float | None = None) -> Obj:
     """calculateStatus (replica_set_utils.go)."""
     spec = _d(rs.get("spec"))
@@ -103,7 +131,8 @@ def calculate_status(rs: Obj, pods: list[Obj], terminating: list[Obj], manage_er
     status["fullyLabeledReplicas"] = fully
     status["readyReplicas"] = ready
     status["availableReplicas"] = available
-    status["terminatingReplicas"] = len(terminating)
+    if terminating is not None:
+        status["terminatingReplicas"] = len(terminating)
     for k in ("fullyLabeledReplicas", "readyReplicas", "availableReplicas"):
         if not status[k]:
             del status[k]  # omitempty
@@ -117,17 +146,19 @@ def error_text(exc: BaseException) -> str:
 
 
 class ReplicaSetController:
-    def __init__(self, stores: Stores, recorder: EventRecorder | None = None, burst: int = BURST_REPLICAS) -> None:
-        self.rs_store = stores.get("apps", "replicasets")
+    def __init__(self, stores: Stores, recorder: EventRecorder | None = None, burst: int = BURST_REPLICAS,
+                 managed: Managed = REPLICA_SETS) -> None:
+        self.managed = managed
+        self.rs_store = stores.get(managed.group, managed.plural)
         self.pods = stores.get("", "pods")
-        self.recorder = recorder or store_recorder(stores, COMPONENT)
+        self.recorder = recorder or store_recorder(stores, managed.component)
         self.burst = burst
-        self.opts = WriteOptions(field_manager=COMPONENT)
+        self.opts = WriteOptions(field_manager=managed.component)
         self.rs_informer = informer(self.rs_store)
         self.pod_informer = informer(self.pods)
         self.pod_informer.add_index(cu.CONTROLLER_UID_INDEX, cu.controller_uid_index)
         self.expectations = cu.Expectations()
-        self.queue = WorkQueue(COMPONENT, self.sync)
+        self.queue = WorkQueue(managed.component, self.sync)
         self.rs_informer.add_handler(self._on_rs)
         self.pod_informer.add_handler(self._on_pod)
 
@@ -156,7 +187,8 @@ class ReplicaSetController:
 
     def _owner(self, pod: Obj, ref: dict[str, Any]) -> Obj | None:
         """resolveControllerRef: the ReplicaSet a controller reference names, if it is that one."""
-        if ref.get("kind") != RS_KIND or str(ref.get("apiVersion") or "").split("/")[0] != "apps":
+        group = str(ref.get("apiVersion") or "").rpartition("/")[0]
+        if ref.get("kind") != self.managed.kind or group != self.managed.group:
             return None
         rs = self.rs_informer.get(cu.meta(pod).get("namespace", ""), ref.get("name", ""))
         if rs is None or cu.meta(rs).get("uid") != ref.get("uid"):
@@ -169,7 +201,7 @@ class ReplicaSetController:
         if not labels:
             return []
         return [rs for rs in self.rs_informer.list(cu.meta(pod).get("namespace", ""))
-                if selector_of(rs).matches(labels) and not selector_of(rs).empty()]
+                if self.managed.selector(rs).matches(labels) and not self.managed.selector(rs).empty()]
 
     def _pod_deleted(self, pod: Obj) -> None:
         ref = cu.controller_ref(pod)
@@ -250,7 +282,7 @@ class ReplicaSetController:
             self.expectations.delete(key)
             return False
         needs_sync = self.expectations.satisfied(key)
-        selector = selector_of(rs)
+        selector = self.managed.selector(rs)
         all_pods = self.pod_informer.list(ns)
         active = [p for p in all_pods if cu.is_pod_active(p)]
         active = await self._claim(rs, selector, active)
@@ -260,7 +292,7 @@ class ReplicaSetController:
         manage_err: BaseException | None = None
         if needs_sync and not cu.meta(rs).get("deletionTimestamp"):
             manage_err = await self._manage(active, rs, key)
-        status = calculate_status(rs, active, terminating, manage_err)
+        status = calculate_status(rs, active, terminating if self.managed.reports_terminating else None, manage_err)
         updated = await self._update_status(rs, status)
         if manage_err is not None:
             raise manage_err
@@ -280,14 +312,15 @@ class ReplicaSetController:
             fresh = await self.rs_store.get(m.get("namespace", ""), m.get("name", ""))
             fm = cu.meta(fresh)
             if fm.get("uid") != m.get("uid"):
-                raise errors.conflict("replicasets", m.get("name", ""), f"original ReplicaSet {m.get('namespace')}/"
-                                      f"{m.get('name')} is gone: got uid {fm.get('uid')}, wanted {m.get('uid')}",
-                                      "apps")
+                raise errors.conflict(self.managed.plural, m.get("name", ""), f"original {self.managed.kind} "
+                                      f"{m.get('namespace')}/{m.get('name')} is gone: got uid {fm.get('uid')}, "
+                                      f"wanted {m.get('uid')}", self.managed.group)
             if fm.get("deletionTimestamp"):
-                raise errors.conflict("replicasets", m.get("name", ""), f"{m.get('namespace')}/{m.get('name')} has "
-                                      "just been deleted", "apps")
+                raise errors.conflict(self.managed.plural, m.get("name", ""), f"{m.get('namespace')}/"
+                                      f"{m.get('name')} has just been deleted", self.managed.group)
 
-        mgr = cu.RefManager(self.pods, rs, RS_API_VERSION, RS_KIND, selector, can_adopt, COMPONENT)
+        m_ = self.managed
+        mgr = cu.RefManager(self.pods, rs, m_.api_version, m_.kind, selector, can_adopt, m_.component)
         return await mgr.claim(pods)
 
     async def _manage(self, pods: list[Obj], rs: Obj, key: str) -> BaseException | None:
@@ -323,7 +356,7 @@ class ReplicaSetController:
 
     async def _create_pod(self, rs: Obj) -> None:
         """RealPodControl.CreatePods with its events."""
-        pod = pod_from_template(rs)
+        pod = pod_from_template(rs, self.managed)
         if not pod["metadata"].get("labels"):
             raise ValueError("unable to create pods, no labels")
         try:
@@ -377,4 +410,5 @@ class ReplicaSetController:
         return cur
 
 
-__all__ = ["ReplicaSetController", "calculate_status", "pod_from_template"]
+__all__ = ["REPLICATION_CONTROLLERS", "REPLICA_SETS", "Managed", "ReplicaSetController", "calculate_status",
+           "map_selector_of", "pod_from_template"]

@@ -332,7 +332,7 @@ def _wide_cells(obj: Obj) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------- strategies
-class _WorkloadStrategy(Strategy):
+class WorkloadStrategy(Strategy):
     tracks_generation = True
     allow_unconditional_update = True
 
@@ -346,7 +346,7 @@ class _WorkloadStrategy(Strategy):
         new["status"] = copy.deepcopy(old.get("status") or self._empty_status())
 
 
-class ReplicaSetStrategy(_WorkloadStrategy):
+class ReplicaSetStrategy(WorkloadStrategy):
     # the status subresource may change labels and annotations (rsStatusStrategy keeps only spec)
     status_metadata = ("labels", "annotations")
 
@@ -385,7 +385,7 @@ class ReplicaSetStrategy(_WorkloadStrategy):
                 *_wide_cells(obj)]
 
 
-class DeploymentStrategy(_WorkloadStrategy):
+class DeploymentStrategy(WorkloadStrategy):
     # deploymentStatusStrategy keeps spec and labels: the controller records the revision
     # annotation through /status
     status_metadata = ("annotations",)

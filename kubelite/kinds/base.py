@@ -178,6 +178,7 @@ class ScaleSpec:
     spec_replicas: tuple[str, ...] = ("spec", "replicas")
     status_replicas: tuple[str, ...] = ("status", "replicas")
     selector: tuple[str, ...] = ("spec", "selector")  # a LabelSelector object
+    selector_is_map: bool = False  # a label map instead (core/v1 ReplicationController)
 
 
 @dataclass(frozen=True, eq=False)  # identity: a Kind is declared once and used as a key

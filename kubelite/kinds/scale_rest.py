@@ -14,7 +14,7 @@ from aiohttp import web
 
 from kubelite.api import errors
 from kubelite.api import field as fld
-from kubelite.api.selectors import SelectorError, label_selector_from_object
+from kubelite.api.selectors import SelectorError, label_selector_from_object, selector_from_set
 from kubelite.apiserver import bodies, http
 from kubelite.apiserver.rest import RESTContext, method_not_allowed
 from kubelite.kinds.base import Kind, Obj, ScaleSpec, Strategy
@@ -52,8 +52,12 @@ def scale_of(spec: ScaleSpec, obj: Obj) -> Obj:
     m = obj.get("metadata") or {}
     meta = {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in m}
     status: Obj = {"replicas": _at(obj, spec.status_replicas) or 0}
+    raw_sel = _at(obj, spec.selector)
     try:
-        sel = str(label_selector_from_object(_at(obj, spec.selector)))
+        if spec.selector_is_map:
+            sel = str(selector_from_set(raw_sel)) if isinstance(raw_sel, dict) else ""
+        else:
+            sel = str(label_selector_from_object(raw_sel))
     except (SelectorError, ValueError):
         sel = ""
     if sel:

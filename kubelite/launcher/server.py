@@ -32,7 +32,7 @@ from kubelite.auth.bootstrap_tokens import BootstrapTokenAuthenticator
 from kubelite.auth.setup import Security
 from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
-from kubelite.controllers.csr import CSRApprover, CSRSigner
+from kubelite.controllers.csr import CSRApprover, CSRCleaner, CSRSigner
 from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.disruption import DisruptionController
 from kubelite.controllers.endpoints import EndpointsController
@@ -44,7 +44,7 @@ from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodeipam import NodeIPAMController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
 from kubelite.controllers.podgc import PodGC
-from kubelite.controllers.replicaset import ReplicaSetController
+from kubelite.controllers.replicaset import REPLICATION_CONTROLLERS, ReplicaSetController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
@@ -175,6 +175,7 @@ class Server:
             ("root-ca-publisher", RootCAPublisher(stores, pki.ca_cert).run),  # kube-root-ca.crt
             ("csr-approver", CSRApprover(stores, security.authorizer).run),
             ("csr-signer", CSRSigner(stores, cfg.data_dir, dt.timedelta(seconds=cfg.cluster_signing_duration)).run),
+            ("csr-cleaner", CSRCleaner(stores).run),
             ("cluster-info-publisher", ClusterInfoPublisher(stores, cfg.server_url, pki.ca_cert.read_bytes()).run),
             ("token-cleaner", TokenCleaner(stores).run),
             ("garbage-collector", GarbageCollector(stores).run),
@@ -187,6 +188,7 @@ class Server:
                 stores, recorder(stores, "taint-eviction-controller")).run),
             ("pod-garbage-collector", PodGC(stores).run),
             ("replicaset-controller", ReplicaSetController(stores).run),
+            ("replication-controller", ReplicaSetController(stores, managed=REPLICATION_CONTROLLERS).run),
             ("deployment-controller", DeploymentController(stores).run),
             ("disruption-controller", DisruptionController(stores).run),
             ("endpointslice-controller", EndpointSliceController(stores).run),

@@ -118,12 +118,18 @@ def test_dev_cluster_on_vxlan(tmp_path, before):
             wait_until(lambda n=n: (lambda o: o["routes"].get(gone_cidr) == (gone_gw, "flannel.1", ["onlink"])
                                     and o["neigh"].get(gone_gw) == GONE_MAC and o["fdb"].get(GONE_MAC) == gone_ip)(
                 overlay(data, n)), 30, 0.3, f"entries for the new node on {n}")
+        # someone deletes node 1's device (its entries go with it): the next pass makes it again,
+        # with the MAC the other nodes know, and every entry with it
+        gone_dev = kubelite("dev", "cluster", "exec", "--data-dir", str(data), names[0], "--", "ip", "link", "del",
+                            "flannel.1")
+        assert gone_dev.returncode == 0, gone_dev.stderr
         new_mac = "0a:58:00:00:00:02"
         kubectl("annotate", "node", f"{NAME}-gone", "--overwrite",
                 f"{ANN}backend-data={json.dumps({'VNI': 1, 'VtepMAC': new_mac})}")
         wait_until(lambda: (lambda o: o["neigh"].get(gone_gw) == new_mac and GONE_MAC not in o["fdb"]
                             and o["fdb"].get(new_mac) == gone_ip)(overlay(data, names[0])), 30, 0.3,
                    "entries follow the new VtepMAC")
+        assert node_json(data, names[0], "ip", "-j", "link", "show", "flannel.1")[0]["address"] == nodes[names[0]][1]
         kubectl("delete", "node", f"{NAME}-gone")
         for n in names:
             want = want_overlay({c: (m, i) for o, (c, m, i) in nodes.items() if o != n})

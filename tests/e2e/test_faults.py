@@ -112,11 +112,12 @@ async def _gone(c: Client, plural: str, name: str, ns: str = "") -> bool:
 async def faulty_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
     from kubelite.auth.aggregation import AggregationController
     from kubelite.controllers.bootstrapsigner import TokenCleaner
+    from kubelite.controllers.csr import CSRCleaner
     from kubelite.tls.reload import ServingCertReloader
 
     # every informer (the security informers are components; every controller runs its own)
     # and the components without one crash at their first start
-    for cls in (Informer, AggregationController, TokenCleaner, ServingCertReloader):
+    for cls in (Informer, AggregationController, TokenCleaner, CSRCleaner, ServingCertReloader):
         _crash_once(cls, monkeypatch)
     caplog.set_level(logging.INFO)
     cfg = ServerConfig(data_dir=tmp_path / "data", bind_address="127.0.0.1", port=free_port(), disable_agent=True,
@@ -138,7 +139,7 @@ async def test_components_restart_and_reconcile_after_faults(faulty_server, capl
 
     # every component crashed once, was logged with its traceback, and runs again
     assert set(sup.components) >= {"namespace-controller", "root-ca-publisher", "csr-approver", "csr-signer",
-                                   "cluster-info-publisher", "token-cleaner", "garbage-collector",
+                                   "csr-cleaner", "cluster-info-publisher", "token-cleaner", "garbage-collector",
                                    "resourcequota-controller", "clusterrole-aggregation", "serving-cert-reloader",
                                    "informer/pods"}
     await _eventually(lambda: _all(sup, lambda comp: comp.restarts >= 1 and comp.healthy), what="restarts")

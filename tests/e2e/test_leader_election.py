@@ -62,13 +62,19 @@ def cluster(tmp_path_factory):
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
         wait_until(ready, 90, 0.3, "joined node Ready")
-        yield one, two, base
+        yield one, two, etcd
     finally:
         alive = [s for s in servers if s.proc is not None and s.proc.poll() is None]
         if alive:
             with contextlib.suppress(Exception):
-                alive[0].kubectl("delete", "pods", "--all", "--grace-period=1", "--timeout=60s", check=False)
+                alive[0].kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--timeout=60s", check=False)
         if agent is not None and agent.poll() is None:
+            # the agent leaves containers running when it stops: let it remove them first
+            sock = str(node_dir / "containerd" / "containerd.sock")
+            with contextlib.suppress(Exception):
+                wait_until(lambda: not subprocess.run(
+                    ["/usr/bin/ctr", "-a", sock, "-n", "k8s.io", "containers", "ls", "-q"],
+                    capture_output=True, text=True, timeout=30).stdout.strip(), 60, 0.3, "no containers on the node")
             agent.send_signal(signal.SIGTERM)
             try:
                 agent.wait(30)
@@ -132,12 +138,15 @@ def test_each_lease_has_one_holder(cluster) -> None:
     assert rows["kube-scheduler"] == lease(one, "kube-scheduler")["spec"]["holderIdentity"]
     assert rows["kube-controller-manager"] == lease(one, "kube-controller-manager")["spec"]["holderIdentity"]
     # the Events upstream records, about the Lease, from each component
-    events = json.loads(one.kubectl("get", "events", "-n", "kube-system", "-o", "json").stdout)["items"]
-    seen = {(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["source"].get("component"), e["message"])
-            for e in events if e["reason"] == "LeaderElection"}
-    for name, source in (("kube-scheduler", "default-scheduler"), ("kube-controller-manager",
-                                                                   "kube-controller-manager")):
-        assert ("Lease", name, source, f"{lease(one, name)['spec']['holderIdentity']} became leader") in seen, seen
+    def seen() -> set:
+        events = json.loads(one.kubectl("get", "events", "-n", "kube-system", "-o", "json").stdout)["items"]
+        return {(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["source"].get("component"),
+                 e["message"]) for e in events if e["reason"] == "LeaderElection"}
+
+    want = {("Lease", name, source, f"{lease(one, name)['spec']['holderIdentity']} became leader")
+            for name, source in (("kube-scheduler", "default-scheduler"),
+                                 ("kube-controller-manager", "kube-controller-manager"))}
+    wait_until(lambda: want <= seen(), 10, 0.2, f"LeaderElection events {want}")
     # the controllers run only where kube-controller-manager's lease is held
     kcm_leader = next(s for s in (one, two) if holder_of(s, "kube-controller-manager"))
     for s in (one, two):
@@ -179,3 +188,48 @@ def test_kill9_of_the_scheduler_leader_hands_scheduling_over_within_15s(cluster)
     if holder_of(leader, "kube-controller-manager"):
         wait_until(lambda: holder_of(other, "kube-controller-manager"), 30, 0.2, "controller manager taken over")
     print(f"scheduling resumed {took:.1f}s after kill -9 of the scheduler's leader")
+
+
+def log_count(server: ServerProcess, text: str) -> int:
+    return server.log_path.read_text(errors="replace").count(text)
+
+
+def verbose_readyz(server: ServerProcess) -> str:
+    from tests.e2e.test_etcd_cluster import readyz
+
+    return readyz(server)
+
+
+def test_a_leader_cut_off_from_etcd_stops_leading_and_leads_again(cluster) -> None:
+    """etcd loses its quorum: the surviving server cannot renew within the renew deadline, so it
+    stops the scheduler and the controllers (upstream they exit); with the quorum back it
+    campaigns, wins and runs them again."""
+    one, two, etcd = cluster
+    alive = next(s for s in (one, two) if s.proc is not None and s.proc.poll() is None)
+    for name in ("kube-scheduler", "kube-controller-manager"):
+        wait_until(lambda n=name: holder_of(alive, n), 30, 0.2, f"{name} held by the surviving server")
+    wait_until(lambda: "[+]component/garbage-collector ok" in verbose_readyz(alive), 30, 0.2, "controllers")
+    acquired = log_count(alive, "successfully acquired lease kube-system/kube-scheduler")
+    failed = [log_count(alive, f"failed to renew lease kube-system/{n}") for n in ("kube-scheduler",
+                                                                                   "kube-controller-manager")]
+    down = etcd.members[1:]
+    for m in down:
+        m.kill9()
+    cut = time.monotonic()
+    wait_until(lambda: [log_count(alive, f"failed to renew lease kube-system/{n}") for n in (
+        "kube-scheduler", "kube-controller-manager")] > failed and all(
+        log_count(alive, f"failed to renew lease kube-system/{n}") > f for n, f in zip(
+            ("kube-scheduler", "kube-controller-manager"), failed, strict=True)), 30, 0.2, "both leases lost")
+    lost = time.monotonic() - cut
+    wait_until(lambda: "component/garbage-collector" not in verbose_readyz(alive), 1.5, 0.05,
+               "the controllers stopped at once")
+    initial = ",".join(f"{m.name}={m.peer_url}" for m in etcd.members)
+    for m in down:
+        m.start(initial, f"kubelite-test-{etcd.members[0].client_port}")
+    wait_until(etcd.healthy, 30, 0.2, "etcd quorum back")
+    wait_until(lambda: log_count(alive, "successfully acquired lease kube-system/kube-scheduler") > acquired, 30,
+               0.2, "scheduler lease won again")
+    wait_until(lambda: "[+]component/garbage-collector ok" in verbose_readyz(alive), 30, 0.2, "controllers again")
+    alive.kubectl("create", "-f", "-", input=json.dumps(pod("le-again")))
+    assert wait_until(lambda: get_pod(alive, "le-again")["spec"].get("nodeName"), 30, 0.2, "le-again bound") == NODE
+    print(f"leases lost {lost:.1f}s after etcd lost its quorum (renew deadline 4s)")

@@ -294,6 +294,47 @@ def test_protobuf_bodies_and_the_official_clients_scale(cluster, api_client_for)
     wait_until(lambda: not _pods(server, "app=pb"), 60, 0.3, "pb pods collected")
 
 
+def test_replication_controller_keeps_its_pods(cluster):
+    server = cluster
+    rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "legacy"},
+          "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "legacy"}},
+                                                "spec": {"containers": [{"name": "c", "image": BLUE}]}}}}
+    assert server.kubectl("apply", "-f", "-", input=json.dumps(rc)).stdout.strip() == \
+        "replicationcontroller/legacy created"
+    wait_until(lambda: _json(server, "rc", "legacy")["status"].get("readyReplicas") == 2, 60, 0.2, "2 ready")
+    rows = server.kubectl("get", "rc", "legacy").stdout.splitlines()
+    assert rows[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    assert rows[1].split()[:4] == ["legacy", "2", "2", "2"]
+    pods = _active(_pods(server, "app=legacy"))
+    assert {p["metadata"]["ownerReferences"][0]["kind"] for p in pods} == {"ReplicationController"}
+    assert server.kubectl("scale", "rc", "legacy", "--replicas=1").stdout.strip() == \
+        "replicationcontroller/legacy scaled"
+    wait_until(lambda: len(_active(_pods(server, "app=legacy"))) == 1, 30, 0.2, "one pod left")
+    server.kubectl("delete", "rc", "legacy")
+    wait_until(lambda: not _pods(server, "app=legacy"), 60, 0.3, "legacy pods collected")
+
+
+def test_min_ready_seconds_delays_availability(cluster):
+    server = cluster
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "slow"},
+                "spec": {"replicas": 1, "minReadySeconds": 3, "selector": {"matchLabels": {"app": "slow"}},
+                         "template": {"metadata": {"labels": {"app": "slow"}}, "spec": {"containers": [{
+                             "name": "c", "image": BLUE}]}}}}
+    server.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    lines = server.kubectl("rollout", "status", "deployment/slow", "--timeout=120s", timeout=150).stdout.splitlines()
+    assert 'Waiting for deployment "slow" rollout to finish: 0 of 1 updated replicas are available...' in lines
+    assert lines[-1] == 'deployment "slow" successfully rolled out'
+    (p,) = _active(_pods(server, "app=slow"))
+    ready = next(c for c in p["status"]["conditions"] if c["type"] == "Ready")["lastTransitionTime"]
+    d = _json(server, "deployment", "slow")
+    avail = next(c for c in d["status"]["conditions"] if c["type"] == "Available")["lastTransitionTime"]
+    from kubelite.kinds._printing import parse_time
+
+    assert parse_time(avail) - parse_time(ready) >= 2  # (both have one-second resolution)
+    server.kubectl("delete", "deployment", "slow")
+    wait_until(lambda: not _pods(server, "app=slow"), 90, 0.3, "slow pods gone")
+
+
 BAD = """
 apiVersion: apps/v1
 kind: Deployment

@@ -74,20 +74,33 @@ class View:
     def __init__(self, mem: MemLeases) -> None:
         self.mem = mem
         self.down = False
+        self.hang = False
+        self.deaf = False
 
     def _check(self) -> None:
         if self.down:
             raise ConnectionRefusedError("connection refused")
 
-    async def get(self, namespace: str, name: str) -> dict:
+    async def _check_or_hang(self) -> None:
+        if self.hang:
+            await asyncio.Event().wait()  # a request to a server that stopped answering
+        if self.deaf:  # a request whose cancellation is swallowed (an HTTP client's own timeout
+            try:       # meeting the caller's): it goes on for 1.2 s more
+                await asyncio.sleep(1.2)
+            except asyncio.CancelledError:
+                await asyncio.sleep(1.2)
+            raise TimeoutError()
         self._check()
+
+    async def get(self, namespace: str, name: str) -> dict:
+        await self._check_or_hang()
         obj = self.mem.objs.get((namespace, name))
         if obj is None:
             raise errors.StatusError(404, "NotFound", f'leases.coordination.k8s.io "{name}" not found')
         return copy.deepcopy(obj)
 
     async def create(self, namespace: str, obj: dict) -> dict:
-        self._check()
+        await self._check_or_hang()
         key = (namespace, obj["metadata"]["name"])
         if key in self.mem.objs:
             raise errors.StatusError(409, "AlreadyExists", "already exists")
@@ -99,7 +112,7 @@ class View:
         return copy.deepcopy(obj)
 
     async def update(self, namespace: str, obj: dict) -> dict:
-        self._check()
+        await self._check_or_hang()
         key = (namespace, obj["metadata"]["name"])
         cur = self.mem.objs.get(key)
         if cur is None:
@@ -119,7 +132,7 @@ class Events:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, str, str]] = []
 
-    async def record(self, involved: dict, type_: str, reason: str, message: str) -> None:
+    def emit(self, involved: dict, type_: str, reason: str, message: str) -> None:
         self.seen.append((involved["kind"], involved["metadata"]["name"], reason, message))
 
 
@@ -375,3 +388,35 @@ def test_election_runs_on_etcd_and_not_on_sqlite_unless_asked():
     assert p.parse_args(["server"]).leader_elect is None
     with pytest.raises(SystemExit):
         p.parse_args(["server", "--leader-elect-retry-period", "soon"])
+
+
+@pytest.mark.parametrize("failure", ["hang", "deaf"])
+async def test_leader_whose_api_hangs_stops_within_the_renew_deadline(failure):
+    """Real time, short timings: requests that never answer are bounded by the renew deadline,
+    and neither the "stopped leading" Event nor the release delays stopping the work."""
+    mem, events = MemLeases(), Events()
+    clock = le.Clock()
+    a = Candidate(mem, clock, "a", events, lease_duration=1.5, renew_deadline=1.0, retry_period=0.2,
+                  release_on_cancel=True)
+    a.clock = _RealTime()  # (the work's timestamps)
+    a.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while not a.working:
+        assert loop.time() < deadline
+        await asyncio.sleep(0.01)
+    setattr(a.api, failure, True)
+    hung = loop.time()
+    while a.working:
+        assert loop.time() - hung < 1.0 + 0.2 + 0.3, "still working past the renew deadline"
+        await asyncio.sleep(0.01)
+    assert ("Lease", "kube-scheduler", "LeaderElection", "host_a stopped leading") in events.seen
+    await a.kill()
+    if a.elector._abandoned:  # the deaf requests it gave up on end by themselves
+        await asyncio.wait(set(a.elector._abandoned), timeout=5)
+
+
+class _RealTime:
+    @property
+    def t(self) -> float:
+        return asyncio.get_running_loop().time()

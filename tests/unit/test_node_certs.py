@@ -475,3 +475,42 @@ def test_an_expired_client_certificate_means_joining_again(tmp_path):
     store.update(pki.cert_pem(cert), pki.key_pem(k))  # renewed in time: the same kubeconfig is fine
     assert _client_certificate_expired(kc, tmp_path / "pki") is False
     assert _client_certificate_expired(tmp_path / "missing.yaml", tmp_path / "pki") is False
+
+
+# --------------------------------------------------------------------------- csrcleaner
+
+
+def test_csr_cleaner_rules():
+    ca, key = _ca()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def ts(ago: dt.timedelta) -> str:
+        return (now - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def obj(conditions=(), cert_ttl=None, created=dt.timedelta(0)):
+        o = csr_obj()
+        o["metadata"]["creationTimestamp"] = ts(created)
+        o["status"] = {}
+        if conditions:
+            o["status"]["conditions"] = [{"type": t, "status": "True", "lastUpdateTime": ts(ago)} for t, ago in conditions]
+        if cert_ttl is not None:
+            pem = csrctl.sign(ca, key, certs.parse_csr(csr_pem()), list(SERVING_EC), cert_ttl, now - dt.timedelta(hours=2))
+            o["status"]["certificate"] = base64.b64encode(pem).decode()
+        return o
+
+    hour, minute = dt.timedelta(hours=1), dt.timedelta(minutes=1)
+    keep = [obj(), obj(created=23 * hour), obj([("Approved", 59 * minute)], cert_ttl=10 * hour),
+            obj([("Denied", 59 * minute)]), obj([("Approved", 2 * hour)])]  # approved, never issued: kept
+    for o in keep:
+        assert csrctl.cleanup_reason(o, now) is None, o["status"]
+    assert csrctl.cleanup_reason(obj(created=25 * hour), now) == \
+        'Cleaning CSR "csr-abcde" as it is more than 24h0m0s old and unhandled.'
+    assert csrctl.cleanup_reason(obj([("Approved", 61 * minute)], cert_ttl=10 * hour), now) == \
+        'Cleaning CSR "csr-abcde" as it is more than 1h0m0s old and approved.'
+    # issued two hours ago for one hour: expired, however recent the approval
+    assert csrctl.cleanup_reason(obj([("Approved", minute)], cert_ttl=hour), now) == \
+        'Cleaning CSR "csr-abcde" as the associated certificate is expired.'
+    assert csrctl.cleanup_reason(obj([("Denied", 2 * hour)]), now) == \
+        'Cleaning CSR "csr-abcde" as it is more than 1h0m0s old and denied.'
+    assert csrctl.cleanup_reason(obj([("Approved", 2 * hour), ("Failed", 2 * hour)]), now) == \
+        'Cleaning CSR "csr-abcde" as it is more than 1h0m0s old and failed.'

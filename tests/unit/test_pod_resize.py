@@ -164,3 +164,15 @@ def test_resize_event_message_and_scheduler_counts_the_largest():
                                            "resources": {"requests": {"cpu": "100m"}}}]
     assert pod_requests(pod, use_status=True)["cpu"] * 1000 == 100
     assert pod_requests(pod)["cpu"] * 1000 == 50
+
+
+def test_a_resize_is_not_a_new_container_definition():
+    from kubelite.agent import crispec
+
+    c = {"name": "c", "image": "busybox", "resources": {"limits": {"cpu": "200m"}}}
+    resized = {**c, "resources": {"limits": {"cpu": "400m"}}}
+    assert crispec.container_hash(c) == crispec.container_hash(resized)
+    assert crispec.same_definition(crispec.container_hash(c), resized)
+    assert not crispec.same_definition(crispec.container_hash(c), {**c, "image": "other"})
+    # containers started before in-place resize carry the old hash: still the same definition
+    assert crispec.same_definition(crispec.legacy_container_hash(c), c)

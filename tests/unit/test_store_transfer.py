@@ -184,3 +184,22 @@ async def test_restore_into_an_etcd_behind_the_snapshot_moves_it_past_first() ->
     report = await restore_keys(dst, {"/registry/core/namespaces/a": b"{}"}, 5000,
                                 lambda a, b: advanced.append((a, b)))
     assert advanced == [(101, 5001)] and report.revision == dst.compacted == 5001
+
+
+def test_held_lease_tells_a_valid_lease() -> None:
+    import datetime as dt
+    import json
+
+    from kubelite.cli.datastore import held_lease
+
+    now = dt.datetime(2026, 12, 3, 12, 0, 0, tzinfo=dt.UTC)
+
+    def lease(holder: str, renewed_ago: float, duration: int = 15) -> bytes:
+        t = (now - dt.timedelta(seconds=renewed_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return json.dumps({"spec": {"holderIdentity": holder, "leaseDurationSeconds": duration,
+                                    "renewTime": t}}).encode()
+
+    assert held_lease(lease("s1_abc", 3), now) == ("s1_abc", "2026-12-03T11:59:57.000000Z", 12.0)
+    assert held_lease(lease("s1_abc", 20), now) is None  # expired: its server is gone
+    assert held_lease(lease("", 1), now) is None  # released
+    assert held_lease(b"not json", now) is None

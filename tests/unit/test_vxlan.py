@@ -272,3 +272,36 @@ async def test_the_node_publishes_its_backend_once_and_again_when_it_drifts():
         "flannel.alpha.coreos.com/backend-data": "null", "flannel.alpha.coreos.com/backend-type": "host-gw",
         "flannel.alpha.coreos.com/kube-subnet-manager": "true", "flannel.alpha.coreos.com/public-ip": "198.19.250.2"}
     assert vxlan.peer_of(client.node) == (None, "ignoring non-vxlan subnet(10.244.0.0/24) of node a: type=host-gw")
+
+
+def test_only_what_the_backends_read_wakes_the_loop():
+    net = vxlan.VxlanNetwork(FakeClient(node("a")), "a", "10.244.0.0/24", kernel=FakeKernel(), node_ip="198.19.250.2")
+    b = node("b", "10.244.1.0/24", "198.19.250.3", MAC_B)
+    heartbeat = json.loads(json.dumps(b))
+    heartbeat["status"]["conditions"] = [{"type": "Ready", "status": "True", "lastHeartbeatTime": "now"}]
+    heartbeat["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"] = "0"
+    net._node_event("MODIFIED", b, heartbeat)
+    assert not net._changed.is_set()
+    for change in (lambda n: n["metadata"]["annotations"].update({vxlan.BACKEND_DATA: vxlan.backend_data(MAC_C)}),
+                   lambda n: n["spec"].update({"podCIDR": "10.244.9.0/24"}),
+                   lambda n: n["status"].update({"addresses": [{"type": "InternalIP", "address": "198.19.250.9"}]})):
+        changed = json.loads(json.dumps(b))
+        change(changed)
+        net._node_event("MODIFIED", b, changed)
+        assert net._changed.is_set()
+        net._changed.clear()
+    net._node_event("DELETED", b, None)
+    assert net._changed.is_set()
+
+
+def test_uninstall_removes_the_pod_network(monkeypatch, tmp_path):
+    from kubelite.cli import uninstall
+
+    for fn in ("remove_bridge", "remove_hostport_chains", "remove_cgroup_roots", "remove_runtime_dirs", "pods_left"):
+        monkeypatch.setattr(uninstall, fn, lambda: [])
+    monkeypatch.setattr(vxlan, "remove_all", lambda kernel=None: ["removed vxlan device flannel.1"])
+    from kubelite.agent import hostgw
+
+    monkeypatch.setattr(hostgw, "remove_all", lambda kernel=None: ["removed iptables chain KUBELITE-POSTROUTING"])
+    assert uninstall.uninstall(tmp_path, purge=False) == (
+        0, ["removed vxlan device flannel.1", "removed iptables chain KUBELITE-POSTROUTING"])

@@ -384,3 +384,105 @@ async def test_eviction_obeys_the_budget_and_its_unhealthy_pod_policy(tmp_path: 
         assert (await pods.get("default", "down2"))["metadata"].get("deletionTimestamp")
     finally:
         await kv.close()
+
+
+def test_replication_controller_defaults_from_its_template_and_validates():
+    from kubelite.kinds.replicationcontrollers import REPLICATIONCONTROLLER
+
+    rc = {"metadata": {"name": "legacy"}, "spec": {"template": {"metadata": {"labels": {"app": "legacy"}}, "spec": {
+        "containers": [{"name": "c", "image": "i"}]}}}}
+    REPLICATIONCONTROLLER.strategy.default(rc)
+    assert rc["spec"]["selector"] == {"app": "legacy"} and rc["metadata"]["labels"] == {"app": "legacy"}
+    assert rc["spec"]["replicas"] == 1 and REPLICATIONCONTROLLER.strategy.validate(rc) == []
+    rc["spec"]["selector"] = {"app": "other"}
+    rc["spec"]["replicas"] = -1
+    assert [str(e) for e in REPLICATIONCONTROLLER.strategy.validate(rc)] == [
+        "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+        'spec.template.metadata.labels: Invalid value: map[string]string{"app":"legacy"}: `selector` does not match '
+        "template `labels`"]
+    s = scale_of(REPLICATIONCONTROLLER.scale, {**rc, "status": {"replicas": 1}})  # type: ignore[arg-type]
+    assert s["status"] == {"replicas": 1, "selector": "app=other"}
+
+
+async def test_rolling_update_with_max_unavailable_0_surges_one_at_a_time(tmp_path: Path):
+    kv = SQLiteStore(str(tmp_path / "db"), compact_interval=0)
+    await kv.start()
+    try:
+        stores = Stores.build(default_registry(), kv)
+        deployments, replicasets = stores.get("apps", "deployments"), stores.get("apps", "replicasets")
+        dc = DeploymentController(stores)
+
+        async def sync() -> dict[str, dict]:
+            await _sync_informers(dc.d_informer, dc.rs_informer, dc.pod_informer)
+            await dc.sync("default/web")
+            await _sync_informers(dc.rs_informer)
+            return {rs["metadata"]["annotations"][apps.REVISION]: rs for rs in dc.rs_informer.list("default")}
+
+        async def available(rs: dict, n: int) -> None:
+            cur = await replicasets.get("default", rs["metadata"]["name"])
+            cur["status"] = {"replicas": n, "readyReplicas": n, "availableReplicas": n,
+                             "observedGeneration": cur["metadata"]["generation"]}
+            await replicasets.update("default", rs["metadata"]["name"], cur, W, "status")
+
+        d = _deployment(replicas=3, strategy={"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+        await deployments.create("default", d, W)
+        rss = await sync()
+        await available(rss["1"], 3)
+        await sync()
+        cur = await deployments.get("default", "web")
+        cur["spec"]["template"]["spec"]["containers"][0]["image"] = "i:2"
+        await deployments.update("default", "web", cur, W)
+
+        rss = await sync()  # the new ReplicaSet gets the one surge pod; nothing goes yet
+        assert (rss["1"]["spec"]["replicas"], rss["2"]["spec"]["replicas"]) == (3, 1)
+        rss = await sync()
+        assert (rss["1"]["spec"]["replicas"], rss["2"]["spec"]["replicas"]) == (3, 1)
+        await available(rss["2"], 1)
+        rss = await sync()  # one available new pod: one old one may go
+        assert (rss["1"]["spec"]["replicas"], rss["2"]["spec"]["replicas"]) == (2, 1)
+        rss = await sync()
+        assert (rss["1"]["spec"]["replicas"], rss["2"]["spec"]["replicas"]) == (2, 2)
+        await dc.recorder.flush()
+        events, _, _, _ = await stores.get("", "events").list("default", ListOptions())
+        old = rss["1"]["metadata"]["name"]
+        assert f"Scaled down replica set {old} from 3 to 2" in {e["message"] for e in events}
+        st = (await deployments.get("default", "web"))["status"]
+        assert du.get_condition(st, "Available")["reason"] == "MinimumReplicasAvailable"
+        assert (await deployments.get("default", "web"))["metadata"]["annotations"][apps.REVISION] == "2"
+    finally:
+        await kv.close()
+
+
+async def test_replica_set_adopts_matching_orphans_and_releases_what_stops_matching(tmp_path: Path):
+    kv = SQLiteStore(str(tmp_path / "db"), compact_interval=0)
+    await kv.start()
+    try:
+        stores = Stores.build(default_registry(), kv)
+        pods, rss = stores.get("", "pods"), stores.get("apps", "replicasets")
+        rsc = ReplicaSetController(stores)
+        rs = rs_obj(replicas=2)
+        for k in ("uid", "generation"):
+            del rs["metadata"][k]
+        rs = await rss.create("default", rs, W)
+        for name in ("orphan", "stranger"):
+            await pods.create("default", {"metadata": {"name": name, "labels": {"app": "x" if name == "orphan"
+                                                                                   else "y"}},
+                                          "spec": {"containers": [{"name": "c", "image": "i"}]}}, W)
+        await _sync_informers(rsc.rs_informer, rsc.pod_informer)
+        await rsc.sync("default/fe")
+        orphan = await pods.get("default", "orphan")
+        assert orphan["metadata"]["ownerReferences"] == [{
+            "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "fe", "uid": rs["metadata"]["uid"],
+            "controller": True, "blockOwnerDeletion": True}]
+        assert "ownerReferences" not in (await pods.get("default", "stranger"))["metadata"]
+        listed, _, _, _ = await pods.list("default", ListOptions())
+        assert len(listed) == 3  # the adopted orphan counts: one pod created, not two
+        orphan["metadata"]["labels"] = {"app": "gone"}
+        await pods.update("default", "orphan", orphan, W)
+        await _sync_informers(rsc.pod_informer)
+        rsc.expectations.delete("default/fe")
+        await rsc.sync("default/fe")
+        assert "ownerReferences" not in (await pods.get("default", "orphan"))["metadata"]  # released
+    finally:
+        await kv.close()
