@@ -69,6 +69,7 @@ def test_clusterip_and_nodeport_reach_the_ready_pods(tmp_path):
                           for a in e["addresses"])
 
         wait_until(lambda: len(ready_ips()) == 2, 90, 0.2, "two ready endpoints")
+        wait_until(lambda: _kuard_endpoint_rules() == 2, 5, 0.05, "rules for both endpoints")
         cluster_url = f"http://{ip}/"
         wait_until(lambda: _try_hostname(cluster_url), 10, 0.1, "the ClusterIP answering")
         seen = [_hostname(cluster_url) for _ in range(60)]
@@ -76,7 +77,6 @@ def test_clusterip_and_nodeport_reach_the_ready_pods(tmp_path):
         assert _hostname(f"http://{node_ip}:{node_port}/") in ("kuard-a", "kuard-b")
         chains = _kube_chains()
         assert {"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"} <= chains
-        assert _kuard_endpoint_rules() == 2
 
         # kuard-a fails readiness: within a couple of seconds it gets no traffic
         pod_a = json.loads(server.kubectl("get", "pod", "kuard-a", "-o", "json").stdout)
