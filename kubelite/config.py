@@ -47,6 +47,10 @@ class ServerConfig:
     # the node IPAM controller (kube-controller-manager's --cluster-cidr / --node-cidr-mask-size)
     cluster_cidr: str = "10.244.0.0/16"
     node_cidr_mask_size: int = 24
+    # k3s's --service-cidr (kube-apiserver's --service-cluster-ip-range; k3s's default, not
+    # kube-apiserver's 10.96.0.0/12) and --service-node-port-range
+    service_cidr: str = "10.43.0.0/16"
+    service_node_port_range: str = "30000-32767"
     # kube-scheduler's and kube-controller-manager's --leader-elect (None: as k3s, on for etcd,
     # off for the embedded SQLite, where one server holds the data dir) and its timings (seconds)
     leader_elect: bool | None = None

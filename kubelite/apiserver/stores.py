@@ -48,7 +48,7 @@ class Stores:
                 storage_kind = registry.by_kind(sa.group, sa.version, sa.kind)
                 if storage_kind is None:
                     raise LookupError(f"{kind.plural}.{kind.group} is stored as {sa.kind}, which is not served")
-            stores[kind] = ResourceStore(kind, backend, storage_kind)
+            stores[kind] = (kind.store or ResourceStore)(kind, backend, storage_kind)
         return cls(registry, stores)
 
     # ------------------------------------------------------------------ lookups

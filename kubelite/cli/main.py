@@ -72,6 +72,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                        request_header_timeout=args.request_header_timeout, idle_timeout=args.idle_timeout,
                        body_timeout=args.body_timeout, max_pending_connections=args.max_pending_connections,
                        cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
+                       service_cidr=args.service_cidr, service_node_port_range=args.service_node_port_range,
                        cluster_signing_duration=args.cluster_signing_duration,
                        datastore_endpoint=args.datastore_endpoint, datastore_cafile=args.datastore_cafile,
                        datastore_certfile=args.datastore_certfile, datastore_keyfile=args.datastore_keyfile,
@@ -109,6 +110,14 @@ def cmd_server(args: argparse.Namespace) -> int:
         RangeAllocator(cfg.cluster_cidr, cfg.node_cidr_mask_size)
     except ValueError as exc:
         sys.stderr.write(f"kubelite server: --cluster-cidr {cfg.cluster_cidr}: {exc}\n")
+        return 1
+    from kubelite.kinds.service_alloc import IPRange, PortRange
+
+    try:
+        IPRange.parse(cfg.service_cidr)
+        PortRange.parse(cfg.service_node_port_range)
+    except ValueError as exc:
+        sys.stderr.write(f"kubelite server: --service-cidr / --service-node-port-range: {exc}\n")
         return 1
     import uvloop
 
@@ -255,6 +264,11 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
                    help="the pod network: each node is given a block of it as spec.podCIDR (default 10.244.0.0/16)")
     s.add_argument("--node-cidr-mask-size", type=int, default=24, metavar="N",
                    help="the size of each node's block of --cluster-cidr (default 24)")
+    s.add_argument("--service-cidr", "--service-cluster-ip-range", dest="service_cidr", default="10.43.0.0/16",
+                   metavar="CIDR", help="the range Services' cluster IPs come from; its first address is the "
+                                        "kubernetes Service's (default 10.43.0.0/16, as k3s)")
+    s.add_argument("--service-node-port-range", default="30000-32767", metavar="RANGE",
+                   help="the ports NodePort Services are given (default 30000-32767)")
     s.add_argument("--leader-elect", nargs="?", const=True, default=None, type=_go_bool, metavar="true|false",
                    help="elect one scheduler and one controller manager among the servers through Leases in "
                         "kube-system (default: true on etcd, false on the embedded SQLite datastore)")

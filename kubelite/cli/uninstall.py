@@ -106,8 +106,10 @@ def uninstall(data_dir: Path, purge: bool) -> tuple[int, list[str]]:
         pods = {Path(p).name for p in left}  # one cgroup per pod in each v1 hierarchy
         return 1, [f"pods still run on this host ({len(pods)} pod cgroups, e.g. {left[0]}); delete them first"]
     from kubelite.agent.podnet import remove_all as remove_pod_network
+    from kubelite.proxy.iptables import cleanup_now as remove_service_rules
 
-    out = remove_bridge() + remove_pod_network() + remove_hostport_chains() + remove_cgroup_roots() + remove_runtime_dirs()
+    out = remove_bridge() + remove_pod_network() + remove_hostport_chains() + remove_service_rules() + \
+        remove_cgroup_roots() + remove_runtime_dirs()
     if purge and data_dir.exists():
         if (data_dir / "containerd" / "containerd.pid").exists():
             pid = (data_dir / "containerd" / "containerd.pid").read_text().strip()

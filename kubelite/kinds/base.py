@@ -205,6 +205,10 @@ class Kind:
     virtual: Callable[[RESTContext, Kind], Any] | None = None
     # the /scale subresource reads and writes these fields
     scale: ScaleSpec | None = None
+    # the kind's own store, a kubelite.apiserver.registry.ResourceStore subclass built as
+    # ``store(kind, backend, storage_kind)``, for kinds whose writes hold more than the object
+    # (upstream's per-kind REST storage: a Service's ClusterIP and NodePort allocation)
+    store: Callable[[Kind, Any, Kind | None], Any] | None = None
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.subresources]

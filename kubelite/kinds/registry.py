@@ -64,6 +64,7 @@ def default_registry() -> Registry:
         authorization,
         certificates,
         configmaps,
+        endpoints,
         events,
         leases,
         limitrange,
@@ -78,12 +79,15 @@ def default_registry() -> Registry:
         runtimeclasses,
         secrets,
         serviceaccounts,
+        services,
     )
 
     return Registry([
         namespaces.NAMESPACE,
         nodes.NODE,
         pods.POD,
+        services.SERVICE,
+        endpoints.ENDPOINTS,
         replicationcontrollers.REPLICATIONCONTROLLER,
         configmaps.CONFIGMAP,
         secrets.SECRET,
@@ -108,4 +112,5 @@ def default_registry() -> Registry:
         apps.DEPLOYMENT,
         apps.REPLICASET,
         policy.PODDISRUPTIONBUDGET,
+        endpoints.ENDPOINTSLICE,
     ])

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import IO
 
 from kubelite.agent.agent import run_agent
+from kubelite.agent.node import host_ip
 from kubelite.api import errors
 from kubelite.apiserver.auth import Authenticator, auth_middleware
 from kubelite.apiserver.handlers import APIHandler
@@ -34,8 +35,11 @@ from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenClea
 from kubelite.controllers.csr import CSRApprover, CSRCleaner, CSRSigner
 from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.disruption import DisruptionController
+from kubelite.controllers.endpoints import EndpointsController
+from kubelite.controllers.endpointslice import EndpointSliceController
 from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
+from kubelite.controllers.kubernetesservice import KubernetesService
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodeipam import NodeIPAMController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
@@ -46,10 +50,12 @@ from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
+from kubelite.kinds.service_rest import configure as configure_services
 from kubelite.launcher import bootstrap
 from kubelite.launcher.leaders import controller_manager
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.net import listener
+from kubelite.proxy.iptables import run_proxy
 from kubelite.scheduler.scheduler import run_scheduler
 from kubelite.store import datastore
 from kubelite.store.base import Store
@@ -122,6 +128,8 @@ class Server:
         if cfg.datastore_endpoint and not joined:
             await bootstrap.publish(self.store, pki, token)
         stores = self.stores = Stores.build(self.registry, self.store)
+        services = configure_services(stores, cfg.service_cidr, cfg.service_node_port_range)
+        await services.repair(free_leaks=not cfg.datastore_endpoint)
 
         # the API: handlers, REST services, authentication, authorization, admission, audit
         handler = APIHandler(self.registry, stores)
@@ -157,6 +165,9 @@ class Server:
         await namespaces.bootstrap()
         await bootstrap_priority_classes(stores)
         run("serving-cert-reloader", ServingCertReloader(ssl_context, pki).run)  # kubelite certs rotate
+        advertise = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::", "", "127.0.0.1", "::1") \
+            else host_ip()
+        run("kubernetes-service", KubernetesService(stores, services.ips.range.first(), advertise, cfg.port).run)
 
         # the controllers (kube-controller-manager's share of k3s): on one server of the cluster
         kcm += [
@@ -180,6 +191,8 @@ class Server:
             ("replication-controller", ReplicaSetController(stores, managed=REPLICATION_CONTROLLERS).run),
             ("deployment-controller", DeploymentController(stores).run),
             ("disruption-controller", DisruptionController(stores).run),
+            ("endpointslice-controller", EndpointSliceController(stores).run),
+            ("endpoints-controller", EndpointsController(stores).run),
             ("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
                                                         recorder(stores, "cidrAllocator")).run),
         ]
@@ -211,6 +224,10 @@ class Server:
             self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc, election=election))
         if cfg.disable_agent:
             return
+        # kube-proxy, as k3s runs it beside its agent: with the system:kube-proxy identity
+        proxy_kc = kcdir / "kube-proxy.yaml"
+        mint_user_kubeconfig(cfg.data_dir, "system:kube-proxy", [], cfg.server_url, out=proxy_kc)
+        self.supervisor.add("kube-proxy", lambda: run_proxy(proxy_kc))
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
         self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir,
