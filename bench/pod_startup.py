@@ -1073,10 +1073,11 @@ def main() -> int:
     try:
         if not args.skip_kubelite:
             wait_machine_free(args.wait_free)
-            from kubelite.agent.cni import default_pod_cidr
+            from kubelite.config import ServerConfig
 
-            cidr = default_pod_cidr(args.node_name or socket.gethostname().lower())
-            net = ipaddress.ip_network(cidr)
+            # the server's only node gets the first block of --cluster-cidr (node IPAM)
+            cfg = ServerConfig(data_dir=base)
+            net = next(ipaddress.ip_network(cfg.cluster_cidr).subnets(new_prefix=cfg.node_cidr_mask_size))
             monitor = results["monitor"] = MachineMonitor(f"{next(net.hosts())}/{net.prefixlen}", our_uids)
             log(f"load average {os.getloadavg()[0]:.2f} at start")
             server = KubeliteServer(base, args.node_name, trace)
