@@ -113,11 +113,12 @@ async def faulty_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog:
     from kubelite.auth.aggregation import AggregationController
     from kubelite.controllers.bootstrapsigner import TokenCleaner
     from kubelite.controllers.csr import CSRCleaner
+    from kubelite.controllers.kubernetesservice import KubernetesService
     from kubelite.tls.reload import ServingCertReloader
 
     # every informer (the security informers are components; every controller runs its own)
     # and the components without one crash at their first start
-    for cls in (Informer, AggregationController, TokenCleaner, CSRCleaner, ServingCertReloader):
+    for cls in (Informer, AggregationController, TokenCleaner, CSRCleaner, ServingCertReloader, KubernetesService):
         _crash_once(cls, monkeypatch)
     caplog.set_level(logging.INFO)
     cfg = ServerConfig(data_dir=tmp_path / "data", bind_address="127.0.0.1", port=free_port(), disable_agent=True,
@@ -139,10 +140,13 @@ async def test_components_restart_and_reconcile_after_faults(faulty_server, capl
 
     # every component crashed once, was logged with its traceback, and runs again
     assert set(sup.components) >= {"namespace-controller", "root-ca-publisher", "csr-approver", "csr-signer",
-                                   "csr-cleaner", "cluster-info-publisher", "token-cleaner", "garbage-collector",
+                                   "csr-cleaner", "kubernetes-service", "cluster-info-publisher", "token-cleaner", "garbage-collector",
                                    "resourcequota-controller", "clusterrole-aggregation", "serving-cert-reloader",
                                    "informer/pods"}
-    await _eventually(lambda: _all(sup, lambda comp: comp.restarts >= 1 and comp.healthy), what="restarts")
+    try:
+        await _eventually(lambda: _all(sup, lambda comp: comp.restarts >= 1 and comp.healthy), what="restarts")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: not restarted: {_not_restarted(sup)}") from None
     crashed = {r.getMessage().split()[1] for r in caplog.get_records("setup") + caplog.records
                if "crashed; restarting" in r.getMessage() and r.exc_info is not None}
     assert crashed >= set(sup.components)
@@ -173,6 +177,11 @@ async def test_components_restart_and_reconcile_after_faults(faulty_server, capl
     # the namespace controller still gives new namespaces their default service account
     await c.create("v1", "namespaces", {"metadata": {"name": "fresh"}})
     await _eventually(lambda: _exists(c, "serviceaccounts", "default", "fresh"), what="default SA")
+
+
+def _not_restarted(sup: Supervisor) -> list[str]:
+    """The components that have not yet crashed, restarted and become healthy again."""
+    return sorted(n for n, comp in sup.components.items() if not (comp.restarts >= 1 and comp.healthy))
 
 
 async def _all(sup: Supervisor, pred) -> bool:
