@@ -122,8 +122,11 @@ def validate_pod_template_spec(template: dict[str, Any], path: Path) -> list[Fie
     return errs
 
 
-def _template_for_replica_set(template: Any, selector_matches: Any, path: Path) -> list[FieldError]:
-    """ValidatePodTemplateSpecForReplicaSet."""
+def template_for_replicas(template: Any, selector_matches: Any, path: Path,
+                          owner: str = "ReplicaSet") -> list[FieldError]:
+    """ValidatePodTemplateSpecForReplicaSet (and, with ``owner`` "ReplicationController",
+    ValidatePodTemplateSpecForRC): the template's labels match the selector, restartPolicy
+    Always, no activeDeadlineSeconds."""
     if not isinstance(template, dict):
         return [f.required(path, "")]
     errs: list[FieldError] = []
@@ -138,7 +141,7 @@ def _template_for_replica_set(template: Any, selector_matches: Any, path: Path) 
         errs.append(f.not_supported(path.child("spec", "restartPolicy"), restart, ["Always"]))
     if spec.get("activeDeadlineSeconds") is not None:
         errs.append(f.forbidden(path.child("spec", "activeDeadlineSeconds"),
-                                "activeDeadlineSeconds in ReplicaSet is not Supported"))
+                                f"activeDeadlineSeconds in {owner} is not Supported"))
     return errs
 
 
@@ -158,7 +161,7 @@ def _selector_and_template(spec: dict[str, Any], path: Path) -> list[FieldError]
     except (SelectorError, ValueError):
         errs.append(f.invalid(sel_path, go.label_selector(sel), "invalid label selector"))
         return errs
-    errs += _template_for_replica_set(spec.get("template"), parsed, path.child("template"))
+    errs += template_for_replicas(spec.get("template"), parsed, path.child("template"))
     return errs
 
 
@@ -177,20 +180,26 @@ def _status_counts(status: dict[str, Any], path: Path, names: tuple[str, ...]) -
     return errs
 
 
-def validate_replica_set_status(status: dict[str, Any], path: Path) -> list[FieldError]:
-    """ValidateReplicaSetStatus."""
-    errs = _status_counts(status, path, ("replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas",
-                                         "observedGeneration"))
+def _counts_within_replicas(status: dict[str, Any], path: Path, names: tuple[str, ...]) -> list[FieldError]:
+    """Each of ``names`` at most status.replicas, and availableReplicas at most readyReplicas."""
+    errs: list[FieldError] = []
     replicas = _int(status.get("replicas")) or 0
-    msg = "cannot be greater than status.replicas"
-    for n in ("fullyLabeledReplicas", "readyReplicas", "availableReplicas"):
+    for n in names:
         v = _int(status.get(n)) or 0
         if v > replicas:
-            errs.append(f.invalid(path.child(n), v, msg))
+            errs.append(f.invalid(path.child(n), v, "cannot be greater than status.replicas"))
     avail, ready = _int(status.get("availableReplicas")) or 0, _int(status.get("readyReplicas")) or 0
     if avail > ready:
         errs.append(f.invalid(path.child("availableReplicas"), avail, "cannot be greater than readyReplicas"))
     return errs
+
+
+def validate_replica_set_status(status: dict[str, Any], path: Path) -> list[FieldError]:
+    """ValidateReplicaSetStatus."""
+    errs = _status_counts(status, path, ("replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas",
+                                         "observedGeneration"))
+    return errs + _counts_within_replicas(status, path, ("fullyLabeledReplicas", "readyReplicas",
+                                                        "availableReplicas"))
 
 
 def percent_value(v: Any) -> int | None:
@@ -274,16 +283,7 @@ def validate_deployment_status(status: dict[str, Any], path: Path) -> list[Field
                                          "availableReplicas", "unavailableReplicas"))
     if status.get("collisionCount") is not None:
         errs += _nonneg(status.get("collisionCount"), path.child("collisionCount"))
-    replicas = _int(status.get("replicas")) or 0
-    msg = "cannot be greater than status.replicas"
-    for n in ("updatedReplicas", "readyReplicas", "availableReplicas"):
-        v = _int(status.get(n)) or 0
-        if v > replicas:
-            errs.append(f.invalid(path.child(n), v, msg))
-    avail, ready = _int(status.get("availableReplicas")) or 0, _int(status.get("readyReplicas")) or 0
-    if avail > ready:
-        errs.append(f.invalid(path.child("availableReplicas"), avail, "cannot be greater than readyReplicas"))
-    return errs
+    return errs + _counts_within_replicas(status, path, ("updatedReplicas", "readyReplicas", "availableReplicas"))
 
 
 def _selector_immutable(new: Obj, old: Obj) -> list[FieldError]:

@@ -11,13 +11,12 @@ from kubelite.api import field as f
 from kubelite.api.field import FieldError, Path
 from kubelite.api.meta import name_is_dns_subdomain
 from kubelite.api.selectors import selector_from_set
-from kubelite.kinds import _gorepr as go
 from kubelite.kinds import scale_rest
 from kubelite.kinds._printing import age, age_column, doc, get, meta, name_column
 from kubelite.kinds.apps import (
     WorkloadStrategy,
     default_template,
-    validate_pod_template_spec,
+    template_for_replicas,
     validate_replica_set_status,
 )
 from kubelite.kinds.base import SCALE, STATUS, Column, Kind, Obj, ScaleSpec
@@ -64,24 +63,9 @@ def validate_rc_spec(spec: dict[str, Any], path: Path) -> list[FieldError]:
     replicas = _int(spec.get("replicas"))
     if replicas is not None and replicas < 0:
         errs.append(f.invalid(path.child("replicas"), replicas, "must be greater than or equal to 0"))
-    tpath = path.child("template")
-    template = spec.get("template")
-    if not isinstance(template, dict):
-        errs.append(f.required(tpath, ""))
-        return errs
-    labels = _d(template.get("metadata")).get("labels")
-    if selector and not selector_from_set({str(k): str(v) for k, v in selector.items()}).matches(_d(labels)):
-        errs.append(f.invalid(tpath.child("metadata", "labels"), go.GoValue(go.string_map(labels)),
-                              "`selector` does not match template `labels`"))
-    errs += validate_pod_template_spec(template, tpath)
-    tspec = _d(template.get("spec"))
-    restart = tspec.get("restartPolicy") or ""
-    if restart != "Always":
-        errs.append(f.not_supported(tpath.child("spec", "restartPolicy"), restart, ["Always"]))
-    if tspec.get("activeDeadlineSeconds") is not None:
-        errs.append(f.forbidden(tpath.child("spec", "activeDeadlineSeconds"),
-                                "activeDeadlineSeconds in ReplicationController is not Supported"))
-    return errs
+    matches = selector_from_set({str(k): str(v) for k, v in selector.items()}) if selector else None
+    return errs + template_for_replicas(spec.get("template"), matches, path.child("template"),
+                                        "ReplicationController")
 
 
 class ReplicationControllerStrategy(WorkloadStrategy):
