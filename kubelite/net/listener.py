@@ -14,10 +14,16 @@ the accept loop:
   (nothing sent after TLS, partial headers), and idle keep-alive connections after the idle
   timeout; bodies must arrive within the body timeout (:data:`BODY_DEADLINE`, read by
   :func:`kubelite.apiserver.http.read_body`);
-* connections that have not yet carried an authenticated request (in TLS handshake, idle,
-  anonymous) are bounded: past ``max_pending``, the oldest of them is closed to make room,
-  so a flood of half-open connections cannot lock legitimate clients out nor exhaust file
-  descriptors;
+* connections that have not yet carried an authenticated request are bounded: past
+  ``max_pending``, one is closed to make room, so a flood of half-open connections cannot
+  lock legitimate clients out nor exhaust file descriptors. The TLS handshake starts only
+  once the ClientHello is there (a silent connection costs a descriptor, no TLS buffers),
+  and the victim is, in this order: the oldest connection silent for over
+  :data:`SILENT_GRACE`; the oldest open one (TLS done, no request under way); the oldest in
+  its handshake (or silent for less than the grace); the oldest in a request. A legitimate
+  client is in its handshake or a request almost all of its untrusted life, so it goes only
+  after every stalled connection; a verified client certificate makes the connection
+  trusted as soon as the handshake ends;
 * the soft RLIMIT_NOFILE is raised to the hard limit, as Go's runtime does at start-up.
 
 Watches and other long-running requests are in a request for their whole life and are
@@ -55,9 +61,18 @@ class ListenerLimits:
     sweep_interval: float = 1.0
 
 
+# the classes of an untrusted connection (Guard.pools): accepted and silent, in the TLS
+# handshake, TLS done with no request under way, in a request
+SILENT, HANDSHAKE, OPEN, BUSY = range(4)
+# how long a connection may stay silent before it is the first to go (a client sends its
+# ClientHello at once; the server reads it on its next turn of the event loop)
+SILENT_GRACE = 1.0
+
+
 class _Conn(asyncio.Protocol):
-    """One accepted connection: its TLS handshake (a task), then aiohttp's protocol behind a
-    thin forwarding layer that keeps the connection's clock."""
+    """One accepted connection: silent until its first byte, then its TLS handshake (a task),
+    then aiohttp's protocol behind a thin forwarding layer that keeps the connection's
+    clock."""
 
     def __init__(self, guard: Guard, sock: socket.socket) -> None:
         self.guard = guard
@@ -67,9 +82,20 @@ class _Conn(asyncio.Protocol):
         self.tls_done = False
         self.in_request = False
         self.trusted = False
+        self.rank: int | None = None  # eviction class while untrusted (Guard.pools)
         self.pending_since: float | None = None  # first byte of a request head not yet parsed
         self.closed = False
-        self._task: asyncio.Task[Any] = guard.loop.create_task(self._handshake(sock))
+        self._sock: socket.socket | None = sock  # until the handshake takes it over
+        self._task: asyncio.Task[Any] | None = None
+        guard.loop.add_reader(sock.fileno(), self._first_byte)
+
+    def _first_byte(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        self.guard.loop.remove_reader(sock.fileno())
+        self.guard.place(self, HANDSHAKE)
+        self._task = self.guard.loop.create_task(self._handshake(sock))
 
     async def _handshake(self, sock: socket.socket) -> None:
         g = self.guard
@@ -93,6 +119,11 @@ class _Conn(asyncio.Protocol):
             return
         self.tls_done = True
         self.idle_since = g.loop.time()
+        if transport.get_extra_info("peercert"):  # a client certificate the CA verified
+            self.trusted = True
+            g.place(self, None)
+        else:
+            g.place(self, OPEN)
         self.handler = g.factory()
         g.by_handler[self.handler] = self
         self.handler.connection_made(transport)
@@ -134,20 +165,28 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             with contextlib.suppress(Exception):
                 self.transport.abort()  # type: ignore[attr-defined]
-        elif not self._task.done():
+        elif self._sock is not None:  # silent: never handed to TLS
+            sock, self._sock = self._sock, None
+            with contextlib.suppress(Exception):
+                self.guard.loop.remove_reader(sock.fileno())
+            with contextlib.suppress(OSError):
+                sock.close()
+        elif self._task is not None and not self._task.done():
             self._task.cancel()  # still in the TLS handshake
 
     # ------------------------------------------------------------------ requests
     def request_started(self) -> None:
         self.in_request = True
         self.pending_since = None
+        if not self.trusted:
+            self.guard.place(self, BUSY)
 
     def request_finished(self, authenticated: bool) -> None:
         self.in_request = False
         self.idle_since = self.guard.loop.time()
-        if authenticated and not self.trusted:
+        if authenticated:
             self.trusted = True
-            self.guard.pool.pop(self, None)
+        self.guard.place(self, None if self.trusted else OPEN)
 
 
 class Guard:
@@ -161,7 +200,8 @@ class Guard:
         self.limits = limits
         self.loop: asyncio.AbstractEventLoop | Any = None  # the running loop, from start()
         self.conns: set[_Conn] = set()
-        self.pool: collections.OrderedDict[_Conn, None] = collections.OrderedDict()
+        # the untrusted connections by eviction class, each oldest first
+        self.pools: list[collections.OrderedDict[_Conn, None]] = [collections.OrderedDict() for _ in range(BUSY + 1)]
         self.by_handler: dict[Any, _Conn] = {}
         self.sock: socket.socket | None = None
         self.backlog = 1024
@@ -169,19 +209,44 @@ class Guard:
         self.evicted = 0
         self.timed_out = 0
 
+    def pending(self) -> int:
+        """How many connections are untrusted (bounded by ``max_pending``)."""
+        return sum(len(p) for p in self.pools)
+
+    def place(self, c: _Conn, rank: int | None) -> None:
+        """Move ``c`` to eviction class ``rank`` (None: trusted, never evicted)."""
+        if c.rank is not None:
+            self.pools[c.rank].pop(c, None)
+        c.rank = rank if not c.closed else None
+        if c.rank is not None:
+            self.pools[c.rank][c] = None
+
     def add(self, c: _Conn) -> None:
         self.conns.add(c)
-        self.pool[c] = None
-        while len(self.pool) > self.limits.max_pending:
-            victim = next((x for x in self.pool if not x.in_request), None) or next(iter(self.pool))
-            self.pool.pop(victim, None)
+        if c.rank is None and not c.closed:
+            self.place(c, SILENT)
+        while self.pending() > self.limits.max_pending:
+            victim = self._victim()
+            self.place(victim, None)
             self.evicted += 1
             victim.abort()
             victim._done(None)
 
+    def _victim(self) -> _Conn:
+        silent, handshake, open_, busy = self.pools
+        first = next(iter(silent), None)
+        if first is not None and self.loop.time() - first.accepted > SILENT_GRACE:
+            return first
+        if open_:
+            return next(iter(open_))
+        shaking = next(iter(handshake), None)
+        if first is not None and (shaking is None or first.accepted <= shaking.accepted):
+            return first
+        return shaking or next(iter(busy))
+
     def remove(self, c: _Conn) -> None:
         self.conns.discard(c)
-        self.pool.pop(c, None)
+        self.place(c, None)
 
     async def _sweep(self) -> None:
         lim = self.limits
@@ -256,6 +321,7 @@ class Guard:
         for c in list(self.conns):
             if not c.tls_done:
                 c.abort()
+                c._done(None)
 
 
 def raise_nofile_limit() -> int:

@@ -128,12 +128,52 @@ async def test_untrusted_connections_are_bounded_oldest_first(pki):
     try:
         idle = [await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx()) for _ in range(60)]
         await asyncio.sleep(0)  # let the server account for the last accepts
-        assert len(guard.pool) <= 40
+        assert guard.pending() <= 40
         assert guard.evicted >= 20
         assert await closed(idle[0][0], 1.0)  # the oldest went first
         assert (await legit_get(port)).endswith(b"ok 0")
         for _, w in idle:
             w.close()
+    finally:
+        await guard.close()
+        await runner.cleanup()
+
+
+async def test_silent_connections_go_first_once_past_their_grace(pki, monkeypatch):
+    monkeypatch.setattr(listener, "SILENT_GRACE", 0.2)
+    guard, runner, port = await start(pki, listener.ListenerLimits(
+        handshake_timeout=10, header_timeout=10, idle_timeout=10, body_timeout=10, max_pending=40))
+    try:
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]
+        while not all(c.accepted < asyncio.get_running_loop().time() - 0.3 for c in guard.conns):
+            await asyncio.sleep(0.05)
+        tls = [await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx()) for _ in range(30)]
+        assert guard.pending() <= 40 and guard.evicted >= 20
+        assert await closed(silent[0][0], 1.0)  # the oldest silent one went
+        assert not await closed(tls[0][0], 0.3)  # TLS ones stay while stale silent ones remain
+        # and a legitimate client gets through
+        assert (await legit_get(port)).endswith(b"ok 0")
+        for _, w in tls + silent:
+            w.close()
+    finally:
+        await guard.close()
+        await runner.cleanup()
+
+
+async def test_a_verified_client_certificate_trusts_the_connection_at_once(pki):
+    guard, runner, port = await start(pki, listener.ListenerLimits(
+        handshake_timeout=10, header_timeout=10, idle_timeout=10, body_timeout=10, max_pending=5))
+    try:
+        ctx = pki_mod.client_ssl_context(pki, pki.admin_cert, pki.admin_key)
+        ctx.check_hostname = False
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        anonymous = [await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx()) for _ in range(20)]
+        assert guard.pending() <= 5
+        w.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # never evicted, though it sent nothing before
+        assert (await asyncio.wait_for(r.readuntil(b"ok 0"), 2)).startswith(b"HTTP/1.1 200")
+        w.close()
+        for _, aw in anonymous:
+            aw.close()
     finally:
         await guard.close()
         await runner.cleanup()
