@@ -115,6 +115,7 @@ class Agent:
         self.prober: ProbeManager | None = None
         self.server: Any = None
         self.pods: Informer | None = None
+        self.services: Informer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._api_pods: dict[str, Obj] = {}
         self.runtime_cache: crispec.RuntimeCache | None = None
@@ -192,10 +193,14 @@ class Agent:
         self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
                                   cache=self.runtime_cache, allocatable=node.capacity)
         self.workers.sysctls = self.sysctls
+        # every Service, for the containers' service environment variables (kubelet's service lister)
+        self.services = Informer(ClientListWatch(self.client, "v1", "services"), name="agent-services")
+        self.runtime.services = self._services
         # the pods bound to this node: dispatched to their workers as they come and go
         self.pods = Informer(ClientListWatch(self.client, "v1", "pods", fieldSelector=f"spec.nodeName={self.node_name}"))
         self.pods.add_handler(self._pod_event)
-        self._tasks = [asyncio.create_task(self.pods.run(), name="agent-pod-informer")]
+        self._tasks = [asyncio.create_task(self.pods.run(), name="agent-pod-informer"),
+                       asyncio.create_task(self.services.run(), name="agent-service-informer")]
         await self.pods.wait_synced()
         await self._remove_orphans()
         self.node.start()
@@ -341,6 +346,11 @@ class Agent:
             if exc.code == 404:
                 return None
             raise
+
+    def _services(self) -> list[Obj] | None:
+        if self.services is None or not self.services.synced.is_set():
+            return None
+        return list(self.services.objects.values())
 
     def _runtime_changed(self, uid: str) -> None:
         if self.workers is not None:

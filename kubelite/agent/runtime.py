@@ -10,7 +10,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,9 @@ class RuntimeManager:
         self._pull_errors: dict[str, str] = {}
         # the prober (agent/prober.py ProbeManager), set by the agent: liveness/startup failures
         self.prober: Any = None
+        # the node's view of every Service (the agent's informer; None until first listed),
+        # for the service environment variables
+        self.services: Callable[[], list[Obj] | None] = list
         self.limiter = RuntimeLimiter(parallelism or default_parallelism())
         self._pod_order: dict[str, int] = {}  # uid -> order of first sync: the limiter's priority
         self._order_seq = itertools.count()
@@ -645,7 +648,7 @@ class RuntimeManager:
                                 init: bool, target: str | None = None) -> Any:
         pod = ctx.pod
         uid = pod["metadata"]["uid"]
-        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips)
+        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips, services=self.services())
         if img is None:
             img = await self.images.status(image_ref)
         image_uid = img.uid.value if img is not None and img.HasField("uid") else None

@@ -23,7 +23,7 @@ _NO_CODE = "accepted by the API server; nothing in agent/, scheduler/ or admissi
 _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
     "PodSpec": ["evictionResponders", "hostnameOverride", "schedulingGroup", "setHostnameAsFQDN",
-                "resourceClaims", "enableServiceLinks"],
+                "resourceClaims"],
     "Container": ["restartPolicyRules", "volumeDevices"],
     "PodSecurityContext": ["fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
                            "supplementalGroupsPolicy", "windowsOptions"],
@@ -106,6 +106,14 @@ FIELDS.update({
                                                "forbidden sysctl: \"kernel.sem\" not allowlisted` (net ones with "
                                                "hostNetwork, IPC ones with hostIPC: `not allowed with host net "
                                                "enabled`); allowed ones go to the sandbox (LinuxPodSandboxConfig.sysctls)"),
+    "PodSpec.enableServiceLinks": ("honoured", "the agent's Service informer: `{SVC}_SERVICE_HOST`, "
+                                               "`_SERVICE_PORT`, `_SERVICE_PORT_{NAME}` and the Docker link "
+                                               "variables for the namespace's Services with a cluster IP (unset "
+                                               "or true), always the `kubernetes` Service's; usable in `$(VAR)` "
+                                               "expansion, declared variables win; before the first list of "
+                                               "Services the container fails with CreateContainerConfigError "
+                                               "`services have not yet been read at least once, cannot construct "
+                                               "envvars`"),
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "
