@@ -245,12 +245,59 @@ def dns_config(pod: Obj) -> tuple[Any, bool]:
     return cri.DNSConfig(servers=servers, searches=searches, options=options), fell_back
 
 
+CLUSTER_DOMAIN = "cluster.local"
+HOSTNAME_MAX = 63  # a DNS label
+FQDN_MAX = 64  # the kernel's nodename field
+
+
+class SandboxConfigError(Exception):
+    """The pod's sandbox config cannot be generated (a FailedCreatePodSandBox event)."""
+
+
+def _truncate_hostname(hostname: str) -> str:
+    """truncatePodHostnameIfNeeded: at most 63 characters, no trailing '-' or '.'."""
+    if len(hostname) <= HOSTNAME_MAX:
+        return hostname
+    return hostname[:HOSTNAME_MAX].rstrip("-.")
+
+
+def pod_hostname_and_domain(pod: Obj, cluster_domain: str = CLUSTER_DOMAIN) -> tuple[str, str]:
+    """GeneratePodHostNameAndDomain: ``hostnameOverride`` (no domain), else ``hostname`` or the
+    pod's name, truncated to a DNS label; the domain ``<subdomain>.<namespace>.svc.<cluster
+    domain>`` when ``subdomain`` is set."""
+    spec = pod.get("spec") or {}
+    meta = pod["metadata"]
+    override = spec.get("hostnameOverride")
+    if override:
+        return _truncate_hostname(override), ""
+    hostname = _truncate_hostname(spec.get("hostname") or meta["name"])
+    sub = spec.get("subdomain")
+    domain = f"{sub}.{meta.get('namespace', '')}.svc.{cluster_domain}" if sub else ""
+    return hostname, domain
+
+
+def kernel_hostname(hostname: str, domain: str, as_fqdn: bool) -> str:
+    """GetNodenameForKernel: with ``setHostnameAsFQDN`` and a domain, the FQDN (at most 64
+    characters, the kernel's limit)."""
+    if not (domain and as_fqdn):
+        return hostname
+    fqdn = f"{hostname}.{domain}"
+    if len(fqdn) > FQDN_MAX:
+        raise SandboxConfigError(f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too "
+                                 f"long ({FQDN_MAX} characters is the max, {len(fqdn)} characters requested)")
+    return fqdn
+
+
 def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: str,
                    seccomp_root: str = "/var/lib/kubelet/seccomp") -> Any:
     m = pod["metadata"]
     spec = pod.get("spec") or {}
     host_network = bool(spec.get("hostNetwork"))
-    hostname = socket.gethostname() if host_network else (spec.get("hostname") or m["name"])
+    if host_network:
+        hostname = socket.gethostname()
+    else:
+        name, domain = pod_hostname_and_domain(pod)
+        hostname = kernel_hostname(name, domain, bool(spec.get("setHostnameAsFQDN")))
     labels = dict(m.get("labels") or {})
     labels.update({POD_NAME: m["name"], POD_NAMESPACE: m.get("namespace", ""), POD_UID: m["uid"]})
     annotations = dict(m.get("annotations") or {})
@@ -289,12 +336,11 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
 def etc_hosts(pod: Obj, pod_ips: list[str]) -> str:
     """The kubelet's managed /etc/hosts."""
     spec = pod.get("spec") or {}
-    name = spec.get("hostname") or pod["metadata"]["name"]
+    name, domain = pod_hostname_and_domain(pod)
     lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost",
              "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix",
              "fe00::1\tip6-allnodes", "fe00::2\tip6-allrouters"]
-    sub = spec.get("subdomain")
-    fqdn = f"{name}.{sub}.{pod['metadata'].get('namespace', '')}.svc.cluster.local" if sub else ""
+    fqdn = f"{name}.{domain}" if domain else ""
     for ip in pod_ips:
         lines.append(f"{ip}\t{fqdn}\t{name}" if fqdn else f"{ip}\t{name}")
     for ha in spec.get("hostAliases") or []:

@@ -448,7 +448,12 @@ class RuntimeManager:
                 self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {err}")
                 res.next_wake = 5
                 return None
-        config = self._sandbox_config(pod, attempt)
+        try:
+            config = self._sandbox_config(pod, attempt)
+        except crispec.SandboxConfigError as exc:
+            self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}")
+            res.next_wake = 5
+            return None
         try:
             async with self.limiter.slot(self._priority(pod)):
                 resp = await self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config, runtime_handler=handler),

@@ -22,8 +22,7 @@ _NO_CODE = "accepted by the API server; nothing in agent/, scheduler/ or admissi
 
 _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
-    "PodSpec": ["evictionResponders", "hostnameOverride", "schedulingGroup", "setHostnameAsFQDN",
-                "resourceClaims"],
+    "PodSpec": ["evictionResponders", "schedulingGroup", "resourceClaims"],
     "Container": ["restartPolicyRules", "volumeDevices"],
     "PodSecurityContext": ["fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
                            "supplementalGroupsPolicy", "windowsOptions"],
@@ -114,6 +113,16 @@ FIELDS.update({
                                                "Services the container fails with CreateContainerConfigError "
                                                "`services have not yet been read at least once, cannot construct "
                                                "envvars`"),
+    "PodSpec.setHostnameAsFQDN": ("honoured", "with a subdomain, the sandbox's hostname is "
+                                              "`<hostname>.<subdomain>.<namespace>.svc.cluster.local`; past the "
+                                              "kernel's 64 characters the sandbox is not created: "
+                                              "FailedCreatePodSandBox `Failed to create pod sandbox: failed to "
+                                              "construct FQDN from pod hostname and cluster domain, FQDN ... is too "
+                                              "long (64 characters is the max, N characters requested)`"),
+    "PodSpec.hostnameOverride": ("honoured", "the sandbox's hostname and /etc/hosts entry (no domain), over "
+                                             "hostname/subdomain; a DNS subdomain of at most 64 characters, "
+                                             "forbidden with setHostnameAsFQDN or hostNetwork (`may not be "
+                                             "specified when setHostnameAsFQDN is true`)"),
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "
