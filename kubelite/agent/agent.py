@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from kubelite.agent import crispec, podnet, registries
 from kubelite.agent.allocation import STATE_FILE, AllocationManager
 from kubelite.agent.certmanager import (
@@ -193,6 +195,13 @@ class Agent:
         self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
                                   cache=self.runtime_cache, allocatable=node.capacity)
         self.workers.sysctls = self.sysctls
+        # what the runtime supports (the kubelet reads its CRI Status features)
+        try:
+            st = await self.cri.status()
+            strict = bool(st.features.supplemental_groups_policy)
+        except grpc.aio.AioRpcError:
+            strict = False
+        self.workers.strict_groups_supported = node.strict_groups_supported = strict
         # every Service, for the containers' service environment variables (kubelet's service lister)
         self.services = Informer(ClientListWatch(self.client, "v1", "services"), name="agent-services")
         self.runtime.services = self._services

@@ -288,6 +288,19 @@ def kernel_hostname(hostname: str, domain: str, as_fqdn: bool) -> str:
     return fqdn
 
 
+def _selinux_and_groups_policy(sc: Any, psc: Obj, csc: Obj) -> None:
+    """SELinux options (the container's, else the pod's: determineEffectiveSecurityContext) and
+    the supplemental-groups policy, as the kubelet hands them to the runtime (a runtime on a
+    host without SELinux ignores the options; Strict reaches only runtimes that support it —
+    the agent's admission refuses it elsewhere)."""
+    se = csc.get("seLinuxOptions") or psc.get("seLinuxOptions") or {}
+    if se:
+        sc.selinux_options.CopyFrom(cri.SELinuxOption(user=se.get("user", ""), role=se.get("role", ""),
+                                                      type=se.get("type", ""), level=se.get("level", "")))
+    if psc.get("supplementalGroupsPolicy") == "Strict":
+        sc.supplemental_groups_policy = cri.SupplementalGroupsPolicy.Strict
+
+
 def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: str,
                    seccomp_root: str = "/var/lib/kubelet/seccomp") -> Any:
     m = pod["metadata"]
@@ -318,6 +331,7 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
         namespace_options=ns_opts,
         privileged=any(((c.get("securityContext") or {}).get("privileged")) for c in spec.get("containers") or []),
         supplemental_groups=list(psc.get("supplementalGroups") or []) + ([psc["fsGroup"]] if "fsGroup" in psc else []))
+    _selinux_and_groups_policy(sc, psc, {})
     if "runAsUser" in psc:
         sc.run_as_user.value = psc["runAsUser"]
     if "runAsGroup" in psc:
@@ -423,6 +437,7 @@ def security_context(pod: Obj, container: Obj, target_id: str = "",
             pid=cri.NODE if spec.get("hostPID") else (cri.POD if spec.get("shareProcessNamespace") else cri.CONTAINER),
             ipc=cri.NODE if spec.get("hostIPC") else cri.POD),
         supplemental_groups=list(psc.get("supplementalGroups") or []) + ([psc["fsGroup"]] if "fsGroup" in psc else []))
+    _selinux_and_groups_policy(sc, psc, csc)
     if target_id and not spec.get("hostPID") and not spec.get("shareProcessNamespace"):
         sc.namespace_options.pid = cri.TARGET
         sc.namespace_options.target_id = target_id

@@ -24,9 +24,7 @@ _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
     "PodSpec": ["evictionResponders", "schedulingGroup", "resourceClaims"],
     "Container": ["restartPolicyRules", "volumeDevices"],
-    "PodSecurityContext": ["fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
-                           "supplementalGroupsPolicy", "windowsOptions"],
-    "SecurityContext": ["seLinuxOptions", "windowsOptions"],
+    "PodSecurityContext": ["fsGroupChangePolicy"],
     "Lifecycle": ["stopSignal"],
 }
 _NOT_YET["EphemeralContainer"] = _NOT_YET["Container"]
@@ -58,6 +56,9 @@ _APPARMOR = ("refused", "this host has no AppArmor: any type but Unconfined (the
                         "`container.apparmor.security.beta.kubernetes.io/*` annotations too) fails the pod at the "
                         "agent's admission, phase Failed, reason `AppArmor`, message `Pod was rejected: Cannot "
                         "enforce AppArmor: AppArmor is not enabled on the host`; Unconfined is passed to the runtime")
+_SELINUX = ("honoured", "the container's, else the pod's, in the CRI requests (sandbox and container "
+                        "SELinuxOption); a runtime on a host without SELinux, as here, applies no label")
+_WINDOWS = ("honoured", "ignored on Linux nodes, as the Linux kubelet does (there is no Windows node)")
 FIELDS.update({
     "PodSecurityContext.seccompProfile": _SECCOMP,
     "SecurityContext.seccompProfile": _SECCOMP,
@@ -123,6 +124,20 @@ FIELDS.update({
                                              "hostname/subdomain; a DNS subdomain of at most 64 characters, "
                                              "forbidden with setHostnameAsFQDN or hostNetwork (`may not be "
                                              "specified when setHostnameAsFQDN is true`)"),
+    "PodSecurityContext.supplementalGroupsPolicy": ("refused", "Strict: the runtime's CRI Status reports no "
+                                                               "support (containerd 1.6; node status "
+                                                               "`features.supplementalGroupsPolicy: false`), so "
+                                                               "the kubelet's admission fails the pod: phase "
+                                                               "Failed, reason `SupplementalGroupsPolicyNotSupported`, "
+                                                               "message `Pod was rejected: SupplementalGroupsPolicy="
+                                                               "Strict is not supported in this node`; Merge (the "
+                                                               "default) runs"),
+    "PodSecurityContext.seLinuxOptions": _SELINUX,
+    "SecurityContext.seLinuxOptions": _SELINUX,
+    "PodSecurityContext.seLinuxChangePolicy": ("honoured", "as its documentation says, no effect on a node without "
+                                                           "SELinux (this one): volumes are not relabelled"),
+    "PodSecurityContext.windowsOptions": _WINDOWS,
+    "SecurityContext.windowsOptions": _WINDOWS,
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "

@@ -346,3 +346,30 @@ def test_hostname_fqdn_and_override(cluster):
     finally:
         server.kubectl("delete", "pod", "fqdn", "override", long, "--ignore-not-found", "--grace-period=1",
                        "--wait=false", check=False)
+
+
+def test_strict_supplemental_groups_refused_where_the_runtime_cannot(cluster):
+    """containerd 1.6 reports no supplemental-groups policy support: the node says so in
+    status.features, and a Strict pod is refused at the kubelet's admission (Merge runs)."""
+    server, _ = cluster
+    node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+    assert node["status"]["features"] == {"supplementalGroupsPolicy": False}
+    sleep = [{"name": "c", "image": BUSYBOX, "command": ["sh", "-c", "id -G; sleep 3600"]}]
+    _apply(server, _pod("strict-groups", sleep, securityContext={"supplementalGroupsPolicy": "Strict",
+                                                                   "supplementalGroups": [4000]}))
+    _apply(server, _pod("merge-groups", sleep, securityContext={"supplementalGroupsPolicy": "Merge",
+                                                                  "supplementalGroups": [4000]},
+                        terminationGracePeriodSeconds=1))
+    try:
+        pod = wait_until(lambda: (p := get_pod(server, "strict-groups")) and p["status"].get("phase") == "Failed"
+                         and p, 60, 0.3, "Strict refused")
+        assert pod["status"]["reason"] == "SupplementalGroupsPolicyNotSupported"
+        assert pod["status"]["message"] == "Pod was rejected: SupplementalGroupsPolicy=Strict is not supported in this node"
+        ev = next(e for e in _events(server, "strict-groups") if e["reason"] == "SupplementalGroupsPolicyNotSupported")
+        assert ev["type"] == "Warning" and ev["message"] == "SupplementalGroupsPolicy=Strict is not supported in this node"
+        _running(server, "merge-groups")
+        out = wait_until(lambda: _logs(server, "merge-groups", "c").strip(), 30, 0.3, "merge-groups' groups")
+        assert "4000" in out.split()
+    finally:
+        server.kubectl("delete", "pod", "strict-groups", "merge-groups", "--ignore-not-found", "--grace-period=1",
+                       "--wait=false", check=False)
