@@ -373,3 +373,44 @@ def test_strict_supplemental_groups_refused_where_the_runtime_cannot(cluster):
     finally:
         server.kubectl("delete", "pod", "strict-groups", "merge-groups", "--ignore-not-found", "--grace-period=1",
                        "--wait=false", check=False)
+
+
+def test_stop_signal_reaches_the_container(cluster):
+    """lifecycle.stopSignal is the signal the container gets when it is stopped (here by a failed
+    liveness probe; the previous instance's log says which signal it caught); without one the
+    runtime's default, SIGTERM. The API server wants spec.os.name for it, as upstream."""
+    server, _ = cluster
+    script = ('trap "echo caught-usr1; exit 0" USR1; trap "echo caught-term; exit 0" TERM; '
+              'echo started; while true; do sleep 0.2; done')
+    probe = {"exec": {"command": ["sh", "-c", "test ! -e /tmp/die"]}, "periodSeconds": 1, "failureThreshold": 1}
+
+    def ct(stop: str | None) -> list[dict]:
+        c: dict = {"name": "c", "image": BUSYBOX, "command": ["sh", "-c", script], "livenessProbe": probe}
+        if stop:
+            c["lifecycle"] = {"stopSignal": stop}
+        return [c]
+
+    bad = server.kubectl("apply", "-f", "-", check=False, input=json.dumps(_pod("no-os", ct("SIGUSR1"))))
+    assert bad.returncode != 0 and ("spec.containers[0].lifecycle.stopSignal: Forbidden: may not be set for "
+                                    "containers with empty `spec.os.name`") in bad.stderr
+    bad = server.kubectl("apply", "-f", "-", check=False,
+                         input=json.dumps(_pod("bad-sig", ct("SIGFOO"), os={"name": "linux"})))
+    assert bad.returncode != 0 and 'spec.containers[0].lifecycle.stopSignal: Unsupported value: "SIGFOO"' in bad.stderr
+    _apply(server, _pod("usr1", ct("SIGUSR1"), os={"name": "linux"}, terminationGracePeriodSeconds=10))
+    _apply(server, _pod("term", ct(None), terminationGracePeriodSeconds=10))
+    try:
+        for name, want in (("usr1", "caught-usr1"), ("term", "caught-term")):
+            _running(server, name)
+            wait_until(lambda n=name: "started" in _logs(server, n, "c"), 30, 0.2, f"{name} started")
+            server.kubectl("exec", name, "-c", "c", "--", "touch", "/tmp/die")
+
+            def restarted(n=name):
+                p = get_pod(server, n)
+                st = (p["status"].get("containerStatuses") or [{}])[0]
+                return st.get("restartCount", 0) >= 1 and p
+            wait_until(restarted, 60, 0.3, f"{name} restarted by its liveness probe")
+            prev = server.kubectl("logs", name, "-c", "c", "--previous", check=False).stdout
+            assert prev.split() == ["started", want], prev
+    finally:
+        server.kubectl("delete", "pod", "usr1", "term", "--ignore-not-found", "--grace-period=1", "--wait=false",
+                       check=False)
