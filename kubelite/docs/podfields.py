@@ -80,8 +80,9 @@ FIELDS.update({
     "PodSpec.priority": ("honoured", "set by Priority admission; orders the scheduling queue and decides who "
                                      "preempts whom (DefaultPreemption: victims of lower priority get "
                                      "DisruptionTarget/PreemptionByScheduler and a graceful delete, the preemptor "
-                                     "status.nominatedNodeName); PodDisruptionBudgets are not considered (no such "
-                                     "kind yet)"),
+                                     "status.nominatedNodeName); victims whose eviction would violate a "
+                                     "PodDisruptionBudget are reprieved first and nodes with fewer violations "
+                                     "preferred"),
     "PodSpec.preemptionPolicy": ("honoured", "Never: the pod waits instead of preempting (`preemption: not "
                                              "eligible due to preemptionPolicy=Never.`); it can still be a victim"),
     "Container.resizePolicy": ("honoured", "in-place resize through `pods/resize`: NotRequired (the default) "

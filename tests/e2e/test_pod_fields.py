@@ -414,3 +414,47 @@ def test_stop_signal_reaches_the_container(cluster):
     finally:
         server.kubectl("delete", "pod", "usr1", "term", "--ignore-not-found", "--grace-period=1", "--wait=false",
                        check=False)
+
+
+def test_preemption_spares_pods_a_disruption_budget_protects(cluster):
+    """Of two equal-priority victims, preemption reprieves first the one whose eviction would
+    violate its PodDisruptionBudget (filterPodsWithPDBViolation), so the other, older pod goes —
+    without the budget the older one would be reprieved."""
+    server, _ = cluster
+    _apply(server, {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                    "metadata": {"name": "kl-e2e-high2"}, "value": 1000})
+    names = ["unguarded", "guarded", "preemptor2"]
+    try:
+        node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+        pods = json.loads(server.kubectl("get", "pods", "-A", "-o", "json",
+                                         "--field-selector", f"spec.nodeName={NODE}").stdout)["items"]
+        used = sum(_milli_cpu(r) for p in pods if p["status"].get("phase") not in ("Succeeded", "Failed")
+                   for c in p["spec"]["containers"] if (r := c.get("resources", {}).get("requests", {}).get("cpu")))
+        half = (_milli_cpu(node["status"]["allocatable"]["cpu"]) - used) // 2
+        assert half >= 200, f"the node has {2 * half}m CPU free"
+
+        def sleeper(name: str, labels: dict, **spec) -> dict:
+            m = _pod(name, [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                             "resources": {"requests": {"cpu": f"{half}m"}}}], terminationGracePeriodSeconds=1, **spec)
+            m["metadata"]["labels"] = labels
+            return m
+
+        _apply(server, sleeper("unguarded", {"app": "unguarded"}))
+        _running(server, "unguarded")
+        _apply(server, sleeper("guarded", {"app": "guarded"}))
+        _running(server, "guarded")
+        _apply(server, {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guard"},
+                        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}})
+        wait_until(lambda: (st := json.loads(server.kubectl("get", "pdb", "guard", "-o", "json").stdout)
+                            .get("status", {})).get("currentHealthy") == 1 and st.get("disruptionsAllowed") == 0,
+                   30, 0.2, "the budget allows no disruption")
+        _apply(server, sleeper("preemptor2", {"app": "preemptor"}, priorityClassName="kl-e2e-high2"))
+        wait_until(lambda: get_pod(server, "unguarded") is None, 60, 0.2, "the unguarded pod preempted")
+        assert _running(server, "preemptor2")["spec"]["nodeName"] == NODE
+        guarded = get_pod(server, "guarded")
+        assert guarded is not None and not guarded["metadata"].get("deletionTimestamp")
+    finally:
+        server.kubectl("delete", "pod", *names, "--ignore-not-found", "--grace-period=1", "--wait=true",
+                       "--timeout=60s", check=False)
+        server.kubectl("delete", "pdb", "guard", "--ignore-not-found", check=False)
+        server.kubectl("delete", "priorityclass", "kl-e2e-high2", "--ignore-not-found", check=False)
