@@ -32,13 +32,14 @@ from kubelite.agent.hooks import run_hook
 from kubelite.agent.podenv import EnvError, expand_command_and_args, make_environment
 from kubelite.agent.pullsecrets import auth_for
 from kubelite.agent.registries import Registries
-from kubelite.agent.volumes import VolumeError, VolumeManager
+from kubelite.agent.volumes import Mounted, MountOutcome, MountSpec, VolumeError, VolumeManager
 
 log = logging.getLogger("kubelite.agent.runtime")
 Obj = dict[str, Any]
 MIN_GRACE_PERIOD = 2  # minimumGracePeriodInSeconds
 DEFAULT_GRACE_PERIOD = 30
 IMAGE_STATUS_TTL = 5.0  # a present image's ImageStatus answer is reused this long
+POD_SYNC_BACKOFF = 10.0  # a pod sync that failed (volumes the populator refused) is retried after this
 
 
 def default_parallelism() -> int:
@@ -178,6 +179,9 @@ class RuntimeManager:
                     (c := pr.latest(x["name"])) is not None and c.state == "exited" and c.exit_code == 0
                     for x in spec.get("containers") or [])):
                 return res
+        # WaitForAttachAndMount: no sandbox and no container before every volume is there
+        if not await self._mount_volumes(pod, res):
+            return res
         if create_sandbox:
             if sb is not None:
                 res.changed = True
@@ -231,6 +235,27 @@ class RuntimeManager:
             if pr.latest(ec["name"]) is None:
                 await self._start(ctx, ec, target=self._target_id(pr, sb.id, ec.get("targetContainerName") or ""))
         return res
+
+    async def _mount_volumes(self, pod: Obj, res: SyncResult) -> bool:
+        """The volume manager's mounts for this pod: each SetUp failure is a FailedMount event
+        (retried with the operation executor's back-off), the populator's errors one
+        ``Unable to attach or mount volumes`` event per sync (retried like a failed pod sync).
+        False while a volume is missing: the pod stays ContainerCreating."""
+        outcome = await self.volumes.mount_pod(pod, self.fetch)
+        self._mount_events(pod, outcome)
+        if outcome.ready:
+            return True
+        pod_error = outcome.pod_error_message()
+        if pod_error is not None:
+            self.event(pod, "Warning", "FailedMount", pod_error)
+            res.next_wake = _min(res.next_wake, POD_SYNC_BACKOFF)
+        if outcome.retry_in is not None:
+            res.next_wake = _min(res.next_wake, outcome.retry_in + 0.05)
+        return False
+
+    def _mount_events(self, pod: Obj, outcome: MountOutcome) -> None:
+        for msg in outcome.setup_failures:
+            self.event(pod, "Warning", "FailedMount", msg)
 
     @staticmethod
     def _target_id(pr: PodRuntime, sandbox_id: str, name: str) -> str:
@@ -522,8 +547,6 @@ class RuntimeManager:
             config = await self._container_config(ctx, ct, ref, img, restart_count, init, target)
         except (EnvError, VolumeError, crispec.ContainerConfigError, security.SecurityProfileError) as exc:
             msg = str(exc)
-            if isinstance(exc, VolumeError):
-                self.event(pod, "Warning", "FailedMount", msg)
             self.event(pod, "Warning", "Failed", f"Error: {msg}", name, init)
             res.waiting[name] = ("CreateContainerConfigError", msg)
             res.next_wake = _min(res.next_wake, 2)
@@ -651,14 +674,14 @@ class RuntimeManager:
         image_uid = img.uid.value if img is not None and img.HasField("uid") else None
         image_user = img.username if img is not None else ""
         crispec.verify_run_as_non_root(pod, ct, image_uid, image_user)
-        vol_paths = await ctx.volumes()
-        mounts = self.volumes.mounts_for(pod, ct, vol_paths)
-        if not pod["spec"].get("hostNetwork") and not any(m[1] == "/etc/hosts" for m in mounts):
-            mounts.append((str(self.volumes.pod_dir(uid) / "etc-hosts"), "/etc/hosts", False))
+        vols = await ctx.volumes()
+        mounts = self.volumes.mounts_for(pod, ct, vols, dict(env))
+        if not pod["spec"].get("hostNetwork") and not any(m.container_path == "/etc/hosts" for m in mounts):
+            mounts.append(MountSpec(str(self.volumes.pod_dir(uid) / "etc-hosts"), "/etc/hosts"))
         tmp = ct.get("terminationMessagePath", "/dev/termination-log")
         if tmp:
             f = self.volumes.new_termination_file(uid, ct["name"])
-            mounts.append((str(f), tmp, False))
+            mounts.append(MountSpec(str(f), tmp))
         (self.volumes.log_dir(pod) / ct["name"]).mkdir(parents=True, exist_ok=True)
         command, args = expand_command_and_args(ct, dict(env))
         config = crispec.container_config(pod, ct, image_ref=image_ref, restart_count=restart_count,
@@ -763,12 +786,15 @@ class _SyncPass:
         self.pr = pr
         self.ips = ips
         self.res = res
-        self._volumes: asyncio.Future[dict[str, str]] | None = None
+        self._volumes: asyncio.Future[MountOutcome] | None = None
 
-    async def volumes(self) -> dict[str, str]:
+    async def volumes(self) -> dict[str, Mounted]:
+        """The pod's volumes, configMap and secret ones refreshed from the API first."""
         if self._volumes is None:
-            self._volumes = asyncio.ensure_future(self.rm.volumes.setup(self.pod, self.rm.fetch))
-        return await asyncio.shield(self._volumes)
+            self._volumes = asyncio.ensure_future(self.rm.volumes.mount_pod(self.pod, self.rm.fetch, refresh=True))
+            outcome = await asyncio.shield(self._volumes)
+            self.rm._mount_events(self.pod, outcome)
+        return (await asyncio.shield(self._volumes)).volumes
 
 
 def _larger(a: ResourceConfig | None, b: ResourceConfig) -> ResourceConfig:
