@@ -25,8 +25,8 @@ _NOT_YET = {
     "PodSpec": ["evictionResponders", "hostnameOverride", "schedulingGroup", "setHostnameAsFQDN",
                 "resourceClaims", "enableServiceLinks"],
     "Container": ["restartPolicyRules", "volumeDevices"],
-    "PodSecurityContext": ["fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
-                           "supplementalGroupsPolicy", "windowsOptions"],
+    "PodSecurityContext": ["seLinuxChangePolicy", "seLinuxOptions", "supplementalGroupsPolicy",
+                           "windowsOptions"],
     "SecurityContext": ["seLinuxOptions", "windowsOptions"],
     "Lifecycle": ["stopSignal"],
 }
@@ -59,6 +59,26 @@ _APPARMOR = ("refused", "this host has no AppArmor: any type but Unconfined (the
                         "`container.apparmor.security.beta.kubernetes.io/*` annotations too) fails the pod at the "
                         "agent's admission, phase Failed, reason `AppArmor`, message `Pod was rejected: Cannot "
                         "enforce AppArmor: AppArmor is not enabled on the host`; Unconfined is passed to the runtime")
+_VOLUMES = ("honoured", "the agent's volume plugins (agent/volumes.py, one per source, see docs/storage.md): "
+                       "emptyDir (disk, or tmpfs for medium Memory), hostPath with its type checks, configMap, "
+                       "secret, downwardAPI, projected, nfs (the node's `mount -t nfs`), persistentVolumeClaim (the "
+                       "claim must be Bound to a PV whose source has a plugin); volumes no container mounts are "
+                       "skipped. Any other source is refused: the pod stays ContainerCreating with FailedMount "
+                       "`Unable to attach or mount volumes: ... failed to get Plugin from volumeSpec for volume "
+                       "\"x\" err=no volume plugin matched`; a failing SetUp is FailedMount `MountVolume.SetUp "
+                       "failed for volume \"x\" : ...`, retried with back-off (0.5 s doubling to 2m2s). emptyDir "
+                       "sizeLimit: a pod whose emptyDir holds more is evicted (phase Failed, reason Evicted, `Usage "
+                       "of EmptyDir volume \"x\" exceeds the limit \"1Mi\". `, DisruptionTarget); hugepages "
+                       "media are refused (`unknown storage medium`)")
+_VOLUME_MOUNTS = ("honoured", "readOnly (and always read-only for configMap, secret, downwardAPI, projected; "
+                              "nfs/claims when their readOnly says so), subPath and subPathExpr (`$(VAR)` from the "
+                              "container's env; `missing value for X`, ``error SubPath `/x` must not be an absolute "
+                              "path``, ``unable to provision SubPath `a/..`: must not contain '..'``; made inside the "
+                              "volume and bind-mounted after opening it without following symlinks out of it: "
+                              "`failed to prepare subPath for volumeMount \"v\" of container \"c\"`), "
+                              "mountPropagation None/HostToContainer/Bidirectional to the CRI (the pod dir is made "
+                              "rshared for such a pod; Bidirectional only for privileged containers, by validation); "
+                              "recursiveReadOnly is not passed on yet")
 FIELDS.update({
     "PodSecurityContext.seccompProfile": _SECCOMP,
     "SecurityContext.seccompProfile": _SECCOMP,
@@ -106,6 +126,21 @@ FIELDS.update({
                                                "forbidden sysctl: \"kernel.sem\" not allowlisted` (net ones with "
                                                "hostNetwork, IPC ones with hostIPC: `not allowed with host net "
                                                "enabled`); allowed ones go to the sandbox (LinuxPodSandboxConfig.sysctls)"),
+    "PodSpec.volumes": _VOLUMES,
+    "Container.volumeMounts": _VOLUME_MOUNTS,
+    "EphemeralContainer.volumeMounts": _VOLUME_MOUNTS,
+    "PodSecurityContext.fsGroup": ("honoured", "a supplemental group of every container; emptyDir (once, when "
+                                               "made), configMap, secret, downwardAPI and projected volumes get the "
+                                               "group and group rw (ro for the read-only ones) permissions, "
+                                               "directories setgid, as SetVolumeOwnership does; hostPath and nfs are "
+                                               "left alone"),
+    "PodSecurityContext.fsGroupChangePolicy": ("honoured", "as the kubelet: it only applies to persistent volumes "
+                                                           "whose plugin manages ownership; for emptyDir, configMap, "
+                                                           "secret, downwardAPI and projected the kubelet always "
+                                                           "changes ownership (it passes no policy), hostPath and nfs "
+                                                           "never; OnRootMismatch (root group, setgid and "
+                                                           "permissions already right: nothing changed) is in "
+                                                           "agent/volume_util.py for such plugins"),
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "
