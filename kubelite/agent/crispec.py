@@ -438,7 +438,7 @@ def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count:
         command=command, args=args, working_dir=container.get("workingDir", ""),
         envs=[cri.KeyValue(key=k, value=v) for k, v in env],
         mounts=[cri.Mount(host_path=m.host_path, container_path=m.container_path, readonly=m.readonly,
-                          propagation=m.propagation) for m in mounts],
+                          propagation=m.propagation, recursive_read_only=m.recursive_read_only) for m in mounts],
         labels=labels, annotations=annotations, log_path=f"{name}/{restart_count}.log",
         stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")),
         tty=bool(container.get("tty")),

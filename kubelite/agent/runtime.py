@@ -435,6 +435,23 @@ class RuntimeManager:
             raise LookupError(f"runtimeclass.node.k8s.io \"{name}\" not found")
         return str(rc.get("handler") or "")
 
+    async def _supports_rro(self, pod: Obj) -> bool:
+        """Whether the pod's runtime handler reports recursive read-only mounts (CRI Status
+        features), asked only for pods that request them."""
+        if not any(m.get("recursiveReadOnly") not in (None, "Disabled")
+                   for key in ("initContainers", "containers", "ephemeralContainers")
+                   for c in pod["spec"].get(key) or [] for m in c.get("volumeMounts") or []):
+            return False
+        try:
+            st = await self.cri.status()
+        except grpc.aio.AioRpcError:
+            return False
+        try:
+            handler = await self._runtime_handler(pod)
+        except LookupError:
+            return False
+        return any(h.name == handler and h.features.recursive_read_only_mounts for h in st.runtime_handlers)
+
     async def _userns_handlers(self) -> set[str]:
         """The runtime handlers whose CRI Status reports user-namespace support."""
         try:
@@ -675,7 +692,7 @@ class RuntimeManager:
         image_user = img.username if img is not None else ""
         crispec.verify_run_as_non_root(pod, ct, image_uid, image_user)
         vols = await ctx.volumes()
-        mounts = self.volumes.mounts_for(pod, ct, vols, dict(env))
+        mounts = self.volumes.mounts_for(pod, ct, vols, dict(env), await self._supports_rro(pod))
         if not pod["spec"].get("hostNetwork") and not any(m.container_path == "/etc/hosts" for m in mounts):
             mounts.append(MountSpec(str(self.volumes.pod_dir(uid) / "etc-hosts"), "/etc/hosts"))
         tmp = ct.get("terminationMessagePath", "/dev/termination-log")

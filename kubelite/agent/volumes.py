@@ -410,6 +410,29 @@ class MountSpec(NamedTuple):
     container_path: str
     readonly: bool = False
     propagation: cri.MountPropagation.ValueType = cri.PROPAGATION_PRIVATE
+    recursive_read_only: bool = False
+
+
+def resolve_recursive_read_only(vm: Obj, supports_rro: bool) -> bool:
+    """resolveRecursiveReadOnly: Disabled (or unset) is a plain mount; IfPossible is recursive
+    when the runtime can; Enabled fails when it cannot."""
+    mode = vm.get("recursiveReadOnly") or "Disabled"
+    if mode == "Disabled":
+        return False
+    name = vm.get("name", "")
+    why = f"failed to resolve recursive read-only mode: volume \"{name}\" requested recursive read-only mode, but"
+    if not vm.get("readOnly"):
+        raise VolumeError(f"{why} it is not read-only")
+    prop = vm.get("mountPropagation") or "None"
+    if prop != "None":
+        raise VolumeError(f"{why} it is not compatible with propagation \"{prop}\"")
+    if mode == "IfPossible":
+        return supports_rro
+    if mode == "Enabled":
+        if not supports_rro:
+            raise VolumeError(f"{why} it is not supported by the runtime")
+        return True
+    raise VolumeError(f"failed to resolve recursive read-only mode: unknown recursive read-only mode \"{mode}\"")
 
 
 PROPAGATION = {"None": cri.PROPAGATION_PRIVATE, "HostToContainer": cri.PROPAGATION_HOST_TO_CONTAINER,
@@ -747,10 +770,11 @@ class VolumeManager:
             os.replace(tmp, p)
 
     def mounts_for(self, pod: Obj, container: Obj, volumes: Mapping[str, Mounted],
-                   env: Mapping[str, str] | None = None) -> list[MountSpec]:
+                   env: Mapping[str, str] | None = None, supports_rro: bool = False) -> list[MountSpec]:
         """makeMounts: a mount for each volumeMount — read-only when the mount or the volume's
-        plugin says so, subPath (or subPathExpr expanded from the container's environment)
-        made inside the volume and bind-mounted safely, and the mount propagation. Raises
+        plugin says so, recursively when asked and the runtime can (``supports_rro``),
+        subPath (or subPathExpr expanded from the container's environment) made inside the
+        volume and bind-mounted safely, and the mount propagation. Raises
         :class:`VolumeError` with the kubelet's message (CreateContainerConfigError)."""
         out: list[MountSpec] = []
         uid = pod["metadata"]["uid"]
@@ -787,7 +811,8 @@ class VolumeManager:
             prop = PROPAGATION.get(vm.get("mountPropagation") or "None")
             if prop is None:
                 raise VolumeError(f"invalid MountPropagation mode: \"{vm.get('mountPropagation')}\"")
-            out.append(MountSpec(host, vm.get("mountPath", ""), bool(vm.get("readOnly")) or mv.readonly, prop))
+            rro = resolve_recursive_read_only(vm, supports_rro)
+            out.append(MountSpec(host, vm.get("mountPath", ""), bool(vm.get("readOnly")) or mv.readonly, prop, rro))
         return out
 
     def teardown(self, uid: str) -> None:

@@ -78,7 +78,10 @@ _VOLUME_MOUNTS = ("honoured", "readOnly (and always read-only for configMap, sec
                               "`failed to prepare subPath for volumeMount \"v\" of container \"c\"`), "
                               "mountPropagation None/HostToContainer/Bidirectional to the CRI (the pod dir is made "
                               "rshared for such a pod; Bidirectional only for privileged containers, by validation); "
-                              "recursiveReadOnly is not passed on yet")
+                              "recursiveReadOnly against the runtime handler's CRI features (containerd 1.6 has "
+                              "none: IfPossible is a plain read-only mount, Enabled is `failed to resolve recursive "
+                              "read-only mode: volume \"v\" requested recursive read-only mode, but it is not "
+                              "supported by the runtime`)")
 FIELDS.update({
     "PodSecurityContext.seccompProfile": _SECCOMP,
     "SecurityContext.seccompProfile": _SECCOMP,

@@ -6,6 +6,7 @@ eviction of a pod whose emptyDir outgrows its sizeLimit."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -165,3 +166,43 @@ def test_empty_dir_over_size_limit_is_evicted(node):
         assert agent.ctr("tasks", "ls", check=False).stdout.count(cid(get_pod(server, "filler"))) == 0
     delete(server, "filler")
     wait_until(lambda: not leftovers(agent, uid), 10, 0.2, "nothing of the pod left")
+
+
+def _host_mounts() -> set[str]:
+    return {ln.split()[1] for ln in open("/proc/self/mounts").read().splitlines()}
+
+
+def test_mount_propagation_host_to_container_and_bidirectional(node):
+    server, agent = node
+    pod = create(server, pod_manifest("propagate", agent.node_name, [
+        _sleeper([{"name": "shared", "mountPath": "/vol", "mountPropagation": "HostToContainer"}]),
+        {"name": "maker", "image": BUSYBOX, "securityContext": {"privileged": True},
+         "command": ["sh", "-c", "mkdir -p /vol/inner && mount -t tmpfs tmpfs /vol/inner && sleep 3600"],
+         "volumeMounts": [{"name": "shared", "mountPath": "/vol", "mountPropagation": "Bidirectional"}]}],
+        volumes=[{"name": "shared", "emptyDir": {}}]))
+    uid = pod["metadata"]["uid"]
+    p = wait_until(lambda: (q := get_pod(server, "propagate")) is not None and running(q) and q, 60, 0.3, "Running")
+    d = agent.data_dir / "pods" / uid / "volumes" / "kubernetes.io~empty-dir" / "shared"
+    # Bidirectional: the privileged container's mount reaches the host (and the other container)
+    wait_until(lambda: str(d / "inner") in _host_mounts(), 20, 0.2, "the container's tmpfs on the host")
+    # HostToContainer: a mount made on the host after the start reaches the container
+    (d / "late").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(d / "late")], check=True)
+    seen = agent.exec(cid(p, "c"), "sh", "-c", "grep -c -e ' /vol/late ' -e ' /vol/inner ' /proc/mounts")
+    assert seen.strip() == "2"
+    delete(server, "propagate")
+    wait_until(lambda: not leftovers(agent, uid), 20, 0.2, "propagated mounts unmounted, pod dir gone")
+
+
+def test_recursive_read_only_enabled_is_refused_by_this_runtime(node):
+    server, agent = node
+    create(server, pod_manifest("rro", agent.node_name, [_sleeper(
+        [{"name": "s", "mountPath": "/s", "readOnly": True, "recursiveReadOnly": "Enabled"}])],
+        volumes=[{"name": "s", "emptyDir": {}}]))
+    p = wait_until(lambda: (q := get_pod(server, "rro")) is not None
+                   and cstatus(q).get("state", {}).get("waiting", {}).get("reason") == "CreateContainerConfigError"
+                   and q, 60, 0.3, "CreateContainerConfigError")
+    assert cstatus(p)["state"]["waiting"]["message"] == (
+        'failed to resolve recursive read-only mode: volume "s" requested recursive read-only mode, but it is not '
+        "supported by the runtime")
+    delete(server, "rro")

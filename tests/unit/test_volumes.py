@@ -202,3 +202,16 @@ def test_empty_dir_size_limit_usage(tmp_path):
     assert vm.empty_dir_over_limit(pod) == 'Usage of EmptyDir volume "x" exceeds the limit "1Mi". '
     os.link(d / "big", d / "again")  # counted once
     assert volume_util.disk_usage(str(d)) < 2 * 1024 * 1024
+
+
+def test_recursive_read_only_resolution():
+    from kubelite.agent.volumes import resolve_recursive_read_only as rro
+
+    assert rro({"name": "v", "readOnly": True}, False) is False
+    assert rro({"name": "v", "readOnly": True, "recursiveReadOnly": "IfPossible"}, False) is False
+    assert rro({"name": "v", "readOnly": True, "recursiveReadOnly": "IfPossible"}, True) is True
+    with pytest.raises(VolumeError, match='^failed to resolve recursive read-only mode: volume "v" requested '
+                                          'recursive read-only mode, but it is not supported by the runtime$'):
+        rro({"name": "v", "readOnly": True, "recursiveReadOnly": "Enabled"}, False)
+    with pytest.raises(VolumeError, match="but it is not read-only$"):
+        rro({"name": "v", "recursiveReadOnly": "Enabled"}, True)
