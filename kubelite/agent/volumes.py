@@ -148,6 +148,7 @@ CONFIG_MAP_DIR = "kubernetes.io~configmap"
 SECRET_DIR = "kubernetes.io~secret"
 DOWNWARD_API_DIR = "kubernetes.io~downward-api"
 NFS_DIR = "kubernetes.io~nfs"
+READ_ONLY_DIRS = frozenset({CONFIG_MAP_DIR, SECRET_DIR, DOWNWARD_API_DIR, projected.PLUGIN_DIR})
 MOUNT_BACKOFF_INITIAL = 0.5  # nestedpendingoperations: initialDurationBeforeRetry
 MOUNT_BACKOFF_MAX = 122.0  # maxDurationBeforeRetry (2m2s)
 NFS_MOUNT_TIMEOUT = 180.0
@@ -551,8 +552,9 @@ class VolumeManager:
                                     "err=no volume plugin matched")
                 got = await plugin.setup(VolumeContext(self, pod, v, fetch))
             except SpecError as exc:
+                have = have or self._reconstructed(uid, name)
                 if have is not None:
-                    out.volumes[name] = have
+                    mounted[name] = out.volumes[name] = have
                     continue
                 out.pod_errors.append(str(exc))
                 out.not_processed.append(name)
@@ -561,8 +563,9 @@ class VolumeManager:
                 msg = exc.message if isinstance(exc, SetUpError) else str(exc)
                 vname = exc.volume if isinstance(exc, SetUpError) and exc.volume else name
                 out.setup_failures.append(f"MountVolume.SetUp failed for volume \"{vname}\" : {msg}")
+                have = have or self._reconstructed(uid, name)
                 if have is not None:
-                    out.volumes[name] = have
+                    mounted[name] = out.volumes[name] = have
                     continue
                 delay = self._mount_backoff.next(key, now)
                 out.unmounted.append(name)
@@ -574,6 +577,16 @@ class VolumeManager:
         out.unmounted.sort()
         out.not_processed.sort()
         return out
+
+    def _reconstructed(self, uid: str, name: str) -> Mounted | None:
+        """reconstructVolume: a volume an earlier agent set up for this pod (its directory is
+        still there: a mount point, or not empty) counts as mounted, so a source that went
+        away since does not stop a running pod; it keeps the content it had."""
+        base = self.pod_dir(uid) / "volumes"
+        for d in sorted(base.glob(f"*/{name}")) if base.is_dir() else []:
+            if _is_mount(d) or (d.is_dir() and any(d.iterdir())):
+                return Mounted(str(d), readonly=d.parent.name in READ_ONLY_DIRS)
+        return None
 
     async def setup(self, pod: Obj, fetch: Any) -> dict[str, str]:
         """Mount every volume of the pod, used or not; {volume name: host path}. Raises

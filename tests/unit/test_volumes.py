@@ -215,3 +215,16 @@ def test_recursive_read_only_resolution():
         rro({"name": "v", "readOnly": True, "recursiveReadOnly": "Enabled"}, False)
     with pytest.raises(VolumeError, match="but it is not read-only$"):
         rro({"name": "v", "recursiveReadOnly": "Enabled"}, True)
+
+
+def test_volume_set_up_by_an_earlier_agent_survives_its_source_going_away(tmp_path):
+    pod = _pod([{"name": "cfg", "configMap": {"name": "app"}}])
+    first = VolumeManager(tmp_path)
+    assert _run(first.mount_pod(pod, _fetcher({("configmaps", "app"): {"data": {"k": "v"}}}))).ready
+    later = VolumeManager(tmp_path)  # the agent restarted; the configmap was deleted meanwhile
+    out = _run(later.mount_pod(pod, _fetcher({})))
+    assert out.ready and out.volumes["cfg"].readonly
+    assert (Path(out.volumes["cfg"].path) / "k").read_text() == "v"
+    assert out.setup_failures == ['MountVolume.SetUp failed for volume "cfg" : configmap "app" not found']
+    fresh = _pod([{"name": "cfg", "configMap": {"name": "app"}}], uid="uid-2")
+    assert not _run(later.mount_pod(fresh, _fetcher({}))).ready
