@@ -10,7 +10,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,9 @@ class RuntimeManager:
         self._pull_errors: dict[str, str] = {}
         # the prober (agent/prober.py ProbeManager), set by the agent: liveness/startup failures
         self.prober: Any = None
+        # the node's view of every Service (the agent's informer; None until first listed),
+        # for the service environment variables
+        self.services: Callable[[], list[Obj] | None] = list
         self.limiter = RuntimeLimiter(parallelism or default_parallelism())
         self._pod_order: dict[str, int] = {}  # uid -> order of first sync: the limiter's priority
         self._order_seq = itertools.count()
@@ -487,7 +490,12 @@ class RuntimeManager:
                 self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {err}")
                 res.next_wake = 5
                 return None
-        config = self._sandbox_config(pod, attempt)
+        try:
+            config = self._sandbox_config(pod, attempt)
+        except crispec.SandboxConfigError as exc:
+            self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}")
+            res.next_wake = 5
+            return None
         try:
             async with self.limiter.slot(self._priority(pod)):
                 resp = await self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config, runtime_handler=handler),
@@ -685,7 +693,7 @@ class RuntimeManager:
                                 init: bool, target: str | None = None) -> Any:
         pod = ctx.pod
         uid = pod["metadata"]["uid"]
-        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips)
+        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips, services=self.services())
         if img is None:
             img = await self.images.status(image_ref)
         image_uid = img.uid.value if img is not None and img.HasField("uid") else None

@@ -22,12 +22,8 @@ _NO_CODE = "accepted by the API server; nothing in agent/, scheduler/ or admissi
 
 _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
-    "PodSpec": ["evictionResponders", "hostnameOverride", "schedulingGroup", "setHostnameAsFQDN",
-                "resourceClaims", "enableServiceLinks"],
+    "PodSpec": ["evictionResponders", "schedulingGroup", "resourceClaims"],
     "Container": ["restartPolicyRules", "volumeDevices"],
-    "PodSecurityContext": ["seLinuxChangePolicy", "seLinuxOptions", "supplementalGroupsPolicy",
-                           "windowsOptions"],
-    "SecurityContext": ["seLinuxOptions", "windowsOptions"],
     "Lifecycle": ["stopSignal"],
 }
 _NOT_YET["EphemeralContainer"] = _NOT_YET["Container"]
@@ -82,6 +78,9 @@ _VOLUME_MOUNTS = ("honoured", "readOnly (and always read-only for configMap, sec
                               "none: IfPossible is a plain read-only mount, Enabled is `failed to resolve recursive "
                               "read-only mode: volume \"v\" requested recursive read-only mode, but it is not "
                               "supported by the runtime`)")
+_SELINUX = ("honoured", "the container's, else the pod's, in the CRI requests (sandbox and container "
+                        "SELinuxOption); a runtime on a host without SELinux, as here, applies no label")
+_WINDOWS = ("honoured", "ignored on Linux nodes, as the Linux kubelet does (there is no Windows node)")
 FIELDS.update({
     "PodSecurityContext.seccompProfile": _SECCOMP,
     "SecurityContext.seccompProfile": _SECCOMP,
@@ -144,6 +143,38 @@ FIELDS.update({
                                                            "never; OnRootMismatch (root group, setgid and "
                                                            "permissions already right: nothing changed) is in "
                                                            "agent/volume_util.py for such plugins"),
+    "PodSpec.enableServiceLinks": ("honoured", "the agent's Service informer: `{SVC}_SERVICE_HOST`, "
+                                               "`_SERVICE_PORT`, `_SERVICE_PORT_{NAME}` and the Docker link "
+                                               "variables for the namespace's Services with a cluster IP (unset "
+                                               "or true), always the `kubernetes` Service's; usable in `$(VAR)` "
+                                               "expansion, declared variables win; before the first list of "
+                                               "Services the container fails with CreateContainerConfigError "
+                                               "`services have not yet been read at least once, cannot construct "
+                                               "envvars`"),
+    "PodSpec.setHostnameAsFQDN": ("honoured", "with a subdomain, the sandbox's hostname is "
+                                              "`<hostname>.<subdomain>.<namespace>.svc.cluster.local`; past the "
+                                              "kernel's 64 characters the sandbox is not created: "
+                                              "FailedCreatePodSandBox `Failed to create pod sandbox: failed to "
+                                              "construct FQDN from pod hostname and cluster domain, FQDN ... is too "
+                                              "long (64 characters is the max, N characters requested)`"),
+    "PodSpec.hostnameOverride": ("honoured", "the sandbox's hostname and /etc/hosts entry (no domain), over "
+                                             "hostname/subdomain; a DNS subdomain of at most 64 characters, "
+                                             "forbidden with setHostnameAsFQDN or hostNetwork (`may not be "
+                                             "specified when setHostnameAsFQDN is true`)"),
+    "PodSecurityContext.supplementalGroupsPolicy": ("refused", "Strict: the runtime's CRI Status reports no "
+                                                               "support (containerd 1.6; node status "
+                                                               "`features.supplementalGroupsPolicy: false`), so "
+                                                               "the kubelet's admission fails the pod: phase "
+                                                               "Failed, reason `SupplementalGroupsPolicyNotSupported`, "
+                                                               "message `Pod was rejected: SupplementalGroupsPolicy="
+                                                               "Strict is not supported in this node`; Merge (the "
+                                                               "default) runs"),
+    "PodSecurityContext.seLinuxOptions": _SELINUX,
+    "SecurityContext.seLinuxOptions": _SELINUX,
+    "PodSecurityContext.seLinuxChangePolicy": ("honoured", "as its documentation says, no effect on a node without "
+                                                           "SELinux (this one): volumes are not relabelled"),
+    "PodSecurityContext.windowsOptions": _WINDOWS,
+    "SecurityContext.windowsOptions": _WINDOWS,
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "

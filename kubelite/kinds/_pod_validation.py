@@ -52,6 +52,9 @@ def inclusive_range(lo: int, hi: int) -> str:
     return f"must be between {lo} and {hi}, inclusive"
 
 
+HOSTNAME_OVERRIDE_MAX = 64  # the kernel's nodename field
+
+
 def _dns_label(value: str, path: Path) -> Errs:
     return [fld.invalid(path, value, m) for m in meta.is_dns1123_label(value)]
 
@@ -1176,6 +1179,16 @@ def validate_pod_spec(spec: dict[str, Any], pod_name: str, path: Path) -> Errs:
         errs += _dns_label(spec["hostname"], path.child("hostname"))
     if spec.get("subdomain"):
         errs += _dns_label(spec["subdomain"], path.child("subdomain"))
+    override = spec.get("hostnameOverride")
+    if isinstance(override, str):  # HostnameOverride (beta, on since 1.35): a subdomain the kernel can hold
+        hp = path.child("hostnameOverride")
+        errs += _dns_subdomain(override, hp)
+        if len(override) > HOSTNAME_OVERRIDE_MAX:
+            errs.append(fld.too_long(hp, HOSTNAME_OVERRIDE_MAX))
+        if spec.get("setHostnameAsFQDN") is True:
+            errs.append(fld.forbidden(hp, "may not be specified when setHostnameAsFQDN is true"))
+        if spec.get("hostNetwork") is True:
+            errs.append(fld.forbidden(hp, "may not be specified when hostNetwork is true"))
     if _l(spec.get("tolerations")):
         errs += validate_tolerations(spec["tolerations"], path.child("tolerations"))
     for i, ha in enumerate(_l(spec.get("hostAliases"))):

@@ -307,3 +307,69 @@ def test_sysctls_safe_allowed_and_forbidden(cluster):
     finally:
         server.kubectl("delete", "pod", "sysctls", "unsafe-sysctl", "--ignore-not-found", "--grace-period=1",
                        "--wait=false", check=False)
+
+
+def test_hostname_fqdn_and_override(cluster):
+    """setHostnameAsFQDN puts the FQDN in the kernel's hostname, hostnameOverride replaces the
+    hostname (and /etc/hosts' entry), and an FQDN past the kernel's 64 characters fails the
+    sandbox with the kubelet's message."""
+    server, _ = cluster
+    show = [{"name": "c", "image": BUSYBOX, "command": ["sh", "-c", "hostname; grep -v '^#' /etc/hosts | tail -1; "
+                                                                   "sleep 3600"]}]
+    long = "l" * 40
+    _apply(server, _pod("fqdn", show, hostname="web", subdomain="sub", setHostnameAsFQDN=True,
+                        terminationGracePeriodSeconds=1))
+    _apply(server, _pod("override", show, hostname="web", subdomain="sub", hostnameOverride="db.example.org",
+                        terminationGracePeriodSeconds=1))
+    _apply(server, _pod(long, show, subdomain="sub", setHostnameAsFQDN=True, terminationGracePeriodSeconds=1))
+    try:
+        for name, want in (("fqdn", "web.sub.default.svc.cluster.local"), ("override", "db.example.org")):
+            _running(server, name)
+            out = wait_until(lambda n=name: (o := _logs(server, n, "c")).count("\n") >= 2 and o, 30, 0.3,
+                             f"{name}'s hostname")
+            hostname, hosts = out.splitlines()[:2]
+            pod_ip = get_pod(server, name)["status"]["podIP"]
+            assert hostname == want
+            assert hosts.split() == ([pod_ip, "web.sub.default.svc.cluster.local", "web"] if name == "fqdn"
+                                     else [pod_ip, "db.example.org"])
+        fqdn = f"{long}.sub.default.svc.cluster.local"
+        msg = (f"Failed to create pod sandbox: failed to construct FQDN from pod hostname and cluster domain, FQDN "
+               f"{fqdn} is too long (64 characters is the max, {len(fqdn)} characters requested)")
+        ev = wait_until(lambda: next((e for e in _events(server, long) if e["reason"] == "FailedCreatePodSandBox"),
+                                     None), 60, 0.3, "the sandbox refused")
+        assert ev["type"] == "Warning" and ev["message"] == msg
+        assert get_pod(server, long)["status"]["phase"] == "Pending"
+        bad = server.kubectl("apply", "-f", "-", check=False, input=json.dumps(
+            _pod("both", show, hostnameOverride="h", setHostnameAsFQDN=True)))
+        assert bad.returncode != 0
+        assert "spec.hostnameOverride: Forbidden: may not be specified when setHostnameAsFQDN is true" in bad.stderr
+    finally:
+        server.kubectl("delete", "pod", "fqdn", "override", long, "--ignore-not-found", "--grace-period=1",
+                       "--wait=false", check=False)
+
+
+def test_strict_supplemental_groups_refused_where_the_runtime_cannot(cluster):
+    """containerd 1.6 reports no supplemental-groups policy support: the node says so in
+    status.features, and a Strict pod is refused at the kubelet's admission (Merge runs)."""
+    server, _ = cluster
+    node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+    assert node["status"]["features"] == {"supplementalGroupsPolicy": False}
+    sleep = [{"name": "c", "image": BUSYBOX, "command": ["sh", "-c", "id -G; sleep 3600"]}]
+    _apply(server, _pod("strict-groups", sleep, securityContext={"supplementalGroupsPolicy": "Strict",
+                                                                   "supplementalGroups": [4000]}))
+    _apply(server, _pod("merge-groups", sleep, securityContext={"supplementalGroupsPolicy": "Merge",
+                                                                  "supplementalGroups": [4000]},
+                        terminationGracePeriodSeconds=1))
+    try:
+        pod = wait_until(lambda: (p := get_pod(server, "strict-groups")) and p["status"].get("phase") == "Failed"
+                         and p, 60, 0.3, "Strict refused")
+        assert pod["status"]["reason"] == "SupplementalGroupsPolicyNotSupported"
+        assert pod["status"]["message"] == "Pod was rejected: SupplementalGroupsPolicy=Strict is not supported in this node"
+        ev = next(e for e in _events(server, "strict-groups") if e["reason"] == "SupplementalGroupsPolicyNotSupported")
+        assert ev["type"] == "Warning" and ev["message"] == "SupplementalGroupsPolicy=Strict is not supported in this node"
+        _running(server, "merge-groups")
+        out = wait_until(lambda: _logs(server, "merge-groups", "c").strip(), 30, 0.3, "merge-groups' groups")
+        assert "4000" in out.split()
+    finally:
+        server.kubectl("delete", "pod", "strict-groups", "merge-groups", "--ignore-not-found", "--grace-period=1",
+                       "--wait=false", check=False)
