@@ -125,7 +125,7 @@ def prepare_safe_subpath(volume_path: str, sub: str, target: Path) -> str:
         raise SubPathError(str(exc)) from exc
     try:
         st = os.fstat(fd)
-        if _is_mountpoint(str(target)):
+        if is_mount(target):
             cur = os.stat(target)
             if (cur.st_dev, cur.st_ino) == (st.st_dev, st.st_ino):
                 return str(target)  # bound before (a restarted container)
@@ -145,10 +145,12 @@ def prepare_safe_subpath(volume_path: str, sub: str, target: Path) -> str:
     return str(target)
 
 
-def _is_mountpoint(path: str) -> bool:
+def is_mount(path: str | Path) -> bool:
+    """Whether ``path`` is a mount point (of this mount namespace)."""
+    target = str(path)
     try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == path for line in f)
+        with open("/proc/self/mounts") as f:
+            return any(len(parts := line.split()) > 1 and parts[1].replace("\\040", " ") == target for line in f)
     except OSError:
         return False
 

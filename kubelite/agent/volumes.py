@@ -1,10 +1,15 @@
-"""Pod volumes and per-pod host directories.
+"""Pod volumes and per-pod host directories: the kubelet's volume manager and plugins.
 
-``<data_dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`` (tmpfs for medium Memory),
-hostPath with the kubelet's type checks, configMap/secret as files, and per-container
-termination-message files under ``<data_dir>/pods/<uid>/containers/<name>/``, and projected
-volumes (service-account tokens, configMap, secret, downwardAPI; see agent/projected.py) on a
-per-pod tmpfs, kept fresh by a background refresher (tokens at 80% of their lifetime).
+Each volume source is one :class:`VolumePlugin` in :data:`PLUGINS` (emptyDir, hostPath with the
+kubelet's type checks, configMap, secret, downwardAPI, projected, nfs, persistentVolumeClaim);
+a source without a plugin is refused, never replaced. :meth:`VolumeManager.mount_pod` is the
+reconcile the pod worker runs before the sandbox (WaitForAttachAndMount): SetUp failures are
+retried with the operation executor's back-off. Volumes live under
+``<data_dir>/pods/<uid>/volumes/<plugin dir>/<name>``, subPath binds under
+``<data_dir>/pods/<uid>/volume-subpaths/``, termination-message files under
+``<data_dir>/pods/<uid>/containers/<name>/``. Projected and downwardAPI volumes
+(service-account tokens, configMap, secret, downwardAPI; see agent/projected.py) are a per-pod
+tmpfs kept fresh by a background refresher (tokens at 80% of their lifetime).
 
 The refresher learns a pod when its volumes are set up, and from :meth:`VolumeManager.track`,
 which each sync of a pod that already has a sandbox calls: that adopts the pods an earlier
@@ -93,18 +98,6 @@ def _as_projected(volume: Obj) -> Obj:
     if src.get("defaultMode") is not None:
         proj["defaultMode"] = src["defaultMode"]
     return {"name": volume.get("name", ""), "projected": proj}
-
-
-def _is_mount(path: Path) -> bool:
-    target = str(path)
-    try:
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            parts = line.split()
-            if len(parts) > 1 and parts[1].replace("\\040", " ") == target:
-                return True
-    except OSError:
-        pass
-    return False
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -212,7 +205,7 @@ async def _empty_dir(ctx: VolumeContext) -> Mounted:
         raise SetUpError(f"unknown storage medium \"{medium}\"")  # hugepages: none on this node
     new = not d.exists()
     d.mkdir(parents=True, exist_ok=True)
-    if medium == "Memory" and not _is_mount(d):
+    if medium == "Memory" and not volume_util.is_mount(d):
         new = True
         opts = "mode=0777"
         if ed.get("sizeLimit") and bytes_of(ed["sizeLimit"]) > 0:
@@ -267,7 +260,7 @@ async def _nfs(ctx: VolumeContext) -> Mounted:
     src = ctx.volume.get("nfs") or {}
     d = ctx.dir(NFS_DIR)
     ro = bool(src.get("readOnly"))
-    if d.is_dir() and _is_mount(d):
+    if d.is_dir() and volume_util.is_mount(d):
         return Mounted(str(d), ro)
     d.mkdir(parents=True, exist_ok=True)
     args = ["-t", "nfs", *(["-o", "ro"] if ro else []), f"{src.get('server', '')}:{src.get('path', '')}", str(d)]
@@ -584,7 +577,7 @@ class VolumeManager:
         away since does not stop a running pod; it keeps the content it had."""
         base = self.pod_dir(uid) / "volumes"
         for d in sorted(base.glob(f"*/{name}")) if base.is_dir() else []:
-            if _is_mount(d) or (d.is_dir() and any(d.iterdir())):
+            if volume_util.is_mount(d) or (d.is_dir() and any(d.iterdir())):
                 return Mounted(str(d), readonly=d.parent.name in READ_ONLY_DIRS)
         return None
 
@@ -617,7 +610,7 @@ class VolumeManager:
         itself, made rshared, so HostToContainer / Bidirectional propagation reaches the
         containers (the kubelet does this to its whole root dir; teardown unmounts it)."""
         d.mkdir(parents=True, exist_ok=True)
-        if _is_mount(d):
+        if volume_util.is_mount(d):
             return
         try:
             await _mount(["--bind", str(d), str(d)])
@@ -668,7 +661,7 @@ class VolumeManager:
                 self._wake.set()
                 return
         dirs = [self._projected_dir_for(uid, v) for v in vols]
-        if not all(d.is_dir() for d in dirs) or not all(_is_mount(d) for d in dirs):
+        if not all(d.is_dir() for d in dirs) or not all(volume_util.is_mount(d) for d in dirs):
             return  # not set up yet: setup() registers it
         with self._projected_lock:
             if uid in self._projected:
@@ -699,7 +692,7 @@ class VolumeManager:
         volume = _as_projected(volume)
         if initial:
             d.mkdir(parents=True, exist_ok=True)
-            if not _is_mount(d):
+            if not volume_util.is_mount(d):
                 r = subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(d)],
                                    capture_output=True, text=True)
                 if r.returncode != 0:
