@@ -39,6 +39,8 @@ Obj = dict[str, Any]
 MIN_GRACE_PERIOD = 2  # minimumGracePeriodInSeconds
 DEFAULT_GRACE_PERIOD = 30
 IMAGE_STATUS_TTL = 5.0  # a present image's ImageStatus answer is reused this long
+MOUNT_WAIT = 2.0  # how long a sync waits for the pod's volumes before it looks again (MOUNT_POLL)
+MOUNT_POLL = 0.5
 POD_SYNC_BACKOFF = 10.0  # a pod sync that failed (volumes the populator refused) is retried after this
 
 
@@ -244,7 +246,10 @@ class RuntimeManager:
         (retried with the operation executor's back-off), the populator's errors one
         ``Unable to attach or mount volumes`` event per sync (retried like a failed pod sync).
         False while a volume is missing: the pod stays ContainerCreating."""
-        outcome = await self.volumes.mount_pod(pod, self.fetch)
+        outcome = await self.volumes.reconcile(pod, self.fetch, MOUNT_WAIT)
+        if outcome is None:  # still mounting: look again soon
+            res.next_wake = _min(res.next_wake, MOUNT_POLL)
+            return False
         self._mount_events(pod, outcome)
         if outcome.ready:
             return True
@@ -783,6 +788,7 @@ class RuntimeManager:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.NOT_FOUND:
                     log.warning("RemovePodSandbox %s: %s", sb.id[:12], _rpc_message(exc))
+        await self.volumes.cancel_mounts(uid)
         await asyncio.to_thread(self.volumes.teardown, uid)
         if pod is not None:
             await asyncio.to_thread(self.volumes.remove_logs, pod)

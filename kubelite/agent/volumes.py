@@ -494,6 +494,7 @@ class VolumeManager:
         # the actual state of the world: uid -> {volume name: mounted volume}
         self._mounted: dict[str, dict[str, Mounted]] = {}
         self._mount_backoff = Backoff(MOUNT_BACKOFF_INITIAL, MOUNT_BACKOFF_MAX)
+        self._mount_tasks: dict[str, asyncio.Task[MountOutcome]] = {}  # uid -> the mounts under way
 
     def pod_dir(self, uid: str) -> Path:
         return self.pods_dir / uid
@@ -580,6 +581,30 @@ class VolumeManager:
             if volume_util.is_mount(d) or (d.is_dir() and any(d.iterdir())):
                 return Mounted(str(d), readonly=d.parent.name in READ_ONLY_DIRS)
         return None
+
+    async def reconcile(self, pod: Obj, fetch: Any, wait: float) -> MountOutcome | None:
+        """:meth:`mount_pod` as the kubelet's reconciler runs it: in its own task, apart from
+        the pod worker, which waits up to ``wait`` seconds and otherwise comes back later
+        (None: still mounting) — so a slow mount never keeps a pod's deletion waiting."""
+        uid = pod["metadata"]["uid"]
+        task = self._mount_tasks.get(uid)
+        if task is None:
+            task = asyncio.create_task(self.mount_pod(pod, fetch), name=f"mount-volumes-{uid}")
+            self._mount_tasks[uid] = task
+        done, _ = await asyncio.wait({task}, timeout=wait)
+        if not done:
+            return None
+        if self._mount_tasks.get(uid) is task:
+            del self._mount_tasks[uid]
+        return task.result()
+
+    async def cancel_mounts(self, uid: str) -> None:
+        """Stop a mount under way for a pod that goes (its mount process is killed)."""
+        task = self._mount_tasks.pop(uid, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
     async def setup(self, pod: Obj, fetch: Any) -> dict[str, str]:
         """Mount every volume of the pod, used or not; {volume name: host path}. Raises
@@ -749,6 +774,8 @@ class VolumeManager:
                         next_at = min(next_at, at)
 
     async def close(self) -> None:
+        for uid in list(self._mount_tasks):
+            await self.cancel_mounts(uid)
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(BaseException):

@@ -228,3 +228,35 @@ def test_volume_set_up_by_an_earlier_agent_survives_its_source_going_away(tmp_pa
     assert out.setup_failures == ['MountVolume.SetUp failed for volume "cfg" : configmap "app" not found']
     fresh = _pod([{"name": "cfg", "configMap": {"name": "app"}}], uid="uid-2")
     assert not _run(later.mount_pod(fresh, _fetcher({}))).ready
+
+
+def test_a_slow_mount_runs_apart_and_is_cancelled_with_its_pod(tmp_path, monkeypatch):
+    from kubelite.agent import volumes as vmod
+
+    started, cancelled = asyncio.Event(), []
+
+    async def slow(ctx):
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(ctx.name)
+            raise
+        return Mounted("/never")
+
+    monkeypatch.setitem(vmod.PLUGINS, "slowFS", vmod.VolumePlugin(slow))
+
+    async def main():
+        vm = VolumeManager(tmp_path)
+        pod = _pod([{"name": "s", "slowFS": {}}])
+        assert await vm.reconcile(pod, _fetcher({}), wait=0.05) is None  # the worker is not held
+        assert started.is_set()
+        assert await vm.reconcile(pod, _fetcher({}), wait=0.05) is None  # the same mount, still under way
+        await vm.cancel_mounts("uid-1")
+        assert cancelled == ["s"]
+        fast = _pod([{"name": "e", "emptyDir": {}}], uid="uid-2")
+        out = await vm.reconcile(fast, _fetcher({}), wait=5)
+        assert out is not None and out.ready
+        await vm.close()
+
+    _run(main())
