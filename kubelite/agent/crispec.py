@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -505,7 +506,34 @@ def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count:
         tty=bool(container.get("tty")),
         linux=cri.LinuxContainerConfig(resources=container_resources(pod, container, memory_capacity),
                                        security_context=security_context(pod, container, target_id or "",
-                                                                         seccomp_root)))
+                                                                         seccomp_root)),
+        stop_signal=cri_stop_signal(container))
+
+
+def stop_signal_of(container: Obj) -> str | None:
+    """The container's lifecycle.stopSignal (None: the runtime's default, the image's STOPSIGNAL)."""
+    sig = ((container.get("lifecycle") or {}).get("stopSignal"))
+    return sig or None
+
+
+def cri_stop_signal(container: Obj) -> Any:
+    """The CRI Signal enum value for the container's stop signal (RUNTIME_DEFAULT without one)."""
+    sig = stop_signal_of(container)
+    if sig is None:
+        return cri.RUNTIME_DEFAULT
+    return cri.Signal.Value(sig.replace("+", "PLUS").replace("-", "MINUS"))
+
+
+def signal_number(name: str) -> int:
+    """The Linux signal number of an API Signal name (``SIGUSR1``, ``SIGRTMIN+3``, ``SIGRTMAX-2``)."""
+    if name.startswith("SIGRTMIN+"):
+        return int(signal.SIGRTMIN) + int(name[9:])
+    if name.startswith("SIGRTMAX-"):
+        return int(signal.SIGRTMAX) - int(name[9:])
+    aliases = {"SIGCLD": "SIGCHLD", "SIGPOLL": "SIGIO", "SIGIOT": "SIGABRT"}
+    if name == "SIGSTKFLT":
+        return 16
+    return int(getattr(signal, aliases.get(name, name)))
 
 
 # --------------------------------------------------------------------------- reading state

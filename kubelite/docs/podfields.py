@@ -24,7 +24,6 @@ _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
     "PodSpec": ["evictionResponders", "schedulingGroup", "resourceClaims"],
     "Container": ["restartPolicyRules", "volumeDevices"],
-    "Lifecycle": ["stopSignal"],
 }
 _NOT_YET["EphemeralContainer"] = _NOT_YET["Container"]
 
@@ -103,8 +102,9 @@ FIELDS.update({
     "PodSpec.priority": ("honoured", "set by Priority admission; orders the scheduling queue and decides who "
                                      "preempts whom (DefaultPreemption: victims of lower priority get "
                                      "DisruptionTarget/PreemptionByScheduler and a graceful delete, the preemptor "
-                                     "status.nominatedNodeName); PodDisruptionBudgets are not considered (no such "
-                                     "kind yet)"),
+                                     "status.nominatedNodeName); victims whose eviction would violate a "
+                                     "PodDisruptionBudget are reprieved first and nodes with fewer violations "
+                                     "preferred"),
     "PodSpec.preemptionPolicy": ("honoured", "Never: the pod waits instead of preempting (`preemption: not "
                                              "eligible due to preemptionPolicy=Never.`); it can still be a victim"),
     "Container.resizePolicy": ("honoured", "in-place resize through `pods/resize`: NotRequired (the default) "
@@ -114,8 +114,9 @@ FIELDS.update({
                                            "kubelet's messages), PodResizeInProgress, ResizeStarted/ResizeCompleted "
                                            "events, containerStatuses[].allocatedResources and .resources (read "
                                            "from the cgroup); pod-level resources cannot be resized (as upstream); "
-                                           "ResourceQuota charges what a resize adds; LimitRange does not check "
-                                           "resizes yet"),
+                                           "ResourceQuota charges what a resize adds; LimitRange's min/max "
+                                           "validate it (`maximum cpu usage per Container is 800m, but limit is "
+                                           "1`)"),
     "EphemeralContainer.resizePolicy": ("refused", "`Forbidden: cannot be set for an Ephemeral Container` "
                                                    "(ephemeral containers are not resized)"),
     "PodSecurityContext.sysctls": ("honoured", "the kubelet's allowlist at admission: the safe sysctls "
@@ -175,6 +176,11 @@ FIELDS.update({
                                                            "SELinux (this one): volumes are not relabelled"),
     "PodSecurityContext.windowsOptions": _WINDOWS,
     "SecurityContext.windowsOptions": _WINDOWS,
+    "Lifecycle.stopSignal": ("honoured", "needs spec.os.name and a signal of that OS (upstream's validation); "
+                                         "sent in the CRI ContainerConfig, and since containerd 1.6 predates it, "
+                                         "the agent signals the container's init process itself (pidfd) when it "
+                                         "stops the container, then SIGKILL once it exits or the grace period "
+                                         "ends; containerStatuses[].stopSignal is not reported"),
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "
