@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubelite.agent import projected
+from kubelite.agent import projected, pvcvolume
 from kubelite.agent.cgroups import bytes_of
 
 log = logging.getLogger("kubelite.agent.volumes")
@@ -198,12 +198,20 @@ class VolumeManager:
                     raise VolumeError(f"MountVolume.SetUp failed for volume \"{name}\" : {exc}") from exc
                 self._ensure_refresher()
                 out[name] = str(d)
+            elif "persistentVolumeClaim" in v:  # the claim's bound PersistentVolume (agent/pvcvolume.py)
+                out[name] = await self._claim(v, ns, fetch)
             else:
                 # unsupported volume sources get an empty directory so containers can start
                 d = self.pod_dir(uid) / "volumes" / "kubernetes.io~empty-dir" / name
                 d.mkdir(parents=True, exist_ok=True)
                 out[name] = str(d)
         return out
+
+    async def _claim(self, v: Obj, ns: str, fetch: Any) -> str:
+        try:
+            return await pvcvolume.claim_volume_path(v, ns, fetch, self.data_dir, _hostpath_check)
+        except (OSError, ValueError, VolumeError) as exc:
+            raise VolumeError(f"MountVolume.SetUp failed for volume \"{v.get('name', '')}\" : {exc}") from None
 
     # ------------------------------------------------------------------ projected volumes
     def track(self, pod: Obj, fetch: Any) -> None:

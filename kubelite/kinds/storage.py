@@ -37,6 +37,9 @@ NOT_POSITIVE = "must be greater than zero"
 IS_NEGATIVE = "must be greater than or equal to 0"
 
 BETA_STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+LOCAL_PATH_PROVISIONER = "rancher.io/local-path"
+# where a node agent keeps its local-path volumes (published on its Node; see controllers/localpath.py)
+LOCAL_PATH_DIR_ANNOTATION = "kubelite.io/local-path-dir"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 BETA_DEFAULT_CLASS_ANNOTATION = "storageclass.beta.kubernetes.io/is-default-class"
 
