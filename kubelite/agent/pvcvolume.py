@@ -20,11 +20,19 @@ from kubelite.kinds.storage import LOCAL_PATH_DIR_ANNOTATION, LOCAL_PATH_PROVISI
 
 Obj = dict[str, Any]
 STORAGE_DIR = "storage"
-__all__ = ["LOCAL_PATH_DIR_ANNOTATION", "claim_volume_path", "storage_dir"]
+__all__ = ["LOCAL_PATH_DIR_ANNOTATION", "claim_read_only", "claim_volume_path", "storage_dir"]
 
 
 def _d(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
+
+
+def claim_read_only(pod: Obj, volume_name: str) -> bool:
+    """``persistentVolumeClaim.readOnly``: every mount of that volume is read-only."""
+    for v in _d(pod.get("spec")).get("volumes") or []:
+        if _d(v).get("name") == volume_name:
+            return bool(_d(_d(v).get("persistentVolumeClaim")).get("readOnly"))
+    return False
 
 
 def storage_dir(data_dir: Path) -> Path:

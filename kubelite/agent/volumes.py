@@ -357,7 +357,8 @@ class VolumeManager:
                 if not target.exists():
                     target.mkdir(parents=True, mode=0o755)
                 host = str(target)
-            out.append((host, vm.get("mountPath", ""), bool(vm.get("readOnly"))))
+            out.append((host, vm.get("mountPath", ""),
+                        bool(vm.get("readOnly")) or pvcvolume.claim_read_only(pod, vm.get("name", ""))))
         return out
 
     def teardown(self, uid: str) -> None:

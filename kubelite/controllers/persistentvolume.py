@@ -29,6 +29,7 @@ from kubelite.apiserver.registry import WriteOptions
 from kubelite.apiserver.stores import Stores
 from kubelite.client.events import EventRecorder
 from kubelite.controllers.base import WorkQueue, informer
+from kubelite.controllers.volumeprotection import claims_of
 from kubelite.kinds.storage import claim_class
 from kubelite.scheduler.volumebinding import (
     ANN_BETA_STORAGE_PROVISIONER,
@@ -45,6 +46,7 @@ log = logging.getLogger("kubelite.controllers.persistentvolume")
 Obj = dict[str, Any]
 FIELD_MANAGER = "persistent-volume-binder"  # the controller's name in kube-controller-manager
 RESYNC = 15.0  # --pvclaimbinder-sync-period
+POD_CLAIM_INDEX = "persistentvolume/claims"
 
 
 def _d(v: Any) -> dict[str, Any]:
@@ -84,6 +86,9 @@ class PersistentVolumeController:
         self.claims = informer(self.pvcs, resync=resync)
         self.volumes = informer(self.pvs, resync=resync)
         self.classes = informer(stores.get("storage.k8s.io", "storageclasses"))
+        self.pods = informer(stores.get("", "pods"))
+        self.pods.add_index(POD_CLAIM_INDEX, lambda p: [f"{_d(p.get('metadata')).get('namespace', '')}/{c}"
+                                                        for c in claims_of(p)])
         self.claim_queue = WorkQueue("persistentvolume-claims", self.sync_claim)
         self.volume_queue = WorkQueue("persistentvolume-volumes", self.sync_volume)
         self.opts = WriteOptions(field_manager=FIELD_MANAGER)
@@ -126,9 +131,9 @@ class PersistentVolumeController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            for inf in (self.claims, self.volumes, self.classes):
+            for inf in (self.claims, self.volumes, self.classes, self.pods):
                 tg.create_task(inf.run())
-            for inf in (self.claims, self.volumes, self.classes):
+            for inf in (self.claims, self.volumes, self.classes, self.pods):
                 await inf.wait_synced()
             tg.create_task(self.claim_queue.run())
             tg.create_task(self.volume_queue.run())
@@ -155,8 +160,7 @@ class PersistentVolumeController:
                 return
             await self._claim_phase(claim, "Pending")
             if delay and not _ann(claim).get(ANN_SELECTED_NODE):
-                await self.recorder.record(claim, "Normal", "WaitForFirstConsumer",
-                                           "waiting for first consumer to be created before binding")
+                await self._wait_for_consumer(claim)
             elif claim_class(claim):
                 await self._provision(claim)
             else:
@@ -175,6 +179,22 @@ class PersistentVolumeController:
             await self._claim_phase(claim, "Pending")
             await self.recorder.record(claim, "Warning", "FailedBinding",
                                        "volume \"" + volume_name + "\" already bound to a different claim.")
+
+    async def _wait_for_consumer(self, claim: Obj) -> None:
+        """emitEventForUnboundDelayBindingClaim: name the pods that wait to be scheduled."""
+        m = claim["metadata"]
+        waiting = sorted(_d(p.get("metadata")).get("name", "")
+                         for p in self.pods.by_index(POD_CLAIM_INDEX, f"{m.get('namespace', '')}/{m['name']}")
+                         if not _d(p.get("spec")).get("nodeName"))
+        if not waiting:
+            await self.recorder.record(claim, "Normal", "WaitForFirstConsumer",
+                                       "waiting for first consumer to be created before binding")
+        elif len(waiting) == 1:
+            await self.recorder.record(claim, "Normal", "WaitForPodScheduled",
+                                       f"waiting for pod {waiting[0]} to be scheduled")
+        else:
+            await self.recorder.record(claim, "Normal", "WaitForPodScheduled",
+                                       f"waiting for pods {','.join(waiting)} to be scheduled")
 
     async def _sync_bound_claim(self, claim: Obj) -> None:
         volume_name = _d(claim.get("spec")).get("volumeName") or ""
