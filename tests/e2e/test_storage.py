@@ -210,6 +210,14 @@ volumeBindingMode: WaitForFirstConsumer
     pv_name = claim["spec"]["volumeName"]
     directory = Path(_get(server, "pv", pv_name)["spec"]["hostPath"]["path"])
     server.kubectl("delete", "pod", "keeper", "--timeout=60s")
+    # persistentVolumeClaim.readOnly: the claim's mounts are read-only
+    server.kubectl("apply", "-f", "-", input=_pod("looker", ["kept"], "cat /data0/hi && touch /data0/new").replace(
+        "persistentVolumeClaim: {claimName: kept}", "persistentVolumeClaim: {claimName: kept, readOnly: true}"))
+    wait_until(lambda: _phase(server, "pod", "looker") == "Failed", 120, 0.3, "looker Failed")
+    logs = server.kubectl("logs", "looker").stdout
+    assert "hello" in logs and "Read-only file system" in logs, logs
+    assert not (directory / "new").exists()
+    server.kubectl("delete", "pod", "looker", "--timeout=60s")
     server.kubectl("delete", "pvc", "kept", "--timeout=60s")
     wait_until(lambda: _phase(server, "pv", pv_name) == "Released", 60, 0.2, "PV Released")
     assert (directory / "hi").read_text() == "hello\n"
@@ -240,6 +248,13 @@ def test_refusals(cluster):
                                                       "PersistentVolumeClaims." in m
                            for _, r, m in _events(server, "stuck")), 30, 0.2, "FailedScheduling")
     server.kubectl("delete", "pod", "stuck", "--timeout=30s")
+    # a pod put on the node directly: the agent refuses to start it on an unbound claim
+    server.kubectl("apply", "-f", "-", input=_pod("direct", ["classless"], "true").replace(
+        "spec:\n", f"spec:\n  nodeName: {NODE}\n", 1))
+    wait_until(lambda: any(r == "FailedMount" and "error processing PVC default/classless: PVC is not bound" in m
+                           for _, r, m in _events(server, "direct")), 60, 0.3, "FailedMount")
+    assert _phase(server, "pod", "direct") == "Pending"
+    server.kubectl("delete", "pod", "direct", "--timeout=30s")
     server.kubectl("delete", "pvc", "classless")
 
     bad = server.kubectl("apply", "-f", "-", check=False, input="""
