@@ -154,3 +154,65 @@ def test_default_class_is_the_newest_default():
     assert default_class([sc("a", "2026-01-01T00:00:00Z"), sc("b", "2026-01-02T00:00:00Z"),
                           sc("c", "2026-01-03T00:00:00Z", False)])["metadata"]["name"] == "b"
     assert default_class([sc("c", "2026-01-03T00:00:00Z", False)]) is None
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str, str]] = []
+
+    async def record(self, obj, type_, reason, message, related=None, action=""):
+        self.seen.append((obj["metadata"]["name"], type_, reason, message))
+
+
+async def test_pv_controller_binds_releases_and_fails_static_delete(tmp_path):
+    from kubelite.apiserver.registry import DeleteOptions, WriteOptions
+    from kubelite.apiserver.stores import Stores
+    from kubelite.controllers.persistentvolume import PersistentVolumeController
+    from kubelite.kinds.registry import default_registry
+    from kubelite.store.sqlite import SQLiteStore
+
+    w = WriteOptions(field_manager="test")
+    kv = SQLiteStore(str(tmp_path / "db"), compact_interval=0)
+    await kv.start()
+    try:
+        stores = Stores.build(default_registry(), kv)
+        pvs, pvcs = stores.get("", "persistentvolumes"), stores.get("", "persistentvolumeclaims")
+        events = _Events()
+        ctrl = PersistentVolumeController(stores, events)  # type: ignore[arg-type]
+
+        async def sync() -> None:
+            for _ in range(3):  # a few rounds: each write is seen by the next sync, as the informers would
+                for inf in (ctrl.claims, ctrl.volumes, ctrl.classes, ctrl.pods):
+                    await inf._list()
+                for pv in ctrl.volumes.list():
+                    await ctrl.sync_volume(pv["metadata"]["name"])
+                for c in ctrl.claims.list():
+                    await ctrl.sync_claim(f"default/{c['metadata']['name']}")
+
+        for name, size, policy in (("big", "5Gi", "Retain"), ("small", "2Gi", "Delete")):
+            v = _pv(name, size)
+            del v["status"]
+            v["spec"]["persistentVolumeReclaimPolicy"] = policy
+            await pvs.create("", v, w)
+        c = _claim(size="1Gi")
+        del c["metadata"]["uid"]
+        await pvcs.create("default", c, w)
+        await pvcs.create("default", _claim("lonely", cls="")
+                          | {"metadata": {"name": "lonely", "namespace": "default"}}, w)
+        await sync()
+        claim = await pvcs.get("default", "c")
+        assert claim["spec"]["volumeName"] == "small" and claim["status"]["phase"] == "Bound"
+        assert claim["status"]["capacity"] == {"storage": "2Gi"}
+        small = await pvs.get("", "small")
+        assert small["status"]["phase"] == "Bound" and small["spec"]["claimRef"]["uid"] == claim["metadata"]["uid"]
+        assert (await pvs.get("", "big"))["status"]["phase"] == "Available"
+        assert ("lonely", "Normal", "FailedBinding",
+                "no persistent volumes available for this claim and no storage class is set") in events.seen
+        await pvcs.delete("default", "c", DeleteOptions())
+        await sync()
+        small = await pvs.get("", "small")
+        assert small["status"]["phase"] == "Failed"  # Delete, but no provisioner made it: nothing can delete it
+        assert ("small", "Warning", "VolumeFailedDelete", 'error getting deleter volume plugin for volume "small": '
+                                                           "no deletable volume plugin matched") in events.seen
+    finally:
+        await kv.close()
