@@ -4,6 +4,8 @@
   without a class (no ``spec.storageClassName`` and no beta annotation) gets the default
   StorageClass, the newest of several (then by name) as GetDefaultClass picks it; without a
   default class the claim is left alone (the PV controller may assign one later).
+* PersistentVolumeClaimResize (plugin/pkg/admission/storage/persistentvolume/resize): a bound
+  claim may ask for more storage only when its StorageClass sets ``allowVolumeExpansion``.
 * StorageObjectInUseProtection (plugin/pkg/admission/storage/storageobjectinuseprotection): a
   created PersistentVolumeClaim carries the ``kubernetes.io/pvc-protection`` finalizer and a
   PersistentVolume ``kubernetes.io/pv-protection``; the protection controllers
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubelite.apiserver.admission import CREATE, Attributes
+from kubelite.api import errors
+from kubelite.apiserver.admission import CREATE, UPDATE, Attributes
 from kubelite.apiserver.registry import ListOptions
 from kubelite.apiserver.stores import Stores
-from kubelite.kinds.storage import BETA_STORAGE_CLASS_ANNOTATION, is_default_class
+from kubelite.kinds.storage import BETA_STORAGE_CLASS_ANNOTATION, claim_class, claim_request, is_default_class
 
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
 PV_PROTECTION = "kubernetes.io/pv-protection"
@@ -70,6 +73,36 @@ class DefaultStorageClass:
         return None
 
 
+class PersistentVolumeClaimResize:
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+
+    async def admit(self, a: Attributes) -> None:
+        return None
+
+    async def validate(self, a: Attributes) -> None:
+        if (a.operation != UPDATE or a.subresource or a.obj is None or a.old is None or a.kind.group
+                or a.kind.plural != "persistentvolumeclaims"):
+            return
+        if (a.old.get("status") or {}).get("phase") != "Bound" or claim_request(a.obj) <= claim_request(a.old):
+            return
+        if not await self._allows_resize(a.old):
+            raise errors.forbidden("persistentvolumeclaims", a.name,
+                                   "only dynamically provisioned pvc can be resized and the storageclass that "
+                                   "provisions the pvc must support resize")
+
+    async def _allows_resize(self, claim: Obj) -> bool:
+        name = claim_class(claim)
+        store = self.stores.find("storage.k8s.io", "storageclasses")
+        if not name or store is None:
+            return False
+        try:
+            sc = await store.get("", name)
+        except errors.StatusError:
+            return False
+        return bool(sc.get("allowVolumeExpansion"))
+
+
 class StorageObjectInUseProtection:
     async def admit(self, a: Attributes) -> None:
         for plural, finalizer in (("persistentvolumeclaims", PVC_PROTECTION), ("persistentvolumes", PV_PROTECTION)):
@@ -87,5 +120,6 @@ class StorageObjectInUseProtection:
         return None
 
 
-__all__ = ["PVC_PROTECTION", "PV_PROTECTION", "DefaultStorageClass", "StorageObjectInUseProtection",
+__all__ = ["PVC_PROTECTION", "PV_PROTECTION", "DefaultStorageClass", "PersistentVolumeClaimResize",
+           "StorageObjectInUseProtection",
            "default_class"]

@@ -82,6 +82,17 @@ def volume_class(pv: Obj) -> str:
     return str(_d(pv.get("spec")).get("storageClassName") or "")
 
 
+def claim_request(claim: Obj) -> Any:
+    """The claim's ``resources.requests.storage`` as a Decimal (0 when missing or malformed)."""
+    from decimal import Decimal
+
+    v = _d(_d(_d(claim.get("spec")).get("resources")).get("requests")).get("storage")
+    try:
+        return quantity.parse_quantity(v) if v is not None else Decimal(0)
+    except (ValueError, TypeError, ArithmeticError):
+        return Decimal(0)
+
+
 def is_default_class(sc: Obj) -> bool:
     """storageutil.IsDefaultAnnotation."""
     ann = _d(meta(sc).get("annotations"))

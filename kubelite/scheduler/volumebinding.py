@@ -9,7 +9,7 @@ from typing import Any
 
 from kubelite.api import quantity
 from kubelite.api.selectors import label_selector_from_object
-from kubelite.kinds.storage import claim_class, volume_class
+from kubelite.kinds.storage import claim_class, claim_request, volume_class
 from kubelite.scheduler.plugins import node_selector_term_matches
 
 Obj = dict[str, Any]
@@ -39,10 +39,6 @@ def _size(v: Any) -> Decimal:
         return quantity.parse_quantity(v) if v is not None else Decimal(0)
     except (ValueError, TypeError, ArithmeticError):
         return Decimal(0)
-
-
-def claim_request(claim: Obj) -> Decimal:
-    return _size(_d(_d(_d(claim.get("spec")).get("resources")).get("requests")).get("storage"))
 
 
 def volume_capacity(pv: Obj) -> Decimal:

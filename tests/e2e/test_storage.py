@@ -170,6 +170,11 @@ def test_local_path_keeps_files_and_reclaim_delete_removes_the_directory(cluster
             "manually by the system administrator. If volume creation is delayed, please verify that the "
             "provisioner is running and correctly registered.") in events
     server.kubectl("delete", "pod", "writer", "--timeout=60s")
+    grow = server.kubectl("patch", "pvc", "data", "-p", '{"spec":{"resources":{"requests":{"storage":"128Mi"}}}}',
+                          check=False)
+    assert grow.returncode != 0 and ('persistentvolumeclaims "data" is forbidden: only dynamically provisioned pvc can '
+                                     "be resized and the storageclass that provisions the pvc must support resize"
+                                     in grow.stderr), grow.stderr
     server.kubectl("apply", "-f", "-", input=_pod("reader", ["data"], "ls /data0/many | wc -l"))
     wait_until(lambda: _pod_done(server, "reader"), 120, 0.3, "reader Succeeded")
     assert server.kubectl("logs", "reader").stdout.strip() == "10000"
