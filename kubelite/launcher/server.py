@@ -81,8 +81,8 @@ async def bootstrap_priority_classes(stores: Stores) -> None:
 
 
 async def bootstrap_storage_class(stores: Stores) -> None:
-    """k3s's local-storage manifest: the default StorageClass ``local-path``, made once (an
-    administrator may change or delete it afterwards, as in k3s with --disable local-storage)."""
+    """k3s's local-storage manifest: the default StorageClass ``local-path``, made at every start
+    when it is missing (k3s re-applies its manifests too); one that exists is left as it is."""
     classes = stores.get("storage.k8s.io", "storageclasses")
     with contextlib.suppress(errors.StatusError):  # already there
         await classes.create("", default_storage_class(), WriteOptions(field_manager="kubelite"))
