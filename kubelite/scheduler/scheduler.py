@@ -477,9 +477,12 @@ class Scheduler:
         nominated = self._nominated_pods() if self._nominated else None
         vols, pre_msg = volumebinding.pre_filter(pod, self.claims, self.volumes, self.classes)
         plans: dict[str, tuple[list[tuple[Obj, Obj]], list[Obj]]] = {}
+        rwop = volumebinding.read_write_once_pod_conflict(pod, self.claims, self.pods.values(), self._assumed)
 
         def fits(ni: NodeInfo) -> Status | None:
             st = preemption.filter_with_nominated(info, ni, cycle, nominated)
+            if st is None and rwop:  # VolumeRestrictions' Filter
+                return Status(plugins.UNRESOLVABLE, (volumebinding.ERR_RWOP_CONFLICT,))
             if st is None and vols is not None and ni.node is not None:  # VolumeBinding's Filter
                 reason, binds, provisions = vols.decide(ni.node)
                 if reason:

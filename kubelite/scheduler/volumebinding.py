@@ -4,6 +4,7 @@ pkg/scheduler/framework/plugins/volumebinding). Pure functions over plain object
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -227,3 +228,29 @@ def pre_filter(pod: Obj, claims: dict[tuple[str, str], Obj], volumes: dict[str, 
     if immediate:
         return None, ERR_UNBOUND_IMMEDIATE
     return PodVolumes(bound, delayed, list(volumes.values()), classes), ""
+
+
+ERR_RWOP_CONFLICT = "node has pod using PersistentVolumeClaim with the same name and ReadWriteOncePod access mode"
+
+
+def read_write_once_pod_conflict(pod: Obj, claims: dict[tuple[str, str], Obj], others: Iterable[Obj],
+                                 assumed: Collection[str] = ()) -> bool:
+    """VolumeRestrictions: another pod that has not finished, scheduled (or assumed on a node),
+    already uses one of the pod's ReadWriteOncePod claims."""
+    m = _d(pod.get("metadata"))
+    ns = m.get("namespace", "")
+    rwop = {n for n in pod_claim_names(pod)
+            if "ReadWriteOncePod" in _l(_d(_d(claims.get((ns, n))).get("spec")).get("accessModes"))}
+    if not rwop:
+        return False
+    for other in others:
+        om = _d(other.get("metadata"))
+        if om.get("uid") == m.get("uid") or om.get("namespace", "") != ns:
+            continue
+        if _d(other.get("status")).get("phase") in ("Succeeded", "Failed"):
+            continue
+        if not _d(other.get("spec")).get("nodeName") and om.get("uid") not in assumed:
+            continue
+        if rwop & set(pod_claim_names(other)):
+            return True
+    return False

@@ -335,6 +335,20 @@ spec:
     server.kubectl("delete", "pv", "elsewhere", "--timeout=30s")
 
 
+def test_read_write_once_pod_claim_serves_one_pod(cluster):
+    server, _ = cluster
+    server.kubectl("apply", "-f", "-", input=_claim("solo").replace("ReadWriteOnce]", "ReadWriteOncePod]"))
+    server.kubectl("apply", "-f", "-", input=_pod("solo-1", ["solo"], "sleep 3600"))
+    wait_until(lambda: _phase(server, "pod", "solo-1") == "Running", 120, 0.3, "solo-1 Running")
+    server.kubectl("apply", "-f", "-", input=_pod("solo-2", ["solo"], "true"))
+    wait_until(lambda: any(r == "FailedScheduling" and "1 node has pod using PersistentVolumeClaim with the same name "
+                                                      "and ReadWriteOncePod access mode" in m
+                           for _, r, m in _events(server, "solo-2")), 30, 0.2, "ReadWriteOncePod conflict")
+    server.kubectl("delete", "pod", "solo-1", "solo-2", "--timeout=60s")
+    server.kubectl("delete", "pvc", "solo", "--timeout=60s")
+    wait_until(lambda: not list(_storage_dir(server).iterdir()), 120, 0.5, "solo's directory removed")
+
+
 def test_kill9_while_20_claims_provision(cluster):
     server, _ = cluster
     names = [f"burst-{i}" for i in range(20)]

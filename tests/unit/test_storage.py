@@ -216,3 +216,20 @@ async def test_pv_controller_binds_releases_and_fails_static_delete(tmp_path):
                                                            "no deletable volume plugin matched") in events.seen
     finally:
         await kv.close()
+
+
+def test_read_write_once_pod_claims_are_used_by_one_pod():
+    claim = _claim(modes=("ReadWriteOncePod",))
+    claims = {("default", "c"): claim}
+
+    def pod(name, node="", phase="Running"):
+        return {"metadata": {"name": name, "namespace": "default", "uid": name},
+                "spec": {"nodeName": node, "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}]},
+                "status": {"phase": phase}}
+
+    new = pod("new")
+    assert not vb.read_write_once_pod_conflict(new, claims, [new, pod("pending")])
+    assert vb.read_write_once_pod_conflict(new, claims, [new, pod("running", "n1")])
+    assert vb.read_write_once_pod_conflict(new, claims, [new, pod("assumed")], {"assumed"})
+    assert not vb.read_write_once_pod_conflict(new, claims, [new, pod("done", "n1", "Succeeded")])
+    assert not vb.read_write_once_pod_conflict(new, {("default", "c"): _claim()}, [new, pod("running", "n1")])
