@@ -48,11 +48,14 @@ def _local_path_dir(path: str, root: Path) -> None:
         os.chmod(p, 0o777)
 
 
-async def claim_volume_path(volume: Obj, namespace: str, fetch: Any, data_dir: Path, hostpath_check: Any) -> str:
+async def claim_volume_path(volume: Obj, namespace: str, fetch: Any, data_dir: Path, hostpath_check: Any,
+                            mount_nfs: Any = None) -> str:
     """The host path to bind-mount for a pod volume ``{persistentVolumeClaim: {claimName}}``.
     ``fetch(plural, namespace, name)`` reads the claim and the volume; ``hostpath_check(path,
-    type)`` is the hostPath plugin's type check. Raises ``OSError``/``ValueError`` with the
-    kubelet's wording of what is wrong."""
+    type)`` is the hostPath plugin's type check; ``await mount_nfs(pv name, nfs source,
+    read only)`` mounts an NFS volume's source (None: this agent has no NFS support, such a
+    volume is refused). Raises ``OSError``/``ValueError`` with the kubelet's wording of what is
+    wrong."""
     src = _d(volume.get("persistentVolumeClaim"))
     claim_name = str(src.get("claimName") or "")
     key = f"{namespace}/{claim_name}"
@@ -91,4 +94,6 @@ async def claim_volume_path(volume: Obj, namespace: str, fetch: Any, data_dir: P
         if not Path(path).exists():
             raise ValueError(f"path {path!r} does not exist")
         return path
+    if kinds == ["nfs"] and mount_nfs is not None:
+        return str(await mount_nfs(pv_name, _d(spec["nfs"]), bool(src.get("readOnly"))))
     raise ValueError(f"volume {pv_name} has a {', '.join(kinds) or 'missing'} source, which this node cannot mount")
