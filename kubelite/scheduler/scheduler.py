@@ -652,6 +652,8 @@ class Scheduler:
         binds, provisions = plan
         for claim, pv in binds:
             cm = claim["metadata"]
+            if _d(_d(pv.get("spec")).get("claimRef")).get("uid") == cm.get("uid"):
+                continue  # pre-bound already (a provisioned volume, or our own earlier attempt)
             await self.client.patch("v1", "persistentvolumes", pv["metadata"]["name"], {
                 "metadata": {"annotations": {volumebinding.ANN_BOUND_BY_CONTROLLER: "yes"},
                              "resourceVersion": pv["metadata"].get("resourceVersion")},

@@ -353,8 +353,10 @@ def test_kill9_while_20_claims_provision(cluster):
     server, _ = cluster
     names = [f"burst-{i}" for i in range(20)]
     server.kubectl("apply", "-f", "-", input="\n---\n".join(_claim(n) for n in names))
+    # (OnFailure: a container whose start the kill interrupts is started again, as it would be)
     server.kubectl("apply", "-f", "-", input="\n---\n".join(
-        _pod(f"user-{i}", [n], "echo $HOSTNAME > /data0/who") for i, n in enumerate(names)))
+        _pod(f"user-{i}", [n], "echo $HOSTNAME > /data0/who").replace("restartPolicy: Never", "restartPolicy: OnFailure")
+        for i, n in enumerate(names)))
     # kill the server once provisioning is under way, not done
     wait_until(lambda: len(_get(server, "pv")["items"]) >= 3, 120, 0.05, "provisioning under way")
     t0 = time.monotonic()
@@ -370,6 +372,9 @@ def test_kill9_while_20_claims_provision(cluster):
         f"pvc-{c['metadata']['uid']}" for c in claims.values())
     ours = [p for p in pvs if p["spec"].get("claimRef", {}).get("name") in names]
     assert len(ours) == 20 and len({p["spec"]["claimRef"]["name"] for p in ours}) == 20  # no double provisioning
+    for i, n in enumerate(names):  # each pod wrote through its own claim's directory
+        pv = next(p for p in ours if p["spec"]["claimRef"]["name"] == n)
+        assert Path(pv["spec"]["hostPath"]["path"], "who").read_text().strip() == f"user-{i}"
     dirs = sorted(d.name for d in _storage_dir(server).iterdir())
     assert dirs == sorted(f"pvc-{c['metadata']['uid']}_default_{n}" for n, c in claims.items())  # no orphans
     print(f"20 claims provisioned, bound and used across a kill -9 in {elapsed:.1f}s")
