@@ -37,10 +37,11 @@ from typing import Any, NamedTuple
 
 from cri_api.v1 import api_pb2 as cri
 
-from kubelite.agent import projected, volume_util
+from kubelite.agent import projected, pvcvolume, volume_util
 from kubelite.agent.backoff import Backoff
 from kubelite.agent.cgroups import bytes_of
 from kubelite.agent.podenv import expand
+from kubelite.kinds.storage import PV_SOURCES  # the volume sources a PersistentVolume's spec may carry
 
 log = logging.getLogger("kubelite.agent.volumes")
 Obj = dict[str, Any]
@@ -273,6 +274,16 @@ async def _nfs(ctx: VolumeContext) -> Mounted:
     return Mounted(str(d), ro)
 
 
+async def _local(ctx: VolumeContext) -> Mounted:
+    """A ``local`` PersistentVolume: the path must exist on this node (its nodeAffinity put
+    the pod here)."""
+    src = ctx.volume.get("local") or {}
+    path = str(src.get("path") or "")
+    if not Path(path).exists():
+        raise SetUpError(f"path {path!r} does not exist")
+    return Mounted(path, bool(src.get("readOnly")))
+
+
 async def _persistent_volume_claim(ctx: VolumeContext) -> Mounted:
     """The populator's createVolumeSpec for a claim: the claim must exist, not be deleted and
     be Bound to a PersistentVolume that names it; the PV's source is then mounted by its
@@ -302,7 +313,19 @@ async def _persistent_volume_claim(ctx: VolumeContext) -> Mounted:
     if ref.get("uid") != claim_uid:
         raise SpecError(f"{where}: found PV object {pv_name} but its pv.Spec.ClaimRef.UID {ref.get('uid', '')} "
                         f"does not point to claim.UID {claim_uid}")
-    inner = {"name": pv_name, **{k: v for k, v in (pv.get("spec") or {}).items() if k in PV_SOURCES}}
+    spec = pv.get("spec") or {}
+    if (spec.get("volumeMode") or "Filesystem") != "Filesystem":
+        raise SpecError(f"{where}: volume {pv_name} has volumeMode {spec.get('volumeMode')}, which this node "
+                        "does not support")
+    inner = {"name": pv_name, **{k: v for k, v in spec.items() if k in PV_SOURCES}}
+    ann = (pv.get("metadata") or {}).get("annotations") or {}
+    if ann.get("pv.kubernetes.io/provisioned-by") == pvcvolume.LOCAL_PATH_PROVISIONER and "hostPath" in inner:
+        # a local-path volume: its directory under this node's storage dir, made on first mount
+        try:
+            pvcvolume.local_path_dir(str((inner["hostPath"] or {}).get("path") or ""),
+                                     pvcvolume.storage_dir(Path(ctx.manager.data_dir)))
+        except OSError as exc:
+            raise SetUpError(str(exc), pv_name) from None
     plugin = plugin_for(inner)
     if plugin is None:
         raise SpecError(f"failed to get Plugin from volumeSpec for volume \"{pv_name}\" err=no volume plugin matched")
@@ -329,12 +352,8 @@ PLUGINS: dict[str, VolumePlugin] = {
     "downwardAPI": VolumePlugin(_projected_or_downward_api),
     "nfs": VolumePlugin(_nfs),
     "persistentVolumeClaim": VolumePlugin(_persistent_volume_claim),
+    "local": VolumePlugin(_local),
 }
-# the volume sources a PersistentVolume's spec may carry (PersistentVolumeSource)
-PV_SOURCES = ("awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "csi", "fc", "flexVolume",
-              "flocker", "gcePersistentDisk", "glusterfs", "hostPath", "iscsi", "local", "nfs",
-              "photonPersistentDisk", "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos",
-              "vsphereVolume")
 
 
 def plugin_for(volume: Obj) -> VolumePlugin | None:

@@ -80,6 +80,7 @@ def default_registry() -> Registry:
         secrets,
         serviceaccounts,
         services,
+        storage,
     )
 
     return Registry([
@@ -90,6 +91,8 @@ def default_registry() -> Registry:
         endpoints.ENDPOINTS,
         replicationcontrollers.REPLICATIONCONTROLLER,
         configmaps.CONFIGMAP,
+        storage.PERSISTENTVOLUMECLAIM,
+        storage.PERSISTENTVOLUME,
         secrets.SECRET,
         serviceaccounts.SERVICEACCOUNT,
         events.EVENT,
@@ -113,4 +116,5 @@ def default_registry() -> Registry:
         apps.REPLICASET,
         policy.PODDISRUPTIONBUDGET,
         endpoints.ENDPOINTSLICE,
+        storage.STORAGECLASS,
     ])

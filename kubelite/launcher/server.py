@@ -40,14 +40,18 @@ from kubelite.controllers.endpointslice import EndpointSliceController
 from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
 from kubelite.controllers.kubernetesservice import KubernetesService
+from kubelite.controllers.localpath import PROVISIONER as PROVISIONER_COMPONENT
+from kubelite.controllers.localpath import LocalPathProvisioner, default_storage_class
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodeipam import NodeIPAMController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
+from kubelite.controllers.persistentvolume import PersistentVolumeController
 from kubelite.controllers.podgc import PodGC
 from kubelite.controllers.replicaset import REPLICATION_CONTROLLERS, ReplicaSetController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
+from kubelite.controllers.volumeprotection import PVCProtectionController, PVProtectionController
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
 from kubelite.kinds.service_rest import configure as configure_services
@@ -74,6 +78,14 @@ async def bootstrap_priority_classes(stores: Stores) -> None:
     for name in SYSTEM_CLASSES:
         with contextlib.suppress(errors.StatusError):  # already there
             await pcs.create("", system_class(name), WriteOptions(field_manager="kube-apiserver"))
+
+
+async def bootstrap_storage_class(stores: Stores) -> None:
+    """k3s's local-storage manifest: the default StorageClass ``local-path``, made at every start
+    when it is missing (k3s re-applies its manifests too); one that exists is left as it is."""
+    classes = stores.get("storage.k8s.io", "storageclasses")
+    with contextlib.suppress(errors.StatusError):  # already there
+        await classes.create("", default_storage_class(), WriteOptions(field_manager="kubelite"))
 
 
 def make_store(cfg: ServerConfig) -> Store:
@@ -164,6 +176,7 @@ class Server:
         namespaces = NamespaceController(stores)
         await namespaces.bootstrap()
         await bootstrap_priority_classes(stores)
+        await bootstrap_storage_class(stores)
         run("serving-cert-reloader", ServingCertReloader(ssl_context, pki).run)  # kubelite certs rotate
         advertise = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::", "", "127.0.0.1", "::1") \
             else host_ip()
@@ -193,6 +206,11 @@ class Server:
             ("disruption-controller", DisruptionController(stores).run),
             ("endpointslice-controller", EndpointSliceController(stores).run),
             ("endpoints-controller", EndpointsController(stores).run),
+            ("persistentvolume-binder-controller", PersistentVolumeController(
+                stores, recorder(stores, "persistentvolume-controller")).run),
+            ("persistentvolume-protection-controller", PVProtectionController(stores).run),
+            ("persistentvolumeclaim-protection-controller", PVCProtectionController(stores).run),
+            ("local-path-provisioner", LocalPathProvisioner(stores, recorder(stores, PROVISIONER_COMPONENT)).run),
             ("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
                                                         recorder(stores, "cidrAllocator")).run),
         ]
