@@ -324,8 +324,9 @@ def _validate_job_spec_fields(spec: dict[str, Any], path: Path) -> list[FieldErr
         for name in ("backoffLimitPerIndex", "maxFailedIndexes"):
             if spec.get(name) is not None:
                 errs.append(f.invalid(path.child(name), spec.get(name), "requires indexed completion mode"))
-    # what kubelite's Job controller does not do is refused, never accepted and ignored
-    for name in ("backoffLimitPerIndex", "maxFailedIndexes", "successPolicy"):
+    # what kubelite's Job controller does not do is refused, never accepted and ignored (scheduling
+    # is alpha: upstream drops it while its WorkloadWithJob gate is off)
+    for name in ("backoffLimitPerIndex", "maxFailedIndexes", "successPolicy", "scheduling"):
         if spec.get(name) is not None:
             errs.append(f.forbidden(path.child(name), "not supported by this cluster's job controller"))
     if spec.get("podFailurePolicy") is not None:
