@@ -199,6 +199,25 @@ def parse_indexes(s: str, completions: int) -> set[int]:
     return out
 
 
+def match_success_policy(policy: Any, completions: int, succeeded: set[int]) -> str | None:
+    """matchSuccessPolicy: "Matched rules at index N" for the first rule the succeeded indexes meet."""
+    if not isinstance(policy, dict) or not succeeded:
+        return None
+    for i, rule in enumerate(_l(policy.get("rules"))):
+        rule = _d(rule)
+        count = rule.get("succeededCount")
+        if isinstance(rule.get("succeededIndexes"), str):
+            required = parse_indexes(rule["succeededIndexes"], completions)
+            if not required:
+                continue
+            have = len(required & succeeded)
+            if (have >= count) if isinstance(count, int) else (have == len(required)):
+                return f"Matched rules at index {i}"
+        elif isinstance(count, int) and len(succeeded) >= count:
+            return f"Matched rules at index {i}"
+    return None
+
+
 def _match_exit_codes(st: dict[str, Any], req: dict[str, Any]) -> dict[str, Any] | None:
     values = _l(req.get("values"))
     op = req.get("operator")
@@ -611,6 +630,10 @@ class JobController:
                 completion_index(p) for p in pods if phase(p) == "Succeeded" and has_finalizer(p)
                 and 0 <= completion_index(p) < completions}
             ctx.succeeded = len(ctx.succeeded_indexes)
+            if ctx.finished is None:
+                msg = match_success_policy(spec.get("successPolicy"), completions, ctx.succeeded_indexes)
+                if msg is not None:
+                    ctx.finished = new_condition("SuccessCriteriaMet", "True", "SuccessPolicy", msg, now)
 
         suspend_changed = False
         if ctx.finished is not None:

@@ -326,9 +326,15 @@ def _validate_job_spec_fields(spec: dict[str, Any], path: Path) -> list[FieldErr
                 errs.append(f.invalid(path.child(name), spec.get(name), "requires indexed completion mode"))
     # what kubelite's Job controller does not do is refused, never accepted and ignored (scheduling
     # is alpha: upstream drops it while its WorkloadWithJob gate is off)
-    for name in ("backoffLimitPerIndex", "maxFailedIndexes", "successPolicy", "scheduling"):
+    for name in ("backoffLimitPerIndex", "maxFailedIndexes", "scheduling"):
         if spec.get(name) is not None:
             errs.append(f.forbidden(path.child(name), "not supported by this cluster's job controller"))
+    if spec.get("successPolicy") is not None:
+        if not indexed:
+            errs.append(f.invalid(path.child("successPolicy"), _go_success_policy(spec["successPolicy"]),
+                                  "requires indexed completion mode"))
+        else:
+            errs += _validate_success_policy(spec, path.child("successPolicy"))
     if spec.get("podFailurePolicy") is not None:
         errs += _validate_pod_failure_policy(spec, path.child("podFailurePolicy"))
     rp = spec.get("podReplacementPolicy")
@@ -349,6 +355,89 @@ def _validate_job_spec_fields(spec: dict[str, Any], path: Path) -> list[FieldErr
         errs.append(f.not_supported(rpath, restart, ["OnFailure", "Never"]))
     elif spec.get("podFailurePolicy") is not None and restart != "Never":
         errs.append(f.invalid(rpath, restart, 'only "Never" is supported when podFailurePolicy is specified'))
+    return errs
+
+
+def validate_indexes_format(text: str, completions: int) -> int:
+    """validateIndexesFormat: how many indexes "1,3-5" holds; ValueError with upstream's text."""
+    if not text:
+        return 0
+    last: int | None = None
+    total = 0
+    for interval in text.split(","):
+        limits = interval.split("-")
+        if len(limits) > 2:
+            raise ValueError(f"the fragment {f.go_quote(interval)} violates the requirement that an index interval "
+                             "can have at most two parts separated by '-'")
+        bounds: list[int] = []
+        for part in limits:
+            if not re.fullmatch(r"[+-]?[0-9]+", part):
+                raise ValueError(f"cannot convert string to integer for index: {f.go_quote(part)}")
+            x = int(part)
+            if x >= completions:
+                raise ValueError(f"too large index: {f.go_quote(part)}")
+            if last is not None and last >= x:
+                raise ValueError(f"non-increasing order, previous: {last}, current: {x}")
+            bounds.append(x)
+            last = x
+        total += 1 if len(bounds) == 1 else bounds[1] - bounds[0] + 1
+    return total
+
+
+def _go_success_policy(policy: Any) -> go.GoValue:
+    """%#v of a batch.SuccessPolicy (set pointers print as an address in Go)."""
+    rules = _d(policy).get("rules")
+    if not isinstance(rules, list):
+        return go.GoValue("batch.SuccessPolicy{Rules:[]batch.SuccessPolicyRule(nil)}")
+
+    def ptr(v: Any, t: str) -> str:
+        return f"(*{t})(nil)" if v is None else f"(*{t})(0xc000000000)"
+
+    items = [f"batch.SuccessPolicyRule{{SucceededIndexes:{ptr(_d(r).get('succeededIndexes'), 'string')}, "
+             f"SucceededCount:{ptr(_d(r).get('succeededCount'), 'int32')}}}" for r in rules]
+    return go.GoValue("batch.SuccessPolicy{Rules:[]batch.SuccessPolicyRule{" + ", ".join(items) + "}}")
+
+
+MAX_SUCCESS_POLICY_RULES = 20
+MAX_SUCCEEDED_INDEXES_LENGTH = 64 * 1024
+
+
+def _validate_success_policy(spec: dict[str, Any], path: Path) -> list[FieldError]:
+    """validateSuccessPolicy (an Indexed Job's)."""
+    errs: list[FieldError] = []
+    rules = _l(_d(spec.get("successPolicy")).get("rules"))
+    rpath = path.child("rules")
+    if not rules:
+        errs.append(f.required(rpath, "at least one rules must be specified when the successPolicy is specified"))
+    if len(rules) > MAX_SUCCESS_POLICY_RULES:
+        errs.append(f.too_many(rpath, len(rules), MAX_SUCCESS_POLICY_RULES))
+    completions = _int(spec.get("completions")) or 0
+    for i, rule in enumerate(rules):
+        rule = _d(rule)
+        p = rpath.index(i)
+        count, indexes = rule.get("succeededCount"), rule.get("succeededIndexes")
+        if count is None and indexes is None:
+            errs.append(f.required(p, "at least one of succeededCount or succeededIndexes must be specified"))
+        total = 0
+        if isinstance(indexes, str):
+            ipath = p.child("succeededIndexes")
+            if len(indexes) > MAX_SUCCEEDED_INDEXES_LENGTH:
+                errs.append(f.FieldError(f.TOO_LONG, str(ipath), indexes,
+                                         f"may not be more than {MAX_SUCCEEDED_INDEXES_LENGTH} bytes"))
+            try:
+                total = validate_indexes_format(indexes, completions)
+            except ValueError as exc:
+                errs.append(f.invalid(ipath, indexes, f"error parsing succeededIndexes: {exc}"))
+        n = _int(count)
+        if n is not None:
+            cpath = p.child("succeededCount")
+            errs += _nonneg(n, cpath)
+            if n > completions:
+                errs.append(f.invalid(cpath, n, f"must be less than or equal to {completions} (the number of "
+                                                "specified completions)"))
+            if indexes is not None and n > total:
+                errs.append(f.invalid(cpath, n, f"must be less than or equal to {total} (the number of indexes in "
+                                                "the specified succeededIndexes field)"))
     return errs
 
 

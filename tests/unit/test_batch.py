@@ -90,7 +90,20 @@ def test_job_validation_messages():
         'spec.template.spec.restartPolicy: Invalid value: "OnFailure": only "Never" is supported when '
         "podFailurePolicy is specified"]
     assert _errors(_job(successPolicy={"rules": []})) == [
-        "spec.successPolicy: Forbidden: not supported by this cluster's job controller"]
+        "spec.successPolicy: Invalid value: batch.SuccessPolicy{Rules:[]batch.SuccessPolicyRule{}}: requires indexed "
+        "completion mode"]
+    assert _errors(_job(completionMode="Indexed", completions=4, parallelism=4, successPolicy={"rules": [
+        {"succeededIndexes": "0-2,1", "succeededCount": 5}, {}]})) == [
+        'spec.successPolicy.rules[0].succeededIndexes: Invalid value: "0-2,1": error parsing succeededIndexes: '
+        "non-increasing order, previous: 2, current: 1",
+        "spec.successPolicy.rules[0].succeededCount: Invalid value: 5: must be less than or equal to 4 (the number of "
+        "specified completions)",
+        "spec.successPolicy.rules[0].succeededCount: Invalid value: 5: must be less than or equal to 0 (the number of "
+        "indexes in the specified succeededIndexes field)",
+        "spec.successPolicy.rules[1]: Required value: at least one of succeededCount or succeededIndexes must be "
+        "specified"]
+    assert _errors(_job(backoffLimitPerIndex=1, completionMode="Indexed", completions=2)) == [
+        "spec.backoffLimitPerIndex: Forbidden: not supported by this cluster's job controller"]
 
 
 def test_job_update_keeps_the_template_and_completions():
@@ -332,6 +345,27 @@ async def test_indexed_job_gives_each_pod_its_index(stores):
     await _finish(stores, pods[2], "Succeeded", 0, T0)
     job = await _step(ctl)
     assert job["status"]["completedIndexes"] == "0,2" and job["status"]["succeeded"] == 2
+
+
+async def test_success_policy_completes_an_indexed_job_early(stores):
+    ctl = jc.JobController(stores, clock=Clock(T0))
+    await stores.get("batch", "jobs").create("default", _job(
+        completions=3, parallelism=3, completionMode="Indexed",
+        successPolicy={"rules": [{"succeededIndexes": "0"}]}), W)
+    await _step(ctl)
+    pods = {p["metadata"]["annotations"][batch.COMPLETION_INDEX]: p for p in await _pods(stores)}
+    await _finish(stores, pods["0"], "Succeeded", 0, T0)
+    job = await _step(ctl)  # the rule is met: the other indexes' pods go
+    met = next(c for c in job["status"]["conditions"] if c["type"] == "SuccessCriteriaMet")
+    assert (met["reason"], met["message"]) == ("SuccessPolicy", "Matched rules at index 0")
+    assert all(p["metadata"].get("deletionTimestamp") or p["metadata"]["name"] == pods["0"]["metadata"]["name"]
+               for p in await _pods(stores))
+    for p in await _pods(stores):
+        await stores.get("", "pods").delete("default", p["metadata"]["name"], jc.DeleteOptions(grace_period_seconds=0))
+    job = await _step(ctl)
+    complete = next(c for c in job["status"]["conditions"] if c["type"] == "Complete")
+    assert (complete["reason"], complete["message"]) == ("SuccessPolicy", "Matched rules at index 0")
+    assert job["status"]["completedIndexes"] == "0"
 
 
 async def test_suspend_deletes_pods_and_pod_failure_policy_fails_the_job(stores):
