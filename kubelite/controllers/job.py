@@ -35,7 +35,13 @@ from kubelite.controllers import controller_utils as cu
 from kubelite.controllers.base import WorkQueue, informer
 from kubelite.controllers.events import recorder as store_recorder
 from kubelite.kinds._printing import parse_time
-from kubelite.kinds.batch import COMPLETION_INDEX, JOB_CONTROLLER_NAME, JOB_TRACKING_FINALIZER
+from kubelite.kinds.batch import (
+    COMPLETION_INDEX,
+    INDEX_FAILURE_COUNT,
+    INDEX_IGNORED_FAILURE_COUNT,
+    JOB_CONTROLLER_NAME,
+    JOB_TRACKING_FINALIZER,
+)
 
 log = logging.getLogger("kubelite.controllers.job")
 Obj = dict[str, Any]
@@ -140,6 +146,49 @@ def completion_index(pod: Obj) -> int:
     if not isinstance(raw, str) or not raw.isdigit():
         return -1
     return int(raw)
+
+
+def per_index(job: Obj) -> bool:
+    """hasBackoffLimitPerIndex."""
+    return _d(job.get("spec")).get("backoffLimitPerIndex") is not None
+
+
+def _count_annotation(pod: Obj, key: str) -> int:
+    raw = _d(cu.meta(pod).get("annotations")).get(key)
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else 0
+
+
+def index_failure_count(pod: Obj) -> int:
+    return _count_annotation(pod, INDEX_FAILURE_COUNT)
+
+
+def index_absolute_failure_count(pod: Obj) -> int:
+    """getIndexAbsoluteFailureCount: the failures that counted and those the policy ignored."""
+    return _count_annotation(pod, INDEX_FAILURE_COUNT) + _count_annotation(pod, INDEX_IGNORED_FAILURE_COUNT)
+
+
+def is_index_failed(job: Obj, pod: Obj) -> bool:
+    """isIndexFailed: a FailIndex rule matched, or the index used up backoffLimitPerIndex."""
+    if not is_pod_failed(pod, job):
+        return False
+    policy = _d(job.get("spec")).get("podFailurePolicy")
+    counted = True
+    if policy is not None:
+        _, counted, action = match_pod_failure_policy(policy, pod)
+        if action == "FailIndex":
+            return True
+    return counted and index_failure_count(pod) >= _int(_d(job.get("spec")).get("backoffLimitPerIndex"))
+
+
+def new_index_failure_counts(job: Obj, replaced: Obj | None) -> tuple[int, int]:
+    """getNewIndexFailureCounts: what the replacement of a failed pod carries."""
+    if replaced is None:
+        return 0, 0
+    failures, ignored = index_failure_count(replaced), _count_annotation(replaced, INDEX_IGNORED_FAILURE_COUNT)
+    policy = _d(job.get("spec")).get("podFailurePolicy")
+    if policy is not None and not match_pod_failure_policy(policy, replaced)[1]:
+        return failures, ignored + 1
+    return failures + 1, ignored
 
 
 def only_replace_failed(job: Obj) -> bool:
@@ -342,9 +391,16 @@ class _Ctx:
     succeeded_indexes: set[int] = field(default_factory=set)
     prev_succeeded_indexes: set[int] = field(default_factory=set)
     backoff: BackoffRecord = field(default_factory=BackoffRecord)
+    failed_indexes: set[int] | None = None
+    delayed: dict[int, Obj] = field(default_factory=dict)  # podsWithDelayedDeletionPerIndex
 
 
-def pod_from_template(job: Obj, index: int = -1) -> Obj:
+def remaining_for_failures(failures: int, last_failure: float | None, now: float) -> float:
+    """getRemainingTimeForFailuresCount."""
+    return BackoffRecord(failures, last_failure).remaining(now)
+
+
+def pod_from_template(job: Obj, index: int = -1, replaced: Obj | None = None) -> Obj:
     """What CreatePodsWithGenerateName posts: the template's metadata and spec, the tracking
     finalizer, the Job as controller; an Indexed Job's index as annotation, label, hostname
     and JOB_COMPLETION_INDEX."""
@@ -373,6 +429,11 @@ def pod_from_template(job: Obj, index: int = -1) -> Obj:
         pod_meta.setdefault("labels", {})[COMPLETION_INDEX] = str(index)
         pod_spec["hostname"] = f"{name}-{index}"
         pod_meta["generateName"] = f"{name}-{index}-"
+        if per_index(job):
+            failures, ignored = new_index_failure_counts(job, replaced)
+            pod_meta["annotations"][INDEX_FAILURE_COUNT] = str(failures)
+            if ignored > 0:
+                pod_meta["annotations"][INDEX_IGNORED_FAILURE_COUNT] = str(ignored)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": pod_spec}
 
 
@@ -630,6 +691,8 @@ class JobController:
                 completion_index(p) for p in pods if phase(p) == "Succeeded" and has_finalizer(p)
                 and 0 <= completion_index(p) < completions}
             ctx.succeeded = len(ctx.succeeded_indexes)
+            if per_index(job):
+                self._per_index(ctx, completions, now)
             if ctx.finished is None:
                 msg = match_success_policy(spec.get("successPolicy"), completions, ctx.succeeded_indexes)
                 if msg is not None:
@@ -676,9 +739,44 @@ class JobController:
         await self._track_status(key, ctx, needs_update, now)
         if manage_err is not None:
             raise manage_err
-        remaining = ctx.backoff.remaining(self.clock())
+        remaining = 0.0 if per_index(job) else ctx.backoff.remaining(self.clock())
         if remaining > 0 and not is_finished(ctx.job):
             self._enqueue_after(key, remaining)
+
+    def _per_index(self, ctx: _Ctx, completions: int, now: float) -> None:
+        """calculateFailedIndexes, the failure conditions they lead to, and
+        getPodsWithDelayedDeletionPerIndex (the last failed pod of an index keeps its finalizer
+        until its replacement carries the failure count on)."""
+        job = ctx.job
+        status = job["status"]
+        failed = parse_indexes(str(status.get("failedIndexes") or ""), completions)
+        for p in ctx.pods:
+            ix = completion_index(p)
+            if phase(p) == "Failed" and has_finalizer(p) and 0 <= ix < completions and is_index_failed(job, p):
+                failed.add(ix)
+        ctx.failed_indexes = failed
+        spec = _d(job.get("spec"))
+        if ctx.finished is None:
+            mfi = spec.get("maxFailedIndexes")
+            if isinstance(mfi, int) and len(failed) > mfi:
+                ctx.finished = new_condition("FailureTarget", "True", "MaxFailedIndexesExceeded",
+                                             "Job has exceeded the specified maximal number of failed indexes", now)
+            elif failed and len(failed) + len(ctx.succeeded_indexes) >= completions:
+                ctx.finished = new_condition("FailureTarget", "True", "FailedIndexes", "Job has failed indexes", now)
+        active_ix = {completion_index(p) for p in ctx.active}
+        delayed: dict[int, Obj] = {}
+        for p in ctx.pods:
+            uid = str(cu.meta(p).get("uid"))
+            ix = completion_index(p)
+            if not has_finalizer(p) or uid in ctx.expected_rm or not is_pod_failed(p, job) or not 0 <= ix < completions:
+                continue
+            if ix in ctx.succeeded_indexes or ix in failed or ix in active_ix:
+                continue
+            last = delayed.get(ix)
+            if last is None or (index_absolute_failure_count(last) <= index_absolute_failure_count(p)
+                                and finished_time(p, now) >= finished_time(last, now)):
+                delayed[ix] = p
+        ctx.delayed = delayed
 
     async def _pods_for_job(self, job: Obj) -> list[Obj]:
         """getPodsForJob: the Job's pods, adopting orphans its selector matches."""
@@ -785,13 +883,16 @@ class JobController:
         diff = want - terminating - active
         if diff <= 0:
             return active, None
-        if ctx.backoff.remaining(now) > 0:
+        if not per_index(job) and ctx.backoff.remaining(now) > 0:
             return active, None  # sync re-queues the Job when the back-off is over
         diff = min(diff, MAX_POD_CREATE_DELETE_PER_SYNC)
         indexes: list[int] = []
         if is_indexed(job):
-            taken = ctx.succeeded_indexes | {completion_index(p) for p in ctx.active}
-            indexes = [i for i in range(_int(completions)) if i not in taken][:diff]
+            indexes = self._first_pending_indexes(ctx, diff, _int(completions))
+            if per_index(job):
+                indexes, wait = self._indexes_past_backoff(ctx, indexes, now)
+                if wait > 0:
+                    self._enqueue_after(key, wait)
             diff = len(indexes)
             if diff == 0:
                 return active, None
@@ -800,15 +901,38 @@ class JobController:
 
         async def create() -> None:
             index = pending.pop(0) if pending else -1
-            await self._create_pod(job, index)
+            await self._create_pod(job, index, ctx.delayed.get(index))
 
         ok, err = await cu.slow_start_batch(diff, cu.SLOW_START_INITIAL_BATCH, create)
         for _ in range(diff - ok):
             self.expectations.creation_observed(key)
         return active + ok, err
 
-    async def _create_pod(self, job: Obj, index: int) -> None:
-        pod = pod_from_template(job, index)
+    def _first_pending_indexes(self, ctx: _Ctx, count: int, completions: int) -> list[int]:
+        """firstPendingIndexes: neither succeeded, failed, active nor (when only failed pods are
+        replaced) terminating."""
+        taken = ctx.succeeded_indexes | {completion_index(p) for p in ctx.active} | (ctx.failed_indexes or set())
+        if only_replace_failed(ctx.job):
+            taken |= {completion_index(p) for p in ctx.pods if cu.is_pod_terminating(p)}
+        return [i for i in range(completions) if i not in taken][:count]
+
+    def _indexes_past_backoff(self, ctx: _Ctx, indexes: list[int], now: float) -> tuple[list[int], float]:
+        """getPodCreationInfoForIndependentIndexes: the indexes whose own back-off is over, or
+        the shortest wait when none is."""
+        ready: list[int] = []
+        waits: list[float] = []
+        for ix in indexes:
+            last = ctx.delayed.get(ix)
+            wait = 0.0 if last is None else remaining_for_failures(index_absolute_failure_count(last) + 1,
+                                                                     finished_time(last, now), now)
+            if wait == 0:
+                ready.append(ix)
+            else:
+                waits.append(wait)
+        return (ready, 0.0) if ready else ([], min(waits, default=0.0))
+
+    async def _create_pod(self, job: Obj, index: int, replaced: Obj | None = None) -> None:
+        pod = pod_from_template(job, index, replaced)
         try:
             created = await self.pods.create(pod["metadata"]["namespace"], pod, self.opts)
         except errors.StatusError as exc:
@@ -844,6 +968,11 @@ class JobController:
             failed = is_pod_failed(pod, job)
             can_remove = bool(cu.meta(job).get("deletionTimestamp")) or ctx.finished is not None or \
                 phase(pod) == "Succeeded" or failed
+            if can_remove and failed and not cu.meta(job).get("deletionTimestamp") and ctx.finished is None and \
+                    phase(pod) != "Succeeded":
+                held = ctx.delayed.get(completion_index(pod))
+                if held is not None and cu.meta(held).get("uid") == cu.meta(pod).get("uid"):
+                    can_remove = False  # its replacement is to carry the index's failure count
             if not can_remove:
                 continue
             to_remove.append(pod)
@@ -875,6 +1004,11 @@ class JobController:
                 needs_flush = True
             status["succeeded"] = len(ctx.succeeded_indexes)
             status["completedIndexes"] = text
+            if ctx.failed_indexes is not None:
+                ftext = format_indexes(ctx.failed_indexes)
+                if status.get("failedIndexes") != ftext:
+                    status["failedIndexes"] = ftext
+                    needs_flush = True
         conds = status.setdefault("conditions", [])
         if ctx.finished is not None and ctx.finished.get("type") == "FailureTarget":
             conds.append(ctx.finished)

@@ -45,11 +45,16 @@ LEGACY_JOB_NAME = "job-name"
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 JOB_NAME = "batch.kubernetes.io/job-name"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+INDEX_FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
+INDEX_IGNORED_FAILURE_COUNT = "batch.kubernetes.io/job-index-ignored-failure-count"
 JOB_TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 CRONJOB_SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 JOB_CONTROLLER_NAME = "kubernetes.io/job-controller"
 
 MAX_PARALLELISM_INDEXED = 100000
+MAX_FAILED_INDEXES = 100_000
+COMPLETIONS_SOFT_LIMIT = 100_000
+HIGH_COMPLETIONS_LIMIT = 10_000
 MAX_POD_FAILURE_POLICY_RULES = 20
 MAX_ON_EXIT_CODES_VALUES = 255
 MAX_ON_POD_CONDITIONS_PATTERNS = 20
@@ -320,15 +325,31 @@ def _validate_job_spec_fields(spec: dict[str, Any], path: Path) -> list[FieldErr
             if par is not None and par > MAX_PARALLELISM_INDEXED:
                 errs.append(f.invalid(path.child("parallelism"), par, f"must be less than or equal to "
                                       f"{MAX_PARALLELISM_INDEXED} when completion mode is Indexed"))
+            completions, mfi = _int(spec.get("completions")), _int(spec.get("maxFailedIndexes"))
+            mpath = path.child("maxFailedIndexes")
+            if completions is not None and mfi is not None and mfi > completions:
+                errs.append(f.invalid(mpath, mfi, "must be less than or equal to completions"))
+            if mfi is not None and mfi > MAX_FAILED_INDEXES:
+                errs.append(f.invalid(mpath, mfi, f"must be less than or equal to {MAX_FAILED_INDEXES}"))
+            if completions is not None and completions > COMPLETIONS_SOFT_LIMIT and \
+                    spec.get("backoffLimitPerIndex") is not None:
+                high = f"when completions are above {COMPLETIONS_SOFT_LIMIT} and used with backoff limit per index"
+                if mfi is None:
+                    errs.append(f.required(mpath, f"must be specified when completions is above "
+                                                  f"{COMPLETIONS_SOFT_LIMIT}"))
+                if par is not None and par > HIGH_COMPLETIONS_LIMIT:
+                    errs.append(f.invalid(path.child("parallelism"), par,
+                                          f"must be less than or equal to {HIGH_COMPLETIONS_LIMIT} {high}"))
+                if mfi is not None and mfi > HIGH_COMPLETIONS_LIMIT:
+                    errs.append(f.invalid(mpath, mfi, f"must be less than or equal to {HIGH_COMPLETIONS_LIMIT} {high}"))
     if not indexed:
         for name in ("backoffLimitPerIndex", "maxFailedIndexes"):
             if spec.get(name) is not None:
                 errs.append(f.invalid(path.child(name), spec.get(name), "requires indexed completion mode"))
-    # what kubelite's Job controller does not do is refused, never accepted and ignored (scheduling
-    # is alpha: upstream drops it while its WorkloadWithJob gate is off)
-    for name in ("backoffLimitPerIndex", "maxFailedIndexes", "scheduling"):
-        if spec.get(name) is not None:
-            errs.append(f.forbidden(path.child(name), "not supported by this cluster's job controller"))
+    # what kubelite's Job controller does not do is refused, never accepted and ignored (scheduling is
+    # alpha: upstream drops it while its WorkloadWithJob gate is off)
+    if spec.get("scheduling") is not None:
+        errs.append(f.forbidden(path.child("scheduling"), "not supported by this cluster's job controller"))
     if spec.get("successPolicy") is not None:
         if not indexed:
             errs.append(f.invalid(path.child("successPolicy"), _go_success_policy(spec["successPolicy"]),

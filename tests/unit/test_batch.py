@@ -102,8 +102,11 @@ def test_job_validation_messages():
         "indexes in the specified succeededIndexes field)",
         "spec.successPolicy.rules[1]: Required value: at least one of succeededCount or succeededIndexes must be "
         "specified"]
-    assert _errors(_job(backoffLimitPerIndex=1, completionMode="Indexed", completions=2)) == [
-        "spec.backoffLimitPerIndex: Forbidden: not supported by this cluster's job controller"]
+    assert _errors(_job(backoffLimitPerIndex=1, maxFailedIndexes=3, completionMode="Indexed", completions=2)) == [
+        "spec.maxFailedIndexes: Invalid value: 3: must be less than or equal to completions"]
+    assert _errors(_job(maxFailedIndexes=1)) == [
+        "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+        "spec.maxFailedIndexes: Invalid value: 1: requires indexed completion mode"]
 
 
 def test_job_update_keeps_the_template_and_completions():
@@ -345,6 +348,36 @@ async def test_indexed_job_gives_each_pod_its_index(stores):
     await _finish(stores, pods[2], "Succeeded", 0, T0)
     job = await _step(ctl)
     assert job["status"]["completedIndexes"] == "0,2" and job["status"]["succeeded"] == 2
+
+
+async def test_backoff_limit_per_index_fails_an_index_and_then_the_job(stores):
+    clock = Clock(T0)
+    ctl = jc.JobController(stores, clock=clock)
+    await stores.get("batch", "jobs").create("default", _job(
+        completions=2, parallelism=2, completionMode="Indexed", backoffLimitPerIndex=1), W)
+    job = await _step(ctl)
+    assert job["spec"]["backoffLimit"] == 2**31 - 1
+    pods = {p["metadata"]["annotations"][batch.COMPLETION_INDEX]: p for p in await _pods(stores)}
+    assert pods["0"]["metadata"]["annotations"][batch.INDEX_FAILURE_COUNT] == "0"
+    await _finish(stores, pods["0"], "Failed", 1, clock.t)
+    await _finish(stores, pods["1"], "Succeeded", 0, clock.t)
+    job = await _step(ctl)  # index 0 waits out its own back-off; its failed pod keeps the finalizer
+    assert job["status"]["failedIndexes"] == "" and job["status"]["completedIndexes"] == "1"
+    held = await stores.get("", "pods").get("default", pods["0"]["metadata"]["name"])
+    assert held["metadata"]["finalizers"] == ["batch.kubernetes.io/job-tracking"]
+    clock.t += 10
+    await _step(ctl)
+    again = [p for p in await _pods(stores) if p["metadata"]["annotations"][batch.COMPLETION_INDEX] == "0"
+             and p["metadata"]["name"] != pods["0"]["metadata"]["name"]]
+    assert len(again) == 1 and again[0]["metadata"]["annotations"][batch.INDEX_FAILURE_COUNT] == "1"
+    job = await _step(ctl)  # the replacement carries the count: the first failure is counted now
+    assert job["status"]["failed"] == 1
+    await _finish(stores, again[0], "Failed", 1, clock.t)
+    job = await _step(ctl)
+    st = job["status"]
+    assert (st["failedIndexes"], st["completedIndexes"], st["failed"], st["succeeded"]) == ("0", "1", 2, 1)
+    failed = next(c for c in st["conditions"] if c["type"] == "Failed")
+    assert (failed["reason"], failed["message"]) == ("FailedIndexes", "Job has failed indexes")
 
 
 async def test_success_policy_completes_an_indexed_job_early(stores):
