@@ -246,3 +246,59 @@ def test_bad_jobs_and_cronjobs_get_upstreams_422(cluster):
                                                         '"Forbid", "Replace"', "field": "spec.concurrencyPolicy"}]
     with contextlib.suppress(Exception):
         server.kubectl("delete", "job,cronjob", "bad", check=False)
+
+
+@pytest.fixture
+def batch_api(cluster):
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)
+    with client.ApiClient(cfg) as c:
+        yield client.BatchV1Api(c), client.CoreV1Api(c)
+
+
+def test_python_client_job_with_a_ttl_and_an_orphaning_delete(cluster, batch_api):
+    from kubernetes import client, watch
+
+    batch_v1, core = batch_api
+    job = client.V1Job(metadata=client.V1ObjectMeta(name="ttl"), spec=client.V1JobSpec(
+        ttl_seconds_after_finished=2, template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
+            restart_policy="Never", termination_grace_period_seconds=1, containers=[client.V1Container(
+                name="c", image=BUSYBOX, image_pull_policy="IfNotPresent", command=["true"])]))))
+    created = batch_v1.create_namespaced_job("default", job)
+    assert created.spec.backoff_limit == 6 and created.spec.completion_mode == "NonIndexed"
+    events = []
+    w = watch.Watch()
+    for ev in w.stream(batch_v1.list_namespaced_job, "default", field_selector="metadata.name=ttl",
+                       timeout_seconds=90):
+        events.append(ev["type"])
+        if ev["type"] == "DELETED":
+            w.stop()
+            break
+    assert events[-1] == "DELETED", events  # completed, then collected 2 s after its Complete condition
+    wait_until(lambda: not core.list_namespaced_pod("default", label_selector="job-name=ttl").items, 60, 0.3,
+               "the TTL'd Job's pod collected with it (foreground)")
+
+    # batch/v1's default propagation is Orphan: a client that sends none leaves the pods, without owner
+    batch_v1.create_namespaced_job("default", client.V1Job(metadata=client.V1ObjectMeta(name="orphans"),
+                                                           spec=client.V1JobSpec(
+        template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
+            restart_policy="Never", termination_grace_period_seconds=1, containers=[client.V1Container(
+                name="c", image=BUSYBOX, image_pull_policy="IfNotPresent", command=["sleep", "300"])])))))
+    pod = wait_until(lambda: next(iter(core.list_namespaced_pod("default", label_selector="job-name=orphans").items),
+                                  None), 30, 0.2, "the orphans Job's pod")
+    batch_v1.delete_namespaced_job("orphans", "default")
+
+    def orphaned():
+        p = core.read_namespaced_pod(pod.metadata.name, "default")
+        return p if not p.metadata.owner_references and not p.metadata.finalizers else None
+
+    left = wait_until(orphaned, 60, 0.3, "the pod orphaned and its tracking finalizer removed")
+    assert left.metadata.deletion_timestamp is None
+    with pytest.raises(client.ApiException) as gone:
+        batch_v1.read_namespaced_job("orphans", "default")
+    assert gone.value.status == 404
+    core.delete_namespaced_pod(pod.metadata.name, "default", grace_period_seconds=0)
+    wait_until(lambda: not core.list_namespaced_pod("default", label_selector="job-name=orphans").items, 60, 0.3,
+               "the orphaned pod deleted")
