@@ -501,6 +501,15 @@ class JobController:
             return None
         return job
 
+    def _enqueue_matching(self, pod: Obj) -> None:
+        labels = _d(cu.meta(pod).get("labels"))
+        if not labels:
+            return
+        for job in self.job_informer.list(cu.meta(pod).get("namespace", "")):
+            sel = selector_of(job)
+            if not sel.empty() and sel.matches(labels):
+                self.queue.add(cu.key_of(job))
+
     def _maybe_orphan(self, pod: Obj) -> None:
         if not has_finalizer(pod):
             return
@@ -524,6 +533,8 @@ class JobController:
         if job is None:
             if etype != "DELETED":
                 self._maybe_orphan(pod)
+                if cu.controller_ref(pod) is None and not cu.meta(pod).get("deletionTimestamp"):
+                    self._enqueue_matching(pod)  # getPodJobs: a Job may adopt it
             elif old is not None:  # a pod whose owner changed: the old owner hears of it too
                 ref = cu.controller_ref(old)
                 if ref is not None:
