@@ -806,7 +806,7 @@ class JobController:
                 raise errors.conflict("jobs", m.get("name", ""), f"{m.get('namespace')}/{m.get('name')} has just "
                                       "been deleted", "batch")
 
-        mgr = cu.RefManager(self.pods, job, "batch/v1", "Job", sel, can_adopt, COMPONENT)
+        mgr = cu.RefManager(self.pods, job, "batch/v1", "Job", sel, can_adopt, COMPONENT, (JOB_TRACKING_FINALIZER,))
         return await mgr.claim(pods)
 
     async def _delete_active(self, job: Obj, pods: list[Obj]) -> tuple[int, int, BaseException | None]:

@@ -523,3 +523,17 @@ def test_missed_schedules_and_the_next_wake_up():
     _, recent, _ = cjc.most_recent_schedule_time(cj, now, sched, True)
     assert recent is None
     assert abs(cjc.next_schedule_delay(cj, now, sched) - 30.1) < 1e-6
+
+
+async def test_a_job_adopts_a_matching_orphan_with_the_tracking_finalizer(stores):
+    ctl = jc.JobController(stores, clock=Clock(T0))
+    await stores.get("batch", "jobs").create("default", _job(manualSelector=True, selector={
+        "matchLabels": {"app": "batch"}}, template={"metadata": {"labels": {"app": "batch"}}, "spec": {
+            "containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Never"}}), W)
+    await stores.get("", "pods").create("default", {"metadata": {"name": "stray", "labels": {"app": "batch"}},
+                                                     "spec": {"containers": [{"name": "c", "image": "busybox"}]}}, W)
+    job = await _step(ctl)
+    stray = await stores.get("", "pods").get("default", "stray")
+    assert stray["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    assert stray["metadata"]["finalizers"] == ["batch.kubernetes.io/job-tracking"]
+    assert len(await _pods(stores)) == 1  # the adopted pod is the one the Job wanted
