@@ -780,11 +780,7 @@ class JobStrategy(WorkloadStrategy):
         return validate_job(obj)
 
     def warnings_on_create(self, obj: Obj) -> list[str]:
-        msgs = is_dns1123_label(str(meta(obj).get("name") or ""))
-        if msgs:
-            return ["metadata.name: this is used in Pod names and hostnames, which can result in surprising "
-                    f"behavior; a DNS label is recommended: [{' '.join(msgs)}]"]
-        return []
+        return _name_warnings(obj)
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return validate_job_update(new, old)
@@ -810,6 +806,15 @@ class JobStrategy(WorkloadStrategy):
                 age(get(obj, "metadata", "creationTimestamp")), *_wide_cells(_d(obj.get("spec")))]
 
 
+def _name_warnings(obj: Obj) -> list[str]:
+    """The Job and CronJob strategies' WarningsOnCreate for a name that is no DNS label."""
+    msgs = is_dns1123_label(str(meta(obj).get("name") or ""))
+    if msgs:
+        return ["metadata.name: this is used in Pod names and hostnames, which can result in surprising "
+                f"behavior; a DNS label is recommended: [{' '.join(msgs)}]"]
+    return []
+
+
 def _bool_text(v: Any) -> str:
     """printBoolPtr."""
     if v is None:
@@ -826,6 +831,9 @@ class CronJobStrategy(WorkloadStrategy):
 
     def validate(self, obj: Obj) -> list[FieldError]:
         return validate_cronjob_create(obj)
+
+    def warnings_on_create(self, obj: Obj) -> list[str]:
+        return _name_warnings(obj)
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return validate_cronjob_spec(_d(new.get("spec")), _d(old.get("spec")), Path("spec"))
