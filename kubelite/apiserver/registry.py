@@ -338,6 +338,11 @@ class ResourceStore:
         if self.strategy.tracks_generation:
             meta["generation"] = 1
         self.strategy.default(obj)
+        if opts.track_fields:
+            # as upstream's create handler: the field manager sees the decoded (defaulted) object,
+            # before mutating admission and PrepareForCreate set what no manager owns (a Job's
+            # generated selector)
+            opts.track_fields(None, obj, opts.field_manager, "")
         attrs = Attributes(CREATE, self.kind, meta.get("namespace", ""), meta.get("name", ""), obj, None,
                            "", opts.user, opts.dry_run)
         if self.admission is not None:
@@ -357,8 +362,6 @@ class ResourceStore:
             raise self.invalid(name, errs)
         if self.admission is not None:
             await self.admission.validate(attrs)
-        if opts.track_fields:
-            opts.track_fields(None, obj, opts.field_manager, "")
         if opts.dry_run:
             if await self.store.get(self.key(meta.get("namespace", ""), name)) is not None:
                 raise errors.already_exists(self.kind.plural, name, self.kind.group)
