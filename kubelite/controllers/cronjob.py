@@ -335,8 +335,8 @@ class CronJobController:
             self.recorder.emit(cj, WARNING, "InvalidSchedule", f"invalid schedule: {spec.get('schedule')} : {exc}")
             return None, changed
         if scheduled is not None and missed > MANY_MISSED:
-            self.recorder.emit(cj, WARNING, "TooManyMissedTimes", f"too many missed start times: {missed}. Set or "
-                               "decrease .spec.startingDeadlineSeconds or check clock skew")
+            self.recorder.emit(cj, WARNING, "TooManyMissedTimes", "too many missed start times. Set or decrease "
+                               ".spec.startingDeadlineSeconds or check clock skew")
         if scheduled is None:
             return next_schedule_delay(cj, now, sched), changed
         deadline = spec.get("startingDeadlineSeconds")
