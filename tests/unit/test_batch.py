@@ -537,3 +537,41 @@ async def test_a_job_adopts_a_matching_orphan_with_the_tracking_finalizer(stores
     assert stray["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
     assert stray["metadata"]["finalizers"] == ["batch.kubernetes.io/job-tracking"]
     assert len(await _pods(stores)) == 1  # the adopted pod is the one the Job wanted
+
+
+async def test_cronjob_replace_deletes_the_running_job_and_history_limits_apply(stores):
+    cjs, jobs = stores.get("batch", "cronjobs"), stores.get("batch", "jobs")
+    cj = await cjs.create("default", _cronjob(concurrencyPolicy="Replace", failedJobsHistoryLimit=0), W)
+    created = _parse(cj["metadata"]["creationTimestamp"])
+    base = (int(created) // 60) * 60
+    clock = Clock(base + 61)
+    ctl = cjc.CronJobController(stores, clock=clock)
+
+    async def step() -> dict:
+        await _sync_informers(ctl.cj_informer, ctl.job_informer)
+        await ctl.sync("default/hello")
+        return await cjs.get("default", "hello")
+
+    await step()
+    first = f"hello-{(base + 60) // 60}"
+    assert [j["metadata"]["name"] for j in (await jobs.list("default", ListOptions()))[0]] == [first]
+    clock.t = base + 121
+    cj = await step()  # Replace: the running one goes, the new one comes
+    names = {j["metadata"]["name"]: j for j in (await jobs.list("default", ListOptions()))[0]}
+    second = f"hello-{(base + 120) // 60}"
+    assert second in names and (first not in names or names[first]["metadata"].get("deletionTimestamp"))
+    assert [a["name"] for a in cj["status"]["active"]] == [second]
+    # a failed Job beyond failedJobsHistoryLimit 0 is deleted at once
+    failed = names[second]
+    failed["status"] = {"startTime": jc.rfc3339(base + 120), "conditions": [
+        jc.new_condition("FailureTarget", "True", "BackoffLimitExceeded", "m", base + 130),
+        jc.new_condition("Failed", "True", "BackoffLimitExceeded", "m", base + 130)]}
+    await jobs.update("default", second, failed, W, "status")
+    clock.t = base + 135
+    cj = await step()
+    left = {j["metadata"]["name"] for j in (await jobs.list("default", ListOptions()))[0]
+            if not j["metadata"].get("deletionTimestamp")}
+    assert second not in left and "active" not in cj["status"]
+    await ctl.recorder.flush()
+    events, _, _, _ = await stores.get("", "events").list("default", ListOptions())
+    assert f"Deleted job {first}" in {e["message"] for e in events if e["reason"] == "SuccessfulDelete"}
