@@ -62,6 +62,7 @@ def default_registry() -> Registry:
     from kubelite.kinds import (
         apps,
         authorization,
+        batch,
         certificates,
         configmaps,
         endpoints,
@@ -114,6 +115,8 @@ def default_registry() -> Registry:
         runtimeclasses.RUNTIMECLASS,
         apps.DEPLOYMENT,
         apps.REPLICASET,
+        batch.JOB,
+        batch.CRONJOB,
         policy.PODDISRUPTIONBUDGET,
         endpoints.ENDPOINTSLICE,
         storage.STORAGECLASS,

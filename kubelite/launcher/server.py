@@ -32,6 +32,7 @@ from kubelite.auth.bootstrap_tokens import BootstrapTokenAuthenticator
 from kubelite.auth.setup import Security
 from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
+from kubelite.controllers.cronjob import CronJobController
 from kubelite.controllers.csr import CSRApprover, CSRCleaner, CSRSigner
 from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.disruption import DisruptionController
@@ -39,6 +40,7 @@ from kubelite.controllers.endpoints import EndpointsController
 from kubelite.controllers.endpointslice import EndpointSliceController
 from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
+from kubelite.controllers.job import JobController
 from kubelite.controllers.kubernetesservice import KubernetesService
 from kubelite.controllers.localpath import PROVISIONER as PROVISIONER_COMPONENT
 from kubelite.controllers.localpath import LocalPathProvisioner, default_storage_class
@@ -51,6 +53,7 @@ from kubelite.controllers.replicaset import REPLICATION_CONTROLLERS, ReplicaSetC
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
+from kubelite.controllers.ttlafterfinished import TTLAfterFinishedController
 from kubelite.controllers.volumeprotection import PVCProtectionController, PVProtectionController
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
@@ -203,6 +206,9 @@ class Server:
             ("replicaset-controller", ReplicaSetController(stores).run),
             ("replication-controller", ReplicaSetController(stores, managed=REPLICATION_CONTROLLERS).run),
             ("deployment-controller", DeploymentController(stores).run),
+            ("job-controller", JobController(stores).run),
+            ("cronjob-controller", CronJobController(stores).run),
+            ("ttl-after-finished-controller", TTLAfterFinishedController(stores).run),
             ("disruption-controller", DisruptionController(stores).run),
             ("endpointslice-controller", EndpointSliceController(stores).run),
             ("endpoints-controller", EndpointsController(stores).run),
