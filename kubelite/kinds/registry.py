@@ -64,6 +64,7 @@ def default_registry() -> Registry:
         authorization,
         certificates,
         configmaps,
+        daemonsets,
         endpoints,
         events,
         leases,
@@ -80,6 +81,7 @@ def default_registry() -> Registry:
         secrets,
         serviceaccounts,
         services,
+        statefulsets,
     )
 
     return Registry([
@@ -111,6 +113,9 @@ def default_registry() -> Registry:
         runtimeclasses.RUNTIMECLASS,
         apps.DEPLOYMENT,
         apps.REPLICASET,
+        statefulsets.STATEFULSET,
+        daemonsets.DAEMONSET,
+        daemonsets.CONTROLLERREVISION,
         policy.PODDISRUPTIONBUDGET,
         endpoints.ENDPOINTSLICE,
     ])

@@ -47,6 +47,7 @@ from kubelite.controllers.podgc import PodGC
 from kubelite.controllers.replicaset import REPLICATION_CONTROLLERS, ReplicaSetController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
+from kubelite.controllers.statefulset import StatefulSetController
 from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
@@ -190,6 +191,7 @@ class Server:
             ("replicaset-controller", ReplicaSetController(stores).run),
             ("replication-controller", ReplicaSetController(stores, managed=REPLICATION_CONTROLLERS).run),
             ("deployment-controller", DeploymentController(stores).run),
+            ("statefulset-controller", StatefulSetController(stores).run),
             ("disruption-controller", DisruptionController(stores).run),
             ("endpointslice-controller", EndpointSliceController(stores).run),
             ("endpoints-controller", EndpointsController(stores).run),
