@@ -74,6 +74,10 @@ class Expectations:
     def expect_deletions(self, key: str, pod_keys: list[str]) -> None:
         self._by_key[key] = _Expectation(0, len(pod_keys), self.clock(), set(pod_keys))
 
+    def expect(self, key: str, adds: int, pod_keys: list[str]) -> None:
+        """SetExpectations with both creations and deletions (the DaemonSet controller's)."""
+        self._by_key[key] = _Expectation(adds, len(pod_keys), self.clock(), set(pod_keys))
+
     def creation_observed(self, key: str) -> None:
         e = self._by_key.get(key)
         if e is not None:

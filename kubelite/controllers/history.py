@@ -51,12 +51,13 @@ def revision_name(prefix: str, h: str) -> str:
 
 
 def new_revision(owner: Obj, api_version: str, kind: str, labels: dict[str, str], data: Obj, revision: int,
-                 collision_count: int | None) -> Obj:
-    """NewControllerRevision: the template's labels plus the hash label, the owner's annotations."""
-    h = hash_revision(data, collision_count)
+                 collision_count: int | None, h: str | None = None, hash_label: str = HASH_LABEL) -> Obj:
+    """NewControllerRevision: the template's labels plus the hash label, the owner's annotations.
+    The DaemonSet controller names its revisions with its own hash (``h``) under its own label."""
+    h = h if h is not None else hash_revision(data, collision_count)
     m = cu.meta(owner)
     rm: Obj = {"name": revision_name(str(m.get("name", "")), h), "namespace": m.get("namespace", ""),
-               "labels": {**labels, HASH_LABEL: h},
+               "labels": {**labels, hash_label: h},
                "ownerReferences": [cu.new_controller_ref(owner, api_version, kind)]}
     if m.get("annotations"):
         rm["annotations"] = dict(m["annotations"])

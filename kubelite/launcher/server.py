@@ -33,6 +33,7 @@ from kubelite.auth.setup import Security
 from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
 from kubelite.controllers.csr import CSRApprover, CSRCleaner, CSRSigner
+from kubelite.controllers.daemonset import DaemonSetController
 from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.disruption import DisruptionController
 from kubelite.controllers.endpoints import EndpointsController
@@ -192,6 +193,7 @@ class Server:
             ("replication-controller", ReplicaSetController(stores, managed=REPLICATION_CONTROLLERS).run),
             ("deployment-controller", DeploymentController(stores).run),
             ("statefulset-controller", StatefulSetController(stores).run),
+            ("daemonset-controller", DaemonSetController(stores).run),
             ("disruption-controller", DisruptionController(stores).run),
             ("endpointslice-controller", EndpointSliceController(stores).run),
             ("endpoints-controller", EndpointsController(stores).run),
