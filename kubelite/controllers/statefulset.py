@@ -375,6 +375,13 @@ class _SetSync:
             pod = slots.get(o)
             if pod is not None and is_terminal(pod) and not cu.meta(pod).get("deletionTimestamp"):
                 # a failed or succeeded pod is deleted and made again
+                pname = cu.meta(pod).get("name")
+                if _d(pod.get("status")).get("phase") == "Failed":
+                    self.ctl.recorder.emit(self.sts, WARNING, "RecreatingFailedPod",
+                                           f"StatefulSet {self.ns}/{self.name} is recreating failed Pod {pname}")
+                else:
+                    self.ctl.recorder.emit(self.sts, NORMAL, "RecreatingTerminatedPod",
+                                           f"StatefulSet {self.ns}/{self.name} is recreating terminated Pod {pname}")
                 await self._delete_pod(pod)
                 if monotonic:
                     return status

@@ -8,7 +8,7 @@ from typing import Any
 
 from kubelite.api import field as f
 from kubelite.api.field import FieldError, Path
-from kubelite.api.meta import name_is_dns_label
+from kubelite.api.meta import name_is_dns_label, validate_annotations, validate_labels
 from kubelite.api.selectors import SelectorError, label_selector_from_object, validate_label_selector
 from kubelite.kinds import _gorepr as go
 from kubelite.kinds._printing import age, age_column, get, meta, name_column
@@ -24,7 +24,6 @@ from kubelite.kinds.apps import (
     _positive_int_or_percent,
     default_template,
     percent_value,
-    validate_pod_template_spec,
 )
 from kubelite.kinds.base import STATUS, Column, Kind, Obj, ScaleSpec
 
@@ -143,11 +142,15 @@ def validate_statefulset_spec(spec: dict[str, Any], path: Path) -> list[FieldErr
     except (SelectorError, ValueError):
         errs.append(f.invalid(sel_path, go.label_selector(sel), ""))
     else:  # ValidatePodTemplateSpecForStatefulSet
-        labels = _d(template.get("metadata")).get("labels")
+        tmeta = _d(template.get("metadata"))
+        labels = tmeta.get("labels")
         if parsed is not None and not parsed.empty() and not parsed.matches(_d(labels)):
             errs.append(f.invalid(tpath.child("metadata", "labels"), go.GoValue(go.string_map(labels)),
                                   "`selector` does not match template `labels`"))
-        errs += validate_pod_template_spec(template, tpath)
+        # upstream leaves the pod spec unvalidated here (its volumes may name volumeClaimTemplates):
+        # a bad one fails the pods' creation, with FailedCreate events
+        errs += validate_labels(labels, tpath.child("labels"))
+        errs += validate_annotations(tmeta.get("annotations"), tpath.child("annotations"))
     tspec = _d(template.get("spec"))
     restart = tspec.get("restartPolicy") or ""
     if restart != "Always":
