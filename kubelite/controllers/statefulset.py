@@ -143,10 +143,6 @@ def is_running_and_ready(pod: Obj) -> bool:
     return _d(pod.get("status")).get("phase") == "Running" and cu.is_pod_ready(pod)
 
 
-def is_healthy(pod: Obj) -> bool:
-    return is_running_and_ready(pod) and not cu.meta(pod).get("deletionTimestamp")
-
-
 def is_available(pod: Obj, min_ready: int, now: float) -> bool:
     return _d(pod.get("status")).get("phase") == "Running" and cu.is_pod_available(pod, min_ready, now)
 
@@ -326,6 +322,8 @@ class _SetSync:
 
     # ------------------------------------------------------------------ pods
     async def _update(self, current: Obj, update: Obj, collision: int) -> Obj:
+        """updateStatefulSet: replicas in ordinal order, then condemned pods highest first, then
+        the rolling update (updateStatefulSetAfterInvariantEstablished)."""
         spec = self.spec
         replicas = _int(spec.get("replicas"))
         start = start_ordinal(self.sts)
@@ -333,16 +331,14 @@ class _SetSync:
         min_ready = _int(spec.get("minReadySeconds"))
         current_name, update_name = str(cu.meta(current)["name"]), str(cu.meta(update)["name"])
         cur_template, upd_template = hist.template_of(current), hist.template_of(update)
-        st = _d(self.sts.get("status"))
         status: Obj = {"currentRevision": current_name, "updateRevision": update_name, "collisionCount": collision,
                        "replicas": 0, "readyReplicas": 0, "availableReplicas": 0, "currentReplicas": 0,
                        "updatedReplicas": 0}
-        for p in self.pods:
-            status["replicas"] += 1
+        for p in self.pods:  # computeReplicaStatus (pods made in this pass are not created yet)
+            status["replicas"] += is_created(p)
             if is_running_and_ready(p):
                 status["readyReplicas"] += 1
-                if is_available(p, min_ready, self.now):
-                    status["availableReplicas"] += 1
+                status["availableReplicas"] += is_available(p, min_ready, self.now)
             if is_created(p) and not cu.meta(p).get("deletionTimestamp"):
                 rev = pod_revision(p)
                 status["currentReplicas"] += rev == current_name
@@ -353,86 +349,79 @@ class _SetSync:
             o = ordinal_of(self.sts, p)
             if o is not None and start <= o < start + replicas:
                 slots[o] = p
-            else:
+            elif o is not None:
                 condemned.append(p)
         condemned.sort(key=lambda p: -(ordinal_of(self.sts, p) or 0))
-        if cu.meta(self.sts).get("deletionTimestamp"):
-            return status
         strategy = _d(spec.get("updateStrategy"))
-        partition = _int(_d(strategy.get("rollingUpdate")).get("partition")) if strategy.get(
-            "type") == "RollingUpdate" else 0
-        cur_replicas = _int(st.get("currentReplicas"))
+        ru = strategy.get("rollingUpdate")
+        partition = _int(_d(ru).get("partition"))
+        cur_replicas = _int(_d(self.sts.get("status")).get("currentReplicas"))
 
         def versioned(o: int) -> Obj:
             """newVersionedStatefulSetPod: below the partition, pods stay at the current revision."""
-            rolling = strategy.get("type") == "RollingUpdate"
-            if rolling and (o < start + partition if strategy.get("rollingUpdate") is not None
-                            else o < start + cur_replicas) and current_name != update_name:
+            if strategy.get("type") == "RollingUpdate" and (
+                    (ru is None and o < start + cur_replicas) or (ru is not None and o < start + partition)):
                 return new_pod(self.sts, cur_template, o, current_name)
             return new_pod(self.sts, upd_template, o, update_name)
 
-        for o in range(start, start + replicas):
+        def unavailable(p: Obj | None) -> bool:
+            """isUnavailable: not made yet, being deleted, or not Running and available."""
+            return p is None or bool(cu.meta(p).get("deletionTimestamp")) or not is_available(p, min_ready, self.now)
+
+        first_unhealthy = next((slots.get(o) for o in range(start, start + replicas) if unavailable(slots.get(o))),
+                               None) or next((p for p in reversed(condemned) if unavailable(p)), None)
+        if cu.meta(self.sts).get("deletionTimestamp"):
+            return status
+        for o in range(start, start + replicas):  # processReplica
             pod = slots.get(o)
-            if pod is not None and is_terminal(pod) and not cu.meta(pod).get("deletionTimestamp"):
-                # a failed or succeeded pod is deleted and made again
-                pname = cu.meta(pod).get("name")
-                if _d(pod.get("status")).get("phase") == "Failed":
-                    self.ctl.recorder.emit(self.sts, WARNING, "RecreatingFailedPod",
-                                           f"StatefulSet {self.ns}/{self.name} is recreating failed Pod {pname}")
-                else:
-                    self.ctl.recorder.emit(self.sts, NORMAL, "RecreatingTerminatedPod",
-                                           f"StatefulSet {self.ns}/{self.name} is recreating terminated Pod {pname}")
-                await self._delete_pod(pod)
+            if pod is not None and is_terminal(pod):
+                # a failed or succeeded pod goes; the next sync makes it again once it is gone
+                if not cu.meta(pod).get("deletionTimestamp"):
+                    await self._delete_pod(pod)
                 if monotonic:
                     return status
                 continue
             if pod is None:
-                if not await self._create_pod(versioned(o), o):
-                    return status
-                status["replicas"] += 1
+                await self._create_pod(versioned(o), o)
                 if monotonic:
                     return status
                 continue
-            if cu.meta(pod).get("deletionTimestamp"):
-                if monotonic:
-                    log.debug("StatefulSet %s/%s is waiting for Pod %s to Terminate", self.ns, self.name,
-                              cu.meta(pod).get("name"))
-                    return status
-                continue
-            if not is_running_and_ready(pod) and monotonic:
-                log.debug("StatefulSet %s/%s is waiting for Pod %s to be Running and Ready", self.ns, self.name,
-                          cu.meta(pod).get("name"))
-                return status
-            if not is_available(pod, min_ready, self.now) and monotonic:
+            if _d(pod.get("status")).get("phase") == "Pending":
+                await self._create_claims(pod, o)  # createMissingPersistentVolumeClaims
+            if monotonic and (cu.meta(pod).get("deletionTimestamp") or not is_running_and_ready(pod)):
+                return status  # waiting for it to terminate, or to be Running and Ready
+            if monotonic and not is_available(pod, min_ready, self.now):
                 self.requeue = float(min_ready)
                 return status
-        # every replica is Running and Ready: condemned pods go, highest ordinal first
-        for pod in condemned:
+        for pod in condemned:  # processCondemned, highest ordinal first
             if cu.meta(pod).get("deletionTimestamp"):
                 if monotonic:
                     return status
                 continue
+            if monotonic and pod is not first_unhealthy and (
+                    not is_running_and_ready(pod) or not is_available(pod, min_ready, self.now)):
+                return status
             await self._delete_pod(pod, scaled_down=True)
             if monotonic:
                 return status
         if strategy.get("type") != "RollingUpdate":
-            return status
-        # rolling update: highest ordinal first down to the partition, maxUnavailable at a time
+            return status  # OnDelete: pods are updated when they are deleted
         max_unavailable = _max_unavailable(self.sts)
-        targets = [slots[o] for o in range(start + replicas - 1, start + partition - 1, -1) if o in slots]
-        unavailable = sum(1 for p in targets if not is_healthy(p) or not is_available(p, min_ready, self.now))
-        for pod in targets:
-            if unavailable >= max_unavailable:
+        down = sum(1 for o in range(start, start + replicas) if unavailable(slots.get(o)))
+        if down > max_unavailable:
+            return status
+        room = max_unavailable - down
+        for o in range(start + replicas - 1, start + partition - 1, -1):
+            pod = slots.get(o)
+            if room <= 0:
                 break
-            if pod_revision(pod) != update_name and not cu.meta(pod).get("deletionTimestamp"):
+            if pod is not None and pod_revision(pod) != update_name and not cu.meta(pod).get("deletionTimestamp"):
                 await self._delete_pod(pod)
                 status["currentReplicas"] -= 1
-                unavailable += 1
-            elif not is_healthy(pod) and max_unavailable == 1:
-                break  # wait for the unhealthy pod on update
+                room -= 1
         return status
 
-    async def _create_pod(self, pod: Obj, ordinal: int) -> bool:
+    async def _create_pod(self, pod: Obj, ordinal: int) -> None:
         """createPersistentVolumeClaims, then the pod; events as StatefulPodControl records them."""
         pname = pod["metadata"]["name"]
         try:
@@ -440,13 +429,12 @@ class _SetSync:
             await self.ctl.pods.create(self.ns, pod, self.ctl.opts)
         except errors.StatusError as exc:
             if exc.code == 409:
-                return True  # it exists already; the informer has not caught up
+                return  # it exists already; the informer has not caught up
             self.ctl.recorder.emit(self.sts, WARNING, "FailedCreate",
                                    f"create Pod {pname} in StatefulSet {self.name} failed error: {error_text(exc)}")
             raise
         self.ctl.recorder.emit(self.sts, NORMAL, "SuccessfulCreate",
                                f"create Pod {pname} in StatefulSet {self.name} successful")
-        return True
 
     async def _create_claims(self, pod: Obj, ordinal: int) -> None:
         claims = new_claims(self.sts, pod, ordinal)
