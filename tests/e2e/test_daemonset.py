@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,7 @@ def test_the_daemon_set_follows_a_node_joining_and_leaving(tmp_path: Path):
         extra.create(net)
         server_dir = Path(cluster.state["server"]["data_dir"])
         join = _join_args(server_dir / "kubeconfig.yaml", cluster.state["server"]["url"])
+        joined = time.monotonic()
         extra.popen("agent", [sys.executable, "-m", "kubelite", "agent", "--data-dir", str(extra.data_dir),
                               "--node-name", second, "--node-ip", extra.address, *join], cwd=ROOT)
         cluster._save_host(extra)  # recorded as `up` records its hosts: `down` removes what ran there too
@@ -201,6 +203,7 @@ def test_the_daemon_set_follows_a_node_joining_and_leaving(tmp_path: Path):
             return r if len(r) == 2 else None
 
         on = wait_until(on_both, 120, 0.5, "a daemon pod Running on each node")
+        print(f"second node: its daemon pod Running {time.monotonic() - joined:.1f}s after its agent started")
         assert sorted(on) == [first, second]
         wait_until(lambda: (s := status()).get("numberReady") == 2 and s["desiredNumberScheduled"] == 2, 30, 0.3,
                    "the status counting two nodes")

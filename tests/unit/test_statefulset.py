@@ -278,3 +278,38 @@ async def test_claims_are_made_once_and_follow_the_retention_policy(tmp_path: Pa
         assert "create Claim www-web-0 Pod web-0 in StatefulSet web success" in {e["message"] for e in events}
     finally:
         await kv.close()
+
+
+async def test_partition_keeps_low_ordinals_and_on_delete_waits_for_deletion(env: _Env):
+    sets = env.stores.get("apps", "statefulsets")
+    await sets.create("default", sts(podManagementPolicy="Parallel", updateStrategy={
+        "type": "RollingUpdate", "rollingUpdate": {"partition": 2}}), W)
+    await env.sync()
+    for i in range(3):
+        await env.make_ready(f"web-{i}")
+    await env.sync()
+    s = await sets.get("default", "web")
+    s["spec"]["template"]["spec"]["containers"][0]["image"] = "img:2"
+    await sets.update("default", "web", s, W)
+    for _ in range(4):
+        await env.sync()
+        await env.finish_deletions()
+        for name in env.names():
+            await env.make_ready(name)
+    images = {p["metadata"]["name"]: p["spec"]["containers"][0]["image"]
+              for p in env.ctl.pod_informer.list("default")}
+    assert images == {"web-0": "img:1", "web-1": "img:1", "web-2": "img:2"}
+    st = (await sets.get("default", "web"))["status"]
+    assert (st["updatedReplicas"], st["currentReplicas"]) == (1, 2) and st["currentRevision"] != st["updateRevision"]
+
+    # OnDelete: nothing is replaced until a pod is deleted; a deleted one comes back on the new template
+    s = await sets.get("default", "web")
+    s["spec"]["updateStrategy"] = {"type": "OnDelete"}
+    s["spec"]["template"]["spec"]["containers"][0]["image"] = "img:3"
+    await sets.update("default", "web", s, W)
+    await env.sync()
+    assert {p["spec"]["containers"][0]["image"] for p in env.ctl.pod_informer.list("default")} == {"img:1", "img:2"}
+    from kubelite.apiserver.registry import DeleteOptions
+    await env.pods.delete("default", "web-0", DeleteOptions(grace_period_seconds=0))
+    await env.sync()
+    assert (await env.pods.get("default", "web-0"))["spec"]["containers"][0]["image"] == "img:3"
