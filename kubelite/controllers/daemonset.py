@@ -165,6 +165,33 @@ def _created(pod: Obj) -> tuple[str, str]:
     return str(cu.meta(pod).get("creationTimestamp") or ""), str(cu.meta(pod).get("name") or "")
 
 
+def allows_surge(ds: Obj) -> bool:
+    ru = _d(_d(_d(ds.get("spec")).get("updateStrategy")).get("rollingUpdate"))
+    return scaled_value(ru.get("maxSurge", 0), 1, True) != 0
+
+
+def _surplus(ds: Obj, running: list[Obj], h: str) -> list[Obj]:
+    """podsShouldBeOnNode's extra pods: without surge all but the oldest; with surge the oldest
+    new and oldest old pod may stay together until the new one is ready (or the old one is not)."""
+    ordered = sorted(running, key=_created)
+    if not allows_surge(ds):
+        return ordered[1:]
+    gen = template_generation(ds)
+    newest: Obj | None = None
+    oldest: Obj | None = None
+    out: list[Obj] = []
+    for p in ordered:
+        if is_updated(p, h, gen) and newest is None:
+            newest = p
+        elif not is_updated(p, h, gen) and oldest is None:
+            oldest = p
+        else:
+            out.append(p)
+    if newest is not None and oldest is not None and (not cu.is_pod_ready(oldest) or cu.is_pod_ready(newest)):
+        out.append(oldest)
+    return out
+
+
 # ----------------------------------------------------------------------------- the controller
 class DaemonSetController:
     def __init__(self, stores: Stores, recorder: EventRecorder | None = None, burst: int = BURST_REPLICAS) -> None:
@@ -383,8 +410,7 @@ class DaemonSetController:
                         to_delete.append(p)
                     else:
                         running.append(p)
-                if len(running) > 1:  # one is enough: the oldest stays
-                    to_delete += sorted(running, key=_created)[1:]
+                to_delete += _surplus(ds, running, h)
             elif pods:
                 to_delete += [p for p in pods if not cu.meta(p).get("deletionTimestamp")]
         await self._sync_nodes(ds, key, to_delete, needing, h)
@@ -400,9 +426,11 @@ class DaemonSetController:
         desired = sum(1 for n in nodes if should_run(ds, n)[0])
         max_unavailable = scaled_value(ru.get("maxUnavailable", 1), desired, True)
         max_surge = scaled_value(ru.get("maxSurge", 0), desired, True)
+        if desired > 0 and max_unavailable == 0 and max_surge == 0:
+            max_unavailable = 1
         if max_surge > 0:
-            return  # surge updates are refused by validation alongside a non-zero maxUnavailable
-        max_unavailable = max_unavailable or 1
+            await self._surge_update(ds, key, nodes, by_node, h, max_surge, desired)
+            return
         gen = template_generation(ds)
         min_ready = _int(spec.get("minReadySeconds"))
         now = time.time()
@@ -426,6 +454,53 @@ class DaemonSetController:
                 candidates.append(old[0])
         room = max(min(max_unavailable - unavailable, len(candidates)), 0)
         await self._sync_nodes(ds, key, replace + candidates[:room], [], h)
+
+    async def _surge_update(self, ds: Obj, key: str, nodes: list[Obj], by_node: dict[str, list[Obj]], h: str,
+                            max_surge: int, desired: int) -> None:
+        """rollingUpdate with maxSurge: a new pod beside each old one (at most maxSurge at a time,
+        at once where the old one is unavailable); the old pod goes once the new one is available."""
+        gen = template_generation(ds)
+        min_ready = _int(_d(ds.get("spec")).get("minReadySeconds"))
+        now = time.time()
+        node_by_name = {str(cu.meta(n).get("name", "")): n for n in nodes}
+        to_delete: list[Obj] = []
+        not_run: list[Obj] = []
+        candidates: list[str] = []
+        allowed: list[str] = []
+        surge = available = 0
+        for name, pods in sorted(by_node.items()):
+            live = [p for p in pods if not cu.meta(p).get("deletionTimestamp")]
+            new = [p for p in live if is_updated(p, h, gen)]
+            old = [p for p in live if not is_updated(p, h, gen)]
+            if len(new) > 1 or len(old) > 1:
+                surge += 1  # the manage loop cleans this node up
+                continue
+            counted = old[0] if old else new[0] if new else None
+            if counted is not None and cu.is_pod_available(counted, min_ready, now):
+                available += 1
+            node = node_by_name.get(name)
+            runs = node is not None and should_run(ds, node)[0]
+            if not old:
+                continue  # the manage loop makes a missing pod
+            if not new:
+                if not cu.is_pod_available(old[0], min_ready, now):
+                    if not runs:
+                        to_delete.append(old[0])
+                    else:
+                        allowed.append(name)
+                elif not runs:
+                    not_run.append(old[0])
+                elif surge < max_surge:
+                    candidates.append(name)
+            elif not cu.is_pod_available(new[0], min_ready, now):
+                surge += 1  # waiting for the new pod to become available
+            else:
+                to_delete.append(old[0])
+        deletable = min(available - desired, len(not_run))
+        if deletable > 0:  # pods on nodes that stopped fitting go once others are available
+            to_delete += not_run[:deletable]
+        room = max(min(max_surge - surge, len(candidates)), 0)
+        await self._sync_nodes(ds, key, to_delete, allowed + candidates[:room], h)
 
     async def _sync_nodes(self, ds: Obj, key: str, to_delete: list[Obj], needing: list[str], h: str) -> None:
         """syncNodes: create and delete in slow-start batches, expecting what was asked for."""

@@ -227,3 +227,26 @@ async def test_one_pod_per_node_following_nodes_and_a_rolling_update(env: _Env):
     await env.nodes.update("", "n2", n2, W)
     await env.sync()
     assert list(env.by_node()) == ["n1"]
+
+
+async def test_surge_starts_the_new_pod_before_the_old_one_goes(env: _Env):
+    for n in ("n1", "n2"):
+        await env.nodes.create("", node(n), W)
+    await env.sets.create("default", ds(updateStrategy={"type": "RollingUpdate", "rollingUpdate": {
+        "maxSurge": 1, "maxUnavailable": 0}}), W)
+    await env.sync()
+    await env.bind_and_ready()
+    d = await env.sync()
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "img:2"
+    await env.sets.update("default", "agent", d, W)
+    await env.sync()
+    counts = sorted(len(v) for v in env.by_node().values())
+    assert counts == [1, 2]  # one node surged: its old pod stays until the new one is available
+    for _ in range(6):
+        await env.bind_and_ready()
+        await env.sync()
+        assert all(any(p["status"].get("phase") == "Running" for p in env.ctl.pod_informer.list("default")
+                       if dc.target_node(p) == n) for n in ("n1", "n2"))
+    pods = [p for p in env.ctl.pod_informer.list("default") if not p["metadata"].get("deletionTimestamp")]
+    assert sorted(dc.target_node(p) for p in pods) == ["n1", "n2"]
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"img:2"}
