@@ -131,6 +131,24 @@ def new_pod(sts: Obj, template: Obj, ordinal: int, revision: str) -> Obj:
     return pod
 
 
+def identity_matches(sts: Obj, pod: Obj, ordinal: int) -> bool:
+    """identityMatches: its name, namespace and identity labels are the set's for its ordinal."""
+    m = cu.meta(pod)
+    labels = _d(m.get("labels"))
+    return m.get("name") == pod_name(sts, ordinal) and m.get("namespace") == cu.meta(sts).get("namespace") and \
+        labels.get(POD_NAME_LABEL) == m.get("name") and labels.get(POD_INDEX_LABEL) == str(ordinal)
+
+
+def storage_matches(sts: Obj, pod: Obj, ordinal: int) -> bool:
+    """storageMatches: each claim template is mounted from this ordinal's claim."""
+    volumes = {_d(v).get("name"): _d(v) for v in _l(_d(pod.get("spec")).get("volumes"))}
+    for t in claim_templates(sts):
+        v = volumes.get(cu.meta(t).get("name"))
+        if v is None or _d(v.get("persistentVolumeClaim")).get("claimName") != claim_name(t, sts, ordinal):
+            return False
+    return True
+
+
 def pod_revision(pod: Obj) -> str:
     return str(_d(cu.meta(pod).get("labels")).get(REVISION_LABEL) or "")
 
@@ -393,6 +411,8 @@ class _SetSync:
             if monotonic and not is_available(pod, min_ready, self.now):
                 self.requeue = float(min_ready)
                 return status
+            if not identity_matches(self.sts, pod, o) or not storage_matches(self.sts, pod, o):
+                await self._update_pod(pod, o)
         for pod in condemned:  # processCondemned, highest ordinal first
             if cu.meta(pod).get("deletionTimestamp"):
                 if monotonic:
@@ -417,7 +437,8 @@ class _SetSync:
                 break
             if pod is not None and pod_revision(pod) != update_name and not cu.meta(pod).get("deletionTimestamp"):
                 await self._delete_pod(pod)
-                status["currentReplicas"] -= 1
+                if pod_revision(pod) == current_name:  # (what was counted: an adopted pod has no revision)
+                    status["currentReplicas"] -= 1
                 room -= 1
         return status
 
@@ -471,6 +492,29 @@ class _SetSync:
                 raise
             self.ctl.recorder.emit(self.sts, NORMAL, "SuccessfulCreate",
                                    f"create Claim {cname} Pod {pname} in StatefulSet {self.name} success")
+
+    async def _update_pod(self, pod: Obj, ordinal: int) -> None:
+        """UpdateStatefulPod: put the identity (and the claims' volumes) back."""
+        pname = str(cu.meta(pod).get("name", ""))
+        new = copy.deepcopy(pod)
+        labels = new.setdefault("metadata", {}).setdefault("labels", {})
+        labels[POD_NAME_LABEL] = pname
+        labels[POD_INDEX_LABEL] = str(ordinal)
+        if not storage_matches(self.sts, new, ordinal):
+            _update_storage(self.sts, new, ordinal)
+            await self._create_claims(new, ordinal)
+        try:
+            await self.ctl.pods.update(self.ns, pname, new, self.ctl.opts)
+        except errors.StatusError as exc:
+            if exc.code == 404:
+                return
+            if exc.code == 409:
+                raise  # synced again shortly
+            self.ctl.recorder.emit(self.sts, WARNING, "FailedUpdate",
+                                   f"update Pod {pname} in StatefulSet {self.name} failed error: {error_text(exc)}")
+            raise
+        self.ctl.recorder.emit(self.sts, NORMAL, "SuccessfulUpdate",
+                               f"update Pod {pname} in StatefulSet {self.name} successful")
 
     async def _delete_pod(self, pod: Obj, scaled_down: bool = False) -> None:
         pname = str(cu.meta(pod).get("name", ""))

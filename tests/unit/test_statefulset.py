@@ -313,3 +313,20 @@ async def test_partition_keeps_low_ordinals_and_on_delete_waits_for_deletion(env
     await env.pods.delete("default", "web-0", DeleteOptions(grace_period_seconds=0))
     await env.sync()
     assert (await env.pods.get("default", "web-0"))["spec"]["containers"][0]["image"] == "img:3"
+
+
+async def test_an_orphan_with_a_members_name_is_adopted_and_given_its_identity(env: _Env):
+    await env.pods.create("default", {"metadata": {"name": "web-0", "labels": {"app": "web"}},
+                                      "spec": {"containers": [{"name": "c", "image": "img:1"}]}}, W)
+    await env.pods.create("default", {"metadata": {"name": "other-0", "labels": {"app": "web"}},
+                                      "spec": {"containers": [{"name": "c", "image": "img:1"}]}}, W)
+    await env.make_ready("web-0")
+    await env.stores.get("apps", "statefulsets").create("default", sts(replicas=1, updateStrategy={
+        "type": "OnDelete"}), W)
+    await env.sync()
+    await env.sync()
+    pod = await env.pods.get("default", "web-0")
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "StatefulSet"
+    assert pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == "web-0"
+    assert pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"] == "0"
+    assert "ownerReferences" not in (await env.pods.get("default", "other-0"))["metadata"]  # not a member
