@@ -84,6 +84,9 @@ def test_one_pod_on_the_node_and_a_rollout(cluster):
     assert d["metadata"]["annotations"]["deprecated.daemonset.template.generation"] == "1"
     assert d["spec"]["updateStrategy"] == {"type": "RollingUpdate",
                                            "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    described = server.kubectl("describe", "daemonset", "agent").stdout
+    assert "Desired Number of Nodes Scheduled: 1" in described, described
+    assert "Pods Status:  1 Running / 0 Waiting / 0 Succeeded / 0 Failed" in described, described
     events = _json(server, "events", "--field-selector", "involvedObject.name=agent,reason=SuccessfulCreate")
     assert f"Created pod: {pod['metadata']['name']}" in {e["message"] for e in events["items"]}
 

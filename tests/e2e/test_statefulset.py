@@ -131,6 +131,9 @@ def test_ordered_pods_identity_heal_scale_down_and_rollout(cluster):
             assert (p["spec"]["hostname"], p["spec"]["subdomain"]) == (f"web-{i}", "nginx")
             ref = p["metadata"]["ownerReferences"][0]
             assert (ref["kind"], ref["name"], ref["controller"]) == ("StatefulSet", "web", True)
+        described = server.kubectl("describe", "statefulset", "web").stdout
+        assert "3 Running / 0 Waiting / 0 Succeeded / 0 Failed" in described, described
+        assert "create Pod web-2 in StatefulSet web successful" in described, described
         crs = server.kubectl("get", "controllerrevisions").stdout.splitlines()
         assert crs[0].split() == ["NAME", "CONTROLLER", "REVISION", "AGE"]
         assert crs[1].split()[:3] == [rev, "statefulset.apps/web", "1"]
