@@ -92,8 +92,9 @@ FIELDS.update({
                                            "kubelet's messages), PodResizeInProgress, ResizeStarted/ResizeCompleted "
                                            "events, containerStatuses[].allocatedResources and .resources (read "
                                            "from the cgroup); pod-level resources cannot be resized (as upstream); "
-                                           "ResourceQuota charges what a resize adds; LimitRange does not check "
-                                           "resizes yet"),
+                                           "ResourceQuota charges what a resize adds; LimitRange's min/max "
+                                           "validate it (`maximum cpu usage per Container is 800m, but limit is "
+                                           "1`)"),
     "EphemeralContainer.resizePolicy": ("refused", "`Forbidden: cannot be set for an Ephemeral Container` "
                                                    "(ephemeral containers are not resized)"),
     "PodSecurityContext.sysctls": ("honoured", "the kubelet's allowlist at admission: the safe sysctls "

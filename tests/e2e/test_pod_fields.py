@@ -458,3 +458,30 @@ def test_preemption_spares_pods_a_disruption_budget_protects(cluster):
                        "--timeout=60s", check=False)
         server.kubectl("delete", "pdb", "guard", "--ignore-not-found", check=False)
         server.kubectl("delete", "priorityclass", "kl-e2e-high2", "--ignore-not-found", check=False)
+
+
+def test_limit_range_checks_a_resize(cluster):
+    """LimitRanger validates pods/resize as upstream's SupportsAttributes special case: a resize
+    past the namespace's maximum is forbidden and changes nothing."""
+    server, _ = cluster
+    server.kubectl("create", "namespace", "kl-e2e-lr")
+    try:
+        _apply(server, {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "cap", "namespace": "kl-e2e-lr"},
+                        "spec": {"limits": [{"type": "Container", "max": {"cpu": "800m"}}]}})
+        pod = _pod("lr-resize", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                                  "resources": {"requests": {"cpu": "100m"}, "limits": {"cpu": "500m"}}}],
+                   terminationGracePeriodSeconds=1)
+        pod["metadata"]["namespace"] = "kl-e2e-lr"
+        _apply(server, pod)
+        patch = json.dumps({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "1"}}}]}})
+        out = server.kubectl("patch", "pod", "lr-resize", "-n", "kl-e2e-lr", "--subresource", "resize", "--patch",
+                             patch, check=False)
+        assert out.returncode != 0
+        assert ('pods "lr-resize" is forbidden: maximum cpu usage per Container is 800m, but limit is 1'
+                in out.stderr), out.stderr
+        got = json.loads(server.kubectl("get", "pod", "lr-resize", "-n", "kl-e2e-lr", "-o", "json").stdout)
+        assert got["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "500m"
+        ok = json.dumps({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "700m"}}}]}})
+        server.kubectl("patch", "pod", "lr-resize", "-n", "kl-e2e-lr", "--subresource", "resize", "--patch", ok)
+    finally:
+        server.kubectl("delete", "namespace", "kl-e2e-lr", "--wait=false", check=False)
