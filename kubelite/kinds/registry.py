@@ -65,6 +65,7 @@ def default_registry() -> Registry:
         batch,
         certificates,
         configmaps,
+        daemonsets,
         endpoints,
         events,
         leases,
@@ -81,6 +82,7 @@ def default_registry() -> Registry:
         secrets,
         serviceaccounts,
         services,
+        statefulsets,
         storage,
     )
 
@@ -117,6 +119,9 @@ def default_registry() -> Registry:
         apps.REPLICASET,
         batch.JOB,
         batch.CRONJOB,
+        statefulsets.STATEFULSET,
+        daemonsets.DAEMONSET,
+        daemonsets.CONTROLLERREVISION,
         policy.PODDISRUPTIONBUDGET,
         endpoints.ENDPOINTSLICE,
         storage.STORAGECLASS,

@@ -34,6 +34,7 @@ from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
 from kubelite.controllers.cronjob import CronJobController
 from kubelite.controllers.csr import CSRApprover, CSRCleaner, CSRSigner
+from kubelite.controllers.daemonset import DaemonSetController
 from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.disruption import DisruptionController
 from kubelite.controllers.endpoints import EndpointsController
@@ -52,6 +53,7 @@ from kubelite.controllers.podgc import PodGC
 from kubelite.controllers.replicaset import REPLICATION_CONTROLLERS, ReplicaSetController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
+from kubelite.controllers.statefulset import StatefulSetController
 from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.controllers.ttlafterfinished import TTLAfterFinishedController
 from kubelite.controllers.volumeprotection import PVCProtectionController, PVProtectionController
@@ -209,6 +211,8 @@ class Server:
             ("job-controller", JobController(stores).run),
             ("cronjob-controller", CronJobController(stores).run),
             ("ttl-after-finished-controller", TTLAfterFinishedController(stores).run),
+            ("statefulset-controller", StatefulSetController(stores).run),
+            ("daemonset-controller", DaemonSetController(stores).run),
             ("disruption-controller", DisruptionController(stores).run),
             ("endpointslice-controller", EndpointSliceController(stores).run),
             ("endpoints-controller", EndpointsController(stores).run),
