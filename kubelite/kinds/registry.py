@@ -106,6 +106,7 @@ def default_registry() -> Registry:
         authorization.SELFSUBJECTRULESREVIEW,
         authorization.SUBJECTACCESSREVIEW,
         authorization.SELFSUBJECTREVIEW,
+        authorization.TOKENREVIEW,
         certificates.CSR,
         priorityclasses.PRIORITYCLASS,
         runtimeclasses.RUNTIMECLASS,

@@ -17,11 +17,15 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import IO
 
+from aiohttp import web
+
 from kubelite.agent.agent import run_agent
 from kubelite.agent.node import host_ip
 from kubelite.api import errors
 from kubelite.apiserver.auth import Authenticator, auth_middleware
 from kubelite.apiserver.handlers import APIHandler
+from kubelite.apiserver.inflight import long_running
+from kubelite.apiserver.metrics import APIMetrics, instrument_stores, render
 from kubelite.apiserver.registry import WriteOptions
 from kubelite.apiserver.rest import NODE_STREAMS, RESTContext
 from kubelite.apiserver.server import APIServer
@@ -56,6 +60,7 @@ from kubelite.launcher.leaders import controller_manager
 from kubelite.launcher.supervisor import Supervisor
 from kubelite.net import listener
 from kubelite.proxy.iptables import run_proxy
+from kubelite.scheduler.metrics import SchedulerMetrics
 from kubelite.scheduler.scheduler import run_scheduler
 from kubelite.store import datastore
 from kubelite.store.base import Store
@@ -74,6 +79,10 @@ async def bootstrap_priority_classes(stores: Stores) -> None:
     for name in SYSTEM_CLASSES:
         with contextlib.suppress(errors.StatusError):  # already there
             await pcs.create("", system_class(name), WriteOptions(field_manager="kube-apiserver"))
+
+
+async def _metrics_response(metrics: APIMetrics) -> web.StreamResponse:
+    return render(metrics.registry)
 
 
 def make_store(cfg: ServerConfig) -> Store:
@@ -99,6 +108,8 @@ class Server:
         self.api: APIServer | None = None
         self.streams: StreamHandlers | None = None
         self.stores: Stores | None = None
+        # /metrics: the API server's and those of the components this process hosts (the scheduler)
+        self.metrics = APIMetrics()
         self._lock: IO[bytes] | None = None
 
     def _health(self) -> list[tuple[str, bool]]:
@@ -128,6 +139,7 @@ class Server:
         if cfg.datastore_endpoint and not joined:
             await bootstrap.publish(self.store, pki, token)
         stores = self.stores = Stores.build(self.registry, self.store)
+        instrument_stores(stores, self.metrics)
         services = configure_services(stores, cfg.service_cidr, cfg.service_node_port_range)
         await services.repair(free_leaks=not cfg.datastore_endpoint)
 
@@ -135,21 +147,25 @@ class Server:
         handler = APIHandler(self.registry, stores)
         install_machinery(handler)
         security = Security(stores, cfg.data_dir, pki,
-                            max_inflight=(cfg.max_requests_inflight, cfg.max_mutating_requests_inflight))
+                            max_inflight=(cfg.max_requests_inflight, cfg.max_mutating_requests_inflight),
+                            metrics=self.metrics)
         authn = Authenticator.for_data_dir(cfg.data_dir)
         authn.add_token_authenticator(security.token_issuer.authenticate)
         authn.add_token_authenticator(BootstrapTokenAuthenticator(stores.get("", "secrets")))  # node join
         context = RESTContext(handler, stores)
-        security.provide(context.services)
+        security.provide(context.services, authn)
         self.streams = node_streams(stores, pki)
         context.services.provide(NODE_STREAMS, self.streams)
         handler.install_rest(context)
         ssl_context = pki_mod.server_ssl_context(pki)
-        self.api = APIServer(handler, [auth_middleware(authn), *security.middlewares], ssl_context,
+        metrics = self.metrics
+        self.api = APIServer(handler, [metrics.received(), auth_middleware(authn), *security.middlewares,
+                                       metrics.instrument(self.registry, long_running)], ssl_context,
                              cfg.bind_address, cfg.port, self._health, listener.ListenerLimits(
                                  handshake_timeout=cfg.request_header_timeout, header_timeout=cfg.request_header_timeout,
                                  idle_timeout=cfg.idle_timeout, body_timeout=cfg.body_timeout,
-                                 max_pending=cfg.max_pending_connections))
+                                 max_pending=cfg.max_pending_connections),
+                             metrics=lambda request: _metrics_response(metrics))
         await self.api.start()
 
         # what the API needs before it is ready: RBAC policy, informers, system namespaces
@@ -164,6 +180,7 @@ class Server:
         namespaces = NamespaceController(stores)
         await namespaces.bootstrap()
         await bootstrap_priority_classes(stores)
+        run("storage-object-counter", lambda: metrics.run_object_counter(stores))  # apiserver_storage_objects
         run("serving-cert-reloader", ServingCertReloader(ssl_context, pki).run)  # kubelite certs rotate
         advertise = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::", "", "127.0.0.1", "::1") \
             else host_ip()
@@ -221,7 +238,8 @@ class Server:
             sched_kc = kcdir / "scheduler.yaml"
             mint_user_kubeconfig(cfg.data_dir, "system:kube-scheduler", [], cfg.server_url, out=sched_kc)
             election = cfg.election
-            self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc, election=election))
+            sched_metrics = SchedulerMetrics(self.metrics.registry)
+            self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc, election=election, metrics=sched_metrics))
         if cfg.disable_agent:
             return
         # kube-proxy, as k3s runs it beside its agent: with the system:kube-proxy identity

@@ -42,6 +42,7 @@ from kubelite.client.api import Client, resource_path
 from kubelite.client.events import NORMAL, WARNING, EventRecorder
 from kubelite.client.leaderelection import ClientLeases, Election, LeaderElector, LeaseLock, new_identity
 from kubelite.scheduler import framework, plugins, preemption
+from kubelite.scheduler.metrics import ERROR, SCHEDULED, UNSCHEDULABLE, SchedulerMetrics
 from kubelite.scheduler.plugins import NodeInfo, PodInfo, Status
 
 log = logging.getLogger("kubelite.scheduler")
@@ -124,8 +125,9 @@ class Scheduler:
     def __init__(self, client: Client, name: str = "default-scheduler", *,
                  max_unschedulable_seconds: float = MAX_UNSCHEDULABLE_SECONDS,
                  bind_concurrency: int = BIND_CONCURRENCY, dra_message: bool = True,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, metrics: SchedulerMetrics | None = None) -> None:
         self.client = client
+        self.metrics = metrics
         self.name = name
         self.recorder = EventRecorder(client, component=name)
         self.max_unschedulable_seconds = max_unschedulable_seconds
@@ -424,6 +426,7 @@ class Scheduler:
 
     def schedule_one(self, uid: str, pod: Obj) -> str | None:
         """One scheduling cycle; returns the chosen node (binding continues in the background)."""
+        started = time.perf_counter()
         info = PodInfo.of(pod)
         info.uid = uid
         info.nominated_node = self._nominated.get(uid, info.nominated_node)
@@ -457,6 +460,8 @@ class Scheduler:
                 nomination = ""
                 self._nominated.pop(uid, None)
             self._failed(uid, pod, "Unschedulable", msg, nomination)
+            if self.metrics is not None:
+                self.metrics.attempt(UNSCHEDULABLE, self.name, started)
             return None
         host = framework.select_host(info, feasible, nodes, self.namespace_labels, self._rng).name
         # assume: count the pod on the node now, so the next pods see it
@@ -465,7 +470,7 @@ class Scheduler:
         self._in_flight.add(uid)
         self._recount(uid)
         self._pod_placed()
-        self._spawn(self._bind(uid, pod, host))
+        self._spawn(self._bind(uid, pod, host, started))
         return host
 
     def pdbs(self) -> list[preemption.DisruptionBudget]:
@@ -585,7 +590,7 @@ class Scheduler:
                            related=_pod_ref(preemptor), action="Preempting")
         return True
 
-    async def _bind(self, uid: str, pod: Obj, node: str) -> None:
+    async def _bind(self, uid: str, pod: Obj, node: str, started: float | None = None) -> None:
         meta = _d(pod.get("metadata"))
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         binding = {"apiVersion": "v1", "kind": "Binding",
@@ -610,10 +615,14 @@ class Scheduler:
         if err is not None:
             log.info("binding %s/%s to %s failed: %s", ns, name, node, err)
             self._finish_bind(uid, ok=False)
+            if self.metrics is not None and started is not None:
+                self.metrics.attempt(ERROR, self.name, started)
             if uid in self.pods and self._wants(uid, self.pods[uid]):
                 self._failed(uid, self.pods[uid], "SchedulerError", f"Binding rejected: {err}")
             return
         self._finish_bind(uid, ok=True)
+        if self.metrics is not None and started is not None:
+            self.metrics.attempt(SCHEDULED, self.name, started)
         self.scheduled_count += 1
         self._attempts.pop(uid, None)
         self.recorder.emit(pod, NORMAL, "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
@@ -634,7 +643,7 @@ LEASE_NAMESPACE, LEASE_NAME = "kube-system", "kube-scheduler"
 
 
 async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler",
-                        election: Election | None = None) -> None:
+                        election: Election | None = None, metrics: SchedulerMetrics | None = None) -> None:
     """Runs a scheduler against the API server of a kubeconfig until cancelled; with ``election``
     only while it holds the Lease kube-system/kube-scheduler (kube-scheduler's --leader-elect:
     events from the scheduler's name, the lease released on a graceful stop). A scheduler that
@@ -642,7 +651,7 @@ async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler",
     fresh cache."""
     async with Client.from_kubeconfig(kubeconfig_path, user_agent="kube-scheduler/v1.37.0 kubelite") as client:
         if election is None:
-            await Scheduler(client, name).run()
+            await Scheduler(client, name, metrics=metrics).run()
             return
         events = EventRecorder(client, component=name)
         lock = LeaseLock(ClientLeases(client, timeout=election.renew_deadline), LEASE_NAMESPACE, LEASE_NAME,
@@ -651,7 +660,7 @@ async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler",
                                 release_on_cancel=True)
         try:
             while True:
-                await elector.run(lambda: Scheduler(client, name).run())
+                await elector.run(lambda: Scheduler(client, name, metrics=metrics).run())
                 log.error("Leaderelection lost")
         finally:
             await events.close()
