@@ -68,6 +68,7 @@ def default_registry() -> Registry:
         events,
         leases,
         limitrange,
+        metrics,
         namespaces,
         nodes,
         pods,
@@ -114,4 +115,6 @@ def default_registry() -> Registry:
         apps.REPLICASET,
         policy.PODDISRUPTIONBUDGET,
         endpoints.ENDPOINTSLICE,
+        metrics.NODEMETRICS,
+        metrics.PODMETRICS,
     ])

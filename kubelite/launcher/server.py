@@ -27,7 +27,7 @@ from kubelite.apiserver.handlers import APIHandler
 from kubelite.apiserver.inflight import long_running
 from kubelite.apiserver.metrics import APIMetrics, instrument_stores, render
 from kubelite.apiserver.registry import WriteOptions
-from kubelite.apiserver.rest import NODE_STREAMS, RESTContext
+from kubelite.apiserver.rest import NODE_STREAMS, RESOURCE_METRICS, RESTContext
 from kubelite.apiserver.server import APIServer
 from kubelite.apiserver.stores import Stores
 from kubelite.apiserver.streams import StreamHandlers, node_streams
@@ -58,6 +58,8 @@ from kubelite.kinds.service_rest import configure as configure_services
 from kubelite.launcher import bootstrap
 from kubelite.launcher.leaders import controller_manager
 from kubelite.launcher.supervisor import Supervisor
+from kubelite.metricsserver.rest import ResourceMetricsAPI
+from kubelite.metricsserver.scraper import MetricsServer
 from kubelite.net import listener
 from kubelite.proxy.iptables import run_proxy
 from kubelite.scheduler.metrics import SchedulerMetrics
@@ -156,6 +158,9 @@ class Server:
         security.provide(context.services, authn)
         self.streams = node_streams(stores, pki)
         context.services.provide(NODE_STREAMS, self.streams)
+        # metrics.k8s.io, as metrics-server serves it: from the nodes' /metrics/resource
+        metrics_server = MetricsServer(stores, self.streams.agent_get)
+        context.services.provide(RESOURCE_METRICS, ResourceMetricsAPI(metrics_server))
         handler.install_rest(context)
         ssl_context = pki_mod.server_ssl_context(pki)
         metrics = self.metrics
@@ -181,6 +186,7 @@ class Server:
         await namespaces.bootstrap()
         await bootstrap_priority_classes(stores)
         run("storage-object-counter", lambda: metrics.run_object_counter(stores))  # apiserver_storage_objects
+        run("metrics-server", metrics_server.run)
         run("serving-cert-reloader", ServingCertReloader(ssl_context, pki).run)  # kubelite certs rotate
         advertise = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::", "", "127.0.0.1", "::1") \
             else host_ip()

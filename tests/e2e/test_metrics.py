@@ -206,3 +206,104 @@ def test_agent_cadvisor_metrics(cluster, busy):
     ws = sample(fams, "container_memory_working_set_bytes", "container_memory_working_set_bytes", container="spin",
                 pod="busy", namespace=NS)
     assert ws is not None and 0 < ws < 64 * 2 ** 20
+
+
+# --------------------------------------------------------------------------- resource metrics and stats
+
+
+def test_stats_summary(cluster, busy):
+    server, token = cluster["server"], cluster["tokens"]["scraper"]
+
+    def summary() -> dict:
+        status, body = fetch(server, agent_url(server, "/stats/summary"), token)
+        assert status == 200, body
+        return json.loads(body)
+
+    s = summary()
+    assert s["node"]["nodeName"] == NODE
+    assert s["node"]["cpu"]["usageCoreNanoSeconds"] > 0 and s["node"]["memory"]["workingSetBytes"] > 0
+
+    def spin() -> dict | None:
+        for p in summary()["pods"]:
+            if p["podRef"]["name"] == "busy" and p["podRef"]["namespace"] == NS:
+                c = next(c for c in p["containers"] if c["name"] == "spin")
+                return c if "usageNanoCores" in c["cpu"] else None
+        return None
+
+    # the rate needs the sampler's earlier reading: wait until there is one
+    c = wait_until(spin, 60, 1.0, "usageNanoCores of the busy container")
+    assert 350e6 <= c["cpu"]["usageNanoCores"] <= 600e6, c
+    assert c["cpu"]["usageCoreNanoSeconds"] > 0 and 0 < c["memory"]["workingSetBytes"] < 64 * 2 ** 20
+
+
+def test_metrics_resource(cluster, busy):
+    server, token = cluster["server"], cluster["tokens"]["scraper"]
+    status, body = fetch(server, agent_url(server, "/metrics/resource"), token)
+    assert status == 200, body
+    fams = families(body)
+    node_cpu = [s for s in fams["node_cpu_usage_seconds"].samples if s.name == "node_cpu_usage_seconds_total"]
+    assert node_cpu and node_cpu[0].value > 0 and node_cpu[0].timestamp is not None
+    assert sample(fams, "node_memory_working_set_bytes", "node_memory_working_set_bytes") > 0
+    labels = {"container": "spin", "pod": "busy", "namespace": NS}
+    assert sample(fams, "container_cpu_usage_seconds", "container_cpu_usage_seconds_total", **labels) > 0
+    assert sample(fams, "container_memory_working_set_bytes", "container_memory_working_set_bytes", **labels) > 0
+    assert sample(fams, "container_start_time_seconds", "container_start_time_seconds", **labels) > 0
+    assert sample(fams, "pod_cpu_usage_seconds", "pod_cpu_usage_seconds_total", pod="busy", namespace=NS) > 0
+    assert sample(fams, "pod_memory_working_set_bytes", "pod_memory_working_set_bytes", pod="busy", namespace=NS) > 0
+    assert sample(fams, "scrape_error", "scrape_error") == 0
+
+
+def _millicores(cell: str) -> float:
+    assert cell.endswith("m"), cell
+    return float(cell[:-1])
+
+
+def test_kubectl_top(cluster, busy):
+    server = cluster["server"]
+
+    def top_pod() -> list[str] | None:
+        p = server.kubectl("top", "pod", "busy", "-n", NS, check=False)
+        return p.stdout.splitlines() if p.returncode == 0 else None
+
+    # metrics-server needs two scrapes of the container (15 s apart): wait with a deadline
+    lines = wait_until(top_pod, 90, 1.0, "kubectl top pod busy")
+    assert lines[0].split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    name, cpu, mem = lines[1].split()
+    print("kubectl top pod busy:", lines)
+    assert name == "busy" and 350 <= _millicores(cpu) <= 600, lines  # a busy loop under a 0.5 CPU limit
+    assert mem.endswith("Mi")
+
+    lines = server.kubectl("top", "pods", "-n", NS, "--containers").stdout.splitlines()
+    assert lines[0].split() == ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+    pod, container, cpu, mem = lines[1].split()
+    assert (pod, container) == ("busy", "spin") and 350 <= _millicores(cpu) <= 600 and mem.endswith("Mi")
+
+    # label selectors pick pods as upstream's metrics-server does
+    assert "busy" in server.kubectl("top", "pods", "-n", NS, "-l", "app=busy").stdout
+    p = server.kubectl("top", "pods", "-n", NS, "-l", "app=none", check=False)
+    assert "busy" not in p.stdout
+
+    lines = wait_until(lambda: (p := server.kubectl("top", "nodes", check=False)).returncode == 0
+                       and p.stdout.splitlines(), 60, 1.0, "kubectl top nodes")
+    assert lines[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+    row = next(ln.split() for ln in lines[1:] if ln.split()[0] == NODE)
+    assert row[1].endswith("m") and row[2].endswith("%") and row[3].endswith("Mi") and row[4].endswith("%")
+
+    # the objects themselves: metrics-server's PodMetrics
+    pm = json.loads(server.kubectl("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods/busy").stdout)
+    assert pm["kind"] == "PodMetrics" and pm["metadata"]["labels"] == {"app": "busy"}
+    assert pm["window"].endswith("s") and pm["containers"][0]["name"] == "spin"
+    missing = server.kubectl("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods/nope", check=False)
+    assert f'pods "{NS}/nope" not found' in missing.stderr  # metrics-server names it namespace/name
+
+
+def test_metrics_api_rbac(cluster):
+    server = cluster["server"]
+    who = f"--as=system:serviceaccount:{NS}:nobody"
+    assert server.kubectl("auth", "can-i", "list", "pods.metrics.k8s.io", "-n", NS, who,
+                          check=False).stdout.strip() == "no"
+    server.kubectl("create", "rolebinding", "nobody-view", "--clusterrole=view", f"--serviceaccount={NS}:nobody",
+                   "-n", NS)
+    # view aggregates system:aggregated-metrics-reader (as metrics-server's manifest makes it)
+    wait_until(lambda: server.kubectl("auth", "can-i", "list", "pods.metrics.k8s.io", "-n", NS, who,
+                                      check=False).stdout.strip() == "yes", 30, 0.2, "view can read pod metrics")
