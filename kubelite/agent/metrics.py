@@ -6,10 +6,12 @@ pkg/kubelet/prober, pkg/kubelet/cri/remote's instrumented services), served on i
   Running status;
 - ``kubelet_running_pods`` (pods with a ready sandbox) and
   ``kubelet_running_containers{container_state}``, from the last relist of the runtime;
-- ``prober_probe_total{probe_type,result,container,pod,namespace,pod_uid}``: every probe run;
 - ``kubelet_runtime_operations_total``, ``..._duration_seconds``, ``..._errors_total``
   ``{operation_type}``: every CRI call;
-- ``kubelet_node_name{node}``.
+- ``kubelet_node_name{node}``;
+
+and on ``/metrics/probes`` (its own registry, as the kubelet's):
+``prober_probe_total{probe_type,result,container,pod,namespace,pod_uid}``, every probe run.
 
 Each agent has its registry (several agents may share a process: ``kubelite server`` runs one
 beside the API server, whose ``/metrics`` is another registry).
@@ -73,9 +75,11 @@ class AgentMetrics:
             "kubelet_pod_start_duration_seconds",
             "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run",
             buckets=POD_START_BUCKETS, registry=r)
+        self.probe_registry = CollectorRegistry(auto_describe=False)  # /metrics/probes
         self.probes = Counter(
             "prober_probe_total", "Cumulative number of a liveness, readiness or startup probe for a container by "
-            "result.", ["probe_type", "result", "container", "pod", "namespace", "pod_uid"], registry=r)
+            "result.", ["probe_type", "result", "container", "pod", "namespace", "pod_uid"],
+            registry=self.probe_registry)
         self.runtime_ops = Counter(
             "kubelet_runtime_operations_total", "Cumulative number of runtime operations by operation type.",
             ["operation_type"], registry=r)

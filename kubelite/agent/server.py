@@ -1,7 +1,11 @@
-"""The node agent's HTTPS endpoint (the kubelet's port 10250): logs, exec, attach, port-forward.
+"""The node agent's HTTPS endpoint (the kubelet's port 10250): logs, exec, attach, port-forward,
+metrics and stats.
 
-Only the API server may call it: TLS requires a client certificate from the cluster CA and
-the request is refused (403) unless its CN is ``kube-apiserver-kubelet-client``.
+Logs, exec, attach and port-forward are the API server's alone: the request is refused (403)
+unless it comes with a client certificate from the cluster CA whose CN is
+``kube-apiserver-kubelet-client``. ``/metrics``, ``/metrics/cadvisor``, ``/metrics/probes``,
+``/metrics/resource`` and ``/stats/summary`` are for whoever the API server authorizes on
+``nodes/metrics`` / ``nodes/stats`` (a certificate or a bearer token; see ``auth.py``).
 
 - ``GET /containerLogs/{ns}/{pod}/{container}`` streams the CRI log file (see ``logs.py``).
 - ``/exec/{ns}/{pod}/{container}?command=..&stdin=&stdout=&stderr=&tty=`` and
@@ -163,6 +167,7 @@ class AgentServer:
         r = app.router
         r.add_get("/metrics", self.metrics_endpoint)
         r.add_get("/metrics/cadvisor", self.metrics_cadvisor)
+        r.add_get("/metrics/probes", self.metrics_probes)
         r.add_get("/metrics/resource", self.metrics_resource)
         r.add_get("/stats/summary", self.stats_summary)
         r.add_get("/containerLogs/{ns}/{pod}/{container}", self.container_logs)
@@ -257,6 +262,11 @@ class AgentServer:
         if self.metrics is None:
             raise web.HTTPNotFound()
         return render(self.metrics.registry)
+
+    async def metrics_probes(self, request: web.Request) -> web.StreamResponse:
+        if self.metrics is None:
+            raise web.HTTPNotFound()
+        return render(self.metrics.probe_registry)
 
     async def metrics_cadvisor(self, request: web.Request) -> web.StreamResponse:
         if self.stats is None:

@@ -188,7 +188,11 @@ def test_agent_metrics(cluster, busy):
                   "kubelet_runtime_operations_duration_seconds_count", operation_type="create_container") >= 1
     assert sample(fams, "kubelet_runtime_operations", "kubelet_runtime_operations_total",
                   operation_type="list_containers") >= 1
-    assert sample(fams, "prober_probe", "prober_probe_total", probe_type="Readiness", result="successful",
+    # probe results are on /metrics/probes, as the kubelet serves them
+    assert "prober_probe" not in fams
+    status, body = fetch(server, agent_url(server, "/metrics/probes"), token)
+    assert status == 200, body
+    assert sample(families(body), "prober_probe", "prober_probe_total", probe_type="Readiness", result="successful",
                   container="spin", pod="busy", namespace=NS) >= 1
     # the same through the API server's node proxy (the admin's credentials)
     raw = server.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/metrics").stdout

@@ -26,6 +26,7 @@ USES = {
     "container-runtime-interface-api": r"^\s*from cri_api\b",
     "grpcio": r"^\s*import grpc\b",
     "aetcd": r"^\s*from aetcd import rpc\b",  # etcd v3's generated gRPC stubs (kubelite.store.etcd)
+    "prometheus-client": r"^\s*(from|import) prometheus_client\b",  # /metrics of the API server and the agent
 }
 
 

@@ -258,9 +258,11 @@ async def test_agent_metrics():
     assert value(fams, "kubelet_running_containers", "kubelet_running_containers", container_state="running") == 1
     assert value(fams, "kubelet_running_containers", "kubelet_running_containers", container_state="exited") == 1
     assert value(fams, "kubelet_pod_start_duration_seconds", "kubelet_pod_start_duration_seconds_count") == 1
-    assert value(fams, "prober_probe", "prober_probe_total", probe_type="Readiness", result="successful",
+    assert "prober_probe" not in fams  # /metrics/probes
+    probes = families(generate_latest(m.probe_registry).decode())
+    assert value(probes, "prober_probe", "prober_probe_total", probe_type="Readiness", result="successful",
                  container="app", pod="p", namespace="d", pod_uid="u1") == 1
-    assert value(fams, "prober_probe", "prober_probe_total", probe_type="Liveness", result="failed") == 1
+    assert value(probes, "prober_probe", "prober_probe_total", probe_type="Liveness", result="failed") == 1
     assert value(fams, "kubelet_node_name", "kubelet_node_name", node="n1") == 1
 
 
