@@ -4,8 +4,9 @@ existing dashboards and alerts read them unchanged:
 - ``apiserver_request_total{verb,dry_run,group,version,resource,subresource,scope,component,code}``
   and ``apiserver_request_duration_seconds`` (k8s.io/apiserver/pkg/endpoints/metrics): every
   request that reached a served resource, timed from its arrival; 429s from max-in-flight too
-  (RecordDroppedRequest). Requests refused by authentication or authorization are not counted
-  (upstream instruments the routes, which such requests never reach);
+  (RecordDroppedRequest), and the health checks and aggregated discovery with their path as the
+  subresource. Requests refused by authentication or authorization are not counted (upstream
+  instruments the routes, which such requests never reach);
 - ``apiserver_longrunning_requests`` (watches, exec, logs, port-forward, proxy in progress);
 - ``apiserver_current_inflight_requests{request_kind}``: the most requests in flight during
   the last second (the max-in-flight filter's watermark);
@@ -93,6 +94,22 @@ def dry_run_label(query: Any) -> str:
     if any(v != "All" for v in values):
         return "invalid"
     return ",".join(sorted(set(values)))
+
+
+HEALTH_PATHS = frozenset(("/healthz", "/livez", "/readyz"))
+DISCOVERY_PATHS = frozenset(("/api", "/apis"))
+
+
+def _instrumented_path(request: web.Request) -> str | None:
+    """The component label of a non-resource path upstream counts, or None: health checks
+    (component "") and aggregated discovery (component "apiserver")."""
+    if request.method not in ("GET", "HEAD"):
+        return None
+    if request.path in HEALTH_PATHS:
+        return ""
+    if request.path in DISCOVERY_PATHS and "apidiscovery.k8s.io" in request.headers.get("Accept", ""):
+        return COMPONENT
+    return None
 
 
 # --------------------------------------------------------------------------- in-flight watermark
@@ -220,12 +237,15 @@ class APIMetrics:
         async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                              ) -> web.StreamResponse:
             info = request.get(REQUEST_INFO) or request_info(request.method, request.path, request.query)
+            start = request.get(RECEIVED) or time.perf_counter()
             if not info.is_resource_request:
-                return await handler(request)
+                component = _instrumented_path(request)
+                if component is None:
+                    return await handler(request)
+                return await self._timed_non_resource(request, handler, component, start)
             kind = registry.by_resource(info.api_group, info.api_version, info.resource)
             if kind is None or (info.subresource and kind.subresource(info.subresource) is None):
                 return await handler(request)
-            start = request.get(RECEIVED) or time.perf_counter()
             scope = clean_scope(info)
             verb = reported_verb(request.method, info, scope, request.query, request.content_type)
             gauge = None
@@ -252,6 +272,26 @@ class APIMetrics:
                                      code, time.perf_counter() - start)
 
         return middleware
+
+    async def _timed_non_resource(self, request: web.Request, handler: Callable[[web.Request],
+                                  Awaitable[web.StreamResponse]], component: str, start: float) -> web.StreamResponse:
+        """The health endpoints and aggregated discovery, which upstream instruments with the
+        path as the subresource (InstrumentHandlerFunc("GET", "", "", "", path, "", component))."""
+        code = 500
+        try:
+            resp = await handler(request)
+            code = resp.status
+            return resp
+        except errors.StatusError as exc:
+            code = exc.code
+            raise
+        except web.HTTPException as exc:
+            code = exc.status
+            raise
+        finally:
+            key = ("GET", "", "", "", "", request.path, "", str(code))
+            self.requests.labels(*key[:7], component, key[7]).inc()
+            self.latency.labels(*key[:7], component).observe(time.perf_counter() - start)
 
     # ------------------------------------------------------------------ storage
     def metered(self, backend: Store, group: str, resource: str) -> MeteredStore:

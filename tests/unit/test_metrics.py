@@ -112,8 +112,12 @@ async def test_requests_counted_and_timed_for_served_resources_only():
                  **base) == 1
     assert value(fams, "apiserver_request", "apiserver_request_total", verb="POST", scope="resource", code="201",
                  dry_run="All", **base) == 1
-    # an unserved resource or a non-resource path mints no series
-    assert {s.labels["resource"] for s in fams["apiserver_request"].samples} == {"configmaps"}
+    # an unserved resource or another non-resource path mints no series; /healthz is counted as upstream does
+    assert {s.labels["resource"] for s in fams["apiserver_request"].samples} == {"configmaps", ""}
+    assert value(fams, "apiserver_request", "apiserver_request_total", verb="GET", resource="", subresource="/healthz",
+                 scope="", component="", code="200") == 1
+    assert {s.labels["subresource"] for s in fams["apiserver_request"].samples if not s.labels["resource"]} == \
+        {"/healthz"}
     hist = fams["apiserver_request_duration_seconds"]
     bounds = sorted({float(s.labels["le"]) for s in hist.samples if s.name.endswith("_bucket")} - {float("inf")})
     assert bounds == list(REQUEST_BUCKETS)
