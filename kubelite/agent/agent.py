@@ -38,10 +38,12 @@ from kubelite.agent.certmanager import (
 from kubelite.agent.cgroups import CgroupError, CgroupManager, open_cgroups
 from kubelite.agent.containergc import CONTAINER_GC_PERIOD
 from kubelite.agent.crispec import PodRuntime
+from kubelite.agent.metrics import AgentMetrics
 from kubelite.agent.node import NodeManager, memory_capacity
 from kubelite.agent.podnet import PodNetworkError
 from kubelite.agent.prober import ProbeManager
 from kubelite.agent.runtime import RuntimeManager
+from kubelite.agent.stats import StatsProvider
 from kubelite.agent.status import StatusManager
 from kubelite.agent.sysctls import Allowlist, SysctlConfigError
 from kubelite.agent.volumes import VolumeManager
@@ -128,6 +130,8 @@ class Agent:
         self.client_certs: CertificateManager | None = None
         self.serving_certs: CertificateManager | None = None
         self._cert_tasks: list[asyncio.Task[None]] = []
+        self.metrics = AgentMetrics(self.node_name)  # the endpoint's /metrics
+        self.stats: StatsProvider | None = None  # /stats/summary, /metrics/resource, /metrics/cadvisor
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -154,6 +158,7 @@ class Agent:
             await self.containerd.start()
             socket_path = self.containerd.socket_path
         self.cri = await connect(socket_path)
+        self.metrics.instrument_cri(self.cri)  # kubelet_runtime_operations_*
         version = await self.cri.version(timeout=30)
         self.images = ImageManager(self.cri)
         try:
@@ -183,14 +188,20 @@ class Agent:
         self.runtime.fetch_runtime_class = self._fetch_runtime_class
         self.runtime.allocation = AllocationManager(cfg.data_dir / STATE_FILE)
         self.status = StatusManager(self.client)
+        self.status.on_phase = self.metrics.pod_status  # kubelet_pod_start_duration_seconds
         self.status.start()
         # probes (agent/prober.py): results wake the pod's worker, which restarts and reports
         self.prober = ProbeManager(self.cri.runtime, self.runtime.event, on_change=self._probe_result_changed,
                                    host_ip=self.node.host_ip)
         self.runtime.prober = self.prober
+        self.prober.on_result = self.metrics.probe_result  # prober_probe_total
         # the PLEG: one relist of the runtime shared by every worker; changes wake the pod's worker
         self.runtime_cache = crispec.RuntimeCache(self.cri.runtime, on_change=self._runtime_changed)
         await self.runtime_cache.refresh()
+        self.metrics.watch_runtime(self.runtime_cache.pods)
+        self.stats = StatsProvider(self.node_name, cgroups, self.runtime_cache.pods, memory_capacity())
+        assert self.server is not None
+        self.server.stats = self.stats
         node = self.node
         self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
                                   cache=self.runtime_cache, allocatable=node.capacity)
@@ -215,6 +226,7 @@ class Agent:
         self.node.start()
         self._tasks += [asyncio.create_task(self._relist_runtime(), name="agent-pleg"),
                        asyncio.create_task(self._housekeeping(), name="agent-housekeeping")]
+        self._tasks.append(asyncio.create_task(self.stats.run_sampler(), name="agent-stats-sampler"))
         if cfg.container_gc_interval > 0:
             self._tasks.append(asyncio.create_task(self._container_gc_forever(), name="agent-container-gc"))
         self.started_at = time.monotonic()
@@ -244,6 +256,7 @@ class Agent:
         self._cert_tasks.append(asyncio.create_task(self.client_certs.run(), name="agent-client-certificate"))
 
     async def _start_server(self) -> None:
+        from kubelite.agent.auth import NodeAuth
         from kubelite.agent.server import AgentServer
         from kubelite.tls import pki as pki_mod
 
@@ -258,6 +271,8 @@ class Agent:
                                       node_addresses=[self.node.host_ip], node_name=self.node_name,
                                       ssl_context=self._start_serving_certificates())
         self.server.container_status = self._container_status
+        self.server.metrics = self.metrics
+        self.server.auth = NodeAuth(self.client, self.node_name)  # /metrics and /stats: TokenReview + SAR
         await self.server.start()
 
     def _start_serving_certificates(self) -> ssl.SSLContext:
@@ -373,11 +388,13 @@ class Agent:
         assert self.workers is not None
         uid = pod["metadata"]["uid"]
         self._api_pods[uid] = pod
+        self.metrics.pod_seen(uid)
         self.workers.update_pod(pod)
 
     def _forget(self, uid: str) -> None:
         assert self.workers is not None
         self._api_pods.pop(uid, None)
+        self.metrics.pod_gone(uid)
         self.workers.remove_pod(uid)
 
     def _pod_event(self, etype: str, old: Obj | None, new: Obj | None) -> None:

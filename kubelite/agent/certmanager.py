@@ -376,7 +376,8 @@ def usable(pair: Pair | None, tmpl: Template | None) -> Pair | None:
 
 
 class ServingTLS:
-    """The agent endpoint's TLS: TLS >= 1.2, a client certificate from the cluster CA required;
+    """The agent endpoint's TLS: TLS >= 1.2, a client certificate from the cluster CA when one is
+    presented (callers of /metrics and /stats may use a bearer token instead);
     its serving pair is whatever :meth:`load` was last given. Before the first one, handshakes
     are refused (never with a self-made certificate)."""
 
@@ -386,7 +387,7 @@ class ServingTLS:
         ctx.set_ciphers(TLS12_CIPHERS)
         ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
         ctx.load_verify_locations(cadata=ca_pem.decode())
-        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.set_alpn_protocols(["http/1.1"])
         ctx.sni_callback = self._client_hello
         self.context = ctx

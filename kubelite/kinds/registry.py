@@ -70,6 +70,7 @@ def default_registry() -> Registry:
         events,
         leases,
         limitrange,
+        metrics,
         namespaces,
         nodes,
         pods,
@@ -112,6 +113,7 @@ def default_registry() -> Registry:
         authorization.SELFSUBJECTRULESREVIEW,
         authorization.SUBJECTACCESSREVIEW,
         authorization.SELFSUBJECTREVIEW,
+        authorization.TOKENREVIEW,
         certificates.CSR,
         priorityclasses.PRIORITYCLASS,
         runtimeclasses.RUNTIMECLASS,
@@ -125,4 +127,6 @@ def default_registry() -> Registry:
         policy.PODDISRUPTIONBUDGET,
         endpoints.ENDPOINTSLICE,
         storage.STORAGECLASS,
+        metrics.NODEMETRICS,
+        metrics.PODMETRICS,
     ])

@@ -27,6 +27,7 @@ USES = {
     "grpcio": r"^\s*import grpc\b",
     "aetcd": r"^\s*from aetcd import rpc\b",  # etcd v3's generated gRPC stubs (kubelite.store.etcd)
     "croniter": r"^\s*from croniter import\b",  # CronJob schedules' next times (kubelite.kinds._cron)
+    "prometheus-client": r"^\s*(from|import) prometheus_client\b",  # /metrics of the API server and the agent
 }
 
 
