@@ -225,9 +225,10 @@ class Server:
         if cfg.disable_agent:
             return
         # kube-proxy, as k3s runs it beside its agent: with the system:kube-proxy identity
-        proxy_kc = kcdir / "kube-proxy.yaml"
-        mint_user_kubeconfig(cfg.data_dir, "system:kube-proxy", [], cfg.server_url, out=proxy_kc)
-        self.supervisor.add("kube-proxy", lambda: run_proxy(proxy_kc))
+        if not cfg.disable_kube_proxy:
+            proxy_kc = kcdir / "kube-proxy.yaml"
+            mint_user_kubeconfig(cfg.data_dir, "system:kube-proxy", [], cfg.server_url, out=proxy_kc)
+            self.supervisor.add("kube-proxy", lambda: run_proxy(proxy_kc))
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
         self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir,
