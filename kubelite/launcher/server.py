@@ -50,6 +50,7 @@ from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
+from kubelite.kinds.service_alloc import IPRange
 from kubelite.kinds.service_rest import configure as configure_services
 from kubelite.launcher import bootstrap
 from kubelite.launcher.leaders import controller_manager
@@ -124,7 +125,10 @@ class Server:
         if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
             token = bootstrap.server_token(cfg.data_dir, cfg.token)
             joined = await bootstrap.join(self.store, pki_mod.PKI.at(cfg.data_dir), token)
-        pki = pki_mod.ensure_pki(cfg.data_dir, extra_sans=cfg.tls_sans)
+        # as kube-apiserver's, the serving certificate names the `kubernetes` Service's IP, which
+        # in-cluster clients dial (KUBERNETES_SERVICE_HOST)
+        api_service_ip = IPRange.parse(cfg.service_cidr).first()
+        pki = pki_mod.ensure_pki(cfg.data_dir, extra_sans=(*cfg.tls_sans, api_service_ip))
         if cfg.datastore_endpoint and not joined:
             await bootstrap.publish(self.store, pki, token)
         stores = self.stores = Stores.build(self.registry, self.store)
