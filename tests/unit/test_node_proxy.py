@@ -161,3 +161,63 @@ def test_disable_kube_proxy_flags():
     assert p.parse_args(["agent", "--disable-kube-proxy"]).disable_kube_proxy is True
     assert p.parse_args(["server"]).disable_kube_proxy is False
     assert p.parse_args(["server", "--disable-kube-proxy"]).disable_kube_proxy is True
+
+
+def test_node_proxy_waits_for_its_certificate_then_runs_the_proxier_with_it(tmp_path, monkeypatch):
+    """NodeProxy: no proxier before the certificate; then one whose client presents it, from the
+    kubeconfig it wrote; a rotation is handed to that client; cancelling stops the proxier."""
+    from kubelite.agent import kubeproxy
+    from kubelite.proxy import iptables
+    from kubelite.tls.pki import write_kubeconfig
+
+    api = _FakeAPI()
+    ca_pem = api.ca.public_bytes(serialization.Encoding.PEM)
+    node_kc = tmp_path / "kubeconfig.yaml"
+    node_key = ec.generate_private_key(ec.SECP256R1())
+    node_pem = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, NODE_USER)])).sign(node_key, hashes.SHA256())
+    import datetime as dt
+
+    node_cert = csrctl.sign(api.ca, api.key, node_pem, list(EC_USAGES), dt.timedelta(hours=1))
+    write_kubeconfig(node_kc, "https://127.0.0.1:1", ca_pem, node_cert, node_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), NODE_USER)
+    started: list = []
+    stopped: list = []
+
+    class FakeProxier:
+        def __init__(self, client):
+            self.client = client
+            started.append(self)
+
+        async def run(self):
+            try:
+                await asyncio.Event().wait()
+            finally:
+                stopped.append(self)
+
+    monkeypatch.setattr(iptables, "Proxier", FakeProxier)
+    swapped: list = []
+
+    async def main():
+        np = kubeproxy.NodeProxy(api, node_kc, tmp_path / "pki", tmp_path / "kubeproxy.kubeconfig", "n1")
+        task = asyncio.create_task(np.run())
+        for _ in range(200):
+            if started:
+                break
+            await asyncio.sleep(0.02)
+        assert len(started) == 1 and len(api.bodies) == 1
+        client = started[0].client
+        orig = client.use_client_certificate
+        client.use_client_certificate = lambda c, k: (swapped.append(c), orig(c, k))
+        assert await np.certs.rotate() is True  # a renewal reaches the running proxy's client
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert stopped == started and len(swapped) == 1
+    cur = x509.load_pem_x509_certificate(swapped[0])
+    assert cur.subject.rfc4514_string() == "CN=system:kube-proxy"
+    cfg = yaml.safe_load((tmp_path / "kubeproxy.kubeconfig").read_text())
+    assert cfg["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:1"
+    assert cfg["users"][0]["name"] == "system:kube-proxy"
