@@ -90,6 +90,9 @@ class AgentConfig:
     # the kubelet's --rotate-certificates: renew the client certificate through CSRs before it
     # expires (the server's own agent does not: the server mints its credential at every start)
     rotate_certificates: bool = True
+    # run kube-proxy beside the agent, with a certificate from a CSR (agent/kubeproxy.py), as k3s's
+    # agent does unless --disable-kube-proxy; the server's own agent leaves it to the server
+    kube_proxy: bool = False
 
     @property
     def cert_dir(self) -> Path:
@@ -132,6 +135,8 @@ class Agent:
         self._cert_tasks: list[asyncio.Task[None]] = []
         self.metrics = AgentMetrics(self.node_name)  # the endpoint's /metrics
         self.stats: StatsProvider | None = None  # /stats/summary, /metrics/resource, /metrics/cadvisor
+        self.kube_proxy: Any = None
+        self._proxy_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -148,6 +153,12 @@ class Agent:
         self.client = Client.from_kubeconfig(cfg.kubeconfig, user_agent=f"kubelite-agent/{self.node_name}")
         if cfg.rotate_certificates:
             self._start_client_certificates()
+        if cfg.kube_proxy:
+            from kubelite.agent.kubeproxy import KUBECONFIG_NAME, NodeProxy
+
+            self.kube_proxy = NodeProxy(self.client, cfg.kubeconfig, cfg.cert_dir, cfg.data_dir / KUBECONFIG_NAME,
+                                        self.node_name)
+            self._proxy_task = asyncio.create_task(self.kube_proxy.run(), name="agent-kube-proxy")
         socket_path = cfg.containerd_socket
         self.registries = registries.load(cfg.data_dir)  # <data_dir>/registries.yaml
         if socket_path is None:
@@ -314,6 +325,11 @@ class Agent:
         return None
 
     async def stop(self) -> None:
+        if self._proxy_task is not None:  # kube-proxy removes its rules as it stops
+            self._proxy_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._proxy_task
+            self._proxy_task = None
         for t in self._cert_tasks:
             t.cancel()
         for t in self._cert_tasks:
@@ -490,7 +506,7 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                     pki_dir: Path | str | None = None, runtime_parallelism: int = 0,
                     container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1,
                     node_ip: str = "", flannel_backend: str = "host-gw", rotate_certificates: bool = True,
-                    allowed_unsafe_sysctls: tuple[str, ...] = ()) -> None:
+                    allowed_unsafe_sysctls: tuple[str, ...] = (), kube_proxy: bool = False) -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
@@ -498,7 +514,7 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                               Path(pki_dir) if pki_dir else None, runtime_parallelism,
                               container_gc_interval, pod_pids_limit=pod_pids_limit, node_ip=node_ip,
                               flannel_backend=flannel_backend, rotate_certificates=rotate_certificates,
-                              allowed_unsafe_sysctls=allowed_unsafe_sysctls))
+                              allowed_unsafe_sysctls=allowed_unsafe_sysctls, kube_proxy=kube_proxy))
     try:
         try:
             await agent.start()

@@ -36,6 +36,9 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    help="comma-separated unsafe sysctls or sysctl patterns (ending in *) pods may set, as the "
                         "kubelet's flag (each must be namespaced: kernel.shm*, kernel.msg*, kernel.sem, "
                         "fs.mqueue.*, net.*)")
+    p.add_argument("--disable-kube-proxy", action="store_true",
+                   help="run no kube-proxy beside the agent (by default it programs this node's Service rules "
+                        "with a system:kube-proxy certificate from a CSR, as k3s's agent does)")
     p.add_argument("--pki-dir", default="", help="a directory whose tls/ holds the cluster CA and its key, to issue "
                                                  "the agent endpoint's serving certificate from (a node beside the "
                                                  "server); without it the certificate comes from a kubelet-serving "
@@ -154,7 +157,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
                             containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
                             pki_dir=args.pki_dir or None, pod_pids_limit=args.pod_max_pids,
                             node_ip=args.node_ip, flannel_backend=args.flannel_backend,
-                            allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls))
+                            allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls),
+                            kube_proxy=not args.disable_kube_proxy)
         finally:
             if lb is not None:
                 await lb.close()

@@ -63,6 +63,7 @@ from kubelite.controllers.ttlafterfinished import TTLAfterFinishedController
 from kubelite.controllers.volumeprotection import PVCProtectionController, PVProtectionController
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
+from kubelite.kinds.service_alloc import IPRange
 from kubelite.kinds.service_rest import configure as configure_services
 from kubelite.launcher import bootstrap
 from kubelite.launcher.leaders import controller_manager
@@ -154,7 +155,10 @@ class Server:
         if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
             token = bootstrap.server_token(cfg.data_dir, cfg.token)
             joined = await bootstrap.join(self.store, pki_mod.PKI.at(cfg.data_dir), token)
-        pki = pki_mod.ensure_pki(cfg.data_dir, extra_sans=cfg.tls_sans)
+        # as kube-apiserver's, the serving certificate names the `kubernetes` Service's IP, which
+        # in-cluster clients dial (KUBERNETES_SERVICE_HOST)
+        api_service_ip = IPRange.parse(cfg.service_cidr).first()
+        pki = pki_mod.ensure_pki(cfg.data_dir, extra_sans=(*cfg.tls_sans, api_service_ip))
         if cfg.datastore_endpoint and not joined:
             await bootstrap.publish(self.store, pki, token)
         stores = self.stores = Stores.build(self.registry, self.store)
@@ -277,9 +281,10 @@ class Server:
         if cfg.disable_agent:
             return
         # kube-proxy, as k3s runs it beside its agent: with the system:kube-proxy identity
-        proxy_kc = kcdir / "kube-proxy.yaml"
-        mint_user_kubeconfig(cfg.data_dir, "system:kube-proxy", [], cfg.server_url, out=proxy_kc)
-        self.supervisor.add("kube-proxy", lambda: run_proxy(proxy_kc))
+        if not cfg.disable_kube_proxy:
+            proxy_kc = kcdir / "kube-proxy.yaml"
+            mint_user_kubeconfig(cfg.data_dir, "system:kube-proxy", [], cfg.server_url, out=proxy_kc)
+            self.supervisor.add("kube-proxy", lambda: run_proxy(proxy_kc))
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
         self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir,
