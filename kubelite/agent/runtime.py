@@ -522,6 +522,15 @@ class RuntimeManager:
             config = await self._container_config(ctx, ct, ref, img, restart_count, init, target)
         except (EnvError, VolumeError, crispec.ContainerConfigError, security.SecurityProfileError) as exc:
             msg = str(exc)
+            if isinstance(exc, VolumeError) and exc.retry_after is not None:
+                # a mount the volume manager retries with back-off: the pod waits in
+                # ContainerCreating, one FailedMount per attempt (the same error object reaches
+                # every container of this pass)
+                if exc.report:
+                    exc.report = False
+                    self.event(pod, "Warning", "FailedMount", msg)
+                res.next_wake = _min(res.next_wake, exc.retry_after + 0.05)
+                return
             if isinstance(exc, VolumeError):
                 self.event(pod, "Warning", "FailedMount", msg)
             self.event(pod, "Warning", "Failed", f"Error: {msg}", name, init)

@@ -30,13 +30,21 @@ from typing import Any
 
 from kubelite.agent import projected
 from kubelite.agent.cgroups import bytes_of
+from kubelite.agent.nfs import NfsMountError, NfsVolumes
 
 log = logging.getLogger("kubelite.agent.volumes")
 Obj = dict[str, Any]
 
 
 class VolumeError(Exception):
-    """A volume that cannot be set up (reported as a FailedMount event)."""
+    """A volume that cannot be set up (reported as a FailedMount event). ``retry_after``: a
+    mount that is retried with back-off, the pod left ContainerCreating meanwhile (``report``:
+    a new failure rather than one still backing off)."""
+
+    def __init__(self, message: str, retry_after: float | None = None, report: bool = True) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.report = report
 
 
 def _hostpath_check(path: str, typ: str) -> None:
@@ -122,6 +130,7 @@ class VolumeManager:
         # pods to re-project now rather than at the next resync (adopted, or metadata changed)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
+        self.nfs = NfsVolumes()
 
     def pod_dir(self, uid: str) -> Path:
         return self.pods_dir / uid
@@ -198,12 +207,24 @@ class VolumeManager:
                     raise VolumeError(f"MountVolume.SetUp failed for volume \"{name}\" : {exc}") from exc
                 self._ensure_refresher()
                 out[name] = str(d)
+            elif "nfs" in v:
+                out[name] = await self.setup_nfs(uid, name, v.get("nfs") or {})
             else:
                 # unsupported volume sources get an empty directory so containers can start
                 d = self.pod_dir(uid) / "volumes" / "kubernetes.io~empty-dir" / name
                 d.mkdir(parents=True, exist_ok=True)
                 out[name] = str(d)
         return out
+
+    async def setup_nfs(self, uid: str, name: str, source: Obj, read_only: bool = False) -> str:
+        """Mount an NFS source (a pod volume's ``nfs``, or an NFS PersistentVolume's
+        ``spec.nfs`` under the PV's name) for pod ``uid``; returns the host path. Raises
+        :class:`VolumeError` (retried with back-off)."""
+        try:
+            return await asyncio.to_thread(self.nfs.setup, self.pod_dir(uid), name, source, read_only)
+        except NfsMountError as exc:
+            raise VolumeError(f"MountVolume.SetUp failed for volume \"{name}\" : {exc}", exc.retry_after,
+                              exc.report) from None
 
     # ------------------------------------------------------------------ projected volumes
     def track(self, pod: Obj, fetch: Any) -> None:
@@ -336,6 +357,9 @@ class VolumeManager:
     def mounts_for(self, pod: Obj, container: Obj, volume_paths: dict[str, str]) -> list[tuple[str, str, bool]]:
         """(host path, container path, read only) for each volumeMount, subPath made."""
         out = []
+        # a volume the source makes read-only (nfs readOnly) is read-only in every container
+        forced_ro = {v.get("name") for v in (pod.get("spec") or {}).get("volumes") or []
+                     if isinstance(v.get("nfs"), dict) and v["nfs"].get("readOnly")}
         for vm in container.get("volumeMounts") or []:
             host = volume_paths.get(vm.get("name", ""))
             if host is None:
@@ -349,7 +373,7 @@ class VolumeManager:
                 if not target.exists():
                     target.mkdir(parents=True, mode=0o755)
                 host = str(target)
-            out.append((host, vm.get("mountPath", ""), bool(vm.get("readOnly"))))
+            out.append((host, vm.get("mountPath", ""), bool(vm.get("readOnly")) or vm.get("name") in forced_ro))
         return out
 
     def teardown(self, uid: str) -> None:
@@ -357,6 +381,7 @@ class VolumeManager:
         with self._projected_lock:
             self._projected.pop(uid, None)
         d = self.pod_dir(uid)
+        self.nfs.teardown(d)  # NFS first: a FUSE client is ended once its mount is gone
         for mp in _mounts_under(d):
             r = subprocess.run(["umount", mp], capture_output=True, text=True)
             if r.returncode != 0:
