@@ -55,7 +55,7 @@ class NfsMountError(Exception):
 def kernel_nfs_available() -> bool:
     """Whether ``mount -t nfs`` can work here: mount.nfs (nfs-common) and an NFS client in
     the kernel, built in or as a module it can load."""
-    if shutil.which("mount.nfs") is None and not Path("/sbin/mount.nfs").exists():
+    if shutil.which("mount.nfs", path=f"{os.environ.get('PATH', os.defpath)}:/sbin:/usr/sbin") is None:
         return False
     try:
         fs = Path("/proc/filesystems").read_text().split()
