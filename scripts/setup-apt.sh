@@ -33,12 +33,12 @@ if [ ! -e "$policy" ]; then
 fi
 cleanup() { if [ -n "$own_policy" ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
-installed_before=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" {print $2}' | sort)
+installed_packages() { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" {print $2}' | sort -u; }
+installed_before=$(installed_packages)
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # the packages asked for and those they brought along (nfs-ganesha brings rpcbind, for one)
-mapfile -t new_packages < <(comm -13 <(echo "$installed_before") \
-  <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" {print $2}' | sort))
+mapfile -t new_packages < <({ printf '%s\n' "${missing[@]}"; comm -13 <(echo "$installed_before") <(installed_packages); } | sort -u)
 systemd_running=""
 [ -d /run/systemd/system ] && systemd_running=1
 for p in "${new_packages[@]}"; do
