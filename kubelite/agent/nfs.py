@@ -174,6 +174,8 @@ class NfsVolumes:
         if line.strip() == b"ready" and _mounted(target):
             self._children[str(target)] = proc
             return
+        with contextlib.suppress(subprocess.TimeoutExpired):  # stdout at EOF: it is on its way out
+            proc.wait(max(0.1, min(STOP_TIMEOUT, deadline - time.monotonic())))
         if proc.poll() is None:  # no answer in time: end it (the mount, if any, first)
             self._stop(proc.pid, target, proc)
             status = "signal: killed"

@@ -62,6 +62,15 @@ def _fuse_pids(uid: str) -> list[int]:
     return out
 
 
+def _alive(pid: int) -> bool:
+    """A process that still runs (a zombie, dead but not reaped by its new parent, is not)."""
+    try:
+        st = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return st.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def _events(server: ServerProcess, name: str, reason: str) -> list[dict]:
     p = server.kubectl("get", "events", "--field-selector", f"involvedObject.name={name},reason={reason}",
                        "-o", "json")
@@ -115,7 +124,7 @@ def test_kuard_pod_full_on_nfs(cluster, nfs):
     for u in (uid, reader_uid):
         wait_until(lambda u=u: not leftovers(node, u), 30, 0.2, f"nothing of pod {u} left on the host")
     for pid in pids + reader_pids:
-        assert not os.path.exists(f"/proc/{pid}"), f"FUSE client {pid} still running"
+        assert not os.path.exists(f"/proc/{pid}"), f"FUSE client {pid} still there"
     assert (nfs.export_dir / "hello.txt").read_text() == "written-by-kuard\n"  # the data stays on the server
 
 
@@ -150,3 +159,32 @@ def test_unreachable_server_failed_mount(cluster):
     assert not _fuse_pids(uid)
     server.kubectl("delete", "pod", "kuard-nowhere", "--grace-period=1", "--timeout=60s")
     wait_until(lambda: not leftovers(node, uid), 30, 0.2, "nothing left on the host")
+
+
+def test_agent_restart_keeps_the_mount(cluster, nfs):
+    """kill -9 of `kubelite server` (and so of its agent) leaves the FUSE client serving the
+    running pod; the restarted agent adopts the mount and still ends its client when the pod goes."""
+    server, node = cluster
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "steady"},
+           "spec": {"terminationGracePeriodSeconds": 1,
+                    "volumes": [{"name": "data", "nfs": {"server": nfs.addr, "path": "/exports"}}],
+                    "containers": [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}
+    _apply(server, pod)
+    wait_until(lambda: _running(server, "steady"), 60, 0.2, "steady Running")
+    before = _pod(server, "steady")
+    uid = before["metadata"]["uid"]
+    (pid,) = _fuse_pids(uid)
+    server.kill9()
+    server.start()
+    wait_until(lambda: _pod(server, "steady")["status"]["containerStatuses"][0].get("ready"), 60, 0.2,
+               "steady ready again")
+    after = _pod(server, "steady")["status"]["containerStatuses"][0]
+    assert after["containerID"] == before["status"]["containerStatuses"][0]["containerID"]
+    assert after["restartCount"] == 0
+    assert _fuse_pids(uid) == [pid]  # the same client, not a second mount
+    server.kubectl("exec", "steady", "--", "sh", "-c", "echo after-restart > /data/restart.txt")
+    assert (nfs.export_dir / "restart.txt").read_text() == "after-restart\n"
+    server.kubectl("delete", "pod", "steady", "--grace-period=1", "--timeout=60s")
+    wait_until(lambda: not leftovers(node, uid), 30, 0.2, "nothing of the pod left on the host")
+    wait_until(lambda: not _alive(pid), 10, 0.1, "the adopted FUSE client ended")
