@@ -178,6 +178,8 @@ class RuntimeManager:
                     (c := pr.latest(x["name"])) is not None and c.state == "exited" and c.exit_code == 0
                     for x in spec.get("containers") or [])):
                 return res
+        if not await self._mount_volumes_first(pod, res):
+            return res
         if create_sandbox:
             if sb is not None:
                 res.changed = True
@@ -231,6 +233,19 @@ class RuntimeManager:
             if pr.latest(ec["name"]) is None:
                 await self._start(ctx, ec, target=self._target_id(pr, sb.id, ec.get("targetContainerName") or ""))
         return res
+
+    async def _mount_volumes_first(self, pod: Obj, res: SyncResult) -> bool:
+        """Volumes mounted from elsewhere (nfs) come before the sandbox, as the kubelet's
+        WaitForAttachAndMount: while one fails the pod stays ContainerCreating, one FailedMount
+        per attempt, the next one after the volume's back-off."""
+        try:
+            await self.volumes.mount_network_volumes(pod)
+        except VolumeError as exc:
+            if exc.report:
+                self.event(pod, "Warning", "FailedMount", str(exc))
+            res.next_wake = _min(res.next_wake, (exc.retry_after or 2.0) + 0.05)
+            return False
+        return True
 
     @staticmethod
     def _target_id(pr: PodRuntime, sandbox_id: str, name: str) -> str:

@@ -216,6 +216,16 @@ class VolumeManager:
                 out[name] = str(d)
         return out
 
+    async def mount_network_volumes(self, pod: Obj) -> None:
+        """Mount the pod's volumes that live on another machine (nfs) — the kubelet's
+        WaitForAttachAndMount, before the sandbox: a pod whose export cannot be mounted gets
+        no sandbox and pulls no image. :meth:`setup` finds them mounted. Raises
+        :class:`VolumeError`."""
+        uid = pod["metadata"]["uid"]
+        for v in (pod.get("spec") or {}).get("volumes") or []:
+            if "nfs" in v:
+                await self.setup_nfs(uid, v.get("name", ""), v.get("nfs") or {})
+
     async def setup_nfs(self, uid: str, name: str, source: Obj, read_only: bool = False) -> str:
         """Mount an NFS source (a pod volume's ``nfs``, or an NFS PersistentVolume's
         ``spec.nfs`` under the PV's name) for pod ``uid``; returns the host path. Raises
