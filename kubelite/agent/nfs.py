@@ -82,11 +82,13 @@ def _mount_failed(err: str, command: str, args: list[str], output: str) -> str:
 
 
 class NfsVolumes:
-    """Mounts and unmounts the NFS volumes of a node's pods."""
+    """Mounts and unmounts the NFS volumes of a node's pods. ``backoff``: keep the retry
+    back-off here (False for a caller whose volume manager keeps one for every plugin)."""
 
-    def __init__(self, kernel: bool | None = None, python: str = sys.executable) -> None:
+    def __init__(self, kernel: bool | None = None, python: str = sys.executable, backoff: bool = True) -> None:
         self.kernel = kernel_nfs_available() if kernel is None else kernel
         self.python = python
+        self.use_backoff = backoff
         self.backoff = Backoff(RETRY_INITIAL, RETRY_MAX)
         self._failed_at: dict[str, float] = {}
         self._last_error: dict[str, str] = {}
@@ -117,7 +119,7 @@ class NfsVolumes:
                 log.warning("NFS volume %s is mounted but unusable (%s): mounting it again", key, exc)
                 self._unmount(target, self._state_dir(pod_dir, name))
         failed = self._failed_at.get(key)
-        if failed is not None and self.backoff.is_in_backoff_since(key, failed):
+        if self.use_backoff and failed is not None and self.backoff.is_in_backoff_since(key, failed):
             raise NfsMountError(self._last_error.get(key, "mount failed"), self.backoff.remaining(key, failed),
                                 report=False)
         ro = read_only or bool(source.get("readOnly"))

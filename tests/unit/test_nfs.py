@@ -170,6 +170,13 @@ def test_failed_mount_wording_and_backoff(tmp_path, monkeypatch):
         vols.setup(pod_dir, "kuard-data", {"server": "127.9.9.9", "path": "/exports"})
     assert ei.value.report and ei.value.retry_after == 2 * nfsmod.RETRY_INITIAL and len(runs) == 2
     assert "-o" not in runs[1]
+    # a volume manager with a back-off of its own for every plugin: every call is an attempt
+    plain = NfsVolumes(kernel=True, backoff=False)
+    for _ in range(2):
+        with pytest.raises(NfsMountError) as ei:
+            plain.setup(pod_dir, "kuard-data", {"server": "127.9.9.9", "path": "/exports"})
+        assert ei.value.report
+    assert len(runs) == 4
 
 
 async def test_volume_manager_reports_failed_mount(tmp_path, monkeypatch):
