@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ STOP_TIMEOUT = 5.0
 # pkg/volume/util/nestedpendingoperations: initialDurationBeforeRetry, maxDurationBeforeRetry
 RETRY_INITIAL = 0.5
 RETRY_MAX = 122.0
+GONE_KEPT = 4096
 
 
 class NfsMountError(Exception):
@@ -93,6 +95,17 @@ class NfsVolumes:
         self._failed_at: dict[str, float] = {}
         self._last_error: dict[str, str] = {}
         self._children: dict[str, subprocess.Popen] = {}  # target -> the FUSE process we started
+        # one lock per pod dir: a tear-down waits for a mount under way (in a thread nobody can
+        # cancel) rather than leave the mount it makes behind
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        # pod dirs torn down (oldest first, a bounded memory): a mount that was waiting for
+        # the lock then is refused, not made in a pod dir about to be removed
+        self._gone: dict[str, None] = {}
+
+    def _lock(self, pod_dir: Path) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(str(pod_dir), threading.Lock())
 
     @staticmethod
     def volume_dir(pod_dir: Path, name: str) -> Path:
@@ -107,6 +120,12 @@ class NfsVolumes:
         """Mount ``source`` (a pod volume's or a PV's ``nfs``: server, path, readOnly) for the
         volume ``name`` of the pod whose dir is ``pod_dir``; returns the host path. Blocking.
         Raises :class:`NfsMountError`."""
+        with self._lock(pod_dir):
+            return self._setup(Path(pod_dir), name, source, read_only)
+
+    def _setup(self, pod_dir: Path, name: str, source: Obj, read_only: bool) -> str:
+        if str(pod_dir) in self._gone:
+            raise NfsMountError("the pod's volumes were torn down", RETRY_MAX, report=False)
         target = self.volume_dir(pod_dir, name)
         key = str(target)
         if _mounted(target):
@@ -131,6 +150,8 @@ class NfsVolumes:
             else:
                 self._mount_fuse(spec, target, ro, self._state_dir(pod_dir, name))
         except NfsMountError as exc:
+            with contextlib.suppress(OSError):
+                target.rmdir()  # as the plugin cleans up the mount point of a failed mount
             now = time.time()
             self._failed_at[key] = now
             self._last_error[key] = str(exc)
@@ -195,16 +216,22 @@ class NfsVolumes:
     # ------------------------------------------------------------------ tear-down
     def teardown(self, pod_dir: Path) -> None:
         """Unmount every NFS volume of the pod and end the FUSE processes it had. Blocking."""
-        vols = Path(pod_dir) / "volumes" / PLUGIN_DIR
-        states = Path(pod_dir) / "plugins" / PLUGIN_DIR
-        names = {p.name for d in (vols, states) if d.is_dir() for p in d.iterdir()}
-        for name in sorted(names):
-            target = vols / name
-            self._unmount(target, states / name)
-            key = str(target)
-            self.backoff.reset(key)
-            self._failed_at.pop(key, None)
-            self._last_error.pop(key, None)
+        with self._lock(pod_dir):
+            vols = Path(pod_dir) / "volumes" / PLUGIN_DIR
+            states = Path(pod_dir) / "plugins" / PLUGIN_DIR
+            names = {p.name for d in (vols, states) if d.is_dir() for p in d.iterdir()}
+            for name in sorted(names):
+                target = vols / name
+                self._unmount(target, states / name)
+                key = str(target)
+                self.backoff.reset(key)
+                self._failed_at.pop(key, None)
+                self._last_error.pop(key, None)
+            self._gone[str(pod_dir)] = None
+            while len(self._gone) > GONE_KEPT:
+                del self._gone[next(iter(self._gone))]
+        with self._locks_guard:
+            self._locks.pop(str(pod_dir), None)
 
     def _unmount(self, target: Path, state: Path) -> None:
         if _mounted(target):
