@@ -208,7 +208,8 @@ class NfsVolumes:
             status = f"exit status {proc.returncode}"
             output = ""
         with contextlib.suppress(OSError):
-            output = (err_path.read_text(errors="replace").strip() + "\n" + output).strip()
+            # the client's stderr as mount-utils passes mount's output on: as it is
+            output = err_path.read_text(errors="replace") + (f"{output}\n" if output else "")
         with contextlib.suppress(OSError):
             (state / "fuse.pid").unlink()
         raise NfsMountError(_mount_failed(status, command, args, output), RETRY_INITIAL)

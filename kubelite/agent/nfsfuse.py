@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import socket
 import stat
 import sys
 import time
@@ -266,11 +267,30 @@ def connect(host: str, export: str) -> Any:
             raise ValueError("the server's NFSv4 pseudo-root itself cannot be mounted: name an export below it")
         info = client.stat(rel)
         if getattr(info.type, "value", "") != "directory":
-            raise NotADirectoryError(f"{export} is not a directory on {host}")
+            raise NotADirectoryError(export)
     except BaseException:
         client.close()
         raise
     return client
+
+
+def mount_error(source: str, host: str, exc: BaseException) -> str:
+    """What mount.nfs prints for the same failure, so that both clients read alike."""
+    text = str(exc).lower()
+    if isinstance(exc, socket.gaierror) or "lookup address" in text:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "Name or service not known"
+        return f"mount.nfs: Failed to resolve server {host}: {reason}"
+    if isinstance(exc, ConnectionRefusedError) or "connection refused" in text:
+        return "mount.nfs: Connection refused"
+    if isinstance(exc, TimeoutError) or "timed out" in text:
+        return "mount.nfs: Connection timed out"
+    if isinstance(exc, FileNotFoundError):
+        return f"mount.nfs: mounting {source} failed, reason given by server: No such file or directory"
+    if isinstance(exc, NotADirectoryError):
+        return f"mount.nfs: mounting {source} failed, reason given by server: Not a directory"
+    if isinstance(exc, PermissionError):
+        return f"mount.nfs: access denied by server while mounting {source}"
+    return f"mount.nfs: {source}: {exc}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,9 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         return MOUNT_FAILURE
     try:
         host, export = split_source(a.source)
+    except ValueError as exc:
+        print(f"mount.nfs: {exc}", file=sys.stderr)
+        return MOUNT_FAILURE
+    try:
+        socket.getaddrinfo(host, 2049, type=socket.SOCK_STREAM)
         client = connect(host, export)
     except Exception as exc:
-        print(f"mount.nfs: {a.source}: {exc}", file=sys.stderr)
+        log.debug("mounting %s: %r", a.source, exc)
+        print(mount_error(a.source, host, exc), file=sys.stderr)
         return MOUNT_FAILURE
 
     mounted = False

@@ -5,6 +5,7 @@ nfs-ganesha, are in tests/e2e/test_nfs.py."""
 from __future__ import annotations
 
 import errno
+import socket
 import stat
 import subprocess
 from dataclasses import dataclass, field
@@ -36,6 +37,20 @@ def test_errno_of():
     assert nfsfuse.errno_of(FileExistsError("x")) == errno.EEXIST
     assert nfsfuse.errno_of(RuntimeError("NFS4 error: directory not empty")) == errno.ENOTEMPTY
     assert nfsfuse.errno_of(RuntimeError("something odd")) == errno.EIO
+
+
+def test_mount_errors_read_as_mount_nfs_writes_them():
+    src = "127.9.9.9:/exports"
+    gai = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert nfsfuse.mount_error("my.nfs.server.local:/exports", "my.nfs.server.local", gai) == (
+        "mount.nfs: Failed to resolve server my.nfs.server.local: Name or service not known")
+    assert nfsfuse.mount_error(src, "127.9.9.9", ConnectionRefusedError("Connection refused (os error 111)")) == (
+        "mount.nfs: Connection refused")
+    assert nfsfuse.mount_error(src, "127.9.9.9", TimeoutError("deadline")) == "mount.nfs: Connection timed out"
+    assert nfsfuse.mount_error(src, "127.9.9.9", FileNotFoundError("NFS4 error: no such file or directory")) == (
+        "mount.nfs: mounting 127.9.9.9:/exports failed, reason given by server: No such file or directory")
+    assert nfsfuse.mount_error(src, "127.9.9.9", PermissionError("x")) == (
+        "mount.nfs: access denied by server while mounting 127.9.9.9:/exports")
 
 
 @dataclass
