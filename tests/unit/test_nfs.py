@@ -237,3 +237,23 @@ def test_teardown_ends_only_our_fuse_process(tmp_path):
 def test_kernel_nfs_available_needs_mount_nfs(monkeypatch):
     monkeypatch.setattr(nfsmod.shutil, "which", lambda name, path=None: None)
     assert nfsmod.kernel_nfs_available() is False
+
+
+def test_uninstall_purge_refuses_a_data_dir_with_mounts(tmp_path):
+    """`kubelite uninstall --purge` never removes a tree with a mount in it (an NFS export's
+    files would go with it)."""
+    from kubelite.cli.uninstall import mounts_under, uninstall
+
+    d = tmp_path / "data" / "pods" / "u" / "volumes" / "kubernetes.io~nfs" / "v"
+    d.mkdir(parents=True)
+    (d / "precious").write_text("x")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(d)], check=True)
+    try:
+        (d / "precious").write_text("on the mount")
+        assert mounts_under(tmp_path / "data") == [str(d)]
+        code, out = uninstall(tmp_path / "data", purge=True)
+        assert code == 1 and "still mounted under" in out[0]
+        assert (d / "precious").read_text() == "on the mount"
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+    assert mounts_under(tmp_path / "data") == []
