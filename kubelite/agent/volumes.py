@@ -396,6 +396,10 @@ class VolumeManager:
             r = subprocess.run(["umount", mp], capture_output=True, text=True)
             if r.returncode != 0:
                 subprocess.run(["umount", "-l", mp], capture_output=True)
+        if left := _mounts_under(d):
+            # removing the tree would walk into them (an NFS export's files would go with it)
+            log.error("pod dir %s kept: %d mounts in it could not be unmounted, e.g. %s", d, len(left), left[0])
+            return
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(d)
 
