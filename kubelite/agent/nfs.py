@@ -116,14 +116,16 @@ class NfsVolumes:
         return Path(pod_dir) / "plugins" / PLUGIN_DIR / name
 
     # ------------------------------------------------------------------ set-up
-    def setup(self, pod_dir: Path, name: str, source: Obj, read_only: bool = False) -> str:
+    def setup(self, pod_dir: Path, name: str, source: Obj, read_only: bool = False,
+              mount_options: list[str] | None = None) -> str:
         """Mount ``source`` (a pod volume's or a PV's ``nfs``: server, path, readOnly) for the
-        volume ``name`` of the pod whose dir is ``pod_dir``; returns the host path. Blocking.
-        Raises :class:`NfsMountError`."""
+        volume ``name`` of the pod whose dir is ``pod_dir``; returns the host path.
+        ``mount_options``: a PersistentVolume's ``spec.mountOptions``. Blocking. Raises
+        :class:`NfsMountError`."""
         with self._lock(pod_dir):
-            return self._setup(Path(pod_dir), name, source, read_only)
+            return self._setup(Path(pod_dir), name, source, read_only, mount_options or [])
 
-    def _setup(self, pod_dir: Path, name: str, source: Obj, read_only: bool) -> str:
+    def _setup(self, pod_dir: Path, name: str, source: Obj, read_only: bool, mount_options: list[str]) -> str:
         if str(pod_dir) in self._gone:
             raise NfsMountError("the pod's volumes were torn down", RETRY_MAX, report=False)
         target = self.volume_dir(pod_dir, name)
@@ -142,13 +144,15 @@ class NfsVolumes:
             raise NfsMountError(self._last_error.get(key, "mount failed"), self.backoff.remaining(key, failed),
                                 report=False)
         ro = read_only or bool(source.get("readOnly"))
+        # the nfs plugin's JoinMountOptions(mountOptions, ["ro"]): unique and sorted
+        options = sorted({*mount_options, *(["ro"] if ro else [])})
         spec = f"{source.get('server', '')}:{source.get('path', '')}"
         target.mkdir(parents=True, exist_ok=True)
         try:
             if self.kernel:
-                self._mount_kernel(spec, target, ro)
+                self._mount_kernel(spec, target, options)
             else:
-                self._mount_fuse(spec, target, ro, self._state_dir(pod_dir, name))
+                self._mount_fuse(spec, target, options, self._state_dir(pod_dir, name))
         except NfsMountError as exc:
             with contextlib.suppress(OSError):
                 target.rmdir()  # as the plugin cleans up the mount point of a failed mount
@@ -159,12 +163,12 @@ class NfsVolumes:
         self.backoff.reset(key)
         self._failed_at.pop(key, None)
         self._last_error.pop(key, None)
-        log.info("mounted NFS %s at %s (%s%s)", spec, key, "kernel" if self.kernel else "FUSE",
-                 ", read-only" if ro else "")
+        log.info("mounted NFS %s at %s (%s client%s)", spec, key, "kernel" if self.kernel else "FUSE",
+                 f", -o {','.join(options)}" if options else "")
         return key
 
-    def _mount_kernel(self, spec: str, target: Path, ro: bool) -> None:
-        args = ["-t", "nfs", *(["-o", "ro"] if ro else []), spec, str(target)]
+    def _mount_kernel(self, spec: str, target: Path, options: list[str]) -> None:
+        args = ["-t", "nfs", *(["-o", ",".join(options)] if options else []), spec, str(target)]
         try:
             r = subprocess.run(["mount", *args], capture_output=True, text=True, timeout=MOUNT_TIMEOUT * 4)
         except subprocess.TimeoutExpired as exc:
@@ -174,8 +178,8 @@ class NfsVolumes:
             raise NfsMountError(_mount_failed(f"exit status {r.returncode}", "mount", args, r.stdout + r.stderr),
                                 RETRY_INITIAL)
 
-    def _mount_fuse(self, spec: str, target: Path, ro: bool, state: Path) -> None:
-        args = [*(["-o", "ro"] if ro else []), spec, str(target)]
+    def _mount_fuse(self, spec: str, target: Path, options: list[str], state: Path) -> None:
+        args = [*(["-o", ",".join(options)] if options else []), spec, str(target)]
         command = f"{self.python} -m {FUSE_MODULE}"
         state.mkdir(parents=True, exist_ok=True)
         err_path = state / "fuse.log"

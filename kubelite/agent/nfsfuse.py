@@ -251,16 +251,16 @@ class NfsOperations:
         return 0
 
 
-def _client(url: str) -> Any:
+def _client(url: str, versions: list[str]) -> Any:
     from nfs_rs import Client
 
-    return Client.connect(url, versions=NFS_VERSIONS, connect_timeout=CONNECT_TIMEOUT,
+    return Client.connect(url, versions=versions, connect_timeout=CONNECT_TIMEOUT,
                           operation_timeout=OPERATION_TIMEOUT)
 
 
-def connect(host: str, export: str) -> Any:
+def connect(host: str, export: str, versions: list[str]) -> Any:
     """An nfs-rs client on the server's pseudo-root, the export checked to be a directory there."""
-    client = _client(server_url(host))
+    client = _client(server_url(host), versions)
     try:
         rel = export.strip("/")
         if not rel:
@@ -272,6 +272,21 @@ def connect(host: str, export: str) -> Any:
         client.close()
         raise
     return client
+
+
+def versions_of(opts: set[str]) -> list[str]:
+    """The NFS versions to try for mount options ``ro``/``rw`` and ``nfsvers=``/``vers=``
+    (4, 4.0, 4.1); any other option is refused (ValueError) rather than silently ignored."""
+    versions = list(NFS_VERSIONS)
+    for o in opts:
+        key, _, value = o.partition("=")
+        if o in ("ro", "rw"):
+            continue
+        if key in ("nfsvers", "vers") and value in ("4", "4.0", "4.1"):
+            versions = NFS_VERSIONS if value == "4" else [value]
+            continue
+        raise ValueError(o)
+    return versions
 
 
 def mount_error(source: str, host: str, exc: BaseException) -> str:
@@ -301,9 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = {o for o in a.options.split(",") if o}
-    unknown = opts - {"ro", "rw"}
-    if unknown:
-        print(f"mount.nfs: unsupported mount options {','.join(sorted(unknown))}", file=sys.stderr)
+    try:
+        versions = versions_of(opts)
+    except ValueError as exc:
+        # mount.nfs's answer to an option it does not know
+        print(f"mount.nfs: an incorrect mount option was specified ({exc})", file=sys.stderr)
         return MOUNT_FAILURE
     try:
         host, export = split_source(a.source)
@@ -312,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         return MOUNT_FAILURE
     try:
         socket.getaddrinfo(host, 2049, type=socket.SOCK_STREAM)
-        client = connect(host, export)
+        client = connect(host, export, versions)
     except Exception as exc:
         log.debug("mounting %s: %r", a.source, exc)
         print(mount_error(a.source, host, exc), file=sys.stderr)
@@ -330,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from mfusepy import FUSE
 
-        ops = NfsOperations(client, export, ready, lambda: _client(server_url(host) + export.strip("/")))
+        ops = NfsOperations(client, export, ready, lambda: _client(server_url(host) + export.strip("/"), versions))
         FUSE(ops, a.mountpoint, foreground=True, nothreads=True, allow_other=True,
              default_permissions=True, ro="ro" in opts, fsname=a.source, subtype="nfs")
     except Exception as exc:

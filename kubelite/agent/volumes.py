@@ -226,12 +226,13 @@ class VolumeManager:
             if "nfs" in v:
                 await self.setup_nfs(uid, v.get("name", ""), v.get("nfs") or {})
 
-    async def setup_nfs(self, uid: str, name: str, source: Obj, read_only: bool = False) -> str:
+    async def setup_nfs(self, uid: str, name: str, source: Obj, read_only: bool = False,
+                        mount_options: list[str] | None = None) -> str:
         """Mount an NFS source (a pod volume's ``nfs``, or an NFS PersistentVolume's
-        ``spec.nfs`` under the PV's name) for pod ``uid``; returns the host path. Raises
-        :class:`VolumeError` (retried with back-off)."""
+        ``spec.nfs`` under the PV's name, with its ``spec.mountOptions``) for pod ``uid``;
+        returns the host path. Raises :class:`VolumeError` (retried with back-off)."""
         try:
-            return await asyncio.to_thread(self.nfs.setup, self.pod_dir(uid), name, source, read_only)
+            return await asyncio.to_thread(self.nfs.setup, self.pod_dir(uid), name, source, read_only, mount_options)
         except NfsMountError as exc:
             raise VolumeError(f"MountVolume.SetUp failed for volume \"{name}\" : {exc}", exc.retry_after,
                               exc.report) from None

@@ -39,6 +39,15 @@ def test_errno_of():
     assert nfsfuse.errno_of(RuntimeError("something odd")) == errno.EIO
 
 
+def test_mount_options():
+    assert nfsfuse.versions_of(set()) == ["4.1", "4.0"]
+    assert nfsfuse.versions_of({"ro", "nfsvers=4.0"}) == ["4.0"]
+    assert nfsfuse.versions_of({"vers=4"}) == ["4.1", "4.0"]
+    for bad in ("nfsvers=3", "soft", "timeo=600"):
+        with pytest.raises(ValueError):
+            nfsfuse.versions_of({bad})
+
+
 def test_mount_errors_read_as_mount_nfs_writes_them():
     src = "127.9.9.9:/exports"
     gai = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
@@ -192,6 +201,11 @@ def test_failed_mount_wording_and_backoff(tmp_path, monkeypatch):
             plain.setup(pod_dir, "kuard-data", {"server": "127.9.9.9", "path": "/exports"})
         assert ei.value.report
     assert len(runs) == 4
+    # a PersistentVolume's mountOptions join "ro" as the plugin joins them: unique, sorted
+    with pytest.raises(NfsMountError):
+        plain.setup(pod_dir, "pv-1", {"server": "s", "path": "/e"}, read_only=True,
+                    mount_options=["nfsvers=4.1", "ro"])
+    assert runs[-1][:4] == ["mount", "-t", "nfs", "-o"] and runs[-1][4] == "nfsvers=4.1,ro"
 
 
 async def test_volume_manager_reports_failed_mount(tmp_path, monkeypatch):
