@@ -9,11 +9,14 @@ IMAGES_DIR := build/images
 IMAGES_STAMP := $(IMAGES_DIR)/.built
 
 # Debian packages. Running: the venv, gcc + libc6-dev (the offline images' static binaries),
-# ip/iptables, runc, containerd, the CNI plugins, catatonit (pause) and busybox (images).
+# ip/iptables, runc, containerd, the CNI plugins, catatonit (pause) and busybox (images),
+# NFS volumes: nfs-common (mount.nfs, for a kernel with an NFS client) and fuse3 (libfuse 3
+# and fusermount3, for the userspace NFS client where the kernel has none).
 # Tests only: a local OCI registry (docker-registry), skopeo to push to it, htpasswd
-# (apache2-utils) for its basic auth. No service of a package installed here is started.
-RUN_APT_PACKAGES := python3-venv gcc libc6-dev iproute2 iptables runc containerd containernetworking-plugins catatonit busybox-static
-TEST_APT_PACKAGES := docker-registry skopeo apache2-utils etcd-server etcd-client
+# (apache2-utils) for its basic auth, etcd, an NFS server (nfs-ganesha with its VFS backend).
+# No service of a package installed here is started.
+RUN_APT_PACKAGES := python3-venv gcc libc6-dev iproute2 iptables runc containerd containernetworking-plugins catatonit busybox-static nfs-common fuse3
+TEST_APT_PACKAGES := docker-registry skopeo apache2-utils etcd-server etcd-client nfs-ganesha nfs-ganesha-vfs
 
 RUN_APT_STAMP := $(VENV)/.apt-run
 TEST_APT_STAMP := $(VENV)/.apt-test

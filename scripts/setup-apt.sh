@@ -33,16 +33,21 @@ if [ ! -e "$policy" ]; then
 fi
 cleanup() { if [ -n "$own_policy" ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
+installed_packages() { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" {print $2}' | sort -u; }
+installed_before=$(installed_packages)
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# the packages asked for and those they brought along (nfs-ganesha brings rpcbind, for one)
+mapfile -t new_packages < <({ printf '%s\n' "${missing[@]}"; comm -13 <(echo "$installed_before") <(installed_packages); } | sort -u)
 systemd_running=""
 [ -d /run/systemd/system ] && systemd_running=1
-for p in "${missing[@]}"; do
+for p in "${new_packages[@]}"; do
   while read -r f; do
     case "$f" in
-      /lib/systemd/system/*.service | /usr/lib/systemd/system/*.service)
+      /lib/systemd/system/*.service | /usr/lib/systemd/system/*.service | \
+        /lib/systemd/system/*.socket | /usr/lib/systemd/system/*.socket)
         unit=$(basename "$f")
-        case "$unit" in *@.service) continue ;; esac
+        case "$unit" in *@.service | *@.socket) continue ;; esac
         deb-systemd-helper disable "$unit" >/dev/null 2>&1 || true
         if [ -n "$systemd_running" ]; then systemctl stop "$unit" >/dev/null 2>&1 || true; fi
         echo "kubelite: $p's service $unit is disabled (kubelite does not use it)"

@@ -40,6 +40,7 @@ from cri_api.v1 import api_pb2 as cri
 from kubelite.agent import projected, pvcvolume, volume_util
 from kubelite.agent.backoff import Backoff
 from kubelite.agent.cgroups import bytes_of
+from kubelite.agent.nfs import NfsMountError, NfsVolumes
 from kubelite.agent.podenv import expand
 from kubelite.kinds.storage import PV_SOURCES  # the volume sources a PersistentVolume's spec may carry
 
@@ -256,22 +257,18 @@ async def _projected_or_downward_api(ctx: VolumeContext) -> Mounted:
 
 
 async def _nfs(ctx: VolumeContext) -> Mounted:
-    """The kubelet's nfs plugin: ``mount -t nfs [-o ro] server:path`` with the node's NFS
-    client; its error is the mounter's (``mount failed: exit status 32`` + command + output)."""
+    """The kubelet's nfs plugin (agent/nfs.py): ``mount -t nfs`` with the node's kernel client
+    where it has one, else a userspace NFSv4 client over FUSE; the error is the mounter's
+    (``mount failed: exit status 32`` + command + output). A PersistentVolume's
+    ``mountOptions`` come with its source."""
     src = ctx.volume.get("nfs") or {}
-    d = ctx.dir(NFS_DIR)
     ro = bool(src.get("readOnly"))
-    if d.is_dir() and volume_util.is_mount(d):
-        return Mounted(str(d), ro)
-    d.mkdir(parents=True, exist_ok=True)
-    args = ["-t", "nfs", *(["-o", "ro"] if ro else []), f"{src.get('server', '')}:{src.get('path', '')}", str(d)]
     try:
-        await _mount(args, timeout=NFS_MOUNT_TIMEOUT)
-    except SetUpError:
-        with contextlib.suppress(OSError):
-            d.rmdir()  # as the plugin cleans up a failed mount point
-        raise
-    return Mounted(str(d), ro)
+        path = await asyncio.to_thread(ctx.manager.nfs.setup, ctx.manager.pod_dir(ctx.uid), ctx.name, src, ro,
+                                       list(ctx.volume.get("mountOptions") or []))
+    except NfsMountError as exc:
+        raise SetUpError(str(exc)) from None
+    return Mounted(path, ro)
 
 
 async def _local(ctx: VolumeContext) -> Mounted:
@@ -318,6 +315,8 @@ async def _persistent_volume_claim(ctx: VolumeContext) -> Mounted:
         raise SpecError(f"{where}: volume {pv_name} has volumeMode {spec.get('volumeMode')}, which this node "
                         "does not support")
     inner = {"name": pv_name, **{k: v for k, v in spec.items() if k in PV_SOURCES}}
+    if spec.get("mountOptions"):
+        inner["mountOptions"] = list(spec["mountOptions"])
     ann = (pv.get("metadata") or {}).get("annotations") or {}
     if ann.get("pv.kubernetes.io/provisioned-by") == pvcvolume.LOCAL_PATH_PROVISIONER and "hostPath" in inner:
         # a local-path volume: its directory under this node's storage dir, made on first mount
@@ -514,6 +513,7 @@ class VolumeManager:
         self._mounted: dict[str, dict[str, Mounted]] = {}
         self._mount_backoff = Backoff(MOUNT_BACKOFF_INITIAL, MOUNT_BACKOFF_MAX)
         self._mount_tasks: dict[str, asyncio.Task[MountOutcome]] = {}  # uid -> the mounts under way
+        self.nfs = NfsVolumes(backoff=False)  # the volume manager keeps the back-off
 
     def pod_dir(self, uid: str) -> Path:
         return self.pods_dir / uid
@@ -876,10 +876,15 @@ class VolumeManager:
         for key in [k for k in self._mount_backoff._entries if k.startswith(f"{uid}/")]:
             self._mount_backoff.reset(key)
         d = self.pod_dir(uid)
+        self.nfs.teardown(d)  # NFS first: a FUSE client is ended once its mount is gone
         for mp in _mounts_under(d):
             r = subprocess.run(["umount", mp], capture_output=True, text=True)
             if r.returncode != 0:
                 subprocess.run(["umount", "-l", mp], capture_output=True)
+        if left := _mounts_under(d):
+            # removing the tree would walk into them (an NFS export's files would go with it)
+            log.error("pod dir %s kept: %d mounts in it could not be unmounted, e.g. %s", d, len(left), left[0])
+            return
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(d)
 

@@ -100,7 +100,22 @@ def remove_runtime_dirs() -> list[str]:
     return done
 
 
+def mounts_under(d: Path) -> list[str]:
+    """Mount points at or below ``d`` (a pod's NFS volume left mounted, say)."""
+    prefix = str(d).rstrip("/") + "/"
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    mps = [p[1].replace("\\040", " ") for ln in lines if len(p := ln.split()) > 1]
+    return sorted(mp for mp in mps if mp == str(d) or mp.startswith(prefix))
+
+
 def uninstall(data_dir: Path, purge: bool) -> tuple[int, list[str]]:
+    if purge and data_dir.exists() and (mounted := mounts_under(data_dir)):
+        # removing the tree would walk into them: an NFS export's files would go with it
+        return 1, [f"{len(mounted)} file systems are still mounted under {data_dir}, e.g. {mounted[0]}; "
+                   "unmount them first"]
     left = pods_left()
     if left:
         pods = {Path(p).name for p in left}  # one cgroup per pod in each v1 hierarchy

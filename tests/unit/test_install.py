@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_TOOLS = {"pytest", "pytest-asyncio", "ruff", "mypy", "kubernetes"}
-TEST_ONLY_DEBIAN = {"docker-registry", "skopeo", "apache2-utils", "etcd-server", "etcd-client"}
+TEST_ONLY_DEBIAN = {"docker-registry", "skopeo", "apache2-utils", "etcd-server", "etcd-client", "nfs-ganesha",
+                    "nfs-ganesha-vfs"}
 # each runtime dependency and where kubelite uses it (an import, or what it ships)
 USES = {
     "aiohttp": r"^\s*(from|import) aiohttp\b",
@@ -28,6 +29,8 @@ USES = {
     "aetcd": r"^\s*from aetcd import rpc\b",  # etcd v3's generated gRPC stubs (kubelite.store.etcd)
     "croniter": r"^\s*from croniter import\b",  # CronJob schedules' next times (kubelite.kinds._cron)
     "prometheus-client": r"^\s*(from|import) prometheus_client\b",  # /metrics of the API server and the agent
+    "nfs-rs": r"^\s*from nfs_rs import Client\b",  # the userspace NFS client (kubelite.agent.nfsfuse)
+    "mfusepy": r"^\s*from mfusepy import FUSE\b",  # its FUSE mount
 }
 
 
@@ -82,14 +85,17 @@ def test_make_run_setup_installs_no_test_tool():
 
 FAKES = {
     "dpkg-query": """#!/bin/sh
-if [ "$1" = -W ]; then for p in $INSTALLED; do [ "$p" = "$3" ] && { echo "install ok installed"; exit 0; }; done
+all="$INSTALLED $(cat "$STATE" 2>/dev/null)"
+if [ "$1" = -W ] && [ -z "$3" ]; then for p in $all; do echo "ii  $p"; done; exit 0; fi
+if [ "$1" = -W ]; then for p in $all; do [ "$p" = "$3" ] && { echo "install ok installed"; exit 0; }; done
   echo "unknown ok not-installed"; exit 0; fi
 if [ "$1" = -L ]; then echo /usr/bin/$2; echo /lib/systemd/system/$2.service; echo /lib/systemd/system/$2@.service
-  echo /etc/init.d/kubelite-fake-$2; fi
+  echo /lib/systemd/system/$2.socket; echo /etc/init.d/kubelite-fake-$2; fi
 """,
     "apt-get": """#!/bin/sh
 echo "apt-get $*" >> "$LOG"
-if [ "$1" = install ]; then "$KUBELITE_POLICY_RC_D" docker-registry start; echo "policy-rc.d says $?" >> "$LOG"; fi
+if [ "$1" = install ]; then "$KUBELITE_POLICY_RC_D" docker-registry start; echo "policy-rc.d says $?" >> "$LOG"
+  shift 4; for p in "$@"; do echo "$p fake-dep-of-$p" >> "$STATE"; done; fi
 """,
     "deb-systemd-helper": '#!/bin/sh\necho "deb-systemd-helper $*" >> "$LOG"\n',
     "update-rc.d": '#!/bin/sh\necho "update-rc.d $*" >> "$LOG"\n',
@@ -109,7 +115,7 @@ def _run_setup_apt(tmp_path: Path, *packages: str, installed: str = "", policy_e
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
     env = dict(os.environ, PATH=f"{fakes}:{os.environ['PATH']}", KUBELITE_POLICY_RC_D=str(policy), LOG=str(log),
-               INSTALLED=installed)
+               INSTALLED=installed, STATE=str(tmp_path / "installed"))
     done = subprocess.run([str(ROOT / "scripts" / "setup-apt.sh"), "the tests", *packages], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -122,6 +128,10 @@ def test_setup_apt_installs_without_starting_services(tmp_path):
     assert "apt-get install -y -qq --no-install-recommends docker-registry\n" in log
     assert "policy-rc.d says 101\n" in log  # invoke-rc.d / deb-systemd-invoke would start nothing
     assert "deb-systemd-helper disable docker-registry.service\n" in log
+    assert "deb-systemd-helper disable docker-registry.socket\n" in log  # socket activation neither
+    # what the package brought along is kept quiet too (nfs-ganesha brings rpcbind)
+    assert "deb-systemd-helper disable fake-dep-of-docker-registry.service\n" in log
+    assert "skopeo.service" not in log  # installed before: the machine's own business
     assert "docker-registry@.service" not in log  # templates are never enabled by themselves
     assert "update-rc.d kubelite-fake-docker-registry disable\n" in log
     assert not policy.exists()  # the set-up's own policy-rc.d is gone again
