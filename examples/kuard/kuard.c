@@ -3,7 +3,7 @@
  *
  * Build: gcc -static -O2 -pthread -o kuard kuard.c
  *
- * Listens on :8080 (or --address [HOST]:PORT / --port N / $KUARD_PORT), one detached
+ * Listens on :8080 (or --address [HOST]:PORT / --port N / a numeric $KUARD_PORT), one detached
  * thread per connection, every connection gets read/write timeouts (slow clients
  * cannot pin the server), responses always carry "Connection: close".
  * SIGTERM/SIGINT: exit(0) immediately. See README.md next to this file for the API.
@@ -695,8 +695,10 @@ int main(int argc, char **argv) {
     g_argv = argv;
     int port = 8080;
     char host[128] = "";
+    /* a number only: a Service named "kuard" gives every later container of its namespace the
+     * Docker link variable KUARD_PORT=tcp://<cluster IP>:<port> (enableServiceLinks) */
     const char *env_port = getenv("KUARD_PORT");
-    if (env_port && *env_port) port = atoi(env_port);
+    if (env_port && *env_port && strspn(env_port, "0123456789") == strlen(env_port)) port = atoi(env_port);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (strncmp(a, "--address=", 10) == 0) v = a + 10;
