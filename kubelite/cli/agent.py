@@ -36,6 +36,11 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    help="comma-separated unsafe sysctls or sysctl patterns (ending in *) pods may set, as the "
                         "kubelet's flag (each must be namespaced: kernel.shm*, kernel.msg*, kernel.sem, "
                         "fs.mqueue.*, net.*)")
+    p.add_argument("--cluster-dns", default="", metavar="IP[,IP...]",
+                   help="the nameservers of ClusterFirst pods, as the kubelet's flag (the server's kube-dns "
+                        "ClusterIP, 10.43.0.10 by default; without it those pods get the node's resolv.conf)")
+    p.add_argument("--cluster-domain", default="cluster.local", metavar="DOMAIN",
+                   help="the cluster's DNS domain in pods' search paths (default cluster.local)")
     p.add_argument("--pki-dir", default="", help="a directory whose tls/ holds the cluster CA and its key, to issue "
                                                  "the agent endpoint's serving certificate from (a node beside the "
                                                  "server); without it the certificate comes from a kubelet-serving "
@@ -154,7 +159,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
                             containerd_socket=args.containerd_socket or None, images_dir=args.images_dir or None,
                             pki_dir=args.pki_dir or None, pod_pids_limit=args.pod_max_pids,
                             node_ip=args.node_ip, flannel_backend=args.flannel_backend,
-                            allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls))
+                            allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls),
+                            cluster_dns=split_list(args.cluster_dns), cluster_domain=args.cluster_domain)
         finally:
             if lb is not None:
                 await lb.close()
