@@ -79,6 +79,17 @@ def formerr(wire: bytes) -> bytes | None:
     return struct.pack("!HHHHHH", qid, 0x8000 | (flags & 0x7800) | (flags & 0x0100) | dns.rcode.FORMERR, 0, 0, 0, 0)
 
 
+def _host_port(upstream: str) -> tuple[str, int]:
+    """An upstream as the forward plugin writes them: ``ip``, ``ip:port``, ``[ip6]:port``."""
+    if upstream.startswith("["):
+        host, _, port = upstream[1:].partition("]:")
+        return host, int(port or DNS_PORT)
+    if upstream.count(":") == 1:
+        host, _, port = upstream.partition(":")
+        return host, int(port)
+    return upstream, DNS_PORT
+
+
 def _freebind_socket(kind: int, address: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, kind)
@@ -182,11 +193,13 @@ class DNSServer:
         order = self.upstreams[start:] + self.upstreams[:start]
         async with self._forward_slots:
             for upstream in order:
+                host, port = _host_port(upstream)
                 try:
                     if proto == "tcp":
-                        resp = await dns.asyncquery.tcp(query, upstream, timeout=FORWARD_TIMEOUT)
+                        resp = await dns.asyncquery.tcp(query, host, port=port, timeout=FORWARD_TIMEOUT)
                     else:
-                        resp, _ = await dns.asyncquery.udp_with_fallback(query, upstream, timeout=FORWARD_TIMEOUT)
+                        resp, _ = await dns.asyncquery.udp_with_fallback(query, host, port=port,
+                                                                         timeout=FORWARD_TIMEOUT)
                 except (dns.exception.DNSException, OSError) as exc:
                     self.forwards[(upstream, "error")] += 1
                     log.debug("forwarding %s to %s: %s", query.question[0].name, upstream, exc)
@@ -286,7 +299,8 @@ class DNSServer:
         lines += ["# HELP coredns_forward_requests_total Counter of requests made per upstream.",
                   "# TYPE coredns_forward_requests_total counter"]
         for (to, rcode), n in sorted(self.forwards.items()):
-            lines.append(f'coredns_forward_requests_total{{rcode="{rcode}",to="{to}:53"}} {n}')
+            host, port = _host_port(to)
+            lines.append(f'coredns_forward_requests_total{{rcode="{rcode}",to="{host}:{port}"}} {n}')
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def close(self) -> None:

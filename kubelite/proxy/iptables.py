@@ -254,7 +254,7 @@ class Proxier:
             if rc != 0:
                 rc, out = await self.run_cmd(["iptables", "-w", "-I", chain, *spec], None)
                 if rc != 0:
-                    raise RuntimeError(f"iptables -I {chain}: {out.strip()}")
+                    raise RuntimeError(f"iptables -I {chain} {' '.join(spec)}: exit {rc}: {out.strip()}")
 
     async def sync(self) -> None:
         by_service: dict[str, list[Obj]] = {}
