@@ -26,6 +26,7 @@ USES = {
     "container-runtime-interface-api": r"^\s*from cri_api\b",
     "grpcio": r"^\s*import grpc\b",
     "aetcd": r"^\s*from aetcd import rpc\b",  # etcd v3's generated gRPC stubs (kubelite.store.etcd)
+    "dnspython": r"^\s*import dns\.message\b",  # the cluster DNS (kubelite.dns): messages, records, forwarding
 }
 
 
