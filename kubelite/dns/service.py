@@ -7,7 +7,7 @@ there.
 
 CoreDNS runs as pods in k3s, and its Service selects them. Here the server runs in kubelite's
 process, so the Service has no selector (as for any Service whose endpoints are not pods) and
-this reconciler writes both endpoint objects itself, as the `kubernetes` Service's reconciler
+this reconciler writes the endpoint objects itself, as the `kubernetes` Service's reconciler
 does (controllers/kubernetesservice.py). It re-creates whatever is deleted and puts fields
 back that were changed, every 10 s.
 """
@@ -15,12 +15,14 @@ back that were changed, every 10 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 from typing import Any
 
 from kubelite.api import errors
-from kubelite.apiserver.registry import WriteOptions
+from kubelite.api.selectors import parse_label_selector
+from kubelite.apiserver.registry import DeleteOptions, ListOptions, WriteOptions
 from kubelite.apiserver.stores import Stores
 from kubelite.dns.server import DNS_PORT, METRICS_PORT, pod_network_gateway
 
@@ -57,7 +59,16 @@ def slice_endpoints(address: str, node: str) -> list[Obj]:
              "nodeName": node}]
 
 
+def slice_name(node: str) -> str:
+    return f"{NAME}-{node}"[:253]
+
+
 class KubeDNSService:
+    """One per server with a node: the Service (whoever comes first), this node's EndpointSlice
+    (``kube-dns-<node>``; several servers' DNS servers are all endpoints, as several CoreDNS
+    replicas are), and the Endpoints listing every such slice's address. A slice whose Node is
+    gone is deleted; a server that stops deletes its own."""
+
     def __init__(self, stores: Stores, cluster_ip: str, node: str) -> None:
         self.services = stores.get("", "services")
         self.endpoints = stores.get("", "endpoints")
@@ -77,13 +88,23 @@ class KubeDNSService:
         return pod_network_gateway(cidr) if cidr else ""
 
     async def run(self) -> None:
-        while True:
-            try:
-                done = await self.reconcile()
-            except errors.StatusError as exc:
-                log.warning("reconciling the kube-dns Service: %s", exc.message)
-                done = False
-            await asyncio.sleep(INTERVAL if done else 1.0)
+        try:
+            while True:
+                try:
+                    done = await self.reconcile()
+                except errors.StatusError as exc:
+                    log.warning("reconciling the kube-dns Service: %s", exc.message)
+                    done = False
+                await asyncio.sleep(INTERVAL if done else 1.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.remove())
+
+    async def remove(self) -> None:
+        """This node's DNS server stops: its endpoint goes."""
+        with contextlib.suppress(errors.StatusError):
+            await self.slices.delete(NAMESPACE, slice_name(self.node), DeleteOptions())
+        await self._endpoints()
 
     async def reconcile(self) -> bool:
         """One pass; False while the address is not known yet."""
@@ -91,8 +112,8 @@ class KubeDNSService:
         address = await self.address()
         if not address:
             return False
-        await self._endpoints(address)
         await self._slice(address)
+        await self._endpoints()
         return True
 
     async def _service(self) -> None:
@@ -115,8 +136,29 @@ class KubeDNSService:
         new["spec"].pop("selector", None)
         await self.services.update(NAMESPACE, NAME, new, self.opts)
 
-    async def _endpoints(self, address: str) -> None:
-        subsets = [{"addresses": [{"ip": address, "nodeName": self.node}], "ports": endpoint_ports()}]
+    async def _our_slices(self) -> list[Obj]:
+        """The kube-dns slices this reconciler's kind writes; those of deleted Nodes are deleted."""
+        items, _, _, _ = await self.slices.list(NAMESPACE, ListOptions(label_selector=parse_label_selector(
+            f"kubernetes.io/service-name={NAME},endpointslice.kubernetes.io/managed-by={MANAGER}")))
+        out = []
+        for sl in items:
+            node = next((e.get("nodeName") for e in sl.get("endpoints") or [] if e.get("nodeName")), "")
+            try:
+                if node:
+                    await self.nodes.get("", node)
+            except errors.StatusError as exc:
+                if exc.code == 404:
+                    with contextlib.suppress(errors.StatusError):
+                        await self.slices.delete(NAMESPACE, sl["metadata"]["name"], DeleteOptions())
+                    continue
+            out.append(sl)
+        return out
+
+    async def _endpoints(self) -> None:
+        addresses = sorted({(a, str(e.get("nodeName") or "")) for sl in await self._our_slices()
+                            for e in sl.get("endpoints") or [] for a in e.get("addresses") or []})
+        subsets = [{"addresses": [{"ip": a, "nodeName": n} if n else {"ip": a} for a, n in addresses],
+                    "ports": endpoint_ports()}] if addresses else []
         try:
             cur = await self.endpoints.get(NAMESPACE, NAME)
         except errors.StatusError as exc:
@@ -128,7 +170,7 @@ class KubeDNSService:
                     **LABELS, "endpointslice.kubernetes.io/skip-mirror": "true"}},
                 "subsets": subsets}, self.opts)
             return
-        if cur.get("subsets") == subsets:
+        if (cur.get("subsets") or []) == subsets:
             return
         new = copy.deepcopy(cur)
         new["subsets"] = subsets
@@ -136,14 +178,15 @@ class KubeDNSService:
 
     async def _slice(self, address: str) -> None:
         eps = slice_endpoints(address, self.node)
+        name = slice_name(self.node)
         try:
-            cur = await self.slices.get(NAMESPACE, NAME)
+            cur = await self.slices.get(NAMESPACE, name)
         except errors.StatusError as exc:
             if exc.code != 404:
                 raise
             await self.slices.create(NAMESPACE, {
                 "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": {
+                "metadata": {"name": name, "namespace": NAMESPACE, "labels": {
                     **LABELS, "kubernetes.io/service-name": NAME, "endpointslice.kubernetes.io/managed-by": MANAGER}},
                 "addressType": "IPv4", "ports": endpoint_ports(), "endpoints": eps}, self.opts)
             return
@@ -152,7 +195,7 @@ class KubeDNSService:
         new = copy.deepcopy(cur)
         new["endpoints"] = eps
         new["ports"] = endpoint_ports()
-        await self.slices.update(NAMESPACE, NAME, new, self.opts)
+        await self.slices.update(NAMESPACE, name, new, self.opts)
 
 
-__all__ = ["KubeDNSService", "service_object"]
+__all__ = ["KubeDNSService", "service_object", "slice_name"]

@@ -11,7 +11,7 @@ from kubelite.dns.service import KubeDNSService
 
 
 def test_kube_dns_service_and_endpoints(tmp_path):
-    from kubelite.apiserver.registry import WriteOptions
+    from kubelite.apiserver.registry import DeleteOptions, ListOptions, WriteOptions
     from kubelite.apiserver.stores import Stores
     from kubelite.kinds.registry import default_registry
     from kubelite.kinds.service_rest import configure
@@ -40,7 +40,7 @@ def test_kube_dns_service_and_endpoints(tmp_path):
             node.setdefault("spec", {})["podCIDR"] = "10.244.3.0/24"
             await nodes.update("", "n1", node, opts)
             assert await r.reconcile() is True
-            sl = await stores.get("discovery.k8s.io", "endpointslices").get("kube-system", "kube-dns")
+            sl = await stores.get("discovery.k8s.io", "endpointslices").get("kube-system", "kube-dns-n1")
             assert sl["endpoints"][0]["addresses"] == ["10.244.3.1"] and sl["endpoints"][0]["nodeName"] == "n1"
             assert sl["metadata"]["labels"]["kubernetes.io/service-name"] == "kube-dns"
             assert {p["name"]: (p["port"], p["protocol"]) for p in sl["ports"]} == {
@@ -52,21 +52,37 @@ def test_kube_dns_service_and_endpoints(tmp_path):
             rvs = [sl["metadata"]["resourceVersion"], ep["metadata"]["resourceVersion"], svc["metadata"][
                 "resourceVersion"]]
             await r.reconcile()
-            now = [(await stores.get(g, p).get("kube-system", "kube-dns"))["metadata"]["resourceVersion"]
-                   for g, p in (("discovery.k8s.io", "endpointslices"), ("", "endpoints"), ("", "services"))]
+            now = [(await stores.get(g, p).get("kube-system", n))["metadata"]["resourceVersion"]
+                   for g, p, n in (("discovery.k8s.io", "endpointslices", "kube-dns-n1"), ("", "endpoints", "kube-dns"),
+                                   ("", "services", "kube-dns"))]
             assert now == rvs
 
             # changed or deleted: put back
             bad = copy.deepcopy(sl)
             bad["endpoints"][0]["addresses"] = ["10.9.9.9"]
-            await stores.get("discovery.k8s.io", "endpointslices").update("kube-system", "kube-dns", bad, opts)
-            from kubelite.apiserver.registry import DeleteOptions
-
+            await stores.get("discovery.k8s.io", "endpointslices").update("kube-system", "kube-dns-n1", bad, opts)
             await stores.get("", "endpoints").delete("kube-system", "kube-dns", DeleteOptions())
             await r.reconcile()
-            sl = await stores.get("discovery.k8s.io", "endpointslices").get("kube-system", "kube-dns")
+            sl = await stores.get("discovery.k8s.io", "endpointslices").get("kube-system", "kube-dns-n1")
             assert sl["endpoints"][0]["addresses"] == ["10.244.3.1"]
             assert (await stores.get("", "endpoints").get("kube-system", "kube-dns"))["subsets"]
+
+            # a second server's node: both are endpoints; a deleted Node's slice goes; a stopping server's too
+            await nodes.create("", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n2"},
+                                    "spec": {"podCIDR": "10.244.4.0/24"}}, opts)
+            r2 = KubeDNSService(stores, "10.43.0.10", "n2")
+            await r2.reconcile()
+            ep = await stores.get("", "endpoints").get("kube-system", "kube-dns")
+            assert [a["ip"] for a in ep["subsets"][0]["addresses"]] == ["10.244.3.1", "10.244.4.1"]
+            await nodes.delete("", "n2", DeleteOptions())
+            await r.reconcile()
+            ep = await stores.get("", "endpoints").get("kube-system", "kube-dns")
+            assert [a["ip"] for a in ep["subsets"][0]["addresses"]] == ["10.244.3.1"]
+            await r.remove()
+            ep = await stores.get("", "endpoints").get("kube-system", "kube-dns")
+            assert ep.get("subsets", []) == []
+            items, _, _, _ = await stores.get("discovery.k8s.io", "endpointslices").list("kube-system", ListOptions())
+            assert items == []
         finally:
             await store.close()
 
