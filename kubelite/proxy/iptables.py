@@ -240,9 +240,13 @@ class Proxier:
             await asyncio.shield(self.cleanup())
 
     async def _kube_chains(self) -> set[str]:
-        rc, out = await self.run_cmd(["iptables-save", "-t", "nat"], None)
-        if rc != 0:
-            raise RuntimeError(f"iptables-save: {out.strip()}")
+        for attempt in range(3):  # the nf_tables backend fails a save that races another writer (CNI's)
+            rc, out = await self.run_cmd(["iptables-save", "-t", "nat"], None)
+            if rc == 0:
+                break
+            await asyncio.sleep(0.05 * (attempt + 1))
+        else:
+            raise RuntimeError(f"iptables-save: exit {rc}: {out.strip()}")
         return {ln[1:].split()[0] for ln in out.splitlines() if ln.startswith(":KUBE-")}
 
     async def _ensure_jumps(self) -> None:

@@ -7,6 +7,7 @@ connections at once. DNS traffic goes only to the service network of this host."
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import subprocess
@@ -57,6 +58,16 @@ def test_cluster_dns_from_pods(tmp_path):
         assert [(p["name"], p["port"], p["protocol"]) for p in svc["spec"]["ports"]] == [
             ("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")]
         assert svc["metadata"]["labels"]["k8s-app"] == "kube-dns"
+
+        def dns_endpoints():
+            items = json.loads(server.kubectl("get", "endpointslices", "-n", "kube-system", "-l",
+                                              "kubernetes.io/service-name=kube-dns", "-o", "json").stdout)["items"]
+            return [(s["metadata"]["name"], a, e.get("nodeName")) for s in items for e in s["endpoints"]
+                    for a in e["addresses"]]
+        # where the DNS server listens: the node's pod-network gateway (the first address of its pod CIDR)
+        node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+        gateway = str(next(ipaddress.ip_network(node["spec"]["podCIDR"]).hosts()))
+        wait_until(lambda: dns_endpoints() == [(f"kube-dns-{NODE}", gateway, NODE)], 30, 0.2, "kube-dns's endpoint")
 
         server.kubectl("run", "kuard", f"--image={KUARD}", "--port=8080")
         server.kubectl("expose", "pod", "kuard", "--port", "80", "--target-port", "8080")
