@@ -49,6 +49,7 @@ FORWARD_TIMEOUT = 2.0  # per upstream; the forward plugin's dial/read timeouts a
 MAX_FORWARDS = 256  # forwarded queries in flight (the forward plugin's max_concurrent is 1000)
 TCP_IDLE = 10.0  # seconds a TCP client may stay silent (CoreDNS's read timeout)
 LOCAL_REFRESH = 10.0
+ANSWER_CACHE = 10000  # the zone's encoded answers kept until the index changes (the cache plugin's job)
 
 
 def upstreams_from(resolv_conf: str, exclude: Iterable[str] = ()) -> list[str]:
@@ -149,6 +150,9 @@ class DNSServer:
         self._tcp: asyncio.Server | None = None
         self._metrics: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # (question as asked, rd/cd bits, EDNS, transport) -> the encoded answer without its ID
+        self._answers: dict[tuple[Any, ...], bytes] = {}
+        self._answers_generation = -1
 
     # ------------------------------------------------------------------ answering
     async def resolve(self, wire: bytes, client: str, proto: str) -> bytes | None:
@@ -167,7 +171,16 @@ class DNSServer:
         family = "2" if ":" in client else "1"
         self.requests[(proto, family, dns.rdatatype.to_text(q.rdtype))] += 1
         resp: dns.message.Message | None
+        key: tuple[Any, ...] | None = None
         if self.zone.handles(q.name):
+            if self._answers_generation != self.zone.generation:
+                self._answers.clear()
+                self._answers_generation = self.zone.generation
+            key = (q.name.to_wire(), q.rdtype, q.rdclass, query.flags & 0x0110, query.edns, query.payload, proto)
+            cached = self._answers.get(key)
+            if cached is not None:
+                self.responses[dns.rcode.to_text(dns.rcode.from_flags(cached[3], 0))] += 1
+                return wire[:2] + cached[2:]
             ans = self.zone.answer(q.name, q.rdtype)
             if ans.forward:
                 resp = await self.forward(query, proto)
@@ -175,6 +188,9 @@ class DNSServer:
                 resp = build_response(query, ans)
                 if ans.chase:
                     await self._chase(resp, ans.chase, q.rdtype, proto)
+                    key = None  # (upstream data: not ours to keep)
+            if ans.forward:
+                key = None
         else:
             resp = await self.forward(query, proto)
         if resp is None:
@@ -183,8 +199,14 @@ class DNSServer:
         self.responses[dns.rcode.to_text(resp.rcode())] += 1
         if proto == "udp":
             limit = max(512, min(query.payload, 4096)) if query.edns >= 0 else 512
-            return resp.to_wire(max_size=limit, prefer_truncation=True)
-        return resp.to_wire()
+            out = resp.to_wire(max_size=limit, prefer_truncation=True)
+        else:
+            out = resp.to_wire()
+        if key is not None and resp.rcode() != dns.rcode.SERVFAIL:
+            if len(self._answers) >= ANSWER_CACHE:
+                self._answers.clear()
+            self._answers[key] = out
+        return out
 
     async def forward(self, query: dns.message.Message, proto: str) -> dns.message.Message | None:
         """The forward plugin: each upstream in turn (from a random one) until one answers."""
