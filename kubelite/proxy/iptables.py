@@ -197,10 +197,26 @@ def build_filter_rules(services: list[Obj], slices_by_service: dict[str, list[Ob
 
 
 async def run_command(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate(stdin)
-    return proc.returncode or 0, out.decode(errors="replace")
+    """Run an iptables command. iptables 1.8.9 (nf_tables) here now and then dies of SIGSEGV when
+    another writer (the CNI plugins) changes the ruleset at the same moment; such a run changed
+    nothing and is run again (a few times), as is one whose stdin closed early (the same crash)."""
+    rc, text = 0, ""
+    for attempt in range(4):
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            out, _ = await proc.communicate(stdin)
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):  # it died before reading its input
+            out = b""
+            await proc.wait()
+            rc = proc.returncode if proc.returncode is not None and proc.returncode < 0 else -1
+        else:
+            rc = proc.returncode or 0
+        text = out.decode(errors="replace")
+        if rc >= 0:
+            break
+        await asyncio.sleep(0.05 * (attempt + 1))
+    return rc, text
 
 
 class Proxier:
