@@ -106,6 +106,14 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"kubelite agent: {exc}\n")
         return 1
+    import ipaddress
+
+    for ip in split_list(args.cluster_dns):
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:  # the kubelet's config validation
+            sys.stderr.write(f"kubelite agent: --cluster-dns: invalid IP address {ip!r}\n")
+            return 1
     # isClientConfigStillValid: a kubeconfig whose client certificate expired (the node was
     # off longer than the certificate lived) is replaced by joining again, when told how
     join = (not kubeconfig.exists() or _client_certificate_expired(kubeconfig, data_dir / "pki")) \
