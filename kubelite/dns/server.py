@@ -31,8 +31,10 @@ from typing import Any
 
 import dns.asyncquery
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
+import dns.opcode
 import dns.rcode
 import dns.rdatatype
 from aiohttp import web
@@ -165,8 +167,16 @@ class DNSServer:
         except (dns.exception.DNSException, ValueError):
             self.responses["FORMERR"] += 1
             return formerr(wire)
-        if query.flags & 0x8000 or len(query.question) != 1:
-            return None if query.flags & 0x8000 else formerr(wire)
+        if query.flags & dns.flags.QR:  # a response: never answered
+            return None
+        if query.opcode() != dns.opcode.QUERY:  # NOTIFY, UPDATE, …: not a server for those
+            notimp = dns.message.make_response(query)
+            notimp.set_rcode(dns.rcode.NOTIMP)
+            self.responses["NOTIMP"] += 1
+            return notimp.to_wire()
+        if len(query.question) != 1:
+            self.responses["FORMERR"] += 1
+            return formerr(wire)
         q = query.question[0]
         family = "2" if ":" in client else "1"
         self.requests[(proto, family, dns.rdatatype.to_text(q.rdtype))] += 1

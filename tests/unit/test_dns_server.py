@@ -9,6 +9,7 @@ import socket
 import dns.asyncquery
 import dns.flags
 import dns.message
+import dns.opcode
 import dns.rcode
 
 from kubelite.dns.records import ClusterZone
@@ -67,6 +68,10 @@ def test_udp_tcp_truncation_forwarding_and_access():
             assert await server.resolve(q.to_wire(), "198.51.100.7", "udp") is None and server.dropped == 1
             assert await server.resolve(b"\x12\x34\x01\x00garbage", "127.0.0.1", "udp") == formerr(
                 b"\x12\x34\x01\x00garbage")
+            update = dns.message.make_query("big.default.svc.cluster.local", "A")
+            update.set_opcode(dns.opcode.UPDATE)
+            reply = await server.resolve(update.to_wire(), "127.0.0.1", "udp")
+            assert dns.message.from_wire(reply).rcode() == dns.rcode.NOTIMP
             assert server.access.allowed("10.244.7.7") and server.access.allowed("::ffff:127.0.0.1")
             # the prometheus plugin's counters on the metrics port
             import aiohttp
