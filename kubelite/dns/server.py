@@ -72,14 +72,14 @@ def _local_addresses() -> set[str]:
     return addrs
 
 
-def formerr(wire: bytes) -> bytes | None:
-    """A FORMERR for a query we cannot parse, when it has a header at all."""
+def formerr(wire: bytes, rcode: int = dns.rcode.FORMERR) -> bytes | None:
+    """A FORMERR (or another rcode) for a query we cannot parse, when it has a header at all."""
     if len(wire) < 12:
         return None
     qid, flags = struct.unpack("!HH", wire[:4])
     if flags & 0x8000:  # a response: never answer it
         return None
-    return struct.pack("!HHHHHH", qid, 0x8000 | (flags & 0x7800) | (flags & 0x0100) | dns.rcode.FORMERR, 0, 0, 0, 0)
+    return struct.pack("!HHHHHH", qid, 0x8000 | (flags & 0x7800) | (flags & 0x0100) | rcode, 0, 0, 0, 0)
 
 
 def _host_port(upstream: str) -> tuple[str, int]:
@@ -162,6 +162,9 @@ class DNSServer:
         if not self.access.allowed(client):
             self.dropped += 1
             return None
+        if len(wire) >= 4 and (wire[2] >> 3) & 0xF != dns.opcode.QUERY and not wire[2] & 0x80:
+            self.responses["NOTIMP"] += 1  # NOTIFY, UPDATE, …: not a server for those
+            return formerr(wire, dns.rcode.NOTIMP)
         try:
             query = dns.message.from_wire(wire)
         except (dns.exception.DNSException, ValueError):
@@ -169,11 +172,6 @@ class DNSServer:
             return formerr(wire)
         if query.flags & dns.flags.QR:  # a response: never answered
             return None
-        if query.opcode() != dns.opcode.QUERY:  # NOTIFY, UPDATE, …: not a server for those
-            notimp = dns.message.make_response(query)
-            notimp.set_rcode(dns.rcode.NOTIMP)
-            self.responses["NOTIMP"] += 1
-            return notimp.to_wire()
         if len(query.question) != 1:
             self.responses["FORMERR"] += 1
             return formerr(wire)
