@@ -11,6 +11,7 @@ import ipaddress
 import json
 import socket
 import subprocess
+import sys
 import time
 
 import dns.exception
@@ -47,6 +48,51 @@ def _try_query(name: str, qtype: str = "A") -> dns.message.Message | None:
 
 def _answers(msg: dns.message.Message) -> list[str]:
     return sorted(r.to_text() for rr in msg.answer for r in rr)
+
+
+OUTSIDER = ("""
+import socket, struct, sys
+import dns.message
+q = dns.message.make_query("kuard.default.svc.cluster.local", "A").to_wire()
+t = socket.create_connection((sys.argv[1], 53), timeout=3)
+t.sendall(struct.pack("!H", len(q)) + q)
+try:
+    tcp = "answered" if t.recv(2) else "closed"
+except socket.timeout:
+    tcp = "timeout"
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(2)
+u.sendto(q, (sys.argv[1], 53))
+try:
+    u.recv(512)
+    udp = "answered"
+except socket.timeout:
+    udp = "timeout"
+print(tcp, udp)
+""")
+
+
+def _outsider_asks(address: str) -> tuple[str, ...]:
+    """From a network namespace joined to this host by a veth pair (198.18.77.0/30, routed to the
+    pod network through the host): (tcp, udp) outcome of a query to ``address``."""
+    ns, host_if, ns_if = "kl-e2e-dnsout", "kl-dnso0", "kl-dnso1"
+    run = lambda *a: subprocess.run(a, capture_output=True, text=True, check=True)  # noqa: E731
+    try:
+        run("ip", "netns", "add", ns)
+        run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        run("ip", "link", "set", ns_if, "netns", ns)
+        run("ip", "addr", "add", "198.18.77.1/30", "dev", host_if)
+        run("ip", "link", "set", host_if, "up")
+        run("ip", "netns", "exec", ns, "ip", "addr", "add", "198.18.77.2/30", "dev", ns_if)
+        run("ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+        run("ip", "netns", "exec", ns, "ip", "route", "add", f"{address}/32", "via", "198.18.77.1")
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", OUTSIDER, address], capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return tuple(out.stdout.split())
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def test_cluster_dns_from_pods(tmp_path):
@@ -139,6 +185,10 @@ def test_cluster_dns_from_pods(tmp_path):
         p = server.kubectl("exec", "client", "--", "wget", "-qO-", "http://nobody/", check=False)
         assert p.returncode != 0 and "refused" in (p.stdout + p.stderr).lower(), p.stderr
         assert time.monotonic() - t0 < 5.0
+
+        # not an open resolver: a host outside the pod network that routes to the DNS server's address
+        # reaches it (TCP is accepted) but gets no answer
+        assert _outsider_asks(gateway) == ("closed", "timeout")
 
         # a new Service's name resolves as soon as the DNS server's watch sees it
         late = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "late"},
