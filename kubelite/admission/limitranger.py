@@ -9,7 +9,7 @@ from typing import Any
 
 from kubelite.admission.quota import qty
 from kubelite.api import errors
-from kubelite.apiserver.admission import CREATE, Attributes
+from kubelite.apiserver.admission import CREATE, UPDATE, Attributes
 from kubelite.apiserver.registry import ListOptions
 from kubelite.apiserver.stores import Stores
 
@@ -102,8 +102,15 @@ class LimitRanger:
             meta = a.obj.setdefault("metadata", {})  # type: ignore[union-attr]
             meta.setdefault("annotations", {})[ANNOTATION] = "LimitRanger plugin set: " + "; ".join(notes)
 
+    @staticmethod
+    def _resize(a: Attributes) -> bool:
+        """SupportsAttributes' special case: an in-place resize (pods/resize) is validated
+        against the ranges too (not defaulted: a resize changes only what it names)."""
+        return a.operation == UPDATE and a.subresource == "resize" and a.kind.group == "" \
+            and a.kind.plural == "pods" and a.obj is not None
+
     async def validate(self, a: Attributes) -> None:
-        if not self._applies(a):
+        if not self._applies(a) and not self._resize(a):
             return
         items = await self._items(a.namespace)
         name = a.name or (a.obj.get("metadata") or {}).get("name", "")  # type: ignore[union-attr]

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from kubelite.agent import crispec, podnet, registries
 from kubelite.agent.allocation import STATE_FILE, AllocationManager
 from kubelite.agent.certmanager import (
@@ -120,6 +122,7 @@ class Agent:
         self.prober: ProbeManager | None = None
         self.server: Any = None
         self.pods: Informer | None = None
+        self.services: Informer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._api_pods: dict[str, Obj] = {}
         self.runtime_cache: crispec.RuntimeCache | None = None
@@ -198,10 +201,21 @@ class Agent:
         self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
                                   cache=self.runtime_cache, allocatable=node.capacity)
         self.workers.sysctls = self.sysctls
+        # what the runtime supports (the kubelet reads its CRI Status features)
+        try:
+            st = await self.cri.status()
+            strict = bool(st.features.supplemental_groups_policy)
+        except grpc.aio.AioRpcError:
+            strict = False
+        self.workers.strict_groups_supported = node.strict_groups_supported = strict
+        # every Service, for the containers' service environment variables (kubelet's service lister)
+        self.services = Informer(ClientListWatch(self.client, "v1", "services"), name="agent-services")
+        self.runtime.services = self._services
         # the pods bound to this node: dispatched to their workers as they come and go
         self.pods = Informer(ClientListWatch(self.client, "v1", "pods", fieldSelector=f"spec.nodeName={self.node_name}"))
         self.pods.add_handler(self._pod_event)
-        self._tasks = [asyncio.create_task(self.pods.run(), name="agent-pod-informer")]
+        self._tasks = [asyncio.create_task(self.pods.run(), name="agent-pod-informer"),
+                       asyncio.create_task(self.services.run(), name="agent-service-informer")]
         await self.pods.wait_synced()
         await self._remove_orphans()
         self.node.start()
@@ -347,6 +361,11 @@ class Agent:
             if exc.code == 404:
                 return None
             raise
+
+    def _services(self) -> list[Obj] | None:
+        if self.services is None or not self.services.synced.is_set():
+            return None
+        return list(self.services.objects.values())
 
     def _runtime_changed(self, uid: str) -> None:
         if self.workers is not None:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -195,12 +196,72 @@ def _log_tail(path: str) -> str:
 
 
 # --------------------------------------------------------------------------- sandbox config
+CLUSTER_DOMAIN = "cluster.local"
+HOSTNAME_MAX = 63  # a DNS label
+FQDN_MAX = 64  # the kernel's nodename field
+
+
+class SandboxConfigError(Exception):
+    """The pod's sandbox config cannot be generated (a FailedCreatePodSandBox event)."""
+
+
+def _truncate_hostname(hostname: str) -> str:
+    """truncatePodHostnameIfNeeded: at most 63 characters, no trailing '-' or '.'."""
+    if len(hostname) <= HOSTNAME_MAX:
+        return hostname
+    return hostname[:HOSTNAME_MAX].rstrip("-.")
+
+
+def pod_hostname_and_domain(pod: Obj, cluster_domain: str = CLUSTER_DOMAIN) -> tuple[str, str]:
+    """GeneratePodHostNameAndDomain: ``hostnameOverride`` (no domain), else ``hostname`` or the
+    pod's name, truncated to a DNS label; the domain ``<subdomain>.<namespace>.svc.<cluster
+    domain>`` when ``subdomain`` is set."""
+    spec = pod.get("spec") or {}
+    meta = pod["metadata"]
+    override = spec.get("hostnameOverride")
+    if override:
+        return _truncate_hostname(override), ""
+    hostname = _truncate_hostname(spec.get("hostname") or meta["name"])
+    sub = spec.get("subdomain")
+    domain = f"{sub}.{meta.get('namespace', '')}.svc.{cluster_domain}" if sub and cluster_domain else ""
+    return hostname, domain
+
+
+def kernel_hostname(hostname: str, domain: str, as_fqdn: bool) -> str:
+    """GetNodenameForKernel: with ``setHostnameAsFQDN`` and a domain, the FQDN (at most 64
+    characters, the kernel's limit)."""
+    if not (domain and as_fqdn):
+        return hostname
+    fqdn = f"{hostname}.{domain}"
+    if len(fqdn) > FQDN_MAX:
+        raise SandboxConfigError(f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too "
+                                 f"long ({FQDN_MAX} characters is the max, {len(fqdn)} characters requested)")
+    return fqdn
+
+
+def _selinux_and_groups_policy(sc: Any, psc: Obj, csc: Obj) -> None:
+    """SELinux options (the container's, else the pod's: determineEffectiveSecurityContext) and
+    the supplemental-groups policy, as the kubelet hands them to the runtime (a runtime on a
+    host without SELinux ignores the options; Strict reaches only runtimes that support it —
+    the agent's admission refuses it elsewhere)."""
+    se = csc.get("seLinuxOptions") or psc.get("seLinuxOptions") or {}
+    if se:
+        sc.selinux_options.CopyFrom(cri.SELinuxOption(user=se.get("user", ""), role=se.get("role", ""),
+                                                      type=se.get("type", ""), level=se.get("level", "")))
+    if psc.get("supplementalGroupsPolicy") == "Strict":
+        sc.supplemental_groups_policy = cri.SupplementalGroupsPolicy.Strict
+
+
 def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: str,
                    seccomp_root: str = "/var/lib/kubelet/seccomp", dns: DNSConfigurer | None = None) -> Any:
     m = pod["metadata"]
     spec = pod.get("spec") or {}
     host_network = bool(spec.get("hostNetwork"))
-    hostname = socket.gethostname() if host_network else (spec.get("hostname") or m["name"])
+    if host_network:
+        hostname = socket.gethostname()
+    else:
+        name, domain = pod_hostname_and_domain(pod, (dns or DNSConfigurer()).cluster_domain)
+        hostname = kernel_hostname(name, domain, bool(spec.get("setHostnameAsFQDN")))
     labels = dict(m.get("labels") or {})
     labels.update({POD_NAME: m["name"], POD_NAMESPACE: m.get("namespace", ""), POD_UID: m["uid"]})
     annotations = dict(m.get("annotations") or {})
@@ -221,6 +282,7 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
         namespace_options=ns_opts,
         privileged=any(((c.get("securityContext") or {}).get("privileged")) for c in spec.get("containers") or []),
         supplemental_groups=list(psc.get("supplementalGroups") or []) + ([psc["fsGroup"]] if "fsGroup" in psc else []))
+    _selinux_and_groups_policy(sc, psc, {})
     if "runAsUser" in psc:
         sc.run_as_user.value = psc["runAsUser"]
     if "runAsGroup" in psc:
@@ -236,16 +298,14 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
 
 
 # --------------------------------------------------------------------------- container config
-def etc_hosts(pod: Obj, pod_ips: list[str], cluster_domain: str = "cluster.local") -> str:
+def etc_hosts(pod: Obj, pod_ips: list[str], cluster_domain: str = CLUSTER_DOMAIN) -> str:
     """The kubelet's managed /etc/hosts (the FQDN of a pod with a subdomain: GeneratePodHostNameAndDomain)."""
     spec = pod.get("spec") or {}
-    name = spec.get("hostname") or pod["metadata"]["name"]
+    name, domain = pod_hostname_and_domain(pod, cluster_domain)
     lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost",
              "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix",
              "fe00::1\tip6-allnodes", "fe00::2\tip6-allrouters"]
-    sub = spec.get("subdomain")
-    fqdn = f"{name}.{sub}.{pod['metadata'].get('namespace', '')}.svc.{cluster_domain}" if sub and cluster_domain \
-        else ""
+    fqdn = f"{name}.{domain}" if domain else ""
     for ip in pod_ips:
         lines.append(f"{ip}\t{fqdn}\t{name}" if fqdn else f"{ip}\t{name}")
     for ha in spec.get("hostAliases") or []:
@@ -328,6 +388,7 @@ def security_context(pod: Obj, container: Obj, target_id: str = "",
             pid=cri.NODE if spec.get("hostPID") else (cri.POD if spec.get("shareProcessNamespace") else cri.CONTAINER),
             ipc=cri.NODE if spec.get("hostIPC") else cri.POD),
         supplemental_groups=list(psc.get("supplementalGroups") or []) + ([psc["fsGroup"]] if "fsGroup" in psc else []))
+    _selinux_and_groups_policy(sc, psc, csc)
     if target_id and not spec.get("hostPID") and not spec.get("shareProcessNamespace"):
         sc.namespace_options.pid = cri.TARGET
         sc.namespace_options.target_id = target_id
@@ -393,7 +454,34 @@ def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count:
         tty=bool(container.get("tty")),
         linux=cri.LinuxContainerConfig(resources=container_resources(pod, container, memory_capacity),
                                        security_context=security_context(pod, container, target_id or "",
-                                                                         seccomp_root)))
+                                                                         seccomp_root)),
+        stop_signal=cri_stop_signal(container))
+
+
+def stop_signal_of(container: Obj) -> str | None:
+    """The container's lifecycle.stopSignal (None: the runtime's default, the image's STOPSIGNAL)."""
+    sig = ((container.get("lifecycle") or {}).get("stopSignal"))
+    return sig or None
+
+
+def cri_stop_signal(container: Obj) -> Any:
+    """The CRI Signal enum value for the container's stop signal (RUNTIME_DEFAULT without one)."""
+    sig = stop_signal_of(container)
+    if sig is None:
+        return cri.RUNTIME_DEFAULT
+    return cri.Signal.Value(sig.replace("+", "PLUS").replace("-", "MINUS"))
+
+
+def signal_number(name: str) -> int:
+    """The Linux signal number of an API Signal name (``SIGUSR1``, ``SIGRTMIN+3``, ``SIGRTMAX-2``)."""
+    if name.startswith("SIGRTMIN+"):
+        return int(signal.SIGRTMIN) + int(name[9:])
+    if name.startswith("SIGRTMAX-"):
+        return int(signal.SIGRTMAX) - int(name[9:])
+    aliases = {"SIGCLD": "SIGCHLD", "SIGPOLL": "SIGIO", "SIGIOT": "SIGABRT"}
+    if name == "SIGSTKFLT":
+        return 16
+    return int(getattr(signal, aliases.get(name, name)))
 
 
 # --------------------------------------------------------------------------- reading state

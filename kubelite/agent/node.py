@@ -105,6 +105,7 @@ class NodeManager:
         self.runtime_version = runtime_version
         self.cri = cri
         self.host_ip = node_ip or host_ip()  # the kubelet's --node-ip, else the default route's source
+        self.strict_groups_supported = False  # the runtime CRI Status features.supplemental_groups_policy
         self.pod_cidr = ""
         self.pod_mtu = 0  # the pods' MTU when the pod network needs a smaller one (vxlan); 0: the default
         self.node: Obj | None = None
@@ -164,6 +165,7 @@ class NodeManager:
             "addresses": self.addresses(),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": self.node_info(),
+            "features": {"supplementalGroupsPolicy": self.strict_groups_supported},
         }
 
     # ------------------------------------------------------------------ registration

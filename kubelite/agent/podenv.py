@@ -4,7 +4,7 @@ expansion (third_party/forked/golang/expansion)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -17,6 +17,63 @@ Fetch = Callable[[str, str, str], Awaitable[Obj | None]]
 
 class EnvError(Exception):
     """A problem that makes the container config invalid (CreateContainerConfigError)."""
+
+
+# the services whose variables every pod gets, whatever its enableServiceLinks (kubelet's
+# masterServices), from the default namespace
+MASTER_SERVICES = frozenset({"kubernetes"})
+SERVICES_NOT_SYNCED = "services have not yet been read at least once, cannot construct envvars"
+
+
+def _env_name(service_name: str) -> str:
+    return service_name.upper().replace("-", "_")
+
+
+def _ip_set(svc: Obj) -> bool:
+    ip = (svc.get("spec") or {}).get("clusterIP") or ""
+    return ip not in ("", "None")
+
+
+def service_env(services: Iterable[Obj], namespace: str, enable_service_links: bool) -> dict[str, str]:
+    """getServiceEnvVarMap + envvars.FromServices: ``{SVC}_SERVICE_HOST``/``_SERVICE_PORT``
+    (and ``_SERVICE_PORT_{NAME}`` per named port) and Docker link variables
+    (``{SVC}_PORT``, ``{SVC}_PORT_{port}_{PROTO}[_PROTO|_PORT|_ADDR]``) for the Services of
+    the pod's namespace when its links are enabled, and always for the ``kubernetes``
+    Service of the default namespace; Services without a cluster IP give none."""
+    chosen: dict[str, Obj] = {}
+    for svc in services:
+        meta = svc.get("metadata") or {}
+        name = meta.get("name") or ""
+        if not _ip_set(svc):
+            continue
+        if meta.get("namespace") == "default" and name in MASTER_SERVICES:
+            chosen.setdefault(name, svc)
+        elif meta.get("namespace") == namespace and enable_service_links:
+            chosen[name] = svc
+    out: dict[str, str] = {}
+    for name in sorted(chosen):
+        spec = chosen[name].get("spec") or {}
+        ip = spec["clusterIP"]
+        ports = spec.get("ports") or []
+        prefix = _env_name(name)
+        out[prefix + "_SERVICE_HOST"] = ip
+        if ports:
+            out[prefix + "_SERVICE_PORT"] = str(ports[0].get("port", ""))
+        for sp in ports:
+            if sp.get("name"):
+                out[f"{prefix}_SERVICE_PORT_{_env_name(sp['name'])}"] = str(sp.get("port", ""))
+        for i, sp in enumerate(ports):
+            proto = (sp.get("protocol") or "TCP").lower()
+            port = sp.get("port", "")
+            host_port = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+            if i == 0:  # Docker special-cases the first port
+                out[prefix + "_PORT"] = f"{proto}://{host_port}"
+            pp = f"{prefix}_PORT_{port}_{proto.upper()}"
+            out[pp] = f"{proto}://{host_port}"
+            out[pp + "_PROTO"] = proto
+            out[pp + "_PORT"] = str(port)
+            out[pp + "_ADDR"] = ip
+    return out
 
 
 # --------------------------------------------------------------------------- expansion
@@ -124,10 +181,18 @@ def _data(obj: Obj, kind: str) -> dict[str, str]:
 
 
 async def make_environment(pod: Obj, container: Obj, fetch: Fetch, host_ip: str, pod_ips: list[str],
-                           node_allocatable: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+                           node_allocatable: Mapping[str, str] | None = None,
+                           services: Iterable[Obj] | None = ()) -> list[tuple[str, str]]:
     """makeEnvironmentVariables: envFrom first, then env (later wins), ``$(VAR)`` in values
-    expanded against what came before. Raises :class:`EnvError` for missing required sources."""
+    expanded against what came before and the service variables, which follow unless a
+    declared variable has their name. ``services`` is the node's view of every Service
+    (None: not read yet, which fails the container config as the kubelet does). Raises
+    :class:`EnvError` for missing required sources."""
     ns = (pod.get("metadata") or {}).get("namespace", "default")
+    if services is None:
+        raise EnvError(SERVICES_NOT_SYNCED)
+    links = (pod.get("spec") or {}).get("enableServiceLinks")
+    svc_env = service_env(services, ns, links is None or bool(links))
     cache: dict[tuple[str, str], Obj | None] = {}
     env: dict[str, str] = {}
     order: list[str] = []
@@ -154,7 +219,7 @@ async def make_environment(pod: Obj, container: Obj, fetch: Fetch, host_ip: str,
     for e in container.get("env") or []:
         name = e.get("name", "")
         if "value" in e or not e.get("valueFrom"):
-            put(name, expand(e.get("value", "") or "", env))
+            put(name, expand(e.get("value", "") or "", env, svc_env))
             continue
         vf = e["valueFrom"]
         if vf.get("fieldRef"):
@@ -186,4 +251,4 @@ async def make_environment(pod: Obj, container: Obj, fetch: Fetch, host_ip: str,
                                    f"{ns}/{ref.get('name', '')}")
                 put(name, data[key])
                 break
-    return [(k, env[k]) for k in order]
+    return [(k, env[k]) for k in order] + [(k, v) for k, v in svc_env.items() if k not in env]

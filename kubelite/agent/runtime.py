@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import json
 import logging
 import os
+import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,9 @@ class RuntimeManager:
         self._pull_errors: dict[str, str] = {}
         # the prober (agent/prober.py ProbeManager), set by the agent: liveness/startup failures
         self.prober: Any = None
+        # the node's view of every Service (the agent's informer; None until first listed),
+        # for the service environment variables
+        self.services: Callable[[], list[Obj] | None] = list
         self.limiter = RuntimeLimiter(parallelism or default_parallelism())
         self._pod_order: dict[str, int] = {}  # uid -> order of first sync: the limiter's priority
         self._order_seq = itertools.count()
@@ -446,7 +451,12 @@ class RuntimeManager:
                 self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {err}")
                 res.next_wake = 5
                 return None
-        config = self._sandbox_config(pod, attempt)
+        try:
+            config = self._sandbox_config(pod, attempt)
+        except crispec.SandboxConfigError as exc:
+            self.event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}")
+            res.next_wake = 5
+            return None
         try:
             async with self.limiter.slot(self._priority(pod)):
                 resp = await self.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config, runtime_handler=handler),
@@ -646,7 +656,7 @@ class RuntimeManager:
                                 init: bool, target: str | None = None) -> Any:
         pod = ctx.pod
         uid = pod["metadata"]["uid"]
-        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips)
+        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips, services=self.services())
         if img is None:
             img = await self.images.status(image_ref)
         image_uid = img.uid.value if img is not None and img.HasField("uid") else None
@@ -670,13 +680,66 @@ class RuntimeManager:
         return config
 
     # ------------------------------------------------------------------ kill
-    async def _stop(self, container_id: str, grace: int) -> None:
+    async def _stop(self, container_id: str, grace: int, stop_signal: str | None = None) -> None:
+        """StopContainer with the grace period. A container with a lifecycle.stopSignal gets that
+        signal first: the runtime's CRI carries it (ContainerConfig.stop_signal), but containerd
+        1.6 predates it and would send the image's STOPSIGNAL, so the agent signals the
+        container's init process itself and stops it at once after it exits or the grace period
+        ends (SIGKILL)."""
+        if stop_signal is not None:
+            exited = await self._signal_and_wait(container_id, crispec.signal_number(stop_signal), grace)
+            if exited is not None:
+                grace = 0
         try:
             await self.rt.StopContainer(cri.StopContainerRequest(container_id=container_id, timeout=grace),
                                         timeout=grace + 30)
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 log.warning("StopContainer %s: %s", container_id[:12], _rpc_message(exc))
+
+    async def _signal_and_wait(self, container_id: str, signum: int, grace: int) -> bool | None:
+        """Send ``signum`` to the container's init process (its host PID from the runtime's
+        verbose status, held by a pidfd so a reused PID is never signalled) and wait up to
+        ``grace`` seconds for it to exit: True if it did, False if not, None if it could not be
+        signalled (not running, no PID)."""
+        try:
+            st = await self.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=container_id, verbose=True),
+                                               timeout=10)
+            pid = int(json.loads(st.info.get("info") or "{}").get("pid") or 0)
+        except (grpc.aio.AioRpcError, ValueError, TypeError):
+            return None
+        if pid <= 0 or st.status.state != cri.CONTAINER_RUNNING:
+            return None
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            try:  # still that container's process once held (not a PID reused in between)
+                again = await self.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=container_id), timeout=10)
+            except grpc.aio.AioRpcError:
+                return None
+            if again.status.state != cri.CONTAINER_RUNNING:
+                return None
+            signal.pidfd_send_signal(fd, signum)
+            gone: asyncio.Future[None] = loop.create_future()
+            def exited() -> None:
+                if not gone.done():
+                    gone.set_result(None)
+
+            loop.add_reader(fd, exited)
+            try:
+                await asyncio.wait_for(gone, grace)
+                return True
+            except TimeoutError:
+                return False
+            finally:
+                loop.remove_reader(fd)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     async def _remove(self, container_id: str) -> None:
         with contextlib.suppress(grpc.aio.AioRpcError):
@@ -703,7 +766,7 @@ class RuntimeManager:
                 # the kubelet keeps the message out of the event, lest secrets leak
                 self.event(pod, "Warning", "FailedPreStopHook", "PreStopHook failed", c.name, c.is_init)
             grace -= int(time.monotonic() - t0)
-        await self._stop(c.id, max(grace, MIN_GRACE_PERIOD))
+        await self._stop(c.id, max(grace, MIN_GRACE_PERIOD), crispec.stop_signal_of(spec_c or {}))
 
     async def kill_pod(self, pod: Obj | None, pr: PodRuntime, grace: int | None = None, events: bool = True) -> None:
         """killPodWithSyncResult: stop the running containers (in parallel, each with the grace

@@ -29,6 +29,9 @@ SECCOMP_DIR = "seccomp"  # under the agent's data dir
 APPARMOR_ANNOTATION_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
 APPARMOR_UNCONFINED_ANNOTATION = "unconfined"
 APPARMOR_NOT_ADMITTED_REASON = "AppArmor"
+# the kubelet's admission of supplementalGroupsPolicy: Strict needs the runtime's support
+# (its CRI Status features, the node's status.features.supplementalGroupsPolicy)
+SUPPLEMENTAL_GROUPS_NOT_SUPPORTED = "SupplementalGroupsPolicyNotSupported"
 APPARMOR_ENABLED_FILE = "/sys/module/apparmor/parameters/enabled"
 
 _SECCOMP_TYPES = {"RuntimeDefault": cri.SecurityProfile.RuntimeDefault,
@@ -110,13 +113,16 @@ def apparmor_enabled(path: str = APPARMOR_ENABLED_FILE) -> bool:
         return False
 
 
-def admit(pod: Obj, apparmor_on_host: bool) -> tuple[str, str] | None:
+def admit(pod: Obj, apparmor_on_host: bool, strict_groups_supported: bool = False) -> tuple[str, str] | None:
     """The kubelet's pod admit handlers that concern security: (reason, message) to refuse,
     or None. Only a Pending pod is checked (a running pod is never re-admitted)."""
     if ((pod.get("status") or {}).get("phase") or "Pending") != "Pending":
         return None
     if apparmor_required(pod) and not apparmor_on_host:
         return APPARMOR_NOT_ADMITTED_REASON, "Cannot enforce AppArmor: AppArmor is not enabled on the host"
+    psc = (pod.get("spec") or {}).get("securityContext") or {}
+    if psc.get("supplementalGroupsPolicy") == "Strict" and not strict_groups_supported:
+        return SUPPLEMENTAL_GROUPS_NOT_SUPPORTED, "SupplementalGroupsPolicy=Strict is not supported in this node"
     return None
 
 

@@ -203,7 +203,8 @@ class PodWorker:
                 refused = None
                 if self.owner.sysctls is not None and (pod.get("status") or {}).get("phase", "Pending") == "Pending":
                     refused = self.owner.sysctls.admit(pod)
-                refused = refused or security.admit(pod, self.owner.apparmor_on_host)
+                refused = refused or security.admit(pod, self.owner.apparmor_on_host,
+                                                    self.owner.strict_groups_supported)
                 if refused is not None:
                     await self._reject(pr, *refused)
                     return RESYNC_INTERVAL
@@ -374,6 +375,7 @@ class PodWorkers:
         self.workers: dict[str, PodWorker] = {}
         self.first_sync_at: dict[str, float] = {}
         self.apparmor_on_host = security.apparmor_enabled()  # the AppArmor admit handler's host check
+        self.strict_groups_supported = False  # the runtime's CRI Status features (set by the agent)
 
     def update_pod(self, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from kubelite.api import errors
-from kubelite.apiserver import discovery, http, openapi
+from kubelite.apiserver import discovery, http, openapi, openapi_proto
 from kubelite.apiserver.handlers import APIHandler, not_found_path
 
 log = logging.getLogger("kubelite.apiserver")
@@ -89,8 +89,16 @@ class App:
                             content_type=http.JSON)
 
     async def openapi_v2(self, request: web.Request) -> web.StreamResponse:
-        body, digest = openapi.v2_bytes(self.kinds())
-        return web.Response(body=body, content_type=http.JSON, headers={"ETag": f'"{digest}"'})
+        proto = openapi_proto.wants_protobuf(request.headers.get("Accept", ""))
+        if proto is None:
+            raise errors.not_acceptable("only the following media types are accepted: "
+                                        + ", ".join(("application/json", *openapi_proto.PROTO_MEDIA_TYPES)))
+        body, digest = openapi.v2_proto_bytes(self.kinds()) if proto else openapi.v2_bytes(self.kinds())
+        headers = {"ETag": f'"{digest}"', "Vary": "Accept"}
+        if request.headers.get("If-None-Match") == f'"{digest}"':
+            return web.Response(status=304, headers=headers)
+        ctype = openapi_proto.PROTO_CONTENT_TYPE if proto else http.JSON
+        return web.Response(body=body, headers={**headers, "Content-Type": ctype})
 
     async def openapi_v3(self, request: web.Request) -> web.StreamResponse:
         rest = request.match_info.get("rest", "")

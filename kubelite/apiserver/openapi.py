@@ -854,6 +854,17 @@ def v2_bytes(kinds: list[Kind]) -> tuple[bytes, str]:
     return out
 
 
+def v2_proto_bytes(kinds: list[Kind]) -> tuple[bytes, str]:
+    """(protobuf bytes, ETag hash) of the v2 document (gnostic's openapi.v2.Document)."""
+    from kubelite.apiserver import openapi_proto
+
+    key = ("proto", "v2", "", _kinds_key(kinds))
+    if key not in _CACHE:
+        data = openapi_proto.document(_cached("v2", kinds, ""))
+        _CACHE[key] = (data, doc_hash(data))
+    return _CACHE[key]  # type: ignore[no-any-return]
+
+
 def build_v3_index(kinds: list[Kind]) -> dict[str, Any]:
     """The /openapi/v3 discovery document: ``{"paths": {"api/v1": {"serverRelativeURL":
     "/openapi/v3/api/v1?hash=..."}}}``."""

@@ -136,6 +136,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     from kubelite.launcher.bootstrap import BootstrapError
+    from kubelite.net.listener import ListenError
     from kubelite.store.base import StoreError
     from kubelite.store.datastore import DatastoreMismatch
     from kubelite.store.snapshot import DataDirInUse
@@ -144,6 +145,9 @@ def cmd_server(args: argparse.Namespace) -> int:
         asyncio.run(serve(cfg))
     except (DataDirInUse, DatastoreMismatch, BootstrapError) as exc:
         sys.stderr.write(f"kubelite server: {exc}\n")
+        return 1
+    except ListenError as exc:
+        sys.stderr.write(f"kubelite server: failed to create listener: {exc}\n")
         return 1
     except StoreError as exc:  # e.g. no etcd endpoint reachable
         sys.stderr.write(f"kubelite server: {exc}\n")

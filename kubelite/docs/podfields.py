@@ -22,13 +22,9 @@ _NO_CODE = "accepted by the API server; nothing in agent/, scheduler/ or admissi
 
 _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
-    "PodSpec": ["evictionResponders", "hostnameOverride", "schedulingGroup", "setHostnameAsFQDN",
-                "resourceClaims", "enableServiceLinks"],
+    "PodSpec": ["evictionResponders", "schedulingGroup", "resourceClaims"],
     "Container": ["restartPolicyRules", "volumeDevices"],
-    "PodSecurityContext": ["fsGroupChangePolicy", "seLinuxChangePolicy", "seLinuxOptions",
-                           "supplementalGroupsPolicy", "windowsOptions"],
-    "SecurityContext": ["seLinuxOptions", "windowsOptions"],
-    "Lifecycle": ["stopSignal"],
+    "PodSecurityContext": ["fsGroupChangePolicy"],
 }
 _NOT_YET["EphemeralContainer"] = _NOT_YET["Container"]
 
@@ -59,6 +55,9 @@ _APPARMOR = ("refused", "this host has no AppArmor: any type but Unconfined (the
                         "`container.apparmor.security.beta.kubernetes.io/*` annotations too) fails the pod at the "
                         "agent's admission, phase Failed, reason `AppArmor`, message `Pod was rejected: Cannot "
                         "enforce AppArmor: AppArmor is not enabled on the host`; Unconfined is passed to the runtime")
+_SELINUX = ("honoured", "the container's, else the pod's, in the CRI requests (sandbox and container "
+                        "SELinuxOption); a runtime on a host without SELinux, as here, applies no label")
+_WINDOWS = ("honoured", "ignored on Linux nodes, as the Linux kubelet does (there is no Windows node)")
 FIELDS.update({
     "PodSecurityContext.seccompProfile": _SECCOMP,
     "SecurityContext.seccompProfile": _SECCOMP,
@@ -81,8 +80,9 @@ FIELDS.update({
     "PodSpec.priority": ("honoured", "set by Priority admission; orders the scheduling queue and decides who "
                                      "preempts whom (DefaultPreemption: victims of lower priority get "
                                      "DisruptionTarget/PreemptionByScheduler and a graceful delete, the preemptor "
-                                     "status.nominatedNodeName); PodDisruptionBudgets are not considered (no such "
-                                     "kind yet)"),
+                                     "status.nominatedNodeName); victims whose eviction would violate a "
+                                     "PodDisruptionBudget are reprieved first and nodes with fewer violations "
+                                     "preferred"),
     "PodSpec.preemptionPolicy": ("honoured", "Never: the pod waits instead of preempting (`preemption: not "
                                              "eligible due to preemptionPolicy=Never.`); it can still be a victim"),
     "Container.resizePolicy": ("honoured", "in-place resize through `pods/resize`: NotRequired (the default) "
@@ -92,8 +92,9 @@ FIELDS.update({
                                            "kubelet's messages), PodResizeInProgress, ResizeStarted/ResizeCompleted "
                                            "events, containerStatuses[].allocatedResources and .resources (read "
                                            "from the cgroup); pod-level resources cannot be resized (as upstream); "
-                                           "ResourceQuota charges what a resize adds; LimitRange does not check "
-                                           "resizes yet"),
+                                           "ResourceQuota charges what a resize adds; LimitRange's min/max "
+                                           "validate it (`maximum cpu usage per Container is 800m, but limit is "
+                                           "1`)"),
     "EphemeralContainer.resizePolicy": ("refused", "`Forbidden: cannot be set for an Ephemeral Container` "
                                                    "(ephemeral containers are not resized)"),
     "PodSecurityContext.sysctls": ("honoured", "the kubelet's allowlist at admission: the safe sysctls "
@@ -115,6 +116,43 @@ FIELDS.update({
     "PodSpec.dnsConfig": ("honoured", "appended to the policy's configuration: nameservers and searches without "
                                       "duplicates, options replacing those of the same name; cut to 3 nameservers, "
                                       "32 search paths, 2048 characters with the DNSConfigForming event"),
+    "PodSpec.enableServiceLinks": ("honoured", "the agent's Service informer: `{SVC}_SERVICE_HOST`, "
+                                               "`_SERVICE_PORT`, `_SERVICE_PORT_{NAME}` and the Docker link "
+                                               "variables for the namespace's Services with a cluster IP (unset "
+                                               "or true), always the `kubernetes` Service's; usable in `$(VAR)` "
+                                               "expansion, declared variables win; before the first list of "
+                                               "Services the container fails with CreateContainerConfigError "
+                                               "`services have not yet been read at least once, cannot construct "
+                                               "envvars`"),
+    "PodSpec.setHostnameAsFQDN": ("honoured", "with a subdomain, the sandbox's hostname is "
+                                              "`<hostname>.<subdomain>.<namespace>.svc.cluster.local`; past the "
+                                              "kernel's 64 characters the sandbox is not created: "
+                                              "FailedCreatePodSandBox `Failed to create pod sandbox: failed to "
+                                              "construct FQDN from pod hostname and cluster domain, FQDN ... is too "
+                                              "long (64 characters is the max, N characters requested)`"),
+    "PodSpec.hostnameOverride": ("honoured", "the sandbox's hostname and /etc/hosts entry (no domain), over "
+                                             "hostname/subdomain; a DNS subdomain of at most 64 characters, "
+                                             "forbidden with setHostnameAsFQDN or hostNetwork (`may not be "
+                                             "specified when setHostnameAsFQDN is true`)"),
+    "PodSecurityContext.supplementalGroupsPolicy": ("refused", "Strict: the runtime's CRI Status reports no "
+                                                               "support (containerd 1.6; node status "
+                                                               "`features.supplementalGroupsPolicy: false`), so "
+                                                               "the kubelet's admission fails the pod: phase "
+                                                               "Failed, reason `SupplementalGroupsPolicyNotSupported`, "
+                                                               "message `Pod was rejected: SupplementalGroupsPolicy="
+                                                               "Strict is not supported in this node`; Merge (the "
+                                                               "default) runs"),
+    "PodSecurityContext.seLinuxOptions": _SELINUX,
+    "SecurityContext.seLinuxOptions": _SELINUX,
+    "PodSecurityContext.seLinuxChangePolicy": ("honoured", "as its documentation says, no effect on a node without "
+                                                           "SELinux (this one): volumes are not relabelled"),
+    "PodSecurityContext.windowsOptions": _WINDOWS,
+    "SecurityContext.windowsOptions": _WINDOWS,
+    "Lifecycle.stopSignal": ("honoured", "needs spec.os.name and a signal of that OS (upstream's validation); "
+                                         "sent in the CRI ContainerConfig, and since containerd 1.6 predates it, "
+                                         "the agent signals the container's init process itself (pidfd) when it "
+                                         "stops the container, then SIGKILL once it exits or the grace period "
+                                         "ends; containerStatuses[].stopSignal is not reported"),
     "PodSpec.hostUsers": ("refused", "false: containerd 1.6 reports no user-namespace support, so the sandbox is "
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "

@@ -52,6 +52,9 @@ def inclusive_range(lo: int, hi: int) -> str:
     return f"must be between {lo} and {hi}, inclusive"
 
 
+HOSTNAME_OVERRIDE_MAX = 64  # the kernel's nodename field
+
+
 def _dns_label(value: str, path: Path) -> Errs:
     return [fld.invalid(path, value, m) for m in meta.is_dns1123_label(value)]
 
@@ -752,9 +755,37 @@ def _lifecycle(lc: dict[str, Any], grace: Any, path: Path) -> Errs:
     for k in ("postStart", "preStop"):
         if lc.get(k) is not None:
             errs += _handler(_d(lc[k]), ("exec", "httpGet", "tcpSocket", "sleep"), grace, path.child(k))
-    stop = lc.get("stopSignal")
-    if stop is not None:
-        pass
+    return errs  # stopSignal needs the pod's OS: validate_stop_signals
+
+
+_RT = ["SIGRTMIN"] + [f"SIGRTMIN+{i}" for i in range(1, 16)] + [f"SIGRTMAX-{i}" for i in range(14, 0, -1)] + ["SIGRTMAX"]
+STOP_SIGNALS_LINUX = sorted([
+    "SIGABRT", "SIGALRM", "SIGBUS", "SIGCHLD", "SIGCLD", "SIGCONT", "SIGFPE", "SIGHUP", "SIGILL", "SIGINT", "SIGIO",
+    "SIGIOT", "SIGKILL", "SIGPIPE", "SIGPOLL", "SIGPROF", "SIGPWR", "SIGQUIT", "SIGSEGV", "SIGSTKFLT", "SIGSTOP",
+    "SIGSYS", "SIGTERM", "SIGTRAP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGUSR1", "SIGUSR2", "SIGVTALRM",
+    "SIGWINCH", "SIGXCPU", "SIGXFSZ", *_RT])
+STOP_SIGNALS_WINDOWS = ["SIGKILL", "SIGTERM"]
+
+
+def validate_stop_signals(spec: dict[str, Any], path: Path) -> Errs:
+    """validateStopSignal for every container's lifecycle.stopSignal: only with spec.os.name,
+    and one the OS has (Windows: SIGKILL and SIGTERM)."""
+    errs: Errs = []
+    os_name = _d(spec.get("os")).get("name") if spec.get("os") is not None else None
+    for key in ("containers", "initContainers"):
+        for i, c in enumerate(_l(spec.get(key))):
+            lc = _d(_d(c).get("lifecycle"))
+            if lc.get("stopSignal") is None:
+                continue
+            sig, p = lc["stopSignal"], path.child(key).index(i).child("lifecycle").child("stopSignal")
+            if os_name is None:
+                errs.append(fld.forbidden(p, "may not be set for containers with empty `spec.os.name`"))
+            elif sig == "":
+                errs.append(fld.required(p))
+            elif os_name == "windows" and sig not in STOP_SIGNALS_WINDOWS:
+                errs.append(fld.not_supported(p, sig, STOP_SIGNALS_WINDOWS))
+            elif os_name == "linux" and sig not in STOP_SIGNALS_LINUX:
+                errs.append(fld.not_supported(p, sig, STOP_SIGNALS_LINUX))
     return errs
 
 
@@ -1176,6 +1207,17 @@ def validate_pod_spec(spec: dict[str, Any], pod_name: str, path: Path) -> Errs:
         errs += _dns_label(spec["hostname"], path.child("hostname"))
     if spec.get("subdomain"):
         errs += _dns_label(spec["subdomain"], path.child("subdomain"))
+    errs += validate_stop_signals(spec, path)
+    override = spec.get("hostnameOverride")
+    if isinstance(override, str):  # HostnameOverride (beta, on since 1.35): a subdomain the kernel can hold
+        hp = path.child("hostnameOverride")
+        errs += _dns_subdomain(override, hp)
+        if len(override) > HOSTNAME_OVERRIDE_MAX:
+            errs.append(fld.too_long(hp, HOSTNAME_OVERRIDE_MAX))
+        if spec.get("setHostnameAsFQDN") is True:
+            errs.append(fld.forbidden(hp, "may not be specified when setHostnameAsFQDN is true"))
+        if spec.get("hostNetwork") is True:
+            errs.append(fld.forbidden(hp, "may not be specified when hostNetwork is true"))
     if _l(spec.get("tolerations")):
         errs += validate_tolerations(spec["tolerations"], path.child("tolerations"))
     for i, ha in enumerate(_l(spec.get("hostAliases"))):

@@ -36,6 +36,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import resource
 import socket
 import ssl
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 
 # when the body of the current request must have arrived (loop time)
 BODY_DEADLINE: web.RequestKey[float] = web.RequestKey("body_deadline", float)
+
+
+class ListenError(Exception):
+    """The listening socket could not be created (Go's ``failed to listen on ...``)."""
 
 
 @dataclass
@@ -290,7 +295,12 @@ class Guard:
     async def start(self, host: str, port: int, backlog: int) -> None:
         self.loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.create_server((host, port), family=family, backlog=backlog)
+        try:
+            self.sock = socket.create_server((host, port), family=family, backlog=backlog)
+        except OSError as exc:
+            addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            why = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+            raise ListenError(f"failed to listen on {addr}: listen tcp {addr}: bind: {why}") from None
         self.sock.setblocking(False)
         self.backlog = backlog
         self.loop.add_reader(self.sock.fileno(), self._accept)
@@ -361,4 +371,4 @@ def bound_port(guard: Guard) -> int:
     return int(guard.sock.getsockname()[1])
 
 
-__all__ = ["BODY_DEADLINE", "Guard", "ListenerLimits", "bound_port", "prepare", "raise_nofile_limit", "serve_https"]
+__all__ = ["BODY_DEADLINE", "Guard", "ListenError", "ListenerLimits", "bound_port", "prepare", "raise_nofile_limit", "serve_https"]

@@ -40,6 +40,7 @@ from kubelite.api import errors
 from kubelite.api.meta import now_rfc3339
 from kubelite.client.api import Client, resource_path
 from kubelite.client.events import NORMAL, WARNING, EventRecorder
+from kubelite.client.informer import ClientListWatch, Informer
 from kubelite.client.leaderelection import ClientLeases, Election, LeaderElector, LeaseLock, new_identity
 from kubelite.scheduler import framework, plugins, preemption
 from kubelite.scheduler.plugins import NodeInfo, PodInfo, Status
@@ -126,6 +127,9 @@ class Scheduler:
                  bind_concurrency: int = BIND_CONCURRENCY, dra_message: bool = True,
                  seed: int | None = None) -> None:
         self.client = client
+        # the PodDisruptionBudgets preemption respects (DefaultPreemption's PDB lister)
+        self.pdb_informer = Informer(ClientListWatch(client, "policy/v1", "poddisruptionbudgets"),
+                                     name="scheduler-pdbs")
         self.name = name
         self.recorder = EventRecorder(client, component=name)
         self.max_unschedulable_seconds = max_unschedulable_seconds
@@ -158,6 +162,7 @@ class Scheduler:
         loops = [asyncio.create_task(self._informer("nodes", self._replace_nodes, self._on_node)),
                  asyncio.create_task(self._informer("pods", self._replace_pods, self._on_pod)),
                  asyncio.create_task(self._informer("namespaces", self._replace_namespaces, self._on_namespace)),
+                 asyncio.create_task(self.pdb_informer.run()),
                  asyncio.create_task(self._schedule_loop())]
         try:
             await asyncio.gather(*loops)
@@ -469,8 +474,9 @@ class Scheduler:
         return host
 
     def pdbs(self) -> list[preemption.DisruptionBudget]:
-        """The PodDisruptionBudgets preemption respects: kubelite has no such kind yet."""
-        return []
+        """The PodDisruptionBudgets preemption respects (victims whose eviction would violate
+        one are chosen last; nodes with fewer violations first)."""
+        return [preemption.DisruptionBudget.of(b) for b in self.pdb_informer.objects.values()]
 
     def _failed(self, uid: str, pod: Obj, reason: str, msg: str, nomination: str | None = None) -> None:
         attempts = self._attempts.get(uid, 0) + 1

@@ -180,9 +180,7 @@ def test_migrate_1000_objects_from_sqlite_to_etcd(etcd, tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "data")
     try:
         srv.start()
-        # (--validate=false: for a List kubectl validates against /openapi/v2 in protobuf, which
-        # kubelite serves only as JSON)
-        srv.kubectl("create", "--validate=false", "-f", "-", input=json.dumps(_objects(1000)), timeout=300)
+        srv.kubectl("create", "-f", "-", input=json.dumps(_objects(1000)), timeout=300)
         before = _identity(srv)
         assert sum(1 for k in before if k.startswith("ConfigMap/cm-")) == 1000
         ns_uid = json.loads(srv.kubectl("get", "ns", "mig", "-o", "json").stdout)["metadata"]["uid"]

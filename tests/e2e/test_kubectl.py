@@ -268,3 +268,45 @@ def test_kubelite_kubectl_uses_the_admin_kubeconfig(server):
     assert p.returncode == 0, p.stderr
     assert {"namespace/default", "namespace/kube-system", "namespace/kube-public",
             "namespace/kube-node-lease"} <= set(p.stdout.split())
+
+
+def test_a_list_file_is_validated_against_the_protobuf_openapi_document(server, ns, tmp_path):
+    """kubectl validates a `kind: List` file client-side against /openapi/v2 in protobuf: a good
+    List applies, an unknown field gets kubectl's own validation error and nothing is created;
+    other clients still get JSON, and an unacceptable type a 406 Status."""
+    import urllib.error
+    import urllib.request
+
+    from tests.e2e.harness import admin_ssl_context
+
+    good = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "l1", "namespace": ns}, "data": {"a": "1"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "l2", "namespace": ns}}]}
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(good))
+    out = server.kubectl("apply", "-f", str(tmp_path / "good.yaml")).stdout
+    assert out == "configmap/l1 created\nconfigmap/l2 created\n"
+    bad = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "l3", "namespace": ns}, "bogus": 1}]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    p = server.kubectl("apply", "-f", str(tmp_path / "bad.yaml"), check=False)
+    assert p.returncode == 1
+    assert ('error validating data: ValidationError(ConfigMap): unknown field "bogus" in '
+            'io.k8s.api.core.v1.ConfigMap') in p.stderr, p.stderr
+    assert server.kubectl("get", "cm", "l3", "-n", ns, check=False).returncode != 0
+    ctx = admin_ssl_context(server.kubeconfig)
+
+    def get(accept: str) -> tuple[int, str, bytes]:
+        req = urllib.request.Request(f"{server.url}/openapi/v2", headers={"Accept": accept})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=30) as r:  # noqa: S310
+                return r.status, r.headers["Content-Type"], r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers["Content-Type"], exc.read()
+
+    code, ctype, body = get("application/json")
+    assert code == 200 and ctype.startswith("application/json") and json.loads(body)["swagger"] == "2.0"
+    code, ctype, body = get("application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+    assert code == 200 and ctype == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    assert body[:5] == b"\x0a\x032.0"  # field 1 (swagger) = "2.0"
+    code, _, body = get("application/xml")
+    assert code == 406 and json.loads(body)["reason"] == "NotAcceptable"

@@ -307,3 +307,181 @@ def test_sysctls_safe_allowed_and_forbidden(cluster):
     finally:
         server.kubectl("delete", "pod", "sysctls", "unsafe-sysctl", "--ignore-not-found", "--grace-period=1",
                        "--wait=false", check=False)
+
+
+def test_hostname_fqdn_and_override(cluster):
+    """setHostnameAsFQDN puts the FQDN in the kernel's hostname, hostnameOverride replaces the
+    hostname (and /etc/hosts' entry), and an FQDN past the kernel's 64 characters fails the
+    sandbox with the kubelet's message."""
+    server, _ = cluster
+    show = [{"name": "c", "image": BUSYBOX, "command": ["sh", "-c", "hostname; grep -v '^#' /etc/hosts | tail -1; "
+                                                                   "sleep 3600"]}]
+    long = "l" * 40
+    _apply(server, _pod("fqdn", show, hostname="web", subdomain="sub", setHostnameAsFQDN=True,
+                        terminationGracePeriodSeconds=1))
+    _apply(server, _pod("override", show, hostname="web", subdomain="sub", hostnameOverride="db.example.org",
+                        terminationGracePeriodSeconds=1))
+    _apply(server, _pod(long, show, subdomain="sub", setHostnameAsFQDN=True, terminationGracePeriodSeconds=1))
+    try:
+        for name, want in (("fqdn", "web.sub.default.svc.cluster.local"), ("override", "db.example.org")):
+            _running(server, name)
+            out = wait_until(lambda n=name: (o := _logs(server, n, "c")).count("\n") >= 2 and o, 30, 0.3,
+                             f"{name}'s hostname")
+            hostname, hosts = out.splitlines()[:2]
+            pod_ip = get_pod(server, name)["status"]["podIP"]
+            assert hostname == want
+            assert hosts.split() == ([pod_ip, "web.sub.default.svc.cluster.local", "web"] if name == "fqdn"
+                                     else [pod_ip, "db.example.org"])
+        fqdn = f"{long}.sub.default.svc.cluster.local"
+        msg = (f"Failed to create pod sandbox: failed to construct FQDN from pod hostname and cluster domain, FQDN "
+               f"{fqdn} is too long (64 characters is the max, {len(fqdn)} characters requested)")
+        ev = wait_until(lambda: next((e for e in _events(server, long) if e["reason"] == "FailedCreatePodSandBox"),
+                                     None), 60, 0.3, "the sandbox refused")
+        assert ev["type"] == "Warning" and ev["message"] == msg
+        assert get_pod(server, long)["status"]["phase"] == "Pending"
+        bad = server.kubectl("apply", "-f", "-", check=False, input=json.dumps(
+            _pod("both", show, hostnameOverride="h", setHostnameAsFQDN=True)))
+        assert bad.returncode != 0
+        assert "spec.hostnameOverride: Forbidden: may not be specified when setHostnameAsFQDN is true" in bad.stderr
+    finally:
+        server.kubectl("delete", "pod", "fqdn", "override", long, "--ignore-not-found", "--grace-period=1",
+                       "--wait=false", check=False)
+
+
+def test_strict_supplemental_groups_refused_where_the_runtime_cannot(cluster):
+    """containerd 1.6 reports no supplemental-groups policy support: the node says so in
+    status.features, and a Strict pod is refused at the kubelet's admission (Merge runs)."""
+    server, _ = cluster
+    node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+    assert node["status"]["features"] == {"supplementalGroupsPolicy": False}
+    sleep = [{"name": "c", "image": BUSYBOX, "command": ["sh", "-c", "id -G; sleep 3600"]}]
+    _apply(server, _pod("strict-groups", sleep, securityContext={"supplementalGroupsPolicy": "Strict",
+                                                                   "supplementalGroups": [4000]}))
+    _apply(server, _pod("merge-groups", sleep, securityContext={"supplementalGroupsPolicy": "Merge",
+                                                                  "supplementalGroups": [4000]},
+                        terminationGracePeriodSeconds=1))
+    try:
+        pod = wait_until(lambda: (p := get_pod(server, "strict-groups")) and p["status"].get("phase") == "Failed"
+                         and p, 60, 0.3, "Strict refused")
+        assert pod["status"]["reason"] == "SupplementalGroupsPolicyNotSupported"
+        assert pod["status"]["message"] == "Pod was rejected: SupplementalGroupsPolicy=Strict is not supported in this node"
+        ev = next(e for e in _events(server, "strict-groups") if e["reason"] == "SupplementalGroupsPolicyNotSupported")
+        assert ev["type"] == "Warning" and ev["message"] == "SupplementalGroupsPolicy=Strict is not supported in this node"
+        _running(server, "merge-groups")
+        out = wait_until(lambda: _logs(server, "merge-groups", "c").strip(), 30, 0.3, "merge-groups' groups")
+        assert "4000" in out.split()
+    finally:
+        server.kubectl("delete", "pod", "strict-groups", "merge-groups", "--ignore-not-found", "--grace-period=1",
+                       "--wait=false", check=False)
+
+
+def test_stop_signal_reaches_the_container(cluster):
+    """lifecycle.stopSignal is the signal the container gets when it is stopped (here by a failed
+    liveness probe; the previous instance's log says which signal it caught); without one the
+    runtime's default, SIGTERM. The API server wants spec.os.name for it, as upstream."""
+    server, _ = cluster
+    script = ('trap "echo caught-usr1; exit 0" USR1; trap "echo caught-term; exit 0" TERM; '
+              'echo started; while true; do sleep 0.2; done')
+    probe = {"exec": {"command": ["sh", "-c", "test ! -e /tmp/die"]}, "periodSeconds": 1, "failureThreshold": 1}
+
+    def ct(stop: str | None) -> list[dict]:
+        c: dict = {"name": "c", "image": BUSYBOX, "command": ["sh", "-c", script], "livenessProbe": probe}
+        if stop:
+            c["lifecycle"] = {"stopSignal": stop}
+        return [c]
+
+    bad = server.kubectl("apply", "-f", "-", check=False, input=json.dumps(_pod("no-os", ct("SIGUSR1"))))
+    assert bad.returncode != 0 and ("spec.containers[0].lifecycle.stopSignal: Forbidden: may not be set for "
+                                    "containers with empty `spec.os.name`") in bad.stderr
+    bad = server.kubectl("apply", "-f", "-", check=False,
+                         input=json.dumps(_pod("bad-sig", ct("SIGFOO"), os={"name": "linux"})))
+    assert bad.returncode != 0 and 'spec.containers[0].lifecycle.stopSignal: Unsupported value: "SIGFOO"' in bad.stderr
+    _apply(server, _pod("usr1", ct("SIGUSR1"), os={"name": "linux"}, terminationGracePeriodSeconds=10))
+    _apply(server, _pod("term", ct(None), terminationGracePeriodSeconds=10))
+    try:
+        for name, want in (("usr1", "caught-usr1"), ("term", "caught-term")):
+            _running(server, name)
+            wait_until(lambda n=name: "started" in _logs(server, n, "c"), 30, 0.2, f"{name} started")
+            server.kubectl("exec", name, "-c", "c", "--", "touch", "/tmp/die")
+
+            def restarted(n=name):
+                p = get_pod(server, n)
+                st = (p["status"].get("containerStatuses") or [{}])[0]
+                return st.get("restartCount", 0) >= 1 and p
+            wait_until(restarted, 60, 0.3, f"{name} restarted by its liveness probe")
+            prev = server.kubectl("logs", name, "-c", "c", "--previous", check=False).stdout
+            assert prev.split() == ["started", want], prev
+    finally:
+        server.kubectl("delete", "pod", "usr1", "term", "--ignore-not-found", "--grace-period=1", "--wait=false",
+                       check=False)
+
+
+def test_preemption_spares_pods_a_disruption_budget_protects(cluster):
+    """Of two equal-priority victims, preemption reprieves first the one whose eviction would
+    violate its PodDisruptionBudget (filterPodsWithPDBViolation), so the other, older pod goes —
+    without the budget the older one would be reprieved."""
+    server, _ = cluster
+    _apply(server, {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                    "metadata": {"name": "kl-e2e-high2"}, "value": 1000})
+    names = ["unguarded", "guarded", "preemptor2"]
+    try:
+        node = json.loads(server.kubectl("get", "node", NODE, "-o", "json").stdout)
+        pods = json.loads(server.kubectl("get", "pods", "-A", "-o", "json",
+                                         "--field-selector", f"spec.nodeName={NODE}").stdout)["items"]
+        used = sum(_milli_cpu(r) for p in pods if p["status"].get("phase") not in ("Succeeded", "Failed")
+                   for c in p["spec"]["containers"] if (r := c.get("resources", {}).get("requests", {}).get("cpu")))
+        half = (_milli_cpu(node["status"]["allocatable"]["cpu"]) - used) // 2
+        assert half >= 200, f"the node has {2 * half}m CPU free"
+
+        def sleeper(name: str, labels: dict, **spec) -> dict:
+            m = _pod(name, [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                             "resources": {"requests": {"cpu": f"{half}m"}}}], terminationGracePeriodSeconds=1, **spec)
+            m["metadata"]["labels"] = labels
+            return m
+
+        _apply(server, sleeper("unguarded", {"app": "unguarded"}))
+        _running(server, "unguarded")
+        _apply(server, sleeper("guarded", {"app": "guarded"}))
+        _running(server, "guarded")
+        _apply(server, {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guard"},
+                        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}})
+        wait_until(lambda: (st := json.loads(server.kubectl("get", "pdb", "guard", "-o", "json").stdout)
+                            .get("status", {})).get("currentHealthy") == 1 and st.get("disruptionsAllowed") == 0,
+                   30, 0.2, "the budget allows no disruption")
+        _apply(server, sleeper("preemptor2", {"app": "preemptor"}, priorityClassName="kl-e2e-high2"))
+        wait_until(lambda: get_pod(server, "unguarded") is None, 60, 0.2, "the unguarded pod preempted")
+        assert _running(server, "preemptor2")["spec"]["nodeName"] == NODE
+        guarded = get_pod(server, "guarded")
+        assert guarded is not None and not guarded["metadata"].get("deletionTimestamp")
+    finally:
+        server.kubectl("delete", "pod", *names, "--ignore-not-found", "--grace-period=1", "--wait=true",
+                       "--timeout=60s", check=False)
+        server.kubectl("delete", "pdb", "guard", "--ignore-not-found", check=False)
+        server.kubectl("delete", "priorityclass", "kl-e2e-high2", "--ignore-not-found", check=False)
+
+
+def test_limit_range_checks_a_resize(cluster):
+    """LimitRanger validates pods/resize as upstream's SupportsAttributes special case: a resize
+    past the namespace's maximum is forbidden and changes nothing."""
+    server, _ = cluster
+    server.kubectl("create", "namespace", "kl-e2e-lr")
+    try:
+        _apply(server, {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "cap", "namespace": "kl-e2e-lr"},
+                        "spec": {"limits": [{"type": "Container", "max": {"cpu": "800m"}}]}})
+        pod = _pod("lr-resize", [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                                  "resources": {"requests": {"cpu": "100m"}, "limits": {"cpu": "500m"}}}],
+                   terminationGracePeriodSeconds=1)
+        pod["metadata"]["namespace"] = "kl-e2e-lr"
+        _apply(server, pod)
+        patch = json.dumps({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "1"}}}]}})
+        out = server.kubectl("patch", "pod", "lr-resize", "-n", "kl-e2e-lr", "--subresource", "resize", "--patch",
+                             patch, check=False)
+        assert out.returncode != 0
+        assert ('pods "lr-resize" is forbidden: maximum cpu usage per Container is 800m, but limit is 1'
+                in out.stderr), out.stderr
+        got = json.loads(server.kubectl("get", "pod", "lr-resize", "-n", "kl-e2e-lr", "-o", "json").stdout)
+        assert got["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "500m"
+        ok = json.dumps({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "700m"}}}]}})
+        server.kubectl("patch", "pod", "lr-resize", "-n", "kl-e2e-lr", "--subresource", "resize", "--patch", ok)
+    finally:
+        server.kubectl("delete", "namespace", "kl-e2e-lr", "--wait=false", check=False)

@@ -209,3 +209,36 @@ def test_expose_pod_and_slice_follows_readiness(node):
         server.kubectl("delete", "pod", "kuard", "--ignore-not-found", "--grace-period=1", "--wait=true",
                        "--timeout=60s", check=False)
         api.close()
+
+
+def test_service_environment_variables_follow_enable_service_links(node):
+    """The kubelet's service links: a pod sees {SVC}_SERVICE_HOST/_PORT and Docker link variables
+    for the Services of its namespace that existed when its container started, and the
+    kubernetes Service's always; enableServiceLinks: false leaves only the latter."""
+    server, agent = node
+    pods = {"links": None, "nolinks": False}
+    try:
+        server.kubectl("create", "service", "clusterip", "env-web", "--tcp=8081:8080")
+        ip = json.loads(server.kubectl("get", "svc", "env-web", "-o", "json").stdout)["spec"]["clusterIP"]
+        for name, links in pods.items():
+            extra = {} if links is None else {"enableServiceLinks": links}
+            manifest = pod_manifest(name, agent.node_name, [{"name": "kuard", "image": KUARD}], **extra)
+            server.kubectl("create", "-f", "-", input=json.dumps(manifest))
+        envs = {}
+        for name in pods:
+            server.kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=90s")
+            pip = json.loads(server.kubectl("get", "pod", name, "-o", "json").stdout)["status"]["podIP"]
+            code, body = wait_until(lambda pip=pip: http_get(f"http://{pip}:8080/env/api"), 20, 0.2, "kuard's env api")
+            envs[name] = json.loads(body)["env"]
+        env = envs["links"]
+        assert env["ENV_WEB_SERVICE_HOST"] == ip and env["ENV_WEB_SERVICE_PORT"] == "8081"
+        assert env["ENV_WEB_SERVICE_PORT_8081_8080"] == "8081"
+        assert env["ENV_WEB_PORT"] == f"tcp://{ip}:8081"
+        assert env["ENV_WEB_PORT_8081_TCP_ADDR"] == ip and env["ENV_WEB_PORT_8081_TCP_PROTO"] == "tcp"
+        assert env["KUBERNETES_SERVICE_HOST"] == "10.43.0.1" and env["KUBERNETES_PORT"] == "tcp://10.43.0.1:443"
+        assert "ENV_WEB_SERVICE_HOST" not in envs["nolinks"]
+        assert envs["nolinks"]["KUBERNETES_SERVICE_HOST"] == "10.43.0.1"
+    finally:
+        server.kubectl("delete", "svc", "env-web", "--ignore-not-found")
+        server.kubectl("delete", "pod", *pods, "--ignore-not-found", "--grace-period=1", "--wait=true",
+                       "--timeout=60s", check=False)

@@ -264,3 +264,16 @@ def test_under_uvloop(pki):
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
+
+
+async def test_a_port_in_use_is_go_s_listen_error(pki):
+    guard, runner, port = await start(pki)
+    try:
+        other = listener.prepare(LIMITS)
+        with pytest.raises(listener.ListenError) as exc:
+            await other.start("127.0.0.1", port, 16)
+        assert str(exc.value) == (f"failed to listen on 127.0.0.1:{port}: listen tcp 127.0.0.1:{port}: bind: "
+                                  "address already in use")
+    finally:
+        await guard.close()
+        await runner.cleanup()

@@ -134,3 +134,24 @@ def test_seccomp_localhost_without_a_name_is_a_config_error() -> None:
     with pytest.raises(security.SecurityProfileError) as ei:
         _csc(_pod(csc={"seccompProfile": {"type": "Localhost"}}))
     assert str(ei.value) == "localhostProfile must be set if seccompProfile type is Localhost."
+
+
+def test_selinux_options_reach_the_runtime_container_over_pod() -> None:
+    pod = _pod(csc={"seLinuxOptions": {"type": "container_t", "level": "s0:c1,c2"}},
+               psc={"seLinuxOptions": {"user": "system_u", "level": "s0:c9"}})
+    sb = crispec.sandbox_config(pod, 0, "/logs", "/kubepods/pod-u1", ROOT)
+    assert (sb.linux.security_context.selinux_options.user, sb.linux.security_context.selinux_options.level) == \
+        ("system_u", "s0:c9")
+    sc = _csc(pod)
+    assert (sc.selinux_options.type, sc.selinux_options.level, sc.selinux_options.user) == \
+        ("container_t", "s0:c1,c2", "")
+
+
+def test_strict_supplemental_groups_need_the_runtimes_support() -> None:
+    pod = _pod(psc={"supplementalGroupsPolicy": "Strict", "supplementalGroups": [4000]})
+    assert security.admit(pod, False, strict_groups_supported=False) == (
+        "SupplementalGroupsPolicyNotSupported", "SupplementalGroupsPolicy=Strict is not supported in this node")
+    assert security.admit(pod, False, strict_groups_supported=True) is None
+    assert _csc(pod).supplemental_groups_policy == 1  # Strict, for a runtime that supports it
+    merge = _pod(psc={"supplementalGroupsPolicy": "Merge"})
+    assert security.admit(merge, False) is None and _csc(merge).supplemental_groups_policy == 0

@@ -303,5 +303,9 @@ def test_uninstall_removes_the_pod_network(monkeypatch, tmp_path):
     from kubelite.agent import hostgw
 
     monkeypatch.setattr(hostgw, "remove_all", lambda kernel=None: ["removed iptables chain KUBELITE-POSTROUTING"])
+    from kubelite.proxy import iptables
+
+    # never the host's real service rules: another server on this machine may be using them
+    monkeypatch.setattr(iptables, "cleanup_now", lambda: [])
     assert uninstall.uninstall(tmp_path, purge=False) == (
         0, ["removed vxlan device flannel.1", "removed iptables chain KUBELITE-POSTROUTING"])
