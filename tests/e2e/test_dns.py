@@ -116,7 +116,6 @@ def test_cluster_dns_from_pods(tmp_path):
         wait_until(lambda: dns_endpoints() == [(f"kube-dns-{NODE}", gateway, NODE)], 30, 0.2, "kube-dns's endpoint")
 
         server.kubectl("run", "kuard", f"--image={KUARD}", "--port=8080")
-        server.kubectl("expose", "pod", "kuard", "--port", "80", "--target-port", "8080")
         client = pod_manifest("client", NODE, [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}])
         server.kubectl("create", "-f", "-", input=json.dumps(client))
         for i in range(2):  # a headless Service's pods, with hostnames under its subdomain
@@ -125,6 +124,12 @@ def test_cluster_dns_from_pods(tmp_path):
                              hostname=f"web-{i}", subdomain="web")
             m["metadata"]["labels"] = {"app": "web"}
             server.kubectl("create", "-f", "-", input=json.dumps(m))
+        # the Services come once the pods run: a container started after the kuard Service exists
+        # gets its link variable KUARD_PORT=tcp://<ip>:80 (enableServiceLinks), which the kuard
+        # stand-in would read as its port
+        for name in ("kuard", "client", "web-0", "web-1"):
+            wait_pod(server, name, running, 90, f"{name} running")
+        server.kubectl("expose", "pod", "kuard", "--port", "80", "--target-port", "8080")
         headless = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
                     "spec": {"clusterIP": "None", "selector": {"app": "web"},
                              "ports": [{"name": "http", "port": 8080, "targetPort": "http"}]}}
@@ -132,8 +137,6 @@ def test_cluster_dns_from_pods(tmp_path):
         nobody = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nobody"},
                   "spec": {"selector": {"app": "nobody"}, "ports": [{"port": 80, "targetPort": 8080}]}}
         server.kubectl("create", "-f", "-", input=json.dumps(nobody))
-        for name in ("kuard", "client", "web-0", "web-1"):
-            wait_pod(server, name, running, 90, f"{name} running")
         web_ips = sorted(json.loads(server.kubectl("get", "pod", f"web-{i}", "-o", "json").stdout)["status"]["podIP"]
                          for i in range(2))
 
@@ -163,9 +166,16 @@ def test_cluster_dns_from_pods(tmp_path):
         nx = _query("nope.default.svc.cluster.local", "A")
         assert nx.rcode() == dns.rcode.NXDOMAIN and nx.authority[0].rdtype == dns.rdatatype.SOA
 
-        # from a pod, by the full name and by the short one (the search path)
+        # from a pod, by the full name and by the short one (the search path), once kuard is a ready
+        # endpoint and the proxy has its rules (until then the Service refuses connections)
+        wait_until(lambda: '"default/kuard cluster IP"' in subprocess.run(
+            ["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout, 60, 0.1, "kuard's rules")
+        # (kuard has no readiness probe: it may not listen yet when it is Running and Ready)
+        def fetch(url: str) -> str:
+            p = server.kubectl("exec", "client", "--", "wget", "-qO-", url, check=False)
+            return p.stdout if p.returncode == 0 else ""
         for url in ("http://kuard.default.svc.cluster.local/", "http://kuard/"):
-            page = server.kubectl("exec", "client", "--", "wget", "-qO-", url).stdout
+            page = wait_until(lambda url=url: fetch(url), 30, 0.2, f"{url} from the client pod")
             assert 'id="hostname">kuard<' in page, url
         out = server.kubectl("exec", "client", "--", "nslookup", "web.default.svc.cluster.local").stdout
         assert all(ip in out for ip in web_ips), out
