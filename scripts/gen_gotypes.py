@@ -28,8 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-API_PACKAGES = ["core/v1", "apps/v1", "rbac/v1", "coordination/v1", "certificates/v1", "events/v1", "authorization/v1",
-                "authentication/v1", "policy/v1"]
+API_PACKAGES = ["core/v1", "apps/v1", "batch/v1", "rbac/v1", "coordination/v1", "certificates/v1", "events/v1",
+                "authorization/v1", "authentication/v1", "policy/v1"]
 MACHINERY_PACKAGES = ["pkg/apis/meta/v1", "pkg/api/resource", "pkg/util/intstr", "pkg/runtime", "pkg/types"]
 BUILTINS = {"string", "bool", "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32",
             "uint64", "float32", "float64", "byte", "rune", "any", "error", "uintptr"}

@@ -17,6 +17,11 @@ from kubelite.admission.rbac_escalation import RBACEscalation
 from kubelite.admission.resourcequota import ResourceQuotaAdmission
 from kubelite.admission.runtimeclass import RuntimeClassAdmission
 from kubelite.admission.serviceaccount import ServiceAccountAdmission
+from kubelite.admission.storage import (
+    DefaultStorageClass,
+    PersistentVolumeClaimResize,
+    StorageObjectInUseProtection,
+)
 from kubelite.apiserver.admission import Chain
 from kubelite.apiserver.stores import Stores
 
@@ -34,6 +39,9 @@ def build_chain(stores: Stores, quota: ResourceQuotaAdmission | None = None, aut
     chain.add(RuntimeClassAdmission(stores, informers.get("runtimeclasses")))
     chain.add(NodeRestriction())
     chain.add(PodSecurity(stores))
+    chain.add(DefaultStorageClass(stores, informers.get("storageclasses")))
+    chain.add(PersistentVolumeClaimResize(stores))
+    chain.add(StorageObjectInUseProtection())
     chain.add(quota or ResourceQuotaAdmission(stores))
     if authorizer is not None and resolver is not None:
         chain.add(RBACEscalation(authorizer, resolver))

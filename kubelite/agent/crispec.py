@@ -31,6 +31,7 @@ from kubelite.agent.cgroups import (
     milli_cpu_to_shares,
 )
 from kubelite.agent.dns import DNSConfigurer
+from kubelite.agent.volumes import MountSpec
 from kubelite.kinds.podutil import compute_qos_class
 
 log = logging.getLogger("kubelite.agent.runtime")
@@ -421,7 +422,7 @@ def security_context(pod: Obj, container: Obj, target_id: str = "",
 
 
 def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count: int, command: list[str],
-                     args: list[str], env: list[tuple[str, str]], mounts: list[tuple[str, str, bool]],
+                     args: list[str], env: list[tuple[str, str]], mounts: list[MountSpec],
                      memory_capacity: int, is_init: bool = False, target_id: str | None = None,
                      seccomp_root: str = "/var/lib/kubelet/seccomp") -> Any:
     """The CRI ContainerConfig; ``target_id`` is not None for an ephemeral container."""
@@ -448,7 +449,8 @@ def container_config(pod: Obj, container: Obj, *, image_ref: str, restart_count:
         image=cri.ImageSpec(image=image_ref, user_specified_image=container.get("image", "")),
         command=command, args=args, working_dir=container.get("workingDir", ""),
         envs=[cri.KeyValue(key=k, value=v) for k, v in env],
-        mounts=[cri.Mount(host_path=h, container_path=c, readonly=ro) for h, c, ro in mounts],
+        mounts=[cri.Mount(host_path=m.host_path, container_path=m.container_path, readonly=m.readonly,
+                          propagation=m.propagation, recursive_read_only=m.recursive_read_only) for m in mounts],
         labels=labels, annotations=annotations, log_path=f"{name}/{restart_count}.log",
         stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")),
         tty=bool(container.get("tty")),

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubelite.agent import cni
+from kubelite.agent import cni, pvcvolume
 from kubelite.api import errors
 
 log = logging.getLogger("kubelite.agent.node")
@@ -169,6 +169,12 @@ class NodeManager:
         }
 
     # ------------------------------------------------------------------ registration
+    def storage_annotation(self) -> dict[str, str]:
+        """Where this node keeps local-path volumes (agent/pvcvolume.py), for the provisioner."""
+        d = pvcvolume.storage_dir(self.data_dir)
+        d.mkdir(parents=True, exist_ok=True, mode=0o755)
+        return {pvcvolume.LOCAL_PATH_DIR_ANNOTATION: str(d)}
+
     async def register(self) -> Obj:
         """Create the Node (or adopt the existing one), make sure it has a pod CIDR, post status."""
         try:
@@ -179,7 +185,8 @@ class NodeManager:
             body = {"apiVersion": "v1", "kind": "Node",
                     "metadata": {"name": self.node_name, "labels": self.labels(),
                                  "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true",
-                                                 "node.alpha.kubernetes.io/ttl": "0"}},
+                                                 "node.alpha.kubernetes.io/ttl": "0",
+                                                 **self.storage_annotation()}},
                     "spec": {}}
             try:
                 node = await self.client.create("v1", "nodes", body)
@@ -189,6 +196,11 @@ class NodeManager:
                     raise
                 node = await self.client.get("v1", "nodes", self.node_name)
         node = await self._wait_pod_cidr(node)
+        missing_ann = {k: v for k, v in self.storage_annotation().items()
+                       if (node["metadata"].get("annotations") or {}).get(k) != v}
+        if missing_ann:  # a node registered before, or by an agent with another data dir
+            node = await self.client.patch("v1", "nodes", self.node_name, {"metadata": {"annotations": missing_ann}},
+                                           patch_type="merge")
         missing = {k: v for k, v in self.labels().items() if k not in (node["metadata"].get("labels") or {})}
         if missing:
             node = await self.client.patch("v1", "nodes", self.node_name, {"metadata": {"labels": missing}},

@@ -35,13 +35,16 @@ from kubelite.agent.hooks import run_hook
 from kubelite.agent.podenv import EnvError, expand_command_and_args, make_environment
 from kubelite.agent.pullsecrets import auth_for
 from kubelite.agent.registries import Registries
-from kubelite.agent.volumes import VolumeError, VolumeManager
+from kubelite.agent.volumes import Mounted, MountOutcome, MountSpec, VolumeError, VolumeManager
 
 log = logging.getLogger("kubelite.agent.runtime")
 Obj = dict[str, Any]
 MIN_GRACE_PERIOD = 2  # minimumGracePeriodInSeconds
 DEFAULT_GRACE_PERIOD = 30
 IMAGE_STATUS_TTL = 5.0  # a present image's ImageStatus answer is reused this long
+MOUNT_WAIT = 2.0  # how long a sync waits for the pod's volumes before it looks again (MOUNT_POLL)
+MOUNT_POLL = 0.5
+POD_SYNC_BACKOFF = 10.0  # a pod sync that failed (volumes the populator refused) is retried after this
 
 
 def default_parallelism() -> int:
@@ -186,6 +189,9 @@ class RuntimeManager:
                     (c := pr.latest(x["name"])) is not None and c.state == "exited" and c.exit_code == 0
                     for x in spec.get("containers") or [])):
                 return res
+        # WaitForAttachAndMount: no sandbox and no container before every volume is there
+        if not await self._mount_volumes(pod, res):
+            return res
         if create_sandbox:
             if sb is not None:
                 res.changed = True
@@ -239,6 +245,30 @@ class RuntimeManager:
             if pr.latest(ec["name"]) is None:
                 await self._start(ctx, ec, target=self._target_id(pr, sb.id, ec.get("targetContainerName") or ""))
         return res
+
+    async def _mount_volumes(self, pod: Obj, res: SyncResult) -> bool:
+        """The volume manager's mounts for this pod: each SetUp failure is a FailedMount event
+        (retried with the operation executor's back-off), the populator's errors one
+        ``Unable to attach or mount volumes`` event per sync (retried like a failed pod sync).
+        False while a volume is missing: the pod stays ContainerCreating."""
+        outcome = await self.volumes.reconcile(pod, self.fetch, MOUNT_WAIT)
+        if outcome is None:  # still mounting: look again soon
+            res.next_wake = _min(res.next_wake, MOUNT_POLL)
+            return False
+        self._mount_events(pod, outcome)
+        if outcome.ready:
+            return True
+        pod_error = outcome.pod_error_message()
+        if pod_error is not None:
+            self.event(pod, "Warning", "FailedMount", pod_error)
+            res.next_wake = _min(res.next_wake, POD_SYNC_BACKOFF)
+        if outcome.retry_in is not None:
+            res.next_wake = _min(res.next_wake, outcome.retry_in + 0.05)
+        return False
+
+    def _mount_events(self, pod: Obj, outcome: MountOutcome) -> None:
+        for msg in outcome.setup_failures:
+            self.event(pod, "Warning", "FailedMount", msg)
 
     @staticmethod
     def _target_id(pr: PodRuntime, sandbox_id: str, name: str) -> str:
@@ -418,6 +448,23 @@ class RuntimeManager:
             raise LookupError(f"runtimeclass.node.k8s.io \"{name}\" not found")
         return str(rc.get("handler") or "")
 
+    async def _supports_rro(self, pod: Obj) -> bool:
+        """Whether the pod's runtime handler reports recursive read-only mounts (CRI Status
+        features), asked only for pods that request them."""
+        if not any(m.get("recursiveReadOnly") not in (None, "Disabled")
+                   for key in ("initContainers", "containers", "ephemeralContainers")
+                   for c in pod["spec"].get(key) or [] for m in c.get("volumeMounts") or []):
+            return False
+        try:
+            st = await self.cri.status()
+        except grpc.aio.AioRpcError:
+            return False
+        try:
+            handler = await self._runtime_handler(pod)
+        except LookupError:
+            return False
+        return any(h.name == handler and h.features.recursive_read_only_mounts for h in st.runtime_handlers)
+
     async def _userns_handlers(self) -> set[str]:
         """The runtime handlers whose CRI Status reports user-namespace support."""
         try:
@@ -533,8 +580,6 @@ class RuntimeManager:
             config = await self._container_config(ctx, ct, ref, img, restart_count, init, target)
         except (EnvError, VolumeError, crispec.ContainerConfigError, security.SecurityProfileError) as exc:
             msg = str(exc)
-            if isinstance(exc, VolumeError):
-                self.event(pod, "Warning", "FailedMount", msg)
             self.event(pod, "Warning", "Failed", f"Error: {msg}", name, init)
             res.waiting[name] = ("CreateContainerConfigError", msg)
             res.next_wake = _min(res.next_wake, 2)
@@ -662,14 +707,14 @@ class RuntimeManager:
         image_uid = img.uid.value if img is not None and img.HasField("uid") else None
         image_user = img.username if img is not None else ""
         crispec.verify_run_as_non_root(pod, ct, image_uid, image_user)
-        vol_paths = await ctx.volumes()
-        mounts = self.volumes.mounts_for(pod, ct, vol_paths)
-        if not pod["spec"].get("hostNetwork") and not any(m[1] == "/etc/hosts" for m in mounts):
-            mounts.append((str(self.volumes.pod_dir(uid) / "etc-hosts"), "/etc/hosts", False))
+        vols = await ctx.volumes()
+        mounts = self.volumes.mounts_for(pod, ct, vols, dict(env), await self._supports_rro(pod))
+        if not pod["spec"].get("hostNetwork") and not any(m.container_path == "/etc/hosts" for m in mounts):
+            mounts.append(MountSpec(str(self.volumes.pod_dir(uid) / "etc-hosts"), "/etc/hosts"))
         tmp = ct.get("terminationMessagePath", "/dev/termination-log")
         if tmp:
             f = self.volumes.new_termination_file(uid, ct["name"])
-            mounts.append((str(f), tmp, False))
+            mounts.append(MountSpec(str(f), tmp))
         (self.volumes.log_dir(pod) / ct["name"]).mkdir(parents=True, exist_ok=True)
         command, args = expand_command_and_args(ct, dict(env))
         config = crispec.container_config(pod, ct, image_ref=image_ref, restart_count=restart_count,
@@ -799,6 +844,7 @@ class RuntimeManager:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.NOT_FOUND:
                     log.warning("RemovePodSandbox %s: %s", sb.id[:12], _rpc_message(exc))
+        await self.volumes.cancel_mounts(uid)
         await asyncio.to_thread(self.volumes.teardown, uid)
         if pod is not None:
             await asyncio.to_thread(self.volumes.remove_logs, pod)
@@ -827,12 +873,15 @@ class _SyncPass:
         self.pr = pr
         self.ips = ips
         self.res = res
-        self._volumes: asyncio.Future[dict[str, str]] | None = None
+        self._volumes: asyncio.Future[MountOutcome] | None = None
 
-    async def volumes(self) -> dict[str, str]:
+    async def volumes(self) -> dict[str, Mounted]:
+        """The pod's volumes, configMap and secret ones refreshed from the API first."""
         if self._volumes is None:
-            self._volumes = asyncio.ensure_future(self.rm.volumes.setup(self.pod, self.rm.fetch))
-        return await asyncio.shield(self._volumes)
+            self._volumes = asyncio.ensure_future(self.rm.volumes.mount_pod(self.pod, self.rm.fetch, refresh=True))
+            outcome = await asyncio.shield(self._volumes)
+            self.rm._mount_events(self.pod, outcome)
+        return (await asyncio.shield(self._volumes)).volumes
 
 
 def _larger(a: ResourceConfig | None, b: ResourceConfig) -> ResourceConfig:

@@ -23,6 +23,8 @@ log = logging.getLogger("kubelite.agent.worker")
 Obj = dict[str, Any]
 RESYNC_INTERVAL = 10.0
 RESIZE_RETRY = 5.0
+EVICTION_INTERVAL = 10.0  # the eviction manager's monitoring interval
+EVICTED = "Evicted"
 
 
 class PodWorker:
@@ -38,6 +40,7 @@ class PodWorker:
         self.terminal_done = False
         # when this worker last changed the pod's containers: it must see the runtime from after that
         self.acted_at = float("-inf")
+        self.eviction_checked_at = float("-inf")  # the last emptyDir sizeLimit check
         # PodResizePending / PodResizeInProgress, by type (the status manager's resize conditions)
         self.resize_conds: dict[str, Obj] = {
             c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []
@@ -212,6 +215,10 @@ class PodWorker:
         if left is not None and left <= 0:
             await self._deadline_exceeded(pr)
             return RESYNC_INTERVAL
+        evicted = await self._local_storage_eviction(pr)
+        if evicted is not None:
+            await self._evict(pr, evicted)
+            return RESYNC_INTERVAL
         alloc = self.owner.allocation
         if alloc is not None:
             if not alloc.is_allocated(self.uid):
@@ -262,6 +269,38 @@ class PodWorker:
         self.terminal_done = True
         status = self._status(pr, {}, terminal=True)
         status.update(phase="Failed", reason=reason, message=f"Pod was rejected: {message}")
+        self.owner.status.set_status(pod, status)
+
+    async def _local_storage_eviction(self, pr: PodRuntime) -> str | None:
+        """The eviction manager's emptyDir sizeLimit check for this pod, at most once per
+        EVICTION_INTERVAL: the eviction message when a volume holds more than its limit."""
+        if not pr.sandboxes or not any(isinstance(v.get("emptyDir"), dict) and v["emptyDir"].get("sizeLimit")
+                                       for v in (self.pod.get("spec") or {}).get("volumes") or []):
+            return None
+        now = time.monotonic()
+        if now - self.eviction_checked_at < EVICTION_INTERVAL:
+            return None
+        self.eviction_checked_at = now
+        return await asyncio.to_thread(self.owner.runtime.volumes.empty_dir_over_limit, self.pod)
+
+    async def _evict(self, pr: PodRuntime, message: str) -> None:
+        """evictPod: the Evicted event, the containers killed at once (grace period 0, so the
+        runtime's minimum), phase Failed with reason Evicted and a DisruptionTarget condition
+        (reason TerminationByKubelet)."""
+        rm: RuntimeManager = self.owner.runtime
+        pod = self.pod
+        log.info("evicting pod %s: %s", _name(pod), message)
+        rm.event(pod, "Warning", EVICTED, message)
+        self.terminal_done = True
+        self.owner.probes_remove(self.uid)
+        await rm.kill_pod(pod, pr, grace=0)
+        self._acted()
+        status = self._status(await self._runtime(), {}, terminal=True)
+        status.update(phase="Failed", reason=EVICTED, message=message)
+        conds = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+        conds.append({"type": "DisruptionTarget", "status": "True", "lastProbeTime": None,
+                      "lastTransitionTime": now_rfc3339(), "reason": "TerminationByKubelet", "message": message})
+        status["conditions"] = conds
         self.owner.status.set_status(pod, status)
 
     async def _deadline_exceeded(self, pr: PodRuntime) -> None:

@@ -338,6 +338,11 @@ class ResourceStore:
         if self.strategy.tracks_generation:
             meta["generation"] = 1
         self.strategy.default(obj)
+        if opts.track_fields:
+            # as upstream's create handler: the field manager sees the decoded (defaulted) object,
+            # before mutating admission and PrepareForCreate set what no manager owns (a Job's
+            # generated selector)
+            opts.track_fields(None, obj, opts.field_manager, "")
         attrs = Attributes(CREATE, self.kind, meta.get("namespace", ""), meta.get("name", ""), obj, None,
                            "", opts.user, opts.dry_run)
         if self.admission is not None:
@@ -357,8 +362,6 @@ class ResourceStore:
             raise self.invalid(name, errs)
         if self.admission is not None:
             await self.admission.validate(attrs)
-        if opts.track_fields:
-            opts.track_fields(None, obj, opts.field_manager, "")
         if opts.dry_run:
             if await self.store.get(self.key(meta.get("namespace", ""), name)) is not None:
                 raise errors.already_exists(self.kind.plural, name, self.kind.group)
@@ -615,7 +618,7 @@ class ResourceStore:
                 grace = 0
             stored_finalizers = meta.get("finalizers")
             finalizers = _finalizer_list(stored_finalizers)
-            gc_finalizers = _gc_finalizers(finalizers, opts)
+            gc_finalizers = _gc_finalizers(finalizers, opts, self.strategy.default_gc_policy)
             if meta.get("deletionTimestamp"):
                 # already terminating: only a shorter grace period changes anything, and the
                 # garbage collector's finalizers only while no graceful deletion is pending
@@ -761,11 +764,12 @@ def _int_or_zero(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _gc_finalizers(finalizers: list[str], opts: DeleteOptions) -> list[str]:
+def _gc_finalizers(finalizers: list[str], opts: DeleteOptions, default_policy: str = "Background") -> list[str]:
     """The finalizers a delete request leaves for the garbage collector (the apiserver's
     deletionFinalizersForGarbageCollection): ``orphan`` or ``foregroundDeletion`` as
-    orphanDependents, else propagationPolicy, else the object's own finalizers ask; the default
-    policy of every kind served here is Background, which needs neither. Unchanged when equal."""
+    orphanDependents, else propagationPolicy, else the object's own finalizers ask, else the
+    kind's default policy (Background, which needs neither; batch/v1 Jobs and CronJobs orphan).
+    Unchanged when equal."""
     gc = (FINALIZER_ORPHAN_DEPENDENTS, FINALIZER_DELETE_DEPENDENTS)
     if opts.orphan_dependents is not None:
         want = FINALIZER_ORPHAN_DEPENDENTS if opts.orphan_dependents else None
@@ -774,6 +778,8 @@ def _gc_finalizers(finalizers: list[str], opts: DeleteOptions) -> list[str]:
             opts.propagation_policy)
     else:
         want = next((f for f in finalizers if f in gc), None)
+        if want is None and default_policy == "Orphan":
+            want = FINALIZER_ORPHAN_DEPENDENTS
     out = [f for f in finalizers if f not in gc] + ([want] if want else [])
     return finalizers if set(out) == set(finalizers) else out
 

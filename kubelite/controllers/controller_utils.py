@@ -122,7 +122,9 @@ class RefManager:
     keep what it owns and still selects, adopt matching orphans, release what stopped matching."""
 
     def __init__(self, store: ResourceStore, owner: Obj, owner_api_version: str, owner_kind: str,
-                 selector: LabelSelector, can_adopt: Callable[[], Awaitable[None]], field_manager: str) -> None:
+                 selector: LabelSelector, can_adopt: Callable[[], Awaitable[None]], field_manager: str,
+                 finalizers: tuple[str, ...] = ()) -> None:
+        self.finalizers = finalizers  # added on adoption and removed on release (a Job's tracking finalizer)
         self.store = store
         self.owner = owner
         self.ref = new_controller_ref(owner, owner_api_version, owner_kind)
@@ -184,6 +186,14 @@ class RefManager:
                 cm["ownerReferences"] = refs
             else:
                 cm.pop("ownerReferences", None)
+            if self.finalizers:
+                fins = [f for f in _l(cm.get("finalizers")) if f not in self.finalizers]
+                if adopt:
+                    fins += list(self.finalizers)
+                if fins:
+                    cm["finalizers"] = fins
+                else:
+                    cm.pop("finalizers", None)
             return cur
 
         try:

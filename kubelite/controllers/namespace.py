@@ -75,8 +75,8 @@ class NamespaceController:
                 remaining += 1
                 if obj["metadata"].get("deletionTimestamp"):
                     continue
-                with contextlib.suppress(errors.StatusError):
-                    await store.delete(name, obj["metadata"]["name"], DeleteOptions())
+                with contextlib.suppress(errors.StatusError):  # the deleter's policy: Background
+                    await store.delete(name, obj["metadata"]["name"], DeleteOptions(propagation_policy="Background"))
         if remaining:
             return True
         # everything is gone: finalize (drop spec.finalizers) so the namespace itself goes

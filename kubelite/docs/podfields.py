@@ -24,7 +24,6 @@ _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
 _NOT_YET = {
     "PodSpec": ["evictionResponders", "schedulingGroup", "resourceClaims"],
     "Container": ["restartPolicyRules", "volumeDevices"],
-    "PodSecurityContext": ["fsGroupChangePolicy"],
 }
 _NOT_YET["EphemeralContainer"] = _NOT_YET["Container"]
 
@@ -55,6 +54,29 @@ _APPARMOR = ("refused", "this host has no AppArmor: any type but Unconfined (the
                         "`container.apparmor.security.beta.kubernetes.io/*` annotations too) fails the pod at the "
                         "agent's admission, phase Failed, reason `AppArmor`, message `Pod was rejected: Cannot "
                         "enforce AppArmor: AppArmor is not enabled on the host`; Unconfined is passed to the runtime")
+_VOLUMES = ("honoured", "the agent's volume plugins (agent/volumes.py, one per source, see docs/storage.md): "
+                       "emptyDir (disk, or tmpfs for medium Memory), hostPath with its type checks, configMap, "
+                       "secret, downwardAPI, projected, nfs (the node's `mount -t nfs`), persistentVolumeClaim (the "
+                       "claim must be Bound to a PV whose source has a plugin); volumes no container mounts are "
+                       "skipped. Any other source is refused: the pod stays ContainerCreating with FailedMount "
+                       "`Unable to attach or mount volumes: ... failed to get Plugin from volumeSpec for volume "
+                       "\"x\" err=no volume plugin matched`; a failing SetUp is FailedMount `MountVolume.SetUp "
+                       "failed for volume \"x\" : ...`, retried with back-off (0.5 s doubling to 2m2s). emptyDir "
+                       "sizeLimit: a pod whose emptyDir holds more is evicted (phase Failed, reason Evicted, `Usage "
+                       "of EmptyDir volume \"x\" exceeds the limit \"1Mi\". `, DisruptionTarget); hugepages "
+                       "media are refused (`unknown storage medium`)")
+_VOLUME_MOUNTS = ("honoured", "readOnly (and always read-only for configMap, secret, downwardAPI, projected; "
+                              "nfs/claims when their readOnly says so), subPath and subPathExpr (`$(VAR)` from the "
+                              "container's env; `missing value for X`, ``error SubPath `/x` must not be an absolute "
+                              "path``, ``unable to provision SubPath `a/..`: must not contain '..'``; made inside the "
+                              "volume and bind-mounted after opening it without following symlinks out of it: "
+                              "`failed to prepare subPath for volumeMount \"v\" of container \"c\"`), "
+                              "mountPropagation None/HostToContainer/Bidirectional to the CRI (the pod dir is made "
+                              "rshared for such a pod; Bidirectional only for privileged containers, by validation); "
+                              "recursiveReadOnly against the runtime handler's CRI features (containerd 1.6 has "
+                              "none: IfPossible is a plain read-only mount, Enabled is `failed to resolve recursive "
+                              "read-only mode: volume \"v\" requested recursive read-only mode, but it is not "
+                              "supported by the runtime`)")
 _SELINUX = ("honoured", "the container's, else the pod's, in the CRI requests (sandbox and container "
                         "SELinuxOption); a runtime on a host without SELinux, as here, applies no label")
 _WINDOWS = ("honoured", "ignored on Linux nodes, as the Linux kubelet does (there is no Windows node)")
@@ -116,6 +138,21 @@ FIELDS.update({
     "PodSpec.dnsConfig": ("honoured", "appended to the policy's configuration: nameservers and searches without "
                                       "duplicates, options replacing those of the same name; cut to 3 nameservers, "
                                       "32 search paths, 2048 characters with the DNSConfigForming event"),
+    "PodSpec.volumes": _VOLUMES,
+    "Container.volumeMounts": _VOLUME_MOUNTS,
+    "EphemeralContainer.volumeMounts": _VOLUME_MOUNTS,
+    "PodSecurityContext.fsGroup": ("honoured", "a supplemental group of every container; emptyDir (once, when "
+                                               "made), configMap, secret, downwardAPI and projected volumes get the "
+                                               "group and group rw (ro for the read-only ones) permissions, "
+                                               "directories setgid, as SetVolumeOwnership does; hostPath and nfs are "
+                                               "left alone"),
+    "PodSecurityContext.fsGroupChangePolicy": ("honoured", "as the kubelet: it only applies to persistent volumes "
+                                                           "whose plugin manages ownership; for emptyDir, configMap, "
+                                                           "secret, downwardAPI and projected the kubelet always "
+                                                           "changes ownership (it passes no policy), hostPath and nfs "
+                                                           "never; OnRootMismatch (root group, setgid and "
+                                                           "permissions already right: nothing changed) is in "
+                                                           "agent/volume_util.py for such plugins"),
     "PodSpec.enableServiceLinks": ("honoured", "the agent's Service informer: `{SVC}_SERVICE_HOST`, "
                                                "`_SERVICE_PORT`, `_SERVICE_PORT_{NAME}` and the Docker link "
                                                "variables for the namespace's Services with a cluster IP (unset "

@@ -1395,9 +1395,9 @@ _GO_FIELD = {"imagePullSecrets": "ImagePullSecrets", "securityContext": "Securit
              "dnsPolicy": "DNSPolicy", "dnsConfig": "DNSConfig", "hostIPC": "HostIPC", "hostPID": "HostPID"}
 
 
-def _spec_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+def _spec_diff(old: dict[str, Any], new: dict[str, Any], type_name: str = "core.PodSpec") -> str:
     """A go-cmp-like rendering of the changed top-level fields of the spec."""
-    lines = ["  core.PodSpec{"]
+    lines = [f"  {type_name}{{"]
     same = 0
     for k in list(dict.fromkeys(list(old) + list(new))):
         ov, nv = _norm(old.get(k)), _norm(new.get(k))

@@ -77,6 +77,9 @@ class Strategy:
     tracks_generation: bool = False
     # DELETE answers with the object (pods, namespaces) rather than a Success Status
     return_deleted_object: bool = False
+    # DefaultGarbageCollectionPolicy: what a DELETE without propagationPolicy does to dependents
+    # ("Background", or "Orphan" as batch/v1 Jobs and CronJobs keep for compatibility)
+    default_gc_policy: str = "Background"
 
     # --- status subresource ---------------------------------------------------
     def status_prepare_for_update(self, new: Obj, old: Obj) -> None:

@@ -62,6 +62,7 @@ def default_registry() -> Registry:
     from kubelite.kinds import (
         apps,
         authorization,
+        batch,
         certificates,
         configmaps,
         endpoints,
@@ -80,6 +81,7 @@ def default_registry() -> Registry:
         secrets,
         serviceaccounts,
         services,
+        storage,
     )
 
     return Registry([
@@ -90,6 +92,8 @@ def default_registry() -> Registry:
         endpoints.ENDPOINTS,
         replicationcontrollers.REPLICATIONCONTROLLER,
         configmaps.CONFIGMAP,
+        storage.PERSISTENTVOLUMECLAIM,
+        storage.PERSISTENTVOLUME,
         secrets.SECRET,
         serviceaccounts.SERVICEACCOUNT,
         events.EVENT,
@@ -111,6 +115,9 @@ def default_registry() -> Registry:
         runtimeclasses.RUNTIMECLASS,
         apps.DEPLOYMENT,
         apps.REPLICASET,
+        batch.JOB,
+        batch.CRONJOB,
         policy.PODDISRUPTIONBUDGET,
         endpoints.ENDPOINTSLICE,
+        storage.STORAGECLASS,
     ])

@@ -32,6 +32,7 @@ from kubelite.auth.bootstrap_tokens import BootstrapTokenAuthenticator
 from kubelite.auth.setup import Security
 from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
+from kubelite.controllers.cronjob import CronJobController
 from kubelite.controllers.csr import CSRApprover, CSRCleaner, CSRSigner
 from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.disruption import DisruptionController
@@ -39,15 +40,21 @@ from kubelite.controllers.endpoints import EndpointsController
 from kubelite.controllers.endpointslice import EndpointSliceController
 from kubelite.controllers.events import recorder
 from kubelite.controllers.garbagecollector import GarbageCollector
+from kubelite.controllers.job import JobController
 from kubelite.controllers.kubernetesservice import KubernetesService
+from kubelite.controllers.localpath import PROVISIONER as PROVISIONER_COMPONENT
+from kubelite.controllers.localpath import LocalPathProvisioner, default_storage_class
 from kubelite.controllers.namespace import NamespaceController
 from kubelite.controllers.nodeipam import NodeIPAMController
 from kubelite.controllers.nodelifecycle import NodeLifecycleController
+from kubelite.controllers.persistentvolume import PersistentVolumeController
 from kubelite.controllers.podgc import PodGC
 from kubelite.controllers.replicaset import REPLICATION_CONTROLLERS, ReplicaSetController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
 from kubelite.controllers.tainteviction import TaintEvictionController
+from kubelite.controllers.ttlafterfinished import TTLAfterFinishedController
+from kubelite.controllers.volumeprotection import PVCProtectionController, PVProtectionController
 from kubelite.dns.server import run_dns
 from kubelite.dns.service import KubeDNSService
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
@@ -76,6 +83,14 @@ async def bootstrap_priority_classes(stores: Stores) -> None:
     for name in SYSTEM_CLASSES:
         with contextlib.suppress(errors.StatusError):  # already there
             await pcs.create("", system_class(name), WriteOptions(field_manager="kube-apiserver"))
+
+
+async def bootstrap_storage_class(stores: Stores) -> None:
+    """k3s's local-storage manifest: the default StorageClass ``local-path``, made at every start
+    when it is missing (k3s re-applies its manifests too); one that exists is left as it is."""
+    classes = stores.get("storage.k8s.io", "storageclasses")
+    with contextlib.suppress(errors.StatusError):  # already there
+        await classes.create("", default_storage_class(), WriteOptions(field_manager="kubelite"))
 
 
 def make_store(cfg: ServerConfig) -> Store:
@@ -166,6 +181,7 @@ class Server:
         namespaces = NamespaceController(stores)
         await namespaces.bootstrap()
         await bootstrap_priority_classes(stores)
+        await bootstrap_storage_class(stores)
         run("serving-cert-reloader", ServingCertReloader(ssl_context, pki).run)  # kubelite certs rotate
         advertise = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::", "", "127.0.0.1", "::1") \
             else host_ip()
@@ -192,9 +208,17 @@ class Server:
             ("replicaset-controller", ReplicaSetController(stores).run),
             ("replication-controller", ReplicaSetController(stores, managed=REPLICATION_CONTROLLERS).run),
             ("deployment-controller", DeploymentController(stores).run),
+            ("job-controller", JobController(stores).run),
+            ("cronjob-controller", CronJobController(stores).run),
+            ("ttl-after-finished-controller", TTLAfterFinishedController(stores).run),
             ("disruption-controller", DisruptionController(stores).run),
             ("endpointslice-controller", EndpointSliceController(stores).run),
             ("endpoints-controller", EndpointsController(stores).run),
+            ("persistentvolume-binder-controller", PersistentVolumeController(
+                stores, recorder(stores, "persistentvolume-controller")).run),
+            ("persistentvolume-protection-controller", PVProtectionController(stores).run),
+            ("persistentvolumeclaim-protection-controller", PVCProtectionController(stores).run),
+            ("local-path-provisioner", LocalPathProvisioner(stores, recorder(stores, PROVISIONER_COMPONENT)).run),
             ("node-ipam-controller", NodeIPAMController(stores, cfg.cluster_cidr, cfg.node_cidr_mask_size,
                                                         recorder(stores, "cidrAllocator")).run),
         ]

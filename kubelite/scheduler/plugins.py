@@ -544,11 +544,14 @@ def fit_resources(pod: PodInfo, ni: NodeInfo) -> Status | None:
 
 # ------------------------------------------------------------------------------------------ messages
 def fit_error_message(num_all_nodes: int, statuses: dict[str, Status], absent_reason: str = "",
-                      post_filter_msg: str = "") -> str:
+                      post_filter_msg: str = "", pre_filter_msg: str = "") -> str:
     """framework.FitError.Error(): "0/N nodes are available: <count reason, ...>. <post filter>".
     Reasons are counted per node and sorted as strings ("10 x" sorts before "2 y", as upstream)."""
     msg = f"0/{num_all_nodes} nodes are available:"
     counts: Counter[str] = Counter()
+    if pre_filter_msg:  # a PreFilter refused the pod: its message, not the per-node copies of it
+        msg += f" {pre_filter_msg}."
+        statuses, absent_reason = {}, ""
     for st in statuses.values():
         counts.update(st.reasons)
     if absent_reason and len(statuses) < num_all_nodes:

@@ -279,7 +279,8 @@ def post_filter(pod: PodInfo, statuses: Mapping[str, Status], nodes: Mapping[str
 
 
 def failure_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[str, NodeInfo],
-                    dra: bool = True, cycle: Cycle | None = None, outcome: Outcome | None = None) -> str:
+                    dra: bool = True, cycle: Cycle | None = None, outcome: Outcome | None = None,
+                    pre_filter_msg: str = "") -> str:
     """The FailedScheduling message (and PodScheduled condition message) for a pod no node
     fits: the FitError, then the PostFilter plugins' messages (DynamicResources, then
     DefaultPreemption) unless preemption found a candidate."""
@@ -289,4 +290,4 @@ def failure_message(pod: PodInfo, statuses: dict[str, Status], nodes: dict[str, 
         outcome = post_filter(pod, statuses, nodes, cycle)
     pre = outcome.message
     post = ", ".join(m for m in ((DRA_POST_FILTER_MSG if dra and pre else ""), pre) if m)
-    return fit_error_message(len(nodes), statuses, post_filter_msg=post)
+    return fit_error_message(len(nodes), statuses, post_filter_msg=post, pre_filter_msg=pre_filter_msg)

@@ -42,7 +42,7 @@ from kubelite.client.api import Client, resource_path
 from kubelite.client.events import NORMAL, WARNING, EventRecorder
 from kubelite.client.informer import ClientListWatch, Informer
 from kubelite.client.leaderelection import ClientLeases, Election, LeaderElector, LeaseLock, new_identity
-from kubelite.scheduler import framework, plugins, preemption
+from kubelite.scheduler import framework, plugins, preemption, volumebinding
 from kubelite.scheduler.plugins import NodeInfo, PodInfo, Status
 
 log = logging.getLogger("kubelite.scheduler")
@@ -54,6 +54,7 @@ MAX_BACKOFF = 10.0  # podMaxBackoffSeconds
 MAX_UNSCHEDULABLE_SECONDS = 300.0  # podMaxInUnschedulablePodsDuration
 WATCH_TIMEOUT_SECONDS = 300
 BIND_CONCURRENCY = 32
+BIND_TIMEOUT_SECONDS = 600.0  # --bind-timeout-seconds: PreBind waits this long for the pod's claims to bind
 
 
 def _d(v: Any) -> dict[str, Any]:
@@ -148,7 +149,15 @@ class Scheduler:
         self._attempts: dict[str, int] = {}
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
-        self._synced = {"nodes": asyncio.Event(), "pods": asyncio.Event(), "namespaces": asyncio.Event()}
+        self._synced = {"nodes": asyncio.Event(), "pods": asyncio.Event(), "namespaces": asyncio.Event(),
+                        "persistentvolumeclaims": asyncio.Event(), "persistentvolumes": asyncio.Event(),
+                        "storageclasses": asyncio.Event()}
+        # VolumeBinding's view: claims by (namespace, name), volumes and classes by name
+        self.claims: dict[tuple[str, str], Obj] = {}
+        self.volumes: dict[str, Obj] = {}
+        self.classes: dict[str, Obj] = {}
+        self._volumes_changed = asyncio.Event()
+        self.bind_timeout = BIND_TIMEOUT_SECONDS
         self._bind_sem = asyncio.Semaphore(bind_concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._nominated: dict[str, str] = {}  # uid -> node: pending pods nominated by preemption
@@ -163,6 +172,12 @@ class Scheduler:
                  asyncio.create_task(self._informer("pods", self._replace_pods, self._on_pod)),
                  asyncio.create_task(self._informer("namespaces", self._replace_namespaces, self._on_namespace)),
                  asyncio.create_task(self.pdb_informer.run()),
+                 asyncio.create_task(self._informer("persistentvolumeclaims", self._storage_replacer("claims"),
+                                                    self._storage_handler("claims"))),
+                 asyncio.create_task(self._informer("persistentvolumes", self._storage_replacer("volumes"),
+                                                    self._storage_handler("volumes"))),
+                 asyncio.create_task(self._informer("storageclasses", self._storage_replacer("classes"),
+                                                    self._storage_handler("classes"), "storage.k8s.io/v1")),
                  asyncio.create_task(self._schedule_loop())]
         try:
             await asyncio.gather(*loops)
@@ -185,17 +200,17 @@ class Scheduler:
 
     # ------------------------------------------------------------------ informers
     async def _informer(self, plural: str, replace: Callable[[list[Obj]], None],
-                        handle: Callable[[str, Obj], None]) -> None:
+                        handle: Callable[[str, Obj], None], api_version: str = "v1") -> None:
         rv = ""
         delay = 0.5
         while True:
             try:
                 if not rv:
-                    lst = await self.client.list("v1", plural)
+                    lst = await self.client.list(api_version, plural)
                     rv = lst["metadata"]["resourceVersion"]
                     replace(lst.get("items") or [])
                     self._synced[plural].set()
-                async for etype, obj in self.client.watch("v1", plural, resource_version=rv,
+                async for etype, obj in self.client.watch(api_version, plural, resource_version=rv,
                                                           timeout_seconds=WATCH_TIMEOUT_SECONDS):
                     rv = _d(obj.get("metadata")).get("resourceVersion") or rv
                     if etype != "BOOKMARK":
@@ -215,6 +230,34 @@ class Scheduler:
                 log.warning("watching %s: %s", plural, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    def _storage_key(self, what: str, obj: Obj) -> Any:
+        m = _d(obj.get("metadata"))
+        return (m.get("namespace", ""), m.get("name", "")) if what == "claims" else m.get("name", "")
+
+    def _storage_replacer(self, what: str) -> Callable[[list[Obj]], None]:
+        def replace(items: list[Obj]) -> None:
+            cache: dict[Any, Obj] = getattr(self, what)
+            cache.clear()
+            cache.update({self._storage_key(what, o): o for o in items})
+            self._storage_changed()
+        return replace
+
+    def _storage_handler(self, what: str) -> Callable[[str, Obj], None]:
+        def handle(etype: str, obj: Obj) -> None:
+            cache: dict[Any, Obj] = getattr(self, what)
+            if etype == "DELETED":
+                cache.pop(self._storage_key(what, obj), None)
+            else:
+                cache[self._storage_key(what, obj)] = obj
+            self._storage_changed()
+        return handle
+
+    def _storage_changed(self) -> None:
+        """A claim, volume or class changed: pods waiting on volumes may fit, binders may be done."""
+        self._volumes_changed.set()
+        self._volumes_changed = asyncio.Event()
+        self._cluster_changed()
 
     def _node_info(self, name: str) -> NodeInfo:
         ni = self.nodes.get(name)
@@ -437,12 +480,29 @@ class Scheduler:
         feasible: list[NodeInfo] = []
         cycle = framework.pre_filter(info, nodes, self.namespace_labels)
         nominated = self._nominated_pods() if self._nominated else None
+        vols, pre_msg = volumebinding.pre_filter(pod, self.claims, self.volumes, self.classes)
+        plans: dict[str, tuple[list[tuple[Obj, Obj]], list[Obj]]] = {}
+        rwop = volumebinding.read_write_once_pod_conflict(pod, self.claims, self.pods.values(), self._assumed)
+
+        def fits(ni: NodeInfo) -> Status | None:
+            st = preemption.filter_with_nominated(info, ni, cycle, nominated)
+            if st is None and rwop:  # VolumeRestrictions' Filter
+                return Status(plugins.UNRESOLVABLE, (volumebinding.ERR_RWOP_CONFLICT,))
+            if st is None and vols is not None and ni.node is not None:  # VolumeBinding's Filter
+                reason, binds, provisions = vols.decide(ni.node)
+                if reason:
+                    return Status(plugins.UNRESOLVABLE, (reason,))
+                plans[ni.name] = (binds, provisions)
+            return st
+
         nom = nodes.get(info.nominated_node)
-        if nom is not None and preemption.filter_with_nominated(info, nom, cycle, nominated) is None:
+        if pre_msg:  # VolumeBinding's PreFilter refused the pod: no node is tried
+            statuses = {name: Status(plugins.UNRESOLVABLE, (pre_msg,)) for name in nodes}
+        elif nom is not None and fits(nom) is None:
             feasible = [nom]  # evaluateNominatedNode: the node preemption made room on, first
         else:
             for name, ni in nodes.items():
-                st = preemption.filter_with_nominated(info, ni, cycle, nominated)
+                st = fits(ni)
                 if st is None:
                     feasible.append(ni)
                 else:
@@ -452,7 +512,7 @@ class Scheduler:
             if nodes:
                 outcome = preemption.post_filter(info, statuses, nodes, cycle, nominated, self.pdbs(),
                                                  offset=self._rng.randrange(len(nodes)))
-            msg = preemption.failure_message(info, statuses, nodes, self.dra_message, cycle, outcome)
+            msg = preemption.failure_message(info, statuses, nodes, self.dra_message, cycle, outcome, pre_msg)
             nomination: str | None = None
             if outcome.candidate is not None:
                 nomination = outcome.candidate.node
@@ -470,7 +530,7 @@ class Scheduler:
         self._in_flight.add(uid)
         self._recount(uid)
         self._pod_placed()
-        self._spawn(self._bind(uid, pod, host))
+        self._spawn(self._bind(uid, pod, host, plans.get(host)))
         return host
 
     def pdbs(self) -> list[preemption.DisruptionBudget]:
@@ -591,9 +651,58 @@ class Scheduler:
                            related=_pod_ref(preemptor), action="Preempting")
         return True
 
-    async def _bind(self, uid: str, pod: Obj, node: str) -> None:
+    async def _bind_volumes(self, pod: Obj, node: str, plan: tuple[list[tuple[Obj, Obj]], list[Obj]]) -> None:
+        """VolumeBinding's PreBind (BindPodVolumes): pre-bind each chosen volume to its claim,
+        mark each claim to provision with the chosen node, then wait until the PV controller
+        (and the provisioner) bound every claim of the pod."""
+        binds, provisions = plan
+        for claim, pv in binds:
+            cm = claim["metadata"]
+            if _d(_d(pv.get("spec")).get("claimRef")).get("uid") == cm.get("uid"):
+                continue  # pre-bound already (a provisioned volume, or our own earlier attempt)
+            await self.client.patch("v1", "persistentvolumes", pv["metadata"]["name"], {
+                "metadata": {"annotations": {volumebinding.ANN_BOUND_BY_CONTROLLER: "yes"},
+                             "resourceVersion": pv["metadata"].get("resourceVersion")},
+                "spec": {"claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+                                      "namespace": cm.get("namespace", ""), "name": cm["name"],
+                                      "uid": cm.get("uid", ""), "resourceVersion": cm.get("resourceVersion", "")}}},
+                patch_type="merge")
+        for claim in provisions:
+            cm = claim["metadata"]
+            if _d(cm.get("annotations")).get(volumebinding.ANN_SELECTED_NODE) != node:
+                await self.client.patch("v1", "persistentvolumeclaims", cm["name"], {"metadata": {
+                    "annotations": {volumebinding.ANN_SELECTED_NODE: node}}}, namespace=cm.get("namespace", ""),
+                    patch_type="merge")
+        ns = _d(pod.get("metadata")).get("namespace", "")
+        names = volumebinding.pod_claim_names(pod)
+        deadline = time.monotonic() + self.bind_timeout
+        while True:
+            changed = self._volumes_changed
+            if all((c := self.claims.get((ns, n))) is not None and volumebinding.is_fully_bound(c) for n in names):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("binding volumes: context deadline exceeded")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
+
+    async def _bind(self, uid: str, pod: Obj, node: str,
+                    volume_plan: tuple[list[tuple[Obj, Obj]], list[Obj]] | None = None) -> None:
         meta = _d(pod.get("metadata"))
         ns, name = meta.get("namespace", ""), meta.get("name", "")
+        if volume_plan is not None and (volume_plan[0] or volume_plan[1]):
+            try:
+                await self._bind_volumes(pod, node, volume_plan)
+            except (errors.StatusError, TimeoutError, OSError, aiohttp.ClientError) as exc:
+                log.info("binding the volumes of %s/%s on %s failed: %s", ns, name, node, exc)
+                self._finish_bind(uid, ok=False)
+                if uid in self.pods and self._wants(uid, self.pods[uid]):
+                    self._failed(uid, self.pods[uid], "SchedulerError", f"running PreBind plugin \"VolumeBinding\": "
+                                                                        f"{exc}")
+                return
+            except asyncio.CancelledError:
+                self._finish_bind(uid, ok=False)
+                raise
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": name, "namespace": ns, "uid": meta.get("uid", "")},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}}

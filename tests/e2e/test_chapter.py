@@ -143,3 +143,34 @@ def test_logs_exec_port_forward(cluster):
         pf.kill()
         pf.wait()
     server.kubectl("delete", "pod", "talk")
+
+
+def test_full_manifest_waits_for_its_nfs_volume(cluster):
+    """kuard-pod-full.yaml mounts NFS from my.nfs.server.local, which does not resolve here: as
+    on a kubelet, the pod stays ContainerCreating with FailedMount events naming the volume and
+    the mount error, and nothing runs in place of the volume."""
+    server, node = cluster
+    server.kubectl("apply", "-f", str(EXAMPLES / "kuard-pod-full.yaml"))
+
+    def failed_mount() -> dict | None:
+        p = server.kubectl("get", "events", "--field-selector", "involvedObject.name=kuard,reason=FailedMount",
+                           "-o", "json")
+        items = json.loads(p.stdout)["items"]
+        return items[0] if items and items[0]["count"] >= 2 else None
+
+    ev = wait_until(failed_mount, 30, 0.2, "FailedMount events")
+    msg = ev["message"]
+    assert msg.startswith('MountVolume.SetUp failed for volume "kuard-data" : mount failed: exit status 32\n'
+                          "Mounting command: mount\nMounting arguments: -t nfs my.nfs.server.local:/exports ")
+    assert msg.endswith("/volumes/kubernetes.io~nfs/kuard-data\nOutput: mount.nfs: Failed to resolve server "
+                        "my.nfs.server.local: Name or service not known\n")
+    row = server.kubectl("get", "pods", "kuard").stdout.splitlines()[1].split()
+    assert row[:4] == ["kuard", "0/1", "ContainerCreating", "0"]
+    pod = json.loads(server.kubectl("get", "pod", "kuard", "-o", "json").stdout)
+    uid = pod["metadata"]["uid"]
+    assert pod["status"]["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+    assert node.containers_of(uid) == []
+    out = server.kubectl("describe", "pod", "kuard").stdout
+    assert "Warning  FailedMount" in out and 'MountVolume.SetUp failed for volume "kuard-data"' in out
+    server.kubectl("delete", "-f", str(EXAMPLES / "kuard-pod-full.yaml"), "--timeout=30s")
+    wait_until(lambda: not leftovers(node, uid), 30, 0.1, "nothing left on the host")

@@ -176,8 +176,9 @@ WAITS = {
     "dr-readiness": _running_unready,
     "dr-liveness": lambda p: any(cs.get("restartCount", 0) >= 1 for cs in p["status"].get("containerStatuses") or []),
     "dr-configmap": lambda p: _waiting(p) == "CreateContainerConfigError",
-    "dr-secret": lambda p: _waiting(p) in ("CreateContainerConfigError", "ContainerCreating"),
-    "dr-hostpath": lambda p: _waiting(p) in ("CreateContainerConfigError", "ContainerCreating"),
+    # a volume that cannot be mounted holds the whole pod before any container (FailedMount)
+    "dr-secret": lambda p: _waiting(p) == "ContainerCreating",
+    "dr-hostpath": lambda p: _waiting(p) == "ContainerCreating",
     "dr-healthy": lambda p: (p.get("status") or {}).get("phase") == "Running" and all(
         cs.get("ready") for cs in p["status"].get("containerStatuses") or []),
 }
@@ -204,7 +205,7 @@ EXPECT = {
                     "kubectl exec dr-liveness -c main -- cat /tmp/healthy", "startupProbe"],
     "dr-configmap": ['error ConfigMapNotFound container "main"', 'ConfigMap "dr-missing-config" does not exist',
                      "envFrom[0].configMapRef", "kubectl create configmap dr-missing-config -n default"],
-    "dr-secret": ['error SecretNotFound container "main"', 'Secret "dr-missing-secret" does not exist',
+    "dr-secret": ["error SecretNotFound", 'Secret "dr-missing-secret" does not exist',
                   'volume "creds"', "kubectl create secret generic dr-missing-secret -n default"],
     "dr-hostpath": ["error VolumeMountFailed", 'hostPath volume "data"', "/nonexistent/kubelite-doctor is not a "
                     "directory", "create /nonexistent/kubelite-doctor on the node"],

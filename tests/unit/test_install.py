@@ -27,6 +27,7 @@ USES = {
     "grpcio": r"^\s*import grpc\b",
     "aetcd": r"^\s*from aetcd import rpc\b",  # etcd v3's generated gRPC stubs (kubelite.store.etcd)
     "dnspython": r"^\s*import dns\.message\b",  # the cluster DNS (kubelite.dns): messages, records, forwarding
+    "croniter": r"^\s*from croniter import\b",  # CronJob schedules' next times (kubelite.kinds._cron)
 }
 
 
