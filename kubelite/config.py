@@ -17,6 +17,7 @@ class ServerConfig:
     port: int = 6443
     disable_agent: bool = False
     disable_scheduler: bool = False
+    disable_kube_proxy: bool = False  # k3s's --disable-kube-proxy: no service proxy beside the agent
     # extra names/addresses of the API server's serving certificate (k3s's --tls-san)
     tls_sans: tuple[str, ...] = ()
     node_name: str = ""  # the agent's Node (default: the hostname)

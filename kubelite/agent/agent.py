@@ -39,10 +39,12 @@ from kubelite.agent.cgroups import CgroupError, CgroupManager, open_cgroups
 from kubelite.agent.containergc import CONTAINER_GC_PERIOD
 from kubelite.agent.crispec import PodRuntime
 from kubelite.agent.dns import DNSConfigurer
+from kubelite.agent.metrics import AgentMetrics
 from kubelite.agent.node import NodeManager, memory_capacity
 from kubelite.agent.podnet import PodNetworkError
 from kubelite.agent.prober import ProbeManager
 from kubelite.agent.runtime import RuntimeManager
+from kubelite.agent.stats import StatsProvider
 from kubelite.agent.status import StatusManager
 from kubelite.agent.sysctls import Allowlist, SysctlConfigError
 from kubelite.agent.volumes import VolumeManager
@@ -93,6 +95,9 @@ class AgentConfig:
     # the kubelet's --rotate-certificates: renew the client certificate through CSRs before it
     # expires (the server's own agent does not: the server mints its credential at every start)
     rotate_certificates: bool = True
+    # run kube-proxy beside the agent, with a certificate from a CSR (agent/kubeproxy.py), as k3s's
+    # agent does unless --disable-kube-proxy; the server's own agent leaves it to the server
+    kube_proxy: bool = False
 
     @property
     def cert_dir(self) -> Path:
@@ -133,6 +138,10 @@ class Agent:
         self.client_certs: CertificateManager | None = None
         self.serving_certs: CertificateManager | None = None
         self._cert_tasks: list[asyncio.Task[None]] = []
+        self.metrics = AgentMetrics(self.node_name)  # the endpoint's /metrics
+        self.stats: StatsProvider | None = None  # /stats/summary, /metrics/resource, /metrics/cadvisor
+        self.kube_proxy: Any = None
+        self._proxy_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -149,6 +158,12 @@ class Agent:
         self.client = Client.from_kubeconfig(cfg.kubeconfig, user_agent=f"kubelite-agent/{self.node_name}")
         if cfg.rotate_certificates:
             self._start_client_certificates()
+        if cfg.kube_proxy:
+            from kubelite.agent.kubeproxy import KUBECONFIG_NAME, NodeProxy
+
+            self.kube_proxy = NodeProxy(self.client, cfg.kubeconfig, cfg.cert_dir, cfg.data_dir / KUBECONFIG_NAME,
+                                        self.node_name)
+            self._proxy_task = asyncio.create_task(self.kube_proxy.run(), name="agent-kube-proxy")
         socket_path = cfg.containerd_socket
         self.registries = registries.load(cfg.data_dir)  # <data_dir>/registries.yaml
         if socket_path is None:
@@ -159,6 +174,7 @@ class Agent:
             await self.containerd.start()
             socket_path = self.containerd.socket_path
         self.cri = await connect(socket_path)
+        self.metrics.instrument_cri(self.cri)  # kubelet_runtime_operations_*
         version = await self.cri.version(timeout=30)
         self.images = ImageManager(self.cri)
         try:
@@ -189,14 +205,20 @@ class Agent:
         self.runtime.fetch_runtime_class = self._fetch_runtime_class
         self.runtime.allocation = AllocationManager(cfg.data_dir / STATE_FILE)
         self.status = StatusManager(self.client)
+        self.status.on_phase = self.metrics.pod_status  # kubelet_pod_start_duration_seconds
         self.status.start()
         # probes (agent/prober.py): results wake the pod's worker, which restarts and reports
         self.prober = ProbeManager(self.cri.runtime, self.runtime.event, on_change=self._probe_result_changed,
                                    host_ip=self.node.host_ip)
         self.runtime.prober = self.prober
+        self.prober.on_result = self.metrics.probe_result  # prober_probe_total
         # the PLEG: one relist of the runtime shared by every worker; changes wake the pod's worker
         self.runtime_cache = crispec.RuntimeCache(self.cri.runtime, on_change=self._runtime_changed)
         await self.runtime_cache.refresh()
+        self.metrics.watch_runtime(self.runtime_cache.pods)
+        self.stats = StatsProvider(self.node_name, cgroups, self.runtime_cache.pods, memory_capacity())
+        assert self.server is not None
+        self.server.stats = self.stats
         node = self.node
         self.workers = PodWorkers(self.runtime, self.status, self.client, self.node.host_ip, prober=self.prober,
                                   cache=self.runtime_cache, allocatable=node.capacity)
@@ -221,6 +243,7 @@ class Agent:
         self.node.start()
         self._tasks += [asyncio.create_task(self._relist_runtime(), name="agent-pleg"),
                        asyncio.create_task(self._housekeeping(), name="agent-housekeeping")]
+        self._tasks.append(asyncio.create_task(self.stats.run_sampler(), name="agent-stats-sampler"))
         if cfg.container_gc_interval > 0:
             self._tasks.append(asyncio.create_task(self._container_gc_forever(), name="agent-container-gc"))
         self.started_at = time.monotonic()
@@ -250,6 +273,7 @@ class Agent:
         self._cert_tasks.append(asyncio.create_task(self.client_certs.run(), name="agent-client-certificate"))
 
     async def _start_server(self) -> None:
+        from kubelite.agent.auth import NodeAuth
         from kubelite.agent.server import AgentServer
         from kubelite.tls import pki as pki_mod
 
@@ -264,6 +288,8 @@ class Agent:
                                       node_addresses=[self.node.host_ip], node_name=self.node_name,
                                       ssl_context=self._start_serving_certificates())
         self.server.container_status = self._container_status
+        self.server.metrics = self.metrics
+        self.server.auth = NodeAuth(self.client, self.node_name)  # /metrics and /stats: TokenReview + SAR
         await self.server.start()
 
     def _start_serving_certificates(self) -> ssl.SSLContext:
@@ -305,6 +331,11 @@ class Agent:
         return None
 
     async def stop(self) -> None:
+        if self._proxy_task is not None:  # kube-proxy removes its rules as it stops
+            self._proxy_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._proxy_task
+            self._proxy_task = None
         for t in self._cert_tasks:
             t.cancel()
         for t in self._cert_tasks:
@@ -379,11 +410,13 @@ class Agent:
         assert self.workers is not None
         uid = pod["metadata"]["uid"]
         self._api_pods[uid] = pod
+        self.metrics.pod_seen(uid)
         self.workers.update_pod(pod)
 
     def _forget(self, uid: str) -> None:
         assert self.workers is not None
         self._api_pods.pop(uid, None)
+        self.metrics.pod_gone(uid)
         self.workers.remove_pod(uid)
 
     def _pod_event(self, etype: str, old: Obj | None, new: Obj | None) -> None:
@@ -479,8 +512,8 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                     pki_dir: Path | str | None = None, runtime_parallelism: int = 0,
                     container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1,
                     node_ip: str = "", flannel_backend: str = "host-gw", rotate_certificates: bool = True,
-                    allowed_unsafe_sysctls: tuple[str, ...] = (), cluster_dns: tuple[str, ...] = (),
-                    cluster_domain: str = "cluster.local") -> None:
+                    allowed_unsafe_sysctls: tuple[str, ...] = (), kube_proxy: bool = False,
+                    cluster_dns: tuple[str, ...] = (), cluster_domain: str = "cluster.local") -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
@@ -488,8 +521,8 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                               Path(pki_dir) if pki_dir else None, runtime_parallelism,
                               container_gc_interval, pod_pids_limit=pod_pids_limit, node_ip=node_ip,
                               flannel_backend=flannel_backend, rotate_certificates=rotate_certificates,
-                              allowed_unsafe_sysctls=allowed_unsafe_sysctls, cluster_dns=cluster_dns,
-                              cluster_domain=cluster_domain))
+                              allowed_unsafe_sysctls=allowed_unsafe_sysctls, kube_proxy=kube_proxy,
+                              cluster_dns=cluster_dns, cluster_domain=cluster_domain))
     try:
         try:
             await agent.start()

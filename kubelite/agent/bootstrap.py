@@ -234,14 +234,10 @@ async def bootstrap(server: str, token: str, kubeconfig: Path, node_name: str, *
         write_kubeconfig(Path(kubeconfig), server, ca_pem, cert_pem, key_pem, user)
     else:
         from kubelite.agent.certmanager import FileStore
-        from kubelite.tls.pki import atomic_write, kubeconfig_dict
 
         store = FileStore("kubelet-client", Path(cert_dir))
         store.update(cert_pem, key_pem)
-        cfg = kubeconfig_dict(server, ca_pem, cert_pem, key_pem, user)
-        current = str(store.current_path.resolve().parent / store.current_path.name)
-        cfg["users"][0]["user"] = {"client-certificate": current, "client-key": current}
-        atomic_write(Path(kubeconfig), yaml.safe_dump(cfg, sort_keys=False).encode(), 0o600)
+        store.write_kubeconfig(Path(kubeconfig), server, ca_pem, user)
     log.info("node client certificate issued; wrote %s", kubeconfig)
     return Path(kubeconfig)
 

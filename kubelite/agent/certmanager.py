@@ -53,6 +53,7 @@ CSR_API = "certificates.k8s.io/v1"
 CSR_PLURAL = "certificatesigningrequests"
 KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+KUBE_APISERVER_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"  # other clients (the node's kube-proxy)
 CERTIFICATE_WAIT_TIMEOUT = 15 * 60.0  # certificateWaitTimeout
 POLL_INTERVAL = 0.5
 BACKOFF_FIRST, BACKOFF_FACTOR, BACKOFF_JITTER, BACKOFF_STEPS = 2.0, 2.0, 0.1, 5
@@ -234,6 +235,21 @@ class FileStore:
         os.replace(tmp, self.current_path)
         return Pair(pair.cert_pem, pair.key_pem, pair.leaf, path)
 
+    def write_kubeconfig(self, path: Path, server: str, ca_pem: bytes, user: str) -> None:
+        """A kubeconfig (mode 0600) whose client certificate and key are the current pair's file,
+        as the kubelet's: rotations then need no new kubeconfig."""
+        import yaml
+
+        from kubelite.tls.pki import kubeconfig_dict
+
+        pair = self.current()
+        if pair is None:
+            raise ValueError(f"no current {self.pair_name} pair in {self.dir}")
+        cfg = kubeconfig_dict(server, ca_pem, pair.cert_pem, pair.key_pem, user)
+        current = str(self.current_path.resolve().parent / self.current_path.name)
+        cfg["users"][0]["user"] = {"client-certificate": current, "client-key": current}
+        atomic_write(Path(path), yaml.safe_dump(cfg, sort_keys=False).encode(), 0o600)
+
 
 # --------------------------------------------------------------------------- the manager
 
@@ -376,7 +392,8 @@ def usable(pair: Pair | None, tmpl: Template | None) -> Pair | None:
 
 
 class ServingTLS:
-    """The agent endpoint's TLS: TLS >= 1.2, a client certificate from the cluster CA required;
+    """The agent endpoint's TLS: TLS >= 1.2, a client certificate from the cluster CA when one is
+    presented (callers of /metrics and /stats may use a bearer token instead);
     its serving pair is whatever :meth:`load` was last given. Before the first one, handshakes
     are refused (never with a self-made certificate)."""
 
@@ -386,7 +403,7 @@ class ServingTLS:
         ctx.set_ciphers(TLS12_CIPHERS)
         ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
         ctx.load_verify_locations(cadata=ca_pem.decode())
-        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.set_alpn_protocols(["http/1.1"])
         ctx.sni_callback = self._client_hello
         self.context = ctx
@@ -405,5 +422,5 @@ class ServingTLS:
         self.serial = pair.serial
 
 
-__all__ = ["CertificateManager", "FileStore", "Pair", "ServingTLS", "Template", "client_template",
+__all__ = ["KUBE_APISERVER_CLIENT_SIGNER", "CertificateManager", "FileStore", "Pair", "ServingTLS", "Template", "client_template",
            "jittery_duration", "rotation_deadline", "serving_template", "usable", "usages"]

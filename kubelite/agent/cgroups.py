@@ -237,6 +237,50 @@ def write(path: Path, value: str) -> None:
         f.write(value)
 
 
+# --------------------------------------------------------------------------- usage
+@dataclass(frozen=True)
+class CgroupUsage:
+    """What a cgroup has used, as cAdvisor reads it: cumulative CPU time (ns), memory in use
+    and its working set (usage less inactive file pages, the figure the kubelet evicts and
+    metrics-server reports on), at ``time`` (Unix seconds). A figure the kernel does not give
+    is None, never 0."""
+    time: float
+    cpu_ns: int | None = None
+    memory_bytes: int | None = None
+    working_set_bytes: int | None = None
+    rss_bytes: int | None = None
+    page_faults: int | None = None
+    major_page_faults: int | None = None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def read_flat_keyed(path: Path) -> dict[str, int]:
+    """A ``memory.stat`` / ``cpu.stat`` file: ``key value`` lines."""
+    out: dict[str, int] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            out[key] = int(value)
+    return out
+
+
+def working_set(usage: int | None, inactive_file: int | None) -> int | None:
+    """cAdvisor's working set: usage minus inactive file pages, never below 0."""
+    if usage is None:
+        return None
+    return max(0, usage - (inactive_file or 0))
+
+
 # --------------------------------------------------------------------------- manager
 class CgroupManager:
     """Creates, updates, lists and removes pod cgroups (one directory per tree of the layout).
@@ -278,6 +322,11 @@ class CgroupManager:
         """The limits a cgroup has now (a container's: ``<pod cgroup>/<container id>``, as
         runc names them with the cgroupfs driver); None when it does not exist. Unlimited
         quota and memory read as -1."""
+        raise NotImplementedError
+
+    def usage(self, name: str) -> CgroupUsage | None:
+        """What the cgroup ``name`` (``""``: the root, i.e. the whole node) has used; None when
+        it does not exist."""
         raise NotImplementedError
 
     def _mkdir(self, name: str) -> None:

@@ -9,6 +9,7 @@ hybrid host, where runc puts the containers too); limits go to ``cpu.shares``,
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,11 @@ from kubelite.agent.cgroups import (
     ROOT_NAME,
     CgroupError,
     CgroupManager,
+    CgroupUsage,
     ResourceConfig,
+    _read_int,
+    read_flat_keyed,
+    working_set,
     write,
 )
 
@@ -99,6 +104,21 @@ class V1CgroupManager(CgroupManager):
         except (OSError, ValueError):
             return None
         return cfg
+
+    def usage(self, name: str) -> CgroupUsage | None:
+        """cpuacct.usage; memory.usage_in_bytes less memory.stat's total_inactive_file."""
+        cpu_dir, mem_dir = self.path("cpuacct", name), self.path("memory", name)
+        if (cpu_dir is None or not cpu_dir.is_dir()) and (mem_dir is None or not mem_dir.is_dir()):
+            return None
+        now = time.time()
+        cpu = _read_int(cpu_dir / "cpuacct.usage") if cpu_dir is not None else None
+        mem = stat = None
+        if mem_dir is not None:
+            mem = _read_int(mem_dir / "memory.usage_in_bytes")
+            stat = read_flat_keyed(mem_dir / "memory.stat")
+        stat = stat or {}
+        return CgroupUsage(now, cpu, mem, working_set(mem, stat.get("total_inactive_file")), stat.get("total_rss"),
+                           stat.get("total_pgfault"), stat.get("total_pgmajfault"))
 
     def swap_controller_available(self) -> bool:
         """swapControllerAvailable: memory.memsw.* exists (swap accounting is on)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,13 @@ from kubelite.agent.cgroups import (
     ROOT_NAME,
     CgroupError,
     CgroupManager,
+    CgroupUsage,
     ResourceConfig,
+    _read_int,
+    read_flat_keyed,
     read_tokens,
     shares_to_weight,
+    working_set,
     write,
 )
 
@@ -152,6 +157,20 @@ class V2CgroupManager(CgroupManager):
         return ResourceConfig(cpu_shares=shares, cpu_quota=-1 if quota == "max" else int(quota),
                               cpu_period=int(period), memory_limit=-1 if mem == "max" else int(mem))
 
+    def usage(self, name: str) -> CgroupUsage | None:
+        """cpu.stat's usage_usec; memory.current less memory.stat's inactive_file. The root
+        has no memory.current: there the node's figures come from /proc/meminfo, as cAdvisor's."""
+        d = self.root / name if name else self.root
+        if not d.is_dir():
+            return None
+        now = time.time()
+        cpu_stat = read_flat_keyed(d / "cpu.stat")
+        cpu = cpu_stat["usage_usec"] * 1000 if "usage_usec" in cpu_stat else None
+        stat = read_flat_keyed(d / "memory.stat")
+        mem = _read_int(d / "memory.current") if name else _meminfo_used()
+        return CgroupUsage(now, cpu, mem, working_set(mem, stat.get("inactive_file")), stat.get("anon"),
+                           stat.get("pgfault"), stat.get("pgmajfault"))
+
     def swap_controller_available(self) -> bool:
         """swapControllerAvailable: memory.swap.max exists below the root (the root has none)."""
         return (self.root / ROOT_NAME / "memory.swap.max").exists()
@@ -160,3 +179,19 @@ class V2CgroupManager(CgroupManager):
         resources.unified["memory.oom.group"] = "1"
         if self.swap_controller_available():
             resources.unified["memory.swap.max"] = "0"
+
+
+def _meminfo_used(path: Path = Path("/proc/meminfo")) -> int | None:
+    """MemTotal - MemFree in bytes (the root cgroup's usage on a v2 host)."""
+    fields: dict[str, int] = {}
+    try:
+        for line in path.read_text().splitlines():
+            key, _, rest = line.partition(":")
+            parts = rest.split()
+            if parts:
+                fields[key] = int(parts[0]) * 1024
+    except (OSError, ValueError):
+        return None
+    if "MemTotal" not in fields or "MemFree" not in fields:
+        return None
+    return fields["MemTotal"] - fields["MemFree"]

@@ -261,6 +261,8 @@ class ProbeWorker:
                                                  self.pod_ip, self.init)
         except ProbeError:
             return True  # prober error: the result is thrown away
+        if self.mgr.on_result is not None:
+            self.mgr.on_result(self.kind, result, self.pod, self.container.get("name", ""))
         if self._stop.is_set():
             return False
         if self.last_result == result:
@@ -288,6 +290,8 @@ class ProbeManager:
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.results = Results(on_change)
         self.prober = Prober(runtime, event)
+        # (probe type, result, pod, container name) after every probe run: prober_probe_total
+        self.on_result: Callable[[str, str, Obj, str], None] | None = None
         self.host_ip = host_ip
         self.jitter = jitter
         self.clock = clock

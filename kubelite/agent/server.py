@@ -1,7 +1,11 @@
-"""The node agent's HTTPS endpoint (the kubelet's port 10250): logs, exec, attach, port-forward.
+"""The node agent's HTTPS endpoint (the kubelet's port 10250): logs, exec, attach, port-forward,
+metrics and stats.
 
-Only the API server may call it: TLS requires a client certificate from the cluster CA and
-the request is refused (403) unless its CN is ``kube-apiserver-kubelet-client``.
+Logs, exec, attach and port-forward are the API server's alone: the request is refused (403)
+unless it comes with a client certificate from the cluster CA whose CN is
+``kube-apiserver-kubelet-client``. ``/metrics``, ``/metrics/cadvisor``, ``/metrics/probes``,
+``/metrics/resource`` and ``/stats/summary`` are for whoever the API server authorizes on
+``nodes/metrics`` / ``nodes/stats`` (a certificate or a bearer token; see ``auth.py``).
 
 - ``GET /containerLogs/{ns}/{pod}/{container}`` streams the CRI log file (see ``logs.py``).
 - ``/exec/{ns}/{pod}/{container}?command=..&stdin=&stdout=&stderr=&tty=`` and
@@ -35,6 +39,7 @@ from aiohttp import web
 
 from kubelite.agent import logs
 from kubelite.net import listener, spdy
+from kubelite.net.exposition import render
 from kubelite.tls import pki as pki_mod
 
 log = logging.getLogger("kubelite.agent.server")
@@ -67,16 +72,34 @@ def _qbool(v: str | None) -> bool:
     return (v or "").lower() in ("1", "true", "t", "yes")
 
 
-def peer_common_name(request: web.Request) -> str | None:
+def peer_subject(request: web.Request) -> tuple[str, tuple[str, ...]] | None:
+    """(CN, O values) of the client certificate (verified against the cluster CA by the TLS
+    handshake), or None without one."""
     transport = request.transport
     cert = transport.get_extra_info("peercert") if transport is not None else None
     if not cert:
         return None
+    cn, orgs = "", []
     for rdn in cert.get("subject", ()):
         for key, value in rdn:
             if key == "commonName":
-                return value
-    return None
+                cn = value
+            elif key == "organizationName":
+                orgs.append(value)
+    return cn, tuple(orgs)
+
+
+def peer_common_name(request: web.Request) -> str | None:
+    subject = peer_subject(request)
+    return subject[0] if subject is not None and subject[0] else None
+
+
+# served to whoever the API server authorizes (NodeAuth); everything else only to the API server
+DELEGATED_PREFIXES = ("/metrics", "/stats")
+
+
+def _delegated(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in DELEGATED_PREFIXES)
 
 
 @web.middleware
@@ -124,6 +147,11 @@ class AgentServer:
         # (namespace, pod, container, uid or "") -> the container's status as the agent computed
         # it, or None: `logs --previous` follows its lastState like the kubelet
         self.container_status: Callable[[str, str, str, str], dict | None] | None = None
+        # what /metrics, /metrics/cadvisor, /metrics/resource and /stats/summary serve, and who
+        # may read them (kubelite.agent.auth.NodeAuth); the agent sets them
+        self.auth: Any = None
+        self.metrics: Any = None  # kubelite.agent.metrics.AgentMetrics
+        self.stats: Any = None  # kubelite.agent.stats.StatsProvider
 
     # ------------------------------------------------------------------ lifecycle
     def ssl_context(self) -> ssl.SSLContext:
@@ -135,8 +163,13 @@ class AgentServer:
         return pki_mod.kubelet_server_ssl_context(self.pki, kc)
 
     def app(self, front: tuple[Any, ...] = ()) -> web.Application:
-        app = web.Application(middlewares=[*front, _only_apiserver])
+        app = web.Application(middlewares=[*front, self._access()])
         r = app.router
+        r.add_get("/metrics", self.metrics_endpoint)
+        r.add_get("/metrics/cadvisor", self.metrics_cadvisor)
+        r.add_get("/metrics/probes", self.metrics_probes)
+        r.add_get("/metrics/resource", self.metrics_resource)
+        r.add_get("/stats/summary", self.stats_summary)
         r.add_get("/containerLogs/{ns}/{pod}/{container}", self.container_logs)
         for verb in ("exec", "attach"):
             r.add_route("GET", f"/{verb}/{{ns}}/{{pod}}/{{container}}", self.remote_command)
@@ -145,6 +178,23 @@ class AgentServer:
         r.add_route("POST", "/portForward/{ns}/{pod}", self.port_forward)
         r.add_get("/healthz", self.healthz)
         return app
+
+    def _access(self) -> Any:
+        """Metrics and stats: whoever the API server authorizes on nodes/metrics or
+        nodes/stats (the kubelet's webhook authn/authz); the rest: the API server only."""
+
+        @web.middleware
+        async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+            if not _delegated(request.path):
+                return await _only_apiserver(request, handler)
+            if self.auth is None:
+                return web.Response(status=403, text="Forbidden: this endpoint has no authorizer\n")
+            denied = await self.auth.check(request)
+            if denied is not None:
+                return denied
+            return await handler(request)
+
+        return middleware
 
     async def start(self) -> None:
         ctx = self.ssl_context()
@@ -206,6 +256,34 @@ class AgentServer:
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok")
+
+    # ------------------------------------------------------------------ metrics and stats
+    async def metrics_endpoint(self, request: web.Request) -> web.StreamResponse:
+        if self.metrics is None:
+            raise web.HTTPNotFound()
+        return render(self.metrics.registry)
+
+    async def metrics_probes(self, request: web.Request) -> web.StreamResponse:
+        if self.metrics is None:
+            raise web.HTTPNotFound()
+        return render(self.metrics.probe_registry)
+
+    async def metrics_cadvisor(self, request: web.Request) -> web.StreamResponse:
+        if self.stats is None:
+            raise web.HTTPNotFound()
+        return render(await self.stats.cadvisor_registry())
+
+    async def metrics_resource(self, request: web.Request) -> web.StreamResponse:
+        if self.stats is None:
+            raise web.HTTPNotFound()
+        return render(await self.stats.resource_registry())
+
+    async def stats_summary(self, request: web.Request) -> web.StreamResponse:
+        if self.stats is None:
+            raise web.HTTPNotFound()
+        import orjson
+
+        return web.Response(body=orjson.dumps(await self.stats.summary()), content_type="application/json")
 
     # ------------------------------------------------------------------ CRI lookups
     async def find_sandbox(self, namespace: str, name: str, uid: str = "") -> Any | None:

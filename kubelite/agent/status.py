@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -285,6 +286,8 @@ class StatusManager:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        # (uid, previous phase, new phase) for every status set: the agent's pod start metric
+        self.on_phase: Callable[[str, str, str], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="status-manager")
@@ -308,6 +311,8 @@ class StatusManager:
         api = pod.get("status") or {}
         if api.get("phase") in TERMINAL and status.get("phase") not in TERMINAL:
             return  # never move a terminal pod back
+        if self.on_phase is not None:
+            self.on_phase(uid, str((self.latest(uid) or api).get("phase") or ""), str(status.get("phase") or ""))
         if _comparable(status) == _comparable(self._last.get(uid) or {}) and uid not in self._pending:
             return
         self._pending[uid] = (pod["metadata"].get("namespace", ""), pod["metadata"]["name"], status)

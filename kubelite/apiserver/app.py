@@ -150,7 +150,8 @@ class App:
 
 
 def build_app(handler: APIHandler, middlewares: list | None = None,
-              health: HealthChecks | None = None) -> tuple[web.Application, App]:
+              health: HealthChecks | None = None, metrics: Handler | None = None) -> tuple[web.Application, App]:
+    """``metrics`` answers ``GET /metrics`` (authorization decides who may: a non-resource URL)."""
     a = App(handler, health)
     app = web.Application(middlewares=[status_errors, *(middlewares or [])],
                           client_max_size=http.MAX_BODY + 1)
@@ -159,6 +160,8 @@ def build_app(handler: APIHandler, middlewares: list | None = None,
         r.add_get(f"/{name}", a.healthz)
         r.add_get(f"/{name}/{{rest:.*}}", a.healthz)
     r.add_get("/version", a.version)
+    if metrics is not None:
+        r.add_get("/metrics", metrics)
     r.add_get("/version/", a.version)
     r.add_get("/api", a.api_root)
     r.add_get("/api/", a.api_root)

@@ -264,20 +264,27 @@ class Authenticator:
         """``hook(request) -> UserInfo | None`` (sync or async), tried last."""
         self.request_hooks.append(hook)
 
+    async def authenticate_token(self, token: str) -> UserInfo | None:
+        """The user a bearer token stands for (the static tokens, then the token hooks)."""
+        if self.tokens is not None:
+            u = self.tokens.lookup(token)
+            if u is not None:
+                return UserInfo(u.name, _with_authenticated(u.groups), u.uid, dict(u.extra))
+        for thook in self.token_hooks:
+            u = await _maybe_await(thook(token))
+            if u is not None:
+                return UserInfo(u.name, _with_authenticated(u.groups), u.uid, dict(u.extra))
+        return None
+
     async def authenticate(self, request: web.Request) -> UserInfo | None:
         user = _peer_user(request)
         if user is not None:
             return user
         token = bearer_token(request)
         if token is not None:
-            if self.tokens is not None:
-                u = self.tokens.lookup(token)
-                if u is not None:
-                    return UserInfo(u.name, _with_authenticated(u.groups), u.uid, dict(u.extra))
-            for thook in self.token_hooks:
-                u = await _maybe_await(thook(token))
-                if u is not None:
-                    return UserInfo(u.name, _with_authenticated(u.groups), u.uid, dict(u.extra))
+            found = await self.authenticate_token(token)
+            if found is not None:
+                return found
         for rhook in self.request_hooks:
             u = await _maybe_await(rhook(request))
             if u is not None:

@@ -40,9 +40,13 @@ def too_many_requests() -> web.Response:
                         headers={"Retry-After": "1", "X-Content-Type-Options": "nosniff"})
 
 
-def inflight_middleware(max_readonly: int = 400, max_mutating: int = 200) -> Any:
+def inflight_middleware(max_readonly: int = 400, max_mutating: int = 200, metrics: Any = None) -> Any:
+    """``metrics`` (an :class:`~kubelite.apiserver.metrics.APIMetrics`) hears of every request
+    in flight (apiserver_current_inflight_requests) and of every 429."""
     counts = {False: 0, True: 0}
     limits = {False: max_readonly, True: max_mutating}
+    kinds = {False: "readOnly", True: "mutating"}
+    watermark = metrics.inflight if metrics is not None else None
 
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -59,12 +63,18 @@ def inflight_middleware(max_readonly: int = 400, max_mutating: int = 200) -> Any
             user = request.get(USER)
             if user is not None and PRIVILEGED_GROUP in user.groups:
                 return await handler(request)
+            if metrics is not None:
+                metrics.dropped(request, info)
             return too_many_requests()
         counts[mutating] += 1
+        if watermark is not None:
+            watermark.enter(kinds[mutating])
         try:
             return await handler(request)
         finally:
             counts[mutating] -= 1
+            if watermark is not None:
+                watermark.leave(kinds[mutating])
 
     return middleware
 

@@ -53,6 +53,12 @@ class NodeStreams(Protocol):
     async def node_proxy(self, api: APIHandler, request: web.Request, target: Target) -> web.StreamResponse: ...
 
 
+class ResourceMetrics(Protocol):
+    """The object that answers a metrics.k8s.io kind's get and list (NodeMetrics, PodMetrics)."""
+
+    def for_kind(self, kind: Kind) -> Any: ...
+
+
 class AccessReviews(Protocol):
     """The object that answers a review kind's POST (SubjectAccessReview and friends)."""
 
@@ -72,6 +78,7 @@ class ServiceKey(Generic[T]):
 TOKEN_REQUESTS: ServiceKey[TokenRequests] = ServiceKey("TokenRequests")
 NODE_STREAMS: ServiceKey[NodeStreams] = ServiceKey("NodeStreams")
 ACCESS_REVIEWS: ServiceKey[AccessReviews] = ServiceKey("AccessReviews")
+RESOURCE_METRICS: ServiceKey[ResourceMetrics] = ServiceKey("ResourceMetrics")
 
 
 class Services:
@@ -106,5 +113,6 @@ def method_not_allowed(target: Target, method: str) -> errors.StatusError:
     return errors.method_not_supported(f"{target.kind.plural}/{target.subresource}", action, target.kind.group)
 
 
-__all__ = ["ACCESS_REVIEWS", "NODE_STREAMS", "TOKEN_REQUESTS", "AccessReviews", "Handler", "NodeStreams",
-           "RESTContext", "ServiceKey", "Services", "TokenRequests", "method_not_allowed"]
+__all__ = ["ACCESS_REVIEWS", "NODE_STREAMS", "RESOURCE_METRICS", "TOKEN_REQUESTS", "AccessReviews", "Handler",
+           "NodeStreams", "RESTContext", "ResourceMetrics", "ServiceKey", "Services", "TokenRequests",
+           "method_not_allowed"]

@@ -10,7 +10,7 @@ import ssl
 
 from aiohttp import web
 
-from kubelite.apiserver.app import App, HealthChecks, build_app
+from kubelite.apiserver.app import App, Handler, HealthChecks, build_app
 from kubelite.apiserver.auth import ANONYMOUS_USER, USER
 from kubelite.apiserver.handlers import APIHandler
 from kubelite.net import listener
@@ -27,10 +27,10 @@ def _authenticated(request: web.Request) -> bool:
 class APIServer:
     def __init__(self, handler: APIHandler, middlewares: list, ssl_context: ssl.SSLContext, bind_address: str,
                  port: int, health: HealthChecks | None = None,
-                 limits: listener.ListenerLimits | None = None) -> None:
+                 limits: listener.ListenerLimits | None = None, metrics: Handler | None = None) -> None:
         # connection hygiene (kubelite/net/listener.py): its middleware goes first
         self.guard = listener.prepare(limits or listener.ListenerLimits(), trusted=_authenticated)
-        self.app, self.state = build_app(handler, [self.guard.middleware(), *middlewares], health)
+        self.app, self.state = build_app(handler, [self.guard.middleware(), *middlewares], health, metrics)
         self.ssl_context = ssl_context
         self.bind_address = bind_address
         self.port = port

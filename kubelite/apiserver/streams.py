@@ -103,6 +103,17 @@ class StreamHandlers:
             host = f"[{host}]"
         return f"https://{host}:{port}"
 
+    async def agent_get(self, node_name: str, path: str, timeout: float) -> bytes:
+        """GET ``path`` of a node agent's endpoint (the metrics server scrapes /metrics/resource);
+        raises when the node cannot be reached or does not answer 200."""
+        base = await self._agent_base(node_name)
+        async with self.session().get(base + path, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status,
+                                                  message=body[:200].decode("utf-8", "replace"))
+            return body
+
     # ------------------------------------------------------------------ pods/log
     async def log(self, handler: APIHandler, request: web.Request, t: Target) -> web.StreamResponse:
         if request.method != "GET":

@@ -195,6 +195,12 @@ CLUSTER_ROLES: dict[str, dict[str, Any]] = {
         rule(["*"], ["*"], ["list", "watch"]),
         rule([""], ["serviceaccounts/token"], ["create"]),
     ]},
+    # metrics-server's manifest: view, edit and admin may read metrics.k8s.io
+    "system:aggregated-metrics-reader": {
+        "rules": [rule(["metrics.k8s.io"], ["pods", "nodes"], READ)],
+        "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true",
+                   "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+                   "rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
     "system:volume-scheduler": {"rules": [
         rule([""], ["persistentvolumes"], ["get", "list", "patch", "update", "watch"]),
         rule(["storage.k8s.io"], ["storageclasses"], READ),

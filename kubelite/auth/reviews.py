@@ -50,8 +50,9 @@ def _validate_access_spec(spec: dict[str, Any], subject: bool) -> list[f.FieldEr
 class ReviewStore:
     """Duck-types the parts of ResourceStore that the handlers call for a create-only kind."""
 
-    def __init__(self, kind: Kind, authorizer: Any) -> None:
+    def __init__(self, kind: Kind, authorizer: Any, authenticate_token: Any = None) -> None:
         self.kind = kind
+        self.authenticate_token = authenticate_token  # TokenReview: token -> UserInfo | None
         self.storage_kind = kind
         self.strategy = kind.strategy
         self.authorizer = authorizer
@@ -93,6 +94,8 @@ class ReviewStore:
         obj["metadata"] = {k: v for k, v in meta.items() if k in ("name", "namespace", "labels", "annotations")}
         spec: dict[str, Any] = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
         kind = self.kind.kind
+        if kind == "TokenReview":
+            return await self._token_review(obj, spec)
         if kind == "SelfSubjectReview":
             obj["status"] = {"userInfo": {k: v for k, v in (
                 ("username", user.name), ("uid", user.uid), ("groups", list(user.groups)),
@@ -129,6 +132,26 @@ class ReviewStore:
         if reason:
             st["reason"] = reason
         obj["status"] = st
+        return obj
+
+    async def _token_review(self, obj: Obj, spec: dict[str, Any]) -> Obj:
+        """pkg/registry/authentication/tokenreview: the token put to the API server's own
+        authenticators; the answer is in ``status`` (never an error for a bad token)."""
+        token = spec.get("token")
+        if not isinstance(token, str) or not token:
+            raise errors.bad_request("token is required for TokenReview in authentication")
+        user = await self.authenticate_token(token) if self.authenticate_token is not None else None
+        if user is None:
+            obj["status"] = {"user": {}}
+            return obj
+        info: dict[str, Any] = {"username": user.name, "groups": list(user.groups)}
+        if user.uid:
+            info["uid"] = user.uid
+        if user.extra:
+            info["extra"] = user.extra
+        obj["status"] = {"authenticated": True, "user": info}
+        if spec.get("audiences"):
+            obj["status"]["audiences"] = list(spec["audiences"])
         return obj
 
 

@@ -43,15 +43,17 @@ INFORMER_SYNC_TIMEOUT = 30.0
 
 
 class _Reviews:
-    def __init__(self, authorizer: Any) -> None:
+    def __init__(self, authorizer: Any, authenticate_token: Any = None) -> None:
         self.authorizer = authorizer
+        self.authenticate_token = authenticate_token
 
     def for_kind(self, kind: Kind) -> ReviewStore:
-        return ReviewStore(kind, self.authorizer)
+        return ReviewStore(kind, self.authorizer, self.authenticate_token)
 
 
 class Security:
-    def __init__(self, stores: Stores, data_dir: Path, pki: PKI, max_inflight: tuple[int, int] = (400, 200)) -> None:
+    def __init__(self, stores: Stores, data_dir: Path, pki: PKI, max_inflight: tuple[int, int] = (400, 200),
+                 metrics: Any = None) -> None:
         self.stores = stores
         self.cluster_role_store = stores.get(RBAC, "clusterroles")
         self.cluster_role_binding_store = stores.get(RBAC, "clusterrolebindings")
@@ -71,13 +73,14 @@ class Security:
         stores.set_admission(self.admission)
         # upstream's order: audit, impersonation, max-inflight, authorization
         self.middlewares = [audit_middleware(data_dir), impersonation_middleware(self.authorizer),
-                            inflight_middleware(*max_inflight), authz_middleware(self.authorizer)]
+                            inflight_middleware(*max_inflight, metrics=metrics), authz_middleware(self.authorizer)]
         self.token_issuer = TokenIssuer(stores, pki, self.authorizer)
         self.aggregation = AggregationController(self.informers["clusterroles"], self.cluster_role_store)
 
-    def provide(self, services: Services) -> None:
+    def provide(self, services: Services, authenticator: Any = None) -> None:
+        """``authenticator`` (the API server's) answers TokenReviews."""
         services.provide(TOKEN_REQUESTS, self.token_issuer)
-        services.provide(ACCESS_REVIEWS, _Reviews(self.authorizer))
+        services.provide(ACCESS_REVIEWS, _Reviews(self.authorizer, getattr(authenticator, "authenticate_token", None)))
 
     def components(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         out: list[tuple[str, Callable[[], Awaitable[None]]]] = [

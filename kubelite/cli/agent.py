@@ -36,6 +36,9 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    help="comma-separated unsafe sysctls or sysctl patterns (ending in *) pods may set, as the "
                         "kubelet's flag (each must be namespaced: kernel.shm*, kernel.msg*, kernel.sem, "
                         "fs.mqueue.*, net.*)")
+    p.add_argument("--disable-kube-proxy", action="store_true",
+                   help="run no kube-proxy beside the agent (by default it programs this node's Service rules "
+                        "with a system:kube-proxy certificate from a CSR, as k3s's agent does)")
     p.add_argument("--cluster-dns", default="", metavar="IP[,IP...]",
                    help="the nameservers of ClusterFirst pods, as the kubelet's flag (the server's kube-dns "
                         "ClusterIP, 10.43.0.10 by default; without it those pods get the node's resolv.conf)")
@@ -168,6 +171,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                             pki_dir=args.pki_dir or None, pod_pids_limit=args.pod_max_pids,
                             node_ip=args.node_ip, flannel_backend=args.flannel_backend,
                             allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls),
+                            kube_proxy=not args.disable_kube_proxy,
                             cluster_dns=split_list(args.cluster_dns), cluster_domain=args.cluster_domain)
         finally:
             if lb is not None:

@@ -61,6 +61,7 @@ def cmd_server(args: argparse.Namespace) -> int:
             return 1
     cfg = ServerConfig(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address, port=args.port,
                        disable_agent=args.disable_agent, disable_scheduler=args.disable_scheduler,
+                       disable_kube_proxy=args.disable_kube_proxy,
                        tls_sans=tuple(args.tls_san or ()), node_name=args.node_name,
                        flannel_backend=args.flannel_backend, compact_interval=args.compact_interval,
                        allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls),
@@ -245,6 +246,7 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
     s.add_argument("--port", type=int, default=6443, help="the API server's HTTPS port")
     s.add_argument("--disable-agent", action="store_true", help="run no node agent (and no containerd) here")
     s.add_argument("--disable-scheduler", action="store_true", help="run no scheduler (pods need a spec.nodeName)")
+    s.add_argument("--disable-kube-proxy", action="store_true", help="run no kube-proxy (Service rules) beside the agent")
     s.add_argument("--tls-san", action="append", metavar="NAME_OR_IP",
                    help="an extra host name or IP address in the API server's serving certificate (repeatable)")
     s.add_argument("--node-name", default="", help="the agent's Node name (default: the hostname)")

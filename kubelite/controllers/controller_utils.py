@@ -7,6 +7,7 @@ slow-start batches. Pure functions except :class:`RefManager`, which patches thr
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -73,6 +74,10 @@ class Expectations:
     def expect_deletions(self, key: str, pod_keys: list[str]) -> None:
         self._by_key[key] = _Expectation(0, len(pod_keys), self.clock(), set(pod_keys))
 
+    def expect(self, key: str, adds: int, pod_keys: list[str]) -> None:
+        """SetExpectations with both creations and deletions (the DaemonSet controller's)."""
+        self._by_key[key] = _Expectation(adds, len(pod_keys), self.clock(), set(pod_keys))
+
     def creation_observed(self, key: str) -> None:
         e = self._by_key.get(key)
         if e is not None:
@@ -110,6 +115,20 @@ def new_controller_ref(owner: Obj, api_version: str, kind: str) -> dict[str, Any
     m = meta(owner)
     return {"apiVersion": api_version, "kind": kind, "name": m.get("name", ""), "uid": m.get("uid", ""),
             "controller": True, "blockOwnerDeletion": True}
+
+
+def pod_from_template(template: Any, owner: Obj, api_version: str, kind: str) -> Obj:
+    """GetPodFromTemplate: the template's labels, annotations, finalizers and spec, a name
+    generated from the owner's, and the owner as controller."""
+    tmeta = _d(_d(template).get("metadata"))
+    m = meta(owner)
+    pod_meta: Obj = {"generateName": f"{m.get('name', '')}-", "namespace": m.get("namespace", ""),
+                     "ownerReferences": [new_controller_ref(owner, api_version, kind)]}
+    for k in ("labels", "annotations", "finalizers"):
+        if tmeta.get(k):
+            pod_meta[k] = copy.deepcopy(tmeta[k])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta,
+            "spec": copy.deepcopy(_d(_d(template).get("spec")))}
 
 
 def controller_uid_index(obj: Obj) -> list[str]:
@@ -345,4 +364,4 @@ async def slow_start_batch(count: int, initial: int, fn: Callable[[], Awaitable[
 
 __all__ = ["CONTROLLER_UID_INDEX", "Expectations", "RefManager", "controller_ref", "controller_uid_index",
            "is_pod_active", "is_pod_available", "is_pod_ready", "is_pod_terminating", "key_of", "new_controller_ref",
-           "pods_to_delete", "rank_less", "slow_start_batch", "split_key"]
+           "pod_from_template", "pods_to_delete", "rank_less", "slow_start_batch", "split_key"]

@@ -11,8 +11,10 @@
   this way): the request must pass ``ValidateKubeletServingCSR``, come from the node it names
   (user ``system:node:<name>`` in ``system:nodes``, CN = that user), be allowed to create CSRs
   (SubjectAccessReview), and ask only for names and addresses of that Node's
-  ``status.addresses`` (:func:`serving_approval_error`). Anything else stays pending for
-  ``kubectl certificate approve``.
+  ``status.addresses`` (:func:`serving_approval_error`). And it approves each node's request
+  for the credential of the kube-proxy it runs (k3s's agents get theirs from the supervisor
+  with the node token; kube-controller-manager has no such recognizer), under the rule of
+  :func:`kube_proxy_approval_error`. Anything else stays pending for ``kubectl certificate approve``.
 * :class:`CSRSigner` (csrsigning): issues certificates from the cluster CA for approved
   requests of ``kubernetes.io/kube-apiserver-client-kubelet``,
   ``kubernetes.io/kube-apiserver-client`` and ``kubernetes.io/kubelet-serving``, honouring
@@ -64,6 +66,8 @@ KUBELET_SERVING_USAGES_NO_RSA = frozenset({"digital signature", "server auth"})
 SIGNED_BY_US = (certs.KUBE_APISERVER_CLIENT_KUBELET_SIGNER, certs.KUBE_APISERVER_CLIENT_SIGNER,
                 certs.KUBELET_SERVING_SIGNER)
 SERVING_APPROVED = "Auto approving kubelet serving certificate after SubjectAccessReview."
+KUBE_PROXY_USER = "system:kube-proxy"  # bound to system:node-proxier (auth/bootstrap.py)
+KUBE_PROXY_APPROVED = "Auto approving kube-proxy client certificate after SubjectAccessReview."
 
 _KEY_USAGE = {
     "signing": "digital_signature", "digital signature": "digital_signature",
@@ -200,6 +204,49 @@ def serving_approval_error(csr: Obj, node: Obj | None) -> str | None:
         if str(ip) not in have:
             errs.append(f'IPAddresses[{i}]: forbidden: "{ip}": is not a node address of {name}')
     return "\n".join(errs) or None
+
+
+def kube_proxy_approval_error(csr: Obj) -> str | None:
+    """Why a ``kubernetes.io/kube-apiserver-client`` CSR is not a node's request for its
+    kube-proxy's credential, or None when it is one and may be approved automatically:
+
+    * the subject is exactly ``CN=system:kube-proxy`` (no organization — no group — nor any
+      other attribute) and the request names no subjectAltName;
+    * the usages are a client's: {digital signature, client auth}, plus key encipherment for
+      an RSA key (the kubelet client certificate's);
+    * it was made by a node (user ``system:node:<name>`` in group ``system:nodes``), which the
+      approver's SubjectAccessReview must also allow to renew its own client certificate
+      (``create certificatesigningrequests/selfnodeclient``).
+
+    Why that is safe: ``system:kube-proxy`` holds only ``system:node-proxier`` (list/watch
+    Services, Endpoints and EndpointSlices, read Nodes, write Events), nearly all of which a node
+    may already do; every kube-proxy upstream (kubeadm's DaemonSet, k3s's agents) runs with
+    that one identity on every node. Nothing else can be asked for under this rule: another
+    name, a group, a SAN or a usage beyond client auth leaves the request pending. Bootstrap
+    tokens are not accepted: the agent asks with the node credential the token got it, so one
+    path serves the first certificate and its renewals."""
+    from kubelite.apiserver.auth import UserInfo
+    from kubelite.auth.node import node_identity
+
+    spec = csr.get("spec") or {}
+    try:
+        req = certs.csr_of(csr)
+    except ValueError as exc:
+        return f"unable to parse certificate request: {exc}"
+    attrs = [(a.oid, a.value) for a in req.subject]
+    if attrs != [(NameOID.COMMON_NAME, KUBE_PROXY_USER)]:
+        return f'subject "{req.subject.rfc4514_string()}" is not exactly CN={KUBE_PROXY_USER}'
+    sans = _sans(req)
+    if sans is not None and len(sans):
+        return "subjectAltNames are not allowed"
+    if set(spec.get("usages") or []) not in (KUBELET_CLIENT_USAGES, KUBELET_CLIENT_USAGES_NO_RSA):
+        return "usages did not match [" + " ".join(sorted(KUBELET_CLIENT_USAGES)) + "]"
+    user = UserInfo(spec.get("username", ""), tuple(spec.get("groups") or ()))
+    _, is_node = node_identity(user)
+    if not is_node:
+        return (f'not requested by a node identity: user "{user.name}" in group(s) '
+                '[' + " ".join(f'"{g}"' for g in user.groups) + ']')
+    return None
 
 
 def validate_apiserver_client_usages(usages: list[str]) -> str | None:
@@ -429,6 +476,21 @@ class CSRApprover(_CSRController):
             resource="certificatesigningrequests", subresource=subresource))
         return decision == ALLOW
 
+    async def _handle_kube_proxy(self, csr: Obj) -> None:
+        name = csr["metadata"]["name"]
+        err = kube_proxy_approval_error(csr)
+        if err is None and not await self._allowed(csr, "selfnodeclient"):
+            err = "subject access review for certificatesigningrequests/selfnodeclient was not approved"
+        if err is not None:  # left pending: a user may still approve it
+            try:  # other clients' requests are none of this recognizer's business: quietly
+                asks_for_proxy = _subject(certs.csr_of(csr))[0] == KUBE_PROXY_USER
+            except ValueError:
+                asks_for_proxy = False
+            log.log(logging.INFO if asks_for_proxy else logging.DEBUG,
+                    "not approving CSR %r as a kube-proxy client certificate: %s", name, err)
+            return
+        await self._approve(csr, KUBE_PROXY_APPROVED)
+
     async def handle(self, csr: Obj) -> None:
         if (csr.get("status") or {}).get("certificate"):
             return
@@ -438,6 +500,9 @@ class CSRApprover(_CSRController):
         spec = csr.get("spec") or {}
         if spec.get("signerName") == certs.KUBELET_SERVING_SIGNER:
             await self._handle_serving(csr)
+            return
+        if spec.get("signerName") == certs.KUBE_APISERVER_CLIENT_SIGNER:
+            await self._handle_kube_proxy(csr)
             return
         if spec.get("signerName") != certs.KUBE_APISERVER_CLIENT_KUBELET_SIGNER:
             return
@@ -542,5 +607,5 @@ class CSRCleaner:
             await asyncio.sleep(self.interval)
 
 
-__all__ = ["CSRApprover", "CSRCleaner", "CSRSigner", "cleanup_reason", "serving_approval_error", "sign", "signer_check", "signing_duration",
+__all__ = ["CSRApprover", "CSRCleaner", "CSRSigner", "cleanup_reason", "kube_proxy_approval_error", "serving_approval_error", "sign", "signer_check", "signing_duration",
            "validate_kubelet_client_csr", "validate_kubelet_serving_csr"]

@@ -84,17 +84,8 @@ REPLICATION_CONTROLLERS = Managed("", "replicationcontrollers", "v1", "Replicati
 
 
 def pod_from_template(rs: Obj, managed: Managed = REPLICA_SETS) -> Obj:
-    """GetPodFromTemplate: the template's labels, annotations, finalizers and spec, a name
-    generated from the ReplicaSet's, and the ReplicaSet as controller."""
-    template = _d(_d(rs.get("spec")).get("template"))
-    tmeta = _d(template.get("metadata"))
-    m = cu.meta(rs)
-    pod_meta: Obj = {"generateName": f"{m.get('name', '')}-", "namespace": m.get("namespace", ""),
-                     "ownerReferences": [cu.new_controller_ref(rs, managed.api_version, managed.kind)]}
-    for k in ("labels", "annotations", "finalizers"):
-        if tmeta.get(k):
-            pod_meta[k] = copy.deepcopy(tmeta[k])
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": copy.deepcopy(_d(template.get("spec")))}
+    """GetPodFromTemplate of the ReplicaSet's template."""
+    return cu.pod_from_template(_d(rs.get("spec")).get("template"), rs, managed.api_version, managed.kind)
 
 
 def calculate_status(rs: Obj, pods: list[Obj], terminating: list[Obj] | None, manage_err: BaseException | None,

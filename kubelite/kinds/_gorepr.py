@@ -74,4 +74,28 @@ def deployment_strategy(strategy: Any) -> GoValue:
                    f"RollingUpdate:{_pointer(s.get('rollingUpdate'), 'apps.RollingUpdateDeployment')}}}")
 
 
-__all__ = ["GoValue", "deployment_strategy", "int_or_string", "label_selector", "string_map"]
+def statefulset_strategy(strategy: Any) -> GoValue:
+    """%#v of an apps.StatefulSetUpdateStrategy."""
+    s = strategy if isinstance(strategy, dict) else {}
+    return GoValue(f"apps.StatefulSetUpdateStrategy{{Type:{go_quote(str(s.get('type') or ''))}, "
+                   f"RollingUpdate:{_pointer(s.get('rollingUpdate'), 'apps.RollingUpdateStatefulSetStrategy')}}}")
+
+
+def rolling_update_statefulset(ru: Any) -> GoValue:
+    """%#v of an apps.RollingUpdateStatefulSetStrategy (the pointer's element)."""
+    r = ru if isinstance(ru, dict) else {}
+    part = r.get("partition")
+    part = part if isinstance(part, int) and not isinstance(part, bool) else 0
+    return GoValue(f"apps.RollingUpdateStatefulSetStrategy{{Partition:{part}, "
+                   f"MaxUnavailable:{_pointer(r.get('maxUnavailable'), 'intstr.IntOrString')}}}")
+
+
+def daemonset_strategy(strategy: Any) -> GoValue:
+    """%#v of an apps.DaemonSetUpdateStrategy."""
+    s = strategy if isinstance(strategy, dict) else {}
+    return GoValue(f"apps.DaemonSetUpdateStrategy{{Type:{go_quote(str(s.get('type') or ''))}, "
+                   f"RollingUpdate:{_pointer(s.get('rollingUpdate'), 'apps.RollingUpdateDaemonSet')}}}")
+
+
+__all__ = ["GoValue", "daemonset_strategy", "deployment_strategy", "rolling_update_statefulset",
+           "statefulset_strategy", "int_or_string", "label_selector", "string_map"]

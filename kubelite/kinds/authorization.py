@@ -1,6 +1,6 @@
 """authorization.k8s.io/v1 SelfSubjectAccessReview, SelfSubjectRulesReview,
 SubjectAccessReview, LocalSubjectAccessReview and authentication.k8s.io/v1
-SelfSubjectReview: create-only kinds that are never stored (the API answers the POST with
+SelfSubjectReview and TokenReview: create-only kinds that are never stored (the API answers the POST with
 the object and its status filled in). Their stores are :class:`kubelite.auth.reviews.ReviewStore`."""
 
 from __future__ import annotations
@@ -27,3 +27,4 @@ SELFSUBJECTACCESSREVIEW = _review(AUTHZ, "SelfSubjectAccessReview", "selfsubject
 SELFSUBJECTRULESREVIEW = _review(AUTHZ, "SelfSubjectRulesReview", "selfsubjectrulesreviews")
 SUBJECTACCESSREVIEW = _review(AUTHZ, "SubjectAccessReview", "subjectaccessreviews")
 SELFSUBJECTREVIEW = _review(AUTHN, "SelfSubjectReview", "selfsubjectreviews")
+TOKENREVIEW = _review(AUTHN, "TokenReview", "tokenreviews")  # a node agent authenticates bearer tokens

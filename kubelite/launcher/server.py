@@ -17,13 +17,17 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import IO
 
+from aiohttp import web
+
 from kubelite.agent.agent import run_agent
 from kubelite.agent.node import host_ip
 from kubelite.api import errors
 from kubelite.apiserver.auth import Authenticator, auth_middleware
 from kubelite.apiserver.handlers import APIHandler
+from kubelite.apiserver.inflight import long_running
+from kubelite.apiserver.metrics import APIMetrics, instrument_stores, render
 from kubelite.apiserver.registry import WriteOptions
-from kubelite.apiserver.rest import NODE_STREAMS, RESTContext
+from kubelite.apiserver.rest import NODE_STREAMS, RESOURCE_METRICS, RESTContext
 from kubelite.apiserver.server import APIServer
 from kubelite.apiserver.stores import Stores
 from kubelite.apiserver.streams import StreamHandlers, node_streams
@@ -34,6 +38,7 @@ from kubelite.config import ServerConfig
 from kubelite.controllers.bootstrapsigner import ClusterInfoPublisher, TokenCleaner
 from kubelite.controllers.cronjob import CronJobController
 from kubelite.controllers.csr import CSRApprover, CSRCleaner, CSRSigner
+from kubelite.controllers.daemonset import DaemonSetController
 from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.disruption import DisruptionController
 from kubelite.controllers.endpoints import EndpointsController
@@ -52,6 +57,7 @@ from kubelite.controllers.podgc import PodGC
 from kubelite.controllers.replicaset import REPLICATION_CONTROLLERS, ReplicaSetController
 from kubelite.controllers.resourcequota import ResourceQuotaController
 from kubelite.controllers.rootca import RootCAPublisher
+from kubelite.controllers.statefulset import StatefulSetController
 from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.controllers.ttlafterfinished import TTLAfterFinishedController
 from kubelite.controllers.volumeprotection import PVCProtectionController, PVProtectionController
@@ -59,12 +65,16 @@ from kubelite.dns.server import run_dns
 from kubelite.dns.service import KubeDNSService
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
+from kubelite.kinds.service_alloc import IPRange
 from kubelite.kinds.service_rest import configure as configure_services
 from kubelite.launcher import bootstrap
 from kubelite.launcher.leaders import controller_manager
 from kubelite.launcher.supervisor import Supervisor
+from kubelite.metricsserver.rest import ResourceMetricsAPI
+from kubelite.metricsserver.scraper import MetricsServer
 from kubelite.net import listener
 from kubelite.proxy.iptables import run_proxy
+from kubelite.scheduler.metrics import SchedulerMetrics
 from kubelite.scheduler.scheduler import run_scheduler
 from kubelite.store import datastore
 from kubelite.store.base import Store
@@ -93,6 +103,10 @@ async def bootstrap_storage_class(stores: Stores) -> None:
         await classes.create("", default_storage_class(), WriteOptions(field_manager="kubelite"))
 
 
+async def _metrics_response(metrics: APIMetrics) -> web.StreamResponse:
+    return render(metrics.registry)
+
+
 def make_store(cfg: ServerConfig) -> Store:
     """The datastore the flags name: etcd for --datastore-endpoint, else the embedded SQLite."""
     if cfg.datastore_endpoint:
@@ -116,6 +130,8 @@ class Server:
         self.api: APIServer | None = None
         self.streams: StreamHandlers | None = None
         self.stores: Stores | None = None
+        # /metrics: the API server's and those of the components this process hosts (the scheduler)
+        self.metrics = APIMetrics()
         self._lock: IO[bytes] | None = None
 
     def _health(self) -> list[tuple[str, bool]]:
@@ -141,10 +157,14 @@ class Server:
         if cfg.datastore_endpoint:  # servers sharing an etcd share the cluster's CA and SA keys
             token = bootstrap.server_token(cfg.data_dir, cfg.token)
             joined = await bootstrap.join(self.store, pki_mod.PKI.at(cfg.data_dir), token)
-        pki = pki_mod.ensure_pki(cfg.data_dir, extra_sans=cfg.tls_sans)
+        # as kube-apiserver's, the serving certificate names the `kubernetes` Service's IP, which
+        # in-cluster clients dial (KUBERNETES_SERVICE_HOST)
+        api_service_ip = IPRange.parse(cfg.service_cidr).first()
+        pki = pki_mod.ensure_pki(cfg.data_dir, extra_sans=(*cfg.tls_sans, api_service_ip))
         if cfg.datastore_endpoint and not joined:
             await bootstrap.publish(self.store, pki, token)
         stores = self.stores = Stores.build(self.registry, self.store)
+        instrument_stores(stores, self.metrics)
         services = configure_services(stores, cfg.service_cidr, cfg.service_node_port_range)
         await services.repair(free_leaks=not cfg.datastore_endpoint)
 
@@ -152,21 +172,28 @@ class Server:
         handler = APIHandler(self.registry, stores)
         install_machinery(handler)
         security = Security(stores, cfg.data_dir, pki,
-                            max_inflight=(cfg.max_requests_inflight, cfg.max_mutating_requests_inflight))
+                            max_inflight=(cfg.max_requests_inflight, cfg.max_mutating_requests_inflight),
+                            metrics=self.metrics)
         authn = Authenticator.for_data_dir(cfg.data_dir)
         authn.add_token_authenticator(security.token_issuer.authenticate)
         authn.add_token_authenticator(BootstrapTokenAuthenticator(stores.get("", "secrets")))  # node join
         context = RESTContext(handler, stores)
-        security.provide(context.services)
+        security.provide(context.services, authn)
         self.streams = node_streams(stores, pki)
         context.services.provide(NODE_STREAMS, self.streams)
+        # metrics.k8s.io, as metrics-server serves it: from the nodes' /metrics/resource
+        metrics_server = MetricsServer(stores, self.streams.agent_get)
+        context.services.provide(RESOURCE_METRICS, ResourceMetricsAPI(metrics_server))
         handler.install_rest(context)
         ssl_context = pki_mod.server_ssl_context(pki)
-        self.api = APIServer(handler, [auth_middleware(authn), *security.middlewares], ssl_context,
+        metrics = self.metrics
+        self.api = APIServer(handler, [metrics.received(), auth_middleware(authn), *security.middlewares,
+                                       metrics.instrument(self.registry, long_running)], ssl_context,
                              cfg.bind_address, cfg.port, self._health, listener.ListenerLimits(
                                  handshake_timeout=cfg.request_header_timeout, header_timeout=cfg.request_header_timeout,
                                  idle_timeout=cfg.idle_timeout, body_timeout=cfg.body_timeout,
-                                 max_pending=cfg.max_pending_connections))
+                                 max_pending=cfg.max_pending_connections),
+                             metrics=lambda request: _metrics_response(metrics))
         await self.api.start()
 
         # what the API needs before it is ready: RBAC policy, informers, system namespaces
@@ -182,6 +209,8 @@ class Server:
         await namespaces.bootstrap()
         await bootstrap_priority_classes(stores)
         await bootstrap_storage_class(stores)
+        run("storage-object-counter", lambda: metrics.run_object_counter(stores))  # apiserver_storage_objects
+        run("metrics-server", metrics_server.run)
         run("serving-cert-reloader", ServingCertReloader(ssl_context, pki).run)  # kubelite certs rotate
         advertise = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::", "", "127.0.0.1", "::1") \
             else host_ip()
@@ -211,6 +240,8 @@ class Server:
             ("job-controller", JobController(stores).run),
             ("cronjob-controller", CronJobController(stores).run),
             ("ttl-after-finished-controller", TTLAfterFinishedController(stores).run),
+            ("statefulset-controller", StatefulSetController(stores).run),
+            ("daemonset-controller", DaemonSetController(stores).run),
             ("disruption-controller", DisruptionController(stores).run),
             ("endpointslice-controller", EndpointSliceController(stores).run),
             ("endpoints-controller", EndpointsController(stores).run),
@@ -247,13 +278,15 @@ class Server:
             sched_kc = kcdir / "scheduler.yaml"
             mint_user_kubeconfig(cfg.data_dir, "system:kube-scheduler", [], cfg.server_url, out=sched_kc)
             election = cfg.election
-            self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc, election=election))
+            sched_metrics = SchedulerMetrics(self.metrics.registry)
+            self.supervisor.add("scheduler", lambda: run_scheduler(sched_kc, election=election, metrics=sched_metrics))
         if cfg.disable_agent:
             return
         # kube-proxy, as k3s runs it beside its agent: with the system:kube-proxy identity
-        proxy_kc = kcdir / "kube-proxy.yaml"
-        mint_user_kubeconfig(cfg.data_dir, "system:kube-proxy", [], cfg.server_url, out=proxy_kc)
-        self.supervisor.add("kube-proxy", lambda: run_proxy(proxy_kc))
+        if not cfg.disable_kube_proxy:
+            proxy_kc = kcdir / "kube-proxy.yaml"
+            mint_user_kubeconfig(cfg.data_dir, "system:kube-proxy", [], cfg.server_url, out=proxy_kc)
+            self.supervisor.add("kube-proxy", lambda: run_proxy(proxy_kc))
         if "coredns" not in cfg.disable:
             # the cluster DNS (CoreDNS's share of k3s) on this node, with k3s's system:coredns role, and
             # the kube-dns Service that leads to it

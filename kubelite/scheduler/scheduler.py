@@ -43,6 +43,7 @@ from kubelite.client.events import NORMAL, WARNING, EventRecorder
 from kubelite.client.informer import ClientListWatch, Informer
 from kubelite.client.leaderelection import ClientLeases, Election, LeaderElector, LeaseLock, new_identity
 from kubelite.scheduler import framework, plugins, preemption, volumebinding
+from kubelite.scheduler.metrics import ERROR, SCHEDULED, UNSCHEDULABLE, SchedulerMetrics
 from kubelite.scheduler.plugins import NodeInfo, PodInfo, Status
 
 log = logging.getLogger("kubelite.scheduler")
@@ -126,8 +127,9 @@ class Scheduler:
     def __init__(self, client: Client, name: str = "default-scheduler", *,
                  max_unschedulable_seconds: float = MAX_UNSCHEDULABLE_SECONDS,
                  bind_concurrency: int = BIND_CONCURRENCY, dra_message: bool = True,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, metrics: SchedulerMetrics | None = None) -> None:
         self.client = client
+        self.metrics = metrics
         # the PodDisruptionBudgets preemption respects (DefaultPreemption's PDB lister)
         self.pdb_informer = Informer(ClientListWatch(client, "policy/v1", "poddisruptionbudgets"),
                                      name="scheduler-pdbs")
@@ -472,6 +474,7 @@ class Scheduler:
 
     def schedule_one(self, uid: str, pod: Obj) -> str | None:
         """One scheduling cycle; returns the chosen node (binding continues in the background)."""
+        started = time.perf_counter()
         info = PodInfo.of(pod)
         info.uid = uid
         info.nominated_node = self._nominated.get(uid, info.nominated_node)
@@ -522,6 +525,8 @@ class Scheduler:
                 nomination = ""
                 self._nominated.pop(uid, None)
             self._failed(uid, pod, "Unschedulable", msg, nomination)
+            if self.metrics is not None:
+                self.metrics.attempt(UNSCHEDULABLE, self.name, started)
             return None
         host = framework.select_host(info, feasible, nodes, self.namespace_labels, self._rng).name
         # assume: count the pod on the node now, so the next pods see it
@@ -530,7 +535,7 @@ class Scheduler:
         self._in_flight.add(uid)
         self._recount(uid)
         self._pod_placed()
-        self._spawn(self._bind(uid, pod, host, plans.get(host)))
+        self._spawn(self._bind(uid, pod, host, plans.get(host), started))
         return host
 
     def pdbs(self) -> list[preemption.DisruptionBudget]:
@@ -687,7 +692,8 @@ class Scheduler:
                 await asyncio.wait_for(changed.wait(), left)
 
     async def _bind(self, uid: str, pod: Obj, node: str,
-                    volume_plan: tuple[list[tuple[Obj, Obj]], list[Obj]] | None = None) -> None:
+                    volume_plan: tuple[list[tuple[Obj, Obj]], list[Obj]] | None = None,
+                    started: float | None = None) -> None:
         meta = _d(pod.get("metadata"))
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         if volume_plan is not None and (volume_plan[0] or volume_plan[1]):
@@ -725,10 +731,14 @@ class Scheduler:
         if err is not None:
             log.info("binding %s/%s to %s failed: %s", ns, name, node, err)
             self._finish_bind(uid, ok=False)
+            if self.metrics is not None and started is not None:
+                self.metrics.attempt(ERROR, self.name, started)
             if uid in self.pods and self._wants(uid, self.pods[uid]):
                 self._failed(uid, self.pods[uid], "SchedulerError", f"Binding rejected: {err}")
             return
         self._finish_bind(uid, ok=True)
+        if self.metrics is not None and started is not None:
+            self.metrics.attempt(SCHEDULED, self.name, started)
         self.scheduled_count += 1
         self._attempts.pop(uid, None)
         self.recorder.emit(pod, NORMAL, "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
@@ -749,7 +759,7 @@ LEASE_NAMESPACE, LEASE_NAME = "kube-system", "kube-scheduler"
 
 
 async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler",
-                        election: Election | None = None) -> None:
+                        election: Election | None = None, metrics: SchedulerMetrics | None = None) -> None:
     """Runs a scheduler against the API server of a kubeconfig until cancelled; with ``election``
     only while it holds the Lease kube-system/kube-scheduler (kube-scheduler's --leader-elect:
     events from the scheduler's name, the lease released on a graceful stop). A scheduler that
@@ -757,7 +767,7 @@ async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler",
     fresh cache."""
     async with Client.from_kubeconfig(kubeconfig_path, user_agent="kube-scheduler/v1.37.0 kubelite") as client:
         if election is None:
-            await Scheduler(client, name).run()
+            await Scheduler(client, name, metrics=metrics).run()
             return
         events = EventRecorder(client, component=name)
         lock = LeaseLock(ClientLeases(client, timeout=election.renew_deadline), LEASE_NAMESPACE, LEASE_NAME,
@@ -766,7 +776,7 @@ async def run_scheduler(kubeconfig_path: Any, name: str = "default-scheduler",
                                 release_on_cancel=True)
         try:
             while True:
-                await elector.run(lambda: Scheduler(client, name).run())
+                await elector.run(lambda: Scheduler(client, name, metrics=metrics).run())
                 log.error("Leaderelection lost")
         finally:
             await events.close()

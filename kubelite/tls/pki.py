@@ -613,14 +613,15 @@ def ensure_kubelet_certs(pki: PKI, node_addresses: Iterable[str] = (), node_name
 
 
 def kubelet_server_ssl_context(pki: PKI, kc: KubeletCerts) -> ssl.SSLContext:
-    """The agent's TLS: its serving cert; a client certificate from the cluster CA is required."""
+    """The agent's TLS: its serving cert; a client certificate, when presented, must come from
+    the cluster CA (callers of /metrics and /stats may use a bearer token instead)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(TLS12_CIPHERS)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
     ctx.load_cert_chain(str(kc.serving_cert), str(kc.serving_key))
     ctx.load_verify_locations(cafile=str(pki.ca_cert))
-    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
 

@@ -1,8 +1,8 @@
 """Every node a full node: on a 3-node dev cluster, whose nodes hold no CA key, each agent gets
 its serving certificate through a kubelet-serving CSR, so `kubectl logs -f`, `exec -i`, `cp`
 and `port-forward` work for a pod on each node; with `--cluster-signing-duration 2m` the
-agents renew their serving and client certificates (new serials, live, same process) and an
-exec session opened before survives them; a CSR naming an address that is not the node's
+agents renew their serving, client and kube-proxy certificates (new serials, live, same process;
+the proxy still programs a new Service's rules) and an exec session opened before survives them; a CSR naming an address that is not the node's
 stays pending."""
 
 from __future__ import annotations
@@ -67,6 +67,15 @@ def serving_serial(ctx: ssl.SSLContext, ip: str) -> int | None:
 
 def client_serial(data: Path, node: str) -> int:
     pem = (data / "nodes" / node / "pki" / "kubelet-client-current.pem").read_bytes()
+    return x509.load_pem_x509_certificate(pem).serial_number
+
+
+def proxy_serial(data: Path, node: str) -> int | None:
+    """The serial of the node's kube-proxy certificate (None: none yet)."""
+    try:
+        pem = (data / "nodes" / node / "pki" / "kube-proxy-client-current.pem").read_bytes()
+    except FileNotFoundError:
+        return None
     return x509.load_pem_x509_certificate(pem).serial_number
 
 
@@ -219,8 +228,26 @@ def test_every_node_serves_streams_and_renews_its_certificates(tmp_path):
             return all(serving_serial(tls, node_ip(i)) not in (None, first[n][0]) and client_serial(data, n) != first[n][1]
                        for i, n in enumerate(NODES, 1))
 
+        proxy_first = {n: wait_until(lambda n=n: proxy_serial(data, n), 30, 0.3, f"kube-proxy certificate of {n}")
+                       for n in NODES}
         wait_until(rotated, 120, 0.5, "serving and client certificates renewed on every node")
+        # and the kube-proxy's, which keeps programming rules with it
+        wait_until(lambda: all(proxy_serial(data, n) != proxy_first[n] for n in NODES), 120, 0.5,
+                   "kube-proxy certificates renewed on every node")
         rotated_at = time.monotonic() - started
+        kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "after-rotation"},
+            "spec": {"ports": [{"port": 80}]}}))
+        kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": "after-rotation-1", "labels": {"kubernetes.io/service-name": "after-rotation"}},
+            "ports": [{"port": 80, "protocol": "TCP", "name": ""}],
+            "endpoints": [{"addresses": [node_ip(1)], "conditions": {"ready": True}}]}))
+        for n in NODES:
+            def programmed(n: str = n) -> bool:
+                out = kubelite("dev", "cluster", "exec", "--data-dir", str(data), n, "--", "iptables-save", "-t", "nat")
+                return f'"default/after-rotation -> {node_ip(1)}:80"' in out.stdout
+            wait_until(programmed, 30, 0.3, f"the new Service's rules on {n}")
         for n in NODES:
             assert Path(f"/proc/{agent_pids[n]}").exists()
             # the open session still works, and so does a new one (with the renewed certificates)
