@@ -52,6 +52,12 @@ class ServerConfig:
     # kube-apiserver's 10.96.0.0/12) and --service-node-port-range
     service_cidr: str = "10.43.0.0/16"
     service_node_port_range: str = "30000-32767"
+    # k3s's --cluster-dns (the kube-dns Service's ClusterIP, which ClusterFirst pods get as their
+    # nameserver; "" = the 10th address of --service-cidr, 10.43.0.10) and --cluster-domain
+    cluster_dns: str = ""
+    cluster_domain: str = "cluster.local"
+    # k3s's --disable: packaged components not to run ("coredns": the cluster DNS, kubelite/dns/)
+    disable: tuple[str, ...] = ()
     # kube-scheduler's and kube-controller-manager's --leader-elect (None: as k3s, on for etcd,
     # off for the embedded SQLite, where one server holds the data dir) and its timings (seconds)
     leader_elect: bool | None = None
@@ -69,6 +75,15 @@ class ServerConfig:
                         self.leader_elect_retry_period)
     # kube-controller-manager's --cluster-signing-duration: the lifetime of issued certificates
     cluster_signing_duration: float = 8760 * 3600.0
+
+    @property
+    def cluster_dns_ip(self) -> str:
+        """--cluster-dns, or the 10th address of --service-cidr (k3s: GetIndexedIP(serviceCIDR, 10))."""
+        if self.cluster_dns:
+            return self.cluster_dns
+        import ipaddress
+
+        return str(ipaddress.ip_network(self.service_cidr, strict=False).network_address + 10)
 
     @property
     def db_path(self) -> Path:

@@ -38,6 +38,7 @@ from kubelite.agent.certmanager import (
 from kubelite.agent.cgroups import CgroupError, CgroupManager, open_cgroups
 from kubelite.agent.containergc import CONTAINER_GC_PERIOD
 from kubelite.agent.crispec import PodRuntime
+from kubelite.agent.dns import DNSConfigurer
 from kubelite.agent.metrics import AgentMetrics
 from kubelite.agent.node import NodeManager, memory_capacity
 from kubelite.agent.podnet import PodNetworkError
@@ -87,6 +88,10 @@ class AgentConfig:
     flannel_backend: str = "host-gw"
     # the kubelet's --allowed-unsafe-sysctls: names or prefix* patterns allowed beside the safe ones
     allowed_unsafe_sysctls: tuple[str, ...] = ()
+    # the kubelet's --cluster-dns (the nameservers of ClusterFirst pods; none: they get the
+    # node's resolv.conf and a MissingClusterDNS event) and --cluster-domain
+    cluster_dns: tuple[str, ...] = ()
+    cluster_domain: str = "cluster.local"
     # the kubelet's --rotate-certificates: renew the client certificate through CSRs before it
     # expires (the server's own agent does not: the server mints its credential at every start)
     rotate_certificates: bool = True
@@ -195,7 +200,8 @@ class Agent:
         volumes = VolumeManager(cfg.data_dir, client=self.client)  # the client requests projected SA tokens
         self.runtime = RuntimeManager(self.cri, self.images, cgroups, volumes, self.recorder,
                                       self._fetch, host_ip=self.node.host_ip, memory_capacity=memory_capacity(),
-                                      parallelism=cfg.runtime_parallelism, registries=self.registries)
+                                      parallelism=cfg.runtime_parallelism, registries=self.registries,
+                                      dns=DNSConfigurer(list(cfg.cluster_dns), cfg.cluster_domain))
         self.runtime.fetch_runtime_class = self._fetch_runtime_class
         self.runtime.allocation = AllocationManager(cfg.data_dir / STATE_FILE)
         self.status = StatusManager(self.client)
@@ -506,7 +512,8 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                     pki_dir: Path | str | None = None, runtime_parallelism: int = 0,
                     container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1,
                     node_ip: str = "", flannel_backend: str = "host-gw", rotate_certificates: bool = True,
-                    allowed_unsafe_sysctls: tuple[str, ...] = (), kube_proxy: bool = False) -> None:
+                    allowed_unsafe_sysctls: tuple[str, ...] = (), kube_proxy: bool = False,
+                    cluster_dns: tuple[str, ...] = (), cluster_domain: str = "cluster.local") -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
@@ -514,7 +521,8 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                               Path(pki_dir) if pki_dir else None, runtime_parallelism,
                               container_gc_interval, pod_pids_limit=pod_pids_limit, node_ip=node_ip,
                               flannel_backend=flannel_backend, rotate_certificates=rotate_certificates,
-                              allowed_unsafe_sysctls=allowed_unsafe_sysctls, kube_proxy=kube_proxy))
+                              allowed_unsafe_sysctls=allowed_unsafe_sysctls, kube_proxy=kube_proxy,
+                              cluster_dns=cluster_dns, cluster_domain=cluster_domain))
     try:
         try:
             await agent.start()

@@ -17,7 +17,6 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cri_api.v1 import api_pb2 as cri
@@ -31,6 +30,7 @@ from kubelite.agent.cgroups import (
     milli_cpu_to_quota,
     milli_cpu_to_shares,
 )
+from kubelite.agent.dns import DNSConfigurer
 from kubelite.agent.volumes import MountSpec
 from kubelite.kinds.podutil import compute_qos_class
 
@@ -197,56 +197,6 @@ def _log_tail(path: str) -> str:
 
 
 # --------------------------------------------------------------------------- sandbox config
-def _resolv_conf(path: str = "/etc/resolv.conf") -> tuple[list[str], list[str], list[str]]:
-    servers: list[str] = []
-    searches: list[str] = []
-    options: list[str] = []
-    try:
-        for line in Path(path).read_text().splitlines():
-            parts = line.split("#", 1)[0].split()
-            if not parts:
-                continue
-            if parts[0] == "nameserver" and len(parts) > 1:
-                servers.append(parts[1])
-            elif parts[0] == "search":
-                searches = parts[1:]
-            elif parts[0] == "options":
-                options.extend(parts[1:])
-    except OSError:
-        pass
-    return servers, searches, options
-
-
-def dns_config(pod: Obj) -> tuple[Any, bool]:
-    """(CRI DNSConfig, whether ClusterFirst fell back to Default: no cluster DNS here)."""
-    spec = pod.get("spec") or {}
-    policy = spec.get("dnsPolicy") or "ClusterFirst"
-    fell_back = False
-    if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
-        if spec.get("hostNetwork") and policy == "ClusterFirst":
-            policy = "Default"
-        else:
-            fell_back = True
-            policy = "Default"
-    servers: list[str] = []
-    searches: list[str] = []
-    options: list[str] = []
-    if policy == "Default":
-        servers, searches, options = _resolv_conf()
-    extra = spec.get("dnsConfig") or {}
-    for s in extra.get("nameservers") or []:
-        if s not in servers:
-            servers.append(s)
-    for s in extra.get("searches") or []:
-        if s not in searches:
-            searches.append(s)
-    for o in extra.get("options") or []:
-        name = o.get("name", "")
-        options = [x for x in options if x.split(":")[0] != name]
-        options.append(f"{name}:{o['value']}" if o.get("value") else name)
-    return cri.DNSConfig(servers=servers, searches=searches, options=options), fell_back
-
-
 CLUSTER_DOMAIN = "cluster.local"
 HOSTNAME_MAX = 63  # a DNS label
 FQDN_MAX = 64  # the kernel's nodename field
@@ -274,7 +224,7 @@ def pod_hostname_and_domain(pod: Obj, cluster_domain: str = CLUSTER_DOMAIN) -> t
         return _truncate_hostname(override), ""
     hostname = _truncate_hostname(spec.get("hostname") or meta["name"])
     sub = spec.get("subdomain")
-    domain = f"{sub}.{meta.get('namespace', '')}.svc.{cluster_domain}" if sub else ""
+    domain = f"{sub}.{meta.get('namespace', '')}.svc.{cluster_domain}" if sub and cluster_domain else ""
     return hostname, domain
 
 
@@ -304,14 +254,14 @@ def _selinux_and_groups_policy(sc: Any, psc: Obj, csc: Obj) -> None:
 
 
 def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: str,
-                   seccomp_root: str = "/var/lib/kubelet/seccomp") -> Any:
+                   seccomp_root: str = "/var/lib/kubelet/seccomp", dns: DNSConfigurer | None = None) -> Any:
     m = pod["metadata"]
     spec = pod.get("spec") or {}
     host_network = bool(spec.get("hostNetwork"))
     if host_network:
         hostname = socket.gethostname()
     else:
-        name, domain = pod_hostname_and_domain(pod)
+        name, domain = pod_hostname_and_domain(pod, (dns or DNSConfigurer()).cluster_domain)
         hostname = kernel_hostname(name, domain, bool(spec.get("setHostnameAsFQDN")))
     labels = dict(m.get("labels") or {})
     labels.update({POD_NAME: m["name"], POD_NAMESPACE: m.get("namespace", ""), POD_UID: m["uid"]})
@@ -323,7 +273,7 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
                 proto = {"TCP": cri.TCP, "UDP": cri.UDP, "SCTP": cri.SCTP}.get(p.get("protocol", "TCP"), cri.TCP)
                 ports.append(cri.PortMapping(protocol=proto, container_port=p["containerPort"],
                                              host_port=p["hostPort"], host_ip=p.get("hostIP", "")))
-    dns, _ = dns_config(pod)
+    dns_config, _ = (dns or DNSConfigurer()).cri_config(pod)
     psc = spec.get("securityContext") or {}
     ns_opts = cri.NamespaceOption(
         network=cri.NODE if host_network else cri.POD,
@@ -343,16 +293,16 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
     return cri.PodSandboxConfig(
         metadata=cri.PodSandboxMetadata(name=m["name"], uid=m["uid"], namespace=m.get("namespace", ""),
                                         attempt=attempt),
-        hostname=hostname, log_directory=log_directory, dns_config=dns, port_mappings=ports,
+        hostname=hostname, log_directory=log_directory, dns_config=dns_config, port_mappings=ports,
         labels=labels, annotations=annotations,
         linux=cri.LinuxPodSandboxConfig(cgroup_parent=cgroup_parent, security_context=sc, sysctls=sysctls))
 
 
 # --------------------------------------------------------------------------- container config
-def etc_hosts(pod: Obj, pod_ips: list[str]) -> str:
-    """The kubelet's managed /etc/hosts."""
+def etc_hosts(pod: Obj, pod_ips: list[str], cluster_domain: str = CLUSTER_DOMAIN) -> str:
+    """The kubelet's managed /etc/hosts (the FQDN of a pod with a subdomain: GeneratePodHostNameAndDomain)."""
     spec = pod.get("spec") or {}
-    name, domain = pod_hostname_and_domain(pod)
+    name, domain = pod_hostname_and_domain(pod, cluster_domain)
     lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost",
              "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix",
              "fe00::1\tip6-allnodes", "fe00::2\tip6-allrouters"]

@@ -30,6 +30,7 @@ from kubelite.agent.backoff import (
 )
 from kubelite.agent.cgroups import CgroupManager, ResourceConfig, pod_cgroup_name, pod_resource_config
 from kubelite.agent.crispec import ContainerState, PodRuntime, format_pod
+from kubelite.agent.dns import DNSConfigurer
 from kubelite.agent.hooks import run_hook
 from kubelite.agent.podenv import EnvError, expand_command_and_args, make_environment
 from kubelite.agent.pullsecrets import auth_for
@@ -128,7 +129,8 @@ def rpc_error_string(exc: grpc.aio.AioRpcError) -> str:
 class RuntimeManager:
     def __init__(self, cri_client: Any, images: Any, cgroups: CgroupManager, volumes: VolumeManager,
                  recorder: Any, fetch: Any, host_ip: str = "", memory_capacity: int = 1 << 40,
-                 parallelism: int = 0, registries: Registries | None = None) -> None:
+                 parallelism: int = 0, registries: Registries | None = None,
+                 dns: DNSConfigurer | None = None) -> None:
         self.cri = cri_client
         self.rt = cri_client.runtime
         self.images = images
@@ -138,6 +140,7 @@ class RuntimeManager:
         self.fetch = fetch  # async (kind, namespace, name) -> obj | None
         self.registries = registries or Registries()  # registries.yaml: mirrors and credentials
         self.host_ip = host_ip
+        self.dns = dns or DNSConfigurer()  # the kubelet's --cluster-dns / --cluster-domain: pods' resolv.conf
         self.memory_capacity = memory_capacity
         self.crash_backoff = Backoff(CONTAINER_BACKOFF_INITIAL, CONTAINER_BACKOFF_MAX)
         self.image_backoff = Backoff(IMAGE_BACKOFF_INITIAL, IMAGE_BACKOFF_MAX)
@@ -424,7 +427,7 @@ class RuntimeManager:
     def _sandbox_config(self, pod: Obj, attempt: int) -> Any:
         log_dir = self.volumes.log_dir(pod)
         cgroup_parent = "/" + crispec_cgroup_name(pod)
-        return crispec.sandbox_config(pod, attempt, str(log_dir), cgroup_parent, str(self.seccomp_root))
+        return crispec.sandbox_config(pod, attempt, str(log_dir), cgroup_parent, str(self.seccomp_root), self.dns)
 
     @property
     def seccomp_root(self) -> Path:
@@ -480,11 +483,9 @@ class RuntimeManager:
         log_dir = self.volumes.log_dir(pod)
         log_dir.mkdir(parents=True, exist_ok=True)
         self.volumes.pod_dir(pod["metadata"]["uid"]).mkdir(parents=True, exist_ok=True)
-        _, fell_back = crispec.dns_config(pod)
-        if fell_back:
-            self.event(pod, "Warning", "MissingClusterDNS",
-                       f"pod: \"{format_pod(pod)}\". kubelet does not have ClusterDNS IP configured and cannot "
-                       f"create Pod using \"ClusterFirst\" policy. Falling back to \"Default\" policy.")
+        _, dns_events = self.dns.cri_config(pod)
+        for type_, reason, message in dns_events:
+            self.event(pod, type_, reason, message)
         try:
             handler = await self._runtime_handler(pod)
         except LookupError as exc:
@@ -516,7 +517,7 @@ class RuntimeManager:
 
     def _write_etc_hosts(self, pod: Obj, ips: list[str]) -> Path:
         p = self.volumes.pod_dir(pod["metadata"]["uid"]) / "etc-hosts"
-        text = crispec.etc_hosts(pod, ips)
+        text = crispec.etc_hosts(pod, ips, self.dns.cluster_domain)
         if not p.exists() or p.read_text() != text:
             p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_suffix(".tmp")

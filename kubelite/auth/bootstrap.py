@@ -161,6 +161,11 @@ CLUSTER_ROLES: dict[str, dict[str, Any]] = {
                                            rule([""], ["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/stats"],
                                                 ["*"])]},
     "system:kube-dns": {"rules": [rule([""], ["endpoints", "services"], ["list", "watch"])]},
+    # k3s's coredns manifest (its ClusterRole system:coredns), plus reading the server's own Node
+    # (kubelite's DNS runs beside that node's agent and listens on its pod-network gateway)
+    "system:coredns": {"rules": [rule([""], ["endpoints", "services", "pods", "namespaces"], ["list", "watch"]),
+                                 rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
+                                 rule([""], ["nodes"], ["get"])]},
     "system:kube-scheduler": {"rules": _LEADER + [
         rule(["coordination.k8s.io"], ["leases"], ["get", "update"], ["kube-scheduler"]),
         rule([""], ["nodes"], READ),
@@ -222,6 +227,8 @@ CLUSTER_ROLE_BINDINGS: dict[str, list[dict[str, str]]] = {
     "system:kube-scheduler": [_user("system:kube-scheduler")],
     "system:volume-scheduler": [_user("system:kube-scheduler")],
     "system:kube-dns": [{"kind": "ServiceAccount", "name": "kube-dns", "namespace": "kube-system"}],
+    "system:coredns": [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"},
+                       _user("system:coredns")],
     "system:node-proxier": [_user("system:kube-proxy")],
     "system:node": [],
     # kubelet TLS bootstrap, with kubeadm's binding names: bootstrap-token users may create CSRs

@@ -39,6 +39,11 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--disable-kube-proxy", action="store_true",
                    help="run no kube-proxy beside the agent (by default it programs this node's Service rules "
                         "with a system:kube-proxy certificate from a CSR, as k3s's agent does)")
+    p.add_argument("--cluster-dns", default="", metavar="IP[,IP...]",
+                   help="the nameservers of ClusterFirst pods, as the kubelet's flag (the server's kube-dns "
+                        "ClusterIP, 10.43.0.10 by default; without it those pods get the node's resolv.conf)")
+    p.add_argument("--cluster-domain", default="cluster.local", metavar="DOMAIN",
+                   help="the cluster's DNS domain in pods' search paths (default cluster.local)")
     p.add_argument("--pki-dir", default="", help="a directory whose tls/ holds the cluster CA and its key, to issue "
                                                  "the agent endpoint's serving certificate from (a node beside the "
                                                  "server); without it the certificate comes from a kubelet-serving "
@@ -104,6 +109,14 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"kubelite agent: {exc}\n")
         return 1
+    import ipaddress
+
+    for ip in split_list(args.cluster_dns):
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:  # the kubelet's config validation
+            sys.stderr.write(f"kubelite agent: --cluster-dns: invalid IP address {ip!r}\n")
+            return 1
     # isClientConfigStillValid: a kubeconfig whose client certificate expired (the node was
     # off longer than the certificate lived) is replaced by joining again, when told how
     join = (not kubeconfig.exists() or _client_certificate_expired(kubeconfig, data_dir / "pki")) \
@@ -158,7 +171,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
                             pki_dir=args.pki_dir or None, pod_pids_limit=args.pod_max_pids,
                             node_ip=args.node_ip, flannel_backend=args.flannel_backend,
                             allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls),
-                            kube_proxy=not args.disable_kube_proxy)
+                            kube_proxy=not args.disable_kube_proxy,
+                            cluster_dns=split_list(args.cluster_dns), cluster_domain=args.cluster_domain)
         finally:
             if lb is not None:
                 await lb.close()

@@ -74,6 +74,8 @@ def cmd_server(args: argparse.Namespace) -> int:
                        body_timeout=args.body_timeout, max_pending_connections=args.max_pending_connections,
                        cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
                        service_cidr=args.service_cidr, service_node_port_range=args.service_node_port_range,
+                       cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain,
+                       disable=tuple(args.disable or ()),
                        cluster_signing_duration=args.cluster_signing_duration,
                        datastore_endpoint=args.datastore_endpoint, datastore_cafile=args.datastore_cafile,
                        datastore_certfile=args.datastore_certfile, datastore_keyfile=args.datastore_keyfile,
@@ -119,6 +121,13 @@ def cmd_server(args: argparse.Namespace) -> int:
         PortRange.parse(cfg.service_node_port_range)
     except ValueError as exc:
         sys.stderr.write(f"kubelite server: --service-cidr / --service-node-port-range: {exc}\n")
+        return 1
+    from kubelite.kinds.service_alloc import AllocationError
+
+    try:
+        IPRange.parse(cfg.service_cidr).offset(cfg.cluster_dns_ip)
+    except (ValueError, AllocationError) as exc:
+        sys.stderr.write(f"kubelite server: --cluster-dns {cfg.cluster_dns_ip}: {exc}\n")
         return 1
     import uvloop
 
@@ -275,6 +284,13 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
                                         "kubernetes Service's (default 10.43.0.0/16, as k3s)")
     s.add_argument("--service-node-port-range", default="30000-32767", metavar="RANGE",
                    help="the ports NodePort Services are given (default 30000-32767)")
+    s.add_argument("--cluster-dns", default="", metavar="IP",
+                   help="the cluster DNS Service's (kube-dns) ClusterIP, the nameserver of ClusterFirst pods "
+                        "(default: the 10th address of --service-cidr, 10.43.0.10)")
+    s.add_argument("--cluster-domain", default="cluster.local", metavar="DOMAIN",
+                   help="the cluster's DNS domain (default cluster.local)")
+    s.add_argument("--disable", action="append", choices=["coredns"], metavar="COMPONENT",
+                   help="a packaged component not to run, as k3s: coredns (the cluster DNS)")
     s.add_argument("--leader-elect", nargs="?", const=True, default=None, type=_go_bool, metavar="true|false",
                    help="elect one scheduler and one controller manager among the servers through Leases in "
                         "kube-system (default: true on etcd, false on the embedded SQLite datastore)")

@@ -129,6 +129,15 @@ FIELDS.update({
                                                "forbidden sysctl: \"kernel.sem\" not allowlisted` (net ones with "
                                                "hostNetwork, IPC ones with hostIPC: `not allowed with host net "
                                                "enabled`); allowed ones go to the sandbox (LinuxPodSandboxConfig.sysctls)"),
+    "PodSpec.dnsPolicy": ("honoured", "the kubelet's DNS configurer (agent/dns.py): ClusterFirst (the default) "
+                                      "gets the agent's --cluster-dns (the server's node: the kube-dns Service, "
+                                      "10.43.0.10), search `<ns>.svc.<domain> svc.<domain> <domain>` + the node's, "
+                                      "`options ndots:5`; with hostNetwork it is Default; ClusterFirstWithHostNet is "
+                                      "ClusterFirst; Default: the node's resolv.conf; None: dnsConfig only; without "
+                                      "--cluster-dns ClusterFirst falls back to Default with the MissingClusterDNS event"),
+    "PodSpec.dnsConfig": ("honoured", "appended to the policy's configuration: nameservers and searches without "
+                                      "duplicates, options replacing those of the same name; cut to 3 nameservers, "
+                                      "32 search paths, 2048 characters with the DNSConfigForming event"),
     "PodSpec.volumes": _VOLUMES,
     "Container.volumeMounts": _VOLUME_MOUNTS,
     "EphemeralContainer.volumeMounts": _VOLUME_MOUNTS,

@@ -61,6 +61,8 @@ from kubelite.controllers.statefulset import StatefulSetController
 from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.controllers.ttlafterfinished import TTLAfterFinishedController
 from kubelite.controllers.volumeprotection import PVCProtectionController, PVProtectionController
+from kubelite.dns.server import run_dns
+from kubelite.dns.service import KubeDNSService
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
 from kubelite.kinds.registry import Registry, default_registry
 from kubelite.kinds.service_alloc import IPRange
@@ -285,12 +287,24 @@ class Server:
             proxy_kc = kcdir / "kube-proxy.yaml"
             mint_user_kubeconfig(cfg.data_dir, "system:kube-proxy", [], cfg.server_url, out=proxy_kc)
             self.supervisor.add("kube-proxy", lambda: run_proxy(proxy_kc))
+        if "coredns" not in cfg.disable:
+            # the cluster DNS (CoreDNS's share of k3s) on this node, with k3s's system:coredns role, and
+            # the kube-dns Service that leads to it
+            dns_kc = kcdir / "coredns.yaml"
+            mint_user_kubeconfig(cfg.data_dir, "system:coredns", [], cfg.server_url, out=dns_kc)
+            self.supervisor.add("coredns", lambda: run_dns(dns_kc, node, cluster_cidr=cfg.cluster_cidr,
+                                                           domain=cfg.cluster_domain, dns_ip=cfg.cluster_dns_ip))
+            if self.stores is not None:
+                self.supervisor.add("kube-dns-service", KubeDNSService(self.stores, cfg.cluster_dns_ip, node).run)
         agent_kc = kcdir / "agent.yaml"
         mint_user_kubeconfig(cfg.data_dir, f"system:node:{node}", ["system:nodes"], cfg.server_url, out=agent_kc)
         self.supervisor.add("agent", lambda: run_agent(cfg.data_dir, agent_kc, node_name=node, pki_dir=cfg.data_dir,
                                                            rotate_certificates=False,
                                                            flannel_backend=cfg.flannel_backend,
-                                                           allowed_unsafe_sysctls=cfg.allowed_unsafe_sysctls))
+                                                           allowed_unsafe_sysctls=cfg.allowed_unsafe_sysctls,
+                                                           cluster_dns=() if "coredns" in cfg.disable
+                                                           else (cfg.cluster_dns_ip,),
+                                                           cluster_domain=cfg.cluster_domain))
 
     async def stop(self) -> None:
         # components first (the agent leaves containers running), then the API, then the store

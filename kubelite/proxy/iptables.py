@@ -9,8 +9,14 @@ masquerade.
 
 Chain names are upstream's (base32 of a SHA-256 of the service port name and protocol). The
 whole nat state is written in one ``iptables-restore --noflush`` per change; everything is
-removed when the proxy stops. What kube-proxy also does and this does not (yet): the filter
-table's REJECT for Services without endpoints, externalIPs, LoadBalancer ingress IPs,
+removed when the proxy stops. A Service port without ready endpoints gets no nat rules but
+kube-proxy's filter-table REJECT ("<svc> has no endpoints"): connections to its ClusterIP (and
+its NodePort) are refused at once instead of timing out.
+
+    filter FORWARD/OUTPUT (ctstate NEW) -> KUBE-SERVICES (ClusterIP -> REJECT)
+    filter INPUT/FORWARD (ctstate NEW) -> KUBE-EXTERNAL-SERVICES (local NodePort -> REJECT)
+
+What kube-proxy also does and this does not (yet): externalIPs, LoadBalancer ingress IPs,
 sessionAffinity ClientIP (``recent`` match), externalTrafficPolicy/internalTrafficPolicy Local.
 """
 
@@ -35,6 +41,13 @@ JUMPS = (  # (chain, comment, target)
     ("POSTROUTING", "kubernetes postrouting rules", "KUBE-POSTROUTING"),
 )
 FIXED_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
+FILTER_JUMPS = (  # (chain, comment, target): iptablesJumpChains of the filter table, each "-m conntrack --ctstate NEW"
+    ("INPUT", "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES"),
+    ("FORWARD", "kubernetes service portals", "KUBE-SERVICES"),
+    ("FORWARD", "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES"),
+    ("OUTPUT", "kubernetes service portals", "KUBE-SERVICES"),
+)
+FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES")
 Runner = Callable[[list[str], bytes | None], Awaitable[tuple[int, str]]]
 
 
@@ -149,11 +162,61 @@ def build_rules(services: list[Obj], slices_by_service: dict[str, list[Obj]], st
     return "\n".join(lines), wanted
 
 
+def _filter_jump_spec(chain: str, comment: str, target: str) -> list[str]:
+    return ["-t", "filter", "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", comment, "-j", target]
+
+
+def build_filter_rules(services: list[Obj], slices_by_service: dict[str, list[Obj]]) -> str:
+    """The filter table's KUBE-SERVICES and KUBE-EXTERNAL-SERVICES (iptables-restore input): a
+    REJECT for every Service port that has no ready endpoint, on its ClusterIP and its NodePort."""
+    rules: list[str] = []
+    external: list[str] = []
+    for svc in sorted(services, key=lambda s: (_d(s.get("metadata")).get("namespace", ""),
+                                               _d(s.get("metadata")).get("name", ""))):
+        meta, spec = _d(svc.get("metadata")), _d(svc.get("spec"))
+        ip = spec.get("clusterIP")
+        if spec.get("type") == "ExternalName" or not ip or ip == "None" or ":" in str(ip):
+            continue
+        key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        for port in _l(spec.get("ports")):
+            port = _d(port)
+            proto = str(port.get("protocol") or "TCP").lower()
+            if proto not in ("tcp", "udp", "sctp"):
+                continue
+            if ready_endpoints(svc, slices_by_service.get(key, []), port):
+                continue
+            spn = f"{key}:{port['name']}" if port.get("name") else key
+            comment = f'-m comment --comment "{spn} has no endpoints"'
+            rules.append(f"-A KUBE-SERVICES {comment} -m {proto} -p {proto} -d {ip}/32 --dport {port.get('port')} "
+                         "-j REJECT")
+            np = port.get("nodePort")
+            if isinstance(np, int) and np:
+                external.append(f"-A KUBE-EXTERNAL-SERVICES {comment} -m addrtype --dst-type LOCAL -m {proto} "
+                                f"-p {proto} --dport {np} -j REJECT")
+    return "\n".join(["*filter", *[f":{c} - [0:0]" for c in FILTER_CHAINS], *rules, *external, "COMMIT", ""])
+
+
 async def run_command(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate(stdin)
-    return proc.returncode or 0, out.decode(errors="replace")
+    """Run an iptables command. iptables 1.8.9 (nf_tables) here now and then dies of SIGSEGV when
+    another writer (the CNI plugins) changes the ruleset at the same moment; such a run changed
+    nothing and is run again (a few times), as is one whose stdin closed early (the same crash)."""
+    rc, text = 0, ""
+    for attempt in range(4):
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            out, _ = await proc.communicate(stdin)
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):  # it died before reading its input
+            out = b""
+            await proc.wait()
+            rc = proc.returncode if proc.returncode is not None and proc.returncode < 0 else -1
+        else:
+            rc = proc.returncode or 0
+        text = out.decode(errors="replace")
+        if rc >= 0:
+            break
+        await asyncio.sleep(0.05 * (attempt + 1))
+    return rc, text
 
 
 class Proxier:
@@ -193,19 +256,25 @@ class Proxier:
             await asyncio.shield(self.cleanup())
 
     async def _kube_chains(self) -> set[str]:
-        rc, out = await self.run_cmd(["iptables-save", "-t", "nat"], None)
-        if rc != 0:
-            raise RuntimeError(f"iptables-save: {out.strip()}")
+        for attempt in range(3):  # the nf_tables backend fails a save that races another writer (CNI's)
+            rc, out = await self.run_cmd(["iptables-save", "-t", "nat"], None)
+            if rc == 0:
+                break
+            await asyncio.sleep(0.05 * (attempt + 1))
+        else:
+            raise RuntimeError(f"iptables-save: exit {rc}: {out.strip()}")
         return {ln[1:].split()[0] for ln in out.splitlines() if ln.startswith(":KUBE-")}
 
     async def _ensure_jumps(self) -> None:
-        for chain, comment, target in JUMPS:
-            spec = ["-t", "nat", "-m", "comment", "--comment", comment, "-j", target]
+        specs = [(chain, ["-t", "nat", "-m", "comment", "--comment", comment, "-j", target])
+                 for chain, comment, target in JUMPS]
+        specs += [(chain, _filter_jump_spec(chain, comment, target)) for chain, comment, target in FILTER_JUMPS]
+        for chain, spec in specs:
             rc, _ = await self.run_cmd(["iptables", "-w", "-C", chain, *spec], None)
             if rc != 0:
                 rc, out = await self.run_cmd(["iptables", "-w", "-I", chain, *spec], None)
                 if rc != 0:
-                    raise RuntimeError(f"iptables -I {chain}: {out.strip()}")
+                    raise RuntimeError(f"iptables -I {chain} {' '.join(spec)}: exit {rc}: {out.strip()}")
 
     async def sync(self) -> None:
         by_service: dict[str, list[Obj]] = {}
@@ -216,6 +285,7 @@ class Proxier:
                 by_service.setdefault(f"{m.get('namespace', '')}/{name}", []).append(s)
         present = await self._kube_chains()
         text, _ = build_rules(self.services.list(), by_service, present)
+        text += build_filter_rules(self.services.list(), by_service)
         rc, out = await self.run_cmd(["iptables-restore", "-w", "--noflush"], text.encode())
         if rc != 0:
             raise RuntimeError(f"iptables-restore: {out.strip()}")
@@ -224,18 +294,32 @@ class Proxier:
 
     async def cleanup(self) -> None:
         """Remove every rule and chain the proxy made (kube-proxy --cleanup)."""
-        for chain, comment, target in JUMPS:
-            spec = ["-t", "nat", "-m", "comment", "--comment", comment, "-j", target]
+        specs = [(chain, ["-t", "nat", "-m", "comment", "--comment", comment, "-j", target])
+                 for chain, comment, target in JUMPS]
+        specs += [(chain, _filter_jump_spec(chain, comment, target)) for chain, comment, target in FILTER_JUMPS]
+        for chain, spec in specs:
             for _ in range(5):
                 rc, _ = await self.run_cmd(["iptables", "-w", "-D", chain, *spec], None)
                 if rc != 0:
                     break
+        with contextlib.suppress(Exception):
+            await self._drop_filter_chains()
         with contextlib.suppress(Exception):
             chains = sorted(await self._kube_chains())
             if chains:
                 text = "\n".join(["*nat", *[f":{c} - [0:0]" for c in chains], *[f"-X {c}" for c in chains],
                                   "COMMIT", ""])
                 await self.run_cmd(["iptables-restore", "-w", "--noflush"], text.encode())
+
+
+    async def _drop_filter_chains(self) -> None:
+        rc, out = await self.run_cmd(["iptables-save", "-t", "filter"], None)
+        present = {ln[1:].split()[0] for ln in out.splitlines() if ln.startswith(":KUBE-")} if rc == 0 else set()
+        chains = sorted(present & set(FILTER_CHAINS))
+        if chains:
+            text = "\n".join(["*filter", *[f":{c} - [0:0]" for c in chains], *[f"-X {c}" for c in chains],
+                              "COMMIT", ""])
+            await self.run_cmd(["iptables-restore", "-w", "--noflush"], text.encode())
 
 
 def cleanup_now() -> list[str]:
@@ -247,6 +331,17 @@ def cleanup_now() -> list[str]:
         spec = ["-t", "nat", "-m", "comment", "--comment", comment, "-j", target]
         while subprocess.run(["iptables", "-w", "-D", chain, *spec], capture_output=True).returncode == 0:
             done.append(f"removed the iptables rule {chain} -> {target}")
+    for chain, comment, target in FILTER_JUMPS:
+        spec = _filter_jump_spec(chain, comment, target)
+        while subprocess.run(["iptables", "-w", "-D", chain, *spec], capture_output=True).returncode == 0:
+            done.append(f"removed the iptables rule filter {chain} -> {target}")
+    out = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True).stdout
+    fchains = sorted({ln[1:].split()[0] for ln in out.splitlines() if ln.startswith(":KUBE-")} & set(FILTER_CHAINS))
+    if fchains:
+        text = "\n".join(["*filter", *[f":{c} - [0:0]" for c in fchains], *[f"-X {c}" for c in fchains],
+                          "COMMIT", ""])
+        subprocess.run(["iptables-restore", "-w", "--noflush"], input=text, text=True, capture_output=True)
+        done.append(f"removed the filter chains {', '.join(fchains)} of the service proxy")
     out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
     chains = sorted({ln[1:].split()[0] for ln in out.splitlines() if ln.startswith(":KUBE-")})
     if chains:
@@ -267,4 +362,4 @@ async def run_proxy(kubeconfig: Any) -> None:
         await client.close()
 
 
-__all__ = ["Proxier", "cleanup_now", "run_proxy", "build_rules", "probability", "ready_endpoints", "sep_chain", "svc_chain"]
+__all__ = ["Proxier", "cleanup_now", "run_proxy", "build_filter_rules", "build_rules", "probability", "ready_endpoints", "sep_chain", "svc_chain"]

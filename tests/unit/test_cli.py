@@ -81,3 +81,18 @@ def test_readme_starts_with_make_run_and_make_test():
     blocks = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", text, re.S)
     commands = [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines() if ln.split("#")[0].strip()]
     assert commands[:2] == ["make run", "make test"]
+
+
+def test_cluster_dns_flags(tmp_path, capsys):
+    from kubelite.config import ServerConfig
+
+    assert ServerConfig().cluster_dns_ip == "10.43.0.10"  # k3s: the 10th address of --service-cidr
+    assert ServerConfig(service_cidr="10.96.0.0/12").cluster_dns_ip == "10.96.0.10"
+    assert ServerConfig(cluster_dns="10.43.0.53").cluster_dns_ip == "10.43.0.53"
+    args = build_parser().parse_args(["server", "--cluster-dns", "10.43.0.53", "--cluster-domain", "k8s.test",
+                                      "--disable", "coredns"])
+    assert (args.cluster_dns, args.cluster_domain, args.disable) == ("10.43.0.53", "k8s.test", ["coredns"])
+    assert main(["server", "--data-dir", str(tmp_path), "--disable-agent", "--cluster-dns", "10.44.0.10"]) == 1
+    assert "--cluster-dns 10.44.0.10: the provided IP (10.44.0.10) is not in the valid range" in capsys.readouterr().err
+    assert main(["agent", "--data-dir", str(tmp_path), "--cluster-dns", "nope"]) == 1
+    assert "--cluster-dns: invalid IP address 'nope'" in capsys.readouterr().err

@@ -27,6 +27,7 @@ USES = {
     "container-runtime-interface-api": r"^\s*from cri_api\b",
     "grpcio": r"^\s*import grpc\b",
     "aetcd": r"^\s*from aetcd import rpc\b",  # etcd v3's generated gRPC stubs (kubelite.store.etcd)
+    "dnspython": r"^\s*import dns\.message\b",  # the cluster DNS (kubelite.dns): messages, records, forwarding
     "croniter": r"^\s*from croniter import\b",  # CronJob schedules' next times (kubelite.kinds._cron)
     "prometheus-client": r"^\s*(from|import) prometheus_client\b",  # /metrics of the API server and the agent
     "nfs-rs": r"^\s*from nfs_rs import Client\b",  # the userspace NFS client (kubelite.agent.nfsfuse)

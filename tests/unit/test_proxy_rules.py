@@ -37,3 +37,20 @@ def test_no_endpoints_no_rules():
     text, wanted = build_rules([SVC], {}, set())
     assert "KUBE-SVC-" not in text and wanted == {"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING",
                                                   "KUBE-MARK-MASQ"}
+
+
+def test_no_endpoints_rejects_in_the_filter_table():
+    from kubelite.proxy.iptables import build_filter_rules
+
+    udp = {"metadata": {"name": "dns", "namespace": "kube-system"},
+           "spec": {"clusterIP": "10.43.0.53", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}
+    lines = build_filter_rules([SVC, udp], {}).splitlines()
+    assert lines[:3] == ["*filter", ":KUBE-SERVICES - [0:0]", ":KUBE-EXTERNAL-SERVICES - [0:0]"]
+    assert '-A KUBE-SERVICES -m comment --comment "default/web has no endpoints" -m tcp -p tcp -d 10.43.0.10/32 ' \
+           "--dport 80 -j REJECT" in lines
+    assert '-A KUBE-SERVICES -m comment --comment "kube-system/dns:dns has no endpoints" -m udp -p udp ' \
+           "-d 10.43.0.53/32 --dport 53 -j REJECT" in lines
+    assert '-A KUBE-EXTERNAL-SERVICES -m comment --comment "default/web has no endpoints" -m addrtype --dst-type ' \
+           "LOCAL -m tcp -p tcp --dport 30080 -j REJECT" in lines
+    # with a ready endpoint: no REJECT (and the nat rules take the traffic)
+    assert "REJECT" not in build_filter_rules([SVC], {"default/web": [SLICE]})
