@@ -70,22 +70,22 @@ class FaultyStore(SQLiteStore):
                 await it.aclose()  # type: ignore[attr-defined]
 
 
-def _crash_once(cls: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def _crash_once(cls: Any, monkeypatch: pytest.MonkeyPatch, method: str = "run") -> None:
     """The first run of every instance of ``cls`` in each supervised component raises (an
     informer is shared by the components that watch one resource: each of them sees it crash);
-    later runs are the real one."""
-    real = cls.run
+    later runs are the real one. ``method``: the coroutine the component runs."""
+    real = getattr(cls, method)
     crashed: set[tuple[int, str]] = set()
 
-    async def run(self: Any) -> None:
+    async def run(self: Any, *args: Any, **kwargs: Any) -> None:
         key = (id(self), COMPONENT.get())
         if key not in crashed:
             crashed.add(key)
             await asyncio.sleep(0)
             raise RuntimeError(f"injected crash of {type(self).__name__}")
-        await real(self)
+        await real(self, *args, **kwargs)
 
-    monkeypatch.setattr(cls, "run", run)
+    monkeypatch.setattr(cls, method, run)
 
 
 async def _eventually(check, timeout: float = 30.0, what: str = "condition") -> Any:
@@ -110,16 +110,20 @@ async def _gone(c: Client, plural: str, name: str, ns: str = "") -> bool:
 
 @pytest.fixture
 async def faulty_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    from kubelite.apiserver.metrics import APIMetrics
     from kubelite.auth.aggregation import AggregationController
     from kubelite.controllers.bootstrapsigner import TokenCleaner
     from kubelite.controllers.csr import CSRCleaner
     from kubelite.controllers.kubernetesservice import KubernetesService
+    from kubelite.metricsserver.scraper import MetricsServer
     from kubelite.tls.reload import ServingCertReloader
 
     # every informer (the security informers are components; every controller runs its own)
     # and the components without one crash at their first start
-    for cls in (Informer, AggregationController, TokenCleaner, CSRCleaner, ServingCertReloader, KubernetesService):
+    for cls in (Informer, AggregationController, TokenCleaner, CSRCleaner, ServingCertReloader, KubernetesService,
+                MetricsServer):
         _crash_once(cls, monkeypatch)
+    _crash_once(APIMetrics, monkeypatch, "run_object_counter")
     caplog.set_level(logging.INFO)
     cfg = ServerConfig(data_dir=tmp_path / "data", bind_address="127.0.0.1", port=free_port(), disable_agent=True,
                        disable_scheduler=True)
