@@ -213,3 +213,77 @@ def test_bad_specs_are_refused_with_upstreams_422(cluster, manifest, message):
     assert message in p.stderr, p.stderr
     assert not _json(cluster, "statefulsets")["items"] or all(
         s["metadata"]["name"] != "bad" for s in _json(cluster, "statefulsets")["items"])
+
+
+CLAIMS = """
+apiVersion: v1
+kind: Service
+metadata: {name: db, labels: {app: db}}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 80, name: web}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, labels: {app: db}}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Retain}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: kubelite.local/busybox:latest
+        command: ["sh", "-c", "[ -e /data/id ] || hostname > /data/id; sleep 3600"]
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 64Mi}}
+"""
+
+
+def test_claim_templates_give_each_pod_its_own_claim_across_deletion(cluster):
+    """volumeClaimTemplates on the default local-path class: db-0 and db-1 each get claim
+    data-db-<n>, bound and provisioned on the node; a deleted pod comes back on the same claim
+    and finds what its first incarnation wrote; deleting the set (whenDeleted: Delete) takes
+    the claims with it."""
+    server = cluster
+    server.kubectl("apply", "-f", "-", input=CLAIMS)
+    try:
+        def pods_ready() -> bool:
+            pods = _json(server, "pods", "-l", "app=db")["items"]
+            return len(pods) == 2 and all(p["status"].get("phase") == "Running" for p in pods)
+
+        wait_until(pods_ready, 120, 0.3, "db-0 and db-1 Running")
+        claims = {c["metadata"]["name"]: c for c in _json(server, "pvc", "-l", "app=db")["items"]}
+        assert sorted(claims) == ["data-db-0", "data-db-1"]
+        assert all(c["status"]["phase"] == "Bound" and c["spec"]["storageClassName"] == "local-path"
+                   for c in claims.values())
+        owners = {o["kind"] for c in claims.values() for o in c["metadata"].get("ownerReferences") or []}
+        assert owners == {"StatefulSet"}  # whenDeleted: Delete
+
+        def written(name: str) -> str:
+            out = server.kubectl("exec", name, "--", "cat", "/data/id", check=False)
+            return out.stdout.strip() if out.returncode == 0 else ""
+
+        assert wait_until(lambda: written("db-1"), 30, 0.3, "db-1 wrote its id") == "db-1"
+        uid = _json(server, "pod", "db-1")["metadata"]["uid"]
+        server.kubectl("exec", "db-1", "--", "sh", "-c", "echo first > /data/generation")
+        server.kubectl("delete", "pod", "db-1", "--wait=true", "--timeout=60s")
+        wait_until(lambda: (p := _json(server, "pod", "db-1")) and p["metadata"]["uid"] != uid
+                   and p["status"].get("phase") == "Running", 90, 0.3, "db-1 back")
+        again = server.kubectl("exec", "db-1", "--", "cat", "/data/id", "/data/generation").stdout.split()
+        assert again == ["db-1", "first"]
+        vols = {v["name"]: v for v in _json(server, "pod", "db-1")["spec"]["volumes"]}
+        assert vols["data"]["persistentVolumeClaim"] == {"claimName": "data-db-1"}
+    finally:
+        server.kubectl("delete", "statefulset", "db", "--wait=true", "--timeout=90s", check=False)
+        server.kubectl("delete", "service", "db", check=False)
+    wait_until(lambda: not _json(server, "pvc", "-l", "app=db")["items"], 90, 0.5, "the set's claims deleted")
