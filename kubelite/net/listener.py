@@ -19,8 +19,8 @@ the accept loop:
   lock legitimate clients out nor exhaust file descriptors. The TLS handshake starts only
   once the ClientHello is there (a silent connection costs a descriptor, no TLS buffers),
   and the victim is, in this order: the oldest connection silent for over
-  :data:`SILENT_GRACE`; the oldest open one (TLS done, no request under way); the oldest in
-  its handshake (or silent for less than the grace); the oldest in a request. A legitimate
+  :data:`SILENT_GRACE`; the oldest open one (TLS done, no request under way); the oldest
+  silent one; the oldest in its handshake; the oldest in a request. A legitimate
   client is in its handshake or a request almost all of its untrusted life, so it goes only
   after every stalled connection; a verified client certificate makes the connection
   trusted as soon as the handshake ends;
@@ -72,6 +72,7 @@ SILENT, HANDSHAKE, OPEN, BUSY = range(4)
 # how long a connection may stay silent before it is the first to go (a client sends its
 # ClientHello at once; the server reads it on its next turn of the event loop)
 SILENT_GRACE = 1.0
+ACCEPT_BATCH = 64  # connections accepted per readiness of the listening socket
 
 
 class _Conn(asyncio.Protocol):
@@ -244,10 +245,9 @@ class Guard:
             return first
         if open_:
             return next(iter(open_))
-        shaking = next(iter(handshake), None)
-        if first is not None and (shaking is None or first.accepted <= shaking.accepted):
+        if first is not None:  # a client that has sent its ClientHello outranks one that has not
             return first
-        return shaking or next(iter(busy))
+        return next(iter(handshake), None) or next(iter(busy))
 
     def remove(self, c: _Conn) -> None:
         self.conns.discard(c)
@@ -308,7 +308,9 @@ class Guard:
 
     def _accept(self) -> None:
         assert self.sock is not None
-        for _ in range(self.backlog):
+        # a batch at a time: between batches the loop reads what the accepted clients sent
+        # (a ClientHello takes a connection out of the silent class, first to be evicted)
+        for _ in range(min(self.backlog, ACCEPT_BATCH)):
             try:
                 conn, _addr = self.sock.accept()
             except (BlockingIOError, InterruptedError):
