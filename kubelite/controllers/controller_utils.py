@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,25 @@ from kubelite.kinds._printing import parse_time
 from kubelite.kinds.podutil import is_terminal
 
 Obj = dict[str, Any]
+
+CONFLICT_RETRY = 0.1  # seconds before a sync whose write lost a race runs again
+_log = logging.getLogger("kubelite.controllers")
+
+
+async def retry_on_conflict(sync: Callable[[], Awaitable[bool]], what: str, key: str,
+                            enqueue_after: Callable[[str, float], None]) -> bool:
+    """Run a controller's sync; a write that lost a race (409 Conflict) means the cache was
+    behind: sync ``key`` again shortly, once the informer has caught up, as a rate-limited
+    requeue does. Other errors go to the caller (the work queue's back-off)."""
+    try:
+        return await sync()
+    except errors.StatusError as exc:
+        if exc.code != 409:
+            raise
+        _log.debug("%s %s: %s; syncing again", what, key, exc.message)
+        enqueue_after(key, CONFLICT_RETRY)
+        return False
+
 
 EXPECTATIONS_TIMEOUT = 300.0  # ExpectationsTimeout: 5 minutes
 SLOW_START_INITIAL_BATCH = 1  # SlowStartInitialBatchSize

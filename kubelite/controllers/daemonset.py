@@ -43,7 +43,6 @@ KIND = "DaemonSet"
 BURST_REPLICAS = 250
 HASH_LABEL = "controller-revision-hash"  # DefaultDaemonSetUniqueLabelKey
 GENERATION_LABEL = "pod-template-generation"  # DaemonSetTemplateGenerationKey
-CONFLICT_RETRY = 0.1
 FAILED_POD_BACKOFF = 1.0
 
 
@@ -293,14 +292,7 @@ class DaemonSetController:
 
     # ------------------------------------------------------------------ sync
     async def sync(self, key: str) -> bool:
-        try:
-            return await self._sync(key)
-        except errors.StatusError as exc:
-            if exc.code != 409:
-                raise
-            log.debug("daemon set %s: %s; syncing again", key, exc.message)
-            self._enqueue_after(key, CONFLICT_RETRY)
-            return False
+        return await cu.retry_on_conflict(lambda: self._sync(key), "daemon set", key, self._enqueue_after)
 
     async def _sync(self, key: str) -> bool:
         ns, name = cu.split_key(key)

@@ -51,7 +51,6 @@ MAX_UNCOUNTED_PODS = 500
 MAX_POD_CREATE_DELETE_PER_SYNC = 500
 DEFAULT_POD_FAILURE_BACKOFF = 10.0
 MAX_POD_FAILURE_BACKOFF = 360.0
-CONFLICT_RETRY = 0.1
 COMPLETION_INDEX_ENV = "JOB_COMPLETION_INDEX"
 NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
 
@@ -600,14 +599,11 @@ class JobController:
 
     # ------------------------------------------------------------------ sync
     async def sync(self, key: str) -> bool:
-        try:
+        async def once() -> bool:
             await self._sync(key)
-        except errors.StatusError as exc:
-            if exc.code != 409:
-                raise
-            log.debug("job %s: %s; syncing again", key, exc.message)
-            self._enqueue_after(key, CONFLICT_RETRY)
-        return False
+            return False
+
+        return await cu.retry_on_conflict(once, "job", key, self._enqueue_after)
 
     def _get_new_finished(self, ctx: _Ctx) -> tuple[list[Obj], list[Obj]]:
         """getNewFinishedPods: finished pods still carrying the finalizer, not yet uncounted."""

@@ -38,7 +38,6 @@ BURST_REPLICAS = 500
 RS_API_VERSION = "apps/v1"
 RS_KIND = "ReplicaSet"
 NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
-CONFLICT_RETRY = 0.1  # seconds
 
 
 def _d(v: Any) -> dict[str, Any]:
@@ -257,14 +256,7 @@ class ReplicaSetController:
 
     # ------------------------------------------------------------------ sync
     async def sync(self, key: str) -> bool:
-        try:
-            return await self._sync(key)
-        except errors.StatusError as exc:
-            if exc.code != 409:
-                raise
-            log.debug("replica set %s: %s; syncing again", key, exc.message)
-            self._enqueue_after(key, CONFLICT_RETRY)
-            return False
+        return await cu.retry_on_conflict(lambda: self._sync(key), "replica set", key, self._enqueue_after)
 
     async def _sync(self, key: str) -> bool:
         ns, name = cu.split_key(key)

@@ -42,7 +42,6 @@ KIND = "StatefulSet"
 REVISION_LABEL = "controller-revision-hash"  # StatefulSetRevisionLabel
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
-CONFLICT_RETRY = 0.1
 
 
 def _d(v: Any) -> dict[str, Any]:
@@ -251,14 +250,7 @@ class StatefulSetController:
 
     # ------------------------------------------------------------------ sync
     async def sync(self, key: str) -> bool:
-        try:
-            return await self._sync(key)
-        except errors.StatusError as exc:
-            if exc.code != 409:
-                raise
-            log.debug("stateful set %s: %s; syncing again", key, exc.message)
-            self._enqueue_after(key, CONFLICT_RETRY)
-            return False
+        return await cu.retry_on_conflict(lambda: self._sync(key), "stateful set", key, self._enqueue_after)
 
     async def _sync(self, key: str) -> bool:
         ns, name = cu.split_key(key)
