@@ -21,7 +21,11 @@ def test_uninstall_after_the_last_pod(tmp_path):
     try:
         wait_until(lambda: node_ready(server, "kl-e2e-uninstall"), 60, 0.1, "node Ready")
         server.kubectl("run", "kuard", "--image=kubelite.local/kuard-amd64:blue", "--port=8080")
-        server.kubectl("wait", "--for=condition=Ready", "pod/kuard", "--timeout=60s")
+        ready = server.kubectl("wait", "--for=condition=Ready", "pod/kuard", "--timeout=45s", check=False)
+        if ready.returncode != 0:
+            described = server.kubectl("describe", "pod", "kuard", check=False).stdout
+            log_tail = server.log_path.read_text(errors="replace")[-4000:]
+            raise AssertionError(f"pod kuard not Ready in 45 s:\n{described}\n--- server log ---\n{log_tail}")
         refused = _uninstall("--data-dir", str(server.data_dir))
         assert refused.returncode == 1 and "pods still run on this host" in refused.stderr
         server.kubectl("delete", "pod", "kuard")
