@@ -7,7 +7,7 @@ replicas (and the way back to 0 until no pod is left), sampling the server proce
 time and RSS — the ReplicaSet and Deployment controllers run in that process, beside the API
 server, the scheduler and the agent, so the CPU figure is all of them.
 
-    make setup && .venv/bin/python bench/scale.py [--replicas 100]
+    make setup && .venv/bin/python bench/deployment_scale.py [--replicas 100]
 
 Everything it starts is torn down at the end: the Deployment and its pods, the server, the
 temporary dir, the `kubelite0` bridge when nothing is attached to it.

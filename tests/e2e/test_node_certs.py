@@ -167,7 +167,7 @@ def test_every_node_serves_streams_and_renews_its_certificates(tmp_path):
                          "containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "Never",
                                          "command": ["sh", "-c", POD_CMD], "env": [{"name": "NODE", "value": n}],
                                          "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}))
-        kubectl("wait", "--for=condition=Ready", *(f"pod/p-{n}" for n in NODES), "--timeout=60s", timeout=70)
+        kubectl("wait", "--for=condition=Ready", *(f"pod/p-{n}" for n in NODES), "--timeout=120s", timeout=130)
         payload = tmp_path / "payload.bin"
         payload.write_bytes(os.urandom(100_000))
         sessions = {}
