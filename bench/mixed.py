@@ -59,7 +59,7 @@ async def populate(c: Client, ns: str, n: int, prefix: str = "p") -> list[str]:
 
 async def mixed(c: Client, ns: str, names: list[str], clients: int, seconds: float) -> dict:
     lat: dict[str, list[float]] = {v: [] for v in ("get", "list", "create", "update", "delete")}
-    errs = [0]
+    errs: dict[str, int] = {}
     live = list(names)
     created: list[str] = []
     counter = [0]
@@ -78,9 +78,13 @@ async def mixed(c: Client, ns: str, names: list[str], clients: int, seconds: flo
             verb = "create"
             counter[0] += 1
             name = f"m-{counter[0]:06d}"
-            coro = c.create("v1", "pods", group_pod(name, counter[0]), namespace=ns)
-            created.append(name)
-            live.append(name)
+
+            async def create(name: str = name, i: int = counter[0]) -> None:
+                await c.create("v1", "pods", group_pod(name, i), namespace=ns)
+                created.append(name)  # only once it exists: a delete never races its create
+                live.append(name)
+
+            coro = create()
         elif r < 0.90:
             verb = "update"
             name = rng.choice(live)
@@ -96,13 +100,13 @@ async def mixed(c: Client, ns: str, names: list[str], clients: int, seconds: flo
             if not created:
                 return
             name = created.pop(rng.randrange(len(created)))
-            live.remove(name)
+            live.remove(name)  # no GET or update picks it from now on
             coro = c.delete("v1", "pods", name, namespace=ns)
         t = time.perf_counter()
         try:
             await coro
-        except StatusError:  # a conflict or a race with a delete: counted, not timed
-            errs[0] += 1
+        except StatusError as exc:  # a conflict or a race with a delete: counted, not timed
+            errs[f"{verb} {exc.code}"] = errs.get(f"{verb} {exc.code}", 0) + 1
             return
         lat[verb].append(time.perf_counter() - t)
 
@@ -115,32 +119,32 @@ async def mixed(c: Client, ns: str, names: list[str], clients: int, seconds: flo
     dt = time.perf_counter() - t0
     every = [x for xs in lat.values() for x in xs]
     out = {"ops_per_s": len(every) / dt, "p50_ms": pct(every, 50) * 1000, "p99_ms": pct(every, 99) * 1000,
-           "errors": errs[0], "verbs": {}}
+           "errors": errs, "verbs": {}}
     for verb, xs in lat.items():
         if xs:
             out["verbs"][verb] = {"n": len(xs), "p50_ms": pct(xs, 50) * 1000, "p99_ms": pct(xs, 99) * 1000}
     return out
 
 
-async def list_1000(c: Client) -> dict:
+async def list_1000(c: Client, server_pid: int) -> dict:
     await populate(c, "list1000", 1000, "l")
     await c.list("v1", "pods", namespace="list1000")
+    c0 = cpu_seconds(server_pid)
     lat = []
     for _ in range(30):
         t = time.perf_counter()
         body = await c.list("v1", "pods", namespace="list1000")
         lat.append(time.perf_counter() - t)
         assert len(body["items"]) == 1000
-    return {"p50_ms": pct(lat, 50) * 1000, "p99_ms": pct(lat, 99) * 1000}
+    return {"p50_ms": pct(lat, 50) * 1000, "p99_ms": pct(lat, 99) * 1000,
+            "server_cpu_ms_per_list": (cpu_seconds(server_pid) - c0) * 1000 / len(lat)}
 
 
 async def run(kubeconfig: Path, n_pods: int, clients: int, seconds: float, server_pid: int, with_list: bool) -> dict:
     async with Client.from_kubeconfig(kubeconfig, user_agent="bench", limit=clients + 10) as c:
         result: dict = {}
         if with_list:
-            c0 = cpu_seconds(server_pid)
-            result["list_1000"] = await list_1000(c)
-            result["list_1000"]["server_cpu_s"] = cpu_seconds(server_pid) - c0
+            result["list_1000"] = await list_1000(c, server_pid)
         names = await populate(c, "bench", n_pods)
         c0 = cpu_seconds(server_pid)
         result["mixed"] = await mixed(c, "bench", names, clients, seconds)
@@ -187,11 +191,13 @@ def main() -> None:
                 m = res["mixed"]
                 line = (f"[{res['datastore']} {label:>8} {n_pods:5d} pods] mixed {args.clients} clients: "
                         f"{m['ops_per_s']:6.0f} ops/s p50={m['p50_ms']:6.1f} ms p99={m['p99_ms']:7.1f} ms "
-                        f"errors={m['errors']} server cpu={m['server_cpu_s']:.1f}s")
+                        f"errors={sum(m['errors'].values())} server cpu={m['server_cpu_s']:.1f}s")
                 if "list_1000" in res:
-                    line += f" | list 1000 pods p50={res['list_1000']['p50_ms']:.1f} ms p99={res['list_1000']['p99_ms']:.1f} ms"
+                    lst = res["list_1000"]
+                    line += (f" | list 1000 pods p50={lst['p50_ms']:.1f} ms p99={lst['p99_ms']:.1f} ms "
+                             f"(server cpu {lst['server_cpu_ms_per_list']:.1f} ms/list)")
                 print(line, flush=True)
-                print("    " + " ".join(f"{v}: n={d['n']} p50={d['p50_ms']:.1f} p99={d['p99_ms']:.1f}"
+                print("    errors:", m["errors"], "|", " ".join(f"{v}: n={d['n']} p50={d['p50_ms']:.1f} p99={d['p99_ms']:.1f}"
                                         for v, d in m["verbs"].items()), flush=True)
     finally:
         if etcd_proc is not None:

@@ -121,6 +121,7 @@ class WatchCache:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap of (revision, seq, future)
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._started = False
         self._closing = False
         # metrics (tests and /metrics): reads served from memory / passed to the backend
@@ -128,7 +129,32 @@ class WatchCache:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Load the state (the backend must be started) and follow the backend's changes."""
+        """Load the state (the backend must be started) and follow the backend's changes: with
+        the backend's ``subscribe`` when it has one (SQLite: each batch as it is published, so
+        the cache is never behind the writes' callers), else through a watch."""
+        subscribe = getattr(self.backend, "subscribe", None)
+        if subscribe is not None:
+            early: list[Event] | None = []
+
+            def listener(events: builtins.list[Event]) -> None:
+                if early is not None:
+                    early.extend(events)  # while the state loads
+                    return
+                for ev in events:
+                    self._apply(ev)
+
+            self._unsubscribe = subscribe(listener)
+            try:
+                await self._load()
+            except BaseException:
+                self._unsubscribe()
+                raise
+            pending: builtins.list[Event] = early or []
+            early = None
+            for ev in pending:
+                self._apply(ev)
+            self._started = True
+            return
         await self._load()
         self._started = True
         self._task = asyncio.create_task(self._feed(), name="watch-cache")
@@ -150,6 +176,9 @@ class WatchCache:
     async def stop(self) -> None:
         """Stop the cache (not the backend): its watches end."""
         self._closing = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(BaseException):
