@@ -52,7 +52,11 @@ log = logging.getLogger("kubelite.apiserver.cacher")
 
 DEFAULT_WINDOW = 10_000  # events kept per resource for watches and lists in the past
 FRESH_TIMEOUT = 3.0  # upstream's blockTimeout: how long a read waits for the cache to catch up
-CONSISTENT_TIMEOUT = 0.5  # how long a consistent read waits before it reads the backend instead
+# how long a consistent read waits for the cache before it reads the backend instead: a
+# subscribed cache (SQLite) is at most one published batch behind; a watch-fed one (etcd) may
+# wait for a revision it never sees (another cluster's key, the compactor's), so not long
+CONSISTENT_TIMEOUT = 0.5
+CONSISTENT_TIMEOUT_WATCHED = 0.05
 WATCH_QUEUE = 10_000  # undelivered events per watcher before it is ended
 
 Indexer = Callable[[KV], "str | None"]
@@ -106,9 +110,11 @@ class WatchCache:
     """A :class:`~kubelite.store.base.Store` whose lists and watches come from memory."""
 
     def __init__(self, backend: Store, *, window: int = DEFAULT_WINDOW,
-                 consistent_timeout: float = CONSISTENT_TIMEOUT) -> None:
+                 consistent_timeout: float | None = None) -> None:
         self.backend = backend
         self.window = window
+        if consistent_timeout is None:
+            consistent_timeout = CONSISTENT_TIMEOUT if hasattr(backend, "subscribe") else CONSISTENT_TIMEOUT_WATCHED
         self.consistent_timeout = consistent_timeout
         self._kvs: dict[str, KV] = {}
         self._keys: list[str] = []  # sorted
@@ -305,6 +311,10 @@ class WatchCache:
         if self._kvs.get(kv.key) is kv:
             return self._memo[kv.key]
         return {}
+
+    def current(self, key: str) -> KV | None:
+        """``key``'s value as the cache holds it (a GET with resourceVersion "0")."""
+        return self._kvs.get(key)
 
     def add_index(self, root: str, name: str, func: Indexer) -> None:
         """Index the keys under ``root`` by ``func(kv)`` (None: not indexed)."""

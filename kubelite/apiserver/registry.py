@@ -240,6 +240,12 @@ class ResourceStore:
         rev = 0
         if resource_version not in ("", "0"):
             rev = _parse_rv(resource_version)
+        cache = self.watch_cache
+        if resource_version == "0" and cache is not None:  # "any": what the watch cache holds
+            kv = cache.current(self.key(namespace, name))
+            if kv is None:
+                raise self.not_found(name)
+            return self._dec(kv)
         try:
             kv = await self.store.get(self.key(namespace, name), rev)
         except CompactedError as exc:
