@@ -114,7 +114,8 @@ class WatchCache:
         self.backend = backend
         self.window = window
         if consistent_timeout is None:
-            consistent_timeout = CONSISTENT_TIMEOUT if hasattr(backend, "subscribe") else CONSISTENT_TIMEOUT_WATCHED
+            subscribed = getattr(backend, "subscribe", None) is not None
+            consistent_timeout = CONSISTENT_TIMEOUT if subscribed else CONSISTENT_TIMEOUT_WATCHED
         self.consistent_timeout = consistent_timeout
         self._kvs: dict[str, KV] = {}
         self._keys: list[str] = []  # sorted
@@ -122,6 +123,7 @@ class WatchCache:
         self._rev = 0
         self._resources: dict[str, _Resource] = {}
         self._start_floor = 0  # the floor of a resource first seen after the cache started
+        self._compacted = 0  # the backend's compacted revision, as last asked: nothing older is served
         self._indexes: dict[tuple[str, str], _Index] = {}
         self._watchers: set[_Watcher] = set()
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap of (revision, seq, future)
@@ -160,8 +162,10 @@ class WatchCache:
             for ev in pending:
                 self._apply(ev)
             self._started = True
+            log.info("watch cache: %d keys at revision %d (subscribed)", len(self._kvs), self._rev)
             return
         await self._load()
+        log.info("watch cache: %d keys at revision %d (watching)", len(self._kvs), self._rev)
         self._started = True
         self._task = asyncio.create_task(self._feed(), name="watch-cache")
 
@@ -225,11 +229,14 @@ class WatchCache:
             except Exception as exc:  # the backend's watch ended: re-list
                 failures += 1
                 log.warning("watch cache: the store's watch ended (%s); reloading", exc)
+                err = exc if isinstance(exc, StoreError) else WatchOverflowError("", 0)
                 for w in list(self._watchers):
-                    w._fail(WatchOverflowError("", 0) if not isinstance(exc, StoreError) else exc)
+                    w._fail(err)
                 await asyncio.sleep(min(0.1 * failures, 2.0))
                 with contextlib.suppress(StoreError):
                     await self._load()
+                for w in list(self._watchers):  # begun before the reload: they would miss events
+                    w._fail(err)
 
     def _resource(self, root: str) -> _Resource:
         r = self._resources.get(root)
@@ -334,8 +341,15 @@ class WatchCache:
         root = resource_root(prefix)
         if root:
             r = self._resources.get(root)
-            return r.floor if r is not None else self._start_floor
-        return max([self._start_floor, *(r.floor for r in self._resources.values())])
+            floor = r.floor if r is not None else self._start_floor
+        else:
+            floor = max([self._start_floor, *(r.floor for r in self._resources.values())])
+        return max(floor, self._compacted)
+
+    async def _refresh_compacted(self) -> None:
+        """What the backend compacted (its own compactor, or another server's) the cache does
+        not serve either: a LIST or watch at an older revision is 410 Gone, as from the store."""
+        self._compacted = max(self._compacted, await self.backend.compacted_revision())
 
     # ------------------------------------------------------------------ Store: delegated
     async def current_revision(self) -> int:
@@ -378,6 +392,7 @@ class WatchCache:
                 self.stats["list_backend"] += 1
                 return await self.backend.list(prefix, 0, limit, start_key)
             return self._list_now(prefix, limit, start_key)
+        await self._refresh_compacted()
         if revision > self._rev:
             cur = await self.backend.current_revision()
             if revision > cur:
@@ -485,6 +500,8 @@ class _Watcher:
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._done = False
+        self._from = from_revision
+        self._checked = False
         floor = cache.window_floor(prefix)
         if from_revision < floor:
             self._error = CompactedError(from_revision, floor)
@@ -548,8 +565,18 @@ class _Watcher:
             return self._queue.popleft()
         return None
 
+    async def _check_compacted(self) -> None:
+        """On the first read: 410 when the backend has compacted past the start since."""
+        self._checked = True
+        if self._error is None and not self._done:
+            await self._cache._refresh_compacted()
+            if self._from < self._cache._compacted:
+                self._fail(CompactedError(self._from, self._cache._compacted))
+
     async def __anext__(self) -> Event:
         try:
+            if not self._checked:
+                await self._check_compacted()
             while True:
                 ev = self._take()
                 if ev is not None:
@@ -569,6 +596,8 @@ class _Watcher:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         try:
+            if not self._checked:
+                await self._check_compacted()
             while True:
                 ev = self._take()
                 if ev is not None:

@@ -19,7 +19,28 @@ from kubelite.store.sqlite import SQLiteStore
 from tests.store_contract import StoreContract, collect
 
 
-class TestWatchCacheContract(StoreContract):
+class WatchCacheContract(StoreContract):
+    """The contract over a watch cache (tests/e2e/test_store_etcd.py runs it over etcd)."""
+
+    async def test_data_survives_reopen(self, store, open_store) -> None:
+        """As upstream's cacher, a new cache serves no watch from before it started (410);
+        from its start on it replays."""
+        await store.create("/a", b"1")
+        b = await store.create("/b", b"2")
+        a3 = await store.update("/a", b"3", 0)
+        s2 = await open_store()
+        assert await s2.get("/a") == a3
+        assert [kv.key for kv in (await s2.list("/")).kvs] == ["/a", "/b"]
+        with pytest.raises(CompactedError) as e:
+            await s2.watch("/", b.mod_revision - 1).__anext__()
+        assert e.value.compacted == a3.mod_revision
+        it = s2.watch("/", a3.mod_revision)
+        c = await s2.create("/c", b"4")
+        assert [ev.kv for ev in await collect(it, 1)] == [c]
+        await it.aclose()
+
+
+class TestWatchCacheContract(WatchCacheContract):
     @pytest.fixture
     async def open_store(self, tmp_path: Path):
         opened: list[WatchCache] = []
@@ -39,23 +60,6 @@ class TestWatchCacheContract(StoreContract):
     @pytest.fixture
     async def store(self, open_store):
         return await open_store()
-
-    async def test_data_survives_reopen(self, store, open_store) -> None:
-        """As upstream's cacher, a new cache serves no watch from before it started (410);
-        from its start on it replays."""
-        await store.create("/a", b"1")
-        b = await store.create("/b", b"2")
-        a3 = await store.update("/a", b"3", 0)
-        s2 = await open_store()
-        assert await s2.get("/a") == a3
-        assert [kv.key for kv in (await s2.list("/")).kvs] == ["/a", "/b"]
-        with pytest.raises(CompactedError) as e:
-            await s2.watch("/", b.mod_revision - 1).__anext__()
-        assert e.value.compacted == a3.mod_revision
-        it = s2.watch("/", a3.mod_revision)
-        c = await s2.create("/c", b"4")
-        assert [ev.kv for ev in await collect(it, 1)] == [c]
-        await it.aclose()
 
 
 def test_resource_root() -> None:
@@ -238,3 +242,20 @@ async def test_resource_watch_resumes_and_410s_below_the_window(backend, cache) 
     with pytest.raises(errors.StatusError) as e:
         await cached.watch("ns", ListOptions(resource_version="1")).__anext__()
     assert e.value.code == 410 and "too old resource version: 1" in e.value.message
+
+
+async def test_the_backends_compaction_is_followed(backend, cache) -> None:
+    """Compacted behind the cache's back (the store's own compactor): older revisions are 410
+    from the cache too, although its window still holds them; GET resourceVersion=0 is the
+    cache's."""
+    first = await cache.create("/registry/core/configmaps/ns/a", b"1")
+    for i in range(5):
+        last = await cache.update(first.key, str(i).encode(), 0)
+    await backend.compact(last.mod_revision - 1)
+    with pytest.raises(CompactedError):
+        await cache.list("/registry/core/configmaps/", first.mod_revision)
+    with pytest.raises(CompactedError):
+        await cache.watch("/registry/core/configmaps/", first.mod_revision).__anext__()
+    evs = await collect(cache.watch("/registry/core/configmaps/", last.mod_revision - 1), 1)
+    assert evs[0].kv == last
+    assert cache.current(first.key) == last
