@@ -165,12 +165,24 @@ class WatchCache:
             log.info("watch cache: %d keys at revision %d (subscribed)", len(self._kvs), self._rev)
             return
         await self._load()
+        first = await self._open_feed()
         log.info("watch cache: %d keys at revision %d (watching)", len(self._kvs), self._rev)
         self._started = True
-        self._task = asyncio.create_task(self._feed(), name="watch-cache")
+        self._task = asyncio.create_task(self._feed(first), name="watch-cache")
 
-    async def _load(self) -> None:
-        page = await self.backend.list("", 0)
+    async def _open_feed(self) -> Any:
+        """The backend's watch from the loaded revision, once established (an etcd watch that
+        is still being set up when the store compacts past its start fails)."""
+        w: Any = self.backend.watch("", self._rev)
+        if hasattr(type(w), "ready"):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while not w.ready and loop.time() < deadline:
+                await asyncio.sleep(0.005)
+        return w
+
+    async def _load(self, revision: int = 0) -> None:
+        page = await self.backend.list("", revision)
         self._kvs = {kv.key: kv for kv in page.kvs}
         self._keys = sorted(self._kvs)
         self._memo = {k: {} for k in self._keys}
@@ -209,14 +221,15 @@ class WatchCache:
         if not self._started or self._closing:
             raise StoreClosedError("store is not open")
 
-    async def _feed(self) -> None:
+    async def _feed(self, first: Any) -> None:
         """Follow the backend from the loaded revision; on any failure of the backend's watch
         (compacted, overflowed, broken) end every watch and load the state again, as the
         cacher's reflector re-lists."""
         failures = 0
         while not self._closing:
             try:
-                async for ev in self.backend.watch("", self._rev):
+                feed, first = first or await self._open_feed(), None
+                async for ev in feed:
                     self._apply(ev)
                     failures = 0
                 for w in list(self._watchers):  # the backend closed
@@ -226,6 +239,17 @@ class WatchCache:
                 raise
             except StoreClosedError:
                 return
+            except CompactedError as exc:
+                if await self._resume_at_compacted(exc.compacted):
+                    continue
+                failures += 1
+                log.warning("watch cache: the store compacted past the cache (%s); reloading", exc)
+                for w in list(self._watchers):
+                    w._fail(exc)
+                with contextlib.suppress(StoreError):
+                    await self._load()
+                for w in list(self._watchers):
+                    w._fail(exc)
             except Exception as exc:  # the backend's watch ended: re-list
                 failures += 1
                 log.warning("watch cache: the store's watch ended (%s); reloading", exc)
@@ -237,6 +261,23 @@ class WatchCache:
                     await self._load()
                 for w in list(self._watchers):  # begun before the reload: they would miss events
                     w._fail(err)
+
+    async def _resume_at_compacted(self, compacted: int) -> bool:
+        """The backend compacted past what the cache has seen (an etcd watch is cancelled so
+        while it still catches up): take the state at the compacted revision, which stays
+        readable, and follow from there. Watches positioned before it end with 410; the others
+        go on without a gap. False when that state cannot be read either."""
+        if compacted <= self._rev:
+            return False
+        try:
+            await self._load(compacted)
+        except StoreError:
+            return False
+        log.info("watch cache: the store compacted to %d; resumed there", compacted)
+        for w in list(self._watchers):
+            if w._min_rev < compacted:
+                w._fail(CompactedError(w._min_rev, compacted))
+        return True
 
     def _resource(self, root: str) -> _Resource:
         r = self._resources.get(root)
