@@ -11,8 +11,8 @@ in-memory copy of every key that one backend watch keeps up to date. It keeps, p
   events; older than the window it is the backend's read (which may be 410 Gone);
 - a list with revision 0 is a consistent read (upstream's ConsistentListFromCache): it asks
   the backend for its current revision and waits until the cache has caught up with it, and
-  reads from the backend when that takes too long (etcd's revision also moves for keys the
-  cache never sees, e.g. the compactor's key);
+  reads from the backend when that takes too long (see CONSISTENT_TIMEOUT: on etcd it does
+  not wait at all);
 - :meth:`list_at_least` (resourceVersion "0" or NotOlderThan) serves what the cache holds once
   it is at least that fresh, without asking the backend;
 - a watch from a revision inside the window replays from it and then follows; below the
@@ -52,11 +52,14 @@ log = logging.getLogger("kubelite.apiserver.cacher")
 
 DEFAULT_WINDOW = 10_000  # events kept per resource for watches and lists in the past
 FRESH_TIMEOUT = 3.0  # upstream's blockTimeout: how long a read waits for the cache to catch up
-# how long a consistent read waits for the cache before it reads the backend instead: a
-# subscribed cache (SQLite) is at most one published batch behind; a watch-fed one (etcd) may
-# wait for a revision it never sees (another cluster's key, the compactor's), so not long
+# how long a consistent read waits for the cache before it reads the backend instead. A
+# subscribed cache (SQLite) is at most one published batch behind. A watch-fed one (etcd) may
+# wait for a revision it never sees (another cluster's key, the compactor's) and etcd 3.4 has no
+# reliable progress notification to learn it has seen everything (kube-apiserver serves
+# consistent reads from its cache only on etcds with the RequestProgress fix, 3.4.31/3.5.13):
+# it answers from memory only when it already is that fresh, else from etcd
 CONSISTENT_TIMEOUT = 0.5
-CONSISTENT_TIMEOUT_WATCHED = 0.05
+CONSISTENT_TIMEOUT_WATCHED = 0.0
 WATCH_QUEUE = 10_000  # undelivered events per watcher before it is ended
 
 Indexer = Callable[[KV], "str | None"]
@@ -330,6 +333,8 @@ class WatchCache:
         """Wait until the cache has reached ``revision``; False after ``timeout`` seconds."""
         if self._rev >= revision:
             return True
+        if timeout <= 0:
+            return False
         fut = asyncio.get_running_loop().create_future()
         self._seq += 1
         heapq.heappush(self._waiters, (revision, self._seq, fut))
@@ -355,8 +360,10 @@ class WatchCache:
 
     def memo(self, kv: KV) -> dict[Any, Any]:
         """A dict to keep what a reader derives from ``kv``'s value (its decoded object, its
-        JSON) for as long as ``kv`` is the key's current value; a throwaway dict otherwise."""
-        if self._kvs.get(kv.key) is kv:
+        JSON) for as long as ``kv`` is the key's current value (also as read from the backend:
+        a mod revision names one value); a throwaway dict otherwise."""
+        cur = self._kvs.get(kv.key)
+        if cur is not None and (cur is kv or cur.mod_revision == kv.mod_revision):
             return self._memo[kv.key]
         return {}
 
