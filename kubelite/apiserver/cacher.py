@@ -11,8 +11,8 @@ in-memory copy of every key that one backend watch keeps up to date. It keeps, p
   events; older than the window it is the backend's read (which may be 410 Gone);
 - a list with revision 0 is a consistent read (upstream's ConsistentListFromCache): it asks
   the backend for its current revision and waits until the cache has caught up with it, and
-  reads from the backend when that takes too long (see CONSISTENT_TIMEOUT: on etcd it does
-  not wait at all);
+  reads from the backend when that takes too long; a cache fed by a watch (etcd) leaves
+  consistent reads to the backend (see CONSISTENT_TIMEOUT);
 - :meth:`list_at_least` (resourceVersion "0" or NotOlderThan) serves what the cache holds once
   it is at least that fresh, without asking the backend;
 - a watch from a revision inside the window replays from it and then follows; below the
@@ -52,14 +52,13 @@ log = logging.getLogger("kubelite.apiserver.cacher")
 
 DEFAULT_WINDOW = 10_000  # events kept per resource for watches and lists in the past
 FRESH_TIMEOUT = 3.0  # upstream's blockTimeout: how long a read waits for the cache to catch up
-# how long a consistent read waits for the cache before it reads the backend instead. A
-# subscribed cache (SQLite) is at most one published batch behind. A watch-fed one (etcd) may
-# wait for a revision it never sees (another cluster's key, the compactor's) and etcd 3.4 has no
-# reliable progress notification to learn it has seen everything (kube-apiserver serves
-# consistent reads from its cache only on etcds with the RequestProgress fix, 3.4.31/3.5.13):
-# it answers from memory only when it already is that fresh, else from etcd
+# how long a consistent read waits for the cache before it reads the backend instead. Only a
+# subscribed cache (SQLite, at most one published batch behind) serves consistent reads: a
+# watch-fed one (etcd) may wait for a revision it never sees (another cluster's key, the
+# compactor's), and etcd 3.4 has no reliable progress notification to learn that it has seen
+# everything; kube-apiserver too serves consistent reads from its cache only on etcds with the
+# RequestProgress fix (3.4.31 / 3.5.13), from etcd otherwise
 CONSISTENT_TIMEOUT = 0.5
-CONSISTENT_TIMEOUT_WATCHED = 0.0
 WATCH_QUEUE = 10_000  # undelivered events per watcher before it is ended
 
 Indexer = Callable[[KV], "str | None"]
@@ -113,13 +112,12 @@ class WatchCache:
     """A :class:`~kubelite.store.base.Store` whose lists and watches come from memory."""
 
     def __init__(self, backend: Store, *, window: int = DEFAULT_WINDOW,
-                 consistent_timeout: float | None = None) -> None:
+                 consistent_timeout: float = CONSISTENT_TIMEOUT) -> None:
         self.backend = backend
         self.window = window
-        if consistent_timeout is None:
-            subscribed = getattr(backend, "subscribe", None) is not None
-            consistent_timeout = CONSISTENT_TIMEOUT if subscribed else CONSISTENT_TIMEOUT_WATCHED
         self.consistent_timeout = consistent_timeout
+        # consistent reads from memory: only when fed synchronously (see CONSISTENT_TIMEOUT)
+        self.consistent_reads = getattr(backend, "subscribe", None) is not None
         self._kvs: dict[str, KV] = {}
         self._keys: list[str] = []  # sorted
         self._memo: dict[str, dict[Any, Any]] = {}  # per live key: what readers derived from its value
@@ -435,6 +433,9 @@ class WatchCache:
         """See :meth:`Store.list`; ``revision`` 0 is a consistent read."""
         self._check_open()
         if revision <= 0:
+            if not self.consistent_reads:
+                self.stats["list_backend"] += 1
+                return await self.backend.list(prefix, 0, limit, start_key)
             cur = await self.backend.current_revision()
             if not await self.wait_for(cur, self.consistent_timeout):
                 self.stats["list_backend"] += 1
@@ -463,6 +464,15 @@ class WatchCache:
         if revision > self._rev and not await self.wait_for(revision, FRESH_TIMEOUT):
             raise FutureRevisionError(revision, self._rev)
         return self._list_now(prefix, limit, start_key)
+
+    async def fresh(self, at_least: int | None) -> bool:
+        """Whether a read may be answered from memory now: at ``at_least`` or later, or (None)
+        as a consistent read. Waits for the cache as :meth:`list` and :meth:`list_at_least` do."""
+        if at_least is not None:
+            return await self.wait_for(at_least, FRESH_TIMEOUT)
+        if not self.consistent_reads:
+            return False
+        return await self.wait_for(await self.backend.current_revision(), self.consistent_timeout)
 
     def keys_by_index(self, root: str, name: str, value: str, prefix: str) -> builtins.list[KV]:
         """The current values under ``prefix`` whose index ``name`` is ``value``, by key."""

@@ -348,9 +348,7 @@ class ResourceStore:
         remaining: int | None = None
         indexed = self._indexed(cache, opts) if not opts.continue_token and not rev else None
         if indexed is not None:
-            fresh = await cache.wait_for(at_least if at_least is not None else await cache.current_revision(),
-                                         cache.consistent_timeout)
-            if fresh:
+            if await cache.fresh(at_least):
                 rev = cache.revision
                 for kv in cache.keys_by_index(self.prefix(""), indexed[0], indexed[1], prefix):
                     if limit and len(items) == limit:
