@@ -293,13 +293,24 @@ class ResourceStore:
         for f in self.kind.indexed_fields:
             cache.add_index(self.prefix(""), f, lambda kv, f=f: self.field_labels(self._dec(kv)).get(f))
 
-    def _shared_obj(self, cache: Any, kv: KV) -> Obj:
-        """``kv``'s object decoded once while it is current (read-only: for selectors)."""
+    def _selectable(self, cache: Any, kv: KV) -> Obj:
+        """What selectors look at in ``kv``'s object (its labels and the values of its field
+        labels), kept while it is current: a stand-in for the object, read-only, far smaller
+        than the decoded object."""
         memo = cache.memo(kv)
         obj: Obj | None = memo.get(id(self))
         if obj is None:
-            obj = memo[id(self)] = self._dec(kv)
+            full = self._dec(kv)
+            meta = full.get("metadata") or {}
+            obj = memo[id(self)] = {"metadata": {"labels": meta.get("labels") or {}},
+                                    "fields": self.field_labels(full)}
         return obj
+
+    def _selected(self, sel: Obj, opts: ListOptions) -> bool:
+        """:meth:`matches` over a :meth:`_selectable` stand-in."""
+        if opts.label_selector is not None and not opts.label_selector.matches(sel["metadata"]["labels"]):
+            return False
+        return opts.field_selector is None or opts.field_selector.matches(sel["fields"])
 
     def _indexed(self, cache: Any, opts: ListOptions) -> tuple[str, str] | None:
         """(field, value) of an equality field selector the watch cache has an index for."""
@@ -354,7 +365,7 @@ class ResourceStore:
                     if limit and len(items) == limit:
                         cont = encode_continue(rev, kv.key[len(prefix):])
                         break
-                    if self.matches(self._shared_obj(cache, kv), opts):
+                    if self._selected(self._selectable(cache, kv), opts):
                         items.append((kv, None))
                 return items, rev, cont, None
         first = True
@@ -390,9 +401,13 @@ class ResourceStore:
                 if not filtering:
                     items.append((kv, None))
                     continue
-                obj = self._shared_obj(cache, kv) if cache is not None else self._dec(kv)
+                if cache is not None:
+                    if self._selected(self._selectable(cache, kv), opts):
+                        items.append((kv, None))
+                    continue
+                obj = self._dec(kv)
                 if self.matches(obj, opts):
-                    items.append((kv, None if cache is not None else obj))
+                    items.append((kv, obj))
             else:
                 if page.more and kvs:
                     start = kvs[-1].key + "\x00"
