@@ -292,9 +292,9 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
                    help="the cluster's DNS domain (default cluster.local)")
     s.add_argument("--disable", action="append", choices=["coredns"], metavar="COMPONENT",
                    help="a packaged component not to run, as k3s: coredns (the cluster DNS)")
-    s.add_argument("--watch-cache", nargs="?", const=True, default=False, type=_go_bool, metavar="true|false",
+    s.add_argument("--watch-cache", nargs="?", const=True, default=True, type=_go_bool, metavar="true|false",
                    help="serve LIST and watch from the API server's in-memory watch cache, as kube-apiserver's "
-                        "--watch-cache (default false)")
+                        "--watch-cache (default true)")
     s.add_argument("--leader-elect", nargs="?", const=True, default=None, type=_go_bool, metavar="true|false",
                    help="elect one scheduler and one controller manager among the servers through Leases in "
                         "kube-system (default: true on etcd, false on the embedded SQLite datastore)")
