@@ -61,6 +61,8 @@ class ServerConfig:
     # kube-scheduler's and kube-controller-manager's --leader-elect (None: as k3s, on for etcd,
     # off for the embedded SQLite, where one server holds the data dir) and its timings (seconds)
     leader_elect: bool | None = None
+    # kube-apiserver's --watch-cache: LIST and watch served from memory (apiserver/cacher.py)
+    watch_cache: bool = True
     leader_elect_lease_duration: float = 15.0
     leader_elect_renew_deadline: float = 10.0
     leader_elect_retry_period: float = 2.0

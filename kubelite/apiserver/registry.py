@@ -240,6 +240,12 @@ class ResourceStore:
         rev = 0
         if resource_version not in ("", "0"):
             rev = _parse_rv(resource_version)
+        cache = self.watch_cache
+        if resource_version == "0" and cache is not None:  # "any": what the watch cache holds
+            kv = cache.current(self.key(namespace, name))
+            if kv is None:
+                raise self.not_found(name)
+            return self._dec(kv)
         try:
             kv = await self.store.get(self.key(namespace, name), rev)
         except CompactedError as exc:
@@ -252,10 +258,80 @@ class ResourceStore:
 
     async def list(self, namespace: str, opts: ListOptions) -> tuple[list[Obj], int, str, int | None]:
         """Returns (items, list revision, continue token, remainingItemCount or None)."""
+        picked, rev, cont, remaining = await self._list(namespace, opts)
+        return [obj if obj is not None else self._dec(kv) for kv, obj in picked], rev, cont, remaining
+
+    async def list_json(self, namespace: str, opts: ListOptions) -> tuple[builtins.list[bytes], int, str,
+                                                                           int | None]:
+        """:meth:`list` with each item as its JSON (kind and apiVersion set): from the watch
+        cache, each object is encoded once per change for every LIST (upstream's cachingObject)."""
+        picked, rev, cont, remaining = await self._list(namespace, opts)
+        cache = self.watch_cache
+        out = []
+        for kv, obj in picked:
+            memo = cache.memo(kv) if cache is not None else {}
+            raw = memo.get((id(self), "json"))
+            if raw is None:
+                if obj is None:
+                    obj = self._dec(kv)
+                obj["kind"], obj["apiVersion"] = self.kind.kind, self.kind.api_version
+                raw = memo[(id(self), "json")] = orjson.dumps(obj)
+            out.append(raw)
+        return out, rev, cont, remaining
+
+    @property
+    def watch_cache(self) -> Any:
+        """The :class:`~kubelite.apiserver.cacher.WatchCache` that serves this kind's lists and
+        watches, or None (the store's own)."""
+        return getattr(self.store, "watch_cache", None)
+
+    def add_cache_indexes(self) -> None:
+        """Have the watch cache index this kind's ``indexed_fields`` (a no-op without one)."""
+        cache = self.watch_cache
+        if cache is None or self.storage_kind is not self.kind:
+            return
+        for f in self.kind.indexed_fields:
+            cache.add_index(self.prefix(""), f, lambda kv, f=f: self.field_labels(self._dec(kv)).get(f))
+
+    def _selectable(self, cache: Any, kv: KV) -> Obj:
+        """What selectors look at in ``kv``'s object (its labels and the values of its field
+        labels), kept while it is current: a stand-in for the object, read-only, far smaller
+        than the decoded object."""
+        memo = cache.memo(kv)
+        obj: Obj | None = memo.get(id(self))
+        if obj is None:
+            full = self._dec(kv)
+            meta = full.get("metadata") or {}
+            obj = memo[id(self)] = {"metadata": {"labels": meta.get("labels") or {}},
+                                    "fields": self.field_labels(full)}
+        return obj
+
+    def _selected(self, sel: Obj, opts: ListOptions) -> bool:
+        """:meth:`matches` over a :meth:`_selectable` stand-in."""
+        if opts.label_selector is not None and not opts.label_selector.matches(sel["metadata"]["labels"]):
+            return False
+        return opts.field_selector is None or opts.field_selector.matches(sel["fields"])
+
+    def _indexed(self, cache: Any, opts: ListOptions) -> tuple[str, str] | None:
+        """(field, value) of an equality field selector the watch cache has an index for."""
+        if cache is None or opts.field_selector is None:
+            return None
+        for f in self.kind.indexed_fields:
+            value = opts.field_selector.exact(f)
+            if value is not None and cache.has_index(self.prefix(""), f):
+                return f, value
+        return None
+
+    async def _list(self, namespace: str, opts: ListOptions) -> tuple[builtins.list[tuple[KV, Obj | None]], int,
+                                                                      str, int | None]:
+        """The selected values with their decoded object when one was decoded for the caller."""
         self.check_field_selector(opts.field_selector)
         prefix = self.prefix(namespace)
         start = prefix
         rev = 0
+        cache = self.watch_cache
+        # resourceVersion "0" / NotOlderThan from the watch cache: what it holds once that fresh
+        at_least: int | None = None
         if opts.continue_token:
             rev, start_suffix = decode_continue(opts.continue_token)
             start = prefix + start_suffix
@@ -270,17 +346,36 @@ class ResourceStore:
                 cur = await self.store.current_revision()
                 if want > cur:
                     raise errors.timeout(f"Too large resource version: {want}, current: {cur}")
+                at_least = want
         elif opts.resource_version_match and opts.resource_version_match != "NotOlderThan":
             raise errors.bad_request(
                 "resourceVersionMatch is forbidden unless resourceVersion is provided")
-        items: list[Obj] = []
+        elif opts.resource_version == "0":
+            at_least = 0
+        items: builtins.list[tuple[KV, Obj | None]] = []
         filtering = opts.label_selector is not None or opts.field_selector is not None
         limit = opts.limit if opts.limit > 0 else 0
         cont = ""
         remaining: int | None = None
+        indexed = self._indexed(cache, opts) if not opts.continue_token and not rev else None
+        if indexed is not None:
+            if await cache.fresh(at_least):
+                rev = cache.revision
+                for kv in cache.keys_by_index(self.prefix(""), indexed[0], indexed[1], prefix):
+                    if limit and len(items) == limit:
+                        cont = encode_continue(rev, kv.key[len(prefix):])
+                        break
+                    if self._selected(self._selectable(cache, kv), opts):
+                        items.append((kv, None))
+                return items, rev, cont, None
+        first = True
         while True:
+            n = (limit - len(items) + 1) if limit else 0
             try:
-                page = await self.store.list(prefix, rev, (limit - len(items) + 1) if limit else 0, start)
+                if first and at_least is not None and cache is not None:
+                    page = await cache.list_at_least(prefix, at_least, n, start)
+                else:
+                    page = await self.store.list(prefix, rev, n, start)
             except CompactedError as exc:
                 if opts.continue_token:
                     raise errors.expired(
@@ -293,6 +388,7 @@ class ResourceStore:
                 raise errors.resource_expired(exc.requested, exc.compacted) from exc
             except FutureRevisionError as exc:
                 raise errors.timeout(f"Too large resource version: {exc.requested}, current: {exc.current}") from exc
+            first = False
             rev = page.revision
             kvs = page.kvs
             for i, kv in enumerate(kvs):
@@ -302,9 +398,16 @@ class ResourceStore:
                     if not filtering:
                         remaining = (len(kvs) - i) if not page.more else None
                     break
+                if not filtering:
+                    items.append((kv, None))
+                    continue
+                if cache is not None:
+                    if self._selected(self._selectable(cache, kv), opts):
+                        items.append((kv, None))
+                    continue
                 obj = self._dec(kv)
-                if not filtering or self.matches(obj, opts):
-                    items.append(obj)
+                if self.matches(obj, opts):
+                    items.append((kv, obj))
             else:
                 if page.more and kvs:
                     start = kvs[-1].key + "\x00"
@@ -698,7 +801,10 @@ class ResourceStore:
         rv = opts.resource_version
         initial = send_initial if send_initial is not None else rv in ("", "0")
         if initial:
-            page = await self.store.list(prefix, 0)
+            cache = self.watch_cache
+            # resourceVersion "0": what the watch cache holds; "": a consistent read
+            page = await (cache.list_at_least(prefix, 0) if cache is not None and rv == "0"
+                          else self.store.list(prefix, 0))
             from_rev = page.revision
             for kv in page.kvs:
                 if name and kv.key != prefix:

@@ -80,6 +80,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                        datastore_endpoint=args.datastore_endpoint, datastore_cafile=args.datastore_cafile,
                        datastore_certfile=args.datastore_certfile, datastore_keyfile=args.datastore_keyfile,
                        datastore_prefix=args.datastore_prefix, token=args.token, leader_elect=args.leader_elect,
+                       watch_cache=args.watch_cache,
                        leader_elect_lease_duration=args.leader_elect_lease_duration,
                        leader_elect_renew_deadline=args.leader_elect_renew_deadline,
                        leader_elect_retry_period=args.leader_elect_retry_period)
@@ -291,6 +292,9 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
                    help="the cluster's DNS domain (default cluster.local)")
     s.add_argument("--disable", action="append", choices=["coredns"], metavar="COMPONENT",
                    help="a packaged component not to run, as k3s: coredns (the cluster DNS)")
+    s.add_argument("--watch-cache", nargs="?", const=True, default=True, type=_go_bool, metavar="true|false",
+                   help="serve LIST and watch from the API server's in-memory watch cache, as kube-apiserver's "
+                        "--watch-cache (default true)")
     s.add_argument("--leader-elect", nargs="?", const=True, default=None, type=_go_bool, metavar="true|false",
                    help="elect one scheduler and one controller manager among the servers through Leases in "
                         "kube-system (default: true on etcd, false on the embedded SQLite datastore)")

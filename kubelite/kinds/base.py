@@ -212,6 +212,9 @@ class Kind:
     # ``store(kind, backend, storage_kind)``, for kinds whose writes hold more than the object
     # (upstream's per-kind REST storage: a Service's ClusterIP and NodePort allocation)
     store: Callable[[Kind, Any, Kind | None], Any] | None = None
+    # field selectors the API server's watch cache keeps an index for (upstream indexes pods
+    # by spec.nodeName: every node agent lists and watches its own pods)
+    indexed_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.subresources]

@@ -474,6 +474,7 @@ POD = Kind(
     strategy=PodStrategy(),
     short_names=("po",),
     categories=("all",),
+    indexed_fields=("spec.nodeName",),
     subresources=(
         STATUS,
         Subresource("binding", ("create",), kind="Binding", rest=pod_rest.binding_rest),

@@ -23,6 +23,7 @@ from kubelite.agent.agent import run_agent
 from kubelite.agent.node import host_ip
 from kubelite.api import errors
 from kubelite.apiserver.auth import Authenticator, auth_middleware
+from kubelite.apiserver.cacher import WatchCache
 from kubelite.apiserver.handlers import APIHandler
 from kubelite.apiserver.inflight import long_running
 from kubelite.apiserver.metrics import APIMetrics, instrument_stores, render
@@ -130,6 +131,7 @@ class Server:
         self.api: APIServer | None = None
         self.streams: StreamHandlers | None = None
         self.stores: Stores | None = None
+        self.cache: WatchCache | None = None  # --watch-cache
         # /metrics: the API server's and those of the components this process hosts (the scheduler)
         self.metrics = APIMetrics()
         self._lock: IO[bytes] | None = None
@@ -163,7 +165,12 @@ class Server:
         pki = pki_mod.ensure_pki(cfg.data_dir, extra_sans=(*cfg.tls_sans, api_service_ip))
         if cfg.datastore_endpoint and not joined:
             await bootstrap.publish(self.store, pki, token)
-        stores = self.stores = Stores.build(self.registry, self.store)
+        if cfg.watch_cache:
+            self.cache = WatchCache(self.store)
+            await self.cache.start()
+        stores = self.stores = Stores.build(self.registry, self.cache or self.store)
+        for resource_store in stores.values():
+            resource_store.add_cache_indexes()
         instrument_stores(stores, self.metrics)
         services = configure_services(stores, cfg.service_cidr, cfg.service_node_port_range)
         await services.repair(free_leaks=not cfg.datastore_endpoint)
@@ -313,6 +320,8 @@ class Server:
             await self.api.stop()
         if self.streams is not None:
             await self.streams.close()
+        if self.cache is not None:
+            await self.cache.stop()
         await self.store.close()
         if self._lock is not None:
             self._lock.close()

@@ -269,6 +269,12 @@ class _Watcher:
     def closed(self) -> bool:
         return self._done
 
+    @property
+    def ready(self) -> bool:
+        """The etcd watch behind this watcher is established (or the watch has ended): from now
+        on a compaction cannot fail it any more."""
+        return self._done or self._error is not None or (self._hub is not None and self._hub.ready)
+
     def __aiter__(self) -> _Watcher:
         return self
 

@@ -216,6 +216,8 @@ class SQLiteStore:
         self._ring: collections.deque[Event] = collections.deque()
         self._ring_floor = 0  # the ring holds every event with revision in (_ring_floor, _pub_rev]
         self._watchers: weakref.WeakSet[_Watcher] = weakref.WeakSet()
+        # in-process listeners (the API server's watch cache): called with each published batch
+        self._listeners: list[Callable[[builtins.list[Event]], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -712,6 +714,11 @@ class SQLiteStore:
                     self._ring_floor = ring.popleft().kv.mod_revision
                 ring.append(ev)
             self._pub_rev = events[-1].kv.mod_revision
+            for listener in self._listeners:
+                try:
+                    listener(events)
+                except Exception:  # a listener's bug must not keep the writes' callers waiting
+                    log.exception("store listener failed")
             for w in list(self._watchers):
                 w._offer(events)
         for op, res in zip(ops, results, strict=True):
@@ -724,6 +731,18 @@ class SQLiteStore:
                 fut.set_result(res)
 
     # ------------------------------------------------------------------ watch
+
+    def subscribe(self, listener: Callable[[builtins.list[Event]], None]) -> Callable[[], None]:
+        """Call ``listener`` with every batch of events as it is published (on the event loop,
+        before the writes' callers and the watchers hear of it), until the returned function is
+        called. For an in-process cache that must never lag nor overflow as a watcher may."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     def watch(self, prefix: str, from_revision: int) -> _Watcher:
         """See :meth:`kubelite.store.base.Store.watch`. The watcher is registered right away, so

@@ -31,6 +31,9 @@ class FaultyStore(SQLiteStore):
     """SQLite, and ``break_watches()`` ends every open watch with a store error."""
 
     _broken: asyncio.Event | None = None
+    # no synchronous feed for the API server's watch cache: it follows this store's watch, which
+    # break_watches() breaks too (the cache then ends every watch it serves, and reloads)
+    subscribe = None  # type: ignore[assignment]
 
     def break_watches(self) -> None:
         old, self._broken = self._broken, asyncio.Event()

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from kubelite.apiserver.cacher import WatchCache
 from kubelite.store.base import CompactedError
 from kubelite.store.etcd import EtcdStore
 from tests.e2e.etcd import EtcdCluster
 from tests.store_contract import StoreContract, collect
+from tests.unit.test_watch_cache import WatchCacheContract
 
 _prefixes = itertools.count()
 
@@ -51,6 +53,28 @@ async def store(open_store):
 
 class TestEtcdStoreContract(StoreContract):
     pass
+
+
+class TestWatchCacheOnEtcdContract(WatchCacheContract):
+    """The API server's watch cache over etcd keeps the same contract (fed by an etcd watch)."""
+
+    @pytest.fixture
+    async def open_store(self, open_store):
+        caches: list[WatchCache] = []
+
+        async def open_(**kw) -> WatchCache:
+            cache = WatchCache(await open_store(**kw))
+            await cache.start()
+            caches.append(cache)
+            return cache
+
+        yield open_
+        for c in caches:
+            await c.stop()
+
+    @pytest.fixture
+    async def store(self, open_store):
+        return await open_store()
 
 
 async def test_key_prefixes_keep_clusters_apart(open_store) -> None:
