@@ -155,6 +155,7 @@ class Bench:
         self.url = f"https://127.0.0.1:{self.port}"
         self.server: subprocess.Popen[bytes] | None = None
         self.sim: subprocess.Popen[bytes] | None = None
+        self.scheduler: subprocess.Popen[bytes] | None = None
         self.created: dict[str, float] = {}  # name -> monotonic time the create was sent
         self.bound: dict[str, float] = {}
         self.running: dict[str, float] = {}
@@ -172,6 +173,8 @@ class Bench:
                "--node-monitor-grace-period", str(a.node_grace)]
         if a.datastore_endpoint:
             cmd += ["--datastore-endpoint", a.datastore_endpoint]
+        if a.scheduler_process:  # kube-scheduler as its own process (its own core)
+            cmd.append("--disable-scheduler")
         self.server = subprocess.Popen(cmd, stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT,
                                        cwd=ROOT, start_new_session=True)
         ctx = ssl.create_default_context()
@@ -187,6 +190,11 @@ class Bench:
             time.sleep(0.2)
         raise TimeoutError("server not ready")
 
+    def start_scheduler(self) -> None:
+        self.scheduler = subprocess.Popen(
+            [sys.executable, "-m", "kubelite.scheduler", "--kubeconfig", str(self.data / "kubeconfig.yaml")],
+            stdout=open(self.dir / "scheduler.log", "ab"), stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+
     def start_sim(self) -> None:
         a = self.args
         cmd = [sys.executable, "-m", "kubelite", "sim", "--nodes", str(a.nodes), "--kubeconfig",
@@ -198,11 +206,11 @@ class Bench:
                                     cwd=ROOT, start_new_session=True)
 
     def stop(self) -> None:
-        for p in (self.sim, self.server):
+        for p in (self.sim, self.scheduler, self.server):
             if p is not None and p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGTERM)
-        for p in (self.sim, self.server):
+        for p in (self.sim, self.scheduler, self.server):
             if p is None:
                 continue
             try:
@@ -349,6 +357,8 @@ class Bench:
         self.start_server()
         assert self.server is not None
         server_stats = ProcStats(self.server.pid)
+        if a.scheduler_process:
+            self.start_scheduler()
         self.start_sim()
         async with Client.from_kubeconfig(self.data / "kubeconfig.yaml", user_agent="kubelite-bench-scale",
                                           limit=a.create_parallelism + 10) as c:
@@ -366,6 +376,9 @@ class Bench:
                     await asyncio.sleep(0.2)
             metrics_before = _histograms(await c.text("/metrics", timeout=60))
             rss_idle, cpu_before = server_stats.sample()
+            others = {"sim": self.sim, "scheduler": self.scheduler}
+            other_stats = {k: ProcStats(p.pid) for k, p in others.items() if p is not None}
+            other_before = {k: st.sample()[1] for k, st in other_stats.items()}
             rv = (await c.list("v1", "pods", namespace=NAMESPACE, limit=1))["metadata"]["resourceVersion"]
             done = asyncio.Event()
             watch = asyncio.create_task(self.watch_pods(c, rv, done))
@@ -380,6 +393,7 @@ class Bench:
             done.set()
             wall = time.monotonic() - t0
             _, cpu_after = server_stats.sample()
+            other_cpu = {k: round(st.sample()[1] - other_before[k], 1) for k, st in other_stats.items()}
             for t in (watch, probe, lag, sampler):
                 t.cancel()
                 with contextlib.suppress(BaseException):
@@ -406,7 +420,7 @@ class Bench:
                 "p99_ms": _ms(_hist_quantile(delta, 0.99))}
         result = {
             "nodes": a.nodes, "pods": a.pods, "datastore": "etcd" if a.datastore_endpoint else "sqlite",
-            "sim_processes": a.sim_processes, "fake_latencies": a.fake_latencies or "0",
+            "sim_processes": a.sim_processes, "scheduler": "own process" if a.scheduler_process else "in the server", "fake_latencies": a.fake_latencies or "0",
             "lease_interval_s": a.lease_interval,
             "nodes_ready_s": round(nodes_ready_s, 1),
             "pods_created": len(self.created), "pods_bound": len(self.bound), "pods_running": len(self.running),
@@ -429,6 +443,7 @@ class Bench:
             "server": {"rss_idle_mb": round(rss_idle / 2**20, 1), "rss_peak_mb": round(server_stats.peak_rss / 2**20, 1),
                        "cpu_s": round(cpu_after - cpu_before, 1),
                        "cpu_per_wall_s": round((cpu_after - cpu_before) / wall, 2) if wall else None},
+            "other_processes_cpu_s": other_cpu,
             "db_bytes": self.db_size(),
             "total_s": round(time.monotonic() - t_start, 1),
         }
@@ -445,6 +460,8 @@ def main() -> int:
     ap.add_argument("--node-status-interval", type=float, default=60.0, help="hollow nodes' status period")
     ap.add_argument("--node-grace", type=float, default=50.0, help="the server's --node-monitor-grace-period")
     ap.add_argument("--fake-latencies", default="", help="the fake runtime's latencies (kubelite sim's flag)")
+    ap.add_argument("--scheduler-process", action="store_true",
+                    help="run the scheduler as its own process (server --disable-scheduler + python -m kubelite.scheduler)")
     ap.add_argument("--datastore-endpoint", default="", help="etcd URL(s) instead of SQLite")
     ap.add_argument("--probe-interval", type=float, default=0.2, help="pause between prober rounds")
     ap.add_argument("--node-timeout", type=float, default=900.0, help="how long the nodes may take to be Ready")
