@@ -82,6 +82,7 @@ class _PodWorker:
         self.removed = False
         self._wake = asyncio.Event()
         self._backoff: dict[str, tuple[float, float]] = {}  # container -> (delay, not before)
+        self._fingerprint: frozenset[tuple[str, str]] = frozenset()  # the runtime state the last sync left
         self.task = asyncio.create_task(self._run(), name=f"hollow-pod/{pod['metadata']['name']}")
 
     def update(self, pod: Obj) -> None:
@@ -95,8 +96,11 @@ class _PodWorker:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            before = self._fingerprint
             try:
                 wake_at = await self._sync()
+                if wake_at is not None and self._fingerprint != before:
+                    wake_at = time.monotonic()  # what this sync changed is looked at again (the PLEG's relist)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -174,6 +178,8 @@ class _PodWorker:
             pr = await self._relist()
         status = generate_status(pod, pr, waiting, node.ip, terminal, previous=previous)
         node.set_status(pod, status)
+        self._fingerprint = frozenset([(c.id, c.state) for c in pr.containers] +
+                                      [(sb.id, str(sb.ready)) for sb in pr.sandboxes])
         latest_sb = pr.latest_sandbox()
         if latest_sb is not None and not terminal:
             wake_at = min(wake_at, rt.next_exit(latest_sb.id))
