@@ -51,6 +51,40 @@ async def _list(c: Client, plural: str, namespace: str = "", timeout: float = 30
     return await c.request("GET", resource_path("v1", plural, namespace), params=params, timeout=timeout)
 
 
+def _ts(v: str | None) -> float | None:
+    from datetime import datetime
+
+    if not v:
+        return None
+    return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+
+
+def object_times(pods: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the objects say (1 s resolution, free of this process's own lag): creation →
+    PodScheduled=True (set by the binding) and → Ready=True (set by the hollow node)."""
+    sched, ready, bound_at = [], [], []
+    for p in pods:
+        created = _ts(p["metadata"].get("creationTimestamp"))
+        conds = {c.get("type"): c for c in (p.get("status") or {}).get("conditions") or []}
+        s = conds.get("PodScheduled") or {}
+        r = conds.get("Ready") or {}
+        if created is None:
+            continue
+        if s.get("status") == "True" and (t := _ts(s.get("lastTransitionTime"))) is not None:
+            sched.append(t - created)
+            bound_at.append(t)
+        if r.get("status") == "True" and (t := _ts(r.get("lastTransitionTime"))) is not None:
+            ready.append(t - created)
+    span = max(bound_at) - min(bound_at) + 1 if bound_at else 0
+    bins: dict[int, int] = {}
+    for t in bound_at:
+        bins[int(t)] = bins.get(int(t), 0) + 1
+    return {"scheduled_p50_s": _quantile(sched, 0.5), "scheduled_p99_s": _quantile(sched, 0.99),
+            "ready_p50_s": _quantile(ready, 0.5), "ready_p99_s": _quantile(ready, 0.99),
+            "bound_pods_per_s": round(len(bound_at) / span, 1) if span else None,
+            "bound_per_second_max": max(bins.values(), default=0)}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -398,6 +432,8 @@ class Bench:
                 t.cancel()
                 with contextlib.suppress(BaseException):
                     await t
+            objs = await _list(c, "pods", NAMESPACE, timeout=600)
+            from_objects = object_times(objs.get("items") or [])
             metrics_text = await c.text("/metrics", timeout=120)
             metrics_after = _histograms(metrics_text)
             attempts = _histograms(metrics_text, "scheduler_scheduling_attempt_duration_seconds")
@@ -435,6 +471,7 @@ class Bench:
                 "bound_per_second": per_sec if len(per_sec) <= 600 else None},
             "watch_lag": {"count": len(self.watch_lag), "p50_ms": _ms(_quantile(self.watch_lag, 0.5)),
                           "p99_ms": _ms(_quantile(self.watch_lag, 0.99))},
+            "from_objects": from_objects,
             "pod_startup": {"p50_ms": _ms(_quantile(start_lat, 0.5)), "p99_ms": _ms(_quantile(start_lat, 0.99))},
             "api_probe": {k: {"count": len(v), "p50_ms": _ms(_quantile(v, 0.5)), "p99_ms": _ms(_quantile(v, 0.99))}
                           for k, v in sorted(self.probe.items())},
