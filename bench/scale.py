@@ -192,6 +192,8 @@ class Bench:
         self.scheduler: subprocess.Popen[bytes] | None = None
         self.created: dict[str, float] = {}  # name -> monotonic time the create was sent
         self.bound: dict[str, float] = {}
+        self.create_returned: dict[str, float] = {}
+        self.seen: dict[str, float] = {}  # first watch event of each pod
         self.running: dict[str, float] = {}
         self.probe: dict[str, list[float]] = {}
         self.patched: dict[str, float] = {}  # probe ConfigMap value -> when its PATCH returned
@@ -290,6 +292,7 @@ class Bench:
                 self.created[name] = t = time.monotonic()
                 try:
                     await c.create("v1", "pods", self._pod(i), namespace=NAMESPACE)
+                    self.create_returned[name] = time.monotonic()
                     self.probe.setdefault("POST pods (namespace)", []).append(time.monotonic() - t)
                 except (errors.StatusError, OSError, TimeoutError) as exc:
                     self.errors[f"create: {type(exc).__name__}"] = self.errors.get(f"create: {type(exc).__name__}", 0) + 1
@@ -308,6 +311,7 @@ class Bench:
                         continue
                     name = m.get("name", "")
                     now = time.monotonic()
+                    self.seen.setdefault(name, now)
                     if (pod.get("spec") or {}).get("nodeName") and name not in self.bound:
                         self.bound[name] = now
                     if (pod.get("status") or {}).get("phase") == "Running" and name not in self.running:
@@ -438,6 +442,7 @@ class Bench:
             metrics_after = _histograms(metrics_text)
             attempts = _histograms(metrics_text, "scheduler_scheduling_attempt_duration_seconds")
         sched_lat = [self.bound[n] - self.created[n] for n in self.bound if n in self.created]
+        pod_lag = [max(0.0, self.seen[n] - self.create_returned[n]) for n in self.seen if n in self.create_returned]
         start_lat = [self.running[n] - self.created[n] for n in self.running if n in self.created]
         bins: dict[int, int] = {}
         for t in self.bound.values():
@@ -469,6 +474,9 @@ class Bench:
                                             "p50_ms": _ms(_hist_quantile(b, 0.5)),
                                             "p99_ms": _ms(_hist_quantile(b, 0.99))} for k, b in attempts.items()},
                 "bound_per_second": per_sec if len(per_sec) <= 600 else None},
+            "pod_watch_lag": {"what": "create returned -> its first event on a watch of the namespace's pods",
+                              "p50_ms": _ms(_quantile(pod_lag, 0.5)), "p99_ms": _ms(_quantile(pod_lag, 0.99)),
+                              "max_ms": _ms(max(pod_lag, default=None) if pod_lag else None)},
             "watch_lag": {"count": len(self.watch_lag), "p50_ms": _ms(_quantile(self.watch_lag, 0.5)),
                           "p99_ms": _ms(_quantile(self.watch_lag, 0.99))},
             "from_objects": from_objects,
