@@ -502,7 +502,7 @@ def main() -> int:
     ap.add_argument("--sim-processes", type=int, default=1, help="processes the hollow nodes run in")
     ap.add_argument("--create-parallelism", type=int, default=20, help="pod creations in flight")
     ap.add_argument("--lease-interval", type=float, default=10.0, help="hollow nodes' Lease renewal period")
-    ap.add_argument("--node-status-interval", type=float, default=60.0, help="hollow nodes' status period")
+    ap.add_argument("--node-status-interval", type=float, default=300.0, help="hollow nodes' status period")
     ap.add_argument("--node-grace", type=float, default=50.0, help="the server's --node-monitor-grace-period")
     ap.add_argument("--fake-latencies", default="", help="the fake runtime's latencies (kubelite sim's flag)")
     ap.add_argument("--scheduler-process", action="store_true",

@@ -53,7 +53,7 @@ BACKOFF_MAX = 300.0
 class HollowConfig:
     lease_duration: int = 40
     lease_interval: float = 10.0  # the kubelet renews every leaseDuration/4
-    status_interval: float = 60.0  # nodeStatusReportFrequency when nothing changed (the kubelet: 5 min)
+    status_interval: float = 300.0  # the kubelet's nodeStatusReportFrequency: status is re-posted unchanged every 5 min
     cpu: str = "4"
     memory: str = "16Gi"
     max_pods: int = 110

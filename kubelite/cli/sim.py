@@ -25,8 +25,9 @@ def add_hollow_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pods", type=int, default=110, help="each hollow node's pod capacity (default 110)")
     p.add_argument("--lease-interval", type=float, default=10.0, metavar="SECONDS",
                    help="how often each node renews its Lease (default 10, the kubelet's; staggered)")
-    p.add_argument("--node-status-interval", type=float, default=60.0, metavar="SECONDS",
-                   help="how often each node posts its status when nothing changed (default 60)")
+    p.add_argument("--node-status-interval", type=float, default=300.0, metavar="SECONDS",
+                   help="how often each node re-posts its unchanged status (default 300, the kubelet's "
+                        "nodeStatusReportFrequency; its Lease is the heartbeat)")
 
 
 def hollow_config(args: argparse.Namespace) -> object:
