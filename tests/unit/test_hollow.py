@@ -110,8 +110,11 @@ async def test_pods_run_complete_fail_and_crash_loop():
         await until(lambda: client.status.get("once", {}).get("phase") == "Succeeded")
         bad = await until(lambda: client.status.get("bad", {}).get("phase") == "Failed" and client.status["bad"])
         assert bad["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
-        crash = await until(lambda: (client.status.get("crash", {}).get("containerStatuses") or [{}])[0]
-                            .get("restartCount") == 1 and client.status["crash"])
+        def crash_looping() -> dict | None:  # after the restart's own exit (Error), the back-off
+            cs = (client.status.get("crash", {}).get("containerStatuses") or [{}])[0]
+            return client.status["crash"] if cs.get("restartCount") == 1 and "waiting" in cs.get("state", {}) else None
+
+        crash = await until(crash_looping)
         state = crash["containerStatuses"][0]["state"]
         assert state["waiting"]["reason"] == "CrashLoopBackOff"
         assert state["waiting"]["message"] == "back-off 10s restarting failed container=c pod=crash_default(uid-crash)"
