@@ -29,6 +29,9 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
                         "port 8472; any nodes that reach each other's InternalIP) or none (default host-gw)")
     p.add_argument("--kubelet-port", type=int, default=10250, help="port advertised in daemonEndpoints")
     p.add_argument("--containerd-socket", default="", help="use this running containerd instead of starting one")
+    p.add_argument("--runtime", choices=["containerd", "fake"], default="containerd",
+                   help="containerd (default), or fake: a hollow node over an in-process fake CRI runtime "
+                        "(kubemark's; no containers, cgroups, mounts or pod network; needs no root)")
     p.add_argument("--images-dir", default="", help="offline image archives (default: build/images)")
     p.add_argument("--pod-max-pids", type=int, default=-1, metavar="N",
                    help="pids.max of every pod cgroup, as the kubelet's flag (-1: no limit)")
@@ -59,6 +62,9 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
     j.add_argument("--ca-cert-hash", action="append", default=[], metavar="sha256:HEX",
                    help="pin of the cluster CA's public key (sha256 of its SubjectPublicKeyInfo)")
     j.add_argument("--ca-file", default="", help="the cluster CA certificate, instead of discovering it")
+    from kubelite.cli.sim import add_hollow_flags
+
+    add_hollow_flags(p.add_argument_group("with --runtime fake"))  # type: ignore[arg-type]
     p.set_defaults(func=cmd_agent)
     return p
 
@@ -89,6 +95,46 @@ def _client_certificate_expired(kubeconfig: Path, cert_dir: Path) -> bool:
     return True
 
 
+def _cmd_hollow_agent(args: argparse.Namespace, kubeconfig: Path) -> int:
+    """``--runtime fake``: this node as one hollow node (agent/hollow.py)."""
+    from kubelite.agent.hollow import HollowConfig, run_hollow
+    from kubelite.cli.sim import hollow_config
+
+    if not kubeconfig.exists():
+        sys.stderr.write(f"kubelite agent: --runtime fake needs a kubeconfig ({kubeconfig} does not exist)\n")
+        return 1
+    try:
+        cfg = hollow_config(args)
+    except ValueError as exc:
+        sys.stderr.write(f"kubelite agent: --fake-latencies: {exc}\n")
+        return 1
+    assert isinstance(cfg, HollowConfig)
+    name = args.node_name or socket.gethostname().lower()
+    server = lbmod_first(args.server)
+
+    async def main() -> None:
+        task = asyncio.create_task(run_hollow(str(kubeconfig), [name], cfg, 0, server))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    return 0
+
+
+def lbmod_first(servers: list[str]) -> str:
+    """The first --server URL (a hollow node talks to one server)."""
+    from kubelite.agent import loadbalancer as lbmod
+
+    try:
+        parsed = lbmod.parse_servers(servers)
+    except ValueError:
+        return ""
+    return parsed[0] if parsed else ""
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
     from kubelite.agent.agent import run_agent
     from kubelite.cli.common import LOG_FORMAT, LOG_LEVELS, split_list
@@ -97,6 +143,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     logging.basicConfig(level=LOG_LEVELS[getattr(args, "log_level", "info")], format=LOG_FORMAT)
     data_dir = Path(args.data_dir).resolve()
     kubeconfig = Path(args.kubeconfig) if args.kubeconfig else data_dir / "kubeconfig.yaml"
+    if args.runtime == "fake":
+        return _cmd_hollow_agent(args, kubeconfig)
     with contextlib.suppress(ImportError):
         import uvloop
 

@@ -18,6 +18,7 @@ from kubelite.cli.datastore import register_datastore_cli
 from kubelite.cli.dev import register_dev_cli
 from kubelite.cli.doctor import register_doctor_cli
 from kubelite.cli.images import register_images_cli
+from kubelite.cli.sim import register_sim_cli
 from kubelite.cli.token import register_token_cli
 from kubelite.cli.uninstall import register_uninstall_cli
 from kubelite.config import DEFAULT_DATA_DIR, ServerConfig
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser(default_dir)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
-    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise", "doctor", "datastore", "dev"):
+    if args.cmd in ("images", "agent", "certs", "token", "uninstall", "advise", "doctor", "datastore", "dev", "sim"):
         return int(args.func(args) or 0)
     if args.cmd == "server":
         return cmd_server(args)
@@ -331,6 +332,7 @@ def build_parser(default_dir: str = str(DEFAULT_DATA_DIR)) -> argparse.ArgumentP
     register_datastore_cli(sub, default_data_dir=default_dir)
     register_token_cli(sub, default_data_dir=default_dir)
     register_advise_cli(sub)
+    register_sim_cli(sub)
     register_doctor_cli(sub, default_data_dir=default_dir)
     register_dev_cli(sub)
     add_global_flags(p)

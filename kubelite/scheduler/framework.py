@@ -72,9 +72,15 @@ class CycleState:
         return CycleState(self.pod, self.ns_labels, spread, affinity)
 
 
-def pre_filter(pod: PodInfo, nodes: Mapping[str, NodeInfo], ns_labels: NamespaceLabels) -> CycleState:
+def pre_filter(pod: PodInfo, nodes: Mapping[str, NodeInfo], ns_labels: NamespaceLabels,
+               with_required_anti: Iterable[NodeInfo] | None = None) -> CycleState:
+    """``with_required_anti``: the nodes holding pods with required anti-affinity (the
+    snapshot's list); a pod without required terms of its own needs to visit only those."""
+    affinity_nodes: Iterable[NodeInfo] = nodes.values()
+    if with_required_anti is not None and not (pod.required_affinity or pod.required_anti_affinity):
+        affinity_nodes = with_required_anti
     return CycleState(pod, ns_labels, topologyspread.pre_filter(pod, nodes.values()),
-                      interpodaffinity.pre_filter(pod, nodes.values(), ns_labels))
+                      interpodaffinity.pre_filter(pod, affinity_nodes, ns_labels))
 
 
 # ------------------------------------------------------------------------------------------ scores
@@ -135,7 +141,7 @@ def balanced_allocation_score(pod: PodInfo, ni: NodeInfo) -> int:
 
 
 def score_nodes(pod: PodInfo, feasible: list[NodeInfo], nodes: Mapping[str, NodeInfo],
-                ns_labels: NamespaceLabels) -> dict[str, int]:
+                ns_labels: NamespaceLabels, with_affinity: Iterable[NodeInfo] | None = None) -> dict[str, int]:
     """The weighted sum of every score plugin's normalized scores, per feasible node."""
     total = {ni.name: 0 for ni in feasible}
 
@@ -152,7 +158,10 @@ def score_nodes(pod: PodInfo, feasible: list[NodeInfo], nodes: Mapping[str, Node
     if spread is not None:
         add(topologyspread.normalize(spread, {ni.name: topologyspread.score(spread, pod, ni) for ni in feasible}),
             WEIGHT_TOPOLOGY_SPREAD)
-    affinity = interpodaffinity.pre_score(pod, nodes.values(), ns_labels)
+    affinity_nodes: Iterable[NodeInfo] = nodes.values()
+    if with_affinity is not None and not (pod.preferred_affinity or pod.preferred_anti_affinity):
+        affinity_nodes = with_affinity  # only placed pods' terms count: the nodes that have some
+    affinity = interpodaffinity.pre_score(pod, affinity_nodes, ns_labels)
     if affinity is not None:
         add(interpodaffinity.normalize({ni.name: interpodaffinity.score(affinity, ni) for ni in feasible}),
             WEIGHT_INTER_POD_AFFINITY)
@@ -162,13 +171,14 @@ def score_nodes(pod: PodInfo, feasible: list[NodeInfo], nodes: Mapping[str, Node
 
 
 def select_host(pod: PodInfo, feasible: list[NodeInfo], nodes: Mapping[str, NodeInfo] | None = None,
-                ns_labels: NamespaceLabels | None = None, rng: random.Random | None = None) -> NodeInfo:
+                ns_labels: NamespaceLabels | None = None, rng: random.Random | None = None,
+                with_affinity: Iterable[NodeInfo] | None = None) -> NodeInfo:
     """The feasible node with the highest score; among equal scores one at random."""
     if len(feasible) == 1:
         return feasible[0]
     if nodes is None:
         nodes = {ni.name: ni for ni in feasible}
-    scores = score_nodes(pod, feasible, nodes, ns_labels or {})
+    scores = score_nodes(pod, feasible, nodes, ns_labels or {}, with_affinity)
     best = max(scores.values(), default=-math.inf)
     top = [ni for ni in feasible if scores[ni.name] == best]
     return top[0] if len(top) == 1 else (rng or random).choice(top)

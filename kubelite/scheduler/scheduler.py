@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -43,16 +40,15 @@ from kubelite.client.events import NORMAL, WARNING, EventRecorder
 from kubelite.client.informer import ClientListWatch, Informer
 from kubelite.client.leaderelection import ClientLeases, Election, LeaderElector, LeaseLock, new_identity
 from kubelite.scheduler import framework, plugins, preemption, volumebinding
+from kubelite.scheduler.cache import Snapshot, num_feasible_nodes_to_find
 from kubelite.scheduler.metrics import ERROR, SCHEDULED, UNSCHEDULABLE, SchedulerMetrics
 from kubelite.scheduler.plugins import NodeInfo, PodInfo, Status
+from kubelite.scheduler.queue import MAX_UNSCHEDULABLE_SECONDS, SchedulingQueue
 
 log = logging.getLogger("kubelite.scheduler")
 
 Obj = dict[str, Any]
 
-INITIAL_BACKOFF = 1.0  # podInitialBackoffSeconds
-MAX_BACKOFF = 10.0  # podMaxBackoffSeconds
-MAX_UNSCHEDULABLE_SECONDS = 300.0  # podMaxInUnschedulablePodsDuration
 WATCH_TIMEOUT_SECONDS = 300
 BIND_CONCURRENCY = 32
 BIND_TIMEOUT_SECONDS = 600.0  # --bind-timeout-seconds: PreBind waits this long for the pod's claims to bind
@@ -110,19 +106,6 @@ def _node_relevant(old: Obj | None, new: Obj) -> bool:
     return conds(os_) != conds(ns)
 
 
-@dataclass
-class _Waiting:
-    attempts: int
-    last_attempt: float
-    retry_at: float  # when it goes back to the active queue without any cluster event
-    moved: bool = False  # a cluster event arrived: retry once the backoff has passed
-    on_pods: bool = False  # other pods' placement may help (pod affinity, topology spreading)
-
-    @property
-    def backoff_until(self) -> float:
-        return self.last_attempt + min(INITIAL_BACKOFF * 2 ** max(self.attempts - 1, 0), MAX_BACKOFF)
-
-
 class Scheduler:
     def __init__(self, client: Client, name: str = "default-scheduler", *,
                  max_unschedulable_seconds: float = MAX_UNSCHEDULABLE_SECONDS,
@@ -137,7 +120,11 @@ class Scheduler:
         self.recorder = EventRecorder(client, component=name)
         self.max_unschedulable_seconds = max_unschedulable_seconds
         self.dra_message = dra_message
-        self.nodes: dict[str, NodeInfo] = {}  # by node name; also holds pods bound to unknown nodes
+        # the node-info cache/snapshot (scheduler/cache.py), kept from watch events
+        self.snapshot = Snapshot()
+        self.nodes: dict[str, NodeInfo] = self.snapshot.infos  # by name; also pods bound to unknown nodes
+        # percentageOfNodesToScore (0: adaptive, as upstream's default)
+        self.percentage_of_nodes_to_score = 0
         self.node_objs: dict[str, Obj] = {}
         self.pods: dict[str, Obj] = {}  # by uid: every pod we know of
         self.namespace_labels: dict[str, dict[str, str]] = {}  # for affinity namespaceSelectors
@@ -145,11 +132,8 @@ class Scheduler:
         self._placed: dict[str, str] = {}  # uid -> node the pod is counted on
         self._assumed: dict[str, str] = {}  # uid -> node, bound by us, not yet seen bound
         self._in_flight: set[str] = set()  # being bound
-        self._heap: list[tuple[int, int, str]] = []  # (-priority, seq, uid)
-        self._active: dict[str, int] = {}  # uid -> seq of its live heap entry
-        self._waiting: dict[str, _Waiting] = {}
-        self._attempts: dict[str, int] = {}
-        self._seq = itertools.count()
+        self.queue = SchedulingQueue(max_unschedulable_seconds)  # scheduler/queue.py
+        self._waiting = self.queue.waiting
         self._wakeup = asyncio.Event()
         self._synced = {"nodes": asyncio.Event(), "pods": asyncio.Event(), "namespaces": asyncio.Event(),
                         "persistentvolumeclaims": asyncio.Event(), "persistentvolumes": asyncio.Event(),
@@ -262,10 +246,7 @@ class Scheduler:
         self._cluster_changed()
 
     def _node_info(self, name: str) -> NodeInfo:
-        ni = self.nodes.get(name)
-        if ni is None:
-            ni = self.nodes[name] = NodeInfo(name)
-        return ni
+        return self.snapshot.node_info(name)
 
     def _replace_nodes(self, items: list[Obj]) -> None:
         names = {_d(n.get("metadata")).get("name") for n in items}
@@ -279,13 +260,12 @@ class Scheduler:
         name = _d(node.get("metadata")).get("name") or ""
         if etype == "DELETED":
             self.node_objs.pop(name, None)
-            ni = self.nodes.get(name)
-            if ni is not None:
-                ni.set_node(None)
+            if name in self.nodes:
+                self.snapshot.set_node(name, None)
             return
         old = self.node_objs.get(name)
         self.node_objs[name] = node
-        self._node_info(name).set_node(node)
+        self.snapshot.set_node(name, node)
         if _node_relevant(old, node):
             self._cluster_changed()
 
@@ -320,8 +300,7 @@ class Scheduler:
             self.pods.pop(uid, None)
             self._assumed.pop(uid, None)
             self._nominated.pop(uid, None)
-            self._forget_queued(uid)
-            self._attempts.pop(uid, None)
+            self.queue.done(uid)
             if self._recount(uid):
                 self._cluster_changed()
             return
@@ -341,12 +320,10 @@ class Scheduler:
         elif uid in self._placed and (not was_counted or _labels(old) != _labels(pod)):
             self._pod_placed()
         if self._wants(uid, pod):
-            w = self._waiting.get(uid)
-            if w is not None:
-                if _scheduling_relevant(old, pod):
-                    w.moved = True
+            if uid in self.queue.waiting:
+                if _scheduling_relevant(old, pod) and self.queue.move(uid):
                     self._wakeup.set()
-            elif uid not in self._active:
+            elif not self.queue.is_active(uid):
                 self._push(uid, pod)
         else:
             self._forget_queued(uid)
@@ -360,11 +337,11 @@ class Scheduler:
             node = _d(pod.get("spec")).get("nodeName") or self._assumed.get(uid, "")
         prev = self._placed.pop(uid, None)
         if prev is not None:
-            self._node_info(prev).remove_pod(uid)
+            self.snapshot.remove_pod(prev, uid)
         if node and pod is not None:
             info = PodInfo.of(pod)
             info.uid = uid
-            self._node_info(node).add_pod(info)
+            self.snapshot.add_pod(node, info)
             self._placed[uid] = node
         return prev is not None and not node
 
@@ -401,56 +378,31 @@ class Scheduler:
 
     # ------------------------------------------------------------------ queue
     def _push(self, uid: str, pod: Obj) -> None:
-        seq = next(self._seq)
-        prio = _d(pod.get("spec")).get("priority")
-        self._active[uid] = seq
-        heapq.heappush(self._heap, (-(prio if isinstance(prio, int) else 0), seq, uid))
+        self.queue.push(uid, _priority(pod))
         self._wakeup.set()
 
-    def _pop(self) -> str | None:
-        while self._heap:
-            _, seq, uid = heapq.heappop(self._heap)
-            if self._active.get(uid) == seq:
-                del self._active[uid]
-                return uid
-        return None
-
     def _forget_queued(self, uid: str) -> None:
-        self._active.pop(uid, None)
-        self._waiting.pop(uid, None)
+        self.queue.forget(uid)
 
     def _cluster_changed(self) -> None:
-        if self._waiting:
-            for w in self._waiting.values():
-                w.moved = True
+        if self.queue.move_all():
             self._wakeup.set()
 
     def _pod_placed(self) -> None:
         """A pod added to a node (or relabelled there) can help only pods waiting on pod
         affinity or topology spreading (the events InterPodAffinity and PodTopologySpread
         register upstream); a pod too big for every node keeps waiting."""
-        moved = False
-        for w in self._waiting.values():
-            if w.on_pods and not w.moved:
-                w.moved = moved = True
-        if moved:
+        if self.queue.pod_placed():
             self._wakeup.set()
 
     def _flush_waiting(self, now: float) -> float | None:
         """Moves waiting pods that are due to the active queue; returns the next due time."""
-        nxt: float | None = None
-        for uid, w in list(self._waiting.items()):
-            if uid in self._preempting:
-                continue  # PreEnqueue: not before its preemption's API calls are done
-            due = min(w.retry_at, w.backoff_until) if w.moved else w.retry_at
-            if due <= now:
-                del self._waiting[uid]
-                pod = self.pods.get(uid)
-                if pod is not None and self._wants(uid, pod):
-                    self._push(uid, pod)
-            elif nxt is None or due < nxt:
-                nxt = due
-        return nxt
+        def requeue(uid: str) -> int | None:
+            pod = self.pods.get(uid)
+            return _priority(pod) if pod is not None and self._wants(uid, pod) else None
+
+        # PreEnqueue: a preemptor not before its preemption's API calls are done
+        return self.queue.flush(now, requeue, hold=self._preempting)
 
     # ------------------------------------------------------------------ scheduling
     async def _schedule_loop(self) -> None:
@@ -458,7 +410,7 @@ class Scheduler:
         n = 0
         while True:
             nxt = self._flush_waiting(time.monotonic())
-            uid = self._pop()
+            uid = self.queue.pop()
             if uid is None:
                 self._wakeup.clear()
                 timeout = None if nxt is None else max(0.0, nxt - time.monotonic())
@@ -478,10 +430,11 @@ class Scheduler:
         info = PodInfo.of(pod)
         info.uid = uid
         info.nominated_node = self._nominated.get(uid, info.nominated_node)
-        nodes = {name: ni for name, ni in self.nodes.items() if ni.node is not None}
+        snap = self.snapshot
+        nodes = snap.live  # the nodes that exist (NodeInfos of pods on unknown nodes are not among them)
         statuses: dict[str, Status] = {}
         feasible: list[NodeInfo] = []
-        cycle = framework.pre_filter(info, nodes, self.namespace_labels)
+        cycle = framework.pre_filter(info, nodes, self.namespace_labels, snap.with_required_anti())
         nominated = self._nominated_pods() if self._nominated else None
         vols, pre_msg = volumebinding.pre_filter(pod, self.claims, self.volumes, self.classes)
         plans: dict[str, tuple[list[tuple[Obj, Obj]], list[Obj]]] = {}
@@ -504,12 +457,23 @@ class Scheduler:
         elif nom is not None and fits(nom) is None:
             feasible = [nom]  # evaluateNominatedNode: the node preemption made room on, first
         else:
-            for name, ni in nodes.items():
+            # findNodesThatPassFilters: from where the last cycle stopped, until enough nodes fit
+            order = snap.node_list()
+            n_all = len(order)
+            want = num_feasible_nodes_to_find(n_all, self.percentage_of_nodes_to_score)
+            start = snap.next_start % n_all if n_all else 0
+            processed = 0
+            for i in range(n_all):
+                ni = order[(start + i) % n_all]
+                processed += 1
                 st = fits(ni)
                 if st is None:
                     feasible.append(ni)
+                    if len(feasible) >= want:
+                        break
                 else:
-                    statuses[name] = st
+                    statuses[ni.name] = st
+            snap.next_start = (start + processed) % n_all if n_all else 0
         if not feasible:
             outcome = preemption.Outcome()
             if nodes:
@@ -528,7 +492,8 @@ class Scheduler:
             if self.metrics is not None:
                 self.metrics.attempt(UNSCHEDULABLE, self.name, started)
             return None
-        host = framework.select_host(info, feasible, nodes, self.namespace_labels, self._rng).name
+        host = framework.select_host(info, feasible, nodes, self.namespace_labels, self._rng,
+                                     snap.with_affinity()).name
         # assume: count the pod on the node now, so the next pods see it
         self._assumed[uid] = host
         self._nominated.pop(uid, None)
@@ -544,12 +509,8 @@ class Scheduler:
         return [preemption.DisruptionBudget.of(b) for b in self.pdb_informer.objects.values()]
 
     def _failed(self, uid: str, pod: Obj, reason: str, msg: str, nomination: str | None = None) -> None:
-        attempts = self._attempts.get(uid, 0) + 1
-        self._attempts[uid] = attempts
-        now = time.monotonic()
         # an error (not a verdict about the cluster) goes straight to the backoff queue
-        self._waiting[uid] = _Waiting(attempts, now, now + self.max_unschedulable_seconds,
-                                      moved=reason != "Unschedulable", on_pods=_waits_on_pods(pod))
+        self.queue.failed(uid, time.monotonic(), moved=reason != "Unschedulable", on_pods=_waits_on_pods(pod))
         self.recorder.emit(pod, WARNING, "FailedScheduling", plugins.truncate_event_message(msg))
         self._spawn(self._set_unschedulable(pod, reason, msg, nomination))
 
@@ -605,9 +566,8 @@ class Scheduler:
             ok = all(results) and ok
         finally:
             self._preempting.discard(uid)
-            w = self._waiting.get(uid)
-            if w is not None and not ok:
-                w.moved, w.retry_at = True, time.monotonic()  # Activate: try again soon
+            if not ok:
+                self.queue.activate(uid, time.monotonic())  # Activate: try again soon
             self._wakeup.set()
 
     async def _clear_nomination(self, pod: Obj) -> bool:
@@ -740,7 +700,7 @@ class Scheduler:
         if self.metrics is not None and started is not None:
             self.metrics.attempt(SCHEDULED, self.name, started)
         self.scheduled_count += 1
-        self._attempts.pop(uid, None)
+        self.queue.attempts.pop(uid, None)
         self.recorder.emit(pod, NORMAL, "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
 
     def _finish_bind(self, uid: str, ok: bool) -> None:
@@ -749,6 +709,11 @@ class Scheduler:
             self._assumed.pop(uid, None)
             if self._recount(uid):
                 self._cluster_changed()
+
+
+def _priority(pod: Obj) -> int:
+    prio = _d(pod.get("spec")).get("priority")
+    return prio if isinstance(prio, int) else 0
 
 
 def _pod_ref(pod: Obj) -> Obj:
