@@ -36,6 +36,7 @@ from kubelite.agent.podenv import EnvError, expand_command_and_args, make_enviro
 from kubelite.agent.pullsecrets import auth_for
 from kubelite.agent.registries import Registries
 from kubelite.agent.volumes import Mounted, MountOutcome, MountSpec, VolumeError, VolumeManager
+from kubelite.kinds.podutil import container_should_restart, is_restartable_init_container, restart_on_failure
 
 log = logging.getLogger("kubelite.agent.runtime")
 Obj = dict[str, Any]
@@ -102,14 +103,6 @@ class SyncResult:
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (reason, message)
     next_wake: float | None = None  # seconds until a back-off expires
     changed: bool = False
-
-
-def should_restart(policy: str, c: ContainerState) -> bool:
-    if policy == "Always":
-        return True
-    if policy == "OnFailure":
-        return c.exit_code != 0
-    return False
 
 
 def _rpc_message(exc: BaseException) -> str:
@@ -185,9 +178,10 @@ class RuntimeManager:
         create_sandbox = sb is None or not sb.ready or sum(1 for s in pr.sandboxes if s.ready) > 1
         if create_sandbox and sb is not None and pr.containers:
             # A dead sandbox of a pod that will not restart anything stays dead.
-            if policy == "Never" or (policy == "OnFailure" and all(
-                    (c := pr.latest(x["name"])) is not None and c.state == "exited" and c.exit_code == 0
-                    for x in spec.get("containers") or [])):
+            # (computePodActions: not without a container left to start)
+            if policy == "Never" or all(
+                    (c := pr.latest(x["name"])) is not None and c.state == "exited"
+                    and not container_should_restart(x, spec, c.exit_code) for x in spec.get("containers") or []):
                 return res
         # WaitForAttachAndMount: no sandbox and no container before every volume is there
         if not await self._mount_volumes(pod, res):
@@ -224,9 +218,22 @@ class RuntimeManager:
         sb_config = self._sandbox_config(pod, sb.attempt)
         self._write_etc_hosts(pod, sb.ips)
         ctx = _SyncPass(self, pod, sb.id, sb_config, pr, sb.ips, res)
-        # init containers, one at a time
+        # init containers, one at a time (computeInitContainerActions); once an app container
+        # has run in this sandbox the pod is initialized and only the sidecars are kept going
+        initialized = any(not c.is_init and c.sandbox_id == sb.id for c in pr.containers)
         for ic in spec.get("initContainers") or []:
             c = self._latest_in(pr, ic["name"], sb.id, init=True)
+            if is_restartable_init_container(ic):
+                # a sidecar: started (its startup probe passed) before the next init container,
+                # restarted whenever it exits, kept running beside the app containers
+                started = c is not None and c.state == "running" and (
+                    self.prober is None or self.prober.is_started(c))
+                await self._sync_container(ctx, ic, policy, init=True)
+                if not started and not initialized:
+                    return res
+                continue
+            if initialized:
+                continue
             if c is None or c.state in ("created",):
                 await self._start(ctx, ic, init=True)
                 return res
@@ -234,7 +241,7 @@ class RuntimeManager:
                 return res
             if c.state == "exited" and c.exit_code == 0:
                 continue
-            if policy == "Never":
+            if not restart_on_failure(ic, spec):
                 return res  # pod failed
             await self._start(ctx, ic, init=True)
             return res
@@ -279,23 +286,23 @@ class RuntimeManager:
         c = pr.latest(name)
         return c.id if c is not None and c.state == "running" and c.sandbox_id == sandbox_id else ""
 
-    async def _sync_container(self, ctx: _SyncPass, ct: Obj, policy: str) -> None:
+    async def _sync_container(self, ctx: _SyncPass, ct: Obj, policy: str, init: bool = False) -> None:
         pod, pr, sb_id, res = ctx.pod, ctx.pr, ctx.sandbox_id, ctx.res
-        c = pr.latest(ct["name"])
+        c = self._latest_in(pr, ct["name"], sb_id, init) if init else pr.latest(ct["name"])
         if c is not None and c.state == "running":
             probe_failed = self.prober.kill_reason(c.id) if self.prober is not None else None
             same = crispec.same_definition(c.hash, ct)
             if c.sandbox_id == sb_id and same and probe_failed:
                 # computePodActions: a failed liveness/startup probe kills the container;
-                # it starts again in this pass unless restartPolicy is Never
-                restart = policy != "Never"
+                # it starts again in this pass unless its restartPolicy (else the pod's) is Never
+                restart = restart_on_failure(ct, pod["spec"])
                 msg = f"Container {ct['name']} failed {probe_failed} probe"
                 await self.kill_container(pod, ct, c, self._probe_grace(pod, ct, probe_failed),
                                           f"{msg}, will be restarted" if restart else msg, ctx.ips)
                 res.changed = True
                 if not restart:
                     return
-                await self._start(ctx, ct)
+                await self._start(ctx, ct, init=init)
                 return
             if c.sandbox_id == sb_id and same:
                 if self.allocation is None:
@@ -314,19 +321,20 @@ class RuntimeManager:
                                           f"Container {ct['name']} resize requires restart", ctx.ips)
                 res.changed = True
                 if await self._resize_pod_cgroup(ctx, grow_only=True):
-                    await self._start(ctx, ct)
+                    await self._start(ctx, ct, init=init)
                     await self._resize_pod_cgroup(ctx)
                 return
             # spec changed (or it runs in an old sandbox): restart it
             await self.kill_container(pod, ct, c, self._grace(pod, None),
                                       f"Container {ct['name']} definition changed, will be restarted", ctx.ips)
             res.changed = True
-        elif c is not None and c.state == "exited" and c.sandbox_id == sb_id and not should_restart(policy, c):
+        elif c is not None and c.state == "exited" and c.sandbox_id == sb_id and not container_should_restart(
+                ct, pod["spec"], c.exit_code):
             return
         elif c is not None and c.state == "created":
             res.changed = True
             await self._remove(c.id)
-        await self._start(ctx, ct)
+        await self._start(ctx, ct, init=init)
 
     async def _resize_container(self, ctx: _SyncPass, ct: Obj, c: ContainerState, want: Obj) -> None:
         """doPodResizeAction for one container: the pod cgroup is first raised to hold both the
@@ -824,7 +832,16 @@ class RuntimeManager:
                 return
             await self.kill_container(pod, _spec_of(pod, c.name), c, g, events=events)
 
-        await asyncio.gather(*(stop_one(c) for c in pr.running()))
+        # the app (and ephemeral) containers first, then the sidecars one by one in reverse
+        # order with what is left of the grace period (killContainersWithSyncResult)
+        deadline = time.monotonic() + g
+        running = pr.running()
+        await asyncio.gather(*(stop_one(c) for c in running if not c.is_init))
+        order = {ct.get("name"): i for i, ct in enumerate(((pod or {}).get("spec") or {}).get("initContainers") or [])}
+        sidecars = sorted((c for c in running if c.is_init), key=lambda c: -order.get(c.name, 0))
+        for c in sidecars:
+            g = max(MIN_GRACE_PERIOD, int(deadline - time.monotonic()))
+            await stop_one(c)
         for sb in pr.sandboxes:
             if sb.ready:
                 try:
