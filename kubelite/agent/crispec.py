@@ -281,7 +281,9 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
         ipc=cri.NODE if spec.get("hostIPC") else cri.POD)
     sc = cri.LinuxSandboxSecurityContext(
         namespace_options=ns_opts,
-        privileged=any(((c.get("securityContext") or {}).get("privileged")) for c in spec.get("containers") or []),
+        # HasPrivilegedContainer: init and ephemeral containers count too
+        privileged=any(((c.get("securityContext") or {}).get("privileged"))
+                       for k in ("initContainers", "containers", "ephemeralContainers") for c in spec.get(k) or []),
         supplemental_groups=list(psc.get("supplementalGroups") or []) + ([psc["fsGroup"]] if "fsGroup" in psc else []))
     _selinux_and_groups_policy(sc, psc, {})
     if "runAsUser" in psc:

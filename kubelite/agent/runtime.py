@@ -150,6 +150,9 @@ class RuntimeManager:
         self.gc_policy = containergc.DEFAULT_POLICY  # containerGC (see garbage_collect)
         # async (name) -> RuntimeClass | None, set by the agent (node.k8s.io/v1)
         self.fetch_runtime_class: Any = None
+        # () -> the node's allocatable ({"cpu": "2", ...}), set by the agent: the downward API's
+        # value for a limit the container does not set
+        self.node_allocatable: Callable[[], dict[str, str]] = dict
         # resources allocated to pods and acknowledged per container (in-place resize), set by the agent
         self.allocation: allocation.AllocationManager | None = None
 
@@ -709,7 +712,8 @@ class RuntimeManager:
                                 init: bool, target: str | None = None) -> Any:
         pod = ctx.pod
         uid = pod["metadata"]["uid"]
-        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips, services=self.services())
+        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips, self.node_allocatable(),
+                                     services=self.services())
         if img is None:
             img = await self.images.status(image_ref)
         image_uid = img.uid.value if img is not None and img.HasField("uid") else None

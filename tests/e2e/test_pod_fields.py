@@ -485,3 +485,79 @@ def test_limit_range_checks_a_resize(cluster):
         server.kubectl("patch", "pod", "lr-resize", "-n", "kl-e2e-lr", "--subresource", "resize", "--patch", ok)
     finally:
         server.kubectl("delete", "namespace", "kl-e2e-lr", "--wait=false", check=False)
+
+
+def _status_of(pod: dict, name: str, init: bool = False) -> dict:
+    key = "initContainerStatuses" if init else "containerStatuses"
+    return next(s for s in pod["status"].get(key) or [] if s["name"] == name)
+
+
+def _phase(server, name: str, phase: str, timeout: float = 90) -> dict:
+    return wait_until(lambda: (p := get_pod(server, name)) and p["status"].get("phase") == phase and p,
+                      timeout, 0.3, f"{name} {phase}")
+
+
+def test_init_containers_sidecars_and_restart_rules(cluster):
+    """Init containers on RestartNever and RestartAlways pods, failing ones, a sidecar
+    (restartPolicy Always) started before the next init container and stopped after the app,
+    and a container restartPolicyRule restarting exit code 42 in a RestartNever pod."""
+    server, _ = cluster
+    shared = [{"name": "shared", "mountPath": "/shared"}]
+    app = ("n=$(cat /shared/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /shared/n; "
+           "cat /shared/first /shared/side; [ $n -ge 2 ] || exit 42")
+    _apply(server, _pod("inits", [
+        {"name": "app", "image": BUSYBOX, "command": ["sh", "-c", app], "volumeMounts": shared,
+         "restartPolicy": "Never",
+         "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]}],
+        initContainers=[
+            {"name": "first", "image": BUSYBOX, "command": ["sh", "-c", "echo first-ran > /shared/first"],
+             "volumeMounts": shared},
+            {"name": "side", "image": BUSYBOX, "restartPolicy": "Always", "volumeMounts": shared,
+             "command": ["sh", "-c", "echo side-up > /shared/side; trap 'exit 0' TERM; while :; do sleep 0.2; done"],
+             "startupProbe": {"exec": {"command": ["test", "-f", "/shared/side"]}, "periodSeconds": 1}},
+            {"name": "after-side", "image": BUSYBOX, "command": ["test", "-f", "/shared/side"],
+             "volumeMounts": shared}],
+        volumes=[{"name": "shared", "emptyDir": {}}], restartPolicy="Never", terminationGracePeriodSeconds=5))
+    _apply(server, _pod("init-fails-never", [{"name": "app", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        initContainers=[{"name": "bad", "image": BUSYBOX, "command": ["sh", "-c", "exit 3"]}],
+                        restartPolicy="Never"))
+    _apply(server, _pod("init-fails-always", [{"name": "app", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        initContainers=[{"name": "ok", "image": BUSYBOX, "command": ["true"]},
+                                        {"name": "bad", "image": BUSYBOX, "command": ["false"]}],
+                        terminationGracePeriodSeconds=1))
+    _apply(server, _pod("init-ok-always", [{"name": "app", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        initContainers=[{"name": "a", "image": BUSYBOX, "command": ["true"]},
+                                        {"name": "b", "image": BUSYBOX, "command": ["true"]}],
+                        terminationGracePeriodSeconds=1))
+
+    # RestartNever, the init container failed: the pod fails, its app container never starts
+    pod = _phase(server, "init-fails-never", "Failed")
+    assert _status_of(pod, "bad", init=True)["state"]["terminated"]["exitCode"] == 3
+    assert "waiting" in _status_of(pod, "app")["state"]
+    # RestartAlways: both init containers ran, the app runs, the pod is Initialized
+    pod = _phase(server, "init-ok-always", "Running")
+    assert all(_status_of(pod, n, init=True)["state"]["terminated"]["reason"] == "Completed" for n in "ab")
+    assert _cond(pod, "Initialized")["status"] == "True"
+    # RestartAlways, the second init container fails: retried, the app never starts
+    pod = wait_until(lambda: (p := get_pod(server, "init-fails-always")) and _status_of(
+        p, "bad", init=True).get("restartCount", 0) >= 1 and p, 90, 0.3, "the failing init container retried")
+    assert pod["status"]["phase"] == "Pending"
+    assert _cond(pod, "Initialized") | {"lastTransitionTime": None} == {
+        "type": "Initialized", "status": "False", "reason": "ContainersNotInitialized", "lastProbeTime": None,
+        "message": "containers with incomplete status: [bad]", "lastTransitionTime": None}
+    assert _status_of(pod, "app")["state"]["waiting"]["reason"] == "PodInitializing"
+
+    # the sidecar ran beside the app; the rule restarted exit 42 once; then the pod succeeded
+    # (RestartNever) and the sidecar was stopped
+    pod = _phase(server, "inits", "Succeeded", 120)
+    st = _status_of(pod, "app")
+    assert st["restartCount"] == 1 and st["state"]["terminated"]["exitCode"] == 0, st
+    assert st["lastState"]["terminated"]["exitCode"] == 42
+    assert _logs(server, "inits", "app").split() == ["first-ran", "side-up"]
+    wait_until(lambda: "terminated" in _status_of(get_pod(server, "inits"), "side", init=True)["state"], 30, 0.3,
+               "the sidecar's final state")
+    assert _status_of(pod, "after-side", init=True)["state"]["terminated"]["exitCode"] == 0
+    for name in ("inits", "init-fails-never", "init-fails-always", "init-ok-always"):
+        server.kubectl("delete", "pod", name, "--wait=false")
+    for name in ("inits", "init-fails-never", "init-fails-always", "init-ok-always"):
+        wait_until(lambda n=name: get_pod(server, n) is None, 60, 0.3, f"{name} gone")
