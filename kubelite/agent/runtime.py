@@ -36,7 +36,12 @@ from kubelite.agent.podenv import EnvError, expand_command_and_args, make_enviro
 from kubelite.agent.pullsecrets import auth_for
 from kubelite.agent.registries import Registries
 from kubelite.agent.volumes import Mounted, MountOutcome, MountSpec, VolumeError, VolumeManager
-from kubelite.kinds.podutil import container_should_restart, is_restartable_init_container, restart_on_failure
+from kubelite.kinds.podutil import (
+    container_should_restart,
+    is_restartable_init_container,
+    resource_claim_error,
+    restart_on_failure,
+)
 
 log = logging.getLogger("kubelite.agent.runtime")
 Obj = dict[str, Any]
@@ -195,6 +200,12 @@ class RuntimeManager:
                 await self.kill_pod(pod, pr, grace=MIN_GRACE_PERIOD, events=False)
                 await self._remove_dead_sandboxes(pr)
                 self.event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+            claim_error = resource_claim_error(pod, kubelet=True)
+            if claim_error is not None:  # PrepareDynamicResources, before any sandbox
+                self.event(pod, "Warning", "FailedPrepareDynamicResources",
+                           f"Failed to prepare dynamic resources: {claim_error}")
+                res.next_wake = _min(res.next_wake, POD_SYNC_BACKOFF)
+                return res
             attempt = (sb.attempt + 1) if sb is not None else 0
             sandbox_id = await self._create_sandbox(pod, attempt, res)
             if sandbox_id is None:

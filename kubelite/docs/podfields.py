@@ -21,11 +21,7 @@ STATUSES = ("honoured", "refused", "not honoured yet", "unreviewed")
 _NO_CODE = "accepted by the API server; nothing in agent/, scheduler/ or admission/ reads it"
 
 _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
-_NOT_YET = {
-    "PodSpec": ["evictionResponders", "schedulingGroup", "resourceClaims"],
-    "Container": ["restartPolicyRules", "volumeDevices"],
-}
-_NOT_YET["EphemeralContainer"] = _NOT_YET["Container"]
+_NOT_YET: dict[str, list[str]] = {}
 
 
 def _properties(struct: str) -> list[str]:
@@ -194,6 +190,50 @@ FIELDS.update({
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "
                                      "Pending); true or unset: the host user namespace"),
+})
+
+
+_ALPHA_DROPPED = ("refused", "its feature gate ({gate}, alpha) is off by default in 1.37: the API server drops "
+                            "the field on create and on an update that did not have it (dropDisabledFields), for "
+                            "pods and the templates of workloads, so it is never stored")
+_VOLUME_DEVICES = ("refused", "validation as upstream (a persistentVolumeClaim or ephemeral volume, not also "
+                              "mounted at the same path); the agent's populator then checks the claim's PV: "
+                              "`volume x has volumeMode Filesystem, but is specified in volumeDevices` (and `... "
+                              "Block, but is specified in volumeMounts`), and since no plugin here maps block "
+                              "devices a Block PV is `failed to get Plugin from volumeSpec for volume \"pv\" "
+                              "err=no volume plugin matched`: the pod stays ContainerCreating with FailedMount "
+                              "`Unable to attach or mount volumes: ...`")
+_RESTART_RULES = ("honoured", "ContainerRestartRules (beta, on since 1.35): validation as upstream (restartPolicy "
+                              "required with rules, at most 20 rules, action `Restart` — RestartAllContainers, "
+                              "whose gate kubelite does not enable, is `Unsupported value` —, exitCodes "
+                              "In/NotIn with at most 255 distinct values; not on sidecars); the agent restarts an "
+                              "exited container when the first matching rule says Restart, else by its "
+                              "restartPolicy (ContainerShouldRestart), and the pod phase counts it as restarting")
+FIELDS.update({
+    "PodSpec.evictionResponders": (_ALPHA_DROPPED[0], _ALPHA_DROPPED[1].format(gate="EvictionRequestAPI")),
+    "PodSpec.schedulingGroup": (_ALPHA_DROPPED[0], _ALPHA_DROPPED[1].format(gate="GenericWorkload")),
+    "PodSpec.resourceClaims": ("refused", "DRA is on by default upstream but kubelite serves no resource.k8s.io "
+                                          "kinds, so no claim can exist: the scheduler's DynamicResources "
+                                          "PreEnqueue keeps the pod Pending (PodScheduled False, Unschedulable, "
+                                          "FailedScheduling) with `resourceclaim.resource.k8s.io \"x\" not found` "
+                                          "or `pod \"ns/p\": ResourceClaim not created yet`; a pod bound by "
+                                          "nodeName gets no sandbox: FailedPrepareDynamicResources `Failed to "
+                                          "prepare dynamic resources: failed to fetch ResourceClaim x referenced "
+                                          "by pod p: resourceclaims.resource.k8s.io \"x\" not found` (or `prepare "
+                                          "resource claim: ...`), retried"),
+    "Container.volumeDevices": _VOLUME_DEVICES,
+    "EphemeralContainer.volumeDevices": _VOLUME_DEVICES,
+    "Container.restartPolicyRules": _RESTART_RULES,
+    "Container.restartPolicy": ("honoured", "init containers: Always makes a sidecar (started, and its startup "
+                                            "probe passed, before the next init container; restarted whenever it "
+                                            "exits; probed; counted in ContainersReady; stopped after the app "
+                                            "containers, in reverse order), OnFailure/Never override the pod's "
+                                            "policy for a failed init container; app containers (ContainerRestart"
+                                            "Rules): Always/OnFailure/Never override the pod's policy for restarts "
+                                            "and the pod phase"),
+    "EphemeralContainer.restartPolicy": ("refused", "`Forbidden: cannot be set for an Ephemeral Container`; ephemeral "
+                                                    "containers start once and are never restarted"),
+    "EphemeralContainer.restartPolicyRules": ("refused", "`Forbidden: cannot be set for an Ephemeral Container`"),
 })
 
 

@@ -285,3 +285,35 @@ def is_container_restartable(spec: Any, c: Any) -> bool:
             return True
         return c["restartPolicy"] != "Never"
     return (_d(spec).get("restartPolicy") or "Always") != "Never"
+
+
+# Dynamic resource allocation (on by default since 1.34): kubelite serves no resource.k8s.io
+# kinds, so no ResourceClaim can exist and a pod with spec.resourceClaims can never get its
+# devices. The scheduler's DynamicResources PreEnqueue and the kubelet's PrepareResources say
+# so with upstream's errors (k8s.io/dynamic-resource-allocation/resourceclaim.Name, the
+# claim lister's / API's NotFound).
+def resource_claim_error(pod: Obj, kubelet: bool = False) -> str | None:
+    """Why the pod's first resource claim cannot be had, as the scheduler (``kubelet``
+    False) or the kubelet puts it; None for a pod without claims."""
+    meta, spec = _d(pod.get("metadata")), _d(pod.get("spec"))
+    ns, name = meta.get("namespace", ""), meta.get("name", "")
+    generated = {s.get("name"): s.get("resourceClaimName")
+                 for s in _l(_d(pod.get("status")).get("resourceClaimStatuses")) if isinstance(s, dict)}
+    for pc in map(_d, _l(spec.get("resourceClaims"))):
+        if pc.get("resourceClaimName"):
+            claim = str(pc["resourceClaimName"])
+        elif pc.get("resourceClaimTemplateName"):
+            if pc.get("name") not in generated:
+                err = f'pod "{ns}/{name}": ResourceClaim not created yet'
+                return f"prepare resource claim: {err}" if kubelet else err
+            if not generated[pc.get("name")]:
+                continue  # no claim needed for it
+            claim = str(generated[pc.get("name")])
+        else:
+            err = f'pod "{ns}/{name}", spec.resourceClaim "{pc.get("name", "")}": none of the supported fields are set'
+            return f"prepare resource claim: {err}" if kubelet else err
+        if kubelet:
+            return (f"failed to fetch ResourceClaim {claim} referenced by pod {name}: "
+                    f'resourceclaims.resource.k8s.io "{claim}" not found')
+        return f'resourceclaim.resource.k8s.io "{claim}" not found'
+    return None

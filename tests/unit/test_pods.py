@@ -692,3 +692,19 @@ def test_row_status_reason_and_gates():
                                       (800 * 86400, "2y70d"), (10 * 365 * 86400, "10y")])
 def test_human_duration(secs, out):
     assert human_duration(secs) == out
+
+
+def test_resource_claims_cannot_be_had_without_dra():
+    """No resource.k8s.io kinds are served: the scheduler's DynamicResources PreEnqueue and
+    the kubelet's PrepareResources refuse a pod with claims, with upstream's errors."""
+    from kubelite.kinds.podutil import resource_claim_error
+    pod = kuard(resourceClaims=[{"name": "gpu", "resourceClaimName": "gpu-claim"}])
+    assert resource_claim_error(kuard()) is None
+    assert resource_claim_error(pod) == 'resourceclaim.resource.k8s.io "gpu-claim" not found'
+    assert resource_claim_error(pod, kubelet=True) == (
+        'failed to fetch ResourceClaim gpu-claim referenced by pod kuard: resourceclaims.resource.k8s.io '
+        '"gpu-claim" not found')
+    tpl = kuard(resourceClaims=[{"name": "gpu", "resourceClaimTemplateName": "t"}])
+    assert resource_claim_error(tpl) == 'pod "default/kuard": ResourceClaim not created yet'
+    assert resource_claim_error(tpl, kubelet=True) == (
+        'prepare resource claim: pod "default/kuard": ResourceClaim not created yet')
