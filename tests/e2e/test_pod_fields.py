@@ -561,3 +561,55 @@ def test_init_containers_sidecars_and_restart_rules(cluster):
         server.kubectl("delete", "pod", name, "--wait=false")
     for name in ("inits", "init-fails-never", "init-fails-always", "init-ok-always"):
         wait_until(lambda n=name: get_pod(server, n) is None, 60, 0.3, f"{name} gone")
+
+
+def test_process_env_security_and_termination_message_fields(cluster):
+    """What the node conformance tests check of a container's process: command/args over the
+    image's, workingDir, downward API and configMap env with $(VAR) expansion (and $$
+    escapes), runAsUser/runAsGroup, readOnlyRootFilesystem, allowPrivilegeEscalation=false,
+    capabilities, hostAliases, and the termination message from a file at a custom path
+    (written as non-root) or from the log on error (FallbackToLogsOnError)."""
+    server, _ = cluster
+    server.kubectl("create", "configmap", "procfields-cm", "--from-literal=color=blue")
+    scratch = [{"name": "scratch", "mountPath": "/scratch"}]
+    script = ('echo "ids $(id -u) $(id -g) $(pwd) $0"; '
+              'echo "env $POD_NAME $GREETING $ESCAPED $UNKNOWN $MEM_LIMIT $CPU_REQ $CM_color"; '
+              'grep NoNewPrivs /proc/self/status; grep -c alias.test /etc/hosts; '
+              'touch /rootfs-write 2>/dev/null && echo rootfs-writable || echo rootfs-read-only; '
+              'echo -n file-msg > /dev/custom-log')
+    env = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+           {"name": "GREETING", "value": "hello-$(POD_NAME)"},
+           {"name": "ESCAPED", "value": "$$(POD_NAME)"},
+           {"name": "UNKNOWN", "value": "$(NOPE)"},
+           {"name": "MEM_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+           {"name": "CPU_REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}}]
+    _apply(server, _pod("procfields", [
+        {"name": "proc", "image": BUSYBOX, "command": ["sh", "-c"], "args": [script, "$(POD_NAME)"],
+         "workingDir": "/scratch", "volumeMounts": scratch, "env": env,
+         "envFrom": [{"prefix": "CM_", "configMapRef": {"name": "procfields-cm"}}],
+         "resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}},
+         "terminationMessagePath": "/dev/custom-log",
+         "securityContext": {"runAsUser": 1234, "runAsGroup": 5678, "readOnlyRootFilesystem": True,
+                             "allowPrivilegeEscalation": False}},
+        {"name": "caps", "image": BUSYBOX, "args": ["sh", "-c", "grep CapEff /proc/self/status; echo -n log-tail; exit 1"],
+         "terminationMessagePolicy": "FallbackToLogsOnError",
+         "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}}},
+        {"name": "file-wins", "image": BUSYBOX, "terminationMessagePolicy": "FallbackToLogsOnError",
+         "command": ["sh", "-c", "echo -n from-file > /dev/termination-log; echo noise; exit 2"]},
+        {"name": "ok-no-msg", "image": BUSYBOX, "terminationMessagePolicy": "FallbackToLogsOnError",
+         "command": ["sh", "-c", "echo noise"]}],
+        restartPolicy="Never", volumes=[{"name": "scratch", "emptyDir": {}}],
+        hostAliases=[{"ip": "127.0.0.5", "hostnames": ["alias.test"]}]))
+    pod = _phase(server, "procfields", "Failed")
+    assert _logs(server, "procfields", "proc").splitlines() == [
+        "ids 1234 5678 /scratch procfields",
+        "env procfields hello-procfields $(POD_NAME) $(NOPE) 64 100 blue",
+        "NoNewPrivs:\t1", "1", "rootfs-read-only"]
+    terminated = {s["name"]: s["state"]["terminated"] for s in pod["status"]["containerStatuses"]}
+    assert terminated["proc"]["exitCode"] == 0 and terminated["proc"]["message"] == "file-msg"
+    assert _logs(server, "procfields", "caps").startswith("CapEff:\t0000000000000001")
+    assert terminated["caps"]["exitCode"] == 1 and terminated["caps"]["message"].endswith("log-tail")
+    assert terminated["file-wins"]["exitCode"] == 2 and terminated["file-wins"]["message"] == "from-file"
+    assert terminated["ok-no-msg"]["exitCode"] == 0 and "message" not in terminated["ok-no-msg"]
+    server.kubectl("delete", "pod", "procfields", "--wait=true", "--timeout=60s")
+    server.kubectl("delete", "configmap", "procfields-cm")
