@@ -732,7 +732,7 @@ class RuntimeManager:
         crispec.verify_run_as_non_root(pod, ct, image_uid, image_user)
         vols = await ctx.volumes()
         mounts = self.volumes.mounts_for(pod, ct, vols, dict(env), await self._supports_rro(pod))
-        if not pod["spec"].get("hostNetwork") and not any(m.container_path == "/etc/hosts" for m in mounts):
+        if not any(m.container_path == "/etc/hosts" for m in mounts):
             mounts.append(MountSpec(str(self.volumes.pod_dir(uid) / "etc-hosts"), "/etc/hosts"))
         tmp = ct.get("terminationMessagePath", "/dev/termination-log")
         if tmp:

@@ -284,6 +284,8 @@ def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]
     ips = sb.ips if sb is not None and sb.ready and sb.ips else []
     if not ips and old.get("podIPs"):
         ips = [p["ip"] for p in old["podIPs"]]
+    if not ips and spec.get("hostNetwork") and host_ip:
+        ips = [host_ip]  # a hostNetwork pod inherits the node's IP
     if ips:
         status["podIP"] = ips[0]
         status["podIPs"] = [{"ip": ip} for ip in ips]

@@ -358,6 +358,11 @@ class PodStrategy(Strategy):
         podutil.drop_disabled_fields(obj.get("spec"))
         admit_pod(obj)
         obj["status"] = {"phase": "Pending", "qosClass": compute_qos_class(obj)}
+        if _l(_d(obj.get("spec")).get("schedulingGates")):
+            # applySchedulingGatedCondition: kubectl shows SchedulingGated
+            obj["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                                            "lastTransitionTime": meta.now_rfc3339(), "reason": "SchedulingGated",
+                                            "message": "Scheduling is blocked due to non-empty scheduling gates"}]
 
     def validate(self, obj: Obj) -> list[FieldError]:
         return pv.validate_pod_create(obj)

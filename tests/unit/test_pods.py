@@ -708,3 +708,12 @@ def test_resource_claims_cannot_be_had_without_dra():
     assert resource_claim_error(tpl) == 'pod "default/kuard": ResourceClaim not created yet'
     assert resource_claim_error(tpl, kubelet=True) == (
         'prepare resource claim: pod "default/kuard": ResourceClaim not created yet')
+
+
+def test_scheduling_gates_set_the_scheduling_gated_condition():
+    pod = created(kuard(schedulingGates=[{"name": "example.com/wait"}]))
+    (cond,) = pod["status"]["conditions"]
+    assert {k: cond[k] for k in ("type", "status", "reason", "message")} == {
+        "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+        "message": "Scheduling is blocked due to non-empty scheduling gates"}
+    assert "conditions" not in created(kuard())["status"]
