@@ -37,8 +37,13 @@ def _cond(pod: dict, ctype: str) -> dict:
 
 
 def _running(server, name: str) -> dict:
-    return wait_until(lambda: (p := get_pod(server, name)) and p["status"].get("phase") == "Running" and p,
-                      90, 0.2, f"{name} running")
+    try:
+        return wait_until(lambda: (p := get_pod(server, name)) and p["status"].get("phase") == "Running" and p,
+                          90, 0.2, f"{name} running")
+    except AssertionError as exc:
+        events = [(e["reason"], e["message"]) for e in _events(server, name)]
+        raise AssertionError(f"{exc}\nstatus: {json.dumps((get_pod(server, name) or {}).get('status'))}\n"
+                             f"events: {events}") from None
 
 
 def _logs(server, name: str, container: str) -> str:
@@ -613,3 +618,68 @@ def test_process_env_security_and_termination_message_fields(cluster):
     assert terminated["ok-no-msg"]["exitCode"] == 0 and "message" not in terminated["ok-no-msg"]
     server.kubectl("delete", "pod", "procfields", "--wait=true", "--timeout=60s")
     server.kubectl("delete", "configmap", "procfields-cm")
+
+
+def test_host_namespaces_and_shared_process_namespace(cluster):
+    """hostNetwork (the node's IP as the pod's, the node's hosts file with the aliases),
+    hostPID and hostIPC (the node's PID 1 and IPC namespace), shareProcessNamespace (one PID
+    namespace for the pod's containers, the pause process as PID 1)."""
+    server, _ = cluster
+    import os
+    import socket
+    ipc_ns = os.readlink("/proc/self/ns/ipc")
+    _apply(server, _pod("hostns", [
+        {"name": "c", "image": BUSYBOX, "command": ["sh", "-c", "hostname; readlink /proc/self/ns/ipc; "
+                                                                "grep -c alias.test /etc/hosts; cat /proc/1/comm; "
+                                                                "sleep 3600"]}],
+        hostNetwork=True, hostPID=True, hostIPC=True, terminationGracePeriodSeconds=1,
+        hostAliases=[{"ip": "127.0.0.5", "hostnames": ["alias.test"]}]))
+    _apply(server, _pod("sharedpid", [
+        {"name": "a", "image": BUSYBOX, "command": ["sh", "-c", "exec sleep 3601"]},
+        {"name": "b", "image": BUSYBOX, "command": ["sh", "-c", "while ! ps | grep -q 'sleep 3601'; do sleep 0.2; "
+                                                                "done; echo saw-a; cat /proc/1/comm; sleep 3600"]}],
+        shareProcessNamespace=True, terminationGracePeriodSeconds=1))
+    pod = _running(server, "hostns")
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"]
+    out = wait_until(lambda: (o := _logs(server, "hostns", "c").split()) and len(o) >= 4 and o, 30, 0.3, "hostns logs")
+    assert out[0] == socket.gethostname() and out[1] == ipc_ns and out[2] == "1"
+    with open("/proc/1/comm") as f:
+        assert out[3] == f.read().strip()
+    _running(server, "sharedpid")
+    out = wait_until(lambda: (o := _logs(server, "sharedpid", "b").split()) and len(o) >= 2 and o, 30, 0.3,
+                     "sharedpid logs")
+    assert out == ["saw-a", "pause"]
+    for name in ("hostns", "sharedpid"):
+        server.kubectl("delete", "pod", name, "--wait=false")
+    for name in ("hostns", "sharedpid"):
+        wait_until(lambda n=name: get_pod(server, n) is None, 60, 0.3, f"{name} gone")
+
+
+def test_fields_kubelite_refuses(cluster):
+    """What cannot be had is refused as upstream refuses it: resource claims (no DRA kinds
+    served), alpha-gated fields dropped, another OS rejected by the node; and scheduling
+    gates show as SchedulingGated."""
+    server, _ = cluster
+    c = [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}]
+    _apply(server, _pod("claims", c, resourceClaims=[{"name": "gpu", "resourceClaimName": "gpu-claim"}]))
+    _apply(server, _pod("gated", c, schedulingGates=[{"name": "example.com/later"}],
+                        evictionResponders=[{"name": "example.com/drain", "priority": 10000}]))
+    _apply(server, _pod("windows", [{"name": "c", "image": BUSYBOX}], os={"name": "windows"}))
+    ev = wait_until(lambda: next((e for e in _events(server, "claims") if e["reason"] == "FailedScheduling"), None),
+                    30, 0.3, "FailedScheduling")
+    assert ev["message"] == 'resourceclaim.resource.k8s.io "gpu-claim" not found'
+    cond = _cond(get_pod(server, "claims"), "PodScheduled")
+    assert (cond["status"], cond["reason"]) == ("False", "Unschedulable")
+    gated = get_pod(server, "gated")
+    assert "evictionResponders" not in gated["spec"]
+    cond = _cond(gated, "PodScheduled")
+    assert (cond["status"], cond["reason"], cond["message"]) == (
+        "False", "SchedulingGated", "Scheduling is blocked due to non-empty scheduling gates")
+    assert "SchedulingGated" in server.kubectl("get", "pod", "gated").stdout
+    pod = _phase(server, "windows", "Failed", 60)
+    assert (pod["status"]["reason"], pod["status"]["message"]) == (
+        "PodOSNotSupported", "Pod was rejected: Failed to admit pod as the OS field doesn't match node OS")
+    for name in ("claims", "gated", "windows"):
+        server.kubectl("delete", "pod", name, "--wait=false")
+    for name in ("claims", "gated", "windows"):
+        wait_until(lambda n=name: get_pod(server, n) is None, 60, 0.3, f"{name} gone")
