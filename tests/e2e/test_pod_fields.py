@@ -661,25 +661,25 @@ def test_fields_kubelite_refuses(cluster):
     gates show as SchedulingGated."""
     server, _ = cluster
     c = [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}]
-    _apply(server, _pod("claims", c, resourceClaims=[{"name": "gpu", "resourceClaimName": "gpu-claim"}]))
-    _apply(server, _pod("gated", c, schedulingGates=[{"name": "example.com/later"}],
+    _apply(server, _pod("refused-claims", c, resourceClaims=[{"name": "gpu", "resourceClaimName": "gpu-claim"}]))
+    _apply(server, _pod("sched-gated", c, schedulingGates=[{"name": "example.com/later"}],
                         evictionResponders=[{"name": "example.com/drain", "priority": 10000}]))
-    _apply(server, _pod("windows", [{"name": "c", "image": BUSYBOX}], os={"name": "windows"}))
-    ev = wait_until(lambda: next((e for e in _events(server, "claims") if e["reason"] == "FailedScheduling"), None),
+    _apply(server, _pod("refused-os", [{"name": "c", "image": BUSYBOX}], os={"name": "windows"}))
+    ev = wait_until(lambda: next((e for e in _events(server, "refused-claims") if e["reason"] == "FailedScheduling"), None),
                     30, 0.3, "FailedScheduling")
     assert ev["message"] == 'resourceclaim.resource.k8s.io "gpu-claim" not found'
-    cond = _cond(get_pod(server, "claims"), "PodScheduled")
+    cond = _cond(get_pod(server, "refused-claims"), "PodScheduled")
     assert (cond["status"], cond["reason"]) == ("False", "Unschedulable")
-    gated = get_pod(server, "gated")
+    gated = get_pod(server, "sched-gated")
     assert "evictionResponders" not in gated["spec"]
     cond = _cond(gated, "PodScheduled")
     assert (cond["status"], cond["reason"], cond["message"]) == (
         "False", "SchedulingGated", "Scheduling is blocked due to non-empty scheduling gates")
-    assert "SchedulingGated" in server.kubectl("get", "pod", "gated").stdout
-    pod = _phase(server, "windows", "Failed", 60)
+    assert "SchedulingGated" in server.kubectl("get", "pod", "sched-gated").stdout
+    pod = _phase(server, "refused-os", "Failed", 60)
     assert (pod["status"]["reason"], pod["status"]["message"]) == (
         "PodOSNotSupported", "Pod was rejected: Failed to admit pod as the OS field doesn't match node OS")
-    for name in ("claims", "gated", "windows"):
+    for name in ("refused-claims", "sched-gated", "refused-os"):
         server.kubectl("delete", "pod", name, "--wait=false")
-    for name in ("claims", "gated", "windows"):
+    for name in ("refused-claims", "sched-gated", "refused-os"):
         wait_until(lambda n=name: get_pod(server, n) is None, 60, 0.3, f"{name} gone")
