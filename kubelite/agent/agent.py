@@ -203,6 +203,7 @@ class Agent:
                                       parallelism=cfg.runtime_parallelism, registries=self.registries,
                                       dns=DNSConfigurer(list(cfg.cluster_dns), cfg.cluster_domain))
         self.runtime.fetch_runtime_class = self._fetch_runtime_class
+        self.runtime.node_allocatable = self.node.capacity  # resourceFieldRef limits a container lacks
         self.runtime.allocation = AllocationManager(cfg.data_dir / STATE_FILE)
         self.status = StatusManager(self.client)
         self.status.on_phase = self.metrics.pod_status  # kubelet_pod_start_duration_seconds

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -259,7 +258,7 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
     spec = pod.get("spec") or {}
     host_network = bool(spec.get("hostNetwork"))
     if host_network:
-        hostname = socket.gethostname()
+        hostname = ""  # generatePodSandboxConfig sets none: the pod has the node's UTS namespace
     else:
         name, domain = pod_hostname_and_domain(pod, (dns or DNSConfigurer()).cluster_domain)
         hostname = kernel_hostname(name, domain, bool(spec.get("setHostnameAsFQDN")))
@@ -281,7 +280,9 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
         ipc=cri.NODE if spec.get("hostIPC") else cri.POD)
     sc = cri.LinuxSandboxSecurityContext(
         namespace_options=ns_opts,
-        privileged=any(((c.get("securityContext") or {}).get("privileged")) for c in spec.get("containers") or []),
+        # HasPrivilegedContainer: init and ephemeral containers count too
+        privileged=any(((c.get("securityContext") or {}).get("privileged"))
+                       for k in ("initContainers", "containers", "ephemeralContainers") for c in spec.get(k) or []),
         supplemental_groups=list(psc.get("supplementalGroups") or []) + ([psc["fsGroup"]] if "fsGroup" in psc else []))
     _selinux_and_groups_policy(sc, psc, {})
     if "runAsUser" in psc:
@@ -299,9 +300,28 @@ def sandbox_config(pod: Obj, attempt: int, log_directory: str, cgroup_parent: st
 
 
 # --------------------------------------------------------------------------- container config
-def etc_hosts(pod: Obj, pod_ips: list[str], cluster_domain: str = CLUSTER_DOMAIN) -> str:
-    """The kubelet's managed /etc/hosts (the FQDN of a pod with a subdomain: GeneratePodHostNameAndDomain)."""
+def _host_alias_entries(spec: Obj) -> str:
+    """hostsEntriesFromHostAliases: one header, then a line per alias."""
+    aliases = spec.get("hostAliases") or []
+    if not aliases:
+        return ""
+    return "\n# Entries added by HostAliases.\n" + "".join(
+        f"{ha.get('ip')}\t" + "\t".join(ha.get("hostnames") or []) + "\n" for ha in aliases)
+
+
+def etc_hosts(pod: Obj, pod_ips: list[str], cluster_domain: str = CLUSTER_DOMAIN,
+              node_hosts: str = "/etc/hosts") -> str:
+    """The kubelet's managed /etc/hosts (the FQDN of a pod with a subdomain:
+    GeneratePodHostNameAndDomain); a hostNetwork pod's is the node's file with the host
+    aliases added (nodeHostsFileContent)."""
     spec = pod.get("spec") or {}
+    if spec.get("hostNetwork"):
+        try:
+            with open(node_hosts, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        return "# Kubernetes-managed hosts file (host network).\n" + text + _host_alias_entries(spec)
     name, domain = pod_hostname_and_domain(pod, cluster_domain)
     lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost",
              "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix",
@@ -309,9 +329,7 @@ def etc_hosts(pod: Obj, pod_ips: list[str], cluster_domain: str = CLUSTER_DOMAIN
     fqdn = f"{name}.{domain}" if domain else ""
     for ip in pod_ips:
         lines.append(f"{ip}\t{fqdn}\t{name}" if fqdn else f"{ip}\t{name}")
-    for ha in spec.get("hostAliases") or []:
-        lines.append(f"\n# Entries added by HostAliases.\n{ha.get('ip')}\t" + "\t".join(ha.get("hostnames") or []))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + _host_alias_entries(spec)
 
 
 def _oom_score_adj(pod: Obj, container: Obj, memory_capacity: int) -> int:

@@ -228,8 +228,8 @@ async def make_environment(pod: Obj, container: Obj, fetch: Fetch, host_ip: str,
             rf = vf["resourceFieldRef"]
             target = container
             if rf.get("containerName"):
-                target = next((c for c in pod["spec"].get("containers") or []
-                               if c.get("name") == rf["containerName"]), container)
+                every = (pod["spec"].get("containers") or []) + (pod["spec"].get("initContainers") or [])
+                target = next((c for c in every if c.get("name") == rf["containerName"]), container)
             put(name, _resource_value(target, rf, node_allocatable or {}))
         else:
             for kind, field_name in (("configmaps", "configMapKeyRef"), ("secrets", "secretKeyRef")):

@@ -36,6 +36,12 @@ from kubelite.agent.podenv import EnvError, expand_command_and_args, make_enviro
 from kubelite.agent.pullsecrets import auth_for
 from kubelite.agent.registries import Registries
 from kubelite.agent.volumes import Mounted, MountOutcome, MountSpec, VolumeError, VolumeManager
+from kubelite.kinds.podutil import (
+    container_should_restart,
+    is_restartable_init_container,
+    resource_claim_error,
+    restart_on_failure,
+)
 
 log = logging.getLogger("kubelite.agent.runtime")
 Obj = dict[str, Any]
@@ -104,14 +110,6 @@ class SyncResult:
     changed: bool = False
 
 
-def should_restart(policy: str, c: ContainerState) -> bool:
-    if policy == "Always":
-        return True
-    if policy == "OnFailure":
-        return c.exit_code != 0
-    return False
-
-
 def _rpc_message(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return exc.details() or str(exc.code())
@@ -157,6 +155,9 @@ class RuntimeManager:
         self.gc_policy = containergc.DEFAULT_POLICY  # containerGC (see garbage_collect)
         # async (name) -> RuntimeClass | None, set by the agent (node.k8s.io/v1)
         self.fetch_runtime_class: Any = None
+        # () -> the node's allocatable ({"cpu": "2", ...}), set by the agent: the downward API's
+        # value for a limit the container does not set
+        self.node_allocatable: Callable[[], dict[str, str]] = dict
         # resources allocated to pods and acknowledged per container (in-place resize), set by the agent
         self.allocation: allocation.AllocationManager | None = None
 
@@ -185,9 +186,10 @@ class RuntimeManager:
         create_sandbox = sb is None or not sb.ready or sum(1 for s in pr.sandboxes if s.ready) > 1
         if create_sandbox and sb is not None and pr.containers:
             # A dead sandbox of a pod that will not restart anything stays dead.
-            if policy == "Never" or (policy == "OnFailure" and all(
-                    (c := pr.latest(x["name"])) is not None and c.state == "exited" and c.exit_code == 0
-                    for x in spec.get("containers") or [])):
+            # (computePodActions: not without a container left to start)
+            if policy == "Never" or all(
+                    (c := pr.latest(x["name"])) is not None and c.state == "exited"
+                    and not container_should_restart(x, spec, c.exit_code) for x in spec.get("containers") or []):
                 return res
         # WaitForAttachAndMount: no sandbox and no container before every volume is there
         if not await self._mount_volumes(pod, res):
@@ -198,6 +200,12 @@ class RuntimeManager:
                 await self.kill_pod(pod, pr, grace=MIN_GRACE_PERIOD, events=False)
                 await self._remove_dead_sandboxes(pr)
                 self.event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+            claim_error = resource_claim_error(pod, kubelet=True)
+            if claim_error is not None:  # PrepareDynamicResources, before any sandbox
+                self.event(pod, "Warning", "FailedPrepareDynamicResources",
+                           f"Failed to prepare dynamic resources: {claim_error}")
+                res.next_wake = _min(res.next_wake, POD_SYNC_BACKOFF)
+                return res
             attempt = (sb.attempt + 1) if sb is not None else 0
             sandbox_id = await self._create_sandbox(pod, attempt, res)
             if sandbox_id is None:
@@ -224,9 +232,22 @@ class RuntimeManager:
         sb_config = self._sandbox_config(pod, sb.attempt)
         self._write_etc_hosts(pod, sb.ips)
         ctx = _SyncPass(self, pod, sb.id, sb_config, pr, sb.ips, res)
-        # init containers, one at a time
+        # init containers, one at a time (computeInitContainerActions); once an app container
+        # has run in this sandbox the pod is initialized and only the sidecars are kept going
+        initialized = any(not c.is_init and c.sandbox_id == sb.id for c in pr.containers)
         for ic in spec.get("initContainers") or []:
             c = self._latest_in(pr, ic["name"], sb.id, init=True)
+            if is_restartable_init_container(ic):
+                # a sidecar: started (its startup probe passed) before the next init container,
+                # restarted whenever it exits, kept running beside the app containers
+                started = c is not None and c.state == "running" and (
+                    self.prober is None or self.prober.is_started(c))
+                await self._sync_container(ctx, ic, policy, init=True)
+                if not started and not initialized:
+                    return res
+                continue
+            if initialized:
+                continue
             if c is None or c.state in ("created",):
                 await self._start(ctx, ic, init=True)
                 return res
@@ -234,7 +255,7 @@ class RuntimeManager:
                 return res
             if c.state == "exited" and c.exit_code == 0:
                 continue
-            if policy == "Never":
+            if not restart_on_failure(ic, spec):
                 return res  # pod failed
             await self._start(ctx, ic, init=True)
             return res
@@ -279,23 +300,23 @@ class RuntimeManager:
         c = pr.latest(name)
         return c.id if c is not None and c.state == "running" and c.sandbox_id == sandbox_id else ""
 
-    async def _sync_container(self, ctx: _SyncPass, ct: Obj, policy: str) -> None:
+    async def _sync_container(self, ctx: _SyncPass, ct: Obj, policy: str, init: bool = False) -> None:
         pod, pr, sb_id, res = ctx.pod, ctx.pr, ctx.sandbox_id, ctx.res
-        c = pr.latest(ct["name"])
+        c = self._latest_in(pr, ct["name"], sb_id, init) if init else pr.latest(ct["name"])
         if c is not None and c.state == "running":
             probe_failed = self.prober.kill_reason(c.id) if self.prober is not None else None
             same = crispec.same_definition(c.hash, ct)
             if c.sandbox_id == sb_id and same and probe_failed:
                 # computePodActions: a failed liveness/startup probe kills the container;
-                # it starts again in this pass unless restartPolicy is Never
-                restart = policy != "Never"
+                # it starts again in this pass unless its restartPolicy (else the pod's) is Never
+                restart = restart_on_failure(ct, pod["spec"])
                 msg = f"Container {ct['name']} failed {probe_failed} probe"
                 await self.kill_container(pod, ct, c, self._probe_grace(pod, ct, probe_failed),
                                           f"{msg}, will be restarted" if restart else msg, ctx.ips)
                 res.changed = True
                 if not restart:
                     return
-                await self._start(ctx, ct)
+                await self._start(ctx, ct, init=init)
                 return
             if c.sandbox_id == sb_id and same:
                 if self.allocation is None:
@@ -314,19 +335,20 @@ class RuntimeManager:
                                           f"Container {ct['name']} resize requires restart", ctx.ips)
                 res.changed = True
                 if await self._resize_pod_cgroup(ctx, grow_only=True):
-                    await self._start(ctx, ct)
+                    await self._start(ctx, ct, init=init)
                     await self._resize_pod_cgroup(ctx)
                 return
             # spec changed (or it runs in an old sandbox): restart it
             await self.kill_container(pod, ct, c, self._grace(pod, None),
                                       f"Container {ct['name']} definition changed, will be restarted", ctx.ips)
             res.changed = True
-        elif c is not None and c.state == "exited" and c.sandbox_id == sb_id and not should_restart(policy, c):
+        elif c is not None and c.state == "exited" and c.sandbox_id == sb_id and not container_should_restart(
+                ct, pod["spec"], c.exit_code):
             return
         elif c is not None and c.state == "created":
             res.changed = True
             await self._remove(c.id)
-        await self._start(ctx, ct)
+        await self._start(ctx, ct, init=init)
 
     async def _resize_container(self, ctx: _SyncPass, ct: Obj, c: ContainerState, want: Obj) -> None:
         """doPodResizeAction for one container: the pod cgroup is first raised to hold both the
@@ -701,7 +723,8 @@ class RuntimeManager:
                                 init: bool, target: str | None = None) -> Any:
         pod = ctx.pod
         uid = pod["metadata"]["uid"]
-        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips, services=self.services())
+        env = await make_environment(pod, ct, self.fetch, self.host_ip, ctx.ips, self.node_allocatable(),
+                                     services=self.services())
         if img is None:
             img = await self.images.status(image_ref)
         image_uid = img.uid.value if img is not None and img.HasField("uid") else None
@@ -709,7 +732,7 @@ class RuntimeManager:
         crispec.verify_run_as_non_root(pod, ct, image_uid, image_user)
         vols = await ctx.volumes()
         mounts = self.volumes.mounts_for(pod, ct, vols, dict(env), await self._supports_rro(pod))
-        if not pod["spec"].get("hostNetwork") and not any(m.container_path == "/etc/hosts" for m in mounts):
+        if not any(m.container_path == "/etc/hosts" for m in mounts):
             mounts.append(MountSpec(str(self.volumes.pod_dir(uid) / "etc-hosts"), "/etc/hosts"))
         tmp = ct.get("terminationMessagePath", "/dev/termination-log")
         if tmp:
@@ -824,7 +847,16 @@ class RuntimeManager:
                 return
             await self.kill_container(pod, _spec_of(pod, c.name), c, g, events=events)
 
-        await asyncio.gather(*(stop_one(c) for c in pr.running()))
+        # the app (and ephemeral) containers first, then the sidecars one by one in reverse
+        # order with what is left of the grace period (killContainersWithSyncResult)
+        deadline = time.monotonic() + g
+        running = pr.running()
+        await asyncio.gather(*(stop_one(c) for c in running if not c.is_init))
+        order = {ct.get("name"): i for i, ct in enumerate(((pod or {}).get("spec") or {}).get("initContainers") or [])}
+        sidecars = sorted((c for c in running if c.is_init), key=lambda c: -order.get(c.name, 0))
+        for c in sidecars:
+            g = max(MIN_GRACE_PERIOD, int(deadline - time.monotonic()))
+            await stop_one(c)
         for sb in pr.sandboxes:
             if sb.ready:
                 try:

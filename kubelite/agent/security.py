@@ -118,6 +118,12 @@ def admit(pod: Obj, apparmor_on_host: bool, strict_groups_supported: bool = Fals
     or None. Only a Pending pod is checked (a running pod is never re-admitted)."""
     if ((pod.get("status") or {}).get("phase") or "Pending") != "Pending":
         return None
+    # the lifecycle predicate's OS checks: this is a Linux node
+    if (((pod.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/os") or "linux") != "linux":
+        return "PodOSSelectorNodeLabelDoesNotMatch", ("Failed to admit pod as the `kubernetes.io/os` label doesn't "
+                                                      "match node label")
+    if (((pod.get("spec") or {}).get("os") or {}).get("name") or "linux") != "linux":
+        return "PodOSNotSupported", "Failed to admit pod as the OS field doesn't match node OS"
     if apparmor_required(pod) and not apparmor_on_host:
         return APPARMOR_NOT_ADMITTED_REASON, "Cannot enforce AppArmor: AppArmor is not enabled on the host"
     psc = (pod.get("spec") or {}).get("securityContext") or {}

@@ -15,7 +15,13 @@ from typing import Any
 
 from kubelite.agent.crispec import ContainerState, PodRuntime, termination_message
 from kubelite.api import errors
-from kubelite.kinds.podutil import TERMINAL_PHASES, compute_qos_class
+from kubelite.kinds.podutil import (
+    TERMINAL_PHASES,
+    compute_qos_class,
+    container_should_restart,
+    is_restartable_init_container,
+    restart_on_failure,
+)
 
 log = logging.getLogger("kubelite.agent.status")
 Obj = dict[str, Any]
@@ -97,50 +103,81 @@ def container_status(spec_c: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, 
     return st
 
 
-def get_phase(pod: Obj, init_statuses: list[Obj], statuses: list[Obj], pod_is_terminal: bool) -> str:
-    """getPhase (kubelet_pods.go)."""
-    spec = pod["spec"]
-    policy = spec.get("restartPolicy") or "Always"
-    pending_init = False
+def _app_started(statuses: list[Obj]) -> bool:
+    """podHasInitialized: an app container has run in the pod, so its init sequence is over."""
+    return any("waiting" not in s["state"] or "terminated" in (s.get("lastState") or {}) for s in statuses)
+
+
+def _last_exit(s: Obj) -> int | None:
+    """The exit code of a terminated container, or of the last run of one waiting to restart."""
+    t = s["state"].get("terminated") or (s.get("lastState") or {}).get("terminated")
+    return int(t.get("exitCode") or 0) if t else None
+
+
+def pending_init_containers(spec: Obj, init_statuses: list[Obj], statuses: list[Obj]) -> list[str]:
+    """The init containers that hold the pod's initialization: a regular one until it exits 0,
+    a sidecar (restartPolicy Always) until it has started; none once an app container ran."""
+    if _app_started(statuses):
+        return []
+    specs = {c.get("name"): c for c in spec.get("initContainers") or []}
+    out = []
     for s in init_statuses:
-        state = s["state"]
-        if "terminated" in state and state["terminated"]["exitCode"] == 0:
-            continue
-        if "terminated" in state or ("waiting" in state and "terminated" in (s.get("lastState") or {})):
-            if policy == "Never":
-                return "Failed"
-        pending_init = True
-        break
-    running = waiting = stopped = succeeded = 0
+        if is_restartable_init_container(specs.get(s["name"])):
+            if not s.get("started"):
+                out.append(s["name"])
+        elif not ("terminated" in s["state"] and s["state"]["terminated"]["exitCode"] == 0):
+            out.append(s["name"])
+    return out
+
+
+def get_phase(pod: Obj, init_statuses: list[Obj], statuses: list[Obj], pod_is_terminal: bool) -> str:
+    """getPhase (kubelet_pods.go), with ContainerRestartRules: whether a stopped container
+    counts as restarting follows its own restartPolicy and restartPolicyRules
+    (ContainerShouldRestart), a failed init container its own restartPolicy."""
+    spec = pod["spec"]
+    inits = {c.get("name"): c for c in spec.get("initContainers") or []}
+    apps = {c.get("name"): c for c in spec.get("containers") or []}
+    pending_init = False
+    if not _app_started(statuses):
+        for s in init_statuses:
+            c = inits.get(s.get("name"))
+            if is_restartable_init_container(c):
+                if not s.get("started"):
+                    pending_init = True
+                continue
+            state = s["state"]
+            if "terminated" in state and state["terminated"]["exitCode"] == 0:
+                continue
+            if "terminated" in state or ("waiting" in state and "terminated" in (s.get("lastState") or {})):
+                if not restart_on_failure(c, spec):
+                    return "Failed"
+            pending_init = True
+            break
+    running = restarting = waiting = stopped = succeeded = 0
     for s in statuses:
         state = s["state"]
+        code = _last_exit(s)
         if "running" in state:
             running += 1
-        elif "terminated" in state:
-            stopped += 1
-            if state["terminated"]["exitCode"] == 0:
-                succeeded += 1
-        elif "waiting" in state:
-            if "terminated" in (s.get("lastState") or {}):
-                stopped += 1
+        elif "waiting" in state and code is None:
+            waiting += 1
+        elif code is not None:
+            if not pod_is_terminal and container_should_restart(apps.get(s.get("name")), spec, code):
+                restarting += 1
             else:
-                waiting += 1
+                stopped += 1
+                if "terminated" in state and code == 0:
+                    succeeded += 1
     if pending_init:
         return "Pending"
     if waiting > 0 and not pod_is_terminal:
         return "Pending"
-    if running > 0 and not pod_is_terminal:
+    if (running > 0 or restarting > 0) and not pod_is_terminal:
         return "Running"
-    if running == 0 and stopped > 0 or pod_is_terminal:
+    if stopped > 0 or pod_is_terminal:
         if pod_is_terminal:
             return "Succeeded" if stopped == succeeded and running == 0 and waiting == 0 else "Failed"
-        if policy == "Always":
-            return "Running"
-        if stopped == succeeded:
-            return "Succeeded"
-        if policy == "Never":
-            return "Failed"
-        return "Running"
+        return "Succeeded" if stopped == succeeded else "Failed"
     return "Pending"
 
 
@@ -192,8 +229,8 @@ def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]
                for c in spec.get("initContainers") or []]
     cts = [container_status(c, pr, waiting, old_cs.get(c["name"]), False, ready_fn, started_fn)
            for c in spec.get("containers") or []]
-    pending_init = any("terminated" not in s["state"] or s["state"]["terminated"]["exitCode"] != 0
-                       for s in init_st)
+    pending_names = pending_init_containers(spec, init_st, cts)
+    pending_init = bool(pending_names)
     if pending_init:
         for s in cts:
             if "waiting" in s["state"] and s["state"]["waiting"]["reason"] == "ContainerCreating":
@@ -206,16 +243,15 @@ def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]
     if not pending_init:
         conds.append(_cond("Initialized", True, "PodCompleted" if phase == "Succeeded" and init_st else ""))
     else:
-        names = [s["name"] for s in init_st if "terminated" not in s["state"]
-                 or s["state"]["terminated"]["exitCode"] != 0]
         conds.append(_cond("Initialized", False, "ContainersNotInitialized",
-                           f"containers with incomplete status: [{' '.join(names)}]"))
-    unready = [s["name"] for s in cts if not s["ready"]]
+                           f"containers with incomplete status: [{' '.join(pending_names)}]"))
+    sidecars = [s for c, s in zip(spec.get("initContainers") or [], init_st, strict=True) if is_restartable_init_container(c)]
+    unready = [s["name"] for s in sidecars + cts if not s["ready"]]
     if phase == "Succeeded":
         cr = _cond("ContainersReady", False, "PodCompleted")
         rd = _cond("Ready", False, "PodCompleted")
     elif pending_init:
-        msg = f"containers with incomplete status: [{' '.join(s['name'] for s in init_st)}]"
+        msg = f"containers with incomplete status: [{' '.join(pending_names)}]"
         cr = _cond("ContainersReady", False, "ContainersNotInitialized", msg)
         rd = _cond("Ready", False, "ContainersNotInitialized", msg)
     elif unready:
@@ -248,6 +284,8 @@ def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]
     ips = sb.ips if sb is not None and sb.ready and sb.ips else []
     if not ips and old.get("podIPs"):
         ips = [p["ip"] for p in old["podIPs"]]
+    if not ips and spec.get("hostNetwork") and host_ip:
+        ips = [host_ip]  # a hostNetwork pod inherits the node's IP
     if ips:
         status["podIP"] = ips[0]
         status["podIPs"] = [{"ip": ip} for ip in ips]

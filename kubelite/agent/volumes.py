@@ -311,9 +311,15 @@ async def _persistent_volume_claim(ctx: VolumeContext) -> Mounted:
         raise SpecError(f"{where}: found PV object {pv_name} but its pv.Spec.ClaimRef.UID {ref.get('uid', '')} "
                         f"does not point to claim.UID {claim_uid}")
     spec = pv.get("spec") or {}
-    if (spec.get("volumeMode") or "Filesystem") != "Filesystem":
-        raise SpecError(f"{where}: volume {pv_name} has volumeMode {spec.get('volumeMode')}, which this node "
-                        "does not support")
+    mode = spec.get("volumeMode") or "Filesystem"
+    mounted, mapped = _mounted_and_mapped(ctx.pod, ctx.name)
+    # createVolumeSpec: the claim's mode must be how the containers use it
+    if mounted and mode != "Filesystem":
+        raise SpecError(f"volume {ctx.name} has volumeMode {mode}, but is specified in volumeMounts")
+    if mapped and mode != "Block":
+        raise SpecError(f"volume {ctx.name} has volumeMode {mode}, but is specified in volumeDevices")
+    if mapped:  # no plugin here maps a block device into a container (FindMapperPluginBySpec)
+        raise SpecError(f"failed to get Plugin from volumeSpec for volume \"{pv_name}\" err=no volume plugin matched")
     inner = {"name": pv_name, **{k: v for k, v in spec.items() if k in PV_SOURCES}}
     if spec.get("mountOptions"):
         inner["mountOptions"] = list(spec["mountOptions"])
@@ -360,6 +366,15 @@ def plugin_for(volume: Obj) -> VolumePlugin | None:
         if key != "name" and key in PLUGINS:
             return PLUGINS[key]
     return None
+
+
+def _mounted_and_mapped(pod: Obj, volume: str) -> tuple[bool, bool]:
+    """Whether some container mounts the volume (volumeMounts), and whether one maps it as a
+    block device (volumeDevices)."""
+    spec = pod.get("spec") or {}
+    containers = [c for key in ("initContainers", "containers", "ephemeralContainers") for c in spec.get(key) or []]
+    return (any(m.get("name") == volume for c in containers for m in c.get("volumeMounts") or []),
+            any(d.get("name") == volume for c in containers for d in c.get("volumeDevices") or []))
 
 
 def pod_used_volumes(pod: Obj) -> list[Obj]:

@@ -253,8 +253,11 @@ class PodWorker:
         if status["phase"] in TERMINAL:
             self.terminal_done = True
             self.owner.probes_remove(self.uid)
+            sidecars = bool(pr.running())  # they outlive the app containers until now
             await rm.kill_pod(pod, pr, events=False)
             self._acted()
+            if sidecars:  # their final state too
+                self.owner.status.set_status(pod, self._status(await self._runtime(), self.waiting, terminal=True))
             return RESYNC_INTERVAL
         wake = res.next_wake if res.next_wake is not None else RESYNC_INTERVAL
         if left is not None:

@@ -21,11 +21,7 @@ STATUSES = ("honoured", "refused", "not honoured yet", "unreviewed")
 _NO_CODE = "accepted by the API server; nothing in agent/, scheduler/ or admission/ reads it"
 
 _UNREVIEWED_NOTE = "read by kubelite code; not yet checked field by field"
-_NOT_YET = {
-    "PodSpec": ["evictionResponders", "schedulingGroup", "resourceClaims"],
-    "Container": ["restartPolicyRules", "volumeDevices"],
-}
-_NOT_YET["EphemeralContainer"] = _NOT_YET["Container"]
+_NOT_YET: dict[str, list[str]] = {}
 
 
 def _properties(struct: str) -> list[str]:
@@ -194,6 +190,223 @@ FIELDS.update({
                                      "not created: FailedCreatePodSandBox `Failed to create pod sandbox: "
                                      "RuntimeClass handler \"\" does not support user namespaces` (the pod stays "
                                      "Pending); true or unset: the host user namespace"),
+})
+
+
+_ALPHA_DROPPED = ("refused", "its feature gate ({gate}, alpha) is off by default in 1.37: the API server drops "
+                            "the field on create and on an update that did not have it (dropDisabledFields), for "
+                            "pods and the templates of workloads, so it is never stored")
+_VOLUME_DEVICES = ("refused", "validation as upstream (a persistentVolumeClaim or ephemeral volume, not also "
+                              "mounted at the same path); the agent's populator then checks the claim's PV: "
+                              "`volume x has volumeMode Filesystem, but is specified in volumeDevices` (and `... "
+                              "Block, but is specified in volumeMounts`), and since no plugin here maps block "
+                              "devices a Block PV is `failed to get Plugin from volumeSpec for volume \"pv\" "
+                              "err=no volume plugin matched`: the pod stays ContainerCreating with FailedMount "
+                              "`Unable to attach or mount volumes: ...`")
+_RESTART_RULES = ("honoured", "ContainerRestartRules (beta, on since 1.35): validation as upstream (restartPolicy "
+                              "required with rules, at most 20 rules, action `Restart` — RestartAllContainers, "
+                              "whose gate kubelite does not enable, is `Unsupported value` —, exitCodes "
+                              "In/NotIn with at most 255 distinct values; not on sidecars); the agent restarts an "
+                              "exited container when the first matching rule says Restart, else by its "
+                              "restartPolicy (ContainerShouldRestart), and the pod phase counts it as restarting")
+FIELDS.update({
+    "PodSpec.evictionResponders": (_ALPHA_DROPPED[0], _ALPHA_DROPPED[1].format(gate="EvictionRequestAPI")),
+    "PodSpec.schedulingGroup": (_ALPHA_DROPPED[0], _ALPHA_DROPPED[1].format(gate="GenericWorkload")),
+    "PodSpec.resourceClaims": ("refused", "DRA is on by default upstream but kubelite serves no resource.k8s.io "
+                                          "kinds, so no claim can exist: the scheduler's DynamicResources "
+                                          "PreEnqueue keeps the pod Pending (PodScheduled False, Unschedulable, "
+                                          "FailedScheduling) with `resourceclaim.resource.k8s.io \"x\" not found` "
+                                          "or `pod \"ns/p\": ResourceClaim not created yet`; a pod bound by "
+                                          "nodeName gets no sandbox: FailedPrepareDynamicResources `Failed to "
+                                          "prepare dynamic resources: failed to fetch ResourceClaim x referenced "
+                                          "by pod p: resourceclaims.resource.k8s.io \"x\" not found` (or `prepare "
+                                          "resource claim: ...`), retried"),
+    "Container.volumeDevices": _VOLUME_DEVICES,
+    "EphemeralContainer.volumeDevices": _VOLUME_DEVICES,
+    "Container.restartPolicyRules": _RESTART_RULES,
+    "Container.restartPolicy": ("honoured", "init containers: Always makes a sidecar (started, and its startup "
+                                            "probe passed, before the next init container; restarted whenever it "
+                                            "exits; probed; counted in ContainersReady; stopped after the app "
+                                            "containers, in reverse order), OnFailure/Never override the pod's "
+                                            "policy for a failed init container; app containers (ContainerRestart"
+                                            "Rules): Always/OnFailure/Never override the pod's policy for restarts "
+                                            "and the pod phase"),
+    "EphemeralContainer.restartPolicy": ("refused", "`Forbidden: cannot be set for an Ephemeral Container`; ephemeral "
+                                                    "containers start once and are never restarted"),
+    "EphemeralContainer.restartPolicyRules": ("refused", "`Forbidden: cannot be set for an Ephemeral Container`"),
+})
+
+
+# --------------------------------------------------------------------------- the container's process
+_COMMAND = ("honoured", "replaces the image's Entrypoint (args: its Cmd) in the CRI ContainerConfig, `$(VAR)` "
+                        "expanded from the container's environment, `$$` escaping, unknown references kept")
+_ENV = ("honoured", "makeEnvironmentVariables: value with `$(VAR)` expansion from the variables before it and the "
+                    "service variables; valueFrom fieldRef (metadata.name/namespace/uid/labels/annotations, "
+                    "spec.nodeName/serviceAccountName, status.hostIP(s)/podIP(s)), resourceFieldRef (ceil to the "
+                    "divisor; a limit the container lacks is the node's allocatable), configMapKeyRef/secretKeyRef "
+                    "(optional honoured); a missing source is CreateContainerConfigError `configmap \"x\" not "
+                    "found` / `couldn't find key k in ConfigMap ns/x`")
+_ENV_FROM = ("honoured", "every key of the configMap/secret, with the prefix, before env (which wins); a missing "
+                         "non-optional source is CreateContainerConfigError")
+_WORKING_DIR = ("honoured", "the CRI working_dir (the runtime creates it)")
+_IMAGE = ("honoured", "pulled by the agent's image manager (pull secrets, registries config), events Pulling/Pulled/"
+                      "Failed, ErrImagePull / ImagePullBackOff with back-off")
+_PULL_POLICY = ("honoured", "defaulted as upstream (Always for :latest or no tag); Always pulls, IfNotPresent pulls "
+                            "when absent, Never: ErrImageNeverPull `Container image \"x\" is not present with pull "
+                            "policy of Never`")
+_STDIO = ("honoured", "passed to the CRI ContainerConfig; `kubectl attach` / `run -it` stream through it")
+_TERM_PATH = ("honoured", "a world-writable file made per container and bind-mounted there (any user may write it); "
+                          "read into state.terminated.message (at most 4096 bytes)")
+_TERM_POLICY = ("honoured", "File: the file only; FallbackToLogsOnError: the log's tail (80 lines) when the file is "
+                            "empty and the container failed")
+_SECURITY_CONTEXT = ("honoured", "determineEffectiveSecurityContext into the CRI LinuxContainerSecurityContext (its "
+                                 "fields below)")
+_NAME = ("honoured", "the CRI container name, the status entry and events' fieldPath")
+_EPH_FORBIDDEN = ("refused", "`Forbidden: cannot be set for an Ephemeral Container` (validation, as upstream)")
+for _s in ("Container", "EphemeralContainer"):
+    FIELDS.update({
+        f"{_s}.command": _COMMAND, f"{_s}.args": _COMMAND, f"{_s}.env": _ENV, f"{_s}.envFrom": _ENV_FROM,
+        f"{_s}.workingDir": _WORKING_DIR, f"{_s}.image": _IMAGE, f"{_s}.imagePullPolicy": _PULL_POLICY,
+        f"{_s}.stdin": _STDIO, f"{_s}.stdinOnce": _STDIO, f"{_s}.tty": _STDIO,
+        f"{_s}.terminationMessagePath": _TERM_PATH, f"{_s}.terminationMessagePolicy": _TERM_POLICY,
+        f"{_s}.securityContext": _SECURITY_CONTEXT, f"{_s}.name": _NAME,
+    })
+for _f in ("ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resources"):
+    FIELDS[f"EphemeralContainer.{_f}"] = _EPH_FORBIDDEN
+FIELDS.update({
+    "EphemeralContainer.targetContainerName": ("honoured", "the CRI NamespaceOption TARGET: the ephemeral container "
+                                                           "joins that running container's PID namespace"),
+    "PodSpec.ephemeralContainers": ("honoured", "added only through `pods/ephemeralcontainers` (`kubectl debug`); "
+                                                "each started once, never restarted, ephemeralContainerStatuses"),
+    "Container.ports": ("honoured", "hostPort/hostIP/protocol through the CNI portmap plugin (the scheduler's "
+                                    "NodePorts filter), named ports for probes and hooks, the CRI annotation"),
+    "Container.resources": ("honoured", "requests and limits: the container cgroup (cpu shares/quota, memory "
+                                        "limit, OOM score), the pod cgroup, QoS class, the scheduler's fit, "
+                                        "ResourceQuota and LimitRange; in-place resize; `claims` name "
+                                        "spec.resourceClaims (refused, below)"),
+    "Container.lifecycle": ("honoured", "postStart after StartContainer (a failure: FailedPostStartHook, the "
+                                        "container killed and restarted by policy) and preStop before the stop "
+                                        "signal within the grace period (FailedPreStopHook); stopSignal below"),
+    "Container.livenessProbe": ("honoured", "a probe worker per container: failures past failureThreshold kill "
+                                            "the container (`Container c failed liveness probe, will be "
+                                            "restarted`), restarted by its restart policy; Unhealthy events"),
+    "Container.readinessProbe": ("honoured", "containerStatuses[].ready and the Ready condition (initially False), "
+                                             "thus Endpoints; probed also while terminating"),
+    "Container.startupProbe": ("honoured", "containerStatuses[].started; liveness and readiness wait for it; its "
+                                           "failure kills the container like liveness; a sidecar's gates the next "
+                                           "init container"),
+    "Lifecycle.postStart": ("honoured", "run right after the container starts; exec and httpGet hooks are checked "
+                                        "by e2e tests"),
+    "Lifecycle.preStop": ("honoured", "run before the stop signal when the container is killed (deletion, probe, "
+                                      "spec change), inside terminationGracePeriodSeconds; the rest of the period "
+                                      "is the stop's"),
+    "LifecycleHandler.exec": ("honoured", "CRI ExecSync in the container, no timeout; a non-zero exit is `Exec "
+                                          "lifecycle hook ([cmd]) for Container \"c\" in Pod \"p_ns(uid)\" failed - "
+                                          "error: command 'cmd' exited with N: ..., message: \"...\"`"),
+    "LifecycleHandler.httpGet": ("honoured", "GET to host (default the pod IP), port (named ports resolved), "
+                                             "path, scheme, headers; any response is success, no response is `HTTP "
+                                             "lifecycle hook (path) for Container ... failed - error: ...`"),
+    "LifecycleHandler.sleep": ("honoured", "sleeps the seconds (0 allowed); a preStop sleep is cut short by the "
+                                           "grace period"),
+    "LifecycleHandler.tcpSocket": ("refused", "accepted by validation (deprecated) but, as in the kubelet, not run: "
+                                              "`Cannot run handler: invalid handler: &LifecycleHandler{...}` "
+                                              "(FailedPostStartHook / FailedPreStopHook)"),
+})
+_PROBE = {
+    "exec": "CRI ExecSync with timeoutSeconds (a timeout is a failure); exit 0 is success",
+    "httpGet": "GET with the kubelet's User-Agent and headers, 200-399 success, redirects to the same host followed; "
+               "the pod IP by default",
+    "tcpSocket": "a TCP connect to host (default the pod IP) and port",
+    "grpc": "grpc.health.v1.Health/Check, plaintext, the service name; SERVING is success",
+    "initialDelaySeconds": "the first probe after the container has run this long",
+    "periodSeconds": "the worker's interval",
+    "timeoutSeconds": "each probe's deadline",
+    "successThreshold": "consecutive successes to flip to success (1 for liveness/startup, by validation)",
+    "failureThreshold": "consecutive failures to flip to failure",
+    "terminationGracePeriodSeconds": "the grace period of a kill by a failed liveness/startup probe, instead of "
+                                     "the pod's",
+}
+FIELDS.update({f"Probe.{k}": ("honoured", v) for k, v in _PROBE.items()})
+# --------------------------------------------------------------------------- security contexts
+FIELDS.update({
+    "SecurityContext.runAsUser": ("honoured", "the CRI run_as_user (the container's, else the pod's); e2e-checked"),
+    "SecurityContext.runAsGroup": ("honoured", "the CRI run_as_group (the container's, else the pod's); e2e-checked"),
+    "PodSecurityContext.runAsUser": ("honoured", "the default of every container's runAsUser, and the sandbox's"),
+    "PodSecurityContext.runAsGroup": ("honoured", "the default of every container's runAsGroup, and the sandbox's"),
+    "SecurityContext.runAsNonRoot": ("honoured", "verifyRunAsNonRoot against runAsUser or the image's user: "
+                                                 "CreateContainerConfigError `container has runAsNonRoot and image "
+                                                 "will run as root (pod: \"p_ns(uid)\", container: c)` and the "
+                                                 "other upstream texts"),
+    "PodSecurityContext.runAsNonRoot": ("honoured", "the default of every container's runAsNonRoot"),
+    "PodSecurityContext.supplementalGroups": ("honoured", "the CRI supplemental_groups of the sandbox and every "
+                                                          "container (with fsGroup)"),
+    "SecurityContext.readOnlyRootFilesystem": ("honoured", "the CRI readonly_rootfs; e2e-checked"),
+    "SecurityContext.allowPrivilegeEscalation": ("honoured", "false sets the CRI no_new_privs (NoNewPrivs: 1, "
+                                                             "e2e-checked)"),
+    "SecurityContext.capabilities": ("honoured", "add/drop to the CRI Capability (`ALL` as the runtime reads it); "
+                                                 "e2e-checked"),
+    "SecurityContext.privileged": ("honoured", "the CRI privileged flag (all devices and capabilities, no masked "
+                                               "paths); the sandbox is privileged when any container (init and "
+                                               "ephemeral too) is"),
+    "PodSpec.securityContext": ("honoured", "the PodSecurityContext fields below: the sandbox's and every "
+                                            "container's defaults"),
+})
+# --------------------------------------------------------------------------- the pod
+FIELDS.update({
+    "PodSpec.containers": ("honoured", "started together once the init containers are done; restarted by policy"),
+    "PodSpec.initContainers": ("honoured", "run one at a time in order before the app containers (a failure retried "
+                                           "by the restart policy, or the pod Failed under Never), Initialized "
+                                           "condition, PodInitializing; sidecars with restartPolicy Always"),
+    "PodSpec.restartPolicy": ("honoured", "Always/OnFailure/Never for containers without their own, crash back-off "
+                                          "(10 s doubling to 5 min, CrashLoopBackOff), the pod phase (getPhase)"),
+    "PodSpec.terminationGracePeriodSeconds": ("honoured", "the stop timeout of every container (preStop included); "
+                                                          "deletion's default grace period; sidecars get what is "
+                                                          "left after the app containers"),
+    "PodSpec.activeDeadlineSeconds": ("honoured", "past it the pod is killed: phase Failed, reason DeadlineExceeded, "
+                                                  "`Pod was active on the node longer than the specified deadline`; "
+                                                  "may only be lowered"),
+    "PodSpec.readinessGates": ("honoured", "Ready only when every gate's condition is True "
+                                           "(`ReadinessGatesNotReady`)"),
+    "PodSpec.hostNetwork": ("honoured", "the node's network and UTS namespaces (no sandbox hostname, no CNI), "
+                                        "podIP(s) = the node's, dnsPolicy Default unless ClusterFirstWithHostNet, "
+                                        "the node's /etc/hosts with hostAliases appended; e2e-checked"),
+    "PodSpec.hostPID": ("honoured", "the CRI PID namespace NODE for the sandbox and every container; e2e-checked"),
+    "PodSpec.hostIPC": ("honoured", "the CRI IPC namespace NODE; e2e-checked"),
+    "PodSpec.shareProcessNamespace": ("honoured", "the CRI PID namespace POD: one PID namespace with the pause "
+                                                  "process as PID 1; e2e-checked"),
+    "PodSpec.hostAliases": ("honoured", "appended to the kubelet-managed /etc/hosts (`# Entries added by "
+                                        "HostAliases.`), hostNetwork pods included; e2e-checked"),
+    "PodSpec.hostname": ("honoured", "the sandbox hostname and /etc/hosts entry (else the pod name, cut to 63)"),
+    "PodSpec.subdomain": ("honoured", "with hostname, the FQDN `h.sub.ns.svc.<domain>` in /etc/hosts (and for "
+                                      "setHostnameAsFQDN) and the cluster DNS's records for a headless Service of "
+                                      "that name"),
+    "PodSpec.nodeSelector": ("honoured", "the scheduler's NodeAffinity filter (`node(s) didn't match Pod's node "
+                                         "affinity/selector`)"),
+    "PodSpec.tolerations": ("honoured", "the scheduler's TaintToleration filter (NoSchedule, NoExecute) and score "
+                                        "(PreferNoSchedule), node unschedulable; NoExecute eviction with "
+                                        "tolerationSeconds by the taint-eviction controller; DefaultToleration"
+                                        "Seconds defaults"),
+    "PodSpec.nodeName": ("honoured", "a pod with one bypasses the scheduler; the node's agent runs the pods bound "
+                                     "to it; set by the binding subresource"),
+    "PodSpec.schedulerName": ("honoured", "the scheduler takes only pods naming `default-scheduler` (the default); "
+                                          "others wait for their scheduler"),
+    "PodSpec.schedulingGates": ("honoured", "the scheduler skips a gated pod; PodScheduled False, reason "
+                                            "SchedulingGated, `Scheduling is blocked due to non-empty scheduling "
+                                            "gates` (kubectl: SchedulingGated); gates may only be removed"),
+    "PodSpec.imagePullSecrets": ("honoured", "their dockerconfigjson credentials for the pulls (else the service "
+                                             "account's, copied in by admission)"),
+    "PodSpec.serviceAccountName": ("honoured", "ServiceAccount admission: defaulted to `default`, must exist (403 "
+                                               "`error looking up service account ns/x`); the token volume is its "
+                                               "bound token"),
+    "PodSpec.serviceAccount": ("honoured", "deprecated alias kept equal to serviceAccountName"),
+    "PodSpec.automountServiceAccountToken": ("honoured", "false (on the pod, else the service account) skips the "
+                                                         "kube-api-access projected volume"),
+    "PodSpec.os": ("honoured", "validation by OS; this Linux node's admission refuses another: phase Failed, reason "
+                               "PodOSNotSupported, `Pod was rejected: Failed to admit pod as the OS field doesn't "
+                               "match node OS` (and PodOSSelectorNodeLabelDoesNotMatch for a pod labelled "
+                               "kubernetes.io/os of another OS)"),
+    "PodSpec.resources": ("honoured", "pod-level requests/limits: the pod cgroup, the scheduler's fit, QoS and "
+                                      "quota (kinds/podutil.py); not resizable, as upstream"),
 })
 
 

@@ -987,9 +987,59 @@ def _containers(containers: Any, vols: dict[str, dict[str, Any]], claim_names: s
         errs += _probe(c.get("livenessProbe"), grace, p.child("livenessProbe"), "liveness")
         errs += _probe(c.get("readinessProbe"), grace, p.child("readinessProbe"), "readiness")
         errs += _probe(c.get("startupProbe"), grace, p.child("startupProbe"), "startup")
-        if c.get("restartPolicy") is not None:
-            errs.append(fld.forbidden(p.child("restartPolicy"), "may not be set for non-init containers"))
+        errs += _container_restart_policy(c, p, init=False)
     errs += _host_port_conflicts(cs, path)
+    return errs
+
+
+_CONTAINER_RESTART_POLICIES = ("Always", "OnFailure", "Never")
+_MAX_RESTART_RULES = 20
+_MAX_RESTART_RULE_EXIT_CODES = 255
+
+
+def _container_restart_policy(c: dict[str, Any], path: Path, init: bool) -> Errs:
+    """validateContainerRestartPolicy / validateContainerRestartPolicyRules with the
+    ContainerRestartRules gate on (beta, on by default since 1.35)."""
+    errs: Errs = []
+    rp = c.get("restartPolicy")
+    if rp is not None and rp not in _CONTAINER_RESTART_POLICIES:
+        errs.append(fld.not_supported(path.child("restartPolicy"), rp, list(_CONTAINER_RESTART_POLICIES)))
+    rules = _l(c.get("restartPolicyRules"))
+    rpath = path.child("restartPolicyRules")
+    if not rules:
+        return errs
+    if init and rp == "Always":
+        errs.append(fld.forbidden(rpath, "restartPolicyRules are not allowed for init containers with restart "
+                                         "policy Always"))
+    if rp is None:
+        errs.append(fld.required(path.child("restartPolicy"), "must specify restartPolicy when restart rules are used"))
+    if len(rules) > _MAX_RESTART_RULES:
+        errs.append(fld.too_many(rpath, len(rules), _MAX_RESTART_RULES))
+    for i, rule in enumerate(rules):
+        rule = _d(rule)
+        ip = rpath.index(i)
+        action = rule.get("action") or ""
+        if action != "Restart":
+            errs.append(fld.required(ip.child("action")) if not action else
+                        fld.not_supported(ip.child("action"), action, ["Restart"]))
+        codes = rule.get("exitCodes")
+        if codes is None:
+            errs.append(fld.required(ip.child("exitCodes"), "must be specified"))
+            continue
+        codes = _d(codes)
+        op = codes.get("operator") or ""
+        if op not in ("In", "NotIn"):
+            errs.append(fld.required(ip.child("exitCodes", "operator")) if not op else
+                        fld.not_supported(ip.child("exitCodes", "operator"), op, ["In", "NotIn"]))
+        values = _l(codes.get("values"))
+        vpath = ip.child("exitCodes", "values")
+        if len(values) > _MAX_RESTART_RULE_EXIT_CODES:
+            errs.append(fld.too_many(vpath, len(values), _MAX_RESTART_RULE_EXIT_CODES))
+        seen: set[Any] = set()
+        for j, v in enumerate(values):
+            if v in seen:
+                errs.append(fld.duplicate(vpath.index(j), v))
+            seen.add(v)
     return errs
 
 
@@ -1001,12 +1051,8 @@ def _init_containers(inits: Any, regular: Any, vols: dict[str, dict[str, Any]], 
         c = _d(c)
         p = path.index(i)
         errs += _container_common(c, vols, claim_names, p, restart_policy)
-        always = False
-        rp = c.get("restartPolicy")
-        if rp is not None:
-            if rp != "Always":
-                errs.append(fld.not_supported(p.child("restartPolicy"), rp, ["Always"]))
-            always = rp == "Always"
+        always = c.get("restartPolicy") == "Always"
+        errs += _container_restart_policy(c, p, init=True)
         name = c.get("name") or ""
         if name in names:
             errs.append(fld.duplicate(p.child("name"), name))

@@ -16,7 +16,7 @@ from kubelite.api.meta import name_is_dns_subdomain, validate_annotations, valid
 from kubelite.api.selectors import SelectorError, label_selector_from_object, validate_label_selector
 from kubelite.kinds import _gorepr as go
 from kubelite.kinds import _pod_validation as pv
-from kubelite.kinds import scale_rest
+from kubelite.kinds import podutil, scale_rest
 from kubelite.kinds._printing import age, age_column, doc, get, meta, name_column
 from kubelite.kinds.base import SCALE, STATUS, Column, Kind, Obj, ScaleSpec, Strategy
 from kubelite.kinds.pods import default_pod
@@ -336,13 +336,18 @@ class WorkloadStrategy(Strategy):
     tracks_generation = True
     allow_unconditional_update = True
 
+    # where the pod template sits under the object (a CronJob's is under its jobTemplate)
+    template_path: tuple[str, ...] = ("spec", "template")
+
     def prepare_for_create(self, obj: Obj) -> None:
+        podutil.drop_disabled_template_fields(obj, None, self.template_path)
         obj["status"] = self._empty_status()
 
     def _empty_status(self) -> Obj:
         return {}
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        podutil.drop_disabled_template_fields(new, old, self.template_path)
         new["status"] = copy.deepcopy(old.get("status") or self._empty_status())
 
 

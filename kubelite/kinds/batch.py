@@ -824,6 +824,7 @@ def _bool_text(v: Any) -> str:
 
 class CronJobStrategy(WorkloadStrategy):
     status_metadata = ()
+    template_path = ("spec", "jobTemplate", "spec", "template")
     default_gc_policy = "Orphan"  # as the Job's, for batch/v1
 
     def default(self, obj: Obj) -> None:

@@ -17,7 +17,7 @@ from kubelite.api import errors, meta
 from kubelite.api.field import FieldError
 from kubelite.apiserver.rest import NODE_STREAMS
 from kubelite.kinds import _pod_validation as pv
-from kubelite.kinds import pod_rest
+from kubelite.kinds import pod_rest, podutil
 from kubelite.kinds._pod_printing import pod_columns, pod_row
 from kubelite.kinds._printing import age, human_duration
 from kubelite.kinds.base import STATUS, Column, Kind, Obj, Strategy, Subresource
@@ -355,8 +355,14 @@ class PodStrategy(Strategy):
         default_pod(obj)
 
     def prepare_for_create(self, obj: Obj) -> None:
+        podutil.drop_disabled_fields(obj.get("spec"))
         admit_pod(obj)
         obj["status"] = {"phase": "Pending", "qosClass": compute_qos_class(obj)}
+        if _l(_d(obj.get("spec")).get("schedulingGates")):
+            # applySchedulingGatedCondition: kubectl shows SchedulingGated
+            obj["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                                            "lastTransitionTime": meta.now_rfc3339(), "reason": "SchedulingGated",
+                                            "message": "Scheduling is blocked due to non-empty scheduling gates"}]
 
     def validate(self, obj: Obj) -> list[FieldError]:
         return pv.validate_pod_create(obj)
@@ -370,6 +376,7 @@ class PodStrategy(Strategy):
         return []
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        podutil.drop_disabled_fields(new.get("spec"), old.get("spec"))
         if "status" in old:
             new["status"] = copy.deepcopy(old["status"])
         else:

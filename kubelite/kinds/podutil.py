@@ -212,3 +212,108 @@ def pod_requests(pod: Obj, use_status: bool = False) -> dict[str, Decimal]:
 def pod_limits(pod: Obj) -> dict[str, Decimal]:
     """Effective limits (resourcehelper.PodLimits)."""
     return _effective(pod, "limits")
+
+
+# dropDisabledFields (pkg/api/pod/util.go): fields whose feature gate is off by default in
+# 1.37 — EvictionRequestAPI (lifecycle.k8s.io/v1alpha1) and GenericWorkload
+# (scheduling.k8s.io/v1alpha3 PodGroups) are alpha — are dropped on write unless the old
+# object already used them, so they are never stored for a component to ignore.
+DISABLED_POD_SPEC_FIELDS = ("evictionResponders", "schedulingGroup")
+
+
+def drop_disabled_fields(spec: Any, old_spec: Any = None) -> None:
+    """Drop the gated-off fields from a pod (or pod template) spec, in place."""
+    if not isinstance(spec, dict):
+        return
+    old = _d(old_spec)
+    for name in DISABLED_POD_SPEC_FIELDS:
+        if old.get(name) in (None, [], {}):
+            spec.pop(name, None)
+
+
+def drop_disabled_template_fields(obj: Any, old: Any = None, path: tuple[str, ...] = ("spec", "template")) -> None:
+    """DropDisabledTemplateFields for a workload's pod template at ``path`` (under the object)."""
+    def template_spec(o: Any) -> Any:
+        for key in path:
+            o = _d(o).get(key)
+        return _d(o).get("spec")
+    drop_disabled_fields(template_spec(obj), template_spec(old))
+
+
+# ContainerRestartRules (beta, on by default since 1.35): a container's own restartPolicy and
+# restartPolicyRules override the pod's restartPolicy (pkg/api/v1/pod/util.go).
+def is_restartable_init_container(c: Any) -> bool:
+    """A sidecar: an init container with restartPolicy Always."""
+    return _d(c).get("restartPolicy") == "Always"
+
+
+def container_should_restart(c: Any, spec: Any, exit_code: int) -> bool:
+    """ContainerShouldRestart: the first restartPolicyRule matching the exit code, else the
+    container's restartPolicy, else the pod's."""
+    c, spec = _d(c), _d(spec)
+    own = c.get("restartPolicy")
+    if own is not None:
+        for rule in _l(c.get("restartPolicyRules")):
+            codes = _d(_d(rule).get("exitCodes"))
+            values = _l(codes.get("values"))
+            op = codes.get("operator")
+            if (op == "In" and exit_code in values) or (op == "NotIn" and exit_code not in values):
+                if _d(rule).get("action") == "Restart":
+                    return True
+                break
+        if own in ("Always", "OnFailure", "Never"):
+            return own == "Always" or (own == "OnFailure" and exit_code != 0)
+    policy = spec.get("restartPolicy") or "Always"
+    return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+
+
+def restart_on_failure(c: Any, spec: Any) -> bool:
+    """Whether a container that did not exit by itself (a failed liveness/startup probe, a
+    failed init container on a new sandbox) starts again: the container-level restartPolicy
+    only, since there is no exit code for the rules (computePodActions)."""
+    own = _d(c).get("restartPolicy")
+    if own is not None:
+        return own != "Never"
+    return (_d(spec).get("restartPolicy") or "Always") != "Never"
+
+
+def is_container_restartable(spec: Any, c: Any) -> bool:
+    """IsContainerRestartable: whether any exit of the container could restart it."""
+    c = _d(c)
+    if c.get("restartPolicy") is not None:
+        if any(_d(r).get("action") == "Restart" for r in _l(c.get("restartPolicyRules"))):
+            return True
+        return c["restartPolicy"] != "Never"
+    return (_d(spec).get("restartPolicy") or "Always") != "Never"
+
+
+# Dynamic resource allocation (on by default since 1.34): kubelite serves no resource.k8s.io
+# kinds, so no ResourceClaim can exist and a pod with spec.resourceClaims can never get its
+# devices. The scheduler's DynamicResources PreEnqueue and the kubelet's PrepareResources say
+# so with upstream's errors (k8s.io/dynamic-resource-allocation/resourceclaim.Name, the
+# claim lister's / API's NotFound).
+def resource_claim_error(pod: Obj, kubelet: bool = False) -> str | None:
+    """Why the pod's first resource claim cannot be had, as the scheduler (``kubelet``
+    False) or the kubelet puts it; None for a pod without claims."""
+    meta, spec = _d(pod.get("metadata")), _d(pod.get("spec"))
+    ns, name = meta.get("namespace", ""), meta.get("name", "")
+    generated = {s.get("name"): s.get("resourceClaimName")
+                 for s in _l(_d(pod.get("status")).get("resourceClaimStatuses")) if isinstance(s, dict)}
+    for pc in map(_d, _l(spec.get("resourceClaims"))):
+        if pc.get("resourceClaimName"):
+            claim = str(pc["resourceClaimName"])
+        elif pc.get("resourceClaimTemplateName"):
+            if pc.get("name") not in generated:
+                err = f'pod "{ns}/{name}": ResourceClaim not created yet'
+                return f"prepare resource claim: {err}" if kubelet else err
+            if not generated[pc.get("name")]:
+                continue  # no claim needed for it
+            claim = str(generated[pc.get("name")])
+        else:
+            err = f'pod "{ns}/{name}", spec.resourceClaim "{pc.get("name", "")}": none of the supported fields are set'
+            return f"prepare resource claim: {err}" if kubelet else err
+        if kubelet:
+            return (f"failed to fetch ResourceClaim {claim} referenced by pod {name}: "
+                    f'resourceclaims.resource.k8s.io "{claim}" not found')
+        return f'resourceclaim.resource.k8s.io "{claim}" not found'
+    return None

@@ -39,6 +39,7 @@ from kubelite.client.api import Client, resource_path
 from kubelite.client.events import NORMAL, WARNING, EventRecorder
 from kubelite.client.informer import ClientListWatch, Informer
 from kubelite.client.leaderelection import ClientLeases, Election, LeaderElector, LeaseLock, new_identity
+from kubelite.kinds import podutil
 from kubelite.scheduler import framework, plugins, preemption, volumebinding
 from kubelite.scheduler.cache import Snapshot, num_feasible_nodes_to_find
 from kubelite.scheduler.metrics import ERROR, SCHEDULED, UNSCHEDULABLE, SchedulerMetrics
@@ -427,6 +428,12 @@ class Scheduler:
     def schedule_one(self, uid: str, pod: Obj) -> str | None:
         """One scheduling cycle; returns the chosen node (binding continues in the background)."""
         started = time.perf_counter()
+        claim_error = podutil.resource_claim_error(pod)
+        if claim_error is not None:  # DynamicResources' PreEnqueue: no node is tried
+            self._failed(uid, pod, "Unschedulable", claim_error)
+            if self.metrics is not None:
+                self.metrics.attempt(UNSCHEDULABLE, self.name, started)
+            return None
         info = PodInfo.of(pod)
         info.uid = uid
         info.nominated_node = self._nominated.get(uid, info.nominated_node)

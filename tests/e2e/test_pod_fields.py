@@ -37,8 +37,13 @@ def _cond(pod: dict, ctype: str) -> dict:
 
 
 def _running(server, name: str) -> dict:
-    return wait_until(lambda: (p := get_pod(server, name)) and p["status"].get("phase") == "Running" and p,
-                      90, 0.2, f"{name} running")
+    try:
+        return wait_until(lambda: (p := get_pod(server, name)) and p["status"].get("phase") == "Running" and p,
+                          90, 0.2, f"{name} running")
+    except AssertionError as exc:
+        events = [(e["reason"], e["message"]) for e in _events(server, name)]
+        raise AssertionError(f"{exc}\nstatus: {json.dumps((get_pod(server, name) or {}).get('status'))}\n"
+                             f"events: {events}") from None
 
 
 def _logs(server, name: str, container: str) -> str:
@@ -485,3 +490,196 @@ def test_limit_range_checks_a_resize(cluster):
         server.kubectl("patch", "pod", "lr-resize", "-n", "kl-e2e-lr", "--subresource", "resize", "--patch", ok)
     finally:
         server.kubectl("delete", "namespace", "kl-e2e-lr", "--wait=false", check=False)
+
+
+def _status_of(pod: dict, name: str, init: bool = False) -> dict:
+    key = "initContainerStatuses" if init else "containerStatuses"
+    return next(s for s in pod["status"].get(key) or [] if s["name"] == name)
+
+
+def _phase(server, name: str, phase: str, timeout: float = 90) -> dict:
+    return wait_until(lambda: (p := get_pod(server, name)) and p["status"].get("phase") == phase and p,
+                      timeout, 0.3, f"{name} {phase}")
+
+
+def test_init_containers_sidecars_and_restart_rules(cluster):
+    """Init containers on RestartNever and RestartAlways pods, failing ones, a sidecar
+    (restartPolicy Always) started before the next init container and stopped after the app,
+    and a container restartPolicyRule restarting exit code 42 in a RestartNever pod."""
+    server, _ = cluster
+    shared = [{"name": "shared", "mountPath": "/shared"}]
+    app = ("n=$(cat /shared/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /shared/n; "
+           "cat /shared/first /shared/side; [ $n -ge 2 ] || exit 42")
+    _apply(server, _pod("inits", [
+        {"name": "app", "image": BUSYBOX, "command": ["sh", "-c", app], "volumeMounts": shared,
+         "restartPolicy": "Never",
+         "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]}],
+        initContainers=[
+            {"name": "first", "image": BUSYBOX, "command": ["sh", "-c", "echo first-ran > /shared/first"],
+             "volumeMounts": shared},
+            {"name": "side", "image": BUSYBOX, "restartPolicy": "Always", "volumeMounts": shared,
+             "command": ["sh", "-c", "echo side-up > /shared/side; trap 'exit 0' TERM; while :; do sleep 0.2; done"],
+             "startupProbe": {"exec": {"command": ["test", "-f", "/shared/side"]}, "periodSeconds": 1}},
+            {"name": "after-side", "image": BUSYBOX, "command": ["test", "-f", "/shared/side"],
+             "volumeMounts": shared}],
+        volumes=[{"name": "shared", "emptyDir": {}}], restartPolicy="Never", terminationGracePeriodSeconds=5))
+    _apply(server, _pod("init-fails-never", [{"name": "app", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        initContainers=[{"name": "bad", "image": BUSYBOX, "command": ["sh", "-c", "exit 3"]}],
+                        restartPolicy="Never"))
+    _apply(server, _pod("init-fails-always", [{"name": "app", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        initContainers=[{"name": "ok", "image": BUSYBOX, "command": ["true"]},
+                                        {"name": "bad", "image": BUSYBOX, "command": ["false"]}],
+                        terminationGracePeriodSeconds=1))
+    _apply(server, _pod("init-ok-always", [{"name": "app", "image": BUSYBOX, "command": ["sleep", "3600"]}],
+                        initContainers=[{"name": "a", "image": BUSYBOX, "command": ["true"]},
+                                        {"name": "b", "image": BUSYBOX, "command": ["true"]}],
+                        terminationGracePeriodSeconds=1))
+
+    # RestartNever, the init container failed: the pod fails, its app container never starts
+    pod = _phase(server, "init-fails-never", "Failed")
+    assert _status_of(pod, "bad", init=True)["state"]["terminated"]["exitCode"] == 3
+    assert "waiting" in _status_of(pod, "app")["state"]
+    # RestartAlways: both init containers ran, the app runs, the pod is Initialized
+    pod = _phase(server, "init-ok-always", "Running")
+    assert all(_status_of(pod, n, init=True)["state"]["terminated"]["reason"] == "Completed" for n in "ab")
+    assert _cond(pod, "Initialized")["status"] == "True"
+    # RestartAlways, the second init container fails: retried, the app never starts
+    pod = wait_until(lambda: (p := get_pod(server, "init-fails-always")) and _status_of(
+        p, "bad", init=True).get("restartCount", 0) >= 1 and p, 90, 0.3, "the failing init container retried")
+    assert pod["status"]["phase"] == "Pending"
+    assert _cond(pod, "Initialized") | {"lastTransitionTime": None} == {
+        "type": "Initialized", "status": "False", "reason": "ContainersNotInitialized", "lastProbeTime": None,
+        "message": "containers with incomplete status: [bad]", "lastTransitionTime": None}
+    assert _status_of(pod, "app")["state"]["waiting"]["reason"] == "PodInitializing"
+
+    # the sidecar ran beside the app; the rule restarted exit 42 once; then the pod succeeded
+    # (RestartNever) and the sidecar was stopped
+    pod = _phase(server, "inits", "Succeeded", 120)
+    st = _status_of(pod, "app")
+    assert st["restartCount"] == 1 and st["state"]["terminated"]["exitCode"] == 0, st
+    assert st["lastState"]["terminated"]["exitCode"] == 42
+    assert _logs(server, "inits", "app").split() == ["first-ran", "side-up"]
+    wait_until(lambda: "terminated" in _status_of(get_pod(server, "inits"), "side", init=True)["state"], 30, 0.3,
+               "the sidecar's final state")
+    assert _status_of(pod, "after-side", init=True)["state"]["terminated"]["exitCode"] == 0
+    for name in ("inits", "init-fails-never", "init-fails-always", "init-ok-always"):
+        server.kubectl("delete", "pod", name, "--wait=false")
+    for name in ("inits", "init-fails-never", "init-fails-always", "init-ok-always"):
+        wait_until(lambda n=name: get_pod(server, n) is None, 60, 0.3, f"{name} gone")
+
+
+def test_process_env_security_and_termination_message_fields(cluster):
+    """What the node conformance tests check of a container's process: command/args over the
+    image's, workingDir, downward API and configMap env with $(VAR) expansion (and $$
+    escapes), runAsUser/runAsGroup, readOnlyRootFilesystem, allowPrivilegeEscalation=false,
+    capabilities, hostAliases, and the termination message from a file at a custom path
+    (written as non-root) or from the log on error (FallbackToLogsOnError)."""
+    server, _ = cluster
+    server.kubectl("create", "configmap", "procfields-cm", "--from-literal=color=blue")
+    scratch = [{"name": "scratch", "mountPath": "/scratch"}]
+    script = ('echo "ids $(id -u) $(id -g) $(pwd) $0"; '
+              'echo "env $POD_NAME $GREETING $ESCAPED $UNKNOWN $MEM_LIMIT $CPU_REQ $CM_color"; '
+              'grep NoNewPrivs /proc/self/status; grep -c alias.test /etc/hosts; '
+              'touch /rootfs-write 2>/dev/null && echo rootfs-writable || echo rootfs-read-only; '
+              'echo -n file-msg > /dev/custom-log')
+    env = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+           {"name": "GREETING", "value": "hello-$(POD_NAME)"},
+           {"name": "ESCAPED", "value": "$$(POD_NAME)"},
+           {"name": "UNKNOWN", "value": "$(NOPE)"},
+           {"name": "MEM_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+           {"name": "CPU_REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}}]
+    _apply(server, _pod("procfields", [
+        {"name": "proc", "image": BUSYBOX, "command": ["sh", "-c"], "args": [script, "$(POD_NAME)"],
+         "workingDir": "/scratch", "volumeMounts": scratch, "env": env,
+         "envFrom": [{"prefix": "CM_", "configMapRef": {"name": "procfields-cm"}}],
+         "resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}},
+         "terminationMessagePath": "/dev/custom-log",
+         "securityContext": {"runAsUser": 1234, "runAsGroup": 5678, "readOnlyRootFilesystem": True,
+                             "allowPrivilegeEscalation": False}},
+        {"name": "caps", "image": BUSYBOX, "args": ["sh", "-c", "grep CapEff /proc/self/status; echo -n log-tail; exit 1"],
+         "terminationMessagePolicy": "FallbackToLogsOnError",
+         "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}}},
+        {"name": "file-wins", "image": BUSYBOX, "terminationMessagePolicy": "FallbackToLogsOnError",
+         "command": ["sh", "-c", "echo -n from-file > /dev/termination-log; echo noise; exit 2"]},
+        {"name": "ok-no-msg", "image": BUSYBOX, "terminationMessagePolicy": "FallbackToLogsOnError",
+         "command": ["sh", "-c", "echo noise"]}],
+        restartPolicy="Never", volumes=[{"name": "scratch", "emptyDir": {}}],
+        hostAliases=[{"ip": "127.0.0.5", "hostnames": ["alias.test"]}]))
+    pod = _phase(server, "procfields", "Failed")
+    assert _logs(server, "procfields", "proc").splitlines() == [
+        "ids 1234 5678 /scratch procfields",
+        "env procfields hello-procfields $(POD_NAME) $(NOPE) 64 100 blue",
+        "NoNewPrivs:\t1", "1", "rootfs-read-only"]
+    terminated = {s["name"]: s["state"]["terminated"] for s in pod["status"]["containerStatuses"]}
+    assert terminated["proc"]["exitCode"] == 0 and terminated["proc"]["message"] == "file-msg"
+    assert _logs(server, "procfields", "caps").startswith("CapEff:\t0000000000000001")
+    assert terminated["caps"]["exitCode"] == 1 and terminated["caps"]["message"].endswith("log-tail")
+    assert terminated["file-wins"]["exitCode"] == 2 and terminated["file-wins"]["message"] == "from-file"
+    assert terminated["ok-no-msg"]["exitCode"] == 0 and "message" not in terminated["ok-no-msg"]
+    server.kubectl("delete", "pod", "procfields", "--wait=true", "--timeout=60s")
+    server.kubectl("delete", "configmap", "procfields-cm")
+
+
+def test_host_namespaces_and_shared_process_namespace(cluster):
+    """hostNetwork (the node's IP as the pod's, the node's hosts file with the aliases),
+    hostPID and hostIPC (the node's PID 1 and IPC namespace), shareProcessNamespace (one PID
+    namespace for the pod's containers, the pause process as PID 1)."""
+    server, _ = cluster
+    import os
+    import socket
+    ipc_ns = os.readlink("/proc/self/ns/ipc")
+    _apply(server, _pod("hostns", [
+        {"name": "c", "image": BUSYBOX, "command": ["sh", "-c", "hostname; readlink /proc/self/ns/ipc; "
+                                                                "grep -c alias.test /etc/hosts; cat /proc/1/comm; "
+                                                                "sleep 3600"]}],
+        hostNetwork=True, hostPID=True, hostIPC=True, terminationGracePeriodSeconds=1,
+        hostAliases=[{"ip": "127.0.0.5", "hostnames": ["alias.test"]}]))
+    _apply(server, _pod("sharedpid", [
+        {"name": "a", "image": BUSYBOX, "command": ["sh", "-c", "exec sleep 3601"]},
+        {"name": "b", "image": BUSYBOX, "command": ["sh", "-c", "while ! ps | grep -q 'sleep 3601'; do sleep 0.2; "
+                                                                "done; echo saw-a; cat /proc/1/comm; sleep 3600"]}],
+        shareProcessNamespace=True, terminationGracePeriodSeconds=1))
+    pod = _running(server, "hostns")
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"]
+    out = wait_until(lambda: (o := _logs(server, "hostns", "c").split()) and len(o) >= 4 and o, 30, 0.3, "hostns logs")
+    assert out[0] == socket.gethostname() and out[1] == ipc_ns and out[2] == "1"
+    with open("/proc/1/comm") as f:
+        assert out[3] == f.read().strip()
+    _running(server, "sharedpid")
+    out = wait_until(lambda: (o := _logs(server, "sharedpid", "b").split()) and len(o) >= 2 and o, 30, 0.3,
+                     "sharedpid logs")
+    assert out == ["saw-a", "pause"]
+    for name in ("hostns", "sharedpid"):
+        server.kubectl("delete", "pod", name, "--wait=false")
+    for name in ("hostns", "sharedpid"):
+        wait_until(lambda n=name: get_pod(server, n) is None, 60, 0.3, f"{name} gone")
+
+
+def test_fields_kubelite_refuses(cluster):
+    """What cannot be had is refused as upstream refuses it: resource claims (no DRA kinds
+    served), alpha-gated fields dropped, another OS rejected by the node; and scheduling
+    gates show as SchedulingGated."""
+    server, _ = cluster
+    c = [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}]
+    _apply(server, _pod("refused-claims", c, resourceClaims=[{"name": "gpu", "resourceClaimName": "gpu-claim"}]))
+    _apply(server, _pod("sched-gated", c, schedulingGates=[{"name": "example.com/later"}],
+                        evictionResponders=[{"name": "example.com/drain", "priority": 10000}]))
+    _apply(server, _pod("refused-os", [{"name": "c", "image": BUSYBOX}], os={"name": "windows"}))
+    ev = wait_until(lambda: next((e for e in _events(server, "refused-claims") if e["reason"] == "FailedScheduling"), None),
+                    30, 0.3, "FailedScheduling")
+    assert ev["message"] == 'resourceclaim.resource.k8s.io "gpu-claim" not found'
+    cond = _cond(get_pod(server, "refused-claims"), "PodScheduled")
+    assert (cond["status"], cond["reason"]) == ("False", "Unschedulable")
+    gated = get_pod(server, "sched-gated")
+    assert "evictionResponders" not in gated["spec"]
+    cond = _cond(gated, "PodScheduled")
+    assert (cond["status"], cond["reason"], cond["message"]) == (
+        "False", "SchedulingGated", "Scheduling is blocked due to non-empty scheduling gates")
+    assert "SchedulingGated" in server.kubectl("get", "pod", "sched-gated").stdout
+    pod = _phase(server, "refused-os", "Failed", 60)
+    assert (pod["status"]["reason"], pod["status"]["message"]) == (
+        "PodOSNotSupported", "Pod was rejected: Failed to admit pod as the OS field doesn't match node OS")
+    for name in ("refused-claims", "sched-gated", "refused-os"):
+        server.kubectl("delete", "pod", name, "--wait=false")
+    for name in ("refused-claims", "sched-gated", "refused-os"):
+        wait_until(lambda n=name: get_pod(server, n) is None, 60, 0.3, f"{name} gone")

@@ -15,7 +15,8 @@ from kubelite.agent.cgroups import (
 )
 from kubelite.agent.crispec import ContainerConfigError, verify_run_as_non_root
 from kubelite.agent.podenv import expand, make_environment
-from kubelite.agent.status import get_phase
+from kubelite.agent.status import get_phase, pending_init_containers
+from kubelite.kinds.podutil import container_should_restart
 
 
 def test_backoff_doubles_caps_and_resets():
@@ -87,6 +88,42 @@ def _st(state, last=None):
 ])
 def test_get_phase(policy, states, expect):
     assert get_phase({"spec": {"restartPolicy": policy}}, [], states, False) == expect
+
+
+_RULE42 = {"restartPolicy": "Never",
+           "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]}
+
+
+@pytest.mark.parametrize("policy,container,exit_code,expect", [
+    ("Never", _RULE42, 42, "Running"),  # the rule restarts it
+    ("Never", _RULE42, 1, "Failed"),
+    ("Always", {"restartPolicy": "Never"}, 0, "Succeeded"),  # the container's policy wins
+    ("Never", {"restartPolicy": "OnFailure"}, 3, "Running"),
+    ("Always", {"restartPolicy": "OnFailure"}, 0, "Succeeded"),
+])
+def test_get_phase_with_container_restart_rules(policy, container, exit_code, expect):
+    pod = {"spec": {"restartPolicy": policy, "containers": [{"name": "a", **container}]}}
+    st = {"name": "a", **_st({"terminated": {"exitCode": exit_code}})}
+    assert get_phase(pod, [], [st], False) == expect
+    assert container_should_restart(pod["spec"]["containers"][0], pod["spec"], exit_code) == (expect == "Running")
+
+
+def test_get_phase_with_sidecars_and_init_restart_policy():
+    spec = {"restartPolicy": "Always", "containers": [{"name": "app"}],
+            "initContainers": [{"name": "side", "restartPolicy": "Always"}, {"name": "once", "restartPolicy": "Never"}]}
+    waiting = {"name": "app", **_st({"waiting": {"reason": "PodInitializing"}})}
+    side_running = {"name": "side", "started": True, **_st({"running": {}})}
+    # a started sidecar no longer holds the init sequence; a failed init container with its
+    # own restartPolicy Never fails the pod although the pod's policy is Always
+    once_failed = {"name": "once", **_st({"terminated": {"exitCode": 1}})}
+    assert get_phase({"spec": spec}, [side_running, once_failed], [waiting], False) == "Failed"
+    once_done = {"name": "once", **_st({"terminated": {"exitCode": 0}})}
+    assert pending_init_containers(spec, [side_running, once_done], [waiting]) == []
+    side_starting = {"name": "side", "started": False, **_st({"running": {}})}
+    assert pending_init_containers(spec, [side_starting, once_done], [waiting]) == ["side"]
+    assert get_phase({"spec": spec}, [side_starting, once_done], [waiting], False) == "Pending"
+    running = {"name": "app", **_st({"running": {}})}
+    assert get_phase({"spec": spec}, [side_running, once_done], [running], False) == "Running"
 
 
 def test_conflist_and_cidr():

@@ -57,3 +57,16 @@ def test_hostname_override_validation():
         _errors(hostnameOverride="h", setHostnameAsFQDN=True)
     assert "spec.hostnameOverride: Forbidden: may not be specified when hostNetwork is true" in \
         _errors(hostnameOverride="h", hostNetwork=True)
+
+
+def test_host_aliases_and_the_host_network_hosts_file(tmp_path):
+    aliases = [{"ip": "127.0.0.5", "hostnames": ["a.test", "b.test"]}, {"ip": "10.0.0.1", "hostnames": ["c.test"]}]
+    p = {"metadata": {"name": "h", "namespace": "default"}, "spec": {"hostAliases": aliases}}
+    assert crispec.etc_hosts(p, ["10.42.0.5"]).endswith(
+        "10.42.0.5\th\n\n# Entries added by HostAliases.\n127.0.0.5\ta.test\tb.test\n10.0.0.1\tc.test\n")
+    node_hosts = tmp_path / "hosts"
+    node_hosts.write_text("127.0.0.1\tlocalhost\n192.168.1.2\tnode\n")
+    p["spec"]["hostNetwork"] = True
+    assert crispec.etc_hosts(p, [], node_hosts=str(node_hosts)) == (
+        "# Kubernetes-managed hosts file (host network).\n127.0.0.1\tlocalhost\n192.168.1.2\tnode\n"
+        "\n# Entries added by HostAliases.\n127.0.0.5\ta.test\tb.test\n10.0.0.1\tc.test\n")

@@ -356,15 +356,55 @@ def test_init_containers_and_sidecars():
             {"name": "init", "image": "busybox", "livenessProbe": {"exec": {"command": ["true"]}}},
             {"name": "side", "image": "busybox", "restartPolicy": "Always",
              "readinessProbe": {"exec": {"command": ["true"]}}},
-            {"name": "kuard", "image": "busybox", "restartPolicy": "OnFailure"},
+            {"name": "kuard", "image": "busybox", "restartPolicy": "Sometimes"},
+            {"name": "retry", "image": "busybox", "restartPolicy": "OnFailure"},  # ContainerRestartRules
         ]
     out = errors_for(m)
     assert out == [
         "spec.initContainers[0].livenessProbe: Forbidden: may not be set for init containers without "
         "restartPolicy=Always",
-        'spec.initContainers[2].restartPolicy: Unsupported value: "OnFailure": supported values: "Always"',
+        'spec.initContainers[2].restartPolicy: Unsupported value: "Sometimes": supported values: "Always", '
+        '"OnFailure", "Never"',
         'spec.initContainers[2].name: Duplicate value: "kuard"',
     ]
+
+
+def test_container_restart_policy_and_rules():
+    """ContainerRestartRules (beta, on by default since 1.35): app containers may set their
+    own restartPolicy, and restartPolicyRules need one."""
+    rule = {"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}
+
+    def m(p):
+        c = p["spec"]["containers"][0]
+        c["restartPolicy"] = "Never"
+        c["restartPolicyRules"] = [rule]
+        p["spec"]["containers"].append({"name": "b", "image": "busybox", "restartPolicyRules": [
+            {"action": "RestartAllContainers", "exitCodes": {"operator": "Is", "values": [1, 1]}}, {"action": "Restart"}]})
+        p["spec"]["initContainers"] = [{"name": "side", "image": "busybox", "restartPolicy": "Always",
+                                        "restartPolicyRules": [rule]}]
+    assert errors_for(m) == [
+        "spec.containers[1].restartPolicy: Required value: must specify restartPolicy when restart rules are used",
+        'spec.containers[1].restartPolicyRules[0].action: Unsupported value: "RestartAllContainers": supported '
+        'values: "Restart"',
+        'spec.containers[1].restartPolicyRules[0].exitCodes.operator: Unsupported value: "Is": supported values: '
+        '"In", "NotIn"',
+        "spec.containers[1].restartPolicyRules[0].exitCodes.values[1]: Duplicate value: 1",
+        "spec.containers[1].restartPolicyRules[1].exitCodes: Required value: must be specified",
+        "spec.initContainers[0].restartPolicyRules: Forbidden: restartPolicyRules are not allowed for init "
+        "containers with restart policy Always",
+    ]
+
+
+def test_fields_of_alpha_gates_are_dropped():
+    """dropDisabledFields: evictionResponders (EvictionRequestAPI) and schedulingGroup
+    (GenericWorkload) are alpha in 1.37, off by default: the API server drops them."""
+    pod = created(kuard(evictionResponders=[{"name": "acme.io/drain", "priority": 10000}],
+                        schedulingGroup={"podGroupName": "g"}))
+    assert "evictionResponders" not in pod["spec"] and "schedulingGroup" not in pod["spec"]
+    new = copy.deepcopy(pod)
+    new["spec"]["schedulingGroup"] = {"podGroupName": "g"}
+    S.prepare_for_update(new, pod)
+    assert "schedulingGroup" not in new["spec"]
 
 
 def test_pull_policy_and_termination_message_policy():
@@ -652,3 +692,28 @@ def test_row_status_reason_and_gates():
                                       (800 * 86400, "2y70d"), (10 * 365 * 86400, "10y")])
 def test_human_duration(secs, out):
     assert human_duration(secs) == out
+
+
+def test_resource_claims_cannot_be_had_without_dra():
+    """No resource.k8s.io kinds are served: the scheduler's DynamicResources PreEnqueue and
+    the kubelet's PrepareResources refuse a pod with claims, with upstream's errors."""
+    from kubelite.kinds.podutil import resource_claim_error
+    pod = kuard(resourceClaims=[{"name": "gpu", "resourceClaimName": "gpu-claim"}])
+    assert resource_claim_error(kuard()) is None
+    assert resource_claim_error(pod) == 'resourceclaim.resource.k8s.io "gpu-claim" not found'
+    assert resource_claim_error(pod, kubelet=True) == (
+        'failed to fetch ResourceClaim gpu-claim referenced by pod kuard: resourceclaims.resource.k8s.io '
+        '"gpu-claim" not found')
+    tpl = kuard(resourceClaims=[{"name": "gpu", "resourceClaimTemplateName": "t"}])
+    assert resource_claim_error(tpl) == 'pod "default/kuard": ResourceClaim not created yet'
+    assert resource_claim_error(tpl, kubelet=True) == (
+        'prepare resource claim: pod "default/kuard": ResourceClaim not created yet')
+
+
+def test_scheduling_gates_set_the_scheduling_gated_condition():
+    pod = created(kuard(schedulingGates=[{"name": "example.com/wait"}]))
+    (cond,) = pod["status"]["conditions"]
+    assert {k: cond[k] for k in ("type", "status", "reason", "message")} == {
+        "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+        "message": "Scheduling is blocked due to non-empty scheduling gates"}
+    assert "conditions" not in created(kuard())["status"]

@@ -403,3 +403,20 @@ async def test_placing_a_pod_requeues_pods_waiting_on_pod_affinity_only():
     assert s._waiting["u1"].moved and not s._waiting["u2"].moved
     await asyncio.gather(*s._tasks, return_exceptions=True)
     assert s.schedule_one("u1", s.pods["u1"]) == "n1"
+
+
+async def test_pod_with_resource_claims_is_not_scheduled():
+    """DynamicResources' PreEnqueue: no ResourceClaim can exist here, the pod is refused with
+    upstream's message and no node is tried."""
+    s = Scheduler(_Client(), seed=7)  # type: ignore[arg-type]
+    s._on_node("ADDED", _node_obj("n1"))
+    failed: list[tuple[str, str]] = []
+
+    async def unschedulable(pod: dict, reason: str, msg: str, nomination: str | None = None) -> None:
+        failed.append((reason, msg))
+    s._set_unschedulable = unschedulable  # type: ignore[method-assign]
+    p = _pod_obj(1, resourceClaims=[{"name": "gpu", "resourceClaimTemplateName": "gpus"}])
+    s.pods["u1"] = p
+    assert s.schedule_one("u1", p) is None and "u1" in s._waiting and not s._assumed
+    await asyncio.gather(*s._tasks, return_exceptions=True)
+    assert failed == [("Unschedulable", 'pod "default/web-1": ResourceClaim not created yet')]

@@ -155,3 +155,16 @@ def test_strict_supplemental_groups_need_the_runtimes_support() -> None:
     assert _csc(pod).supplemental_groups_policy == 1  # Strict, for a runtime that supports it
     merge = _pod(psc={"supplementalGroupsPolicy": "Merge"})
     assert security.admit(merge, False) is None and _csc(merge).supplemental_groups_policy == 0
+
+
+def test_the_linux_node_admits_only_linux_pods() -> None:
+    """The kubelet's lifecycle predicate: spec.os and the pod's kubernetes.io/os label."""
+    windows = {"metadata": {"name": "w"}, "spec": {"os": {"name": "windows"}, "containers": [{"name": "c"}]}}
+    assert security.admit(windows, apparmor_on_host=True) == (
+        "PodOSNotSupported", "Failed to admit pod as the OS field doesn't match node OS")
+    labelled = {"metadata": {"name": "w", "labels": {"kubernetes.io/os": "windows"}}, "spec": {"containers": []}}
+    assert security.admit(labelled, apparmor_on_host=True) == (
+        "PodOSSelectorNodeLabelDoesNotMatch", "Failed to admit pod as the `kubernetes.io/os` label doesn't match "
+        "node label")
+    linux = {"metadata": {"name": "l", "labels": {"kubernetes.io/os": "linux"}}, "spec": {"os": {"name": "linux"}}}
+    assert security.admit(linux, apparmor_on_host=True) is None

@@ -87,6 +87,27 @@ def test_claim_messages_until_bound(tmp_path):
                               'persistentvolumes "pv1" not found']
 
 
+def test_block_claims_and_volume_devices_are_refused(tmp_path):
+    """createVolumeSpec's volumeMode checks, and no plugin here maps a block device."""
+    def objs(mode):
+        return {("persistentvolumeclaims", "c"): {"metadata": {"uid": "u"}, "spec": {"volumeName": "pv1"},
+                                                  "status": {"phase": "Bound"}},
+                ("persistentvolumes", "pv1"): {"spec": {"claimRef": {"uid": "u"}, "volumeMode": mode,
+                                                        "hostPath": {"path": "/dev/null"}}}}
+    vol = [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]
+    vm = VolumeManager(tmp_path)
+    out = _run(vm.mount_pod(_pod(vol), _fetcher(objs("Block"))))
+    assert out.pod_errors == ["volume data has volumeMode Block, but is specified in volumeMounts"]
+    mapped = _pod(vol, mounts=[])
+    mapped["spec"]["containers"][0]["volumeDevices"] = [{"name": "data", "devicePath": "/dev/xvda"}]
+    out = _run(vm.mount_pod(mapped, _fetcher(objs("Filesystem"))))
+    assert out.pod_errors == ["volume data has volumeMode Filesystem, but is specified in volumeDevices"]
+    out = _run(vm.mount_pod(mapped, _fetcher(objs("Block"))))
+    assert out.pod_error_message() == (
+        "Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[], failed to process "
+        'volumes=[data]: failed to get Plugin from volumeSpec for volume "pv1" err=no volume plugin matched')
+
+
 @root_only
 def test_claim_bound_to_hostpath_pv_mounts_it(tmp_path):
     host = tmp_path / "pvdata"
