@@ -209,6 +209,8 @@ class NodeManager:
         self.node = node
         cni.write_conflist(self.data_dir, self.pod_cidr, self.pod_mtu)
         await asyncio.to_thread(cni.reconcile_bridge, self.pod_cidr)
+        if self.pod_mtu > 0:
+            await asyncio.to_thread(cni.pin_bridge_mtu, self.pod_mtu, at_start=True)
         await self.post_status()
         return node
 
