@@ -3,7 +3,8 @@ nodes, the agent of a node that runs some of the Deployment's pods is killed -9.
 Unknown and gets the unreachable taints, its pods go not ready and are evicted after their
 tolerationSeconds (short here, with a short node-monitor grace period and node Leases renewed
 every 2 s), replacements run on the
-other two nodes, and the Deployment reports all its replicas ready and available again.
+other two nodes, and the Deployment reports all its replicas ready and available again. The
+node's agent starts again: the taints go, the evicted pods are confirmed gone, nothing moves back.
 
 The evicted pods stay Terminating, as upstream's do: their node is not there to confirm."""
 
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 
-from tests.e2e.harness import free_port, wait_until
+from tests.e2e.harness import ROOT, free_port, wait_until
 from tests.e2e.test_devcluster import BUSYBOX, before, host_state, kubectl_for, mounts
 
 __all__ = ["before"]  # the fixture
@@ -49,7 +51,7 @@ def _ready(obj: dict) -> str:
 
 
 def test_a_dead_nodes_deployment_pods_are_replaced_on_the_other_nodes(tmp_path: Path, before):
-    from kubelite.devcluster.cluster import ClusterSpec, DevCluster
+    from kubelite.devcluster.cluster import ClusterSpec, DevCluster, _join_args
 
     data, kc = tmp_path / "dev", tmp_path / "kc.yaml"
     kubectl = kubectl_for(kc, tmp_path)
@@ -126,6 +128,22 @@ def test_a_dead_nodes_deployment_pods_are_replaced_on_the_other_nodes(tmp_path: 
         assert rs[0]["status"].get("terminatingReplicas") == len(doomed)
         out = kubectl("rollout", "status", "deployment/web", "--timeout=20s").stdout
         assert 'deployment "web" successfully rolled out' in out
+
+        # the node comes back: taints gone, its evicted pods confirmed gone, the replicas stay as they are
+        join = _join_args(Path(cluster.state["server"]["data_dir"]) / "kubeconfig.yaml", cluster.state["server"]["url"])
+        host.popen("agent", [sys.executable, "-m", "kubelite", "agent", "--data-dir", str(host.data_dir),
+                             "--node-name", victim, "--node-ip", host.address, "--node-lease-duration-seconds",
+                             str(LEASE), *join], cwd=ROOT)
+        cluster._save_host(host)  # `down` stops the new agent
+        wait_until(lambda: _ready(node()) == "True" and not any(
+            t["key"] == "node.kubernetes.io/unreachable" for t in node()["spec"].get("taints") or []), 90, 0.5,
+            f"{victim} Ready and untainted")
+        wait_until(lambda: {p["metadata"]["name"] for p in pods()} == set(live), 60, 0.5,
+                   "the evicted pods gone for good")
+        wait_until(lambda: all_ready(deploy_status()), 30, 0.5, "all replicas available")
+        rs_status = json.loads(kubectl("get", "rs", "-l", "app=web", "-o", "json").stdout)["items"][0]["status"]
+        assert rs_status.get("terminatingReplicas", 0) == 0 and rs_status["availableReplicas"] == REPLICAS
+        assert {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods()} == live  # nothing moved back
     finally:
         cluster.down()
     after = host_state()
