@@ -210,8 +210,8 @@ def main() -> None:
         print(f"scale 1 -> {args.replicas}: {up:.1f} s to all available ({args.replicas / up:.1f} pods/s); "
               f"server CPU {u1[0] - u0[0]:.1f} s, RSS {u1[1]:.0f} MiB")
         if args.nodes:
-            print(f"  agents: CPU {u1[2] - u0[2]:.1f} s, RSS {u1[3]:.0f} MiB (sum of {b.nodes}); containerd, shims "
-                  f"and pods under them: CPU {u1[4] - u0[4]:.1f} s")
+            print(f"  agents: CPU {u1[2] - u0[2]:.1f} s, RSS {u1[3]:.0f} MiB (sum of {b.nodes}); containerd and the rest still "
+                  f"under them: CPU {u1[4] - u0[4]:.1f} s")
         print(f"scale {args.replicas} -> 0: {down:.1f} s until no pod is left; server CPU {u2[0] - u1[0]:.1f} s"
               + (f"; agents' CPU {u2[2] - u1[2]:.1f} s" if args.nodes else ""))
         print(f"(wall time from the first scale: {time.monotonic() - t0:.1f} s)")
