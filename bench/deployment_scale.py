@@ -10,7 +10,7 @@ It creates a 1-replica kuard Deployment, then times `kubectl scale deployment/be
 no pod is left), sampling CPU time and RSS: of the server process — the ReplicaSet and
 Deployment controllers run there, beside the API server and the scheduler (and, with one
 node, the agent, so that figure is all of them) — and, on a dev cluster, of the agents and of
-what runs under them (containerd, shims, the pods).
+what stays under them (containerd; the shims go to the test host's init).
 
     make setup && .venv/bin/python bench/deployment_scale.py [--replicas 100] [--nodes 3]
 
@@ -210,8 +210,8 @@ def main() -> None:
         print(f"scale 1 -> {args.replicas}: {up:.1f} s to all available ({args.replicas / up:.1f} pods/s); "
               f"server CPU {u1[0] - u0[0]:.1f} s, RSS {u1[1]:.0f} MiB")
         if args.nodes:
-            print(f"  agents: CPU {u1[2] - u0[2]:.1f} s, RSS {u1[3]:.0f} MiB (sum of {b.nodes}); containerd and the rest still "
-                  f"under them: CPU {u1[4] - u0[4]:.1f} s")
+            print(f"  agents: CPU {u1[2] - u0[2]:.1f} s, RSS {u1[3]:.0f} MiB (sum of {b.nodes}); "
+                  f"containerd and the rest still under them: CPU {u1[4] - u0[4]:.1f} s")
         print(f"scale {args.replicas} -> 0: {down:.1f} s until no pod is left; server CPU {u2[0] - u1[0]:.1f} s"
               + (f"; agents' CPU {u2[2] - u1[2]:.1f} s" if args.nodes else ""))
         print(f"(wall time from the first scale: {time.monotonic() - t0:.1f} s)")
