@@ -5,6 +5,8 @@ tolerationSeconds (short here, with a short node-monitor grace period and node L
 every 2 s), replacements run on the
 other two nodes, and the Deployment reports all its replicas ready and available again. The
 node's agent starts again: the taints go, the evicted pods are confirmed gone, nothing moves back.
+Then the node is cut off without its agent restarting (SIGSTOP, SIGCONT): the pod that stayed
+there, marked not ready by the node lifecycle controller, is made Ready again by its agent.
 
 The evicted pods stay Terminating, as upstream's do: their node is not there to confirm."""
 
@@ -82,6 +84,20 @@ def test_a_dead_nodes_deployment_pods_are_replaced_on_the_other_nodes(tmp_path: 
         doomed = {p for p, n in placed.items() if n == victim}
         assert doomed
 
+        # and a pod there that tolerates the node's problems for ever: it stays, not ready meanwhile
+        kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "steady"},
+            "spec": {"nodeName": victim, "terminationGracePeriodSeconds": 1,
+                     "tolerations": [{"key": f"node.kubernetes.io/{k}", "operator": "Exists", "effect": "NoExecute"}
+                                     for k in ("not-ready", "unreachable")],
+                     "containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                     "command": ["sleep", "3600"],
+                                     "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}]}}))
+
+        def steady() -> dict:
+            return json.loads(kubectl("get", "pod", "steady", "-o", "json").stdout)
+
+        wait_until(lambda: _ready(steady()) == "True", 60, 0.3, "steady Ready")
         host = next(h for h in cluster.hosts() if h.name == victim)
         agent = host.procs["agent"]
         assert agent.signal(signal.SIGKILL) and agent.wait_gone(10)  # by its PID: no more status, no Lease renewals
@@ -130,8 +146,9 @@ def test_a_dead_nodes_deployment_pods_are_replaced_on_the_other_nodes(tmp_path: 
         assert 'deployment "web" successfully rolled out' in out
 
         # the node comes back: taints gone, its evicted pods confirmed gone, the replicas stay as they are
+        assert _ready(steady()) == "False" and not steady()["metadata"].get("deletionTimestamp")
         join = _join_args(Path(cluster.state["server"]["data_dir"]) / "kubeconfig.yaml", cluster.state["server"]["url"])
-        host.popen("agent", [sys.executable, "-m", "kubelite", "agent", "--data-dir", str(host.data_dir),
+        agent = host.popen("agent", [sys.executable, "-m", "kubelite", "agent", "--data-dir", str(host.data_dir),
                              "--node-name", victim, "--node-ip", host.address, "--node-lease-duration-seconds",
                              str(LEASE), *join], cwd=ROOT)
         cluster._save_host(host)  # `down` stops the new agent
@@ -144,6 +161,19 @@ def test_a_dead_nodes_deployment_pods_are_replaced_on_the_other_nodes(tmp_path: 
         rs_status = json.loads(kubectl("get", "rs", "-l", "app=web", "-o", "json").stdout)["items"][0]["status"]
         assert rs_status.get("terminatingReplicas", 0) == 0 and rs_status["availableReplicas"] == REPLICAS
         assert {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods()} == live  # nothing moved back
+        wait_until(lambda: _ready(steady()) == "True", 30, 0.3, "steady Ready again")
+
+        # the node is cut off a while without its agent restarting (its process stopped, then
+        # continued): the lifecycle controller marks its pods not ready; the agent, back, finds
+        # the API saying other than it wrote and writes its pods' readiness again (needsReconcile)
+        assert agent.signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: _ready(node()) == "Unknown", GRACE + 20, 0.3, f"{victim} Unknown again")
+            wait_until(lambda: _ready(steady()) == "False", 20, 0.3, "steady marked not ready")
+        finally:
+            agent.signal(signal.SIGCONT)
+        wait_until(lambda: _ready(node()) == "True", 30, 0.3, f"{victim} Ready again")
+        wait_until(lambda: _ready(steady()) == "True", 30, 0.3, "steady Ready again, from the same agent")
     finally:
         cluster.down()
     after = host_state()
