@@ -12,7 +12,9 @@ The evicted pods stay Terminating, as upstream's do: their node is not there to 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -166,12 +168,17 @@ def test_a_dead_nodes_deployment_pods_are_replaced_on_the_other_nodes(tmp_path: 
         # the node is cut off a while without its agent restarting (its process stopped, then
         # continued): the lifecycle controller marks its pods not ready; the agent, back, finds
         # the API saying other than it wrote and writes its pods' readiness again (needsReconcile)
+        # (nsenter, the agent's parent, stops itself when its child stops: it is continued too,
+        # or it would never reap the agent and the test host's PID namespace would never go)
+        nsenter = int(Path(f"/proc/{agent.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         assert agent.signal(signal.SIGSTOP)
         try:
             wait_until(lambda: _ready(node()) == "Unknown", GRACE + 20, 0.3, f"{victim} Unknown again")
             wait_until(lambda: _ready(steady()) == "False", 20, 0.3, "steady marked not ready")
         finally:
             agent.signal(signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(nsenter, signal.SIGCONT)
         wait_until(lambda: _ready(node()) == "True", 30, 0.3, f"{victim} Ready again")
         wait_until(lambda: _ready(steady()) == "True", 30, 0.3, "steady Ready again, from the same agent")
     finally:
