@@ -86,6 +86,8 @@ class AgentConfig:
     node_ip: str = ""
     # how pods reach the other nodes' pods: "host-gw" (agent/hostgw.py), "vxlan" (agent/vxlan.py) or "none"
     flannel_backend: str = "host-gw"
+    # the kubelet's nodeLeaseDurationSeconds: the node's Lease, renewed every quarter of it
+    node_lease_duration: int = 40
     # the kubelet's --allowed-unsafe-sysctls: names or prefix* patterns allowed beside the safe ones
     allowed_unsafe_sysctls: tuple[str, ...] = ()
     # the kubelet's --cluster-dns (the nameservers of ClusterFirst pods; none: they get the
@@ -183,6 +185,7 @@ class Agent:
             log.warning("offline images not imported: %s", exc)
         self.node = NodeManager(self.client, self.node_name, cfg.data_dir, cfg.kubelet_port,
                                 f"{version.runtime_name}://{version.runtime_version}", self.cri, node_ip=cfg.node_ip)
+        self.node.lease_duration = cfg.node_lease_duration
         if cfg.flannel_backend == "vxlan":  # the pods' packets must fit the tunnel
             from kubelite.agent.vxlan import pod_mtu
 
@@ -514,7 +517,8 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                     container_gc_interval: float = CONTAINER_GC_PERIOD, pod_pids_limit: int = -1,
                     node_ip: str = "", flannel_backend: str = "host-gw", rotate_certificates: bool = True,
                     allowed_unsafe_sysctls: tuple[str, ...] = (), kube_proxy: bool = False,
-                    cluster_dns: tuple[str, ...] = (), cluster_domain: str = "cluster.local") -> None:
+                    cluster_dns: tuple[str, ...] = (), cluster_domain: str = "cluster.local",
+                    node_lease_duration: int = 40) -> None:
     """Run the agent until cancelled (``kubelite agent`` and ``kubelite server`` call this)."""
     agent = Agent(AgentConfig(Path(data_dir), Path(kubeconfig), node_name, kubelet_port,
                               Path(containerd_socket) if containerd_socket else None,
@@ -523,7 +527,8 @@ async def run_agent(data_dir: Path | str, kubeconfig: Path | str, node_name: str
                               container_gc_interval, pod_pids_limit=pod_pids_limit, node_ip=node_ip,
                               flannel_backend=flannel_backend, rotate_certificates=rotate_certificates,
                               allowed_unsafe_sysctls=allowed_unsafe_sysctls, kube_proxy=kube_proxy,
-                              cluster_dns=cluster_dns, cluster_domain=cluster_domain))
+                              cluster_dns=cluster_dns, cluster_domain=cluster_domain,
+                              node_lease_duration=node_lease_duration))
     try:
         try:
             await agent.start()

@@ -101,6 +101,40 @@ def bridge_ports() -> list[str]:
     return [ln.split(":")[1].strip().split("@")[0] for ln in p.stdout.splitlines() if ln.strip()]
 
 
+def _bridge_mtu() -> int | None:
+    p = subprocess.run(["ip", "-j", "link", "show", "dev", BRIDGE], capture_output=True, text=True)
+    if p.returncode != 0:
+        return None
+    rows = json.loads(p.stdout or "[]")
+    return int(rows[0].get("mtu") or 0) if rows else None
+
+
+def pin_bridge_mtu(mtu: int, *, at_start: bool = False) -> None:
+    """Give the bridge the pods' MTU (the vxlan backend's) for good. The bridge plugin sets its
+    ``mtu`` only on the bridge it creates, and there as the kernel's initial value: the kernel
+    then gives a bridge the lowest MTU of its ports, and 1500 again when the last port goes
+    (br_mtu_auto_adjust), so an idle node's bridge (the host's route to its pods) would no
+    longer fit the tunnel. An MTU set with ``ip link set`` is the user's and stays. A missing
+    bridge is made here for it (the plugin takes an existing bridge as it is); ``at_start``: a
+    bridge that already has the MTU may have it only from its ports (a bridge made by the
+    plugin), so it is set through another value once."""
+    have = _bridge_mtu()
+    if have is None:
+        log.info("creating bridge %s with MTU %d", BRIDGE, mtu)
+        subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], capture_output=True)
+        have = _bridge_mtu()
+        if have is None:
+            log.warning("bridge %s could not be made; its MTU is the bridge plugin's", BRIDGE)
+            return
+    if have == mtu and at_start:  # setting the MTU it has is a no-op to the kernel: not the user's yet
+        subprocess.run(["ip", "link", "set", BRIDGE, "mtu", str(mtu - 1)], capture_output=True)
+        have = mtu - 1
+    if have != mtu:
+        p = subprocess.run(["ip", "link", "set", BRIDGE, "mtu", str(mtu)], capture_output=True, text=True)
+        if p.returncode != 0:
+            log.warning("bridge %s MTU %d: %s", BRIDGE, mtu, p.stderr.strip())
+
+
 def reconcile_bridge(pod_cidr: str) -> None:
     """The bridge plugin refuses a bridge that carries another gateway address: a bridge left
     by an earlier node with another pod CIDR is deleted when nothing is attached to it."""

@@ -21,7 +21,8 @@ log = logging.getLogger("kubelite.agent.node")
 Obj = dict[str, Any]
 KUBELET_VERSION = "v1.37.0"
 LEASE_NAMESPACE = "kube-node-lease"
-LEASE_DURATION = 40
+LEASE_DURATION = 40  # the kubelet's nodeLeaseDurationSeconds
+LEASE_RENEW_FRACTION = 0.25  # nodeLeaseRenewIntervalFraction: renewed every 10 s of a 40 s lease
 HEARTBEAT_INTERVAL = 10.0
 MAX_PODS = 110
 
@@ -107,6 +108,7 @@ class NodeManager:
         self.host_ip = node_ip or host_ip()  # the kubelet's --node-ip, else the default route's source
         self.strict_groups_supported = False  # the runtime CRI Status features.supplemental_groups_policy
         self.pod_cidr = ""
+        self.lease_duration = LEASE_DURATION
         self.pod_mtu = 0  # the pods' MTU when the pod network needs a smaller one (vxlan); 0: the default
         self.node: Obj | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -209,6 +211,8 @@ class NodeManager:
         self.node = node
         cni.write_conflist(self.data_dir, self.pod_cidr, self.pod_mtu)
         await asyncio.to_thread(cni.reconcile_bridge, self.pod_cidr)
+        if self.pod_mtu > 0:
+            await asyncio.to_thread(cni.pin_bridge_mtu, self.pod_mtu, at_start=True)
         await self.post_status()
         return node
 
@@ -235,7 +239,8 @@ class NodeManager:
 
     async def renew_lease(self) -> None:
         now = _now_micro()
-        spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": LEASE_DURATION, "renewTime": now}
+        spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": self.lease_duration,
+                "renewTime": now}
         try:
             lease = await self.client.get("coordination.k8s.io/v1", "leases", self.node_name,
                                           namespace=LEASE_NAMESPACE)
@@ -273,7 +278,7 @@ class NodeManager:
                 await self.renew_lease()
             except Exception as exc:
                 log.warning("lease renewal failed: %s", exc)
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            await asyncio.sleep(self.lease_duration * LEASE_RENEW_FRACTION)
 
     async def _status_loop(self) -> None:
         while True:

@@ -1,7 +1,8 @@
 """Pod status: what is true (generateAPIPodStatus, getPhase) and one writer that tells the
 API (status/status_manager.go): patches ``pods/<name>/status`` only when something changed,
 keeps the conditions the kubelet does not own (PodScheduled, DisruptionTarget, …) and
-never moves a terminal pod back."""
+never moves a terminal pod back. What it owns and someone else changed (the node lifecycle
+controller's Ready=False while the node was unreachable) it writes again (needsReconcile)."""
 
 from __future__ import annotations
 
@@ -305,6 +306,20 @@ def generate_status(pod: Obj, pr: PodRuntime, waiting: dict[str, tuple[str, str]
     return status
 
 
+def _kubelet_view(status: Obj) -> tuple[Any, ...]:
+    """What of a status the kubelet owns, as isPodStatusByKubeletEqual compares it."""
+    conds = sorted((str(c.get("type")), str(c.get("status"))) for c in status.get("conditions") or []
+                   if isinstance(c, dict) and c.get("type") in KUBELET_CONDITIONS)
+    return status.get("phase"), tuple(conds)
+
+
+def _rv(obj: Obj | None) -> int:
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _comparable(status: Obj) -> Obj:
     s = copy.deepcopy(status)
     for c in s.get("conditions") or []:
@@ -320,6 +335,8 @@ class StatusManager:
         self.client = client
         self._pending: dict[str, tuple[str, str, Obj]] = {}  # uid -> (namespace, name, status)
         self._last: dict[str, Obj] = {}
+        self._written_rv: dict[str, int] = {}  # uid -> resourceVersion of the pod our last write made
+        self._force: set[str] = set()  # uids whose status is written even if unchanged (reconciles)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -352,14 +369,28 @@ class StatusManager:
         if self.on_phase is not None:
             self.on_phase(uid, str((self.latest(uid) or api).get("phase") or ""), str(status.get("phase") or ""))
         if _comparable(status) == _comparable(self._last.get(uid) or {}) and uid not in self._pending:
-            return
+            if not self._needs_reconcile(pod, uid):
+                return
+            log.info("status of pod %s/%s in the API is not what this node wrote; writing it again",
+                     pod["metadata"].get("namespace", ""), pod["metadata"]["name"])
+            self._force.add(uid)
         self._pending[uid] = (pod["metadata"].get("namespace", ""), pod["metadata"]["name"], status)
         self._idle.clear()
         self._wake.set()
 
+    def _needs_reconcile(self, pod: Obj, uid: str) -> bool:
+        """needsReconcile: the API's copy, newer than our last write (not its lagging echo),
+        says other than we wrote about what the kubelet owns."""
+        last = self._last.get(uid)
+        if last is None or _rv(pod) <= self._written_rv.get(uid, 0):
+            return False
+        return _kubelet_view(pod.get("status") or {}) != _kubelet_view(last)
+
     def forget(self, uid: str) -> None:
         self._last.pop(uid, None)
         self._pending.pop(uid, None)
+        self._written_rv.pop(uid, None)
+        self._force.discard(uid)
 
     async def flush(self, timeout: float = 10.0) -> None:
         with contextlib.suppress(TimeoutError):
@@ -372,11 +403,13 @@ class StatusManager:
             while self._pending:
                 uid, (ns, name, status) = next(iter(self._pending.items()))
                 del self._pending[uid]
-                if _comparable(status) == _comparable(self._last.get(uid) or {}):
+                if _comparable(status) == _comparable(self._last.get(uid) or {}) and uid not in self._force:
                     continue
+                self._force.discard(uid)
                 try:
-                    await self._patch(uid, ns, name, status)
+                    written = await self._patch(uid, ns, name, status)
                     self._last[uid] = status
+                    self._written_rv[uid] = _rv(written)
                 except errors.StatusError as exc:
                     if exc.code in (404, 409):
                         log.debug("status of %s/%s not written: %s", ns, name, exc)
@@ -390,7 +423,7 @@ class StatusManager:
                     await asyncio.sleep(1)
             self._idle.set()
 
-    async def _patch(self, uid: str, ns: str, name: str, status: Obj) -> None:
+    async def _patch(self, uid: str, ns: str, name: str, status: Obj) -> Obj | None:
         # metadata.uid in a merge patch is the precondition: a new pod with the same name is not ours
         body = {"metadata": {"uid": uid}, "status": status}
-        await self.client.patch("v1", "pods", name, body, namespace=ns, patch_type="merge", sub="status")
+        return await self.client.patch("v1", "pods", name, body, namespace=ns, patch_type="merge", sub="status")

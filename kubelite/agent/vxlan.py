@@ -6,7 +6,8 @@ each other by IP, without NAT.
   default, the kernel's historical one rather than IANA's 4789 —, ``nolearning``, over the
   interface that carries the node's IP, MTU that interface's less :data:`ENCAP_OVERHEAD`),
   with the node's pod CIDR's network address as a /32 (the source of host-to-pod traffic).
-  The pods' bridge gets the same MTU (the CNI config), so their packets fit the tunnel.
+  The pods' bridge gets the same MTU (the CNI config, and pinned on the bridge: see
+  :func:`kubelite.agent.cni.pin_bridge_mtu`), so their packets fit the tunnel.
 - The node publishes itself in its Node's annotations (flannel's kube subnet manager):
   ``flannel.alpha.coreos.com/backend-type: vxlan``, ``backend-data: {"VNI":1,"VtepMAC":…}``,
   ``public-ip`` (its InternalIP) and ``kube-subnet-manager: "true"``. A restarted agent
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubelite.agent import cni
 from kubelite.agent.hostgw import ROUTE_PROTO, HostRoutes
 from kubelite.agent.podnet import (
     BACKEND_DATA,
@@ -186,6 +188,9 @@ class VxlanKernel:
 
     def set_mtu(self, mtu: int) -> None:
         self._check("ip", "link", "set", DEVICE, "mtu", str(mtu))
+
+    def pin_bridge_mtu(self, mtu: int) -> None:
+        cni.pin_bridge_mtu(mtu)
 
     def set_up(self) -> None:
         self._check("ip", "link", "set", DEVICE, "up")
@@ -366,6 +371,9 @@ class VxlanNetwork(NodeNetwork):
     async def reconcile(self, nodes: list[Obj]) -> None:
         # the device again if it went (flannel watches for its deletion and makes it again)
         self.mac = await asyncio.to_thread(ensure_device, self.kernel, self.node_ip, self.own_cidr, self.mac)
+        mtu = await asyncio.to_thread(pod_mtu, self.node_ip, self.kernel)
+        if mtu > 0:  # the pods' bridge again if it was made anew (cni.pin_bridge_mtu)
+            await asyncio.to_thread(self.kernel.pin_bridge_mtu, mtu)
         await asyncio.to_thread(reconcile, self.kernel, nodes, self.node_name, self.own_cidr, self._warned)
 
 

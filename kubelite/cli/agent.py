@@ -27,6 +27,10 @@ def register_agent_cli(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    help="how pods reach pods on other nodes: host-gw (a route to each node's pod CIDR via its "
                         "InternalIP; the nodes share a subnet), vxlan (an overlay, device flannel.1, VNI 1, UDP "
                         "port 8472; any nodes that reach each other's InternalIP) or none (default host-gw)")
+    p.add_argument("--node-lease-duration-seconds", type=int, default=40, metavar="SECONDS",
+                   help="the node Lease's duration, as the kubelet's nodeLeaseDurationSeconds; the agent renews it "
+                        "every quarter of it (default 40; the server's --node-monitor-grace-period should be "
+                        "longer than the renewal interval, several times)")
     p.add_argument("--kubelet-port", type=int, default=10250, help="port advertised in daemonEndpoints")
     p.add_argument("--containerd-socket", default="", help="use this running containerd instead of starting one")
     p.add_argument("--runtime", choices=["containerd", "fake"], default="containerd",
@@ -220,7 +224,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
                             node_ip=args.node_ip, flannel_backend=args.flannel_backend,
                             allowed_unsafe_sysctls=split_list(args.allowed_unsafe_sysctls),
                             kube_proxy=not args.disable_kube_proxy,
-                            cluster_dns=split_list(args.cluster_dns), cluster_domain=args.cluster_domain)
+                            cluster_dns=split_list(args.cluster_dns), cluster_domain=args.cluster_domain,
+                            node_lease_duration=args.node_lease_duration_seconds)
         finally:
             if lb is not None:
                 await lb.close()

@@ -77,6 +77,7 @@ class ClusterSpec:
     kubeconfig: Path | None = None
     ready_timeout: float = 180.0
     server_args: list[str] = field(default_factory=list)
+    agent_args: list[str] = field(default_factory=list)  # more arguments of every node's agent
     flannel_backend: str = "host-gw"  # the agents' --flannel-backend
     extra_subnets: list[str] = field(default_factory=list)  # more test-host subnets, routed by this host
     etcd: bool = False  # the server on a single-member etcd of the cluster's own (devcluster/etcd.py)
@@ -234,7 +235,8 @@ class DevCluster:
             self._save_host(host)
             # joined as a node on another machine is: no CA key, its certificates through CSRs
             host.popen("agent", [*_python(), "agent", "--data-dir", str(host.data_dir), "--node-name", name,
-                                 "--node-ip", host.address, "--flannel-backend", spec.flannel_backend, *join],
+                                 "--node-ip", host.address, "--flannel-backend", spec.flannel_backend, *join,
+                                 *spec.agent_args],
                                 cwd=_source_root())
             self._save_host(host)
             names.append(name)

@@ -6,7 +6,8 @@ A pod's ``nfs`` volume names no port (NFS's 2049 it is), so each server gets a r
 address in 127.0.0.0/8 and listens on its port 2049 there: no clash with another test's
 server, nothing outside the loopback range. NFSv4 needs no rpcbind; NLM, RQUOTA and the
 grace period are off, its recovery directory, log and PID file live in the test's temp dir.
-The server is stopped by its PID.
+The server is stopped by its PID. For nodes in test hosts (a dev cluster) the server listens on an
+address they reach instead: this host's on the cluster's link.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ def _listening(addr: str, port: int) -> bool:
 
 
 @contextlib.contextmanager
-def ganesha_server(work: Path, timeout: float = 30.0) -> Iterator[Ganesha]:
+def ganesha_server(work: Path, timeout: float = 30.0, addr: str = "") -> Iterator[Ganesha]:
+    """``addr``: listen there (a test host's address, or this host's on a dev cluster's link:
+    one that the nodes reach); default a free loopback address of its own."""
     if shutil.which(GANESHA) is None:
         raise RuntimeError("nfs-ganesha is not installed (make setup-test installs nfs-ganesha, nfs-ganesha-vfs)")
     work.mkdir(parents=True, exist_ok=True)
@@ -97,7 +100,9 @@ def ganesha_server(work: Path, timeout: float = 30.0) -> Iterator[Ganesha]:
     export.mkdir()
     recovery.mkdir()
     export.chmod(0o777)  # writable by every pod user, like a chmod 777 export directory
-    addr = loopback_address()
+    addr = addr or loopback_address()
+    if not _port_free(addr, NFS_PORT):
+        raise RuntimeError(f"port {NFS_PORT} of {addr} is taken")
     conf = work / "ganesha.conf"
     conf.write_text(CONFIG.format(port=NFS_PORT, addr=addr, recovery=recovery, export=export))
     log = work / "ganesha.log"

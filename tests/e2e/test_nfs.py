@@ -194,3 +194,62 @@ def test_agent_restart_keeps_the_mount(cluster, nfs):
     server.kubectl("delete", "pod", "steady", "--grace-period=1", "--timeout=60s")
     wait_until(lambda: not leftovers(node, uid), 30, 0.2, "nothing of the pod left on the host")
     wait_until(lambda: not _alive(pid), 10, 0.1, "the adopted FUSE client ended")
+
+
+def test_a_pod_on_another_node_reads_what_the_chapters_pod_wrote(tmp_path: Path):
+    """Issue 10 with the multi-node work: on a dev cluster of two nodes (test hosts of their own),
+    the chapter's pod on node 1 writes to its NFS volume and a pod on node 2 reads the file. The
+    server listens on this host's address on the cluster's link, which both nodes reach; each
+    node's agent mounts the export with its FUSE client in the node's own mount namespace."""
+    import contextlib
+
+    from kubelite.devcluster.cluster import ClusterSpec, DevCluster
+    from tests.e2e.harness import free_port
+    from tests.e2e.test_devcluster import kubectl_for
+
+    name = "klnfs"
+    data, kc = tmp_path / "dev", tmp_path / "kc.yaml"
+    kubectl = kubectl_for(kc, tmp_path)
+    cluster = DevCluster(data)
+    cluster.up(ClusterSpec(data_dir=data, nodes=2, name=name, subnet="198.19.242.0/24", port=free_port(),
+                           kubeconfig=kc))
+    first, second = f"{name}-1", f"{name}-2"
+    stack = contextlib.ExitStack()
+    try:
+        nfs = stack.enter_context(ganesha_server(tmp_path / "ganesha", addr=cluster.network.gateway))
+        writer = _kuard_full(nfs.addr)
+        writer["spec"]["nodeName"] = first
+        writer["spec"]["terminationGracePeriodSeconds"] = 1
+        reader = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader"},
+                  "spec": {"nodeName": second, "terminationGracePeriodSeconds": 1,
+                           "volumes": [{"name": "kuard-data", "nfs": {"server": nfs.addr, "path": "/exports",
+                                                                      "readOnly": True}}],
+                           "containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                           "command": ["sleep", "3600"],
+                                           "volumeMounts": [{"name": "kuard-data", "mountPath": "/data"}]}]}}
+        for pod in (writer, reader):
+            kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+        def running(pod: str) -> bool:
+            st = json.loads(kubectl("get", "pod", pod, "-o", "json").stdout).get("status") or {}
+            return st.get("phase") == "Running" and all(c.get("started") for c in st.get("containerStatuses") or [])
+
+        for pod in ("kuard", "reader"):
+            wait_until(lambda pod=pod: running(pod), 90, 0.3, f"{pod} Running")
+        kubectl("exec", "kuard", "--", "sh", "-c", "echo written-on-node-1 > /data/hello.txt")
+        assert (nfs.export_dir / "hello.txt").read_text() == "written-on-node-1\n"  # on the server
+        assert kubectl("exec", "reader", "--", "cat", "/data/hello.txt").stdout == "written-on-node-1\n"
+        out = kubectl("exec", "reader", "--", "sh", "-c", "grep ' /data ' /proc/mounts").stdout
+        assert out.split()[:3] == [f"{nfs.addr}:/exports", "/data", "fuse.nfs"] and " ro," in out
+        nodes = {p["metadata"]["name"]: p["spec"]["nodeName"]
+                 for p in json.loads(kubectl("get", "pods", "-o", "json").stdout)["items"]}
+        assert nodes == {"kuard": first, "reader": second}
+        # the mounts are the nodes' own: none in this host's mount namespace
+        assert not [ln for ln in Path("/proc/self/mounts").read_text().splitlines() if str(data) in ln]
+        kubectl("delete", "pod", "kuard", "reader", "--grace-period=1", "--timeout=60s")
+        assert (nfs.export_dir / "hello.txt").read_text() == "written-on-node-1\n"  # the data stays
+    finally:
+        try:
+            cluster.down()  # before the server: the nodes' FUSE clients unmount while it still answers
+        finally:
+            stack.close()

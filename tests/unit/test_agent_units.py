@@ -208,6 +208,54 @@ def test_status_is_stable_across_resyncs_and_lagging_echoes(monkeypatch):
     assert [c["type"] for c in first["conditions"]][-1] == "PodScheduled"
 
 
+async def test_status_written_again_when_someone_else_changed_what_the_kubelet_owns():
+    """needsReconcile: the node lifecycle controller set Ready=False while the node was
+    unreachable; the agent's next sync writes its own Ready=True again. A lagging echo of
+    its own write, or a change to a condition others own, is no reason to."""
+    import copy
+
+    from kubelite.agent.status import StatusManager
+
+    class Client:
+        def __init__(self) -> None:
+            self.rv = 1
+            self.patches: list[dict] = []
+
+        async def patch(self, *args, **kw):
+            self.patches.append(args[3])
+            self.rv += 1
+            return {"metadata": {"resourceVersion": str(self.rv)}}
+
+    def pod(rv: int, ready: str, *extra: dict) -> dict:
+        return {"metadata": {"name": "p", "namespace": "default", "uid": "u", "resourceVersion": str(rv)},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": ready}, *extra]}}
+
+    ours = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    client = Client()
+    mgr = StatusManager(client)
+    mgr.start()
+    try:
+        mgr.set_status(pod(1, "False"), copy.deepcopy(ours))
+        await mgr.flush()
+        assert len(client.patches) == 1 and mgr._written_rv["u"] == 2
+        for seen in (pod(1, "False"), pod(2, "True")):  # the lagging echo, then the echo
+            mgr.set_status(seen, copy.deepcopy(ours))
+            await mgr.flush()
+        assert len(client.patches) == 1
+        target = {"type": "DisruptionTarget", "status": "True"}
+        mgr.set_status(pod(3, "True", target), copy.deepcopy(ours))  # others' condition: not ours to restore
+        await mgr.flush()
+        assert len(client.patches) == 1
+        mgr.set_status(pod(4, "False"), copy.deepcopy(ours))  # MarkPodsNotReady, by another writer
+        await mgr.flush()
+        assert len(client.patches) == 2 and client.patches[1]["status"] == ours
+        mgr.set_status(pod(5, "True"), copy.deepcopy(ours))
+        await mgr.flush()
+        assert len(client.patches) == 2
+    finally:
+        await mgr.stop()
+
+
 def test_runtime_listing_order_is_total():
     """Containers created in the same instant come back in the same order every relist."""
     from kubelite.agent.crispec import ContainerState, PodRuntime, _sort

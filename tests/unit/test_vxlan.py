@@ -52,6 +52,9 @@ class FakeKernel(vxlan.VxlanKernel):
         assert self.dev is not None
         self.dev["mtu"] = mtu
 
+    def pin_bridge_mtu(self, mtu: int) -> None:
+        self.calls.append(("pin_bridge_mtu", mtu))
+
     def set_up(self) -> None:
         self.calls.append(("set_up",))
         assert self.dev is not None
