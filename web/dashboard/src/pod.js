@@ -274,7 +274,7 @@ export function podView(main, { namespace, name, query }) {
       h('td', {}, st.podIP || '<none>'), h('td', {}, st.qosClass || ''), h('td', {}, age(pod.metadata.creationTimestamp)))]));
     containers.replaceChildren(table(['Name', 'Image', 'State', 'Ready', 'Restarts'], containerRows(pod), { id: 'containers' }));
     conditions.replaceChildren(table(['Type', 'Status', 'Reason', 'Last transition'], (st.conditions || []).map((c) =>
-      h('tr', {}, h('td', {}, c.type), h('td', {}, c.status), h('td', {}, c.reason || ''), h('td', {}, c.lastTransitionTime || '')))));
+      h('tr', {}, h('td', {}, c.type), h('td', {}, c.status), h('td', {}, c.reason || ''), h('td', {}, c.lastTransitionTime || ''))), { id: 'conditions' }));
     const names = (pod.spec.initContainers || []).concat(pod.spec.containers || []).map((c) => c.name);
     if (containerSel.options.length !== names.length) {
       containerSel.replaceChildren(...names.map((n) => h('option', { value: n, selected: n === pod.spec.containers[0].name }, n)));
