@@ -41,7 +41,8 @@ LOOP = "i=0; while true; do echo dashboard line $i; i=$((i+1)); sleep 1; done"
 POD_MANIFEST = {
     "apiVersion": "v1", "kind": "Pod", "metadata": {"name": POD, "labels": {"app": POD}},
     "spec": {"terminationGracePeriodSeconds": 4,
-             "containers": [{"name": "main", "image": BUSYBOX, "command": ["sh", "-c", LOOP]}]},
+             "containers": [{"name": "main", "image": BUSYBOX, "command": ["sh", "-c", LOOP],
+                             "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}}}]},
 }
 BAD_MANIFEST = """apiVersion: v1
 kind: Pod
@@ -179,6 +180,26 @@ def test_pod_page_log_follows(cluster, page):
     page.wait_for_selector("#cpu svg polyline", timeout=90_000)
     assert page.inner_text("#memory .spark-value").endswith("Mi")
     shot(page, "pod")
+
+
+def test_nodes_and_namespaces(cluster, page):
+    server, admin, _ = cluster
+    login(page, server, admin)
+    page.goto(f"{server.url}/dashboard/#/nodes")
+    row = f'tr[data-node="{NODE}"]'
+    page.wait_for_selector(row)
+    assert "Ready" in page.inner_text(f"{row} .status")
+    # requested: the pods bound to the node (dash-web asks for 100m and 32Mi)
+    assert page.inner_text(f"{row} .req-cpu").startswith("100m")
+    assert page.inner_text(f"{row} .req-mem").startswith("32Mi")
+    # used: metrics.k8s.io's NodeMetrics (once the node was scraped twice)
+    page.wait_for_function("s => /^\\d+m/.test(document.querySelector(s + ' .used-cpu').textContent)", arg=row,
+                           timeout=90_000)
+    assert page.inner_text(f"{row} .used-mem").split("Mi")[0].isdigit()
+    shot(page, "nodes")
+    page.click('#nav a[data-view="namespaces"]')
+    page.wait_for_selector('tr[data-namespace="kube-system"]')
+    assert "Active" in page.inner_text('tr[data-namespace="default"]')
 
 
 def test_terminal_runs_date(cluster, page):

@@ -17,7 +17,11 @@ function sparkline(values, fmt) {
   svg.setAttribute('width', w);
   svg.setAttribute('height', hgt);
   const max = Math.max(...values, 1e-12);
-  const pts = values.map((v, i) => `${(i * w) / Math.max(POINTS - 1, 1)},${hgt - 2 - ((hgt - 4) * v) / max}`).join(' ');
+  const y = (v) => hgt - 2 - ((hgt - 4) * v) / max;
+  const step = w / (POINTS - 1);
+  const start = w - (values.length - 1) * step; // the newest point at the right edge
+  let pts = values.map((v, i) => `${start + i * step},${y(v)}`).join(' ');
+  if (values.length === 1) pts = `${w - step},${y(values[0])} ${w},${y(values[0])}`;
   const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
   line.setAttribute('points', pts);
   line.setAttribute('fill', 'none');
@@ -176,7 +180,7 @@ export function podView(main, { namespace, name, query }) {
   const conditions = h('div');
   const eventsEl = h('div');
   const metricsEl = h('div', { id: 'metrics', class: 'metrics' }, h('span', { class: 'muted' }, 'waiting for metrics…'));
-  const doctorEl = h('pre', { id: 'doctor', class: 'doctor' }, '…');
+  const doctorEl = h('pre', { id: 'doctor', class: 'doctor' }, 'diagnosing…');
   const logsEl = h('div', { id: 'logs' });
   const termEl = h('div', { id: 'terminal-pane' });
   const containerSel = h('select', { id: 'container' });
@@ -252,7 +256,16 @@ export function podView(main, { namespace, name, query }) {
       doctorBusy = false;
     }
   };
-  const doctorSoon = () => { clearTimeout(doctorTimer); doctorTimer = setTimeout(doctor, 1000); };
+  // at most one diagnosis in flight; a change meanwhile asks for another once it is done
+  let doctorAgain = false;
+  const doctorSoon = () => {
+    if (doctorBusy) { doctorAgain = true; return; }
+    clearTimeout(doctorTimer);
+    doctorTimer = setTimeout(async () => {
+      await doctor();
+      if (doctorAgain) { doctorAgain = false; doctorSoon(); }
+    }, 300);
+  };
 
   const render = () => {
     const badge = title.querySelector('#pod-status');
@@ -332,7 +345,7 @@ export function podView(main, { namespace, name, query }) {
       metricsEl.replaceChildren(h('span', { class: 'muted' }, `No metrics yet: ${errorText(e)}`));
     }
   }, 5000));
-  const ager = setInterval(() => { render(); }, 5000);
+  const ager = setInterval(() => { render(); renderEvents(); }, 5000);
   return () => {
     stops.forEach((s) => s());
     clearInterval(ager);
