@@ -128,6 +128,31 @@ def test_login(cluster, page):
     assert page.evaluate("Object.keys(sessionStorage)") == ["kubelite.dashboard.token"]
 
 
+def test_login_with_the_kubeconfigs_client_certificate(cluster, browser):
+    """No token: the browser presents the kubeconfig's client certificate on the TLS connection."""
+    import base64
+
+    import yaml
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    server = cluster[0]
+    user = yaml.safe_load(server.kubeconfig.read_text())["users"][0]["user"]
+    cert = base64.b64decode(user["client-certificate-data"])
+    cn = x509.load_pem_x509_certificate(cert).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    ctx = browser.new_context(ignore_https_errors=True, client_certificates=[
+        {"origin": server.url, "cert": cert, "key": base64.b64decode(user["client-key-data"])}])
+    try:
+        pg = ctx.new_page()
+        pg.set_default_timeout(TIMEOUT)
+        pg.goto(f"{server.url}/dashboard/#/namespaces")
+        pg.wait_for_selector('tr[data-namespace="default"]')
+        assert pg.inner_text("#whoami") == cn
+        assert pg.evaluate("Object.keys(sessionStorage)") == []
+    finally:
+        ctx.close()
+
+
 def test_pod_goes_pending_to_running_live(cluster, page):
     server, admin, _ = cluster
     login(page, server, admin)
