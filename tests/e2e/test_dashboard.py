@@ -256,6 +256,27 @@ def test_apply_bad_manifest_shows_the_validation_message(cluster, page):
     assert 'Error from server (Invalid): Pod "dash-bad" is invalid: spec.containers[0].image: Required value' in shown
     assert get_pod(server, "dash-bad") is None
     shot(page, "apply")
+    # create: strict field validation, kubectl create's message
+    unknown = BAD_MANIFEST.replace("dash-bad", "dash-unknown").replace("  - name: main\n",
+                                                                         "  - name: main\n    image: x\n  containerz: []\n")
+    page.select_option("#apply-mode", "create")
+    page.fill("#manifest", unknown)
+    page.click("#apply")
+    page.wait_for_selector("#apply-result pre.error")
+    assert ('Pod in version "v1" cannot be handled as a Pod: strict decoding error: unknown field "spec.containerz"'
+            in page.inner_text("#apply-result"))
+    # a good manifest of two documents is applied, as kubectl prints it
+    page.select_option("#apply-mode", "apply")
+    page.fill("#manifest", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dash-cm\ndata:\n  a: b\n---\n"
+                           "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dash-cm2\n")
+    page.click("#apply")
+    page.wait_for_function("() => document.querySelectorAll('#apply-result pre.ok').length === 2")
+    assert page.inner_text("#apply-result").splitlines() == ["configmap/dash-cm serverside-applied",
+                                                             "configmap/dash-cm2 serverside-applied"]
+    cm = json.loads(server.kubectl("get", "configmap", "dash-cm", "-o", "json", "--show-managed-fields").stdout)
+    assert cm["data"] == {"a": "b"}
+    assert any(m["manager"] == "kubelite-dashboard" and m["operation"] == "Apply" for m in cm["metadata"]["managedFields"])
+    server.kubectl("delete", "configmap", "dash-cm", "dash-cm2")
 
 
 def test_delete_shows_terminating_then_gone(cluster, page):
