@@ -70,6 +70,7 @@ async def _diagnose(request: web.Request, authn: Authenticator) -> web.StreamRes
     """The doctor's text for the evidence the page read as its user (the pod, its events, the
     nodes and the pods bound to them, the last log lines): a pure function of what was sent."""
     from kubelite.doctor import Evidence, diagnose
+    from kubelite.doctor.evidence import events_of
 
     if await authn.authenticate(request) is None:
         return unauthorized_response()
@@ -83,6 +84,7 @@ async def _diagnose(request: web.Request, authn: Authenticator) -> web.StreamRes
         if not isinstance(doc, dict) or not isinstance(doc.get("pod"), dict):
             raise ValueError("no pod")
         ev = Evidence.from_dict(doc)
+        ev.events = events_of(ev.pod, ev.events)  # this incarnation's, oldest first (as gather's)
         if not ev.now:
             ev.now = Evidence(pod={}).now
         found = diagnose(ev)

@@ -14,7 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -277,6 +280,35 @@ def test_apply_bad_manifest_shows_the_validation_message(cluster, page):
     assert cm["data"] == {"a": "b"}
     assert any(m["manager"] == "kubelite-dashboard" and m["operation"] == "Apply" for m in cm["metadata"]["managedFields"])
     server.kubectl("delete", "configmap", "dash-cm", "dash-cm2")
+
+
+def _normalized(text: str) -> str:
+    return re.sub(r"\d+", "N", text).strip()
+
+
+def test_pod_page_shows_the_doctors_text(cluster, page):
+    server, admin, _ = cluster
+    sick = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dash-sick"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                {"name": "main", "image": BUSYBOX, "command": ["sleep", "3600"],
+                 "envFrom": [{"configMapRef": {"name": "dash-missing-config"}}]}]}}
+    server.kubectl("apply", "-f", "-", input=json.dumps(sick))
+    try:
+        login(page, server, admin)
+        page.goto(f"{server.url}/dashboard/#/pod/default/dash-sick")
+        page.wait_for_function("() => /dash-missing-config/.test(document.getElementById('doctor').textContent)")
+
+        def cli() -> str:
+            p = subprocess.run([sys.executable, "-m", "kubelite", "doctor", "--kubeconfig", str(server.kubeconfig),
+                                "dash-sick"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+            return p.stdout
+
+        # the same words as `kubelite doctor dash-sick` (ages aside), once both saw the same events
+        wait_until(lambda: _normalized(page.inner_text("#doctor")) == _normalized(cli()), 60, 1.0,
+                   "the pod page's doctor text to match kubelite doctor's")
+        assert "dash-missing-config" in cli()
+    finally:
+        server.kubectl("delete", "pod", "dash-sick", "--grace-period=1", "--wait=false")
 
 
 def test_delete_shows_terminating_then_gone(cluster, page):
