@@ -76,6 +76,10 @@ async def _diagnose(request: web.Request, authn: Authenticator) -> web.StreamRes
         return unauthorized_response()
     if request.method != "POST":
         raise errors.method_not_supported("", request.method.lower())
+    if request.content_type != http.JSON:  # (no form a cross-site page could post)
+        raise errors.StatusError(415, "UnsupportedMediaType",
+                                 f'the body of the request was in an unknown format - accepted media types '
+                                 f'include: {http.JSON}', {})
     raw = await request.content.read(MAX_EVIDENCE + 1)
     if len(raw) > MAX_EVIDENCE:
         raise errors.StatusError(413, "RequestEntityTooLarge", "the evidence is too large", {})

@@ -131,6 +131,25 @@ def test_login(cluster, page):
     assert page.evaluate("Object.keys(sessionStorage)") == ["kubelite.dashboard.token"]
 
 
+def test_a_revoked_token_goes_back_to_the_login_page(cluster, page):
+    server = cluster[0]
+    server.kubectl("create", "serviceaccount", "dash-temp")
+    server.kubectl("create", "clusterrolebinding", "dash-temp", "--clusterrole=view", "--serviceaccount=default:dash-temp")
+    try:
+        login(page, server, server.kubectl("create", "token", "dash-temp").stdout.strip())
+        page.goto(f"{server.url}/dashboard/#/nodes")  # polls metrics.k8s.io: a request every 10 s
+        # view grants no nodes: the page says what the server said
+        page.wait_for_selector("main p.error:not([hidden])")
+        assert ('nodes is forbidden: User "system:serviceaccount:default:dash-temp" cannot list resource "nodes"'
+                in page.inner_text("main p.error"))
+        server.kubectl("delete", "serviceaccount", "dash-temp")  # its tokens stop authenticating
+        page.wait_for_selector("#login-error:not([hidden])", timeout=30_000)
+        assert "log in again" in page.inner_text("#login-error")
+        assert page.evaluate("Object.keys(sessionStorage)") == []
+    finally:
+        server.kubectl("delete", "clusterrolebinding", "dash-temp")
+
+
 def test_login_with_the_kubeconfigs_client_certificate(cluster, browser):
     """No token: the browser presents the kubeconfig's client certificate on the TLS connection."""
     import base64

@@ -84,8 +84,10 @@ async def test_diagnose_needs_a_user_and_answers_with_doctors_text(tmp_path: Pat
         from kubelite.doctor import Evidence, diagnose
 
         assert body["text"] == diagnose(Evidence.from_dict(evidence)).text()
-        r = await c.post("/dashboard/api/diagnose", data=b"[1]", headers=auth)
+        r = await c.post("/dashboard/api/diagnose", data=b"[1]", headers={**auth, "Content-Type": "application/json"})
         assert r.status == 400 and (await r.json())["kind"] == "Status"
+        r = await c.post("/dashboard/api/diagnose", data=json.dumps(evidence), headers={**auth, "Content-Type": "text/plain"})
+        assert r.status == 415
 
 
 def _ws_request(*protocols: str) -> web.Request:

@@ -42,11 +42,19 @@ async function parse(r) {
   }
 }
 
+// a credential the server stopped accepting (an expired token): the app goes back to its login page
+function unauthorized(r) {
+  if (r.status === 401 && session.user) window.dispatchEvent(new CustomEvent('kubelite:unauthorized'));
+}
+
 export async function api(method, path, { query, body, contentType, signal } = {}) {
   const headers = authHeaders(contentType ? { 'Content-Type': contentType } : {});
   const r = await fetch(url(path, query), { method, headers, body, signal, credentials: 'same-origin' });
   const doc = await parse(r);
-  if (!r.ok) throw new ApiError(r.status, doc);
+  if (!r.ok) {
+    unauthorized(r);
+    throw new ApiError(r.status, doc);
+  }
   return doc;
 }
 
@@ -72,7 +80,10 @@ export async function* lines(response) {
 
 export async function stream(path, query, signal) {
   const r = await fetch(url(path, query), { headers: authHeaders(), signal, credentials: 'same-origin' });
-  if (!r.ok) throw new ApiError(r.status, await parse(r));
+  if (!r.ok) {
+    unauthorized(r);
+    throw new ApiError(r.status, await parse(r));
+  }
   return r;
 }
 

@@ -86,4 +86,14 @@ logout.addEventListener('click', () => {
   route();
 });
 window.addEventListener('hashchange', route);
+window.addEventListener('kubelite:unauthorized', () => {
+  if (!session.user) return;
+  setToken('');
+  session.user = null;
+  cleanup();
+  cleanup = loginView('The server no longer accepts your credential (401 Unauthorized): log in again.');
+  nav.hidden = true;
+  logout.hidden = true;
+  who.textContent = '';
+});
 route();
