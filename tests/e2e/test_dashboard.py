@@ -5,8 +5,8 @@ Pending → Running live, follow its log, run `date` in its terminal, apply a ba
 read Kubernetes' validation message, delete the pod and see Terminating then gone; a `view`
 user sees no terminal button and is refused (403) when forcing one.
 
-Each test saves a screenshot under docs/screenshots/ (the README shows them); set
-``KUBELITE_SCREENSHOTS=DIR`` to write them elsewhere.
+Each test saves a screenshot under build/screenshots/; ``KUBELITE_SCREENSHOTS=docs/screenshots``
+refreshes the ones the README shows (committed, so that a test run leaves the checkout as it was).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ pytestmark = [
 NODE = "kl-e2e-dashboard"
 POD = "dash-web"
 VIEWER = "dash-viewer"
-SHOTS = Path(os.environ.get("KUBELITE_SCREENSHOTS") or ROOT / "docs" / "screenshots")
+SHOTS = Path(os.environ.get("KUBELITE_SCREENSHOTS") or ROOT / "build" / "screenshots")
 TIMEOUT = 60_000  # ms: pods start on a shared two-core machine
 # prints a numbered line every second; busybox sh as PID 1 ignores SIGTERM, so a deletion
 # stays Terminating for the grace period (seen below) before the kill
