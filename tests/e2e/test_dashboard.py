@@ -333,6 +333,19 @@ def test_pod_page_shows_the_doctors_text(cluster, page):
 def test_delete_shows_terminating_then_gone(cluster, page):
     server, admin, _ = cluster
     login(page, server, admin)
+    # the pods list, in a second tab of the same session, records the statuses its row shows
+    listing = page.context.new_page()
+    listing.set_default_timeout(TIMEOUT)
+    listing.goto(f"{server.url}/dashboard/#/pods/default")
+    listing.wait_for_selector(f'tr[data-pod="{POD}"][data-status="Running"]')
+    listing.evaluate("""pod => {
+        window.__seen = [];
+        new MutationObserver(() => {
+            const row = document.querySelector(`tr[data-pod="${pod}"]`);
+            const status = row ? row.dataset.status : 'gone';
+            if (window.__seen[window.__seen.length - 1] !== status) window.__seen.push(status);
+        }).observe(document.getElementById('main'), {subtree: true, childList: true, attributes: true});
+    }""", POD)
     page.goto(f"{server.url}/dashboard/#/pod/default/{POD}")
     page.wait_for_selector('#pod-status[data-status="Running"]')
     page.click("#delete")
@@ -341,6 +354,11 @@ def test_delete_shows_terminating_then_gone(cluster, page):
     page.wait_for_selector("#gone")
     assert page.inner_text("#pod-status") == "Deleted"
     assert get_pod(server, POD) is None
+    listing.wait_for_function("() => window.__seen[window.__seen.length - 1] === 'gone'")
+    seen = listing.evaluate("window.__seen")
+    while seen and seen[0] == "Running":  # (the list re-renders every few seconds for the ages)
+        seen.pop(0)
+    assert seen == ["Terminating", "gone"]
 
 
 def test_view_user_has_no_terminal_and_is_refused_exec(cluster, page):
