@@ -200,6 +200,7 @@ export function podView(main, { namespace, name, query }) {
   let log = null;
   let term = null;
   let doctorTimer = null;
+  let forced = false;
   let doctorBusy = false;
   const cpuHist = [];
   const memHist = [];
@@ -294,7 +295,10 @@ export function podView(main, { namespace, name, query }) {
     }
     const started = ((st.containerStatuses || []).concat(st.initContainerStatuses || [])).some((c) => (c.state || {}).running || (c.state || {}).terminated);
     if (!log && started) startLog();
-    if (query.get('terminal') && !term && !pod.metadata.deletionTimestamp) openTerminal();
+    if (query.get('terminal') && !forced && !pod.metadata.deletionTimestamp) {
+      forced = true; // ?terminal=1 opens it once, whatever RBAC says (the server decides)
+      openTerminal();
+    }
   };
   const renderEvents = () => {
     eventsEl.replaceChildren(events.length ? table(['Type', 'Reason', 'Age', 'From', 'Message'], events.map((e) =>
