@@ -333,9 +333,11 @@ def test_pod_page_shows_the_doctors_text(cluster, page):
 def test_delete_shows_terminating_then_gone(cluster, page):
     server, admin, _ = cluster
     login(page, server, admin)
-    # the pods list, in a second tab of the same session, records the statuses its row shows
+    # the pods list, in a second tab (which logs in too: the token is kept per tab), records the
+    # statuses its row shows
     listing = page.context.new_page()
     listing.set_default_timeout(TIMEOUT)
+    login(listing, server, admin)
     listing.goto(f"{server.url}/dashboard/#/pods/default")
     listing.wait_for_selector(f'tr[data-pod="{POD}"][data-status="Running"]')
     listing.evaluate("""pod => {
