@@ -7,6 +7,8 @@ DATA_DIR ?= /var/lib/kubelite
 PYTEST_ARGS ?=
 IMAGES_DIR := build/images
 IMAGES_STAMP := $(IMAGES_DIR)/.built
+DASHBOARD_DIR := build/dashboard
+DASHBOARD_STAMP := $(DASHBOARD_DIR)/.built
 
 # Debian packages. Running: the venv, gcc + libc6-dev (the offline images' static binaries),
 # ip/iptables, runc, containerd, the CNI plugins, catatonit (pause) and busybox (images),
@@ -14,9 +16,13 @@ IMAGES_STAMP := $(IMAGES_DIR)/.built
 # and fusermount3, for the userspace NFS client where the kernel has none).
 # Tests only: a local OCI registry (docker-registry), skopeo to push to it, htpasswd
 # (apache2-utils) for its basic auth, etcd, an NFS server (nfs-ganesha with its VFS backend).
+# Browser tests of the dashboard: chromium (driven by Playwright through its executable_path).
+# The dashboard's build needs node and npm: Debian's nodejs + npm, installed only when no npm
+# is on the PATH (a NodeSource nodejs carries its own npm and conflicts with Debian's).
 # No service of a package installed here is started.
 RUN_APT_PACKAGES := python3-venv gcc libc6-dev iproute2 iptables runc containerd containernetworking-plugins catatonit busybox-static nfs-common fuse3
-TEST_APT_PACKAGES := docker-registry skopeo apache2-utils etcd-server etcd-client nfs-ganesha nfs-ganesha-vfs
+TEST_APT_PACKAGES := docker-registry skopeo apache2-utils etcd-server etcd-client nfs-ganesha nfs-ganesha-vfs chromium
+NPM_APT_PACKAGES := nodejs npm
 
 RUN_APT_STAMP := $(VENV)/.apt-run
 TEST_APT_STAMP := $(VENV)/.apt-test
@@ -25,7 +31,7 @@ TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: setup setup-test run test test-unit test-e2e lint typecheck bench clean
 
-setup: $(RUN_STAMP) $(IMAGES_STAMP)
+setup: $(RUN_STAMP) $(IMAGES_STAMP) $(DASHBOARD_STAMP)
 
 setup-test: setup $(TEST_STAMP)
 
@@ -56,6 +62,13 @@ $(TEST_STAMP): pyproject.toml $(RUN_STAMP) $(TEST_APT_STAMP)
 $(IMAGES_STAMP): $(wildcard examples/kuard/*.c kubelite/images/*.py) | $(RUN_STAMP)
 	@echo "kubelite: building the offline images (pause, busybox, kuard) into $(IMAGES_DIR)"
 	@$(BIN)/python -m kubelite.images.build $(IMAGES_DIR)
+	@touch $@
+
+# the dashboard's front end (web/dashboard), bundled from the npm packages its package-lock pins
+$(DASHBOARD_STAMP): scripts/build-dashboard.sh $(wildcard web/dashboard/src/* web/dashboard/package*.json) | $(RUN_APT_STAMP)
+	@command -v npm >/dev/null || ./scripts/setup-apt.sh "the dashboard's build" $(NPM_APT_PACKAGES)
+	@echo "kubelite: bundling the dashboard's front end into $(DASHBOARD_DIR)"
+	@./scripts/build-dashboard.sh $(DASHBOARD_DIR)
 	@touch $@
 
 run: setup

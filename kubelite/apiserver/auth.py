@@ -8,7 +8,10 @@ Order, first match wins (like kube-apiserver's union authenticator):
    (``<data_dir>/tokens.csv``, kube-apiserver ``--token-auth-file`` format:
    ``token,user,uid,"group1,group2"``), reloaded when the file changes;
 3. token hooks (``add_token_authenticator``), e.g. service-account JWTs later;
-4. request hooks (``add_request_authenticator``).
+4. on a WebSocket request, a token in the ``base64url.bearer.authorization.k8s.io.<token>``
+   subprotocol (what browsers, which cannot set headers on WebSockets, send), through the
+   same token authenticators; the protocol is removed before the handler sees the request;
+5. request hooks (``add_request_authenticator``).
 
 Every authenticated user gets the group ``system:authenticated``.  No credential is
 ever logged.
@@ -19,6 +22,7 @@ Anonymous requests are answered with 401 except on the public paths (health, ver
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import hmac
@@ -235,6 +239,45 @@ def _peer_user(request: web.Request) -> UserInfo | None:
     return UserInfo(cn, _with_authenticated(orgs))
 
 
+# k8s.io/apiserver/pkg/authentication/request/websocket/protocol.go
+BEARER_PROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
+
+
+class BadCredential(Exception):
+    """A credential that is malformed (not merely unknown): the request is a 401."""
+
+
+def websocket_bearer(request: web.Request) -> tuple[str, list[str]] | None:
+    """(token, the other subprotocols) of a WebSocket request that carries its bearer token as
+    a subprotocol; None when it carries none. Raises BadCredential as upstream's
+    ProtocolAuthenticator refuses: two tokens, bad base64url, no other subprotocol."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        return None
+    token: str | None = None
+    others: list[str] = []
+    for header in request.headers.getall("Sec-WebSocket-Protocol", []):
+        for proto in header.split(","):
+            proto = proto.strip()
+            if not proto.startswith(BEARER_PROTOCOL_PREFIX):
+                if proto:
+                    others.append(proto)
+                continue
+            if token is not None:
+                raise BadCredential("multiple base64.bearer.authorization tokens specified")
+            encoded = proto[len(BEARER_PROTOCOL_PREFIX):]
+            try:
+                if "=" in encoded:
+                    raise ValueError("padded")
+                token = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True).decode()
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise BadCredential("invalid base64.bearer.authorization token encoding") from exc
+    if not token:
+        return None
+    if not others:
+        raise BadCredential("missing additional subprotocol")
+    return token, others
+
+
 def bearer_token(request: web.Request) -> str | None:
     h = request.headers.get("Authorization", "")
     scheme, _, token = h.strip().partition(" ")
@@ -285,6 +328,11 @@ class Authenticator:
             found = await self.authenticate_token(token)
             if found is not None:
                 return found
+        ws = websocket_bearer(request)
+        if ws is not None:
+            found = await self.authenticate_token(ws[0])
+            if found is not None:
+                return found
         for rhook in self.request_hooks:
             u = await _maybe_await(rhook(request))
             if u is not None:
@@ -311,6 +359,13 @@ def _public(request: web.Request) -> bool:
     return is_public_path(request.path) and is_public_path(unquote(raw))
 
 
+def _bearer_protocol_or_none(request: web.Request) -> tuple[str, list[str]] | None:
+    try:
+        return websocket_bearer(request)
+    except BadCredential:
+        return None
+
+
 def auth_middleware(authenticator: Authenticator) -> Any:
     """Sets ``request[USER]`` (``ANONYMOUS`` on public paths without credentials);
     anonymous requests to any other path get a 401 ``Status``."""
@@ -321,6 +376,8 @@ def auth_middleware(authenticator: Authenticator) -> Any:
         user: UserInfo | None = None
         try:
             user = await authenticator.authenticate(request)
+        except BadCredential:
+            user = None
         except Exception as e:  # never leak a traceback (or a credential) to the client
             log.warning("authentication error: %s", type(e).__name__)
             user = None
@@ -328,9 +385,16 @@ def auth_middleware(authenticator: Authenticator) -> Any:
             # a credential that does not authenticate is a 401 everywhere: the apiserver's
             # anonymous fallback is union.NewFailOnError ("don't consider a bad bearer token
             # ... anonymous"), pkg/kubeapiserver/authenticator/config.go
-            if not _public(request) or bearer_token(request) is not None:
+            if not _public(request) or bearer_token(request) is not None \
+                    or _bearer_protocol_or_none(request) is not None:
                 return unauthorized_response()
             user = ANONYMOUS
+        ws = _bearer_protocol_or_none(request)
+        if ws is not None:  # the token never reaches the handler (nor is it echoed back)
+            headers = request.headers.copy()
+            headers.popall("Sec-WebSocket-Protocol", None)
+            headers["Sec-WebSocket-Protocol"] = ", ".join(ws[1])
+            request = request.clone(headers=headers)
         request[USER] = user
         return await handler(request)
 
@@ -338,7 +402,7 @@ def auth_middleware(authenticator: Authenticator) -> Any:
 
 
 __all__ = [
-    "ANONYMOUS", "AUTHENTICATED", "Authenticator", "TokenFile", "UserInfo", "auth_middleware",
+    "ANONYMOUS", "AUTHENTICATED", "BEARER_PROTOCOL_PREFIX", "Authenticator", "TokenFile", "UserInfo", "auth_middleware",
     "bearer_token", "ensure_admin_token", "is_public_path", "parse_token_file", "read_admin_token",
-    "unauthorized_response",
+    "unauthorized_response", "websocket_bearer",
 ]

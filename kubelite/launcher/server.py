@@ -62,6 +62,7 @@ from kubelite.controllers.statefulset import StatefulSetController
 from kubelite.controllers.tainteviction import TaintEvictionController
 from kubelite.controllers.ttlafterfinished import TTLAfterFinishedController
 from kubelite.controllers.volumeprotection import PVCProtectionController, PVProtectionController
+from kubelite.dashboard import dashboard_middleware
 from kubelite.dns.server import run_dns
 from kubelite.dns.service import KubeDNSService
 from kubelite.kinds.priorityclasses import SYSTEM_CLASSES, system_class
@@ -194,7 +195,7 @@ class Server:
         handler.install_rest(context)
         ssl_context = pki_mod.server_ssl_context(pki)
         metrics = self.metrics
-        self.api = APIServer(handler, [metrics.received(), auth_middleware(authn), *security.middlewares,
+        self.api = APIServer(handler, [metrics.received(), dashboard_middleware(authn), auth_middleware(authn), *security.middlewares,
                                        metrics.instrument(self.registry, long_running)], ssl_context,
                              cfg.bind_address, cfg.port, self._health, listener.ListenerLimits(
                                  handshake_timeout=cfg.request_header_timeout, header_timeout=cfg.request_header_timeout,

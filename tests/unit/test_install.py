@@ -11,9 +11,9 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_TOOLS = {"pytest", "pytest-asyncio", "ruff", "mypy", "kubernetes"}
+TEST_TOOLS = {"pytest", "pytest-asyncio", "ruff", "mypy", "kubernetes", "playwright"}
 TEST_ONLY_DEBIAN = {"docker-registry", "skopeo", "apache2-utils", "etcd-server", "etcd-client", "nfs-ganesha",
-                    "nfs-ganesha-vfs"}
+                    "nfs-ganesha-vfs", "chromium"}
 # each runtime dependency and where kubelite uses it (an import, or what it ships)
 USES = {
     "aiohttp": r"^\s*(from|import) aiohttp\b",
@@ -77,7 +77,10 @@ def test_make_run_setup_installs_no_test_tool():
     run = subprocess.run(["make", "-n", "-B", "setup"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "pip install -q -e .\n" in run and "[test]" not in run
     apt = [ln for ln in run.splitlines() if "setup-apt.sh" in ln]
-    assert len(apt) == 1 and not any(p in apt[0].split() for p in TEST_ONLY_DEBIAN)
+    # the running set, and node + npm for the dashboard's build (only where no npm is on the PATH)
+    assert len(apt) == 2 and not any(p in ln.split() for ln in apt for p in TEST_ONLY_DEBIAN)
+    assert apt[1] == 'command -v npm >/dev/null || ./scripts/setup-apt.sh "the dashboard\'s build" nodejs npm'
+    assert "kubelite: bundling the dashboard's front end into build/dashboard" in run
     assert "kubelite: installing" in run and "kubelite: building the offline images" in run
     test = subprocess.run(["make", "-n", "-B", "setup-test"], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout
