@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import gc
+import io
 import os
 import shutil
 import sys
@@ -189,6 +192,9 @@ def _server_from_admin(data_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # a crash in native code (gRPC's, libfuse's) leaves every thread's Python stack on stderr (the log)
+    with contextlib.suppress(io.UnsupportedOperation, ValueError, AttributeError):  # a stderr without a file
+        faulthandler.enable()
     argv = list(sys.argv[1:] if argv is None else argv)
     default_dir = os.environ.get("KUBELITE_DATA_DIR", str(DEFAULT_DATA_DIR))
     level, after_globals = take_log_level(argv)

@@ -28,6 +28,7 @@ class ServerProcess:
         self.port = port or free_port()
         self.extra = extra or ["--disable-agent", "--disable-scheduler"]
         self.proc: subprocess.Popen | None = None
+        self.stopped = False  # by the test (stop, kill9), not by a crash
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
 
     @property
@@ -40,6 +41,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.log = open(self.log_path, "ab")
+        self.stopped = False
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kubelite", "server", "--data-dir", str(self.data_dir),
              "--bind-address", "127.0.0.1", "--port", str(self.port), *self.extra],
@@ -69,6 +71,7 @@ class ServerProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         if self.proc is None:
             return None
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -79,8 +82,15 @@ class ServerProcess:
         self.log.close()
         return self.proc.returncode
 
+    def died(self) -> int | None:
+        """The exit status of a server that ended without the test stopping it (a crash), else None."""
+        if self.proc is None or self.stopped:
+            return None
+        return self.proc.poll()
+
     def kill9(self) -> None:
         assert self.proc is not None
+        self.stopped = True
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self.log.close()
@@ -95,7 +105,9 @@ class ServerProcess:
             e.update(env)
         p = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True, env=e, timeout=timeout)
         if check and p.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+            died = self.died()
+            gone = f"\n(the server has exited, status {died}; its log: {self.log_path})" if died is not None else ""
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}{gone}")
         return p
 
 

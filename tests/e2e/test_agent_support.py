@@ -221,6 +221,12 @@ def full_cluster(data_dir: Path, node: str, *cleanup_namespaces: str, extra: tup
         wait_until(lambda: node_ready(server, node), 60, 0.1, "node Ready")
         yield server, view
     finally:
+        # a server that died during the test (a crash) is started again, so its agent removes the
+        # pods it left running (later tests would find them on this host), and the test still fails
+        died = server.died()
+        if died is not None:
+            with contextlib.suppress(Exception):
+                server.start()
         with contextlib.suppress(Exception):
             server.kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--timeout=60s", check=False)
         for ns in cleanup_namespaces:
@@ -230,3 +236,5 @@ def full_cluster(data_dir: Path, node: str, *cleanup_namespaces: str, extra: tup
         _unmount_under(server.data_dir)
         if not bridge_ports():
             subprocess.run(["ip", "link", "del", "kubelite0"], capture_output=True)
+        if died is not None:
+            raise AssertionError(f"kubelite server died during the test (exit status {died}); its log: {server.log_path}")
