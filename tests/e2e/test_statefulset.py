@@ -142,8 +142,12 @@ def test_ordered_pods_identity_heal_scale_down_and_rollout(cluster):
         old_uid = pods["web-1"]["metadata"]["uid"]
         server.kubectl("delete", "pod", "web-1", "--wait=false")
 
-        def back() -> bool:
-            p = _json(server, "pod", "web-1")
+        def back() -> bool:  # between the old pod's removal and the new one's creation there is no web-1
+            got = server.kubectl("get", "pod", "web-1", "-o", "json", check=False)
+            if got.returncode != 0:
+                assert 'pods "web-1" not found' in got.stderr, got.stderr
+                return False
+            p = json.loads(got.stdout)
             return p["metadata"]["uid"] != old_uid and _ready(p)
         wait_until(back, 90, 0.2, "web-1 recreated and Ready")
 
